@@ -1,0 +1,3 @@
+"""alscale: active-learning scoring for very large pools."""
+
+__version__ = "0.1.0"

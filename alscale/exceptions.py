@@ -1,0 +1,144 @@
+"""The one exception tree of alscale.
+
+Every error alscale raises on purpose derives from :class:`AlscaleError`.  The CLI turns any
+of them into one line on stderr and exit code 2; everything else is a bug and keeps its
+traceback.
+
+::
+
+    AlscaleError
+    ├── ConfigError                 an option or config-file value is wrong
+    ├── PoolError                   the unlabeled pool cannot be used
+    │   ├── PoolSchemaError         missing id column, unusable feature columns, corrupt file
+    │   ├── DuplicateIdError        the same id appears twice in the pool
+    │   ├── InvalidFeaturesError    NaN or inf in the features
+    │   └── PoolExhaustedError      fewer selectable rows than requested
+    ├── ModelError                  the ONNX model cannot be loaded or run
+    │   └── ModelContractError      outputs/inputs do not fit what alscale needs
+    ├── StrategyError               unknown strategy, or one that needs what is not there
+    ├── OutputError                 the output location exists or cannot be written
+    ├── EngineError                 a shard failed on the cluster
+    │   └── ShardError              one shard fails the same way every time
+    ├── WorkspaceError              the active-learning workspace is inconsistent
+    │   └── LabelError              a label or labeled id is not acceptable
+    └── QueueError                  a labeling queue refused or could not be reached
+        ├── QueueAuthError          wrong or missing credentials
+        └── QueueUnavailableError   the server cannot be reached
+
+Messages say what was expected and what was got, e.g. ``"The 'k' parameter must be an int
+>= 1. Got 0 instead."`` or ``"Pool exhausted: 120 available / 500 requested"``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlscaleError",
+    "ConfigError",
+    "DuplicateIdError",
+    "EngineError",
+    "InvalidFeaturesError",
+    "LabelError",
+    "ModelContractError",
+    "ModelError",
+    "OutputError",
+    "PoolError",
+    "PoolExhaustedError",
+    "PoolSchemaError",
+    "QueueAuthError",
+    "QueueError",
+    "QueueUnavailableError",
+    "ShardError",
+    "StrategyError",
+    "WorkspaceError",
+]
+
+
+class AlscaleError(Exception):
+    """Base class of every error alscale raises on purpose."""
+
+    def __reduce__(self):  # keep subclasses picklable across Ray processes
+        return (self.__class__, self.args)
+
+
+class ConfigError(AlscaleError, ValueError):
+    """An option or configuration value is invalid."""
+
+
+class PoolError(AlscaleError):
+    """The unlabeled pool cannot be read or used."""
+
+
+class PoolSchemaError(PoolError):
+    """The pool's files or columns do not have the expected layout."""
+
+
+class DuplicateIdError(PoolError):
+    """An id appears more than once in the pool."""
+
+
+class InvalidFeaturesError(PoolError):
+    """Features hold NaN or infinite values."""
+
+
+class PoolExhaustedError(PoolError):
+    """Fewer selectable examples than requested.
+
+    Parameters
+    ----------
+    available : int
+        Rows that could still be selected.
+    requested : int
+        Rows asked for.
+    """
+
+    def __init__(self, available: int, requested: int):
+        self.available = int(available)
+        self.requested = int(requested)
+        super().__init__(f"Pool exhausted: {self.available} available / {self.requested} requested")
+
+    def __reduce__(self):
+        return (self.__class__, (self.available, self.requested))
+
+
+class ModelError(AlscaleError):
+    """The ONNX model cannot be loaded or run."""
+
+
+class ModelContractError(ModelError):
+    """The model's inputs or outputs do not fit alscale's contract."""
+
+
+class StrategyError(AlscaleError, ValueError):
+    """Unknown strategy, or a strategy whose needs the model or pool cannot meet."""
+
+
+class OutputError(AlscaleError):
+    """The output location exists already or cannot be written."""
+
+
+class EngineError(AlscaleError):
+    """Distributed execution failed."""
+
+
+class ShardError(EngineError):
+    """A shard fails deterministically (for example a corrupt row group)."""
+
+
+class WorkspaceError(AlscaleError):
+    """The active-learning workspace is missing, newer than this alscale, or inconsistent."""
+
+
+class LabelError(WorkspaceError):
+    """A label, or the id it is for, is not acceptable."""
+
+
+class QueueError(AlscaleError):
+    """A labeling queue refused a request or answered unexpectedly."""
+
+
+class QueueAuthError(QueueError):
+    """The labeling queue rejected the credentials."""
+
+
+class QueueUnavailableError(QueueError):
+    """The labeling queue cannot be reached."""

@@ -1,0 +1,94 @@
+"""An exact, mergeable top-K accumulator (in the manner of FAISS contrib's ``ResultHeap``).
+
+Order: score descending, then id ascending.  ``add`` and ``merge`` are associative, so any
+number of shards and any batch size give the same K rows in the same order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["TopK", "top_k_order"]
+
+
+def top_k_order(scores: npt.ArrayLike, ids: npt.ArrayLike, k: int) -> np.ndarray:
+    """Indices of the ``k`` best rows, ordered by (score desc, id asc).
+
+    Parameters
+    ----------
+    scores : array-like of shape (n,)
+    ids : array-like of shape (n,)
+        Integer or string ids; unique in a well-formed pool.
+    k : int
+
+    Returns
+    -------
+    ndarray of shape (min(k, n),), dtype intp
+
+    Notes
+    -----
+    O(n) to find the K-th score with ``argpartition`` plus O(m log m) to order the m rows that
+    reach it (m = k plus rows tied with the K-th score).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    ids = np.asarray(ids)
+    n = scores.shape[0]
+    if k <= 0 or n == 0:
+        return np.empty(0, dtype=np.intp)
+    if n > k:
+        kth = -np.partition(-scores, k - 1)[k - 1]
+        candidates = np.flatnonzero(scores >= kth)
+    else:
+        candidates = np.arange(n)
+    order = np.lexsort((ids[candidates], -scores[candidates]))
+    return candidates[order[:k]]
+
+
+class TopK:
+    """Keep the ``k`` highest-scoring rows seen so far, with any payload columns.
+
+    Parameters
+    ----------
+    k : int
+        How many rows to keep.
+
+    Examples
+    --------
+    >>> acc = TopK(2)
+    >>> acc.add(np.array([0.1, 0.9, 0.9]), np.array([5, 7, 3]))
+    >>> acc.result()["id"].tolist()
+    [3, 7]
+    """
+
+    def __init__(self, k: int):
+        self.k = int(k)
+        self.columns: dict[str, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.columns is None else len(self.columns["score"])
+
+    def add(self, scores: npt.ArrayLike, ids: npt.ArrayLike, **payload: npt.ArrayLike) -> None:
+        """Offer a block of rows: ``scores`` (n,), ``ids`` (n,), payload arrays of length n."""
+        block = {"score": np.asarray(scores, dtype=np.float64), "id": np.asarray(ids)}
+        block.update({name: np.asarray(col) for name, col in payload.items()})
+        if self.columns is not None:
+            if set(block) != set(self.columns):
+                raise ValueError(f"payload columns differ: {sorted(block)} vs {sorted(self.columns)}")
+            block = {name: np.concatenate([self.columns[name], block[name]]) for name in self.columns}
+        keep = top_k_order(block["score"], block["id"], self.k)
+        self.columns = {name: col[keep] for name, col in block.items()}
+
+    def merge(self, other: TopK) -> TopK:
+        """Fold another accumulator into this one; returns ``self``."""
+        if other.columns is not None:
+            scores, ids = other.columns["score"], other.columns["id"]
+            payload = {n: c for n, c in other.columns.items() if n not in ("score", "id")}
+            self.add(scores, ids, **payload)
+        return self
+
+    def result(self) -> dict[str, np.ndarray]:
+        """The kept rows in rank order, as a dict of equal-length arrays (``score``, ``id``, ...)."""
+        if self.columns is None:
+            return {"score": np.empty(0), "id": np.empty(0, dtype=np.int64)}
+        return dict(self.columns)

@@ -1,0 +1,86 @@
+"""The strategy registry: every ``--strategy`` value and what it needs.
+
+A *top-K* strategy maps a :class:`ScoringBatch` to scores (n,), higher = more informative,
+and the reduce stage keeps the exact top K.  A *diversity* strategy needs the reduce stage
+itself (k-means||, k-center, clustering) and is run by the engine's selection drivers.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from alscale.exceptions import StrategyError
+
+__all__ = ["STRATEGIES", "ScoringBatch", "Strategy", "get_strategy", "register"]
+
+
+@dataclass
+class ScoringBatch:
+    """What a scorer sees for one record batch.
+
+    Attributes
+    ----------
+    probs : ndarray of shape (n, c)
+        Class probabilities (the committee mean for a committee).
+    keys : ndarray of shape (n,), uint64
+        Row keys, for reproducible randomness.
+    seed : int
+    member_probs : ndarray of shape (m, n, c) or None
+        Each committee member's probabilities.
+    embeddings : ndarray of shape (n, d) or None
+        Penultimate-layer embeddings.
+    """
+
+    probs: np.ndarray
+    keys: np.ndarray
+    seed: int = 0
+    member_probs: np.ndarray | None = None
+    embeddings: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A registered selection strategy.
+
+    Attributes
+    ----------
+    name : str
+        The ``--strategy`` value.
+    kind : {"topk", "diversity"}
+    score : callable or None
+        ``score(batch: ScoringBatch) -> ndarray (n,)`` for top-K strategies.
+    needs_embedding, needs_committee : bool
+    description : str
+    """
+
+    name: str
+    kind: str
+    score: Callable[[ScoringBatch], np.ndarray] | None = None
+    needs_embedding: bool = False
+    needs_committee: bool = False
+    description: str = ""
+
+
+STRATEGIES: dict[str, Strategy] = {}
+
+
+def register(strategy: Strategy) -> Strategy:
+    """Add ``strategy`` to the registry (names are unique)."""
+    if strategy.name in STRATEGIES:
+        raise ValueError(f"strategy {strategy.name!r} registered twice")
+    STRATEGIES[strategy.name] = strategy
+    return strategy
+
+
+def get_strategy(name: str) -> Strategy:
+    """Look a strategy up by name; unknown names suggest the closest."""
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, STRATEGIES, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise StrategyError(f"Unknown strategy {name!r}; expected one of {sorted(STRATEGIES)}.{hint}") from None
