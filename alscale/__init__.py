@@ -1,3 +1,29 @@
-"""alscale: active-learning scoring for very large pools."""
+"""alscale: active-learning scoring for very large pools.
+
+Score an unlabeled Arrow/Parquet pool with ONNX Runtime on Ray actors, select a batch and
+write a manifest a labeling queue can take::
+
+    import alscale
+    manifest = alscale.select("pool/", "model.onnx", strategy="margin", k=1000, out="batch-1")
+"""
+
+from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from alscale.api import select
+from alscale.config import SelectSettings, load_config_file, make_settings
+from alscale.exceptions import AlscaleError
+from alscale.manifest import Manifest
+from alscale.model.contract import inspect_model
+
+__all__ = [
+    "AlscaleError",
+    "Manifest",
+    "SelectSettings",
+    "__version__",
+    "inspect_model",
+    "load_config_file",
+    "make_settings",
+    "select",
+]

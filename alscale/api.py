@@ -1,0 +1,100 @@
+"""The Python API: ``alscale.select`` and friends, thin verbs over the engine."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from alscale.config import make_settings
+from alscale.manifest import Manifest
+
+__all__ = ["select"]
+
+
+def select(
+    pool: str | os.PathLike | None = None,
+    model: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    *,
+    strategy: str | None = None,
+    k: int | None = None,
+    out: str | os.PathLike | None = None,
+    exclude: Sequence[str | os.PathLike] = (),
+    labeled: Sequence[str | os.PathLike] = (),
+    actors: int | None = None,
+    address: str | None = None,
+    seed: int | None = None,
+    batch_size: int | None = None,
+    threads: int | None = None,
+    id_column: str | None = None,
+    features: Sequence[str] | None = None,
+    probs_output: str | None = None,
+    embedding_output: str | None = None,
+    on_invalid: str | None = None,
+    force: bool | None = None,
+    progress: bool | None = None,
+    strategy_params: Mapping[str, Any] | None = None,
+    skip_bad_shards: bool | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    config: str | os.PathLike | None = None,
+) -> Manifest:
+    """Select the ``k`` most informative rows of a Parquet pool with an ONNX model.
+
+    Uses the Ray already initialised in this process if there is one (and leaves it running);
+    otherwise connects to ``address`` or starts a private local Ray for the call.
+
+    Parameters
+    ----------
+    pool : path-like
+        Parquet file, directory or glob (any filesystem pyarrow opens).
+    model : path-like or sequence of path-like
+        An ONNX classifier; several (or a directory) form a committee.
+    strategy : str, default "entropy"
+        ``entropy``, ``margin``, ``least-confidence``, ``random`` or a diversity strategy.
+    k : int, default 100
+    out : path-like, optional
+        Write ``batch.parquet`` and ``manifest.json`` there (atomically).
+    exclude, labeled : sequence of path-like
+        Id files (Parquet/CSV/one per line) never to select; labeled ids also seed core-set.
+    config : path-like, optional
+        A TOML/YAML file with any of these settings; explicit arguments override it.
+
+    Returns
+    -------
+    Manifest
+        ``.batch`` (pyarrow.Table in rank order), ``.data`` (manifest.json), ``.path``.
+
+    Examples
+    --------
+    >>> m = alscale.select("pool/", "model.onnx", strategy="margin", k=500, out="batch-1")  # doctest: +SKIP
+    >>> m.batch.column("id").to_pylist()[:3]  # doctest: +SKIP
+    """
+    from alscale.engine import run_selection
+
+    models = None if model is None else ([str(model)] if isinstance(model, (str, os.PathLike)) else [str(m) for m in model])
+    settings = make_settings(
+        config,
+        pool=None if pool is None else str(pool),
+        model=models,
+        strategy=strategy,
+        k=k,
+        out=None if out is None else str(out),
+        exclude=[str(e) for e in exclude],
+        labeled=[str(e) for e in labeled],
+        actors=actors,
+        address=address,
+        seed=seed,
+        batch_size=batch_size,
+        threads=threads,
+        id_column=id_column,
+        features=None if features is None else list(features),
+        probs_output=probs_output,
+        embedding_output=embedding_output,
+        on_invalid=on_invalid,
+        force=force,
+        progress=progress,
+        strategy_params=None if strategy_params is None else dict(strategy_params),
+        skip_bad_shards=skip_bad_shards,
+        checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
+    )
+    return run_selection(settings)

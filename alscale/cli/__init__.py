@@ -1,0 +1,60 @@
+"""The ``alscale`` command line: one module per command, errors become one line and exit 2.
+
+Each command lives in its own module of this package and exposes a ``command`` attribute (a
+:class:`click.Command`); :data:`COMMAND_MODULES` lists them.  Modules are imported lazily so
+``alscale --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from alscale import __version__
+from alscale.exceptions import AlscaleError
+
+__all__ = ["COMMAND_MODULES", "main"]
+
+# command name -> module under alscale.cli
+COMMAND_MODULES: dict[str, str] = {
+    "bench": "bench",
+    "demo": "demo",
+    "inspect-model": "inspect_model",
+    "select": "select",
+}
+
+
+class _LazyGroup(click.Group):
+    """A group that imports command modules on demand and turns AlscaleError into exit 2."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        module = COMMAND_MODULES.get(name)
+        if module is None:
+            return None
+        return importlib.import_module(f"alscale.cli.{module}").command
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except AlscaleError as exc:
+            message = " ".join(str(exc).split())  # one line, whatever the exception held
+            click.echo(f"alscale: error: {message}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="alscale")
+def main() -> None:
+    """alscale: pick the examples worth labeling from pools of millions.
+
+    Score an unlabeled Parquet pool with an ONNX classifier on Ray actors, select a batch
+    (uncertainty top-K, BADGE, core-set, Cluster-Margin, query-by-committee) and write a batch
+    manifest that a labeling queue can take.
+
+    Start with `alscale demo`; `alscale COMMAND --help` explains each command.
+    """

@@ -1,0 +1,231 @@
+"""Selection settings: one frozen dataclass, filled from defaults < config file < flags.
+
+A config file (TOML or YAML) holds the same keys as ``alscale select``'s long options, with
+dashes or underscores::
+
+    pool = "data/pool/"
+    model = "model.onnx"
+    strategy = "entropy"
+    k = 1000
+    out = "batches/round-3"
+    exclude = ["labeled.parquet"]
+    actors = 8
+
+    [strategy_params]
+    oversampling = 2.0
+
+Unknown keys are an error that suggests the closest known key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alscale.exceptions import ConfigError
+
+__all__ = ["SelectSettings", "load_config_file", "make_settings"]
+
+ON_INVALID = ("error", "skip")
+
+
+@dataclass(frozen=True)
+class SelectSettings:
+    """Everything one selection run needs.
+
+    Attributes
+    ----------
+    pool : str
+        Parquet file, directory or glob (any filesystem pyarrow opens).
+    model : tuple of str
+        One ONNX model, or several (a committee).
+    strategy : str
+        A registered strategy name (``alscale.strategies.STRATEGIES``).
+    k : int
+        Batch size to select (>= 1).
+    out : str or None
+        Output directory of the manifest; None keeps the result in memory only.
+    exclude : tuple of str
+        Files of ids never to select (Parquet, CSV or one id per line).
+    labeled : tuple of str
+        Files of already-labeled ids (excluded; core-set uses them as initial centers).
+    actors : int or None
+        Shard actors; None = one per CPU of the Ray cluster.
+    address : str or None
+        Ray cluster address; None starts (or reuses) a local Ray.
+    seed : int
+    batch_size : int
+        Rows per record batch read and scored (1-8K is fastest for ONNX Runtime).
+    threads : int
+        ONNX Runtime intra-op threads per actor.
+    id_column : str
+    features : tuple of str or None
+        Feature column(s); None picks the one obvious feature column.
+    probs_output, embedding_output : str or None
+        ONNX output names; None detects them.
+    on_invalid : {"error", "skip"}
+        What to do with rows holding NaN/inf features.
+    force : bool
+        Replace an existing output directory.
+    progress : bool
+        Show a progress bar on stderr.
+    strategy_params : dict
+        Strategy-specific parameters.
+    skip_bad_shards : bool
+        Record and skip shards that fail deterministically instead of failing the run.
+    checkpoint_dir : str or None
+        Where finished shards are checkpointed for resume (None: no checkpoints).
+    """
+
+    pool: str
+    model: tuple[str, ...]
+    strategy: str = "entropy"
+    k: int = 100
+    out: str | None = None
+    exclude: tuple[str, ...] = ()
+    labeled: tuple[str, ...] = ()
+    actors: int | None = None
+    address: str | None = None
+    seed: int = 0
+    batch_size: int = 4096
+    threads: int = 1
+    id_column: str = "id"
+    features: tuple[str, ...] | None = None
+    probs_output: str | None = None
+    embedding_output: str | None = None
+    on_invalid: str = "error"
+    force: bool = False
+    progress: bool = False
+    strategy_params: Mapping[str, Any] = field(default_factory=dict)
+    skip_bad_shards: bool = False
+    checkpoint_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_int("k", self.k, 1)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("threads", self.threads, 1)
+        _check_int("seed", self.seed, 0)
+        if self.actors is not None:
+            _check_int("actors", self.actors, 1)
+        if self.on_invalid not in ON_INVALID:
+            raise ConfigError(f"The 'on_invalid' parameter must be one of {list(ON_INVALID)}. Got {self.on_invalid!r} instead.")
+        if not self.pool:
+            raise ConfigError("The 'pool' parameter is required: a Parquet file, directory or glob.")
+        if not self.model:
+            raise ConfigError("The 'model' parameter is required: an ONNX file (repeat it for a committee).")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the settings."""
+        data = dataclasses.asdict(self)
+        data["strategy_params"] = dict(self.strategy_params)
+        return json.loads(json.dumps(data, default=str))
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(SelectSettings)}
+_TUPLE_FIELDS = {"model", "exclude", "labeled", "features"}
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"The {name!r} parameter must be an int >= {minimum}. Got {value!r} instead.")
+
+
+def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) config file into a dict.
+
+    Relative paths in ``pool``, ``model``, ``out``, ``exclude`` and ``labeled`` are resolved
+    against the config file's folder.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"Cannot read config file {str(path)!r}: {exc.strerror or exc}.") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib
+            data = tomllib.loads(text)
+    except Exception as exc:  # the parsers raise several unrelated types
+        raise ConfigError(f"Config file {str(path)!r} is not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {str(path)!r} must hold a table of settings. Got {type(data).__name__}.")
+    data = {str(key).replace("-", "_"): value for key, value in data.items()}
+    _reject_unknown(data, source=f"config file {str(path)!r}")
+    base = path.parent
+    for key in ("pool", "out", "checkpoint_dir"):
+        if isinstance(data.get(key), str):
+            data[key] = _resolve(base, data[key])
+    for key in ("model", "exclude", "labeled"):
+        if key in data:
+            values = [data[key]] if isinstance(data[key], str) else list(data[key])
+            data[key] = [_resolve(base, v) for v in values]
+    return data
+
+
+def _resolve(base: Path, value: str) -> str:
+    if "://" in value or os.path.isabs(value):
+        return value
+    return str(base / value)
+
+
+def _reject_unknown(data: Mapping[str, Any], *, source: str) -> None:
+    for key in data:
+        if key not in _FIELDS:
+            close = difflib.get_close_matches(key, _FIELDS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"Unknown setting {key!r} in {source}.{hint}")
+
+
+def make_settings(config: str | os.PathLike | None = None, **overrides: Any) -> SelectSettings:
+    """Build :class:`SelectSettings` from a config file and keyword overrides.
+
+    Overrides whose value is None (or an empty sequence for repeatable options) leave the
+    config file's value in place, so CLI flags that were not given do not erase it.
+    """
+    data: dict[str, Any] = load_config_file(config) if config else {}
+    given = {k.replace("-", "_"): v for k, v in overrides.items()}
+    _reject_unknown(given, source="the arguments")
+    for key, value in given.items():
+        if value is None or (key in _TUPLE_FIELDS and isinstance(value, (list, tuple)) and not value):
+            continue
+        data[key] = value
+    for key in _TUPLE_FIELDS:
+        if key in data and data[key] is not None:
+            value = data[key]
+            data[key] = (value,) if isinstance(value, (str, os.PathLike)) else tuple(value)
+            data[key] = tuple(str(v) for v in data[key])
+    if "strategy_params" in data and not isinstance(data["strategy_params"], Mapping):
+        raise ConfigError(f"The 'strategy_params' setting must be a table. Got {type(data['strategy_params']).__name__}.")
+    for key in ("pool", "model"):
+        if key not in data:
+            raise ConfigError(f"The {key!r} setting is required (flag --{key} or the config file).")
+    if isinstance(data.get("pool"), os.PathLike):
+        data["pool"] = str(data["pool"])
+    return SelectSettings(**data)
+
+
+def _expand_model_dirs(models: Sequence[str]) -> tuple[str, ...]:
+    """A directory given as a model means every ``*.onnx`` in it, sorted (a committee)."""
+    out: list[str] = []
+    for m in models:
+        if os.path.isdir(m):
+            found = sorted(str(p) for p in Path(m).glob("*.onnx"))
+            if not found:
+                raise ConfigError(f"Model directory {m!r} holds no *.onnx files.")
+            out.extend(found)
+        else:
+            out.append(m)
+    return tuple(out)

@@ -1,0 +1,407 @@
+"""The selection driver: plan shards, place them on actors, reduce, write the manifest.
+
+The driver reads Parquet footers and model metadata, never pool rows.  Shard actors stream
+their row groups, score them and send back bounded results (a top-K, or a diversity
+strategy's candidates); the driver merges them exactly and writes the batch manifest.
+
+Stages (each timed in the manifest): ``plan`` (footers, model contract, id files), ``startup``
+(Ray and actors), ``score`` (the scan), ``check_ids`` (distributed duplicate-id check),
+``reduce`` (merge / diversity selection), ``write``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import ray
+
+from alscale import __version__
+from alscale.config import SelectSettings, _expand_model_dirs
+from alscale.engine.errors import unwrap_ray_error
+from alscale.engine.raygroup import RayShardGroup
+from alscale.engine.runtime import ProgressCounter, ray_session
+from alscale.engine.worker import ScoringJob, ShardResult, ShardWorker
+from alscale.exceptions import (
+    DuplicateIdError,
+    InvalidFeaturesError,
+    ModelContractError,
+    PoolExhaustedError,
+    PoolSchemaError,
+    ShardError,
+    StrategyError,
+)
+from alscale.manifest import SCHEMA_VERSION, Manifest, check_output_free, write_manifest
+from alscale.model.contract import ModelContract, inspect_model
+from alscale.model.session import check_committee
+from alscale.pool.features import FeatureSpec, detect_features
+from alscale.pool.files import PoolFiles, resolve_pool
+from alscale.pool.idfiles import read_id_keys
+from alscale.pool.shards import Shard, plan_shards
+from alscale.reduce.topk import TopK
+from alscale.strategies import Strategy, get_strategy
+
+__all__ = ["PreparedRun", "prepare_run", "run_selection"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedRun:
+    """Everything known before any row is read."""
+
+    settings: SelectSettings
+    strategy: Strategy
+    pool: PoolFiles
+    feature_spec: FeatureSpec
+    contracts: tuple[ModelContract, ...]
+    exclude_keys: np.ndarray
+    labeled_keys: np.ndarray
+    int_ids: bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def job(self) -> ScoringJob:
+        s = self.settings
+        params = dict(s.strategy_params)
+        return ScoringJob(
+            filesystem_uri=self.pool.filesystem_uri,
+            feature_spec=self.feature_spec,
+            id_column=s.id_column,
+            contracts=self.contracts,
+            strategy=s.strategy,
+            strategy_params=params,
+            seed=s.seed,
+            batch_size=s.batch_size,
+            threads=s.threads,
+            on_invalid=s.on_invalid,
+        )
+
+
+def prepare_run(settings: SelectSettings) -> PreparedRun:
+    """Check every input that can be checked without reading rows.
+
+    Raises
+    ------
+    AlscaleError
+        Any bad input: output exists, unknown strategy, missing pool, no id column, model
+        contract, width mismatch, unreadable id files, k larger than the pool.
+    """
+    t0 = time.perf_counter()
+    s = settings
+    if s.out:
+        check_output_free(s.out, s.force)
+    strategy = get_strategy(s.strategy)
+    models = _expand_model_dirs(s.model)
+    if strategy.needs_committee and len(models) < 2:
+        raise StrategyError(f"Strategy {s.strategy!r} needs a committee: give >= 2 models (repeat --model). Got {len(models)}.")
+    pool = resolve_pool(s.pool)
+    if s.id_column not in pool.schema.names:
+        raise PoolSchemaError(f"The pool has no id column {s.id_column!r}; its columns are {pool.schema.names}.")
+    id_type = pool.schema.field(s.id_column).type
+    if not (pa.types.is_integer(id_type) or pa.types.is_string(id_type) or pa.types.is_large_string(id_type)):
+        raise PoolSchemaError(f"The id column {s.id_column!r} must be int64 or string. Got {id_type}.")
+    spec = detect_features(pool.schema, s.id_column, s.features)
+    contracts = tuple(inspect_model(m, probs_output=s.probs_output, embedding_output=s.embedding_output) for m in models)
+    check_committee(contracts)
+    width = contracts[0].input_width
+    if width is not None and spec.width > 0 and width != spec.width:
+        raise ModelContractError(
+            f"Feature width does not match the model: column(s) {list(spec.columns)} give {spec.width} features per row, "
+            f"model input {contracts[0].input_name!r} takes {width}."
+        )
+    if strategy.needs_embedding and contracts[0].embedding_output is None:
+        outputs = [o[0] for o in contracts[0].outputs]
+        raise StrategyError(
+            f"Strategy {s.strategy!r} needs an embedding output; model {contracts[0].path!r} has none among {outputs} "
+            "(name one with --embedding-output)."
+        )
+    if s.k > pool.rows:
+        raise PoolExhaustedError(pool.rows, s.k)
+    int_ids = pa.types.is_integer(id_type)
+    labeled_keys = read_id_keys(s.labeled, s.id_column, as_int=int_ids)
+    exclude_keys = np.union1d(read_id_keys(s.exclude, s.id_column, as_int=int_ids), labeled_keys)
+    run = PreparedRun(s, strategy, pool, spec, contracts, exclude_keys, labeled_keys, int_ids)
+    run.timings["plan"] = time.perf_counter() - t0
+    return run
+
+
+def run_selection(settings: SelectSettings) -> Manifest:
+    """Run one selection end to end and return (and, with ``settings.out``, write) the manifest."""
+    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    run = prepare_run(settings)
+    with ray_session(settings.address):
+        selected, results, info, skipped = _execute(run)
+    t0 = time.perf_counter()
+    batch = _batch_table(run, selected)
+    data = _manifest_data(run, results, info, skipped, created)
+    if settings.out:
+        manifest = write_manifest(settings.out, batch, data, force=settings.force)
+    else:
+        manifest = Manifest(path=None, data=data, batch=batch)
+    data["timings"]["write"] = time.perf_counter() - t0
+    if settings.out:  # record the write time too (manifest.json only; batch.parquet is untouched)
+        import json
+
+        (manifest.path / "manifest.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+    return manifest
+
+
+# -- execution on actors ---------------------------------------------------------------------
+
+
+def _execute(run: PreparedRun) -> tuple[dict, list[ShardResult], dict, list[dict]]:
+    s = run.settings
+    t0 = time.perf_counter()
+    cpus = int(ray.cluster_resources().get("CPU", 1)) or 1
+    n_actors = s.actors or cpus
+    shards = plan_shards(run.pool, n_actors)
+    n_actors = min(n_actors, len(shards))
+    progress = ProgressCounter.remote()
+    worker_cls = ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3)(ShardWorker)
+    actors = [worker_cls.remote(run.job(), progress) for _ in range(n_actors)]
+    try:
+        ray.get([a.ping.remote() for a in actors])
+    except Exception as exc:
+        raise unwrap_ray_error(exc) from None
+    run.timings["startup"] = time.perf_counter() - t0
+    try:
+        return _scan_and_reduce(run, shards, actors, progress)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+        ray.kill(progress)
+
+
+def _scan_and_reduce(run: PreparedRun, shards: list[Shard], actors: list, progress) -> tuple[dict, list[ShardResult], dict, list[dict]]:
+    s = run.settings
+    diversity = run.strategy.kind == "diversity"
+    n_buckets = len(actors)
+    exclude_ref = ray.put(run.exclude_keys)
+    labeled_ref = ray.put(run.labeled_keys)
+
+    t0 = time.perf_counter()
+    queue = list(shards)
+    pending: dict[Any, tuple[Any, Shard, list]] = {}
+    placements: dict[int, Any] = {}
+    results: list[ShardResult] = []
+    buckets: list[list] = []
+    skipped: list[dict] = []
+
+    def submit(actor) -> None:
+        shard = queue.pop(0)
+        method = actor.build_state if diversity else actor.score_shard
+        if diversity:
+            refs = method.options(num_returns=1 + n_buckets).remote(shard, exclude_ref, labeled_ref, n_buckets)
+        else:
+            refs = method.options(num_returns=1 + n_buckets).remote(shard, s.k, exclude_ref, labeled_ref, n_buckets)
+        pending[refs[0]] = (actor, shard, refs[1:])
+
+    for actor in actors:
+        if queue:
+            submit(actor)
+    bar = _progress_bar(run.pool.rows, s.progress)
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)
+            if bar is not None:
+                bar.update(ray.get(progress.get.remote()) - bar.n)
+            for ref in done:
+                actor, shard, bucket_refs = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except Exception as exc:
+                    err = unwrap_ray_error(exc)
+                    if isinstance(err, ShardError) and s.skip_bad_shards:
+                        skipped.append({"shard": shard.index, "pieces": shard.describe(), "error": str(err)})
+                        logger.warning("skipping shard %d: %s", shard.index, err)
+                        if queue:
+                            submit(actor)
+                        continue
+                    raise err from None
+                results.append(result)
+                buckets.append(bucket_refs)
+                placements[shard.index] = actor
+                if queue:
+                    submit(actor)
+        if bar is not None:
+            bar.update(run.pool.rows - bar.n)
+    finally:
+        if bar is not None:
+            bar.close()
+    results.sort(key=lambda r: r.index)
+    run.timings["score"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    _check_duplicate_ids(actors, buckets, shards, n_buckets)
+    run.timings["check_ids"] = time.perf_counter() - t0
+
+    _check_counts(run, results)
+    t0 = time.perf_counter()
+    if diversity:
+        group = RayShardGroup([(placements[r.index], r.index) for r in results])
+        params = dict(s.strategy_params)
+        params.setdefault("cache_dir", _cache_dir(s))
+        params.setdefault("cache_key", _cache_key(run))
+        try:
+            selection = run.strategy.select(group, s.k, s.seed, params)
+        except Exception as exc:
+            raise unwrap_ray_error(exc) from None
+        selected = {name: np.asarray(col) for name, col in selection.items()}
+        info = dict(getattr(selection, "info", {}) or {})
+    else:
+        top = TopK(s.k)
+        for r in results:
+            if r.top is not None:
+                top.add(r.top["score"], r.top["id"], predicted_index=r.top["predicted_index"], confidence=r.top["confidence"])
+        selected = top.result()
+        info = {}
+    run.timings["reduce"] = time.perf_counter() - t0
+    return selected, results, info, skipped
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="rows", unit_scale=True, file=sys.stderr, desc="scoring", dynamic_ncols=True)
+
+
+def _check_duplicate_ids(actors: list, buckets: list[list], shards: list[Shard], n_buckets: int) -> None:
+    """Each actor checks one hash bucket of every shard's keys; the driver sees only verdicts."""
+    if not buckets:
+        return
+    refs = [actors[b % len(actors)].find_duplicate.remote(*[shard_buckets[b] for shard_buckets in buckets]) for b in range(n_buckets)]
+    try:
+        found = [k for k in ray.get(refs) if k is not None]
+    except Exception as exc:
+        raise unwrap_ray_error(exc) from None
+    if not found:
+        return
+    key = found[0]
+    example = None
+    for shard in shards:
+        example = ray.get(actors[0].lookup_id.remote(shard, key))
+        if example is not None:
+            break
+    raise DuplicateIdError(f"Id {example!r} appears more than once in the pool; ids must be unique.")
+
+
+def _check_counts(run: PreparedRun, results: list[ShardResult]) -> None:
+    s = run.settings
+    invalid = sum(r.rows_invalid for r in results)
+    if invalid and s.on_invalid == "error":
+        example = next(r.invalid_example for r in results if r.invalid_example is not None)
+        raise InvalidFeaturesError(
+            f"{invalid} row(s) hold NaN or inf features (e.g. id {example!r}); fix the pool or pass --on-invalid skip to skip and count them."
+        )
+    available = sum(r.rows_scored for r in results)
+    if available < s.k:
+        raise PoolExhaustedError(available, s.k)
+
+
+def _cache_dir(s: SelectSettings) -> str | None:
+    if not s.out:
+        return None
+    from pathlib import Path
+
+    return str(Path(s.out).resolve().parent / ".alscale-cache")
+
+
+def _cache_key(run: PreparedRun) -> str:
+    import hashlib
+
+    parts = [c.sha256 for c in run.contracts] + [run.pool.fingerprint()["sha256"]]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+# -- the manifest ---------------------------------------------------------------------------------
+
+
+def _batch_table(run: PreparedRun, selected: dict[str, np.ndarray]) -> pa.Table:
+    classes = run.contracts[0].classes
+    ids = selected["id"]
+    n = len(ids)
+    predicted = np.asarray(selected.get("predicted_index", np.zeros(n)), dtype=np.int32)
+    columns = {
+        "id": pa.array(ids.tolist() if not run.int_ids else np.asarray(ids, dtype=np.int64), type=pa.int64() if run.int_ids else pa.string()),
+        "rank": pa.array(np.arange(1, n + 1, dtype=np.int32)),
+        "score": pa.array(np.asarray(selected["score"], dtype=np.float64)),
+        "strategy": pa.array([run.settings.strategy] * n, type=pa.string()),
+        "predicted_class": pa.array([classes[i] for i in predicted.tolist()], type=pa.string()),
+        "predicted_index": pa.array(predicted),
+        "confidence": pa.array(np.asarray(selected.get("confidence", np.zeros(n)), dtype=np.float32)),
+    }
+    for extra in ("cluster", "center"):
+        if extra in selected:
+            columns[extra] = pa.array(np.asarray(selected[extra], dtype=np.int32))
+    return pa.table(columns)
+
+
+def _versions() -> dict[str, str]:
+    import onnxruntime
+    import pyarrow
+
+    versions = {"alscale": __version__, "ray": ray.__version__, "onnxruntime": onnxruntime.__version__, "pyarrow": pyarrow.__version__}
+    versions["numpy"] = np.__version__
+    versions["python"] = sys.version.split()[0]
+    return versions
+
+
+def _manifest_data(run: PreparedRun, results: list[ShardResult], info: dict, skipped: list[dict], created: str) -> dict:
+    s = run.settings
+    fingerprint = run.pool.fingerprint()
+    stage_seconds: dict[str, float] = {}
+    for r in results:
+        for name, secs in r.timings.items():
+            stage_seconds[name] = stage_seconds.get(name, 0.0) + secs
+    counts = {
+        "rows_total": int(sum(r.rows_total for r in results)),
+        "rows_scored": int(sum(r.rows_scored for r in results)),
+        "rows_excluded": int(sum(r.rows_excluded for r in results)),
+        "rows_invalid": int(sum(r.rows_invalid for r in results)),
+        "rows_labeled_in_pool": int(sum(r.rows_labeled for r in results)),
+        "labeled_ids_given": int(run.labeled_keys.size),
+        "labeled_ids_not_in_pool": int(max(0, run.labeled_keys.size - sum(r.rows_labeled for r in results))),
+        "exclude_ids_given": int(run.exclude_keys.size),
+        "shards": len(results) + len(skipped),
+        "shards_skipped": len(skipped),
+    }
+    if counts["labeled_ids_not_in_pool"]:
+        logger.warning("%d labeled id(s) are not in the pool", counts["labeled_ids_not_in_pool"])
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": uuid.uuid4().hex,
+        "created_at": created,
+        "strategy": {"name": s.strategy, "params": dict(s.strategy_params), "info": info},
+        "k": s.k,
+        "seed": s.seed,
+        "model": {
+            "paths": [c.path for c in run.contracts],
+            "sha256": [c.sha256 for c in run.contracts],
+            "classes": list(run.contracts[0].classes),
+            "contract": [c.to_dict() for c in run.contracts],
+        },
+        "pool": {
+            "spec": run.pool.spec,
+            "paths": [f.path for f in run.pool.files],
+            "filesystem": run.pool.filesystem_uri,
+            "id_column": s.id_column,
+            "feature_columns": list(run.feature_spec.columns),
+            "feature_layout": run.feature_spec.kind,
+            "files": fingerprint["files"],
+            "fingerprint": fingerprint["sha256"],
+        },
+        "counts": counts,
+        "skipped_shards": skipped,
+        "settings": s.to_dict(),
+        "timings": {**{k: round(v, 4) for k, v in run.timings.items()}, "actor_seconds": {k: round(v, 4) for k, v in stage_seconds.items()}},
+        "versions": _versions(),
+    }

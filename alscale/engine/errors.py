@@ -1,0 +1,25 @@
+"""Turn Ray's wrapped exceptions back into alscale's own."""
+
+from __future__ import annotations
+
+import ray.exceptions
+
+from alscale.exceptions import AlscaleError, EngineError
+
+__all__ = ["unwrap_ray_error"]
+
+
+def unwrap_ray_error(exc: BaseException) -> BaseException:
+    """The :class:`AlscaleError` inside a Ray error, or an :class:`EngineError` describing it."""
+    if isinstance(exc, AlscaleError):
+        return exc
+    if isinstance(exc, ray.exceptions.RayTaskError):
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, AlscaleError):
+            return cause
+        if cause is not None and not isinstance(cause, ray.exceptions.RayError):
+            return cause
+    if isinstance(exc, ray.exceptions.RayError):
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return EngineError(f"Ray failed: {type(exc).__name__}: {first}")
+    return exc

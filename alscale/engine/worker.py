@@ -1,0 +1,266 @@
+"""The per-shard work: stream row groups, run the model, score, keep a bounded result.
+
+:class:`ShardWorker` is a plain class; the driver wraps it with ``ray.remote`` so each actor
+loads the model once (in ``__init__``) and then scores whole shards.  It can equally run in
+the driver's process (the single-process reference the tests compare against).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from alscale.model.contract import ModelContract
+from alscale.model.session import ModelOutputs, ModelRunner
+from alscale.pool.features import FeatureSpec
+from alscale.pool.reader import iter_shard
+from alscale.pool.shards import Shard
+from alscale.reduce.topk import TopK
+from alscale.rowrandom import id_keys
+from alscale.strategies import ScoringBatch, get_strategy
+
+__all__ = ["ScoringJob", "ShardResult", "ShardWorker"]
+
+
+@dataclass(frozen=True)
+class ScoringJob:
+    """What every shard worker of one run shares (small, picklable)."""
+
+    filesystem_uri: str | None
+    feature_spec: FeatureSpec
+    id_column: str
+    contracts: tuple[ModelContract, ...]
+    strategy: str
+    strategy_params: dict = field(default_factory=dict)
+    seed: int = 0
+    batch_size: int = 4096
+    threads: int = 1
+    on_invalid: str = "error"
+
+
+@dataclass
+class ShardResult:
+    """One shard's outcome.
+
+    Attributes
+    ----------
+    index : int
+        The shard's index in the plan.
+    top : dict of ndarray or None
+        The shard's top-K rows (``TopK.result()``), for top-K strategies.
+    rows_total, rows_scored, rows_excluded, rows_invalid, rows_labeled : int
+        ``rows_scored`` counts selectable rows that went through the model.
+    invalid_example : object
+        The id of one row with NaN/inf features, if any.
+    timings : dict
+        Seconds spent per stage in this shard (read, infer, score, reduce).
+    info : dict
+        Extra facts from a diversity strategy's state builder.
+    """
+
+    index: int
+    top: dict[str, np.ndarray] | None = None
+    rows_total: int = 0
+    rows_scored: int = 0
+    rows_excluded: int = 0
+    rows_invalid: int = 0
+    rows_labeled: int = 0
+    invalid_example: Any = None
+    timings: dict[str, float] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+
+def _member(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Boolean mask: which ``keys`` are in ``sorted_keys`` (sorted, unique)."""
+    if sorted_keys.size == 0:
+        return np.zeros(keys.shape[0], dtype=bool)
+    pos = np.searchsorted(sorted_keys, keys)
+    pos[pos == sorted_keys.size] = 0
+    return sorted_keys[pos] == keys
+
+
+def bucket_keys(keys: Sequence[np.ndarray], n_buckets: int) -> list[np.ndarray]:
+    """Split row keys into ``n_buckets`` sorted arrays by ``key % n_buckets`` (for the id check)."""
+    allk = np.concatenate(keys) if keys else np.empty(0, dtype=np.uint64)
+    which = allk % np.uint64(n_buckets)
+    return [np.sort(allk[which == b]) for b in range(n_buckets)]
+
+
+def find_duplicate_key(*sorted_parts: np.ndarray) -> int | None:
+    """One key that occurs twice across the given arrays, or None."""
+    if not sorted_parts:
+        return None
+    allk = np.sort(np.concatenate(sorted_parts))
+    same = np.flatnonzero(allk[1:] == allk[:-1])
+    return int(allk[same[0]]) if same.size else None
+
+
+class ShardWorker:
+    """Scores shards with one loaded model (or committee).
+
+    Parameters
+    ----------
+    job : ScoringJob
+    progress : object, optional
+        A handle with ``add.remote(rows)`` (a Ray actor) told how many rows were read.
+    """
+
+    def __init__(self, job: ScoringJob, progress: Any = None):
+        self.job = job
+        self.progress = progress
+        self.strategy = get_strategy(job.strategy)
+        self.runner = ModelRunner(job.contracts, threads=job.threads, want_embeddings=self.strategy.needs_embedding)
+        self.states: dict[int, Any] = {}
+
+    # -- the scan shared by every strategy -------------------------------------------------
+    def _scan(
+        self,
+        shard: Shard,
+        exclude_keys: np.ndarray,
+        labeled_keys: np.ndarray,
+        consume: Callable[[np.ndarray, np.ndarray, ModelOutputs, np.ndarray, np.ndarray], None],
+        result: ShardResult,
+    ) -> list[np.ndarray]:
+        job = self.job
+        seen: list[np.ndarray] = []
+        t = result.timings
+        for name in ("read", "infer", "score"):
+            t.setdefault(name, 0.0)
+        stop_inference = False
+        t0 = time.perf_counter()
+        for batch in iter_shard(job.filesystem_uri, shard, job.feature_spec, job.id_column, job.batch_size):
+            t1 = time.perf_counter()
+            t["read"] += t1 - t0
+            n = batch.ids.shape[0]
+            keys = id_keys(batch.ids)
+            seen.append(keys)
+            result.rows_total += n
+            excluded = _member(exclude_keys, keys)
+            labeled = _member(labeled_keys, keys)
+            result.rows_labeled += int(labeled.sum())
+            finite = np.isfinite(batch.features).all(axis=1)
+            invalid = ~finite
+            n_invalid = int(invalid.sum())
+            if n_invalid:
+                result.rows_invalid += n_invalid
+                if result.invalid_example is None:
+                    result.invalid_example = batch.ids[np.flatnonzero(invalid)[0]].item()
+                if job.on_invalid == "error":
+                    stop_inference = True  # keep counting, stop scoring: the run will fail
+            selectable = finite & ~excluded
+            result.rows_excluded += int((excluded & finite).sum())
+            # rows that feed the model: selectable ones, plus labeled ones a strategy may use
+            use = finite & (~excluded | labeled) if self.strategy.kind == "diversity" else selectable
+            if not stop_inference and use.any():
+                rows = np.flatnonzero(use) if not use.all() else None
+                feats = batch.features if rows is None else batch.features[rows]
+                outputs = self.runner(feats)
+                t2 = time.perf_counter()
+                t["infer"] += t2 - t1
+                sub = (lambda a: a) if rows is None else (lambda a: a[rows])
+                consume(sub(batch.ids), sub(keys), outputs, sub(selectable), sub(labeled))
+                t["score"] += time.perf_counter() - t2
+                result.rows_scored += int(selectable.sum())
+            if self.progress is not None:
+                self.progress.add.remote(n)
+            t0 = time.perf_counter()
+        return seen
+
+    # -- top-K strategies ----------------------------------------------------------------------
+    def score_shard(
+        self,
+        shard: Shard,
+        k: int,
+        exclude_keys: np.ndarray,
+        labeled_keys: np.ndarray,
+        n_buckets: int = 1,
+    ) -> tuple:
+        """Score a shard and keep its top ``k``.
+
+        Returns
+        -------
+        tuple
+            ``(ShardResult, bucket_0, ..., bucket_{n_buckets-1})``: the result, then the shard's
+            row keys split for the distributed duplicate-id check.
+        """
+        result = ShardResult(index=shard.index)
+        top = TopK(k)
+        strategy, seed = self.strategy, self.job.seed
+
+        def consume(ids, keys, outputs, selectable, _labeled):
+            if not selectable.all():
+                ids, keys = ids[selectable], keys[selectable]
+                outputs = ModelOutputs(
+                    outputs.probs[selectable],
+                    None if outputs.member_probs is None else outputs.member_probs[:, selectable],
+                    None if outputs.embeddings is None else outputs.embeddings[selectable],
+                )
+            if ids.shape[0] == 0:
+                return
+            batch = ScoringBatch(outputs.probs, keys, seed, outputs.member_probs, outputs.embeddings)
+            scores = strategy.score(batch)
+            predicted = outputs.probs.argmax(axis=1)
+            confidence = outputs.probs[np.arange(len(predicted)), predicted]
+            top.add(scores, ids, predicted_index=predicted.astype(np.int32), confidence=confidence.astype(np.float32))
+
+        seen = self._scan(shard, exclude_keys, labeled_keys, consume, result)
+        result.top = top.result() if len(top) else None
+        return (result, *bucket_keys(seen, n_buckets))
+
+    # -- diversity strategies -------------------------------------------------------------------
+    def build_state(
+        self,
+        shard: Shard,
+        exclude_keys: np.ndarray,
+        labeled_keys: np.ndarray,
+        n_buckets: int = 1,
+    ) -> tuple:
+        """Stream a shard into the diversity strategy's in-memory state (kept on this worker).
+
+        Returns ``(ShardResult, bucket_0, ...)`` like :meth:`score_shard`.
+        """
+        result = ShardResult(index=shard.index)
+        builder = self.strategy.make_builder(dict(self.job.strategy_params))
+
+        def consume(ids, keys, outputs, selectable, labeled):
+            builder.add(ids, keys, outputs.probs, outputs.embeddings, selectable, labeled, member_probs=outputs.member_probs)
+
+        seen = self._scan(shard, exclude_keys, labeled_keys, consume, result)
+        self.states[shard.index] = builder.finish()
+        result.info = getattr(self.states[shard.index], "info", {}) or {}
+        return (result, *bucket_keys(seen, n_buckets))
+
+    def call(self, shard_index: int, method: str, *args, **kwargs):
+        """Run ``method`` of a shard's state (the Ray side of a :class:`ShardGroup`)."""
+        return getattr(self.states[shard_index], method)(*args, **kwargs)
+
+    def drop_states(self) -> None:
+        self.states.clear()
+
+    # -- the duplicate-id check -------------------------------------------------------------------
+    def find_duplicate(self, *sorted_parts: np.ndarray) -> int | None:
+        return find_duplicate_key(*sorted_parts)
+
+    def lookup_id(self, shard: Shard, key: int):
+        """The id (as the pool holds it) whose key is ``key``, or None (error path only)."""
+        import pyarrow.compute  # noqa: F401  (pyarrow is imported by the reader already)
+
+        from alscale.pool.files import filesystem_for, open_parquet
+        from alscale.pool.reader import ids_to_numpy
+
+        fs = filesystem_for(self.job.filesystem_uri)
+        target = np.uint64(key)
+        for path, group, _ in shard.pieces:
+            table = open_parquet(fs, path).read_row_group(group, columns=[self.job.id_column])
+            ids = ids_to_numpy(table.column(0).combine_chunks(), self.job.id_column)
+            hit = np.flatnonzero(id_keys(ids) == target)
+            if hit.size:
+                return ids[hit[0]].item()
+        return None
+
+    def ping(self) -> bool:
+        return True

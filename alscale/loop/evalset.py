@@ -1,0 +1,82 @@
+"""Reserve the evaluation set and the stop set: uniform random samples keyed on row ids.
+
+Both are drawn from ``(seed, id)`` with :func:`alscale.rowrandom.row_uniform`, so the sample
+does not depend on file order or sharding: the ``n`` rows with the smallest draws are taken.
+Only the id column is read.
+
+* The **evaluation set** is labeled once and never selected or trained on; every round's
+  metrics are measured on it.
+* The **stop set** is a fixed random set of pool rows that needs no labels: successive models'
+  predictions on it are compared for the stabilizing-predictions stopping rule (Bloodgood and
+  Vijay-Shanker 2009).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from alscale.exceptions import ConfigError
+from alscale.rowrandom import id_keys, row_uniform
+
+__all__ = ["EVAL_STREAM", "STOP_STREAM", "default_eval_size", "reserve_random", "resolve_size"]
+
+EVAL_STREAM = 0x65_76_61_6C  # "eval"
+STOP_STREAM = 0x73_74_6F_70  # "stop"
+SEED_STREAM = 0x73_65_65_64  # "seed"
+
+
+def default_eval_size(n_pool: int) -> int:
+    """Default evaluation-set size: a fifth of the pool, at most 1000 rows."""
+    return int(min(1000, n_pool // 5))
+
+
+def resolve_size(size, n_pool: int, *, name: str) -> int:
+    """Turn a count (int >= 0) or a fraction in (0, 1) into a row count, checked against the pool.
+
+    Raises
+    ------
+    ConfigError
+        If the size is negative, not a number, or larger than the pool.
+    """
+    if isinstance(size, bool) or not isinstance(size, (int, float, np.integer, np.floating)):
+        raise ConfigError(f"The {name!r} setting must be a row count or a fraction in (0, 1). Got {size!r} instead.")
+    if isinstance(size, (float, np.floating)) and 0 < size < 1:
+        count = int(round(float(size) * n_pool))
+    elif float(size) == int(size) and size >= 0:
+        count = int(size)
+    else:
+        raise ConfigError(f"The {name!r} setting must be a row count >= 0 or a fraction in (0, 1). Got {size!r} instead.")
+    if count > n_pool:
+        raise ConfigError(f"The {name} ({count} rows) must not be larger than the pool ({n_pool} rows).")
+    return count
+
+
+def reserve_random(ids: np.ndarray, n: int, *, seed: int, stream: int = EVAL_STREAM) -> np.ndarray:
+    """The ``n`` ids with the smallest ``row_uniform(id_keys(ids), seed, stream)``.
+
+    Parameters
+    ----------
+    ids : ndarray of shape (N,)
+        Every id of the pool (int64 or str).
+    n : int
+        Sample size, ``0 <= n <= N``.
+    seed, stream : int
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        The sampled ids, sorted by their draw (ties broken on the id key). O(N) time.
+    """
+    ids = np.asarray(ids)
+    if n > len(ids):
+        raise ConfigError(f"Cannot sample {n} rows from a pool of {len(ids)}.")
+    if n == 0:
+        return ids[:0]
+    keys = id_keys(ids)
+    draws = row_uniform(keys, seed, stream)
+    if n < len(ids):
+        part = np.argpartition(draws, n - 1)[:n]
+    else:
+        part = np.arange(len(ids))
+    order = part[np.lexsort((keys[part], draws[part]))]
+    return ids[order]

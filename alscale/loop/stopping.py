@@ -1,0 +1,161 @@
+"""Stopping rules: when labeling more stops paying off, each verdict with its evidence.
+
+Each rule looks at the round history (a list of per-round dicts with at least ``labels`` (the
+number of training labels) and ``metrics`` (see :func:`alscale.loop.metrics.evaluate`)) and
+returns a :class:`Verdict`.  :func:`check_stopping` runs them all.
+
+* :func:`target_reached` - the chosen metric reached a target.
+* :func:`diminishing_returns` - over the last ``patience`` rounds, the metric gained less than
+  ``min_gain_per_label`` per labeled example (Δmetric / Δlabels, round over round).
+* :func:`stabilizing_predictions` - Cohen's kappa between the predictions of successive models
+  on a fixed random *stop set* stayed above ``kappa_threshold`` for ``patience`` comparisons.
+* :func:`budget_spent` - the labels used reached the budget.
+
+References
+----------
+Bloodgood, M. and Vijay-Shanker, K. (2009). A Method for Stopping Active Learning Based on
+Stabilizing Predictions and the Need for User-Adjustable Stopping. CoNLL 2009, 39-47.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from alscale.exceptions import ConfigError
+from alscale.loop.metrics import cohen_kappa
+
+__all__ = ["Verdict", "budget_spent", "check_stopping", "diminishing_returns", "stabilizing_predictions", "target_reached"]
+
+HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "log_loss": False, "ece": False}
+
+
+@dataclass
+class Verdict:
+    """One rule's answer.
+
+    Attributes
+    ----------
+    rule : str
+    stop : bool
+    reason : str
+        One sentence with the numbers behind the verdict.
+    evidence : dict
+    """
+
+    rule: str
+    stop: bool
+    reason: str
+    evidence: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _metric(entry: dict, metric: str) -> float:
+    value = entry.get("metrics", {}).get(metric)
+    return float("nan") if value is None else float(value)
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in HIGHER_IS_BETTER:
+        raise ConfigError(f"The stopping metric must be one of {sorted(HIGHER_IS_BETTER)}. Got {metric!r} instead.")
+
+
+def target_reached(history: Sequence[dict], *, metric: str = "accuracy", target: float | None = None) -> Verdict:
+    """Stop once the latest round's ``metric`` reaches ``target`` (>= or, for losses, <=)."""
+    _check_metric(metric)
+    if target is None or not history:
+        return Verdict("target", False, "No target set." if target is None else "No rounds yet.", {"target": target})
+    value = _metric(history[-1], metric)
+    hit = value >= target if HIGHER_IS_BETTER[metric] else value <= target
+    op = ">=" if HIGHER_IS_BETTER[metric] else "<="
+    reason = f"{metric} {value:.4f} {op} target {target}" if hit else f"{metric} {value:.4f}, target {target} not reached"
+    return Verdict("target", bool(hit), reason, {"metric": metric, "value": value, "target": target})
+
+
+def diminishing_returns(history: Sequence[dict], *, metric: str = "accuracy", patience: int = 3,
+                        min_gain_per_label: float = 1e-4) -> Verdict:
+    """Stop when each of the last ``patience`` rounds gained < ``min_gain_per_label`` per label.
+
+    The gain of round t is ``(m_t - m_{t-1}) / (labels_t - labels_{t-1})`` (sign flipped for
+    losses); rounds that added no labels are skipped.
+    """
+    _check_metric(metric)
+    if patience < 1:
+        raise ConfigError(f"The 'patience' parameter must be an int >= 1. Got {patience} instead.")
+    sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+    gains = []
+    for prev, cur in zip(history[:-1], history[1:]):
+        added = int(cur["labels"]) - int(prev["labels"])
+        if added > 0:
+            gains.append(sign * (_metric(cur, metric) - _metric(prev, metric)) / added)
+    recent = gains[-patience:]
+    evidence = {"metric": metric, "gains_per_label": recent, "threshold": min_gain_per_label, "patience": patience}
+    if len(recent) < patience:
+        return Verdict("diminishing_returns", False, f"{len(recent)} of {patience} rounds with a gain so far", evidence)
+    stop = all(g < min_gain_per_label for g in recent if not math.isnan(g))
+    worst = max(recent)
+    reason = (f"gain per label below {min_gain_per_label:g} for {patience} rounds (max {worst:.2e})" if stop
+              else f"gain per label {worst:.2e} >= {min_gain_per_label:g} within the last {patience} rounds")
+    return Verdict("diminishing_returns", bool(stop), reason, evidence)
+
+
+def stabilizing_predictions(stop_set_predictions: Sequence[np.ndarray], *, kappa_threshold: float = 0.99,
+                            patience: int = 3) -> Verdict:
+    """Stop when successive models agree on the stop set (Bloodgood and Vijay-Shanker 2009).
+
+    Parameters
+    ----------
+    stop_set_predictions : sequence of ndarray of shape (n_stop,)
+        Each round's predicted classes on the same stop set, oldest first.
+    kappa_threshold : float
+        The paper uses 0.99.
+    patience : int
+        How many successive kappas (the paper's window is 3) must all exceed the threshold.
+    """
+    kappas = [cohen_kappa(a, b) for a, b in zip(stop_set_predictions[:-1], stop_set_predictions[1:])]
+    recent = kappas[-patience:]
+    evidence = {"kappas": recent, "threshold": kappa_threshold, "window": patience}
+    if len(recent) < patience:
+        return Verdict("stabilizing_predictions", False, f"{len(recent)} of {patience} model comparisons so far", evidence)
+    stop = all(k >= kappa_threshold for k in recent)
+    reason = (f"kappa >= {kappa_threshold} for the last {patience} model pairs (min {min(recent):.4f})" if stop
+              else f"kappa {min(recent):.4f} < {kappa_threshold} within the last {patience} model pairs")
+    return Verdict("stabilizing_predictions", bool(stop), reason, evidence)
+
+
+def budget_spent(history: Sequence[dict], *, budget: int | None = None) -> Verdict:
+    """Stop when the labels used reach ``budget``."""
+    if budget is None or not history:
+        return Verdict("budget", False, "No budget set." if budget is None else "No rounds yet.", {"budget": budget})
+    used = int(history[-1]["labels"])
+    stop = used >= budget
+    reason = f"{used} labels used of a budget of {budget}"
+    return Verdict("budget", bool(stop), reason, {"labels": used, "budget": budget})
+
+
+def check_stopping(history: Sequence[dict], stop_set_predictions: Sequence[np.ndarray] = (), *, metric: str = "accuracy",
+                   target: float | None = None, patience: int = 3, min_gain_per_label: float = 1e-4,
+                   kappa_threshold: float = 0.99, budget: int | None = None) -> dict:
+    """Run every rule.
+
+    Returns
+    -------
+    dict
+        ``{"stop": bool, "rules": [Verdict.to_dict(), ...], "reasons": [reasons of stopping rules]}``.
+    """
+    verdicts = [
+        target_reached(history, metric=metric, target=target),
+        diminishing_returns(history, metric=metric, patience=patience, min_gain_per_label=min_gain_per_label),
+        stabilizing_predictions(list(stop_set_predictions), kappa_threshold=kappa_threshold, patience=patience),
+        budget_spent(history, budget=budget),
+    ]
+    return {
+        "stop": any(v.stop for v in verdicts),
+        "rules": [v.to_dict() for v in verdicts],
+        "reasons": [f"{v.rule}: {v.reason}" for v in verdicts if v.stop],
+    }

@@ -1,0 +1,507 @@
+"""The active-learning workspace: a directory that holds the loop's state.
+
+Layout::
+
+    <workspace>/
+      alscale-workspace.json     config: schema_version, pool, model, id/label/group columns,
+                                 classes, settings, evaluation/stop set sizes and seeds
+      .lock                      fcntl lock taken by every writer
+      state/HEAD.json            {"version": n, "labels": ..., "pending": ...}
+      state/labels-<n>.parquet   every label record (one per (source, annotation_id))
+      state/pending-<n>.parquet  ids sent to annotators and not answered yet
+      state/evaluation.parquet   the evaluation set (reserved once, at creation)
+      state/stopset.parquet      the stop set (for the stabilizing-predictions rule)
+      rounds/NNN/                one folder per round: model.onnx, metrics.json, batch, ...
+
+Every change to the labels and pending tables writes *new* versioned files (temp file, fsync,
+rename) and then replaces ``HEAD.json`` atomically, so the two tables always change together: a
+crash before the HEAD swap leaves the previous state (plus orphan files, removed by the next
+writer), a crash after it leaves the new one.  Writers hold an exclusive ``fcntl.flock`` on
+``.lock``, so a webhook receiver and a CLI can write at the same time.  Every write is
+idempotent: re-adding a pending id or re-recording the same annotation changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import pathlib
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from alscale.exceptions import AlscaleError, LabelError, WorkspaceError
+from alscale.loop import _pool
+from alscale.loop._io import atomic_write_json, atomic_write_parquet, file_lock, read_json
+from alscale.loop.evalset import EVAL_STREAM, STOP_STREAM, default_eval_size, reserve_random, resolve_size
+
+__all__ = ["CONFIG_NAME", "SCHEMA_VERSION", "STATUSES", "Workspace"]
+
+SCHEMA_VERSION = 1
+CONFIG_NAME = "alscale-workspace.json"
+STATUSES = ("labeled", "skipped", "cancelled")
+
+DEFAULT_SETTINGS = {
+    "eval_size": None,  # None: default_eval_size(n_pool); int count or fraction
+    "eval_seed": 0,
+    "stop_set_size": None,  # None: same rule as eval_size
+    "seed": 0,
+    "strategy": "margin",
+    "batch_size": 100,
+    "initial_size": 100,
+    "initial_method": "random",  # random | kmeans | hint
+    "hint_column": None,
+    "trainer": "logistic",
+    "metric": "accuracy",
+    "target": None,
+    "budget": None,
+    "patience": 3,
+    "min_gain_per_label": 1e-4,
+    "kappa_threshold": 0.99,
+    "composition_threshold": 0.05,
+    "features": None,
+}
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def _id_type(kind: str) -> pa.DataType:
+    return pa.int64() if kind == "int64" else pa.string()
+
+
+def _labels_schema(kind: str) -> pa.Schema:
+    return pa.schema([
+        ("id", _id_type(kind)), ("label", pa.string()), ("status", pa.string()), ("source", pa.string()),
+        ("annotation_id", pa.string()), ("annotator", pa.string()), ("labeled_at", pa.string()), ("seq", pa.int64()),
+    ])
+
+
+def _pending_schema(kind: str) -> pa.Schema:
+    return pa.schema([("id", _id_type(kind)), ("batch_run_id", pa.string()), ("queue", pa.string()), ("sent_at", pa.string())])
+
+
+class Workspace:
+    """A directory holding the state of one active-learning loop.
+
+    Use :meth:`create` once, then :meth:`open`.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The workspace directory.
+    config : dict
+        The parsed ``alscale-workspace.json``.
+    """
+
+    def __init__(self, path: pathlib.Path, config: dict):
+        self.path = pathlib.Path(path)
+        self.config = config
+        self._pool_ids: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ creation
+    @classmethod
+    def create(
+        cls,
+        path,
+        *,
+        pool,
+        model=None,
+        id_column: str = "id",
+        label_column: str | None = None,
+        classes: Sequence | None = None,
+        group_columns: Sequence[str] = (),
+        settings: dict | None = None,
+    ) -> Workspace:
+        """Create a workspace at ``path`` and reserve its evaluation and stop sets.
+
+        Everything is checked and computed before anything is written; the config file is
+        written last, so a failed or interrupted ``create`` leaves no workspace behind.
+
+        Parameters
+        ----------
+        path : str or path
+            Directory (created; must not hold a workspace already).
+        pool : str or path or list
+            Parquet file, directory or glob.
+        model : str or path, optional
+            An ONNX model to start from (teams that bring their own model each round).
+        id_column : str
+        label_column : str, optional
+            An oracle label column in the pool (simulation, or a pool that is partly labeled).
+        classes : sequence, optional
+            Known class names; taken from ``label_column`` when omitted.  With neither, any
+            label is accepted.
+        group_columns : sequence of str
+            Pool columns whose distribution the composition report watches.
+        settings : dict, optional
+            Loop settings (see ``DEFAULT_SETTINGS``); unknown keys are an error.
+
+        Raises
+        ------
+        WorkspaceError
+            If ``path`` already holds a workspace.
+        ConfigError, PoolError
+            For bad settings, a missing column, or an evaluation set larger than the pool.
+        """
+        from alscale.exceptions import ConfigError
+
+        path = pathlib.Path(path)
+        if (path / CONFIG_NAME).exists():
+            raise WorkspaceError(f"Expected no workspace at {path}. Got an existing {CONFIG_NAME}.")
+        settings = dict(settings or {})
+        unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
+        if unknown:
+            import difflib
+
+            hints = [difflib.get_close_matches(k, DEFAULT_SETTINGS, n=1) for k in unknown]
+            hint = "".join(f" Did you mean {h[0]!r}?" for h in hints if h)
+            raise ConfigError(f"Unknown workspace settings {unknown}; expected keys among {sorted(DEFAULT_SETTINGS)}.{hint}")
+        merged = {**DEFAULT_SETTINGS, **settings}
+
+        pool_spec = [str(pathlib.Path(p).resolve()) if pathlib.Path(p).exists() else str(p)
+                     for p in ([pool] if isinstance(pool, (str, os.PathLike)) else list(pool))]
+        pool_value = pool_spec[0] if len(pool_spec) == 1 else pool_spec
+        dataset = _pool.pool_dataset(pool_value)
+        needed = [id_column, *( [label_column] if label_column else []), *group_columns]
+        if merged["hint_column"]:
+            needed.append(merged["hint_column"])
+        _pool._check_columns(dataset, needed, pool_value)
+        id_kind = "int64" if pa.types.is_integer(dataset.schema.field(id_column).type) else "string"
+        ids = _pool.as_ids(dataset.to_table(columns=[id_column]).column(id_column), id_kind)
+        if len(np.unique(ids)) != len(ids):
+            from alscale.exceptions import DuplicateIdError
+
+            raise DuplicateIdError(f"Expected unique ids in column {id_column!r}. Got {len(ids) - len(np.unique(ids))} duplicates.")
+        if classes is None and label_column:
+            col = dataset.to_table(columns=[label_column]).column(label_column)
+            classes = sorted({v for v in col.to_pylist() if v is not None}, key=lambda v: (str(type(v)), v))
+        classes = None if classes is None else [c.item() if isinstance(c, np.generic) else c for c in classes]
+        if classes is not None and len({str(c) for c in classes}) != len(classes):
+            raise ConfigError(f"Expected distinct class names. Got {classes}.")
+
+        n_pool = len(ids)
+        eval_n = default_eval_size(n_pool) if merged["eval_size"] is None else resolve_size(merged["eval_size"], n_pool, name="evaluation set")
+        stop_n = default_eval_size(n_pool) if merged["stop_set_size"] is None else resolve_size(merged["stop_set_size"], n_pool, name="stop set")
+        eval_ids = reserve_random(ids, eval_n, seed=int(merged["eval_seed"]), stream=EVAL_STREAM)
+        stop_ids = reserve_random(ids, stop_n, seed=int(merged["eval_seed"]), stream=STOP_STREAM)
+        if merged["initial_size"] is not None and eval_n + int(merged["initial_size"]) > n_pool:
+            raise ConfigError(
+                f"The evaluation set ({eval_n}) plus the initial set ({merged['initial_size']}) must fit in the pool ({n_pool} rows).")
+
+        config = {
+            "schema_version": SCHEMA_VERSION,
+            "created_at": _now(),
+            "pool": pool_value,
+            "model": None if model is None else str(pathlib.Path(model).resolve()),
+            "id_column": id_column,
+            "id_type": id_kind,
+            "label_column": label_column,
+            "classes": classes,
+            "group_columns": list(group_columns),
+            "pool_rows": n_pool,
+            "evaluation": {"size": int(eval_n), "seed": int(merged["eval_seed"]), "file": "state/evaluation.parquet"},
+            "stop_set": {"size": int(stop_n), "seed": int(merged["eval_seed"]), "file": "state/stopset.parquet"},
+            "settings": merged,
+        }
+        (path / "state").mkdir(parents=True, exist_ok=True)
+        (path / "rounds").mkdir(exist_ok=True)
+        atomic_write_parquet(path / "state" / "evaluation.parquet", pa.table({"id": pa.array(eval_ids, _id_type(id_kind))}))
+        atomic_write_parquet(path / "state" / "stopset.parquet", pa.table({"id": pa.array(stop_ids, _id_type(id_kind))}))
+        atomic_write_json(path / CONFIG_NAME, config)  # last: its presence makes the workspace
+        ws = cls(path, config)
+        ws._pool_ids = ids
+        return ws
+
+    @classmethod
+    def open(cls, path) -> Workspace:
+        """Open an existing workspace.
+
+        Raises
+        ------
+        WorkspaceError
+            If there is no workspace at ``path`` or it was written by a newer alscale.
+        """
+        path = pathlib.Path(path)
+        cfg_path = path / CONFIG_NAME
+        if not cfg_path.is_file():
+            raise WorkspaceError(f"Expected a workspace ({CONFIG_NAME}) in {path}. Got none; run `alscale init` first.")
+        try:
+            config = read_json(cfg_path)
+        except ValueError as exc:
+            raise WorkspaceError(f"Expected valid JSON in {cfg_path}. Got: {exc}") from None
+        version = config.get("schema_version") if isinstance(config, dict) else None
+        if not isinstance(version, int):
+            raise WorkspaceError(f"Expected an integer schema_version in {cfg_path}. Got {version!r}.")
+        if version > SCHEMA_VERSION:
+            raise WorkspaceError(
+                f"Workspace {path} has schema_version {version}, newer than this alscale supports ({SCHEMA_VERSION}); upgrade alscale.")
+        return cls(path, config)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def id_type(self) -> str:
+        return self.config.get("id_type", "int64")
+
+    @property
+    def classes(self) -> list | None:
+        return self.config.get("classes")
+
+    @property
+    def settings(self) -> dict:
+        return {**DEFAULT_SETTINGS, **self.config.get("settings", {})}
+
+    @property
+    def rounds_dir(self) -> pathlib.Path:
+        return self.path / "rounds"
+
+    def _ids(self, ids) -> np.ndarray:
+        try:
+            return _pool.as_ids(ids, self.id_type)
+        except AlscaleError as exc:
+            raise LabelError(str(exc)) from None
+
+    def pool_ids(self) -> np.ndarray:
+        """Every id of the pool (read once from the id column, then cached)."""
+        if self._pool_ids is None:
+            col = _pool.read_columns(self.config["pool"], [], id_column=self.config["id_column"]).column(self.config["id_column"])
+            self._pool_ids = _pool.as_ids(col, self.id_type)
+        return self._pool_ids
+
+    def evaluation_ids(self) -> np.ndarray:
+        """The reserved evaluation set, shape (n_eval,)."""
+        return self._ids(pq.read_table(self.path / self.config["evaluation"]["file"]).column("id"))
+
+    def stop_set_ids(self) -> np.ndarray:
+        """The fixed random stop set, shape (n_stop,)."""
+        return self._ids(pq.read_table(self.path / self.config["stop_set"]["file"]).column("id"))
+
+    # ------------------------------------------------------------------ state files
+    def _lock(self):
+        return file_lock(self.path / ".lock")
+
+    def _head(self) -> dict:
+        head_path = self.path / "state" / "HEAD.json"
+        if not head_path.exists():
+            return {"version": 0, "labels": None, "pending": None}
+        return read_json(head_path)
+
+    def _read_table(self, name: str | None, schema: pa.Schema) -> pa.Table:
+        if not name:
+            return schema.empty_table()
+        return pq.read_table(self.path / "state" / name).cast(schema)
+
+    def _commit(self, head: dict, *, labels: pa.Table | None = None, pending: pa.Table | None = None) -> None:
+        """Write new table versions, then swap HEAD.json (caller holds the lock)."""
+        version = int(head["version"]) + 1
+        new = dict(head, version=version)
+        if labels is not None:
+            new["labels"] = f"labels-{version:08d}.parquet"
+            atomic_write_parquet(self.path / "state" / new["labels"], labels)
+        if pending is not None:
+            new["pending"] = f"pending-{version:08d}.parquet"
+            atomic_write_parquet(self.path / "state" / new["pending"], pending)
+        new["updated_at"] = _now()
+        atomic_write_json(self.path / "state" / "HEAD.json", new)
+        self._collect_garbage(new)
+
+    def _collect_garbage(self, head: dict) -> None:
+        keep = {head.get("labels"), head.get("pending")}
+        for f in (self.path / "state").glob("*-*.parquet"):
+            if f.name not in keep and (f.name.startswith("labels-") or f.name.startswith("pending-")):
+                try:
+                    f.unlink()
+                except OSError:  # pragma: no cover - another reader/writer raced us
+                    pass
+
+    # ------------------------------------------------------------------ pending
+    def pending(self) -> pa.Table:
+        """Ids sent to annotators and not answered: columns id, batch_run_id, queue, sent_at."""
+        return self._read_table(self._head().get("pending"), _pending_schema(self.id_type))
+
+    def add_pending(self, ids, *, batch_run_id: str, queue: str) -> int:
+        """Mark ids as sent to a labeling queue; ids already pending are left as they are.
+
+        Returns
+        -------
+        int
+            The number of ids newly added.
+        """
+        new_ids = self._ids(ids)
+        with self._lock():
+            head = self._head()
+            table = self._read_table(head.get("pending"), _pending_schema(self.id_type))
+            have = set(self._ids(table.column("id")).tolist())
+            fresh, seen = [], set()
+            for v in new_ids.tolist():
+                if v not in have and v not in seen:
+                    fresh.append(v)
+                    seen.add(v)
+            if not fresh:
+                return 0
+            now = _now()
+            add = pa.table({"id": pa.array(fresh, _id_type(self.id_type)), "batch_run_id": [str(batch_run_id)] * len(fresh),
+                            "queue": [str(queue)] * len(fresh), "sent_at": [now] * len(fresh)}, schema=_pending_schema(self.id_type))
+            self._commit(head, pending=pa.concat_tables([table, add]))
+            return len(fresh)
+
+    def remove_pending(self, ids) -> int:
+        """Drop ids from the pending table; returns how many were there."""
+        drop = set(self._ids(ids).tolist())
+        with self._lock():
+            head = self._head()
+            table = self._read_table(head.get("pending"), _pending_schema(self.id_type))
+            keep = np.array([v not in drop for v in self._ids(table.column("id")).tolist()], dtype=bool)
+            removed = int(len(keep) - keep.sum())
+            if removed:
+                self._commit(head, pending=table.filter(pa.array(keep)))
+            return removed
+
+    # ------------------------------------------------------------------ labels
+    def _check_label(self, label, known: set[str] | None):
+        if label is None:
+            return None
+        text = str(label.item() if isinstance(label, np.generic) else label)
+        if known is not None and text not in known:
+            raise LabelError(f"Expected a label among the known classes {self.classes}. Got {label!r}.")
+        return text
+
+    def record_labels(self, records: Iterable[dict]) -> int:
+        """Record annotations; idempotent on ``(source, annotation_id)``.
+
+        Parameters
+        ----------
+        records : iterable of dict
+            Each ``{"id", "label", "status", "source", "annotation_id", "annotator"}``;
+            ``label`` is None for a skipped or cancelled task; ``status`` defaults to
+            "labeled".  Without an ``annotation_id`` the key is ``(source, id)``.
+
+        Returns
+        -------
+        int
+            The number of new or changed records.
+
+        Raises
+        ------
+        LabelError
+            For a label outside the known classes, an unknown status, or an id not in the
+            pool.  The whole call is rejected; nothing is written.
+        """
+        known = None if self.classes is None else {str(c) for c in self.classes}
+        rows = []
+        for rec in records:
+            if not isinstance(rec, dict) or "id" not in rec:
+                raise LabelError(f"Expected each label record to be a dict with an 'id'. Got {rec!r}.")
+            status = rec.get("status") or "labeled"
+            if status not in STATUSES:
+                raise LabelError(f"Expected a status among {list(STATUSES)}. Got {status!r}.")
+            label = self._check_label(rec.get("label"), known)
+            if status == "labeled" and label is None:
+                raise LabelError(f"Expected a label for id {rec['id']!r} with status 'labeled'. Got None.")
+            ann = rec.get("annotation_id")
+            rows.append({
+                "id": rec["id"], "label": label if status == "labeled" else None, "status": status,
+                "source": str(rec.get("source") or "unknown"), "annotation_id": None if ann is None else str(ann),
+                "annotator": None if rec.get("annotator") is None else str(rec["annotator"]),
+            })
+        if not rows:
+            return 0
+        ids = self._ids([r["id"] for r in rows])
+        pool_ids = self.pool_ids()
+        if self.id_type == "int64":
+            inside = np.isin(ids, pool_ids)
+        else:
+            pool_set = set(pool_ids.tolist())
+            inside = np.array([v in pool_set for v in ids.tolist()], dtype=bool)
+        if not inside.all():
+            bad = ids[~inside][:5].tolist()
+            raise LabelError(f"Expected label ids from the pool. Got {int((~inside).sum())} ids not in the pool, e.g. {bad}.")
+        for r, v in zip(rows, ids.tolist()):
+            r["id"] = v
+
+        with self._lock():
+            head = self._head()
+            table = self._read_table(head.get("labels"), _labels_schema(self.id_type))
+            log = {}
+            for r in table.to_pylist():
+                log[self._key(r)] = r
+            seq = max((r["seq"] for r in log.values()), default=0)
+            changed = 0
+            for r in rows:
+                key = self._key(r)
+                old = log.get(key)
+                if old is not None and all(old[f] == r[f] for f in ("id", "label", "status", "annotator")):
+                    continue
+                seq += 1
+                log[key] = {**r, "labeled_at": _now(), "seq": seq}
+                changed += 1
+            resolved = {r["id"] for r in rows}
+            pending = self._read_table(head.get("pending"), _pending_schema(self.id_type))
+            keep = np.array([v not in resolved for v in self._ids(pending.column("id")).tolist()], dtype=bool)
+            if changed == 0 and keep.all():
+                return 0
+            labels = pa.Table.from_pylist(sorted(log.values(), key=lambda r: r["seq"]), schema=_labels_schema(self.id_type))
+            self._commit(head, labels=labels if changed else None, pending=pending.filter(pa.array(keep)) if not keep.all() else None)
+            return changed
+
+    @staticmethod
+    def _key(r: dict) -> tuple:
+        return (r["source"], r["annotation_id"]) if r["annotation_id"] is not None else (r["source"], "id", r["id"])
+
+    def label_log(self) -> pa.Table:
+        """Every label record ever kept (one per ``(source, annotation_id)``), oldest first."""
+        return self._read_table(self._head().get("labels"), _labels_schema(self.id_type))
+
+    def labeled(self) -> pa.Table:
+        """The current labeled set, one row per id.
+
+        An id's row is its latest "labeled" record, or, with none, its latest "skipped" one;
+        cancelled records do not count.
+
+        Returns
+        -------
+        pyarrow.Table
+            Columns id, label, source, annotation_id, labeled_at, status.
+        """
+        log = self.label_log()
+        cols = ["id", "label", "source", "annotation_id", "labeled_at", "status"]
+        if log.num_rows == 0:
+            return log.select(cols)
+        best: dict = {}
+        for r in log.to_pylist():  # ordered by seq
+            if r["status"] == "cancelled":
+                continue
+            cur = best.get(r["id"])
+            if cur is None or r["status"] == "labeled" or cur["status"] == "skipped":
+                best[r["id"]] = r
+        rows = sorted(best.values(), key=lambda r: r["seq"])
+        return pa.Table.from_pylist(rows, schema=_labels_schema(self.id_type)).select(cols)
+
+    def excluded_ids(self) -> np.ndarray:
+        """Ids selection must skip: labeled (or skipped), pending, and the evaluation set.
+
+        Returns
+        -------
+        ndarray of shape (m,)
+            Unique ids, int64 or str objects.
+        """
+        parts = [self._ids(self.labeled().column("id")), self._ids(self.pending().column("id")), self.evaluation_ids()]
+        merged = np.concatenate(parts) if any(len(p) for p in parts) else parts[0]
+        if self.id_type == "int64":
+            return np.unique(merged.astype(np.int64))
+        return np.array(sorted(set(merged.tolist())), dtype=object)
+
+    def training_labels(self) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and labels (str) that may be trained on: status "labeled", not in the evaluation set."""
+        table = self.labeled()
+        mask = np.array([s == "labeled" for s in table.column("status").to_pylist()], dtype=bool)
+        ids = self._ids(table.column("id"))[mask]
+        labels = np.array(table.column("label").to_pylist(), dtype=object)[mask]
+        keep = ~np.isin(ids, self.evaluation_ids())
+        return ids[keep], labels[keep]
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.path)!r})"

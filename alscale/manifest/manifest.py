@@ -1,0 +1,143 @@
+"""Manifest writing and reading."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from alscale.exceptions import OutputError
+
+__all__ = ["BATCH_FILE", "MANIFEST_FILE", "SCHEMA_VERSION", "Manifest", "check_output_free", "write_manifest"]
+
+SCHEMA_VERSION = 1
+BATCH_FILE = "batch.parquet"
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass
+class Manifest:
+    """A selected batch and its provenance.
+
+    Attributes
+    ----------
+    path : pathlib.Path or None
+        The output directory (None when the result was not written).
+    data : dict
+        The content of ``manifest.json``.
+    batch : pyarrow.Table
+        ``batch.parquet``: id, rank, score, strategy, predicted_class, predicted_index,
+        confidence (and cluster for some strategies), in rank order.
+    """
+
+    path: Path | None
+    data: dict[str, Any]
+    batch: pa.Table
+
+    @property
+    def ids(self) -> list:
+        return self.batch.column("id").to_pylist()
+
+    @property
+    def run_id(self) -> str:
+        return self.data["run_id"]
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> Manifest:
+        """Read a manifest directory written by :func:`write_manifest`."""
+        path = Path(path)
+        try:
+            data = json.loads((path / MANIFEST_FILE).read_text())
+            batch = pq.read_table(path / BATCH_FILE)
+        except FileNotFoundError:
+            raise OutputError(f"{str(path)!r} is not a batch manifest: expected {MANIFEST_FILE} and {BATCH_FILE} in it.") from None
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise OutputError(f"Cannot read batch manifest {str(path)!r}: {str(exc).splitlines()[0]}") from None
+        return cls(path=path, data=data, batch=batch)
+
+    def summary(self, rows: int = 10) -> str:
+        """A short human-readable description of the batch."""
+        d = self.data
+        lines = [
+            f"selected {self.batch.num_rows} of {d['counts']['rows_total']:,} rows with {d['strategy']['name']} "
+            f"(k={d['k']}, seed={d['seed']})",
+        ]
+        head = self.batch.slice(0, rows).to_pylist()
+        for row in head:
+            lines.append(
+                f"  #{row['rank']:<4} id={row['id']!s:<12} score={row['score']:.4f} "
+                f"predicted={row['predicted_class']} ({row['confidence']:.2f})"
+            )
+        if self.batch.num_rows > rows:
+            lines.append(f"  ... {self.batch.num_rows - rows} more")
+        return "\n".join(lines)
+
+
+def check_output_free(out: str | os.PathLike, force: bool) -> None:
+    """Fail early if ``out`` exists and ``force`` is not set."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise OutputError(f"Output directory {str(out)!r} exists already; pass --force to replace it.")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"Output {str(out)!r} exists and is not a directory.")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_manifest(out: str | os.PathLike, batch: pa.Table, data: dict[str, Any], *, force: bool = False) -> Manifest:
+    """Write ``batch.parquet`` and ``manifest.json`` into ``out`` atomically.
+
+    The same ``batch`` gives a byte-identical ``batch.parquet`` (no timestamps in it).
+
+    Raises
+    ------
+    OutputError
+        ``out`` exists and ``force`` is False, or it cannot be written.
+    """
+    out = Path(out)
+    check_output_free(out, force)
+    parent = out.parent if str(out.parent) else Path(".")
+    tmp = parent / f".{out.name}.tmp-{uuid.uuid4().hex[:12]}"
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        pq.write_table(batch, tmp / BATCH_FILE, compression="zstd", write_statistics=True)
+        with open(tmp / MANIFEST_FILE, "w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False, default=str)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        if out.exists():  # force: move the old one aside, then swap
+            trash = parent / f".{out.name}.old-{uuid.uuid4().hex[:12]}"
+            os.rename(out, trash)
+            os.rename(tmp, out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+        _fsync_dir(parent)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"Cannot write manifest to {str(out)!r}: {exc.strerror or exc}.") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Manifest(path=out, data=data, batch=batch)

@@ -1,0 +1,267 @@
+"""What alscale needs from an ONNX classifier, and how it is found in a model file.
+
+The contract: one float input of shape (n, d); an output of class probabilities or logits of
+shape (n, c); optionally an embedding output (n, h) (the penultimate layer) for the diversity
+strategies.  Outputs are found by name (``probabilities``, ``output_probability``, ``probs``,
+``logits``, ``embedding``, ...) or named in the settings.  A skl2onnx ZipMap output (a
+sequence of maps) is refused with the export option that avoids it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from alscale.exceptions import ModelContractError, ModelError
+
+__all__ = ["ModelContract", "inspect_model", "load_session", "sha256_file"]
+
+PROBS_NAMES = ("probabilities", "output_probability", "probs", "probability", "prob", "proba", "softmax", "scores")
+LOGITS_NAMES = ("logits", "logit", "output_logits")
+EMBEDDING_NAMES = ("embedding", "embeddings", "penultimate", "hidden", "features_out", "pooled_output")
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """The detected contract of one ONNX model.
+
+    Attributes
+    ----------
+    path, sha256 : str
+    input_name : str
+    input_width : int or None
+        d, when the model fixes it.
+    input_type : str
+    class_output : str
+        The probabilities or logits output.
+    output_kind : {"probabilities", "logits"}
+    n_classes : int
+    classes : tuple of str
+        Class names in output order.
+    embedding_output : str or None
+    embedding_dim : int or None
+    outputs : tuple of (name, type, shape)
+        Every output, for ``inspect-model``.
+    """
+
+    path: str
+    sha256: str
+    input_name: str
+    input_width: int | None
+    input_type: str
+    class_output: str
+    output_kind: str
+    n_classes: int
+    classes: tuple[str, ...]
+    embedding_output: str | None
+    embedding_dim: int | None
+    outputs: tuple[tuple[str, str, tuple], ...] = field(default=())
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "sha256": self.sha256,
+            "input": {"name": self.input_name, "width": self.input_width, "type": self.input_type},
+            "class_output": self.class_output,
+            "output_kind": self.output_kind,
+            "n_classes": self.n_classes,
+            "classes": list(self.classes),
+            "embedding_output": self.embedding_output,
+            "embedding_dim": self.embedding_dim,
+        }
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_session(path: str | Path, threads: int = 1) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads and sequential execution."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(threads)
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except FileNotFoundError:
+        raise ModelError(f"Model file {str(path)!r} does not exist.") from None
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        if not Path(path).exists():
+            raise ModelError(f"Model file {str(path)!r} does not exist.") from None
+        raise ModelError(f"Cannot load ONNX model {str(path)!r}: {str(exc).splitlines()[0]}") from None
+
+
+def _dim(value) -> int | None:
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def _class_names(session: ort.InferenceSession, path: Path, n_classes: int) -> tuple[str, ...]:
+    meta = session.get_modelmeta().custom_metadata_map
+    if "alscale.classes" in meta:
+        names = json.loads(meta["alscale.classes"])
+        if len(names) == n_classes:
+            return tuple(str(c) for c in names)
+    try:  # skl2onnx keeps class labels as node attributes
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+        for node in model.graph.node:
+            for attr in node.attribute:
+                if attr.name == "classlabels_int64s" and len(attr.ints) == n_classes:
+                    return tuple(str(v) for v in attr.ints)
+                if attr.name == "classlabels_strings" and len(attr.strings) == n_classes:
+                    return tuple(v.decode() for v in attr.strings)
+        for init in model.graph.initializer:
+            if init.name.startswith("classes") and init.dims and init.dims[0] == n_classes:
+                values = onnx.numpy_helper.to_array(init)
+                return tuple(str(v.decode() if isinstance(v, bytes) else v) for v in values.tolist())
+    except Exception:  # class names are a nicety; fall back to indices
+        pass
+    return tuple(str(i) for i in range(n_classes))
+
+
+def inspect_model(
+    path: str | Path,
+    *,
+    probs_output: str | None = None,
+    embedding_output: str | None = None,
+    session: ort.InferenceSession | None = None,
+) -> ModelContract:
+    """Load a model and work out its contract; probe it once on zeros.
+
+    Raises
+    ------
+    ModelError
+        The file is missing or not ONNX.
+    ModelContractError
+        No usable class output, a ZipMap output, several inputs, or an output that is not a
+        probability distribution.
+    """
+    path = Path(path)
+    session = session or load_session(path)
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        names = [i.name for i in inputs]
+        raise ModelContractError(f"Expected a model with one input (n, d). Got {len(inputs)} inputs: {names}.")
+    inp = inputs[0]
+    if "float" not in inp.type and "double" not in inp.type:
+        raise ModelContractError(f"Expected a float input. Got {inp.name!r} of type {inp.type}.")
+    shape = list(inp.shape)
+    width = _dim(shape[1]) if len(shape) == 2 else None
+    if len(shape) != 2:
+        raise ModelContractError(f"Expected input {inp.name!r} of rank 2 (n, d). Got shape {shape}.")
+
+    outputs = session.get_outputs()
+    described = tuple((o.name, o.type, tuple(o.shape)) for o in outputs)
+    by_name = {o.name: o for o in outputs}
+    for o in outputs:
+        if o.type.startswith("seq(map"):
+            if probs_output in (None, o.name):
+                raise ModelContractError(
+                    f"Output {o.name!r} is a ZipMap (a sequence of maps), which cannot be scored in bulk. "
+                    "Re-export with skl2onnx's zipmap disabled, e.g. to_onnx(model, X, options={'zipmap': False}), "
+                    "so probabilities come as a float tensor."
+                )
+
+    def _tensor_2d(o) -> bool:
+        return o.type.startswith("tensor(") and ("float" in o.type or "double" in o.type) and len(o.shape) == 2
+
+    if probs_output is not None:
+        if probs_output not in by_name:
+            raise ModelContractError(f"The model has no output {probs_output!r}; its outputs are {list(by_name)}.")
+        class_out = by_name[probs_output]
+        if not _tensor_2d(class_out):
+            raise ModelContractError(f"Output {probs_output!r} must be a float tensor (n, c). Got {class_out.type} {class_out.shape}.")
+    else:
+        candidates = [o for o in outputs if _tensor_2d(o) and o.name.lower() in PROBS_NAMES + LOGITS_NAMES]
+        if not candidates:
+            raise ModelContractError(
+                f"Found no class probability or logit output among {[o.name for o in outputs]}; "
+                "expected one named like 'probabilities' or 'logits' (or set probs_output)."
+            )
+        class_out = candidates[0]
+    kind = "logits" if class_out.name.lower() in LOGITS_NAMES or "logit" in class_out.name.lower() else "probabilities"
+
+    emb = None
+    if embedding_output is not None:
+        if embedding_output not in by_name:
+            raise ModelContractError(f"The model has no output {embedding_output!r}; its outputs are {list(by_name)}.")
+        emb = by_name[embedding_output]
+    else:
+        emb = next((o for o in outputs if _tensor_2d(o) and o.name.lower() in EMBEDDING_NAMES), None)
+
+    # probe: run two rows of zeros to learn c and check the output is a distribution
+    probe_width = width or 1
+    dtype = np.float64 if "double" in inp.type else np.float32
+    fetch = [class_out.name] + ([emb.name] if emb is not None else [])
+    try:
+        results = session.run(fetch, {inp.name: np.zeros((2, probe_width), dtype=dtype)})
+    except Exception as exc:
+        if width is None:  # unknown width: cannot probe, trust the declared shape
+            results = None
+        else:
+            raise ModelError(f"Model {str(path)!r} failed on a probe input: {str(exc).splitlines()[0]}") from None
+    if results is not None:
+        values = np.asarray(results[0])
+        n_classes = int(values.shape[1])
+        if kind == "probabilities":
+            check_probabilities(values, class_out.name)
+        emb_dim = int(np.asarray(results[1]).shape[1]) if emb is not None else None
+    else:
+        n_classes = _dim(class_out.shape[1]) or 0
+        emb_dim = _dim(emb.shape[1]) if emb is not None else None
+    if n_classes < 2:
+        raise ModelContractError(f"Output {class_out.name!r} must have >= 2 classes. Got {n_classes}.")
+    return ModelContract(
+        path=str(path),
+        sha256=sha256_file(path),
+        input_name=inp.name,
+        input_width=width,
+        input_type=inp.type,
+        class_output=class_out.name,
+        output_kind=kind,
+        n_classes=n_classes,
+        classes=_class_names(session, path, n_classes),
+        embedding_output=emb.name if emb is not None else None,
+        embedding_dim=emb_dim,
+        outputs=described,
+    )
+
+
+def check_probabilities(probs: np.ndarray, name: str, tol: float = 1e-3) -> None:
+    """Raise :class:`ModelContractError` unless every row is a finite distribution.
+
+    Parameters
+    ----------
+    probs : ndarray of shape (n, c)
+    name : str
+        The output's name, for the message.
+    tol : float
+        Allowed deviation of a row sum from 1 (and of values outside [0, 1]).
+    """
+    if probs.size == 0:
+        return
+    if not np.isfinite(probs).all():
+        bad = int((~np.isfinite(probs)).any(axis=1).sum())
+        raise ModelContractError(f"Output {name!r} holds NaN or inf in {bad} row(s); expected finite probabilities.")
+    lo, hi = float(probs.min()), float(probs.max())
+    if lo < -tol or hi > 1 + tol:
+        raise ModelContractError(
+            f"Output {name!r} is not a probability: values range {lo:.4g}..{hi:.4g}, expected [0, 1]. "
+            "If it holds logits, name the output 'logits' or set probs_output to a softmax output."
+        )
+    sums = probs.sum(axis=1, dtype=np.float64)
+    if np.abs(sums - 1).max() > tol:
+        raise ModelContractError(
+            f"Output {name!r} rows sum to {sums.min():.4g}..{sums.max():.4g}; expected 1 within {tol:g}."
+        )

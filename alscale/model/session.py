@@ -1,0 +1,102 @@
+"""Run one model, or a committee, on feature batches: the stateful part of an actor.
+
+Load once in ``__init__``, then call on batches (the Ray Data "callable class" pattern).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from alscale.exceptions import ModelContractError
+from alscale.model.contract import ModelContract, check_probabilities, load_session
+
+__all__ = ["ModelOutputs", "ModelRunner", "check_committee", "softmax"]
+
+
+@dataclass
+class ModelOutputs:
+    """Model outputs for one batch.
+
+    Attributes
+    ----------
+    probs : ndarray of shape (n, c), float32
+        Class probabilities (the mean over members for a committee).
+    member_probs : ndarray of shape (m, n, c) or None
+        Each member's probabilities (committees only).
+    embeddings : ndarray of shape (n, h) or None
+        The first member's embedding output, when it has one and it was asked for.
+    """
+
+    probs: np.ndarray
+    member_probs: np.ndarray | None = None
+    embeddings: np.ndarray | None = None
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float32, stable for large logits."""
+    z = logits.astype(np.float32, copy=True)
+    z -= z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def check_committee(contracts: Sequence[ModelContract]) -> None:
+    """Committee members must agree on classes and input width."""
+    first = contracts[0]
+    for other in contracts[1:]:
+        if other.classes != first.classes:
+            raise ModelContractError(
+                f"Committee members disagree on classes: {first.path!r} has {list(first.classes)}, {other.path!r} has {list(other.classes)}."
+            )
+        if other.input_width != first.input_width:
+            raise ModelContractError(
+                f"Committee members disagree on input width: {first.path!r} takes {first.input_width}, {other.path!r} takes {other.input_width}."
+            )
+
+
+class ModelRunner:
+    """One ONNX Runtime session per member, created once.
+
+    Parameters
+    ----------
+    contracts : sequence of ModelContract
+        One per member (from :func:`alscale.model.inspect_model`).
+    threads : int
+        Intra-op threads per session.
+    want_embeddings : bool
+        Fetch the (first member's) embedding output too.
+    """
+
+    def __init__(self, contracts: Sequence[ModelContract], threads: int = 1, want_embeddings: bool = False):
+        self.contracts = list(contracts)
+        self.sessions = [load_session(c.path, threads) for c in self.contracts]
+        self.want_embeddings = want_embeddings and self.contracts[0].embedding_output is not None
+        self._dtypes = [np.float64 if "double" in c.input_type else np.float32 for c in self.contracts]
+
+    def __call__(self, features: np.ndarray) -> ModelOutputs:
+        """Score one batch of features (n, d)."""
+        member_probs = []
+        embeddings = None
+        for i, (contract, session, dtype) in enumerate(zip(self.contracts, self.sessions, self._dtypes)):
+            fetch = [contract.class_output]
+            if i == 0 and self.want_embeddings:
+                fetch.append(contract.embedding_output)
+            x = features if features.dtype == dtype else features.astype(dtype)
+            results = session.run(fetch, {contract.input_name: x})
+            values = np.asarray(results[0])
+            if contract.output_kind == "logits":
+                probs = softmax(values)
+            else:
+                probs = values.astype(np.float32, copy=False)
+                check_probabilities(probs, contract.class_output)
+            member_probs.append(probs)
+            if len(results) > 1:
+                embeddings = np.asarray(results[1], dtype=np.float32)
+        if len(member_probs) == 1:
+            return ModelOutputs(member_probs[0], None, embeddings)
+        stacked = np.stack(member_probs)
+        return ModelOutputs(stacked.mean(axis=0), stacked, embeddings)

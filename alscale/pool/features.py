@@ -1,0 +1,150 @@
+"""Feature layouts: which pool column(s) feed the model, and zero-copy decoding to numpy.
+
+Three layouts are understood:
+
+* ``list``    - one ``fixed_size_list<float32>`` column (``list<float>`` works, slower);
+* ``binary``  - one ``fixed_size_binary`` column whose values are float32 rows (fastest);
+* ``columns`` - several numeric columns, one feature each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from alscale.exceptions import PoolSchemaError
+
+__all__ = ["FeatureSpec", "decode_features", "detect_features"]
+
+_PREFERRED_NAMES = ("features", "feature", "x", "embedding", "embeddings", "vector")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """How one model input is read from the pool.
+
+    Attributes
+    ----------
+    kind : {"list", "binary", "columns"}
+    columns : tuple of str
+    width : int
+        Features per row (d).
+    """
+
+    kind: str
+    columns: tuple[str, ...]
+    width: int
+
+
+def _column_spec(schema: pa.Schema, name: str) -> FeatureSpec:
+    typ = schema.field(name).type
+    if pa.types.is_fixed_size_list(typ):
+        if not (pa.types.is_floating(typ.value_type) or pa.types.is_integer(typ.value_type)):
+            raise PoolSchemaError(f"Feature column {name!r} must hold numbers. Got {typ}.")
+        return FeatureSpec("list", (name,), typ.list_size)
+    if pa.types.is_fixed_size_binary(typ):
+        if typ.byte_width % 4:
+            raise PoolSchemaError(
+                f"Feature column {name!r} is fixed_size_binary[{typ.byte_width}]; expected float32 rows (a multiple of 4 bytes)."
+            )
+        return FeatureSpec("binary", (name,), typ.byte_width // 4)
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        return FeatureSpec("list", (name,), -1)  # width known only from the data
+    if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ):
+        return FeatureSpec("columns", (name,), 1)
+    raise PoolSchemaError(f"Column {name!r} of type {typ} cannot be used as features.")
+
+
+def detect_features(schema: pa.Schema, id_column: str, features: Sequence[str] | None = None) -> FeatureSpec:
+    """Pick the feature column(s) of a pool.
+
+    Parameters
+    ----------
+    schema : pyarrow.Schema
+    id_column : str
+    features : sequence of str, optional
+        Column names chosen by the user (one vector column, or several numeric columns).
+
+    Returns
+    -------
+    FeatureSpec
+    """
+    names = schema.names
+    if features:
+        missing = [c for c in features if c not in names]
+        if missing:
+            raise PoolSchemaError(f"Feature column(s) {missing} not in the pool; its columns are {names}.")
+        if len(features) == 1:
+            return _column_spec(schema, features[0])
+        specs = [_column_spec(schema, c) for c in features]
+        if any(s.kind != "columns" for s in specs):
+            raise PoolSchemaError("Several feature columns must each be numeric scalars; give one vector column alone.")
+        return FeatureSpec("columns", tuple(features), len(features))
+    vectors = [n for n in names if n != id_column and _is_vector(schema.field(n).type)]
+    if len(vectors) == 1:
+        return _column_spec(schema, vectors[0])
+    preferred = [n for n in vectors if n.lower() in _PREFERRED_NAMES]
+    if len(preferred) == 1:
+        return _column_spec(schema, preferred[0])
+    if vectors:
+        raise PoolSchemaError(f"Several vector columns could be the features: {vectors}; choose one with --features.")
+    numeric = [n for n in names if n != id_column and _is_number(schema.field(n).type)]
+    if not numeric:
+        raise PoolSchemaError(f"The pool has no feature column: expected a vector column or numeric columns besides {id_column!r}; columns are {names}.")
+    non_numeric = [n for n in names if n != id_column and n not in numeric]
+    if non_numeric:
+        raise PoolSchemaError(
+            f"Cannot tell the feature columns apart: numeric {numeric} and other {non_numeric}; choose them with --features."
+        )
+    return FeatureSpec("columns", tuple(numeric), len(numeric))
+
+
+def _is_vector(typ: pa.DataType) -> bool:
+    return pa.types.is_fixed_size_list(typ) or pa.types.is_fixed_size_binary(typ) or pa.types.is_list(typ) or pa.types.is_large_list(typ)
+
+
+def _is_number(typ: pa.DataType) -> bool:
+    return pa.types.is_integer(typ) or pa.types.is_floating(typ)
+
+
+def decode_features(batch: pa.RecordBatch, spec: FeatureSpec) -> np.ndarray:
+    """Turn a record batch's feature column(s) into a float32 array of shape (n, d).
+
+    Zero-copy where Arrow allows it (a float32 ``fixed_size_binary`` or ``fixed_size_list``
+    column without nulls).  Null rows come back as NaN rows, so the caller's validity check
+    catches them.
+    """
+    n = batch.num_rows
+    if spec.kind == "binary":
+        col = batch.column(spec.columns[0])
+        width = col.type.byte_width
+        buf = col.buffers()[1]
+        out = np.frombuffer(buf, dtype=np.float32, count=n * spec.width, offset=col.offset * width).reshape(n, spec.width)
+        if col.null_count:
+            out = out.copy()
+            out[np.asarray(col.is_null())] = np.nan
+        return out
+    if spec.kind == "list":
+        col = batch.column(spec.columns[0])
+        values = col.flatten().to_numpy(zero_copy_only=False)
+        width = spec.width if spec.width > 0 else (len(values) // n if n else 0)
+        if col.null_count:
+            return _list_with_nulls(col, width)
+        if width <= 0 or len(values) != n * width:
+            raise PoolSchemaError(f"Feature column {spec.columns[0]!r} has rows of differing lengths; expected {width} per row.")
+        return values.astype(np.float32, copy=False).reshape(n, width)
+    out = np.empty((n, spec.width), dtype=np.float32)
+    for j, name in enumerate(spec.columns):
+        out[:, j] = batch.column(name).to_numpy(zero_copy_only=False)
+    return out
+
+
+def _list_with_nulls(col: pa.Array, width: int) -> np.ndarray:
+    out = np.full((len(col), width), np.nan, dtype=np.float32)
+    valid = ~np.asarray(col.is_null())
+    values = col.filter(pa.array(valid)).flatten().to_numpy(zero_copy_only=False)
+    out[valid] = values.reshape(-1, width)
+    return out

@@ -1,0 +1,149 @@
+"""Find a pool's Parquet files and read their footers (never their rows).
+
+A pool is a Parquet file, a directory of them (searched recursively for ``*.parquet``) or a
+glob, on any filesystem pyarrow opens (local paths, ``file://``, ``s3://``, ``gs://``, ...).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob as globlib
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from alscale.exceptions import PoolError, PoolSchemaError
+
+__all__ = ["PoolFile", "PoolFiles", "open_parquet", "resolve_pool"]
+
+
+@dataclass(frozen=True)
+class PoolFile:
+    """One Parquet file of the pool: its path, size, rows and rows per row group."""
+
+    path: str
+    size: int
+    rows: int
+    row_groups: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PoolFiles:
+    """The resolved pool.
+
+    Attributes
+    ----------
+    spec : str
+        What the user gave (path, directory, glob or URI).
+    filesystem_uri : str or None
+        A URI pyarrow can rebuild the filesystem from in another process (None = local).
+    files : tuple of PoolFile
+    schema : pyarrow.Schema
+    """
+
+    spec: str
+    filesystem_uri: str | None
+    files: tuple[PoolFile, ...]
+    schema: pa.Schema
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+    def filesystem(self) -> pafs.FileSystem:
+        return filesystem_for(self.filesystem_uri)
+
+    def fingerprint(self) -> dict:
+        """Files, sizes and row counts, plus a sha256 over them: what identifies this pool."""
+        files = [{"path": f.path, "size": f.size, "rows": f.rows} for f in self.files]
+        digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+        return {"files": files, "rows": self.rows, "sha256": digest}
+
+
+def filesystem_for(uri: str | None) -> pafs.FileSystem:
+    """The filesystem for a URI prefix (None or a plain path = local)."""
+    if uri is None:
+        return pafs.LocalFileSystem()
+    fs, _ = pafs.FileSystem.from_uri(uri)
+    return fs
+
+
+def open_parquet(filesystem: pafs.FileSystem, path: str) -> pq.ParquetFile:
+    """Open one Parquet file, turning I/O and format errors into :class:`PoolSchemaError`."""
+    try:
+        return pq.ParquetFile(filesystem.open_input_file(path))
+    except FileNotFoundError:
+        raise PoolError(f"Pool file {path!r} does not exist.") from None
+    except (OSError, pa.ArrowException) as exc:
+        raise PoolSchemaError(f"Pool file {path!r} is not readable Parquet: {str(exc).splitlines()[0]}") from None
+
+
+def _list_files(spec: str) -> tuple[str | None, list[str]]:
+    if "://" in spec:
+        fs, root = pafs.FileSystem.from_uri(spec)
+        scheme_root = spec[: spec.index("://") + 3]
+        uri = scheme_root + (root.split("/")[0] if not isinstance(fs, pafs.LocalFileSystem) else "")
+        if isinstance(fs, pafs.LocalFileSystem):
+            uri = None
+        if any(ch in root for ch in "*?["):
+            base = root[: min(root.find(c) for c in "*?[" if c in root)].rsplit("/", 1)[0]
+            infos = fs.get_file_info(pafs.FileSelector(base, recursive=True))
+            return uri, sorted(i.path for i in infos if i.is_file and fnmatch.fnmatch(i.path, root))
+        info = fs.get_file_info(root)
+        if info.type == pafs.FileType.Directory:
+            infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+            return uri, sorted(i.path for i in infos if i.is_file and i.path.endswith(".parquet"))
+        if info.type == pafs.FileType.File:
+            return uri, [root]
+        return uri, []
+    if any(ch in spec for ch in "*?["):
+        return None, sorted(p for p in globlib.glob(spec, recursive=True) if os.path.isfile(p))
+    if os.path.isdir(spec):
+        found = []
+        for root, _dirs, names in os.walk(spec):
+            found += [os.path.join(root, n) for n in names if n.endswith(".parquet") and not n.startswith((".", "_"))]
+        return None, sorted(found)
+    if os.path.isfile(spec):
+        return None, [spec]
+    return None, []
+
+
+def resolve_pool(spec: str) -> PoolFiles:
+    """Resolve a pool spec and read every file's footer.
+
+    Raises
+    ------
+    PoolError
+        Nothing matches ``spec``, or the files hold no rows.
+    PoolSchemaError
+        A file is not Parquet, or the files' schemas differ.
+    """
+    spec = str(spec)
+    try:
+        fs_uri, paths = _list_files(spec)
+    except (OSError, pa.ArrowException) as exc:
+        raise PoolError(f"Cannot open pool {spec!r}: {str(exc).splitlines()[0]}") from None
+    if not paths:
+        raise PoolError(f"Pool {spec!r} does not exist or holds no Parquet files.")
+    fs = filesystem_for(fs_uri)
+    files, schema = [], None
+    for path in paths:
+        pf = open_parquet(fs, path)
+        meta = pf.metadata
+        file_schema = pf.schema_arrow
+        if schema is None:
+            schema = file_schema
+        elif not file_schema.equals(schema):
+            raise PoolSchemaError(f"Pool files disagree on their schema: {path!r} has {file_schema.names}, expected {schema.names}.")
+        size = fs.get_file_info(path).size
+        groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+        files.append(PoolFile(path=path, size=int(size or 0), rows=int(meta.num_rows), row_groups=groups))
+    pool = PoolFiles(spec=spec, filesystem_uri=fs_uri, files=tuple(files), schema=schema)
+    if pool.rows == 0:
+        raise PoolError(f"Pool {spec!r} is empty: 0 rows in {len(files)} file(s).")
+    return pool

@@ -1,0 +1,87 @@
+"""Read id lists (exclusions, labeled sets) from Parquet, CSV or newline-separated files."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from alscale.exceptions import ConfigError
+from alscale.rowrandom import id_keys
+
+__all__ = ["read_id_file", "read_id_keys"]
+
+
+def read_id_file(path: str | os.PathLike, id_column: str = "id", as_int: bool = True) -> np.ndarray:
+    """Read one id file.
+
+    Parquet: the ``id_column`` column (or the only column).  CSV: a header with ``id_column``
+    (or one column).  Anything else: one id per line, blank lines ignored.
+
+    Parameters
+    ----------
+    path : path-like
+    id_column : str
+    as_int : bool
+        Parse ids as int64 (the pool has integer ids) or keep them as strings.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+    """
+    path = str(path)
+    try:
+        if path.endswith(".parquet"):
+            table = pq.read_table(path)
+            name = id_column if id_column in table.column_names else (table.column_names[0] if table.num_columns == 1 else None)
+            if name is None:
+                raise ConfigError(f"Id file {path!r} has no {id_column!r} column; its columns are {table.column_names}.")
+            values = table.column(name).to_pylist()
+        elif path.endswith(".csv"):
+            with open(path, newline="") as fh:
+                rows = list(csv.reader(fh))
+            if not rows:
+                values = []
+            elif id_column in rows[0]:
+                j = rows[0].index(id_column)
+                values = [r[j] for r in rows[1:] if r]
+            elif len(rows[0]) == 1:
+                values = [r[0] for r in rows if r]
+                if values and as_int and not _is_int(values[0]):
+                    values = values[1:]  # a header of another name
+            else:
+                raise ConfigError(f"Id file {path!r} has no {id_column!r} column; its header is {rows[0]}.")
+        else:
+            with open(path) as fh:
+                values = [line.strip() for line in fh if line.strip()]
+    except ConfigError:
+        raise
+    except (OSError, UnicodeDecodeError, pa.ArrowException) as exc:
+        raise ConfigError(f"Cannot read id file {path!r}: {getattr(exc, 'strerror', None) or str(exc).splitlines()[0]}.") from None
+    if as_int:
+        try:
+            return np.asarray([int(v) for v in values], dtype=np.int64)
+        except (TypeError, ValueError):
+            bad = next(v for v in values if not _is_int(v))
+            raise ConfigError(f"Id file {path!r} holds {bad!r}, but the pool's ids are integers.") from None
+    return np.asarray([str(v) for v in values], dtype=str)
+
+
+def _is_int(value) -> bool:
+    try:
+        int(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def read_id_keys(paths: Sequence[str], id_column: str = "id", as_int: bool = True) -> np.ndarray:
+    """The sorted unique 64-bit keys (:func:`alscale.rowrandom.id_keys`) of every id in ``paths``."""
+    if not paths:
+        return np.empty(0, dtype=np.uint64)
+    parts = [id_keys(read_id_file(p, id_column, as_int)) for p in paths]
+    return np.unique(np.concatenate(parts))

@@ -1,0 +1,104 @@
+"""HTTP plumbing shared by the connectors: clients, secrets from the environment, retries.
+
+Secrets (API tokens, signing keys) are read from environment variables at the moment a client
+is built and kept only in memory; every error message goes through :func:`redact` so a token
+never reaches a log line or a traceback.  Network code takes an optional httpx transport
+(``transport=httpx.MockTransport(...)`` or a custom one), the seam that keeps it testable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+
+import httpx
+
+from alscale.exceptions import ConfigError, QueueAuthError, QueueError, QueueUnavailableError
+
+__all__ = ["RETRY_STATUS", "backoff_delays", "redact", "secret_from_env", "send_with_retries"]
+
+logger = logging.getLogger("alscale.queues")
+
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+def secret_from_env(var: str, *, what: str) -> str:
+    """Read a secret from the environment variable ``var``; a clear error when it is missing."""
+    if not var or not isinstance(var, str):
+        raise ConfigError(f"Expected the name of an environment variable holding the {what}. Got {var!r}.")
+    value = os.environ.get(var, "").strip()
+    if not value:
+        raise QueueAuthError(f"Expected the {what} in the environment variable {var}. Got it unset or empty.")
+    return value
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every occurrence of each secret in ``text`` by ``***``."""
+    text = str(text)
+    for s in secrets:
+        if s and len(s) >= 4:
+            text = text.replace(s, "***")
+    return text
+
+
+def backoff_delays(retries: int, base: float, cap: float = 30.0) -> list[float]:
+    """Exponential backoff: ``base * 2**i`` for i in 0..retries-1, capped at ``cap`` seconds."""
+    return [min(cap, base * (2**i)) for i in range(max(0, int(retries)))]
+
+
+def describe_failure(exc: Exception, secrets: Iterable[str] = ()) -> str:
+    """One line naming what went wrong with a request, secrets removed."""
+    return redact(" ".join(f"{type(exc).__name__}: {exc}".split()), secrets)
+
+
+def send_with_retries(
+    send: Callable[[], httpx.Response],
+    *,
+    what: str,
+    retries: int = 4,
+    backoff: float = 0.5,
+    secrets: Iterable[str] = (),
+    sleep: Callable[[float], None] = time.sleep,
+) -> httpx.Response:
+    """Call ``send`` until it answers with a status that is not retryable.
+
+    Connection errors, timeouts and HTTP 429/5xx are retried with exponential backoff; any
+    other answer is returned to the caller (which decides what a 4xx means).  Only use this
+    for requests that are safe to repeat.
+
+    Raises
+    ------
+    QueueUnavailableError
+        Still failing after ``retries`` retries.
+    """
+    secrets = tuple(secrets)
+    delays = backoff_delays(retries, backoff)
+    last = ""
+    for attempt in range(len(delays) + 1):
+        try:
+            response = send()
+        except httpx.TransportError as exc:
+            last = describe_failure(exc, secrets)
+        else:
+            if response.status_code not in RETRY_STATUS:
+                return response
+            last = f"HTTP {response.status_code}"
+        if attempt < len(delays):
+            logger.warning("%s failed (%s); retry %d/%d in %.1fs", what, last, attempt + 1, len(delays), delays[attempt])
+            sleep(delays[attempt])
+    raise QueueUnavailableError(f"{what} failed after {len(delays) + 1} attempts; last error: {last}.")
+
+
+def check_response(response: httpx.Response, *, what: str, secrets: Iterable[str] = ()) -> httpx.Response:
+    """Raise the matching QueueError for a 4xx/5xx answer; return the response otherwise."""
+    code = response.status_code
+    if code < 400:
+        return response
+    body = redact(" ".join(response.text[:300].split()), secrets)
+    if code in (401, 403):
+        raise QueueAuthError(f"{what} was refused with HTTP {code}: expected valid credentials. Got: {body or 'no detail'}.")
+    if code in RETRY_STATUS:
+        raise QueueUnavailableError(f"{what} failed with HTTP {code}: {body or 'no detail'}.")
+    raise QueueError(f"{what} failed with HTTP {code}: {body or 'no detail'}.")

@@ -1,0 +1,259 @@
+"""The connector protocol every labeling queue follows, and the batch view they all push.
+
+A connector does three things::
+
+    push(manifest, *, workspace=None) -> PushResult   send a batch, record what was sent as pending
+    pull(*, workspace=None) -> list[dict]             take finished annotations back
+    pending() -> list                                 ids the queue holds that nobody answered
+
+Label records are plain dicts, the shape :meth:`alscale.loop.workspace.Workspace.record_labels`
+takes: ``{"id", "label", "status", "source", "annotation_id", "annotator"}`` where ``status`` is
+``"labeled"``, ``"skipped"`` or ``"cancelled"`` and ``label`` is None unless labeled.
+
+:class:`BatchView` is what a connector pushes: the manifest's rows in rank order, joined with
+the data columns the user names from the pool.  Only the selected ids are read from the pool's
+Parquet files (a pyarrow dataset filter), so a push costs O(k) rows of I/O, not O(pool).
+"""
+
+from __future__ import annotations
+
+import base64
+import glob
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from alscale.exceptions import ConfigError, OutputError, PoolSchemaError, WorkspaceError
+from alscale.manifest import Manifest
+
+__all__ = ["BatchView", "Connector", "PushResult", "STATUSES", "load_batch", "normalize_data_columns", "open_workspace"]
+
+STATUSES = ("labeled", "skipped", "cancelled")
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What one push did.
+
+    Attributes
+    ----------
+    queue : str
+        The queue's name (``"label-studio:3"``, ``"http:https://..."``, ``"file:out.jsonl"``).
+    run_id : str
+        The batch's run id.
+    pushed : tuple
+        Ids sent in this call (new tasks), in rank order.
+    existing : tuple
+        Ids the queue already held (a retried push); not sent again.
+    seconds : float
+        Wall-clock time of the push.
+    """
+
+    queue: str
+    run_id: str
+    pushed: tuple = ()
+    existing: tuple = ()
+    seconds: float = 0.0
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        """Ids of the batch that are now in the queue."""
+        return len(self.pushed) + len(self.existing)
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """A labeling queue alscale can push batches to and pull labels from."""
+
+    name: str
+
+    def push(self, manifest: Any, *, workspace: Any = None) -> PushResult:
+        """Send a batch; ids actually sent (or found already there) become pending in ``workspace``."""
+
+    def pull(self, *, workspace: Any = None) -> list[dict]:
+        """Return finished annotations; record them in ``workspace`` when given."""
+
+    def pending(self) -> list:
+        """Ids in the queue that have no annotation yet."""
+
+
+@dataclass(frozen=True)
+class BatchView:
+    """A manifest's rows ready to push.
+
+    Attributes
+    ----------
+    run_id : str
+    classes : list of str
+        The model's class names (manifest ``model.classes``).
+    rows : list of dict
+        One per selected example, in rank order: ``id``, ``rank``, ``score``,
+        ``predicted_class``, ``confidence``, ``strategy`` and ``data`` (a dict of the named
+        pool columns, JSON-ready).
+    manifest : dict
+        The whole ``manifest.json``.
+    """
+
+    run_id: str
+    classes: list
+    rows: list
+    manifest: dict
+
+    @property
+    def ids(self) -> list:
+        return [r["id"] for r in self.rows]
+
+    def subset(self, ids: Sequence) -> BatchView:
+        """The rows whose id is in ``ids`` (rank order kept)."""
+        keep = set(ids)
+        return BatchView(self.run_id, self.classes, [r for r in self.rows if r["id"] in keep], self.manifest)
+
+
+def normalize_data_columns(columns: Sequence[str] | Mapping[str, str] | None) -> dict[str, str]:
+    """Turn ``["text", "img=image_url"]`` or ``{"img": "image_url"}`` into {task key: pool column}."""
+    if not columns:
+        return {}
+    if isinstance(columns, Mapping):
+        out = {str(k): str(v) for k, v in columns.items()}
+    elif isinstance(columns, str):
+        raise ConfigError(f"The 'data_columns' setting must be a list of column names. Got the string {columns!r}.")
+    else:
+        out = {}
+        for item in columns:
+            key, _, column = str(item).partition("=")
+            out[key.strip()] = (column or key).strip()
+    if any(not k or not v for k, v in out.items()):
+        raise ConfigError(f"The 'data_columns' setting must name columns as 'column' or 'key=column'. Got {columns!r}.")
+    return out
+
+
+def _manifest_of(manifest: Any) -> Manifest:
+    if isinstance(manifest, Manifest):
+        return manifest
+    if isinstance(manifest, (str, os.PathLike)):
+        return Manifest.read(manifest)
+    if hasattr(manifest, "data") and hasattr(manifest, "batch"):
+        return Manifest(path=getattr(manifest, "path", None), data=manifest.data, batch=manifest.batch)
+    raise ConfigError(f"Expected a batch manifest (a directory or an alscale.manifest.Manifest). Got {type(manifest).__name__}.")
+
+
+def load_batch(manifest: Any, data_columns: Sequence[str] | Mapping[str, str] | None = None) -> BatchView:
+    """Read a manifest and the named pool columns of its selected rows.
+
+    Parameters
+    ----------
+    manifest : str, path or Manifest
+        A manifest directory (``manifest.json`` + ``batch.parquet``) or a loaded manifest.
+    data_columns : list of str or dict, optional
+        Pool columns to attach to each row (``"text"`` or ``"key=column"``).
+
+    Returns
+    -------
+    BatchView
+
+    Raises
+    ------
+    OutputError
+        The manifest cannot be read or lacks required fields.
+    PoolSchemaError
+        A named column is not in the pool, or a selected id is missing from it.
+    """
+    m = _manifest_of(manifest)
+    needed = ("id", "rank", "score", "predicted_class", "confidence")
+    missing = [c for c in needed if c not in m.batch.column_names]
+    if missing:
+        raise OutputError(f"Expected batch columns {list(needed)} in the manifest. Missing {missing}.")
+    if "run_id" not in m.data:
+        raise OutputError("Expected a 'run_id' in manifest.json. Got none.")
+    classes = [str(c) for c in (m.data.get("model") or {}).get("classes") or []]
+    strategy = (m.data.get("strategy") or {}).get("name")
+    rows = []
+    for r in m.batch.select([c for c in (*needed, "strategy") if c in m.batch.column_names]).to_pylist():
+        rows.append({
+            "id": r["id"], "rank": int(r["rank"]), "score": float(r["score"]),
+            "predicted_class": None if r["predicted_class"] is None else str(r["predicted_class"]),
+            "confidence": None if r["confidence"] is None else float(r["confidence"]),
+            "strategy": r.get("strategy") or strategy, "data": {},
+        })
+    mapping = normalize_data_columns(data_columns)
+    if mapping and rows:
+        pool = m.data.get("pool") or {}
+        values = _read_pool_rows(pool, [r["id"] for r in rows], sorted(set(mapping.values())))
+        for r in rows:
+            found = values.get(r["id"])
+            if found is None:
+                raise PoolSchemaError(f"Expected selected id {r['id']!r} in the pool {pool.get('paths')!r}. Got no row for it.")
+            r["data"] = {key: found[col] for key, col in mapping.items()}
+    return BatchView(run_id=str(m.data["run_id"]), classes=classes, rows=rows, manifest=m.data)
+
+
+def _pool_files(pool: Mapping[str, Any]) -> list[str]:
+    files = [f["path"] for f in pool.get("files") or [] if isinstance(f, Mapping) and f.get("path")]
+    if files:
+        return files
+    paths = pool.get("paths") or pool.get("path") or []
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    out: list[str] = []
+    for p in map(str, paths):
+        if "://" in p:
+            out.append(p)
+        elif any(ch in p for ch in "*?["):
+            out.extend(sorted(glob.glob(p, recursive=True)))
+        elif os.path.isdir(p):
+            out.extend(sorted(str(q) for q in Path(p).rglob("*.parquet")))
+        else:
+            out.append(p)
+    if not out:
+        raise PoolSchemaError(f"Expected the manifest's pool.paths to name Parquet files. Got {pool.get('paths')!r}.")
+    return out
+
+
+def _read_pool_rows(pool: Mapping[str, Any], ids: list, columns: list[str]) -> dict:
+    """{id: {column: JSON-ready value}} for the selected ids only (a dataset filter on the id)."""
+    id_column = pool.get("id_column") or "id"
+    try:
+        dataset = ds.dataset(_pool_files(pool), format="parquet")
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise PoolSchemaError(f"Cannot open the pool {pool.get('paths')!r}: {str(exc).splitlines()[0]}") from None
+    names = dataset.schema.names
+    absent = [c for c in [id_column, *columns] if c not in names]
+    if absent:
+        raise PoolSchemaError(f"Expected columns {absent} in the pool. Got columns {names}.")
+    id_type = dataset.schema.field(id_column).type
+    table = dataset.to_table(columns=[id_column, *columns], filter=pc.field(id_column).isin(pa.array(ids, id_type)))
+    out = {}
+    for row in table.to_pylist():
+        out[row[id_column]] = {c: _jsonable(row[c]) for c in columns}
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def open_workspace(workspace: Any):
+    """A :class:`alscale.loop.workspace.Workspace` from a path or an open workspace (None stays None)."""
+    if workspace is None:
+        return None
+    if isinstance(workspace, (str, os.PathLike)):
+        from alscale.loop.workspace import Workspace
+
+        return Workspace.open(workspace)
+    if not hasattr(workspace, "add_pending") or not hasattr(workspace, "record_labels"):
+        raise WorkspaceError(f"Expected a workspace (a path or alscale.loop.workspace.Workspace). Got {type(workspace).__name__}.")
+    return workspace

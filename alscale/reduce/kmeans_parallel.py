@@ -1,0 +1,448 @@
+"""k-means|| seeding (Bahmani et al. 2012) on factored gradient embeddings, over a shard group.
+
+A row's gradient embedding is ``g = a (outer) h`` with ``a`` (C,) and ``h`` (D,); it is never
+built.  Squared distances follow from the factors::
+
+    ||g_i - g_j||^2 = |a_i|^2 |h_i|^2 + |a_j|^2 |h_j|^2 - 2 <a_i, a_j> <h_i, h_j>
+
+The driver (:func:`kmeans_parallel`) keeps only candidates; every shard keeps its rows'
+factors and each row's distance to the nearest candidate (:class:`GradientShard`).
+
+1. First candidate: the row with the smallest ``row_uniform(key, seed, 0)`` (rows with a
+   zero gradient only if every row has one).
+2. Each round ``r``: every shard samples row ``i`` when
+   ``row_uniform(key_i, seed, r) < min(1, l * d2_i / phi)`` (``phi`` = sum of ``d2`` over the
+   pool, ``l`` = oversampling x k); the driver broadcasts the new candidates and the shards
+   update ``d2`` and each row's nearest candidate.  Rows draw their own numbers from
+   ``(seed, round, id)``, so the candidates do not depend on the sharding.
+3. Candidate weights = pool rows nearest to each candidate; weighted k-means++ (greedy, with
+   local trials as in scikit-learn) on exact factored distances picks exactly k distinct rows.
+
+Distances inside the rounds may use a sketch (``sketch="tensor"``: ``z = (aU) * (hV) / sqrt(m)``
+with Gaussian U, V, so ``E<z_i, z_j> = <a_i,a_j><h_i,h_j>``; ``sketch="kron"``: ``a (outer) Rh``
+with a Gaussian R of ``m / C`` columns) searched with FAISS ``IndexFlatL2``; the final
+reseeding is always exact.
+
+References
+----------
+Bahmani, B., Moseley, B., Vattani, A., Kumar, R., Vassilvitskii, S. (2012). Scalable
+K-Means++. PVLDB 5(7).  Arthur, D., Vassilvitskii, S. (2007). k-means++: the advantages of
+careful seeding. SODA.  Ash, J. T. et al. (2020). Deep Batch Active Learning by Diverse,
+Uncertain Gradient Lower Bounds. ICLR.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+from alscale.exceptions import PoolExhaustedError
+from alscale.reduce.shardgroup import ShardGroup, concat_rows
+from alscale.rowrandom import row_uniform
+
+__all__ = [
+    "GradientShard",
+    "factored_sq_distances",
+    "kmeans_cost_factored",
+    "kmeans_parallel",
+    "kmeanspp_factored",
+    "sketch_factors",
+]
+
+logger = logging.getLogger(__name__)
+
+_CHUNK = 8192
+_FILL_STREAM = 1_000_003
+
+
+def factored_sq_distances(a: np.ndarray, h: np.ndarray, a_c: np.ndarray, h_c: np.ndarray) -> np.ndarray:
+    """Squared distances between gradient embeddings given as factors.
+
+    Parameters
+    ----------
+    a : ndarray of shape (n, C)
+    h : ndarray of shape (n, D)
+    a_c : ndarray of shape (m, C)
+    h_c : ndarray of shape (m, D)
+
+    Returns
+    -------
+    ndarray of shape (n, m), float32, clipped at 0.  Costs O(n*m*(C+D)).
+    """
+    a = np.asarray(a, dtype=np.float32)
+    h = np.asarray(h, dtype=np.float32)
+    a_c = np.asarray(a_c, dtype=np.float32)
+    h_c = np.asarray(h_c, dtype=np.float32)
+    sq = np.einsum("ij,ij->i", a, a) * np.einsum("ij,ij->i", h, h)
+    sq_c = np.einsum("ij,ij->i", a_c, a_c) * np.einsum("ij,ij->i", h_c, h_c)
+    out = (a @ a_c.T) * (h @ h_c.T)
+    out *= -2.0
+    out += sq[:, None]
+    out += sq_c[None, :]
+    np.maximum(out, 0.0, out=out)
+    return out
+
+
+def sketch_factors(a: np.ndarray, h: np.ndarray, seed: int, kind: str, dim: int) -> np.ndarray:
+    """Explicit low-dimensional sketch of the gradient embeddings ``a (outer) h``.
+
+    Parameters
+    ----------
+    a : ndarray of shape (n, C)
+    h : ndarray of shape (n, D)
+    seed : int
+        Seeds the projection; every shard must use the same.
+    kind : {"tensor", "kron"}
+    dim : int
+        Sketch dimension m (``kron`` rounds it down to a multiple of C).
+
+    Returns
+    -------
+    ndarray of shape (n, m), float32, C-contiguous.  Costs O(n*(C+D)*m).
+    """
+    n, c = a.shape
+    d = h.shape[1]
+    rng = np.random.default_rng([int(seed), 0xBAD6E])
+    if kind == "tensor":
+        u = rng.standard_normal((c, dim)).astype(np.float32)
+        v = (rng.standard_normal((d, dim)) / math.sqrt(dim)).astype(np.float32)
+        out = np.empty((n, dim), dtype=np.float32)
+        for s in range(0, n, _CHUNK):
+            out[s : s + _CHUNK] = (a[s : s + _CHUNK].astype(np.float32) @ u) * (h[s : s + _CHUNK].astype(np.float32) @ v)
+        return out
+    mh = max(1, dim // c)
+    r = (rng.standard_normal((d, mh)) / math.sqrt(mh)).astype(np.float32)
+    out = np.empty((n, c * mh), dtype=np.float32)
+    for s in range(0, n, _CHUNK):
+        ha = h[s : s + _CHUNK].astype(np.float32) @ r
+        out[s : s + _CHUNK] = (a[s : s + _CHUNK].astype(np.float32)[:, :, None] * ha[:, None, :]).reshape(len(ha), -1)
+    return out
+
+
+def _sq_norms(a: np.ndarray, h: np.ndarray) -> np.ndarray:
+    a32 = a.astype(np.float32, copy=False)
+    h32 = h.astype(np.float32, copy=False)
+    return (np.einsum("ij,ij->i", a32, a32) * np.einsum("ij,ij->i", h32, h32)).astype(np.float32)
+
+
+class GradientShard:
+    """One shard's rows for k-means||: factors, and each row's nearest candidate so far.
+
+    Parameters
+    ----------
+    ids : ndarray of shape (n,)
+    keys : ndarray of shape (n,), uint64
+    predicted_index : ndarray of shape (n,), int32
+    confidence : ndarray of shape (n,), float32
+    a : ndarray of shape (n, C), float32 or float16
+        ``p - onehot(argmax p)``.
+    h : ndarray of shape (n, D), float32 or float16
+        Penultimate-layer embedding.
+
+    Notes
+    -----
+    Memory: ``(C + D) * itemsize`` per row for the factors, 37 bytes of bookkeeping, plus
+    ``4 * m`` when a sketch of dimension m is prepared.
+    """
+
+    def __init__(self, ids, keys, predicted_index, confidence, a, h):
+        self.ids = ids
+        self.keys = np.asarray(keys, dtype=np.uint64)
+        self.predicted_index = predicted_index
+        self.confidence = confidence
+        self.a = a
+        self.h = h
+        self.sq = _sq_norms(a, h) if len(keys) else np.empty(0, np.float32)
+        self.z: np.ndarray | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        n = len(self.keys)
+        self.d2 = np.full(n, np.inf, dtype=np.float32)
+        self.nearest = np.full(n, -1, dtype=np.int32)
+        self.chosen = np.zeros(n, dtype=bool)
+
+    # -- methods the driver calls through ShardGroup.map -------------------------------
+    def size(self) -> int:
+        """Number of selectable rows on this shard."""
+        return len(self.keys)
+
+    def prepare(self, seed: int, sketch: str, sketch_dim: int) -> None:
+        """Reset the round state and build the distance sketch (``sketch="none"``: exact)."""
+        self._reset()
+        self.z = None if sketch == "none" or len(self.keys) == 0 else sketch_factors(self.a, self.h, seed, sketch, sketch_dim)
+
+    def first(self, seed: int) -> tuple[float, int] | None:
+        """``(u, key)`` of this shard's first-center proposal, or None if the shard is empty."""
+        if len(self.keys) == 0:
+            return None
+        pool = np.flatnonzero(self.sq > 0)
+        if len(pool) == 0:
+            pool = np.arange(len(self.keys))
+        u = row_uniform(self.keys[pool], seed, 0)
+        best = pool[np.lexsort((self.keys[pool], u))[0]]
+        return float(u[np.searchsorted(pool, best)]), int(self.keys[best])
+
+    def rows(self, keys: np.ndarray) -> dict[str, np.ndarray]:
+        """Payload of the rows with the given keys that live here (factors, sketch, labels)."""
+        return self._payload(np.flatnonzero(np.isin(self.keys, np.asarray(keys, dtype=np.uint64))))
+
+    def update(self, centers: dict[str, np.ndarray], offset: int) -> float:
+        """Fold new candidates (global indices ``offset...``) into ``d2``; return ``sum(d2)``."""
+        n = len(self.keys)
+        if n == 0:
+            return 0.0
+        if self.z is not None:
+            import faiss
+
+            index = faiss.IndexFlatL2(self.z.shape[1])
+            index.add(np.ascontiguousarray(centers["z"], dtype=np.float32))
+            dist, idx = index.search(self.z, 1)
+            dist, idx = dist[:, 0], idx[:, 0]
+        else:
+            dist = np.empty(n, dtype=np.float32)
+            idx = np.empty(n, dtype=np.int64)
+            a_c = centers["a"].astype(np.float32)
+            h_c = centers["h"].astype(np.float32)
+            sq_c = _sq_norms(a_c, h_c)
+            for s in range(0, n, _CHUNK):
+                block = (self.a[s : s + _CHUNK].astype(np.float32) @ a_c.T) * (self.h[s : s + _CHUNK].astype(np.float32) @ h_c.T)
+                block *= -2.0
+                block += self.sq[s : s + _CHUNK, None]
+                block += sq_c[None, :]
+                j = np.argmin(block, axis=1)
+                idx[s : s + _CHUNK] = j
+                dist[s : s + _CHUNK] = np.maximum(block[np.arange(len(j)), j], 0.0)
+        better = dist < self.d2
+        self.d2[better] = dist[better]
+        self.nearest[better] = (idx[better] + offset).astype(np.int32)
+        pos = np.flatnonzero(np.isin(self.keys, centers["key"]))
+        if len(pos):
+            order = np.argsort(centers["key"])
+            where = order[np.searchsorted(centers["key"], self.keys[pos], sorter=order)]
+            self.chosen[pos] = True
+            self.nearest[pos] = (where + offset).astype(np.int32)
+        self.d2[self.chosen] = 0.0
+        return float(np.sum(self.d2, dtype=np.float64))
+
+    def sample(self, seed: int, round_: int, oversample: float, phi: float) -> dict[str, np.ndarray]:
+        """Rows drawn this round: ``row_uniform(key, seed, round) < oversample * d2 / phi``."""
+        if len(self.keys) == 0 or phi <= 0:
+            return {}
+        u = row_uniform(self.keys, seed, round_)
+        pick = (~self.chosen) & (self.d2 > 0) & (u * phi < oversample * self.d2.astype(np.float64))
+        return self._payload(np.flatnonzero(pick))
+
+    def weights(self, n_candidates: int) -> np.ndarray:
+        """Rows nearest to each candidate, shape (n_candidates,), int64."""
+        near = self.nearest[self.nearest >= 0]
+        return np.bincount(near, minlength=n_candidates).astype(np.int64)
+
+    def fill(self, seed: int, need: int, exclude: np.ndarray) -> dict[str, np.ndarray]:
+        """Up to ``need`` rows not in ``exclude``, smallest ``row_uniform`` first, with ``u``."""
+        free = np.flatnonzero(~np.isin(self.keys, np.asarray(exclude, dtype=np.uint64)))
+        if len(free) == 0:
+            return {}
+        u = row_uniform(self.keys[free], seed, _FILL_STREAM)
+        take = np.lexsort((self.keys[free], u))[:need]
+        out = self._payload(free[take])
+        out["u"] = u[take]
+        return out
+
+    def cost(self, a_c: np.ndarray, h_c: np.ndarray) -> float:
+        """Exact k-means cost of this shard's rows against centers given as factors."""
+        return kmeans_cost_factored(self.a, self.h, a_c, h_c)
+
+    def _payload(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        out = {
+            "key": self.keys[idx],
+            "id": self.ids[idx],
+            "a": self.a[idx],
+            "h": self.h[idx],
+            "predicted_index": self.predicted_index[idx],
+            "confidence": self.confidence[idx],
+        }
+        if self.z is not None:
+            out["z"] = self.z[idx]
+        return out
+
+
+def kmeans_cost_factored(a: np.ndarray, h: np.ndarray, a_c: np.ndarray, h_c: np.ndarray) -> float:
+    """Sum over rows of the squared distance to the nearest center (exact, factored).
+
+    Parameters
+    ----------
+    a : ndarray of shape (n, C)
+    h : ndarray of shape (n, D)
+    a_c : ndarray of shape (k, C)
+    h_c : ndarray of shape (k, D)
+
+    Returns
+    -------
+    float.  Costs O(n*k*(C+D)) in blocks of 8192 rows.
+    """
+    total = 0.0
+    for s in range(0, len(a), _CHUNK):
+        total += float(factored_sq_distances(a[s : s + _CHUNK], h[s : s + _CHUNK], a_c, h_c).min(axis=1).sum(dtype=np.float64))
+    return total
+
+
+def kmeanspp_factored(
+    a: np.ndarray,
+    h: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    weights: np.ndarray | None = None,
+    n_local_trials: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted k-means++ seeding on factored gradient embeddings (exact distances).
+
+    Parameters
+    ----------
+    a : ndarray of shape (n, C)
+    h : ndarray of shape (n, D)
+    k : int
+        Centers wanted; fewer come back when fewer rows have a distinct embedding.
+    rng : numpy Generator
+    weights : ndarray of shape (n,) or None
+    n_local_trials : int or None
+        Greedy trials per step (scikit-learn's rule ``2 + int(log k)`` when None); 1 gives
+        plain k-means++, the exact sequential reference.
+
+    Returns
+    -------
+    centers : ndarray of shape (<=k,), intp
+        Row indices in selection order, all distinct.
+    gains : ndarray of shape (<=k,), float64
+        Squared distance of each center to the nearest earlier one when chosen (the first:
+        its squared norm, as if the origin had been chosen before).
+
+    Notes
+    -----
+    O(k * n_local_trials * n * (C+D)).
+    """
+    n = len(a)
+    a = a.astype(np.float32, copy=False)
+    h = h.astype(np.float32, copy=False)
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    trials = (2 + int(np.log(k))) if n_local_trials is None else int(n_local_trials)
+    sq = _sq_norms(a, h)
+
+    def dist_to(rows: np.ndarray) -> np.ndarray:
+        block = (a[rows] @ a.T) * (h[rows] @ h.T)
+        block *= -2.0
+        block += sq[rows, None]
+        block += sq[None, :]
+        np.maximum(block, 0.0, out=block)
+        block[np.arange(len(rows)), rows] = 0.0
+        return block.astype(np.float64)
+
+    positive = np.flatnonzero((sq > 0) & (w > 0))
+    pool = positive if len(positive) else np.arange(n)
+    p = w[pool] / w[pool].sum()
+    first = int(pool[np.searchsorted(np.cumsum(p), rng.uniform(), side="right").clip(0, len(pool) - 1)])
+    centers = [first]
+    gains = [float(sq[first])]
+    closest = dist_to(np.array([first]))[0]
+    pot = float(np.dot(w, closest))
+    while len(centers) < k and pot > 0:
+        cum = np.cumsum(w * closest)
+        draws = np.searchsorted(cum, rng.uniform(size=trials) * cum[-1], side="right").clip(0, n - 1)
+        draws = np.where(closest[draws] > 0, draws, int(np.argmax(closest)))
+        cand = dist_to(draws)
+        np.minimum(cand, closest[None, :], out=cand)
+        pots = cand @ w
+        best = int(np.argmin(pots))
+        centers.append(int(draws[best]))
+        gains.append(float(closest[draws[best]]))
+        closest = cand[best]
+        pot = float(pots[best])
+    return np.asarray(centers, dtype=np.intp), np.asarray(gains, dtype=np.float64)
+
+
+def kmeans_parallel(
+    group: ShardGroup,
+    k: int,
+    seed: int,
+    *,
+    rounds: int = 2,
+    oversampling: float = 1.0,
+    sketch: str = "tensor",
+    sketch_dim: int = 32,
+    local_trials: int | None = None,
+    max_extra_rounds: int = 10,
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Select k distinct rows by k-means|| over the shards, then weighted k-means++.
+
+    Parameters
+    ----------
+    group : ShardGroup
+        Shards holding :class:`GradientShard` states.
+    k : int
+    seed : int
+    rounds : int
+        Sampling rounds (more if fewer than k candidates came up, at most ``max_extra_rounds``).
+    oversampling : float
+        Expected candidates per round, as a multiple of k (``l = oversampling * k``).
+    sketch : {"tensor", "kron", "none"}
+    sketch_dim : int
+    local_trials : int or None
+        Greedy trials of the final k-means++ (None: ``2 + int(log k)``).
+
+    Returns
+    -------
+    rows : dict of arrays
+        The selected rows in selection order (``key``, ``id``, ``predicted_index``,
+        ``confidence``, ``score``).
+    info : dict
+        ``rounds``, ``candidates``, ``filled``.
+
+    Raises
+    ------
+    PoolExhaustedError
+        If the shards hold fewer than k rows.
+    """
+    total = int(sum(group.map("size")))
+    if total < k:
+        raise PoolExhaustedError(total, k)
+    group.map("prepare", seed, sketch, sketch_dim)
+    proposals = [p for p in group.map("first", seed) if p is not None]
+    _, first_key = min(proposals)
+    cands = concat_rows(group.map("rows", np.array([first_key], dtype=np.uint64)))
+    center_cols = ("key", "z") if sketch != "none" else ("key", "a", "h")
+    phi = float(sum(group.map("update", {c: cands[c] for c in center_cols}, 0)))
+    ell = float(oversampling) * k
+    done = 0
+    while phi > 0 and (done < rounds or (len(cands["key"]) < k and done < rounds + max_extra_rounds)):
+        done += 1
+        new = concat_rows(group.map("sample", seed, done, ell, phi))
+        if not new:
+            continue
+        order = np.argsort(new["key"], kind="stable")
+        new = {c: v[order] for c, v in new.items()}
+        offset = len(cands["key"])
+        cands = {c: np.concatenate([cands[c], new[c]]) for c in cands}
+        phi = float(sum(group.map("update", {c: new[c] for c in center_cols}, offset)))
+    n_cand = len(cands["key"])
+    weights = np.sum(group.map("weights", n_cand), axis=0)
+    rng = np.random.default_rng([int(seed), 0x5EED])
+    pick, gains = kmeanspp_factored(cands["a"], cands["h"], min(k, n_cand), rng, weights, local_trials)
+    chosen = {c: cands[c][pick] for c in ("key", "id", "predicted_index", "confidence")}
+    chosen["score"] = gains
+    filled = 0
+    if len(pick) < k:
+        # Fewer distinct gradient embeddings than k: fill from the unselected rows, smallest
+        # row_uniform first (score 0: they add no coverage).
+        need = k - len(pick)
+        parts = [c for c in group.map("fill", seed, need, chosen["key"]) if c]
+        extra = concat_rows(parts)
+        order = np.lexsort((extra["key"], extra["u"]))[:need]
+        add = {c: extra[c][order] for c in chosen if c != "score"}
+        chosen = {c: np.concatenate([chosen[c], add[c]]) for c in chosen if c != "score"} | {
+            "score": np.concatenate([gains, np.zeros(len(order))])
+        }
+        filled = len(order)
+    logger.debug("k-means||: %d rounds, %d candidates, %d filled", done, n_cand, filled)
+    return chosen, {"rounds": done, "candidates": n_cand, "filled": filled, "sketch": sketch, "sketch_dim": sketch_dim}

@@ -1,0 +1,178 @@
+"""BADGE k-means|| against exact sequential k-means++ (factored, numpy), plus core-set, QBC
+and Cluster-Margin timings; prints ratios against limits measured in the same run.
+
+Two parts, both on synthetic pools (Gaussian-mixture ReLU embeddings, softmax of a linear
+head), pure numpy over a LocalShardGroup of ``--shards`` shards, ``--threads`` BLAS threads:
+
+* quality: ``--quality-rows`` rows, every configuration, ``--seeds`` seeds; k-means cost of
+  the selected set in gradient space divided by the median cost of exact k-means++ (limit 1.10).
+* speed: ``--rows`` rows; the exact k-means++ reference is timed on ``--ref-k`` centers and
+  scaled linearly to k (its cost per center is constant: one pass over the factors), and each
+  configuration is timed end to end (build + select).  Limit: 20x faster.
+
+Usage::
+
+    python benchmarks/bench_diversity.py --rows 1000000 --out bench-diversity.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def _parse() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--quality-rows", type=int, default=50_000)
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--k", type=int, default=1000)
+    ap.add_argument("--ref-k", type=int, default=50, help="centers timed for the exact reference at --rows")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--shards", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--configs", default="default,none,r1,r3-l05,l2,kron80,tensor16,tensor64")
+    ap.add_argument("--out", default="bench-diversity.json")
+    return ap.parse_args()
+
+
+ARGS = _parse() if __name__ == "__main__" else None
+if ARGS is not None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(ARGS.threads)
+
+import numpy as np  # noqa: E402
+
+from alscale.reduce.kmeans_parallel import kmeans_cost_factored, kmeanspp_factored  # noqa: E402
+from alscale.reduce.shardgroup import LocalShardGroup  # noqa: E402
+from alscale.rowrandom import id_keys  # noqa: E402
+from alscale.strategies.gradient import BadgeBuilder, gradient_factors, select_badge  # noqa: E402
+
+CONFIGS = {
+    "default": {},
+    "none": {"sketch": "none"},
+    "r1": {"rounds": 1},
+    "r3-l05": {"rounds": 3, "oversampling": 0.5},
+    "l2": {"oversampling": 2.0},
+    "kron80": {"sketch": "kron", "sketch_dim": 80},
+    "tensor16": {"sketch_dim": 16},
+    "tensor64": {"sketch_dim": 64},
+    "plain-pp": {"local_trials": 1},
+}
+
+
+def synthetic_pool(n: int, c: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """probs (n, c) float32 and ReLU embeddings (n, d) float32 from a 20-cluster mixture."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((20, d)).astype(np.float32) * 2
+    w = (rng.standard_normal((d, c)) * (1.5 / np.sqrt(d))).astype(np.float32)
+    probs = np.empty((n, c), np.float32)
+    emb = np.empty((n, d), np.float32)
+    for s in range(0, n, 65536):
+        m = min(65536, n - s)
+        h = centers[rng.integers(0, 20, m)] + rng.standard_normal((m, d), dtype=np.float32)
+        np.maximum(h, 0, out=h)
+        logits = h @ w
+        logits -= logits.max(1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(1, keepdims=True)
+        probs[s : s + m], emb[s : s + m] = p, h
+    return probs, emb
+
+
+def build_group(probs, emb, shards: int) -> LocalShardGroup:
+    ids = np.arange(len(probs), dtype=np.int64)
+    keys = id_keys(ids)
+    states = []
+    for part in np.array_split(np.arange(len(probs)), shards):
+        b = BadgeBuilder(capacity=len(part))
+        for s in range(part[0], part[-1] + 1, 65536):
+            sl = slice(s, min(s + 65536, part[-1] + 1))
+            b.add(ids[sl], keys[sl], probs[sl], emb[sl], np.ones(sl.stop - sl.start, bool))
+        states.append(b.finish())
+    return LocalShardGroup(states)
+
+
+def quality(args, names) -> dict:
+    probs, emb = synthetic_pool(args.quality_rows, args.classes, args.dim)
+    a, h = gradient_factors(probs, emb)
+    group = build_group(probs, emb, args.shards)
+    ref_costs, ref_times = [], []
+    for seed in range(args.seeds):
+        t = time.perf_counter()
+        idx, _ = kmeanspp_factored(a, h, args.k, np.random.default_rng(seed), n_local_trials=1)
+        ref_times.append(time.perf_counter() - t)
+        ref_costs.append(kmeans_cost_factored(a, h, a[idx], h[idx]))
+    ref = float(np.median(ref_costs))
+    out = {"rows": args.quality_rows, "reference": {"cost_median": ref, "time_median_s": float(np.median(ref_times))}, "configs": {}}
+    print(f"[quality] {args.quality_rows} rows, k={args.k}: exact k-means++ cost {ref:.4g}, {np.median(ref_times):.2f} s", flush=True)
+    for name in names:
+        costs, times = [], []
+        for seed in range(args.seeds):
+            t = time.perf_counter()
+            sel = select_badge(group, args.k, seed, CONFIGS[name])
+            times.append(time.perf_counter() - t)
+            ids = sel["id"]
+            assert len(np.unique(ids)) == args.k
+            costs.append(kmeans_cost_factored(a, h, a[ids], h[ids]))
+        ratio = float(np.median(costs)) / ref
+        out["configs"][name] = {"params": CONFIGS[name], "cost_ratio_median": ratio, "time_median_s": float(np.median(times)), "candidates": sel.info["candidates"]}
+        print(f"[quality] {name:10s} cost ratio {ratio:.3f} (limit 1.10)  select {np.median(times):.2f} s  candidates {sel.info['candidates']}", flush=True)
+    return out
+
+
+def speed(args, names) -> dict:
+    probs, emb = synthetic_pool(args.rows, args.classes, args.dim, seed=1)
+    a, h = gradient_factors(probs, emb)
+    t = time.perf_counter()
+    kmeanspp_factored(a, h, args.ref_k, np.random.default_rng(0), n_local_trials=1)
+    per_center = (time.perf_counter() - t) / args.ref_k
+    ref_s = per_center * args.k
+    del a, h
+    out = {"rows": args.rows, "reference_s_extrapolated": ref_s, "reference_ref_k": args.ref_k, "configs": {}}
+    print(f"[speed] {args.rows} rows: exact k-means++ {per_center * 1e3:.1f} ms/center -> {ref_s:.1f} s for k={args.k}", flush=True)
+    for name in names:
+        t = time.perf_counter()
+        group = build_group(probs, emb, args.shards)
+        t_build = time.perf_counter() - t
+        sel = select_badge(group, args.k, 0, CONFIGS[name])
+        total = time.perf_counter() - t
+        del group
+        out["configs"][name] = {"params": CONFIGS[name], "build_s": t_build, "total_s": total, "speedup": ref_s / total, "candidates": sel.info["candidates"]}
+        print(f"[speed] {name:10s} build {t_build:.2f} s  total {total:.2f} s  speedup {ref_s / total:.1f}x (limit 20x)", flush=True)
+    return out
+
+
+def main() -> int:
+    args = ARGS
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(args.threads)
+    except ImportError:
+        pass
+    names = [n.strip() for n in args.configs.split(",") if n.strip()]
+    result = {"k": args.k, "classes": args.classes, "dim": args.dim, "shards": args.shards, "threads": args.threads}
+    if not args.skip_quality:
+        result["quality"] = quality(args, names)
+    if not args.skip_speed:
+        result["speed"] = speed(args, names)
+    with open(args.out, "w") as fh:
+        json.dump(result, fh, indent=2)
+    ok = True
+    if "quality" in result and "speed" in result:
+        d_q = result["quality"]["configs"].get("default", {}).get("cost_ratio_median", 0)
+        d_s = result["speed"]["configs"].get("default", {}).get("speedup", 0)
+        ok = d_q <= 1.10 and d_s >= 20
+        print(f"default: cost ratio {d_q:.3f} (<= 1.10), speedup {d_s:.1f}x (>= 20x): {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Run one alscale selection as a Ray job.
+
+Submit it to a running cluster (the working directory is uploaded; keep it small)::
+
+    ray job submit --address http://127.0.0.1:8265 --working-dir . \\
+        --runtime-env-json '{"excludes": [".venv", ".git", "tests", "benchmarks"]}' \\
+        -- python jobs/select_job.py --config select.toml
+
+or run it in a KubeRay RayJob (``k8s/rayjob.yaml``).  The config file has the format of
+``alscale select --config``; flags given here override it.  The manifest goes to the
+configured ``out``: a local path, or any URI pyarrow opens (``s3://``, ``gs://``, ``hdfs://``,
+``file://``), written first to a local temporary folder and then copied in under a staging
+name and renamed, so a reader never sees half a manifest where the filesystem can rename.
+
+Exit status: 0 on success, 2 for an alscale error (bad config, pool, model, output...),
+1 for anything else; the reason is one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import uuid
+from typing import Any
+
+log = logging.getLogger("alscale.jobs.select")
+
+EXIT_OK, EXIT_FAILED, EXIT_ALSCALE_ERROR = 0, 1, 2
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the job's command line (the config file and a few overrides)."""
+    parser = argparse.ArgumentParser(
+        prog="select_job.py",
+        description="Run one alscale selection on the Ray cluster this job was submitted to.",
+    )
+    parser.add_argument("--config", required=True, help="selection config (TOML or YAML), as for `alscale select --config`")
+    parser.add_argument("--pool", help="override: Parquet file, directory, glob or URI")
+    parser.add_argument("--model", action="append", help="override: ONNX model (repeat for a committee)")
+    parser.add_argument("--strategy", help="override: strategy name")
+    parser.add_argument("--k", type=int, help="override: batch size to select")
+    parser.add_argument("--out", help="override: output location (local path or filesystem URI)")
+    parser.add_argument("--seed", type=int, help="override: random seed")
+    parser.add_argument("--actors", type=int, help="override: number of shard actors")
+    parser.add_argument("--checkpoint-dir", help="override: where finished shards are checkpointed")
+    parser.add_argument("--skip-bad-shards", action="store_true", default=None,
+                        help="record and skip shards that fail every time instead of failing the run")
+    parser.add_argument("--force", action="store_true", default=None, help="replace an existing output")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log progress and keep tracebacks")
+    return parser.parse_args(argv)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    keys = ("pool", "model", "strategy", "k", "out", "seed", "actors", "checkpoint_dir",
+            "skip_bad_shards", "force")
+    return {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
+
+
+def is_remote(location: str) -> bool:
+    """True when ``location`` is a filesystem URI (``scheme://...``) rather than a local path."""
+    return "://" in location
+
+
+def connect_ray(address: str | None) -> None:
+    """Join the cluster the job runs on; without an address, leave it to alscale (local Ray)."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        return
+    import ray
+
+    if not ray.is_initialized():
+        # RAY_ADDRESS is what `ray job submit` and KubeRay give the driver.
+        ray.init(address=address if address != "auto" else "auto", log_to_driver=True)
+
+
+def publish(local_dir: str, uri: str, *, force: bool) -> None:
+    """Copy a finished manifest folder to ``uri``: staged beside it, then renamed into place.
+
+    Parameters
+    ----------
+    local_dir : str
+        The manifest folder written by :func:`alscale.select`.
+    uri : str
+        Destination, any URI pyarrow opens.
+    force : bool
+        Replace an existing destination.
+    """
+    from pyarrow import fs as pafs
+
+    from alscale.exceptions import OutputError
+
+    try:
+        filesystem, path = pafs.FileSystem.from_uri(uri)
+    except (ValueError, OSError) as exc:
+        raise OutputError(f"Cannot open output location {uri!r}: {exc}".splitlines()[0]) from None
+    path = path.rstrip("/")
+    if filesystem.get_file_info(path).type != pafs.FileType.NotFound and not force:
+        raise OutputError(f"Output {uri!r} exists already; pass --force to replace it.")
+    staging = f"{path}.partial-{uuid.uuid4().hex[:12]}"
+    try:
+        filesystem.create_dir(staging, recursive=True)
+        pafs.copy_files(local_dir, staging, source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=filesystem)
+        if filesystem.get_file_info(path).type != pafs.FileType.NotFound:
+            filesystem.delete_dir(path)
+        try:
+            filesystem.move(staging, path)  # a rename where the filesystem has one
+        except (OSError, NotImplementedError):
+            pafs.copy_files(staging, path, source_filesystem=filesystem, destination_filesystem=filesystem)
+            filesystem.delete_dir(staging)
+    except OSError as exc:
+        raise OutputError(f"Cannot write the manifest to {uri!r}: {exc}".splitlines()[0]) from None
+    finally:
+        try:
+            if filesystem.get_file_info(staging).type != pafs.FileType.NotFound:
+                filesystem.delete_dir(staging)
+        except OSError:
+            pass
+
+
+def run(settings) -> str:
+    """Run the selection described by ``settings``; return where the manifest was written."""
+    import alscale
+
+    kwargs = settings.to_dict() if hasattr(settings, "to_dict") else dict(vars(settings))
+    kwargs = {key: getattr(settings, key) for key in kwargs}
+    kwargs["address"] = None  # connect_ray() has joined the cluster already
+    out = settings.out
+    if out is None or not is_remote(out):
+        manifest = alscale.select(**kwargs)
+        return str(manifest.path)
+    if not settings.checkpoint_dir:
+        kwargs["checkpoint_dir"] = out.rstrip("/") + ".checkpoints"
+    with tempfile.TemporaryDirectory(prefix="alscale-job-") as tmp:
+        kwargs["out"] = os.path.join(tmp, "manifest")
+        manifest = alscale.select(**kwargs)
+        publish(str(manifest.path), out, force=settings.force)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from alscale.config import make_settings
+    from alscale.exceptions import AlscaleError
+
+    try:
+        settings = make_settings(args.config, **_overrides(args))
+        connect_ray(settings.address)
+        where = run(settings)
+    except AlscaleError as exc:
+        if args.verbose:
+            log.exception("selection failed")
+        sys.stderr.write(f"alscale: error: {exc}\n")
+        return EXIT_ALSCALE_ERROR
+    except Exception as exc:  # a bug or a cluster failure: one line, traceback with -v
+        if args.verbose:
+            log.exception("selection failed")
+        sys.stderr.write(f"alscale: job failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}\n")
+        return EXIT_FAILED
+    sys.stdout.write(f"manifest written to {where}\n")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

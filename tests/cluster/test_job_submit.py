@@ -1,0 +1,110 @@
+"""Submit jobs/select_job.py to a real Ray head node on loopback, by CLI and by the job client.
+
+The head node (``ray start --head`` in its own temp dir, own ports, usage stats and token auth
+off) is shared by the module and stopped by pid at the end -- never ``ray stop``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from alscale.manifest import Manifest
+
+from .conftest import REPO, assert_matches_reference
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+K = 25
+# what the README's `ray job submit` leaves out of the uploaded working directory
+EXCLUDES = [".venv", ".labelstudio-venv", ".git", "tests", "benchmarks", "*.parquet", "*.onnx"]
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+def write_config(path: Path, data_dir: Path, out: str, k: int = K) -> Path:
+    path.write_text(
+        f'pool = "{data_dir / "pool"}"\n'
+        f'model = "{data_dir / "model.onnx"}"\n'
+        f'strategy = "entropy"\nk = {k}\nseed = 3\nactors = 2\nbatch_size = 100\n'
+        f'out = "{out}"\n'
+    )
+    return path
+
+
+def wait_for(client, job_id: str, timeout: float = 240.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = str(client.get_job_status(job_id).value)
+        if status in TERMINAL:
+            return status
+        time.sleep(1.0)
+    client.stop_job(job_id)
+    raise AssertionError(f"job {job_id} did not finish in {timeout}s:\n{client.get_job_logs(job_id)[-3000:]}")
+
+
+def test_ray_job_submit_cli(head_node, data_dir, tmp_path):
+    out = tmp_path / "batch"
+    config = write_config(tmp_path / "select.toml", data_dir, str(out))
+    cmd = [
+        str(Path(sys.executable).parent / "ray"), "job", "submit",
+        "--address", head_node.dashboard_url,
+        "--working-dir", str(REPO),
+        "--runtime-env-json", json.dumps({"excludes": EXCLUDES}),
+        "--", sys.executable, "jobs/select_job.py", "--config", str(config),
+    ]
+    result = subprocess.run(cmd, env=head_node.env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "succeeded" in result.stdout
+    manifest = Manifest.read(out)
+    assert manifest.data["k"] == K
+    assert manifest.data["counts"]["rows_scored"] == 2400
+    assert_matches_reference(manifest.batch, data_dir / "pool", K)
+
+
+def test_job_client_writes_to_a_uri_and_reports_errors(head_node, data_dir, tmp_path):
+    from ray.job_submission import JobSubmissionClient
+
+    workdir = tmp_path / "wd"
+    (workdir / "jobs").mkdir(parents=True)
+    shutil.copy(REPO / "jobs" / "select_job.py", workdir / "jobs" / "select_job.py")
+    client = JobSubmissionClient(head_node.dashboard_url)
+
+    remote = tmp_path / "remote"
+    config = write_config(tmp_path / "select.toml", data_dir, f"file://{remote}/round-1")
+    job_id = client.submit_job(
+        entrypoint=f"{sys.executable} jobs/select_job.py --config {config}",
+        runtime_env={"working_dir": str(workdir)},
+    )
+    status = wait_for(client, job_id)
+    assert status == "SUCCEEDED", client.get_job_logs(job_id)[-4000:]
+    assert sorted(p.name for p in remote.iterdir()) == ["round-1", "round-1.checkpoints"] or \
+        sorted(p.name for p in remote.iterdir()) == ["round-1"]  # no staging folder left behind
+    manifest = Manifest.read(remote / "round-1")
+    assert_matches_reference(manifest.batch, data_dir / "pool", K)
+
+    # an existing output is refused: exit 2 and one line naming it
+    job_id = client.submit_job(
+        entrypoint=f"{sys.executable} jobs/select_job.py --config {config}",
+        runtime_env={"working_dir": str(workdir)},
+    )
+    assert wait_for(client, job_id) == "FAILED"
+    info = client.get_job_info(job_id)
+    assert info.driver_exit_code == 2
+    errors = [line for line in client.get_job_logs(job_id).splitlines() if line.startswith("alscale: error:")]
+    assert len(errors) == 1 and "round-1" in errors[0] and "exists" in errors[0], errors
+    assert Manifest.read(remote / "round-1").batch.equals(manifest.batch)
+
+    # a bad setting: exit 2 before any work
+    job_id = client.submit_job(
+        entrypoint=f"{sys.executable} jobs/select_job.py --config {config} --k 0 --force",
+        runtime_env={"working_dir": str(workdir)},
+    )
+    assert wait_for(client, job_id) == "FAILED"
+    assert client.get_job_info(job_id).driver_exit_code == 2
+    assert "The 'k' parameter must be an int >= 1" in client.get_job_logs(job_id)

@@ -1,0 +1,370 @@
+"""Offline checks of the KubeRay manifests and the Dockerfile in ``k8s/``.
+
+Every RayJob and RayCluster document is validated against the ``v1`` openAPIV3Schema of the
+KubeRay CRDs kept in ``<repo>/../shared/k8s-crds/`` (jsonschema, Draft 4), made as strict as the
+API server: fields that have a default are not required (the server fills them in before it
+validates) and unknown fields are rejected (``additionalProperties: false`` added wherever a
+schema lists its properties).  The rules the schema does not hold -- the operator's own checks
+-- are checked in Python beside it, and so are alscale's own: the image matches the Ray pin in
+``pyproject.toml``, resources are requested and limited, the dashboard and client ports stay
+inside the cluster, and the mounted config is the one the entrypoint reads.
+
+The negative tests break one thing at a time in a valid manifest and expect the check to name
+it, so a validator that accepts everything fails here.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+jsonschema = pytest.importorskip("jsonschema")
+
+REPO = Path(__file__).resolve().parents[2]
+K8S_DIR = REPO / "k8s"
+CRD_DIR = Path(os.environ.get("ALSCALE_K8S_CRDS", REPO.parent / "shared" / "k8s-crds"))
+CRD_FILES = {"RayJob": "ray.io_rayjobs.yaml", "RayCluster": "ray.io_rayclusters.yaml"}
+
+SUBMISSION_MODES = {"K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"}
+DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+NAME_LIMITS = {"RayJob": 47, "RayCluster": 53}
+PRIVATE_PORTS = {8265: "dashboard", 10001: "client"}
+EXPOSED_SERVICE_TYPES = {"NodePort", "LoadBalancer"}
+
+Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+pytestmark = pytest.mark.skipif(
+    not all((CRD_DIR / name).is_file() for name in CRD_FILES.values()),
+    reason=f"KubeRay CRDs not found in {CRD_DIR} (expected the shared/ folder beside the repo)",
+)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def ray_pin() -> str:
+    """Return the Ray version pinned in pyproject.toml (``ray[...]==X.Y.Z``)."""
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    for dep in deps:
+        match = re.fullmatch(r"ray(\[[^\]]*\])?==([0-9][0-9a-z.]*)", dep.replace(" ", ""))
+        if match:
+            return match.group(2)
+    raise AssertionError(f"pyproject.toml pins no ray version with '=='; dependencies: {deps}")
+
+
+def _strict(node):
+    """Return a copy of a CRD schema node with defaulted fields optional, unknown fields rejected."""
+    if isinstance(node, list):
+        return [_strict(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _strict(value) for key, value in node.items() if not key.startswith("x-kubernetes-")}
+    props = out.get("properties")
+    if isinstance(props, dict):
+        if "required" in out:
+            required = [name for name in out["required"] if "default" not in props.get(name, {})]
+            if required:
+                out["required"] = required
+            else:
+                del out["required"]
+        if "additionalProperties" not in out and not node.get("x-kubernetes-preserve-unknown-fields"):
+            out["additionalProperties"] = False
+    return out
+
+
+def load_validator(kind: str):
+    """Build a Draft 4 validator for the ``v1`` schema of ``kind`` (RayJob or RayCluster)."""
+    crd = yaml.load((CRD_DIR / CRD_FILES[kind]).read_text(), Loader=Loader)
+    assert crd["spec"]["names"]["kind"] == kind
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    schema = _strict(version["schema"]["openAPIV3Schema"])
+    jsonschema.Draft4Validator.check_schema(schema)
+    return jsonschema.Draft4Validator(schema)
+
+
+def schema_errors(doc: dict, validator) -> list[str]:
+    """Return one line per schema violation of ``doc``."""
+    return [
+        f"{'/'.join(map(str, err.absolute_path)) or '<root>'}: {err.message}"
+        for err in validator.iter_errors(doc)
+    ]
+
+
+def _cluster_spec(doc: dict) -> dict | None:
+    spec = doc.get("spec") or {}
+    return spec.get("rayClusterSpec") if doc.get("kind") == "RayJob" else spec
+
+
+def _pod_templates(doc: dict):
+    """Yield (label, pod spec) for every pod template of a RayJob / RayCluster."""
+    cluster = _cluster_spec(doc) or {}
+    head = cluster.get("headGroupSpec") or {}
+    yield "head", (head.get("template") or {}).get("spec") or {}
+    for group in cluster.get("workerGroupSpecs") or []:
+        yield f"worker group {group.get('groupName')}", (group.get("template") or {}).get("spec") or {}
+    submitter = (doc.get("spec") or {}).get("submitterPodTemplate")
+    if doc.get("kind") == "RayJob" and submitter:
+        yield "submitter", submitter.get("spec") or {}
+
+
+def operator_errors(doc: dict) -> list[str]:
+    """The operator's checks that the CRD schema does not hold (KubeRay ``ValidateRayJobSpec``)."""
+    kind = doc.get("kind")
+    errors = []
+    name = (doc.get("metadata") or {}).get("name", "")
+    limit = NAME_LIMITS[kind]
+    if not DNS1035.match(name) or len(name) > limit:
+        errors.append(f"metadata.name must be a DNS-1035 label of at most {limit} characters; got {name!r}")
+    spec = doc.get("spec") or {}
+    if kind == "RayJob":
+        mode = spec.get("submissionMode")
+        if mode not in SUBMISSION_MODES:
+            errors.append(f"spec.submissionMode must be set to one of {sorted(SUBMISSION_MODES)}; got {mode!r}")
+        shutdown = spec.get("shutdownAfterJobFinishes") is True
+        ttl = spec.get("ttlSecondsAfterFinished")
+        if not isinstance(ttl, (int, type(None))):
+            ttl = None  # the schema reports the type
+        if ttl is not None and ttl < 0:
+            errors.append(f"spec.ttlSecondsAfterFinished must be >= 0; got {ttl}")
+        if ttl is not None and ttl > 0 and not shutdown:
+            errors.append("spec.ttlSecondsAfterFinished > 0 needs spec.shutdownAfterJobFinishes: true")
+        if spec.get("suspend") is True and not shutdown:
+            errors.append("spec.suspend: true needs spec.shutdownAfterJobFinishes: true")
+        if ("rayClusterSpec" in spec) == ("clusterSelector" in spec):
+            errors.append("spec needs exactly one of rayClusterSpec and clusterSelector")
+        if "runtimeEnvYAML" in spec:
+            try:
+                env = yaml.load(spec["runtimeEnvYAML"], Loader=Loader)
+            except yaml.YAMLError as exc:
+                errors.append(f"spec.runtimeEnvYAML does not parse as YAML: {exc}".splitlines()[0])
+            else:
+                if not isinstance(env, dict):
+                    errors.append(f"spec.runtimeEnvYAML must be a mapping; got {type(env).__name__}")
+    for group in (_cluster_spec(doc) or {}).get("workerGroupSpecs") or []:
+        lo, hi = group.get("minReplicas", 0), group.get("maxReplicas", 2**31 - 1)
+        if not (isinstance(lo, int) and isinstance(hi, int)):
+            continue  # the schema reports the type
+        if lo > hi:
+            errors.append(f"worker group {group.get('groupName')}: minReplicas {lo} > maxReplicas {hi}")
+        replicas = group.get("replicas")
+        if isinstance(replicas, int) and not lo <= replicas <= hi:
+            errors.append(f"worker group {group.get('groupName')}: replicas {replicas} not in [{lo}, {hi}]")
+    return errors
+
+
+def alscale_errors(doc: dict, pin: str) -> list[str]:
+    """alscale's own rules: pinned image, resources, private ports, autoscaling, cleanup."""
+    errors = []
+    cluster = _cluster_spec(doc) or {}
+    if cluster.get("rayVersion") != pin:
+        errors.append(f"rayVersion must be {pin!r} (pyproject.toml); got {cluster.get('rayVersion')!r}")
+    if cluster.get("enableInTreeAutoscaling") is not True:
+        errors.append("enableInTreeAutoscaling must be true")
+    head = cluster.get("headGroupSpec") or {}
+    if head.get("serviceType", "ClusterIP") != "ClusterIP":
+        errors.append(f"headGroupSpec.serviceType must be ClusterIP; got {head.get('serviceType')!r}")
+    if head.get("enableIngress"):
+        errors.append("headGroupSpec.enableIngress must not be true: the dashboard stays in the cluster")
+    service_type = (((head.get("headService") or {}).get("spec")) or {}).get("type", "ClusterIP")
+    if service_type in EXPOSED_SERVICE_TYPES:
+        errors.append(f"headGroupSpec.headService.spec.type must be ClusterIP; got {service_type!r}")
+    image_tag = re.compile(rf":[^:/]*\bray{re.escape(pin)}\b[^:/]*$")
+    for label, pod in _pod_templates(doc):
+        if pod.get("hostNetwork"):
+            errors.append(f"{label}: hostNetwork exposes the Ray ports on the node")
+        for container in pod.get("containers") or []:
+            where = f"{label} container {container.get('name')}"
+            image = container.get("image", "")
+            if not image_tag.search(image):
+                errors.append(f"{where}: image tag must carry 'ray{pin}'; got {image!r}")
+            resources = container.get("resources") or {}
+            for part in ("requests", "limits"):
+                missing = {"cpu", "memory"} - set(resources.get(part) or {})
+                if missing:
+                    errors.append(f"{where}: resources.{part} lacks {sorted(missing)}")
+            for port in container.get("ports") or []:
+                if port.get("hostPort"):
+                    what = PRIVATE_PORTS.get(port.get("containerPort"), "a Ray")
+                    errors.append(f"{where}: hostPort {port['hostPort']} exposes {what} port")
+    if doc.get("kind") == "RayJob":
+        spec = doc["spec"]
+        if spec.get("shutdownAfterJobFinishes") is not True:
+            errors.append("a RayJob must set shutdownAfterJobFinishes: true")
+        if not spec.get("ttlSecondsAfterFinished"):
+            errors.append("a RayJob must set ttlSecondsAfterFinished")
+    return errors
+
+
+def all_errors(doc: dict, validators: dict, pin: str) -> list[str]:
+    return (
+        schema_errors(doc, validators[doc["kind"]]) + operator_errors(doc) + alscale_errors(doc, pin)
+    )
+
+
+def k8s_documents() -> list[tuple[str, dict]]:
+    docs = []
+    for path in sorted(K8S_DIR.glob("*.y*ml")):
+        for doc in yaml.load_all(path.read_text(), Loader=Loader):
+            if doc:
+                docs.append((path.name, doc))
+    return docs
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def validators():
+    return {kind: load_validator(kind) for kind in CRD_FILES}
+
+
+@pytest.fixture(scope="module")
+def pin():
+    return ray_pin()
+
+
+@pytest.fixture(scope="module")
+def docs():
+    found = k8s_documents()
+    kinds = {doc.get("kind") for _, doc in found}
+    assert {"RayJob", "RayCluster", "ConfigMap"} <= kinds, f"k8s/ holds only {sorted(kinds)}"
+    return found
+
+
+@pytest.fixture(scope="module")
+def rayjob(docs):
+    return next(doc for _, doc in docs if doc["kind"] == "RayJob")
+
+
+# --------------------------------------------------------------------------- positive checks
+
+
+def test_every_ray_manifest_is_valid(docs, validators, pin):
+    checked = 0
+    for name, doc in docs:
+        if doc["kind"] in CRD_FILES:
+            assert doc["apiVersion"] == "ray.io/v1", name
+            assert all_errors(doc, validators, pin) == [], name
+            checked += 1
+    assert checked >= 2
+
+
+def test_no_exposed_service_or_ingress(docs):
+    for name, doc in docs:
+        assert doc.get("kind") != "Ingress", f"{name}: no ingress for the Ray dashboard"
+        if doc.get("kind") == "Service":
+            assert doc.get("spec", {}).get("type", "ClusterIP") == "ClusterIP", name
+
+
+def test_config_is_mounted_where_the_entrypoint_reads_it(docs, rayjob, tmp_path):
+    args = shlex.split(rayjob["spec"]["entrypoint"])
+    assert args[0] == "python"
+    script = Path(args[1])
+    assert script.parts[-2] == "jobs" and (REPO / "jobs" / script.name).is_file(), script
+    config_path = Path(args[args.index("--config") + 1])
+
+    head = rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"] for c in head["containers"] for m in c.get("volumeMounts", [])}
+    volumes = {v["name"]: v for v in head["volumes"]}
+    (volume,) = [name for name, path in mounts.items() if Path(path) == config_path.parent]
+    configmap_name = volumes[volume]["configMap"]["name"]
+    configmaps = {d["metadata"]["name"]: d for _, d in docs if d["kind"] == "ConfigMap"}
+    data = configmaps[configmap_name]["data"]
+    assert config_path.name in data
+    # the mounted config is one that `alscale select --config` accepts
+    from alscale.config import make_settings
+
+    local = tmp_path / config_path.name
+    local.write_text(data[config_path.name])
+    settings = make_settings(local)
+    assert settings.pool.startswith("s3://") and settings.out.startswith("s3://")
+    assert settings.k == tomllib.loads(data[config_path.name])["k"]
+
+
+def test_dockerfile_builds_from_the_pinned_ray_image(docs, pin):
+    dockerfile = (K8S_DIR / "Dockerfile").read_text()
+    bases = re.findall(r"^FROM\s+(\S+)", dockerfile, flags=re.MULTILINE)
+    assert len(bases) == 1, bases
+    match = re.fullmatch(r"rayproject/ray:(\d+\.\d+\.\d+)(-py(\d)(\d+))?(-\w+)?", bases[0])
+    assert match, f"expected rayproject/ray:<version>[-pyXY]; got {bases[0]}"
+    assert match.group(1) == pin
+    # the alscale image tag repeats the base's Python version
+    if match.group(2):
+        for _, doc in docs:
+            if doc["kind"] in CRD_FILES:
+                for _, pod in _pod_templates(doc):
+                    for container in pod["containers"]:
+                        assert container["image"].endswith(match.group(2)), container["image"]
+    assert re.search(r"pip install[^\n]*\s\.", dockerfile), "the Dockerfile must pip-install alscale"
+    assert re.search(r"^COPY .*jobs/", dockerfile, flags=re.MULTILINE), "the job entrypoints must be copied"
+
+
+# --------------------------------------------------------------------------- negative checks
+
+
+def _set(doc, path, value):
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    if value is _DELETE:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+
+
+_DELETE = object()
+_CS = ("spec", "rayClusterSpec")
+_W0 = _CS + ("workerGroupSpecs", 0)
+_HEAD_C0 = _CS + ("headGroupSpec", "template", "spec", "containers", 0)
+
+BREAKAGES = {
+    "misspelled spec field": ([("spec", "shutdownAfterJobFinish"), True], "shutdownAfterJobFinish"),
+    "misspelled nested field": ([_W0 + ("maxReplica",), 3], "maxReplica"),
+    "wrong type": ([_W0 + ("maxReplicas",), "8"], "maxReplicas"),
+    "missing required field": ([_W0 + ("groupName",), _DELETE], "groupName"),
+    "min above max": ([_W0 + ("minReplicas",), 9], "minReplicas 9 > maxReplicas 8"),
+    "ttl without shutdown": ([("spec", "shutdownAfterJobFinishes"), False], "needs spec.shutdownAfterJobFinishes"),
+    "suspend without shutdown": ([("spec", "shutdownAfterJobFinishes"), _DELETE, ("spec", "suspend"), True],
+                                 "suspend: true needs"),
+    "cluster spec and selector": ([("spec", "clusterSelector"), {"ray.io/cluster": "x"}], "exactly one of"),
+    "neither spec nor selector": ([("spec", "rayClusterSpec"), _DELETE], "exactly one of"),
+    "runtime env not yaml": ([("spec", "runtimeEnvYAML"), "env_vars: {A: [1,\n"], "runtimeEnvYAML"),
+    "no submission mode": ([("spec", "submissionMode"), _DELETE], "submissionMode"),
+    "unknown submission mode": ([("spec", "submissionMode"), "BatchMode"], "submissionMode"),
+    "name too long": ([("metadata", "name"), "a" * 48], "at most 47"),
+    "name not dns-1035": ([("metadata", "name"), "1-alscale"], "DNS-1035"),
+    "exposed dashboard": ([_CS + ("headGroupSpec", "serviceType"), "LoadBalancer"], "ClusterIP"),
+    "ingress": ([_CS + ("headGroupSpec", "enableIngress"), True], "enableIngress"),
+    "host port": ([_HEAD_C0 + ("ports", 1, "hostPort"), 8265], "exposes dashboard port"),
+    "image off the pin": ([_HEAD_C0 + ("image",), "registry.example.com/alscale:0.1.0-ray2.9.0-py311"],
+                          "image tag must carry"),
+    "ray version off the pin": ([_CS + ("rayVersion",), "2.9.0"], "rayVersion"),
+    "no limits": ([_HEAD_C0 + ("resources", "limits"), _DELETE], "resources.limits"),
+}
+
+
+@pytest.mark.parametrize("breakage", sorted(BREAKAGES))
+def test_a_broken_rayjob_is_rejected(breakage, rayjob, validators, pin):
+    steps, expected = BREAKAGES[breakage]
+    broken = copy.deepcopy(rayjob)
+    for path, value in zip(steps[::2], steps[1::2]):
+        _set(broken, path, value)
+    errors = all_errors(broken, validators, pin)
+    assert any(expected in line for line in errors), errors
+
+
+def test_a_misspelled_raycluster_field_is_rejected(docs, validators, pin):
+    cluster = copy.deepcopy(next(doc for _, doc in docs if doc["kind"] == "RayCluster"))
+    cluster["spec"]["headGroupSpec"]["rayStartParam"] = {}
+    errors = all_errors(cluster, validators, pin)
+    assert any("rayStartParam'" in line for line in errors), errors
+    cluster["spec"]["headGroupSpec"].pop("rayStartParam")
+    cluster["metadata"]["name"] = "c" * 54
+    assert any("at most 53" in line for line in all_errors(cluster, validators, pin))

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from alscale.exceptions import ConfigError
+from alscale.loop.stopping import (
+    budget_spent,
+    check_stopping,
+    diminishing_returns,
+    stabilizing_predictions,
+    target_reached,
+)
+
+
+def _history(labels, accs):
+    return [{"labels": n, "metrics": {"accuracy": a, "log_loss": 1 - a}} for n, a in zip(labels, accs)]
+
+
+def test_target_reached():
+    h = _history([10, 20, 30], [0.5, 0.7, 0.91])
+    assert target_reached(h, target=0.9).stop
+    assert not target_reached(h[:2], target=0.9).stop
+    assert not target_reached(h, target=None).stop
+    assert target_reached(h, metric="log_loss", target=0.1).stop  # 0.09 <= 0.1
+    assert not target_reached(h[:2], metric="log_loss", target=0.1).stop
+    with pytest.raises(ConfigError):
+        target_reached(h, metric="auc", target=0.5)
+
+
+def test_diminishing_returns_uses_gain_per_label():
+    # gains: 0.2/10, 0.001/10, 0.0005/10, 0.0/10  -> last 3 per-label gains < 1e-3
+    h = _history([10, 20, 30, 40, 50], [0.5, 0.7, 0.701, 0.7015, 0.7015])
+    v = diminishing_returns(h, patience=3, min_gain_per_label=1e-3)
+    assert v.stop
+    assert v.evidence["gains_per_label"] == pytest.approx([1e-4, 5e-5, 0.0])
+    assert not diminishing_returns(h[:4], patience=3, min_gain_per_label=1e-3).stop  # one big gain in window
+    assert not diminishing_returns(h[:3], patience=3, min_gain_per_label=1e-3).stop  # too few rounds
+    # same metric gains, but spread over 1 label each -> large per-label gains, no stop
+    h2 = _history([10, 11, 12, 13], [0.5, 0.502, 0.504, 0.506])
+    assert not diminishing_returns(h2, patience=3, min_gain_per_label=1e-3).stop
+
+
+def test_stabilizing_predictions_kappa_window():
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 4, 500)
+    noisy = [np.where(rng.random(500) < 0.3, rng.integers(0, 4, 500), base) for _ in range(2)]
+    stable = [base.copy() for _ in range(4)]
+    stable[1][:2] = (stable[1][:2] + 1) % 4  # near-identical: kappa ~0.995
+    v = stabilizing_predictions(noisy + stable, kappa_threshold=0.99, patience=3)
+    assert v.stop and min(v.evidence["kappas"]) >= 0.99
+    v = stabilizing_predictions(noisy + stable[:2], kappa_threshold=0.99, patience=3)
+    assert not v.stop
+
+
+def test_budget_and_check_stopping():
+    h = _history([100, 200], [0.5, 0.6])
+    assert budget_spent(h, budget=200).stop
+    assert not budget_spent(h, budget=201).stop
+    out = check_stopping(h, [], budget=200, target=0.9)
+    assert out["stop"] and out["reasons"] == ["budget: 200 labels used of a budget of 200"]
+    assert [r["rule"] for r in out["rules"]] == ["target", "diminishing_returns", "stabilizing_predictions", "budget"]

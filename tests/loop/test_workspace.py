@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from alscale.exceptions import ConfigError, LabelError, WorkspaceError
+from alscale.loop.workspace import CONFIG_NAME, SCHEMA_VERSION, Workspace
+from alscale.rowrandom import id_keys, row_uniform
+from alscale.loop.evalset import EVAL_STREAM
+
+
+def _ws(tmp_path, pool, **kw):
+    settings = {"eval_size": 50, "stop_set_size": 40, **kw.pop("settings", {})}
+    return Workspace.create(tmp_path / "ws", pool=pool, label_column="label", settings=settings, **kw)
+
+
+def test_create_reserves_eval_set_from_rowrandom(tmp_path, blob_pool):
+    ws = _ws(tmp_path, blob_pool)
+    ev = ws.evaluation_ids()
+    ids = np.arange(300, dtype=np.int64)
+    draws = row_uniform(id_keys(ids), 0, EVAL_STREAM)
+    assert sorted(ev.tolist()) == sorted(np.argsort(draws, kind="stable")[:50].tolist())
+    assert ws.classes == [0, 1, 2]
+    again = Workspace.open(ws.path)
+    assert again.config == ws.config
+    assert np.array_equal(again.evaluation_ids(), ev)
+    assert set(ev.tolist()) <= set(again.excluded_ids().tolist())
+
+
+def test_pending_idempotent_and_labels_remove_pending(tmp_path, blob_pool):
+    ws = _ws(tmp_path, blob_pool)
+    assert ws.add_pending([1, 2, 3], batch_run_id="r1", queue="q") == 3
+    assert ws.add_pending([2, 3, 4, 4], batch_run_id="r2", queue="q") == 1
+    p = ws.pending()
+    assert p.column("id").to_pylist() == [1, 2, 3, 4]
+    assert p.column("batch_run_id").to_pylist() == ["r1", "r1", "r1", "r2"]
+    recs = [{"id": 1, "label": 0, "status": "labeled", "source": "ls", "annotation_id": "a1", "annotator": "x"},
+            {"id": 2, "label": None, "status": "skipped", "source": "ls", "annotation_id": "a2", "annotator": "x"}]
+    assert ws.record_labels(recs) == 2
+    assert ws.record_labels(recs) == 0  # idempotent
+    assert ws.pending().column("id").to_pylist() == [3, 4]
+    # an updated annotation replaces the label
+    assert ws.record_labels([{**recs[0], "label": 2}]) == 1
+    lab = ws.labeled()
+    assert lab.num_rows == 2
+    row = {r["id"]: r for r in lab.to_pylist()}
+    assert row[1]["label"] == "2" and row[1]["status"] == "labeled"
+    assert row[2]["status"] == "skipped"
+    assert ws.remove_pending([4, 99]) == 1
+    excluded = set(ws.excluded_ids().tolist())
+    assert {1, 2, 3} <= excluded and 4 not in excluded
+    ids, labels = ws.training_labels()
+    assert ids.tolist() == ([1] if 1 not in set(ws.evaluation_ids().tolist()) else [])
+
+
+def test_cancelled_does_not_count_as_labeled(tmp_path, blob_pool):
+    ws = _ws(tmp_path, blob_pool)
+    ws.add_pending([5], batch_run_id="r", queue="q")
+    ws.record_labels([{"id": 5, "label": None, "status": "cancelled", "source": "ls", "annotation_id": "c"}])
+    assert ws.labeled().num_rows == 0
+    assert ws.pending().num_rows == 0
+
+
+def test_label_not_in_classes_is_rejected_and_nothing_written(tmp_path, blob_pool):
+    ws = _ws(tmp_path, blob_pool)
+    ws.record_labels([{"id": 1, "label": 1, "source": "csv"}])
+    before = ws.label_log()
+    with pytest.raises(LabelError, match="known classes"):
+        ws.record_labels([{"id": 2, "label": 0, "source": "csv"}, {"id": 3, "label": "cat", "source": "csv"}])
+    assert ws.label_log().equals(before)
+
+
+def test_label_for_id_not_in_pool(tmp_path, blob_pool):
+    ws = _ws(tmp_path, blob_pool)
+    with pytest.raises(LabelError, match="not in the pool"):
+        ws.record_labels([{"id": 1000, "label": 1, "source": "csv"}])
+    assert ws.label_log().num_rows == 0
+
+
+def test_eval_set_larger_than_pool_writes_nothing(tmp_path, blob_pool):
+    with pytest.raises(ConfigError, match="larger than the pool"):
+        Workspace.create(tmp_path / "ws", pool=blob_pool, settings={"eval_size": 301})
+    assert not (tmp_path / "ws").exists()
+
+
+def test_newer_schema_is_refused(tmp_path, blob_pool):
+    ws = _ws(tmp_path, blob_pool)
+    cfg = json.loads((ws.path / CONFIG_NAME).read_text())
+    cfg["schema_version"] = SCHEMA_VERSION + 1
+    (ws.path / CONFIG_NAME).write_text(json.dumps(cfg))
+    with pytest.raises(WorkspaceError, match="newer"):
+        Workspace.open(ws.path)
+    with pytest.raises(WorkspaceError, match="alscale init"):
+        Workspace.open(tmp_path / "nothing")
+
+
+def test_create_twice_refused(tmp_path, blob_pool):
+    _ws(tmp_path, blob_pool)
+    with pytest.raises(WorkspaceError, match="existing"):
+        _ws(tmp_path, blob_pool)
+
+
+def test_crash_before_head_swap_keeps_old_state(tmp_path, blob_pool, monkeypatch):
+    ws = _ws(tmp_path, blob_pool)
+    ws.add_pending([7, 8], batch_run_id="r", queue="q")
+    import alscale.loop.workspace as wsmod
+
+    real = wsmod.atomic_write_json
+
+    def boom(path, obj):
+        if str(path).endswith("HEAD.json"):
+            raise OSError("disk gone")
+        return real(path, obj)
+
+    monkeypatch.setattr(wsmod, "atomic_write_json", boom)
+    with pytest.raises(OSError):
+        ws.record_labels([{"id": 7, "label": 1, "source": "csv"}])
+    monkeypatch.setattr(wsmod, "atomic_write_json", real)
+    assert ws.labeled().num_rows == 0 and ws.pending().column("id").to_pylist() == [7, 8]
+    assert ws.record_labels([{"id": 7, "label": 1, "source": "csv"}]) == 1  # re-run finishes it
+    assert ws.pending().column("id").to_pylist() == [8]
+    assert len(list((ws.path / "state").glob("labels-*.parquet"))) == 1
+
+
+def _writer(path, start):
+    ws = Workspace.open(path)
+    for i in range(start, start + 10):
+        ws.add_pending([i], batch_run_id=f"r{i}", queue="q")
+
+
+def test_concurrent_writers_lose_nothing(tmp_path, blob_pool):
+    ws = _ws(tmp_path, blob_pool)
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(ws.path), s)) for s in (100, 200)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert sorted(ws.pending().column("id").to_pylist()) == list(range(100, 110)) + list(range(200, 210))
+
+
+def test_string_ids(tmp_path, pool_writer):
+    X = np.zeros((20, 2), np.float32)
+    pool = pool_writer(tmp_path / "p.parquet", X, ids=[f"doc-{i}" for i in range(20)])
+    ws = Workspace.create(tmp_path / "ws", pool=pool, classes=["pos", "neg"], settings={"eval_size": 4, "initial_size": 2})
+    assert ws.record_labels([{"id": "doc-3", "label": "pos", "source": "csv"}]) == 1
+    assert ws.labeled().schema.field("id").type == pa.string()
+    with pytest.raises(LabelError):
+        ws.record_labels([{"id": "doc-99", "label": "pos", "source": "csv"}])
+    assert "doc-3" in ws.excluded_ids().tolist()
