@@ -37,7 +37,10 @@ def _parse() -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-quality", action="store_true")
-    ap.add_argument("--configs", default="default,none,r1,r3-l05,l2,kron80,tensor16,tensor64")
+    ap.add_argument("--skip-others", action="store_true")
+    ap.add_argument("--cm-k", type=int, default=100_000, help="batch size for the Cluster-Margin timing")
+    ap.add_argument("--coreset-rows", type=int, default=100_000)
+    ap.add_argument("--configs", default="default,none,r1,r3-l05,l2,kron80,tensor32,tensor64")
     ap.add_argument("--out", default="bench-diversity.json")
     return ap.parse_args()
 
@@ -61,7 +64,8 @@ CONFIGS = {
     "r3-l05": {"rounds": 3, "oversampling": 0.5},
     "l2": {"oversampling": 2.0},
     "kron80": {"sketch": "kron", "sketch_dim": 80},
-    "tensor16": {"sketch_dim": 16},
+    "tensor32": {"sketch_dim": 32},
+    "r3-l05-t32": {"rounds": 3, "oversampling": 0.5, "sketch_dim": 32},
     "tensor64": {"sketch_dim": 64},
     "plain-pp": {"local_trials": 1},
 }
@@ -149,6 +153,66 @@ def speed(args, names) -> dict:
     return out
 
 
+def others(args) -> dict:
+    """Core-set, QBC and Cluster-Margin (k=cm_k) against an entropy top-K of the same k."""
+    from alscale.reduce.cluster_margin import make_cluster_margin_builder, select_cluster_margin
+    from alscale.reduce.kcenter import make_coreset_builder, select_coreset
+    from alscale.reduce.topk import TopK
+    from alscale.strategies.committee import kl_to_consensus, vote_entropy
+    from alscale.strategies.uncertainty import entropy
+
+    probs, emb = synthetic_pool(args.rows, args.classes, args.dim, seed=2)
+    ids = np.arange(len(probs), dtype=np.int64)
+    keys = id_keys(ids)
+    parts = np.array_split(np.arange(len(probs)), args.shards)
+    out = {}
+
+    t = time.perf_counter()
+    acc = TopK(args.cm_k)
+    for part in parts:
+        for s in range(part[0], part[-1] + 1, 65536):
+            sl = slice(s, min(s + 65536, part[-1] + 1))
+            acc.add(entropy(probs[sl]), ids[sl])
+    out["entropy_topk_s"] = time.perf_counter() - t
+
+    def run(make, select, k, params):
+        t = time.perf_counter()
+        states = []
+        for part in parts:
+            b = make(params)
+            for s in range(part[0], part[-1] + 1, 65536):
+                sl = slice(s, min(s + 65536, part[-1] + 1))
+                b.add(ids[sl], keys[sl], probs[sl], emb[sl], np.ones(sl.stop - sl.start, bool), np.zeros(sl.stop - sl.start, bool))
+            states.append(b.finish())
+        sel = select(LocalShardGroup(states), k, 0, params)
+        return time.perf_counter() - t, sel
+
+    cm_s, sel = run(make_cluster_margin_builder, select_cluster_margin, args.cm_k, {})
+    out["cluster_margin_s"] = cm_s
+    out["cluster_margin_info"] = sel.info
+    out["cluster_margin_vs_entropy"] = cm_s / out["entropy_topk_s"]
+    print(f"[others] {args.rows} rows k={args.cm_k}: entropy top-K {out['entropy_topk_s']:.2f} s, cluster-margin {cm_s:.2f} s "
+          f"({out['cluster_margin_vs_entropy']:.1f}x; limit 3x, scoring excluded here)", flush=True)
+    n_cs = min(args.rows, args.coreset_rows)
+    sub = slice(0, n_cs)
+    t = time.perf_counter()
+    b = make_coreset_builder({})
+    b.add(ids[sub], keys[sub], probs[sub], emb[sub], np.ones(n_cs, bool), np.zeros(n_cs, bool))
+    select_coreset(LocalShardGroup([b.finish()]), args.k, 0, {})
+    out["coreset_s"] = time.perf_counter() - t
+    out["coreset_rows"] = n_cs
+    print(f"[others] core-set {n_cs} rows k={args.k}: {out['coreset_s']:.2f} s", flush=True)
+    rng = np.random.default_rng(0)
+    member = np.stack([probs, np.roll(probs, 1, axis=1), rng.dirichlet(np.ones(args.classes), len(probs)).astype(np.float32)])
+    for name, fn in (("qbc_vote_s", vote_entropy), ("qbc_kl_s", kl_to_consensus)):
+        t = time.perf_counter()
+        for s in range(0, len(probs), 65536):
+            fn(member[:, s : s + 65536])
+        out[name] = time.perf_counter() - t
+    print(f"[others] 3-member committee scores over {args.rows} rows: vote {out['qbc_vote_s']:.2f} s, kl {out['qbc_kl_s']:.2f} s", flush=True)
+    return out
+
+
 def main() -> int:
     args = ARGS
     try:
@@ -163,6 +227,8 @@ def main() -> int:
         result["quality"] = quality(args, names)
     if not args.skip_speed:
         result["speed"] = speed(args, names)
+    if not args.skip_others:
+        result["others"] = others(args)
     with open(args.out, "w") as fh:
         json.dump(result, fh, indent=2)
     ok = True

@@ -21,8 +21,16 @@ __all__ = ["COMMAND_MODULES", "main"]
 COMMAND_MODULES: dict[str, str] = {
     "bench": "bench",
     "demo": "demo",
+    "init": "init",
     "inspect-model": "inspect_model",
+    "label": "label",
+    "listen": "listen",
+    "pull": "pull",
+    "push": "push",
+    "round": "round",
     "select": "select",
+    "simulate": "simulate",
+    "status": "status",
 }
 
 

@@ -25,6 +25,7 @@ import ray
 
 from alscale import __version__
 from alscale.config import SelectSettings, _expand_model_dirs
+from alscale.engine.checkpoint import open_checkpoints
 from alscale.engine.errors import unwrap_ray_error
 from alscale.engine.raygroup import RayShardGroup
 from alscale.engine.runtime import ProgressCounter, ray_session
@@ -66,6 +67,8 @@ class PreparedRun:
     labeled_keys: np.ndarray
     int_ids: bool
     timings: dict[str, float] = field(default_factory=dict)
+    checkpoints: Any = None  # engine.checkpoint.ShardCheckpoints of this run, if any
+    resumed_shards: int = 0
 
     def job(self) -> ScoringJob:
         s = self.settings
@@ -122,7 +125,7 @@ def prepare_run(settings: SelectSettings) -> PreparedRun:
             f"Strategy {s.strategy!r} needs an embedding output; model {contracts[0].path!r} has none among {outputs} "
             "(name one with --embedding-output)."
         )
-    if s.k > pool.rows:
+    if s.k > pool.rows and not (s.exclude or s.labeled):  # with exclusions, the scan gives the exact count
         raise PoolExhaustedError(pool.rows, s.k)
     int_ids = pa.types.is_integer(id_type)
     labeled_keys = read_id_keys(s.labeled, s.id_column, as_int=int_ids)
@@ -146,6 +149,8 @@ def run_selection(settings: SelectSettings) -> Manifest:
     else:
         manifest = Manifest(path=None, data=data, batch=batch)
     data["timings"]["write"] = time.perf_counter() - t0
+    if settings.out and run.checkpoints is not None:  # the manifest is safe: drop the checkpoints
+        run.checkpoints.remove()
     if settings.out:  # record the write time too (manifest.json only; batch.parquet is untouched)
         import json
 
@@ -165,9 +170,9 @@ def _execute(run: PreparedRun) -> tuple[dict, list[ShardResult], dict, list[dict
     n_actors = min(n_actors, len(shards))
     progress = ProgressCounter.remote()
     worker_cls = ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3)(ShardWorker)
-    actors = [worker_cls.remote(run.job(), progress) for _ in range(n_actors)]
+    actors = [worker_cls.remote(run.job()) for _ in range(n_actors)]
     try:
-        ray.get([a.ping.remote() for a in actors])
+        ray.get([a.set_progress.remote(progress) for a in actors])
     except Exception as exc:
         raise unwrap_ray_error(exc) from None
     run.timings["startup"] = time.perf_counter() - t0
@@ -203,6 +208,18 @@ def _scan_and_reduce(run: PreparedRun, shards: list[Shard], actors: list, progre
             refs = method.options(num_returns=1 + n_buckets).remote(shard, s.k, exclude_ref, labeled_ref, n_buckets)
         pending[refs[0]] = (actor, shard, refs[1:])
 
+    run.checkpoints = open_checkpoints(run, shards, n_buckets)
+    if run.checkpoints is not None:  # resume: reuse the shards a previous run finished
+        for index in sorted(run.checkpoints.finished()):
+            loaded = run.checkpoints.load(index) if any(sh.index == index for sh in queue) else None
+            if loaded is not None:
+                results.append(loaded[0])
+                buckets.append(loaded[1])
+                queue[:] = [sh for sh in queue if sh.index != index]
+                run.resumed_shards += 1
+        if run.resumed_shards:
+            logger.info("resuming: %d of %d shards from %s", run.resumed_shards, len(shards), run.checkpoints.directory)
+
     for actor in actors:
         if queue:
             submit(actor)
@@ -227,6 +244,8 @@ def _scan_and_reduce(run: PreparedRun, shards: list[Shard], actors: list, progre
                     raise err from None
                 results.append(result)
                 buckets.append(bucket_refs)
+                if run.checkpoints is not None:
+                    run.checkpoints.save(shard.index, ref, bucket_refs)
                 placements[shard.index] = actor
                 if queue:
                     submit(actor)
@@ -236,6 +255,8 @@ def _scan_and_reduce(run: PreparedRun, shards: list[Shard], actors: list, progre
         if bar is not None:
             bar.close()
     results.sort(key=lambda r: r.index)
+    if run.checkpoints is not None:
+        run.checkpoints.flush()
     run.timings["score"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -373,6 +394,7 @@ def _manifest_data(run: PreparedRun, results: list[ShardResult], info: dict, ski
         "exclude_ids_given": int(run.exclude_keys.size),
         "shards": len(results) + len(skipped),
         "shards_skipped": len(skipped),
+        "shards_resumed": run.resumed_shards,
     }
     if counts["labeled_ids_not_in_pool"]:
         logger.warning("%d labeled id(s) are not in the pool", counts["labeled_ids_not_in_pool"])
@@ -401,6 +423,7 @@ def _manifest_data(run: PreparedRun, results: list[ShardResult], info: dict, ski
         },
         "counts": counts,
         "skipped_shards": skipped,
+        "memory": {"actor_peak_rss_mb": [round(r.peak_rss_mb, 1) for r in results]},
         "settings": s.to_dict(),
         "timings": {**{k: round(v, 4) for k, v in run.timings.items()}, "actor_seconds": {k: round(v, 4) for k, v in stage_seconds.items()}},
         "versions": _versions(),

@@ -11,14 +11,14 @@ __all__ = ["unwrap_ray_error"]
 
 def unwrap_ray_error(exc: BaseException) -> BaseException:
     """The :class:`AlscaleError` inside a Ray error, or an :class:`EngineError` describing it."""
-    if isinstance(exc, AlscaleError):
-        return exc
-    if isinstance(exc, ray.exceptions.RayTaskError):
+    if isinstance(exc, ray.exceptions.RayTaskError):  # checked first: Ray subclasses the cause's type
         cause = getattr(exc, "cause", None)
         if isinstance(cause, AlscaleError):
             return cause
         if cause is not None and not isinstance(cause, ray.exceptions.RayError):
             return cause
+    if isinstance(exc, AlscaleError):
+        return exc
     if isinstance(exc, ray.exceptions.RayError):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return EngineError(f"Ray failed: {type(exc).__name__}: {first}")

@@ -72,6 +72,14 @@ class ShardResult:
     invalid_example: Any = None
     timings: dict[str, float] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _member(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -111,7 +119,7 @@ class ShardWorker:
 
     def __init__(self, job: ScoringJob, progress: Any = None):
         self.job = job
-        self.progress = progress
+        self.progress = progress  # set later with set_progress() on Ray (handles in constructors hinder restarts)
         self.strategy = get_strategy(job.strategy)
         self.runner = ModelRunner(job.contracts, threads=job.threads, want_embeddings=self.strategy.needs_embedding)
         self.states: dict[int, Any] = {}
@@ -209,6 +217,7 @@ class ShardWorker:
 
         seen = self._scan(shard, exclude_keys, labeled_keys, consume, result)
         result.top = top.result() if len(top) else None
+        result.peak_rss_mb = peak_rss_mb()
         return (result, *bucket_keys(seen, n_buckets))
 
     # -- diversity strategies -------------------------------------------------------------------
@@ -232,6 +241,7 @@ class ShardWorker:
         seen = self._scan(shard, exclude_keys, labeled_keys, consume, result)
         self.states[shard.index] = builder.finish()
         result.info = getattr(self.states[shard.index], "info", {}) or {}
+        result.peak_rss_mb = peak_rss_mb()
         return (result, *bucket_keys(seen, n_buckets))
 
     def call(self, shard_index: int, method: str, *args, **kwargs):
@@ -261,6 +271,10 @@ class ShardWorker:
             if hit.size:
                 return ids[hit[0]].item()
         return None
+
+    def set_progress(self, progress: Any) -> bool:
+        self.progress = progress
+        return True
 
     def ping(self) -> bool:
         return True

@@ -54,6 +54,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _CHUNK = 8192
+_PAIRWISE_MAX = 6000  # candidates up to which the final k-means++ precomputes all distances
 _FILL_STREAM = 1_000_003
 
 
@@ -232,7 +233,7 @@ class GradientShard:
         if len(self.keys) == 0 or phi <= 0:
             return {}
         u = row_uniform(self.keys, seed, round_)
-        pick = (~self.chosen) & (self.d2 > 0) & (u * phi < oversample * self.d2.astype(np.float64))
+        pick = (~self.chosen) & (self.d2 > 0) & (self.sq > 0) & (u * phi < oversample * self.d2.astype(np.float64))
         return self._payload(np.flatnonzero(pick))
 
     def weights(self, n_candidates: int) -> np.ndarray:
@@ -330,7 +331,20 @@ def kmeanspp_factored(
     trials = (2 + int(np.log(k))) if n_local_trials is None else int(n_local_trials)
     sq = _sq_norms(a, h)
 
-    def dist_to(rows: np.ndarray) -> np.ndarray:
+    if n <= _PAIRWISE_MAX:
+        # small candidate sets: all pairwise distances at once (one BLAS call), then gathers
+        full = factored_sq_distances(a, h, a, h)
+        np.fill_diagonal(full, 0.0)
+
+        def dist_to(rows: np.ndarray) -> np.ndarray:
+            return full[rows].astype(np.float64)
+
+    else:
+
+        def dist_to(rows: np.ndarray) -> np.ndarray:
+            return _dist_rows(rows)
+
+    def _dist_rows(rows: np.ndarray) -> np.ndarray:
         block = (a[rows] @ a.T) * (h[rows] @ h.T)
         block *= -2.0
         block += sq[rows, None]
@@ -345,12 +359,15 @@ def kmeanspp_factored(
     first = int(pool[np.searchsorted(np.cumsum(p), rng.uniform(), side="right").clip(0, len(pool) - 1)])
     centers = [first]
     gains = [float(sq[first])]
+    # rows with a zero gradient (at the origin) count in the cost but are never drawn
+    drawable = np.where(sq > 0, w, 0.0) if len(positive) else w
     closest = dist_to(np.array([first]))[0]
-    pot = float(np.dot(w, closest))
-    while len(centers) < k and pot > 0:
-        cum = np.cumsum(w * closest)
+    while len(centers) < k:
+        cum = np.cumsum(drawable * closest)
+        if not cum[-1] > 0:
+            break
         draws = np.searchsorted(cum, rng.uniform(size=trials) * cum[-1], side="right").clip(0, n - 1)
-        draws = np.where(closest[draws] > 0, draws, int(np.argmax(closest)))
+        draws = np.where(drawable[draws] * closest[draws] > 0, draws, int(np.argmax(drawable * closest)))
         cand = dist_to(draws)
         np.minimum(cand, closest[None, :], out=cand)
         pots = cand @ w
@@ -358,7 +375,6 @@ def kmeanspp_factored(
         centers.append(int(draws[best]))
         gains.append(float(closest[draws[best]]))
         closest = cand[best]
-        pot = float(pots[best])
     return np.asarray(centers, dtype=np.intp), np.asarray(gains, dtype=np.float64)
 
 
@@ -370,7 +386,7 @@ def kmeans_parallel(
     rounds: int = 2,
     oversampling: float = 1.0,
     sketch: str = "tensor",
-    sketch_dim: int = 32,
+    sketch_dim: int = 16,
     local_trials: int | None = None,
     max_extra_rounds: int = 10,
 ) -> tuple[dict[str, np.ndarray], dict]:

@@ -58,6 +58,7 @@ class Selection(dict):
     A dict of equal-length arrays: ``id`` (n,), ``score`` (n,) float64, ``predicted_index``
     (n,) int32, ``confidence`` (n,) float32 and optionally ``cluster`` (n,) int32; plus
     :attr:`info`, a small JSON-friendly dict (rounds, candidates, radius, ...) for the manifest.
+    ``len(selection)`` is the number of selected rows.
     """
 
     def __init__(self, columns: dict[str, np.ndarray], info: dict | None = None):

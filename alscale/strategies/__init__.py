@@ -24,3 +24,34 @@ register(Strategy("entropy", "topk", lambda b: entropy(b.probs), description="Sh
 register(Strategy("margin", "topk", lambda b: margin(b.probs), description="1 - (p_top1 - p_top2): small margins first"))
 register(Strategy("least-confidence", "topk", lambda b: least_confidence(b.probs), description="1 - max class probability"))
 register(Strategy("random", "topk", lambda b: random_scores(b.keys, b.seed), description="uniform from (seed, id): the baseline"))
+
+# Committee and diversity strategies (imports kept below the registry's own).
+from alscale.reduce.cluster_margin import CLUSTER_MARGIN_DEFAULTS, make_cluster_margin_builder, select_cluster_margin  # noqa: E402
+from alscale.reduce.kcenter import CORESET_DEFAULTS, make_coreset_builder, select_coreset  # noqa: E402
+from alscale.strategies.committee import committee_scorer, kl_to_consensus, vote_entropy  # noqa: E402
+from alscale.strategies.gradient import BADGE_DEFAULTS, gradient_factors, make_badge_builder, select_badge  # noqa: E402
+
+__all__ += ["gradient_factors", "kl_to_consensus", "vote_entropy"]
+__all__.sort()
+
+register(Strategy("qbc-vote", "topk", committee_scorer(vote_entropy, "qbc-vote"), needs_committee=True, description="entropy of the committee's hard votes"))
+register(Strategy("qbc-kl", "topk", committee_scorer(kl_to_consensus, "qbc-kl"), needs_committee=True, description="mean KL divergence of each member from the consensus"))
+register(
+    Strategy(
+        "badge", "diversity", needs_embedding=True, make_builder=make_badge_builder, select=select_badge, defaults=BADGE_DEFAULTS,
+        description="BADGE: k-means|| over factored gradient embeddings (Ash et al. 2020)",
+    )
+)
+register(
+    Strategy(
+        "coreset", "diversity", needs_embedding=True, make_builder=make_coreset_builder, select=select_coreset, defaults=CORESET_DEFAULTS,
+        description="greedy k-center on embeddings from the labeled rows (Sener & Savarese 2018)",
+    )
+)
+register(
+    Strategy(
+        "cluster-margin", "diversity", needs_embedding=True, make_builder=make_cluster_margin_builder,
+        select=select_cluster_margin, defaults=CLUSTER_MARGIN_DEFAULTS,
+        description="lowest-margin rows round-robin over embedding clusters (Citovsky et al. 2021)",
+    )
+)

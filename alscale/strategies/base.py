@@ -8,8 +8,9 @@ itself (k-means||, k-center, clustering) and is run by the engine's selection dr
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -55,6 +56,15 @@ class Strategy:
         ``score(batch: ScoringBatch) -> ndarray (n,)`` for top-K strategies.
     needs_embedding, needs_committee : bool
     description : str
+    make_builder : callable or None
+        Diversity strategies: ``make_builder(params: dict) -> builder``; the builder takes
+        ``add(ids, keys, probs, embeddings, selectable, labeled)`` per record batch and
+        ``finish() -> state`` (one state per shard).
+    select : callable or None
+        Diversity strategies: ``select(group: ShardGroup, k: int, seed: int, params: dict)
+        -> Selection`` (see :mod:`alscale.reduce.shardgroup`).
+    defaults : dict
+        The strategy's parameters and their default values.
     """
 
     name: str
@@ -63,6 +73,9 @@ class Strategy:
     needs_embedding: bool = False
     needs_committee: bool = False
     description: str = ""
+    make_builder: Callable[[dict], Any] | None = None
+    select: Callable[..., Any] | None = None
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
 STRATEGIES: dict[str, Strategy] = {}

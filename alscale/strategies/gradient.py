@@ -47,7 +47,7 @@ BADGE_DEFAULTS: dict[str, Any] = {
     "rounds": 2,
     "oversampling": 1.0,
     "sketch": "tensor",
-    "sketch_dim": 32,
+    "sketch_dim": 16,
     "local_trials": 0,
     "factor_dtype": "float32",
 }
@@ -112,7 +112,7 @@ class BadgeBuilder:
         self.n_classes: int | None = None
         self.dim: int | None = None
 
-    def add(self, ids, keys, probs, embeddings, selectable, labeled=None) -> None:
+    def add(self, ids, keys, probs, embeddings, selectable, labeled=None, member_probs=None) -> None:
         """Add one record batch; rows that are not selectable are dropped.
 
         Parameters
@@ -126,7 +126,8 @@ class BadgeBuilder:
         """
         if embeddings is None:
             raise StrategyError("Strategy 'badge' needs the model's embedding output; the model gave none.")
-        keep = np.flatnonzero(np.asarray(selectable, dtype=bool))
+        sel = np.asarray(selectable, dtype=bool)
+        keep = slice(None) if sel.all() else np.flatnonzero(sel)
         probs = np.asarray(probs)[keep]
         a, h = gradient_factors(probs, np.asarray(embeddings)[keep])
         self.n_classes, self.dim = a.shape[1], h.shape[1]
@@ -135,9 +136,9 @@ class BadgeBuilder:
             ids=np.asarray(ids)[keep],
             keys=np.asarray(keys, dtype=np.uint64)[keep],
             predicted_index=pred,
-            confidence=probs[np.arange(len(keep)), pred].astype(np.float32),
-            a=a.astype(self.dtype),
-            h=h.astype(self.dtype),
+            confidence=probs[np.arange(len(pred)), pred].astype(np.float32),
+            a=a.astype(self.dtype, copy=False),
+            h=h.astype(self.dtype, copy=False),
         )
 
     def finish(self) -> GradientShard:

@@ -1,9 +1,4 @@
-"""Fixtures for the cluster tests: a tiny Parquet pool, a tiny ONNX model, a numpy reference,
-and Ray clusters on this machine (loopback only, own temp dirs, stopped by pid).
-
-Ray 2.60 turns token authentication on by default; these clusters run with
-``RAY_AUTH_MODE=disabled`` (set here, before Ray is imported) and only listen on 127.0.0.1.
-"""
+"""Fixtures for the cluster tests (helpers in ``clusterkit``)."""
 
 from __future__ import annotations
 
@@ -12,89 +7,12 @@ import os
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ["RAY_AUTH_MODE"] = "disabled"
 
-import signal
-import socket
-import subprocess
-import sys
-import time
+import shutil
+import tempfile
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-
-from alscale.model.export import mlp_to_onnx
-
-REPO = Path(__file__).resolve().parents[2]
-N_ROWS, N_FEATURES, N_HIDDEN, N_CLASSES = 2400, 6, 12, 3
-N_FILES, ROW_GROUP = 4, 150
-
-
-# --------------------------------------------------------------------------- data
-
-
-def write_pool(folder: Path, *, n_rows: int = N_ROWS, n_files: int = N_FILES, seed: int = 0) -> Path:
-    """Write ``n_files`` Parquet files: ``id`` int64 and ``features`` fixed_size_list<float32>."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n_rows, N_FEATURES)).astype(np.float32)
-    ids = np.arange(n_rows, dtype=np.int64) * 7 + 11
-    for i, part in enumerate(np.array_split(np.arange(n_rows), n_files)):
-        values = pa.array(x[part].ravel(), type=pa.float32())
-        table = pa.table({
-            "id": pa.array(ids[part]),
-            "features": pa.FixedSizeListArray.from_arrays(values, N_FEATURES),
-        })
-        pq.write_table(table, folder / f"part-{i:03d}.parquet", row_group_size=ROW_GROUP)
-    return folder
-
-
-def read_pool(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Return (ids (n,), features (n, d)) of a pool written by :func:`write_pool`."""
-    table = pq.read_table(sorted(folder.glob("*.parquet")))
-    ids = table["id"].to_numpy()
-    feats = table["features"].combine_chunks().flatten().to_numpy().reshape(-1, N_FEATURES)
-    return ids, feats
-
-
-def model_params(seed: int = 1):
-    rng = np.random.default_rng(seed)
-    w1 = rng.normal(scale=0.8, size=(N_FEATURES, N_HIDDEN)).astype(np.float32)
-    b1 = rng.normal(scale=0.1, size=N_HIDDEN).astype(np.float32)
-    w2 = rng.normal(scale=0.8, size=(N_HIDDEN, N_CLASSES)).astype(np.float32)
-    b2 = rng.normal(scale=0.1, size=N_CLASSES).astype(np.float32)
-    return [w1, w2], [b1, b2]
-
-
-def write_model(path: Path, seed: int = 1) -> Path:
-    weights, biases = model_params(seed)
-    path.write_bytes(mlp_to_onnx(weights, biases, classes=["cat", "dog", "emu"]))
-    return path
-
-
-def reference_entropy(pool: Path, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """numpy recomputation of the model and entropy: (ids (n,), scores (n,) float64)."""
-    ids, x = read_pool(pool)
-    (w1, w2), (b1, b2) = model_params(seed)
-    h = np.maximum(x.astype(np.float64) @ w1 + b1, 0.0)
-    z = h @ w2 + b2
-    p = np.exp(z - z.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    return ids, -(p * np.log(p)).sum(axis=1)
-
-
-def assert_matches_reference(batch, pool: Path, k: int) -> None:
-    """The batch holds k ids whose numpy entropies are the k best, in rank order (float tolerance)."""
-    ids, scores = reference_entropy(pool)
-    got = batch.column("id").to_numpy()
-    assert len(got) == k and len(set(got.tolist())) == k
-    by_id = dict(zip(ids.tolist(), scores.tolist()))
-    ref_scores = np.array([by_id[i] for i in got.tolist()])
-    np.testing.assert_allclose(batch.column("score").to_numpy(), ref_scores, atol=1e-5)
-    kth = np.sort(scores)[::-1][k - 1]
-    assert ref_scores.min() >= kth - 1e-5
-    assert np.all(np.diff(ref_scores) <= 1e-5)  # rank order follows the score
+from clusterkit import HeadNode, write_model, write_pool
 
 
 @pytest.fixture(scope="session")
@@ -105,100 +23,43 @@ def data_dir(tmp_path_factory) -> Path:
     return root
 
 
-# --------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def processes_under(marker: str):
-    """psutil processes whose command line names ``marker`` (a temp dir), and their children."""
-    import psutil
-
-    found = {}
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if any(marker in arg for arg in proc.info["cmdline"] or ()):
-                found[proc.pid] = proc
-                for child in proc.children(recursive=True):
-                    found[child.pid] = child
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return list(found.values())
-
-
-def stop_processes(procs, timeout: float = 10.0) -> None:
-    """SIGTERM the given processes, then SIGKILL what is left (only these pids)."""
-    import psutil
-
-    for proc in procs:
-        try:
-            proc.send_signal(signal.SIGTERM)
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-
-
-class HeadNode:
-    """A ``ray start --head`` on loopback in its own temp dir; :meth:`stop` kills only its pids."""
-
-    def __init__(self, temp_dir: Path, num_cpus: int = 2):
-        self.temp_dir = temp_dir
-        self.port, self.dashboard_port = free_port(), free_port()
-        self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
-        self.gcs_address = f"127.0.0.1:{self.port}"
-        self.env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled",
-                        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-        cmd = [
-            str(Path(sys.executable).parent / "ray"), "start", "--head",
-            "--node-ip-address", "127.0.0.1", "--port", str(self.port),
-            "--dashboard-host", "127.0.0.1", "--dashboard-port", str(self.dashboard_port),
-            "--ray-client-server-port", str(free_port()),
-            "--temp-dir", str(temp_dir), "--num-cpus", str(num_cpus),
-            "--include-dashboard", "true", "--disable-usage-stats",
-        ]
-        result = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=120)
-        if result.returncode != 0:
-            self.stop()
-            raise RuntimeError(f"ray start failed ({result.returncode}): {result.stderr[-2000:]}")
-        self._wait_for_dashboard()
-
-    def _wait_for_dashboard(self, timeout: float = 60.0) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.dashboard_url}/api/version", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"the Ray dashboard at {self.dashboard_url} did not come up in {timeout}s")
-
-    def stop(self) -> None:
-        stop_processes(processes_under(str(self.temp_dir)))
-
-
 @pytest.fixture(scope="module")
 def head_node(tmp_path_factory):
     # a short path: Ray's unix socket paths must stay under ~100 characters
-    import tempfile
-
     temp_dir = Path(tempfile.mkdtemp(prefix="alscale-ray-"))
     node = HeadNode(temp_dir)
     try:
         yield node
     finally:
         node.stop()
-        import shutil
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A head and two worker nodes on this machine (one CPU each); this process is connected.
+
+    Module-scoped: the module's tests share it, and Ray is shut down after the module so other
+    test modules can start their own.
+    """
+    import ray
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        pytest.skip("Ray is already initialised in this process by another test module")
+    temp_dir = tempfile.mkdtemp(prefix="alscale-rc-")
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "temp_dir": temp_dir, "include_dashboard": False,
+                        "node_ip_address": "127.0.0.1"},
+    )
+    try:
+        for _ in range(2):
+            cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
         shutil.rmtree(temp_dir, ignore_errors=True)

@@ -17,7 +17,7 @@ import pytest
 
 from alscale.manifest import Manifest
 
-from .conftest import REPO, assert_matches_reference
+from clusterkit import REPO, assert_matches_reference
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 

@@ -1,0 +1,46 @@
+"""``alscale bench``: pipeline throughput against raw ONNX Runtime, and memory."""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["command"]
+
+
+@click.command("bench")
+@click.option("--rows", type=int, default=2_000_000, show_default=True, help="Rows in the generated pool.")
+@click.option("--features", "n_features", type=int, default=64, show_default=True, help="float32 features per row.")
+@click.option("--hidden", type=int, default=256, show_default=True, help="Hidden units of the MLP (features-hidden-classes).")
+@click.option("--classes", "n_classes", type=int, default=10, show_default=True)
+@click.option("--actors", "actors", multiple=True, type=int, help="Actor counts to measure (repeatable). [default: 1 and 2]")
+@click.option("--k", type=int, default=1000, show_default=True)
+@click.option("--batch-size", type=int, default=8192, show_default=True)
+@click.option("--strategy", default="entropy", show_default=True)
+@click.option("--scaling", multiple=True, type=int, help="Also record actor memory at these pool sizes (e.g. --scaling 1000000 --scaling 4000000).")
+@click.option("--workdir", default=None, help="Keep generated pools here (default: a temp dir, removed after).")
+@click.option("--json", "out_json", default="bench-results/engine.json", show_default=True, help="Where to write the results.")
+def command(rows, n_features, hidden, n_classes, actors, k, batch_size, strategy, scaling, workdir, out_json):
+    """Measure select throughput against raw ONNX Runtime on the same model.
+
+    Generates a pool (ROWS x FEATURES float32, fixed_size_binary) and an MLP, then measures
+    (a) raw onnxruntime, one thread, in memory, and (b) the full select pipeline with 1 and 2
+    actors.  Prints rows/s, the ratio pipeline / (actors x raw), and peak memory of the
+    driver and each actor; writes everything as JSON.
+    """
+    from alscale.bench import run_bench
+
+    run_bench(
+        rows=rows,
+        n_features=n_features,
+        hidden=hidden,
+        n_classes=n_classes,
+        actors=tuple(actors) or (1, 2),
+        k=k,
+        batch_size=batch_size,
+        strategy=strategy,
+        scaling=tuple(scaling),
+        workdir=workdir,
+        out_json=out_json,
+        echo=lambda m: click.echo(m, err=True),
+    )
+    click.echo(f"results written to {out_json}", err=True)

@@ -1,0 +1,52 @@
+"""``alscale listen``: receive Label Studio annotation webhooks into the workspace."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+__all__ = ["command"]
+
+
+@click.command("listen")
+@click.option("--workspace", "-w", required=True, type=click.Path(file_okay=False), help="The active-learning workspace.")
+@click.option("--url", required=True, help="Label Studio base URL (for the reconcile pull and --register).")
+@click.option("--project", required=True, type=int, help="Label Studio project id.")
+@click.option("--token-env", default="LABEL_STUDIO_API_KEY", show_default=True, help="Env variable holding the Label Studio token.")
+@click.option("--secret-env", default="ALSCALE_WEBHOOK_SECRET", show_default=True, help="Env variable holding the shared webhook secret.")
+@click.option("--header", default="X-Alscale-Secret", show_default=True, help="Header that carries the secret.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--reconcile-every", default=300.0, show_default=True, type=float, help="Seconds between reconcile pulls (0: start only).")
+@click.option("--next-round-after", type=int, help="Run --on-next-round after this many new labels.")
+@click.option("--on-next-round", help="Shell command to run (gets ALSCALE_NEW_LABELS).")
+@click.option("--register/--no-register", default=False, help="Register this receiver as the project's webhook first.")
+@click.option("--register-only", is_flag=True, help="Register the webhook and exit.")
+@click.option("--public-url", help="URL Label Studio should call [http://HOST:PORT/webhook].")
+def command(workspace, url, project, token_env, secret_env, header, host, port, reconcile_every, next_round_after, on_next_round,
+            register, register_only, public_url):
+    """Write each ANNOTATION_CREATED / ANNOTATION_UPDATED webhook into the workspace.
+
+    The secret is read from $ALSCALE_WEBHOOK_SECRET (see --secret-env) and must arrive in the
+    X-Alscale-Secret header; requests without it get 401.  Every annotation is pulled at start
+    and every --reconcile-every seconds, so a webhook missed while this was down costs nothing.
+
+      alscale listen -w ws --url http://127.0.0.1:8080 --project 3 --register
+    """
+    from alscale.queues import LabelStudioConnector, WebhookListener
+    from alscale.queues._http import secret_from_env
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    secret = secret_from_env(secret_env, what="webhook secret")
+    connector = LabelStudioConnector(url, project, token_env=token_env)
+    hook_url = public_url or f"http://{host}:{port}/webhook"
+    if register or register_only:
+        hook_id = connector.register_webhook(hook_url, secret=secret, header=header)
+        click.echo(f"registered webhook {hook_id} -> {hook_url} in project {project}")
+        if register_only:
+            return
+    listener = WebhookListener(workspace, secret=secret, connector=connector, host=host, port=port, header=header,
+                               reconcile_every=reconcile_every or None, next_round_after=next_round_after, on_next_round=on_next_round)
+    click.echo(f"listening on {listener.url} (workspace {workspace})", err=True)
+    listener.serve_forever()

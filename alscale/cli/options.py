@@ -1,0 +1,40 @@
+"""Options shared by several commands, defined once."""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["engine_options", "model_options", "pool_options"]
+
+
+def _stack(*decorators):
+    def apply(func):
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
+
+
+pool_options = _stack(
+    click.option("--pool", help="Parquet file, directory or glob (local or any pyarrow filesystem URI)."),
+    click.option("--id-column", default=None, help="Column holding row ids (int64 or string). [default: id]"),
+    click.option(
+        "--features",
+        multiple=True,
+        help="Feature column: one vector column, or repeat for several numeric columns. [default: the one obvious column]",
+    ),
+)
+
+model_options = _stack(
+    click.option("--model", "models", multiple=True, help="ONNX classifier; repeat (or give a directory) for a committee."),
+    click.option("--probs-output", default=None, help="Name of the probability/logit output. [default: detected]"),
+    click.option("--embedding-output", default=None, help="Name of the embedding output. [default: detected]"),
+)
+
+engine_options = _stack(
+    click.option("--actors", type=int, default=None, help="Shard actors. [default: one per CPU of the Ray cluster]"),
+    click.option("--address", default=None, help="Ray cluster address (e.g. auto, ray://head:10001). [default: a private local Ray]"),
+    click.option("--batch-size", type=int, default=None, help="Rows per record batch (1-8K is fastest). [default: 4096]"),
+    click.option("--threads", type=int, default=None, help="ONNX Runtime threads per actor (1 plus more actors is fastest). [default: 1]"),
+)

@@ -1,0 +1,27 @@
+"""``alscale pull``: take finished annotations back from a labeling queue into the workspace."""
+
+from __future__ import annotations
+
+import collections
+
+import click
+
+from alscale.cli.push import queue_options, queue_settings
+
+__all__ = ["command"]
+
+
+@click.command("pull")
+@queue_options
+def command(config, workspace, **flags):
+    """Record the queue's finished annotations in the workspace (idempotent).
+
+    Skipped and cancelled annotations are recorded as such, not as labels.  Example:
+
+      alscale pull -w ws --url http://127.0.0.1:8080 --project 3
+    """
+    from alscale.queues import pull
+
+    records = pull(queue_settings(config, **flags), workspace=workspace)
+    counts = collections.Counter(r["status"] for r in records)
+    click.echo(f"pulled {len(records)} annotations: " + ", ".join(f"{counts[s]} {s}" for s in ("labeled", "skipped", "cancelled")))

@@ -1,0 +1,73 @@
+"""``alscale push``: send a batch manifest to a labeling queue and record it as pending."""
+
+from __future__ import annotations
+
+import functools
+
+import click
+
+__all__ = ["command", "queue_options", "queue_settings"]
+
+
+def queue_options(func):
+    """Options shared by ``push`` and ``pull``: the queue, from flags and/or a config file."""
+    options = [
+        click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML/YAML file with a [queue] table."),
+        click.option("--to", "kind", type=click.Choice(["label-studio", "http", "file"]), help="Queue kind (or 'kind' in the config)."),
+        click.option("--url", help="Label Studio base URL, or the HTTP endpoint."),
+        click.option("--project", type=int, help="Label Studio project id."),
+        click.option("--token-env", help="Env variable holding the Label Studio token [LABEL_STUDIO_API_KEY]."),
+        click.option("--secret-env", help="Env variable holding the HTTP signing secret [ALSCALE_HTTP_SECRET]."),
+        click.option("--data-column", "data_columns", multiple=True, help="Pool column to send, 'col' or 'key=col' (repeat)."),
+        click.option("--path", help="Output file for --to file ('{run_id}' is replaced)."),
+        click.option("--format", "format", type=click.Choice(["jsonl", "csv", "parquet", "groundtruth"]), help="File format [from the suffix]."),
+        click.option("--source-column", help="Ground Truth source column."),
+        click.option("--labels", help="Labels file to pull from (--to file)."),
+        click.option("--workspace", "-w", required=True, type=click.Path(file_okay=False), help="The active-learning workspace."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def queue_settings(config, **flags) -> dict:
+    """Flags over the config file's [queue] table; flags not given leave the file's values."""
+    from alscale.queues import load_queue_settings
+
+    data = load_queue_settings(config) if config else {}
+    for key, value in flags.items():
+        if value is not None and value != ():
+            data[key] = list(value) if isinstance(value, tuple) else value
+    data.setdefault("kind", "label-studio" if "project" in data else None)
+    return data
+
+
+def _flags(func):
+    @functools.wraps(func)
+    def wrapper(manifest=None, config=None, workspace=None, **flags):
+        return func(manifest=manifest, settings=queue_settings(config, **flags), workspace=workspace)
+
+    return wrapper
+
+
+@click.command("push")
+@click.argument("manifest", type=click.Path(exists=True, file_okay=False))
+@queue_options
+@_flags
+def command(manifest, settings, workspace):
+    """Send the batch in MANIFEST (a directory written by `alscale select`) to a queue.
+
+    Examples, where the token is in $LABEL_STUDIO_API_KEY:
+
+      alscale push batches/round-3 -w ws --url http://127.0.0.1:8080 --project 3 --data-column text
+
+      alscale push batches/round-3 -w ws --to file --path out/{run_id}.jsonl --data-column text
+
+    Ids the queue already holds are not sent again; what reached the queue is recorded as
+    pending in the workspace, so the next selection excludes it.
+    """
+    from alscale.queues import push
+
+    result = push(manifest, settings, workspace=workspace)
+    click.echo(f"{result.queue}: pushed {len(result.pushed)} new, {len(result.existing)} already there "
+               f"(batch {result.run_id}, {result.seconds:.2f}s)")

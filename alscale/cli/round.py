@@ -1,0 +1,38 @@
+"""``alscale round``: train, export, evaluate, check stopping, select the next batch."""
+
+from __future__ import annotations
+
+import click
+
+__all__ = ["command"]
+
+
+@click.command("round")
+@click.argument("workspace")
+@click.option("--model", default=None, help="Use this ONNX model instead of training one (classes must match).")
+@click.option("--strategy", default=None, help="Selection strategy. [default: the workspace's]")
+@click.option("--k", type=int, default=None, help="Batch size. [default: the workspace's]")
+@click.option("--seed", type=int, default=None, help="[default: workspace seed + round number]")
+@click.option("--actors", type=int, default=None, help="Ray actors for the selection.")
+@click.option("--mark-pending", is_flag=True, help="Mark the selected ids pending (labeling outside a queue).")
+def command(workspace, model, strategy, k, seed, actors, mark_pending):
+    """Run the next round of the loop in WORKSPACE.
+
+    The first round picks the seed set.  Later rounds train on the labels so far (or take
+    --model), export ONNX into rounds/NNN/, evaluate on the evaluation set, apply the
+    stopping rules and select the next batch with the engine, skipping labeled, pending and
+    evaluation ids.  An interrupted round is finished by running the command again.
+    """
+    from alscale.loop.rounds import run_round
+
+    rec = run_round(workspace, model=model, strategy=strategy, k=k, seed=seed, actors=actors, mark_pending=mark_pending)
+    click.echo(f"round {rec['round']:03d}: {rec['selected']} selected ({rec.get('strategy')}) with {rec['labels']} training labels")
+    if rec.get("metrics"):
+        m = rec["metrics"]
+        click.echo(f"  accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  log loss {m['log_loss']:.4f}  ECE {m['ece']:.4f}"
+                   f"  (evaluation set: {m['n']} labeled)")
+    for reason in (rec.get("stopping") or {}).get("reasons", []):
+        click.echo(f"  stop: {reason}")
+    for warning in rec.get("composition_warnings", []):
+        click.echo(f"  warning: composition {warning}")
+    click.echo(f"  batch: {workspace}/rounds/{rec['round']:03d}/batch/batch.parquet")

@@ -1,0 +1,238 @@
+"""Checkpoints of finished shards, so that a run whose driver died resumes where it stopped.
+
+Each finished shard of a top-K strategy is saved as one ``shard-NNNNN.npz`` file: its top-K
+arrays, its counts and timings (JSON), and its row keys split into the buckets of the
+duplicate-id check.  The files live in ``<checkpoint_dir>/<run key>/``, where
+``checkpoint_dir`` defaults to ``<out>.checkpoints`` and may be any pyarrow filesystem URI,
+and the run key hashes everything that decides a shard's result: pool fingerprint, model
+sha256s, strategy and its parameters, ``k``, ``seed``, the shard plan, the exclude and labeled
+ids, the id and feature columns, ``on_invalid``.  A rerun with the same inputs finds the same
+key and reuses the shards saved there; any change gives a new key and starts afresh.
+
+Writes are atomic where the filesystem renames (a temporary name, then ``move``); on object
+stores a single object appears whole or not at all.  Saving and loading run as Ray tasks on
+the driver's node, so the shard's keys go from the object store to the file without passing
+through the driver's memory, and a local checkpoint folder is the driver's own disk.
+
+Diversity strategies keep their per-shard state on the actors and are not checkpointed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import os
+import uuid
+from typing import Any
+
+import numpy as np
+import ray
+from pyarrow import fs as pafs
+
+from alscale.engine.worker import ShardResult
+
+__all__ = ["ShardCheckpoints", "checkpoint_key", "open_checkpoints"]
+
+logger = logging.getLogger(__name__)
+
+FORMAT = 1
+_SCALARS = [f.name for f in dataclasses.fields(ShardResult) if f.name != "top"]
+
+
+def _filesystem(location: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in location:
+        filesystem, path = pafs.FileSystem.from_uri(location)
+        return filesystem, path.rstrip("/")
+    return pafs.LocalFileSystem(), os.path.abspath(location)
+
+
+def _keys_digest(keys: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(keys, dtype=np.uint64).tobytes()).hexdigest()
+
+
+def checkpoint_key(run: Any, shards: list, n_buckets: int) -> str:
+    """Hash of everything that decides the shards' results (a :class:`PreparedRun` and its plan).
+
+    Returns
+    -------
+    str
+        24 hex digits.
+    """
+    s = run.settings
+    parts = {
+        "format": FORMAT,
+        "pool": run.pool.fingerprint()["sha256"],
+        "models": [c.sha256 for c in run.contracts],
+        "outputs": [[c.class_output, c.output_kind, c.embedding_output] for c in run.contracts],
+        "strategy": s.strategy,
+        "params": dict(s.strategy_params),
+        "k": s.k,
+        "seed": s.seed,
+        "id_column": s.id_column,
+        "features": list(run.feature_spec.columns),
+        "on_invalid": s.on_invalid,
+        "exclude": _keys_digest(run.exclude_keys),
+        "labeled": _keys_digest(run.labeled_keys),
+        "plan": [shard.describe() for shard in shards],
+        "buckets": n_buckets,
+    }
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _encode(result: ShardResult, buckets: tuple[np.ndarray, ...]) -> bytes:
+    arrays: dict[str, np.ndarray] = {}
+    top = result.top
+    if top is not None:
+        for name, values in top.items():
+            values = np.asarray(values)
+            if values.dtype == object:  # string ids
+                values = np.asarray(values.tolist(), dtype=np.str_)
+                arrays["topobj_" + name] = values
+            else:
+                arrays["top_" + name] = values
+    for i, keys in enumerate(buckets):
+        arrays[f"bucket_{i}"] = np.asarray(keys, dtype=np.uint64)
+    meta = {name: getattr(result, name) for name in _SCALARS}
+    meta["has_top"] = top is not None
+    meta["n_buckets"] = len(buckets)
+    arrays["meta"] = np.array(json.dumps(meta, default=str))
+    out = io.BytesIO()
+    np.savez(out, **arrays)
+    return out.getvalue()
+
+
+def _decode(data: bytes) -> tuple[ShardResult, list[np.ndarray]]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        meta = json.loads(str(npz["meta"]))
+        top = None
+        if meta.pop("has_top"):
+            top = {}
+            for name in npz.files:
+                if name.startswith("top_"):
+                    top[name[4:]] = npz[name]
+                elif name.startswith("topobj_"):
+                    top[name[7:]] = npz[name].astype(object)
+        n_buckets = meta.pop("n_buckets")
+        buckets = [npz[f"bucket_{i}"] for i in range(n_buckets)]
+    result = ShardResult(top=top, **{name: meta[name] for name in _SCALARS if name in meta})
+    return result, buckets
+
+
+@ray.remote(num_cpus=0, max_retries=2)
+def _save(directory: str, index: int, result: ShardResult, *buckets: np.ndarray) -> str:
+    filesystem, path = _filesystem(directory)
+    filesystem.create_dir(path, recursive=True)
+    final = f"{path}/shard-{index:05d}.npz"
+    temp = f"{path}/.shard-{index:05d}.{uuid.uuid4().hex[:8]}.tmp"
+    with filesystem.open_output_stream(temp) as stream:
+        stream.write(_encode(result, buckets))
+    filesystem.move(temp, final)
+    return final
+
+
+@ray.remote(num_cpus=0)
+def _load(directory: str, index: int) -> tuple:
+    filesystem, path = _filesystem(directory)
+    with filesystem.open_input_stream(f"{path}/shard-{index:05d}.npz") as stream:
+        result, buckets = _decode(stream.read())
+    return (result, *buckets)
+
+
+class ShardCheckpoints:
+    """The checkpoint folder of one run.
+
+    Parameters
+    ----------
+    root : str
+        ``checkpoint_dir``: a local folder or a filesystem URI.
+    key : str
+        The run key (:func:`checkpoint_key`).
+    n_buckets : int
+        Buckets of the duplicate-id check stored per shard.
+    """
+
+    def __init__(self, root: str, key: str, n_buckets: int):
+        self.root = root.rstrip("/")
+        self.directory = f"{self.root}/{key}"
+        self.n_buckets = n_buckets
+        self._pending: list = []
+        node_id = ray.get_runtime_context().get_node_id()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        self._here = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+
+    def finished(self) -> set[int]:
+        """Indices of the shards saved in this run's folder."""
+        filesystem, path = _filesystem(self.directory)
+        try:
+            infos = filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        except OSError:
+            return set()
+        done = set()
+        for info in infos:
+            name = info.base_name
+            if name.startswith("shard-") and name.endswith(".npz"):
+                try:
+                    done.add(int(name[6:-4]))
+                except ValueError:
+                    continue
+        return done
+
+    def load(self, index: int) -> tuple[ShardResult, list] | None:
+        """One saved shard: its result (in the driver) and its key buckets (object refs); None if unreadable."""
+        refs = _load.options(num_returns=1 + self.n_buckets, scheduling_strategy=self._here).remote(self.directory, index)
+        try:
+            result = ray.get(refs[0])
+        except Exception as exc:  # a damaged checkpoint is scored again
+            logger.warning("checkpoint of shard %d in %s is unreadable (%s); scoring it again", index, self.directory, exc)
+            return None
+        if result.index != index:
+            return None
+        return result, list(refs[1:])
+
+    def save(self, index: int, result_ref: Any, bucket_refs: list) -> None:
+        """Save a finished shard in the background (the refs are resolved in the task)."""
+        self._pending.append(
+            _save.options(scheduling_strategy=self._here).remote(self.directory, index, result_ref, *bucket_refs)
+        )
+
+    def flush(self) -> None:
+        """Wait for the saves started so far (a failed save only costs a rescore on resume)."""
+        for ref in self._pending:
+            try:
+                ray.get(ref)
+            except Exception as exc:
+                logger.warning("a shard checkpoint could not be written to %s: %s", self.directory, exc)
+        self._pending.clear()
+
+    def remove(self) -> None:
+        """Delete this run's checkpoints (after its manifest is written), and the root if empty."""
+        self.flush()
+        filesystem, path = _filesystem(self.directory)
+        try:
+            if filesystem.get_file_info(path).type != pafs.FileType.NotFound:
+                filesystem.delete_dir(path)
+            _, root = _filesystem(self.root)
+            if not filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
+                filesystem.delete_dir(root)
+        except OSError as exc:
+            logger.warning("could not remove checkpoints in %s: %s", self.directory, exc)
+
+
+def open_checkpoints(run: Any, shards: list, n_buckets: int) -> ShardCheckpoints | None:
+    """The checkpoints of a run, or None when it keeps none.
+
+    ``checkpoint_dir`` if set, else ``<out>.checkpoints`` when the run writes an output; none
+    for diversity strategies (their shard state lives on the actors) or without an output.
+    """
+    s = run.settings
+    if run.strategy.kind == "diversity":
+        return None
+    root = s.checkpoint_dir or (f"{str(s.out).rstrip('/')}.checkpoints" if s.out else None)
+    if not root:
+        return None
+    return ShardCheckpoints(root, checkpoint_key(run, shards, n_buckets), n_buckets)

@@ -1,0 +1,55 @@
+"""Import labels from a CSV or Parquet file into a workspace."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from alscale.exceptions import LabelError
+from alscale.loop.workspace import Workspace
+
+__all__ = ["import_labels", "read_label_file"]
+
+
+def read_label_file(path, *, id_column: str = "id", label_column: str = "label") -> pa.Table:
+    """Read the id and label columns of a CSV or Parquet file.
+
+    Raises
+    ------
+    LabelError
+        If the file cannot be read or lacks a column.
+    """
+    path = pathlib.Path(path)
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            table = pq.read_table(path)
+        else:
+            table = pacsv.read_csv(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise LabelError(f"Cannot read the label file {path}: {exc}") from None
+    missing = [c for c in (id_column, label_column) if c not in table.column_names]
+    if missing:
+        raise LabelError(f"Expected columns {missing} in {path}. Got columns {table.column_names}.")
+    return table.select([id_column, label_column])
+
+
+def import_labels(ws: Workspace, path, *, id_column: str = "id", label_column: str = "label", source: str | None = None,
+                  annotator: str | None = None) -> tuple[int, int]:
+    """Record every row of a label file; a row with an empty label is recorded as skipped.
+
+    Returns
+    -------
+    (rows read, records new or changed)
+    """
+    table = read_label_file(path, id_column=id_column, label_column=label_column)
+    src = source or pathlib.Path(path).name
+    records = [{"id": i, "label": lab, "status": "labeled" if lab not in (None, "") else "skipped", "source": src,
+                "annotation_id": None, "annotator": annotator}
+               for i, lab in zip(table.column(id_column).to_pylist(), table.column(label_column).to_pylist())]
+    for r in records:
+        if r["status"] == "skipped":
+            r["label"] = None
+    return len(records), ws.record_labels(records)

@@ -1,0 +1,58 @@
+"""The round table that ``alscale status`` prints."""
+
+from __future__ import annotations
+
+from alscale.loop.rounds import load_history
+from alscale.loop.workspace import Workspace
+
+__all__ = ["status_rows", "status_table"]
+
+
+def status_rows(ws: Workspace) -> list[dict]:
+    """One dict per completed round: round, kind, labels, metric, gain per batch and per label,
+    verdict, warnings."""
+    metric = ws.settings["metric"]
+    rows, prev = [], None
+    for h in load_history(ws):
+        value = (h.get("metrics") or {}).get(metric)
+        gain = per_label = None
+        if value is not None and prev is not None:
+            gain = value - prev[1]
+            added = h["labels"] - prev[0]
+            per_label = gain / added if added > 0 else None
+        stopping = h.get("stopping") or {}
+        rows.append({
+            "round": h["round"], "kind": h.get("kind", "model"), "labels": h["labels"], "selected": h.get("selected"),
+            "metric": value, "gain": gain, "gain_per_label": per_label,
+            "verdict": "stop (" + "; ".join(stopping["reasons"]) + ")" if stopping.get("stop") else ("go" if stopping else "-"),
+            "warnings": h.get("composition_warnings", []),
+        })
+        if value is not None:
+            prev = (h["labels"], value)
+    return rows
+
+
+def status_table(ws: Workspace) -> str:
+    """The workspace summary and round table as text."""
+    metric = ws.settings["metric"]
+    lab = ws.labeled()
+    n_labeled = sum(1 for s in lab.column("status").to_pylist() if s == "labeled")
+    lines = [
+        f"workspace {ws.path}  pool {ws.config['pool_rows']:,} rows  evaluation set {ws.config['evaluation']['size']:,}  "
+        f"labeled {n_labeled:,}  pending {ws.pending().num_rows:,}",
+        "",
+    ]
+    header = f"{'round':>5}  {'kind':<5}  {'labels':>7}  {'selected':>8}  {metric:>9}  {'gain/batch':>10}  {'gain/label':>10}  verdict"
+    lines += [header, "-" * len(header)]
+
+    def fmt(v, spec):
+        return "-" if v is None else format(v, spec)
+
+    for r in status_rows(ws):
+        lines.append(f"{r['round']:>5}  {r['kind']:<5}  {r['labels']:>7}  {fmt(r['selected'], 'd'):>8}  {fmt(r['metric'], '.4f'):>9}  "
+                     f"{fmt(r['gain'], '+.4f'):>10}  {fmt(r['gain_per_label'], '+.2e'):>10}  {r['verdict']}")
+        for w in r["warnings"]:
+            lines.append(f"{'':>5}  warning: composition {w}")
+    if len(lines) == 4:
+        lines.append("(no rounds yet: run `alscale round`)")
+    return "\n".join(lines)

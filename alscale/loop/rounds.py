@@ -1,0 +1,318 @@
+"""One round of the loop: train, export, evaluate, check stopping, report composition, select.
+
+:func:`run_round` works in ``<workspace>/rounds/NNN/``::
+
+    model.onnx             the round's model (built-in trainer, or a copy of --model)
+    metrics.json           evaluation-set metrics
+    stop_predictions.npy   predicted classes on the stop set (stabilizing-predictions rule)
+    exclude.parquet        ids the selection skipped (labeled + pending + evaluation set)
+    batch/                 the engine's batch manifest (batch.parquet + manifest.json)
+    round.json             the round's record; written last, it marks the round complete
+
+A workspace with no training labels yet gets round 000, the *seed* round: no model, the
+initial set chosen by the workspace's ``initial_method`` (random, kmeans, hint).
+
+Every step writes atomically and checks for its own output first, so a round interrupted at
+any point is finished by running it again, without a second selection or duplicate state.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import io
+import logging
+import pathlib
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from alscale.exceptions import ConfigError, LabelError, WorkspaceError
+from alscale.loop import _pool
+from alscale.loop._io import atomic_write_bytes, atomic_write_json, atomic_write_parquet, read_json
+from alscale.loop.composition import composition_report
+from alscale.loop.metrics import evaluate
+from alscale.loop.seedset import seed_by_hint, seed_kmeans, seed_random
+from alscale.loop.stopping import check_stopping
+from alscale.loop.train import check_model_classes, export_model, model_classes, predict_onnx, train_model
+from alscale.loop.workspace import Workspace
+
+__all__ = ["load_history", "run_round", "select_batch"]
+
+logger = logging.getLogger(__name__)
+ROUND_FILE = "round.json"
+
+
+def _round_dir(ws: Workspace, number: int) -> pathlib.Path:
+    return ws.rounds_dir / f"{number:03d}"
+
+
+def load_history(ws: Workspace) -> list[dict]:
+    """The records (``round.json``) of the completed rounds, oldest first."""
+    out = []
+    for d in sorted(ws.rounds_dir.glob("[0-9][0-9][0-9]")):
+        if (d / ROUND_FILE).is_file():
+            out.append(read_json(d / ROUND_FILE))
+    return out
+
+
+def _next_round(ws: Workspace) -> int:
+    done = [int(d.name) for d in ws.rounds_dir.glob("[0-9][0-9][0-9]") if (d / ROUND_FILE).is_file()]
+    return max(done) + 1 if done else 0
+
+
+def _feature_columns(ws: Workspace) -> list[str]:
+    cols = ws.settings.get("features")
+    if cols:
+        return list(cols)
+    skip = [c for c in [ws.config.get("label_column"), ws.settings.get("hint_column"), *ws.config.get("group_columns", [])] if c]
+    schema = _pool.pool_dataset(ws.config["pool"]).schema
+    return _pool.feature_columns(schema, id_column=ws.config["id_column"], exclude=skip)
+
+
+def _write_ids(path: pathlib.Path, ids: np.ndarray, id_type: str) -> pathlib.Path:
+    typ = pa.int64() if id_type == "int64" else pa.string()
+    return atomic_write_parquet(path, pa.table({"id": pa.array(ids.tolist() if id_type != "int64" else ids, typ)}))
+
+
+def select_batch(pool, model, *, out_dir: pathlib.Path, exclude_ids: np.ndarray, id_type: str, strategy: str, k: int,
+                 seed: int, id_column: str = "id", features=None, actors: int | None = None, labeled_ids=None):
+    """Select with the engine, skipping ``exclude_ids``; reuse the batch if it was written already.
+
+    Parameters
+    ----------
+    pool : str or list
+    model : str or path
+    out_dir : path
+        The round folder; ``exclude.parquet`` and ``batch/`` go there.
+    exclude_ids : ndarray of shape (m,)
+    id_type : {"int64", "string"}
+    strategy : str
+    k : int
+
+    Returns
+    -------
+    alscale.manifest.Manifest
+    """
+    from alscale.api import select
+    from alscale.manifest import Manifest
+
+    batch_dir = out_dir / "batch"
+    if (batch_dir / "manifest.json").is_file():
+        return Manifest.read(batch_dir)
+    exclude = _write_ids(out_dir / "exclude.parquet", exclude_ids, id_type)
+    labeled = [] if labeled_ids is None else [_write_ids(out_dir / "labeled.parquet", np.asarray(labeled_ids), id_type)]
+    return select(pool, str(model), strategy=strategy, k=int(k), out=batch_dir, exclude=[exclude], labeled=labeled,
+                  seed=int(seed), id_column=id_column, features=features, actors=actors, force=True)
+
+
+def _evaluation_labels(ws: Workspace, class_index: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluation-set ids that have a label, and their class indices."""
+    eval_ids = ws.evaluation_ids()
+    label_column = ws.config.get("label_column")
+    if label_column:
+        table = _pool.read_columns(ws.config["pool"], [label_column], id_column=ws.config["id_column"], ids=eval_ids)
+        ids = _pool.as_ids(table.column(ws.config["id_column"]), ws.id_type)
+        labels = table.column(label_column).to_pylist()
+    else:
+        lab = ws.labeled()
+        ids_all = ws._ids(lab.column("id"))
+        mask = np.isin(ids_all, eval_ids) & np.array([s == "labeled" for s in lab.column("status").to_pylist()], dtype=bool)
+        ids = ids_all[mask]
+        labels = np.array(lab.column("label").to_pylist(), dtype=object)[mask].tolist()
+    keep = [i for i, v in enumerate(labels) if v is not None]
+    try:
+        y = np.array([class_index[str(labels[i])] for i in keep], dtype=np.int64)
+    except KeyError as exc:
+        raise LabelError(f"Expected evaluation labels among the known classes {list(class_index)}. Got {exc.args[0]!r}.") from None
+    return ids[keep], y
+
+
+def _save_npy(path: pathlib.Path, arr: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _sha256(path) -> str:
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def _seed_round(ws: Workspace, out_dir: pathlib.Path, *, seed: int, k: int | None) -> dict:
+    """Round 000: choose the initial labeled set without a model."""
+    s = ws.settings
+    n = int(k or s["initial_size"])
+    batch_path = out_dir / "batch" / "batch.parquet"
+    if not batch_path.is_file():
+        excluded = ws.excluded_ids()
+        candidates = ws.pool_ids()[~np.isin(ws.pool_ids(), excluded)]
+        method = s["initial_method"]
+        if method == "random":
+            chosen = seed_random(candidates, n, seed=seed)
+        elif method == "kmeans":
+            from alscale.loop.evalset import SEED_STREAM, reserve_random
+
+            sample = reserve_random(candidates, min(len(candidates), 20000), seed=seed, stream=SEED_STREAM + 1)
+            sample, X = _pool.read_features(ws.config["pool"], sample, id_column=ws.config["id_column"], features=_feature_columns(ws))
+            chosen = seed_kmeans(sample, X, n, seed=seed)
+        elif method == "hint":
+            hint = s.get("hint_column")
+            if not hint:
+                raise ConfigError("The 'hint' initial method needs the 'hint_column' setting. Got none.")
+            table = _pool.read_columns(ws.config["pool"], [hint], id_column=ws.config["id_column"], ids=candidates)
+            chosen = seed_by_hint(_pool.as_ids(table.column(ws.config["id_column"]), ws.id_type), table.column(hint).to_pylist(), n, seed=seed)
+        else:
+            raise ConfigError(f"The initial method must be one of ['random', 'kmeans', 'hint']. Got {method!r} instead.")
+        typ = pa.int64() if ws.id_type == "int64" else pa.string()
+        batch = pa.table({
+            "id": pa.array(chosen.tolist(), typ), "rank": pa.array(np.arange(1, len(chosen) + 1, dtype=np.int32)),
+            "score": pa.array(np.zeros(len(chosen))), "strategy": pa.array([f"seed-{method}"] * len(chosen)),
+        })
+        atomic_write_parquet(batch_path, batch)
+        atomic_write_json(out_dir / "batch" / "manifest.json", {
+            "schema_version": 1, "run_id": f"seed-{ws.path.name}-{seed}", "created_at": _now(), "k": n, "seed": seed,
+            "strategy": {"name": f"seed-{method}", "params": {}}, "counts": {"rows_selected": len(chosen)}})
+    return {"selected": pq.read_table(batch_path).num_rows, "batch": "batch", "strategy": f"seed-{s['initial_method']}"}
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str | None = None, k: int | None = None,
+              seed: int | None = None, actors: int | None = None, mark_pending: bool = False) -> dict:
+    """Run (or finish) the next round of the loop.
+
+    Parameters
+    ----------
+    ws : Workspace or path
+    model : path, optional
+        Bring-your-own ONNX model for this round (its classes must equal the workspace's);
+        by default the workspace's trainer is fitted on the training labels.
+    strategy : str, optional
+        Defaults to the workspace's ``strategy`` setting.
+    k : int, optional
+        Batch size; defaults to ``batch_size`` (``initial_size`` for the seed round).
+    seed : int, optional
+        Defaults to the workspace seed plus the round number.
+    actors : int, optional
+        Ray actors for the selection.
+    mark_pending : bool
+        Add the selected ids to the pending table (queue ``"manual"``), for teams that label
+        from the batch file instead of a labeling queue.
+
+    Returns
+    -------
+    dict
+        The round record (also ``rounds/NNN/round.json``).
+
+    Raises
+    ------
+    WorkspaceError, LabelError, ModelContractError, ConfigError
+        With nothing of the round recorded as complete.
+    """
+    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
+    s = ws.settings
+    number = _next_round(ws)
+    out_dir = _round_dir(ws, number)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seed = int(s["seed"]) + number if seed is None else int(seed)
+    strategy = strategy or s["strategy"]
+    train_ids, train_labels = ws.training_labels()
+    record = {"round": number, "created_at": _now(), "seed": seed, "labels": int(len(train_ids))}
+
+    if len(train_ids) == 0:
+        if number != 0 and model is None:
+            raise WorkspaceError(f"Expected training labels for round {number}. Got none; import labels with `alscale label`.")
+        record.update(_seed_round(ws, out_dir, seed=seed, k=k), kind="seed", metrics=None)
+    else:
+        record.update(_model_round(ws, out_dir, train_ids, train_labels, model=model, strategy=strategy, k=k, seed=seed,
+                                   actors=actors))
+    if mark_pending:
+        batch = pq.read_table(out_dir / "batch" / "batch.parquet")
+        ws.add_pending(batch.column("id"), batch_run_id=f"round-{number:03d}", queue="manual")
+    atomic_write_json(out_dir / ROUND_FILE, record)
+    return record
+
+
+def _model_round(ws: Workspace, out_dir: pathlib.Path, train_ids, train_labels, *, model, strategy, k, seed, actors) -> dict:
+    s = ws.settings
+    classes = ws.classes
+    if classes is None:
+        classes = sorted({str(v) for v in train_labels})
+    class_index = {str(c): i for i, c in enumerate(classes)}
+    id_column = ws.config["id_column"]
+    features = _feature_columns(ws)
+    model_path = out_dir / "model.onnx"
+    try:
+        y = np.array([class_index[str(v)] for v in train_labels], dtype=np.int64)
+    except KeyError as exc:
+        raise LabelError(f"Expected training labels among the classes {classes}. Got {exc.args[0]!r}.") from None
+
+    if model is not None:
+        check_model_classes(model_classes(model), classes, train_labels, path=model)
+        if not model_path.is_file():
+            tmp = model_path.with_suffix(".onnx.tmp")
+            shutil.copyfile(model, tmp)
+            tmp.replace(model_path)
+        trainer = "external"
+    else:
+        trainer = s["trainer"]
+        if not model_path.is_file():
+            _, X = _pool.read_features(ws.config["pool"], train_ids, id_column=id_column, features=features)
+            est = train_model(X, y, classes, trainer=trainer, seed=seed)
+            export_model(est, model_path)
+
+    eval_ids, y_eval = _evaluation_labels(ws, class_index)
+    metrics = None
+    if len(eval_ids):
+        _, X_eval = _pool.read_features(ws.config["pool"], eval_ids, id_column=id_column, features=features)
+        probs, _ = predict_onnx(model_path, X_eval)
+        metrics = evaluate(y_eval, probs, classes)
+        metrics["evaluation_labeled"] = int(len(eval_ids))
+        metrics["evaluation_size"] = int(ws.config["evaluation"]["size"])
+        atomic_write_json(out_dir / "metrics.json", metrics)
+
+    stop_ids = ws.stop_set_ids()
+    if len(stop_ids):
+        _, X_stop = _pool.read_features(ws.config["pool"], stop_ids, id_column=id_column, features=features)
+        _save_npy(out_dir / "stop_predictions.npy", predict_onnx(model_path, X_stop)[0].argmax(axis=1).astype(np.int32))
+
+    composition = composition_report(
+        [str(v) for v in train_labels], [str(classes[i]) for i in y_eval], _groups(ws, train_ids),
+        threshold=float(s["composition_threshold"]))
+    atomic_write_json(out_dir / "composition.json", composition)
+
+    manifest = select_batch(ws.config["pool"], model_path, out_dir=out_dir, exclude_ids=ws.excluded_ids(), id_type=ws.id_type,
+                            strategy=strategy, k=int(k or s["batch_size"]), seed=seed, id_column=id_column, features=features,
+                            actors=actors, labeled_ids=train_ids)
+
+    history = [h for h in load_history(ws) if h.get("metrics")]
+    current = {"labels": int(len(train_ids)), "metrics": metrics or {}}
+    preds = [np.load(p) for p in sorted(ws.rounds_dir.glob("[0-9][0-9][0-9]/stop_predictions.npy"))]
+    stopping = check_stopping(
+        history + [current], preds, metric=s["metric"], target=s["target"], patience=int(s["patience"]),
+        min_gain_per_label=float(s["min_gain_per_label"]), kappa_threshold=float(s["kappa_threshold"]), budget=s["budget"])
+    return {
+        "kind": "model", "trainer": trainer, "strategy": strategy, "model": "model.onnx", "model_sha256": _sha256(model_path),
+        "metrics": metrics, "batch": "batch", "batch_run_id": manifest.data.get("run_id"), "selected": manifest.batch.num_rows,
+        "stopping": stopping, "composition_warnings": composition["warnings"],
+        "composition": {"classes_jsd": composition["classes"]["js_divergence"],
+                        "groups_jsd": {g: r["js_divergence"] for g, r in composition["groups"].items()}},
+    }
+
+
+def _groups(ws: Workspace, train_ids: np.ndarray) -> dict:
+    columns = ws.config.get("group_columns") or []
+    if not columns:
+        return {}
+    table = _pool.read_columns(ws.config["pool"], columns, id_column=ws.config["id_column"])
+    pool_ids = _pool.as_ids(table.column(ws.config["id_column"]), ws.id_type)
+    mask = np.isin(pool_ids, train_ids)
+    out = {}
+    for c in columns:
+        values = np.array(table.column(c).to_pylist(), dtype=object)
+        out[c] = (values[mask].tolist(), values.tolist())
+    return out

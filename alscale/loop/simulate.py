@@ -1,0 +1,322 @@
+"""Replay the loop on a labeled pool: learning curves per strategy, labels saved against random.
+
+The pool's label column is the oracle.  An evaluation set is reserved once (a uniform random
+sample, shared by every run); for each seed a random initial set is drawn (shared by every
+strategy of that seed, so the comparison is paired), then each strategy runs rounds of train ->
+export ONNX -> evaluate -> select with :func:`alscale.select` (Ray actors, ONNX inference: the
+same engine as production) until the budget is spent.  Ray is started once for the whole
+simulation and reused by every selection.
+
+Outputs in ``out``::
+
+    curves.csv, curves.json   one row per (strategy, seed, round): labels and every metric
+    summary.json              full-data metric, area under the learning curve, labels needed
+    learning_curve.png        mean over seeds with a min-max band
+    table.md                  labels needed to reach fractions of the full-data metric, and the
+                              saving against random
+    runs/<strategy>/seed<N>/<round>/   each round's model.onnx, exclude.parquet, batch/
+
+Re-running with the same arguments reuses every batch already selected (a crash resumes).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import pathlib
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from alscale.exceptions import ConfigError, PoolSchemaError
+from alscale.loop import _pool
+from alscale.loop._io import atomic_write_bytes, atomic_write_json
+from alscale.loop.evalset import EVAL_STREAM, reserve_random, resolve_size
+from alscale.loop.metrics import evaluate
+from alscale.loop.plots import plot_learning_curves
+from alscale.loop.seedset import seed_random
+from alscale.loop.stopping import HIGHER_IS_BETTER
+from alscale.loop.train import export_model, predict_onnx, train_model
+
+__all__ = ["area_under_curve", "digits_pool", "labels_needed", "simulate"]
+
+logger = logging.getLogger(__name__)
+METRICS = ("accuracy", "macro_f1", "log_loss", "ece")
+
+
+def area_under_curve(labels: np.ndarray, values: np.ndarray) -> float:
+    """Normalised area under a learning curve: the trapezoid area divided by the label range.
+
+    Parameters
+    ----------
+    labels : ndarray of shape (r,)
+    values : ndarray of shape (r,)
+
+    Returns
+    -------
+    float
+        The curve's mean height over ``[labels[0], labels[-1]]`` (the value itself for r = 1).
+    """
+    x, y = np.asarray(labels, dtype=float), np.asarray(values, dtype=float)
+    if len(x) < 2 or x[-1] == x[0]:
+        return float(y.mean())
+    return float(np.sum((y[1:] + y[:-1]) * np.diff(x)) / 2.0 / (x[-1] - x[0]))
+
+
+def labels_needed(labels: np.ndarray, values: np.ndarray, goal: float, *, higher_is_better: bool = True) -> int | None:
+    """The fewest labels at which the curve reaches ``goal`` (None if it never does)."""
+    values = np.asarray(values, dtype=float)
+    hit = values >= goal if higher_is_better else values <= goal
+    idx = np.flatnonzero(hit)
+    return int(np.asarray(labels)[idx[0]]) if len(idx) else None
+
+
+def _check_int(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ConfigError(f"The {name!r} parameter must be an int >= {low}. Got {value!r} instead.")
+    return int(value)
+
+
+def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str] = ("random", "margin"),
+             seeds: Sequence[int] = (0, 1, 2), initial_size: int = 20, batch_size: int = 20, budget: int = 200,
+             eval_size=0.25, eval_seed: int = 0, trainer: str = "logistic", metric: str = "accuracy",
+             fractions: Sequence[float] = (0.9, 0.95, 0.98), id_column: str = "id", features: Sequence[str] | None = None,
+             actors: int | None = None, address: str | None = None) -> dict:
+    """Simulate active learning with an oracle label column.
+
+    Parameters
+    ----------
+    pool : str or path or list
+        A labeled Parquet pool.
+    out : str or path
+        Output folder (created; files inside are replaced).
+    label_column : str
+        The oracle labels.
+    strategies : sequence of str
+        Registered strategy names; "random" is always added.
+    seeds : sequence of int
+    initial_size, batch_size, budget : int
+        Random initial labels, labels per round, and total labels (initial included).
+    eval_size : int or float
+        Evaluation-set rows, or a fraction of the pool.
+    trainer : {"logistic", "mlp"}
+    metric : {"accuracy", "macro_f1", "log_loss", "ece"}
+        The metric of the table and plot.
+    fractions : sequence of float
+        Fractions of the full-data metric for the labels-needed table.
+    actors : int, optional
+        Ray actors per selection.
+    address : str, optional
+        A Ray cluster to use; by default a local Ray is started once for the whole run.
+
+    Returns
+    -------
+    dict
+        The summary (also ``summary.json``): full_metric, per-strategy AULC and labels
+        needed, the table as markdown, and the output paths.
+    """
+    from alscale.strategies import get_strategy
+
+    t_start = time.perf_counter()
+    strategies = list(dict.fromkeys(["random", *strategies]))
+    for name in strategies:
+        get_strategy(name)
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ConfigError("The 'seeds' parameter must list at least one seed. Got none.")
+    initial_size = _check_int("initial_size", initial_size, 2)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    budget = _check_int("budget", budget, initial_size)
+    if metric not in METRICS:
+        raise ConfigError(f"The metric must be one of {list(METRICS)}. Got {metric!r} instead.")
+
+    dataset = _pool.pool_dataset(pool)
+    feats = list(features) if features else _pool.feature_columns(dataset.schema, id_column=id_column, exclude=[label_column])
+    table = _pool.read_columns(pool, [label_column, *feats], id_column=id_column)
+    id_kind = "int64" if pa.types.is_integer(table.schema.field(id_column).type) else "string"
+    ids = _pool.as_ids(table.column(id_column), id_kind)
+    raw_labels = table.column(label_column).to_pylist()
+    if any(v is None for v in raw_labels):
+        raise PoolSchemaError(f"Expected an oracle label for every row in column {label_column!r}. Got {sum(v is None for v in raw_labels)} nulls.")
+    classes = sorted(set(raw_labels), key=lambda v: (str(type(v)), v))
+    class_index = {c: i for i, c in enumerate(classes)}
+    y_all = np.array([class_index[v] for v in raw_labels], dtype=np.int64)
+    X_all = _pool.features_from_table(table, feats)
+    row_of = {v: i for i, v in enumerate(ids.tolist())}
+
+    n_eval = resolve_size(eval_size, len(ids), name="evaluation set")
+    if n_eval < 1:
+        raise ConfigError(f"The evaluation set must have at least 1 row. Got {eval_size!r}.")
+    if n_eval + budget > len(ids):
+        raise ConfigError(f"The evaluation set ({n_eval}) plus the budget ({budget}) must fit in the pool ({len(ids)} rows).")
+    eval_ids = reserve_random(ids, n_eval, seed=eval_seed, stream=EVAL_STREAM)
+    eval_rows = np.array([row_of[v] for v in eval_ids.tolist()])
+    is_eval = np.zeros(len(ids), dtype=bool)
+    is_eval[eval_rows] = True
+    candidates = ids[~is_eval]
+
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    full = train_model(X_all[~is_eval], y_all[~is_eval], classes, trainer=trainer, seed=0)
+    full_path = export_model(full, out / "full_model.onnx")
+    full_metrics = evaluate(y_all[eval_rows], predict_onnx(full_path, X_all[eval_rows])[0], classes)
+
+    rows: list[dict] = []
+    started_ray = _start_ray(actors, address)
+    try:
+        for seed in seeds:
+            initial = seed_random(candidates, initial_size, seed=seed)
+            for strategy in strategies:
+                rows += _run_one(pool, X_all, y_all, row_of, classes, initial, eval_ids, eval_rows, strategy=strategy,
+                                 seed=seed, batch_size=batch_size, budget=budget, trainer=trainer, id_kind=id_kind,
+                                 id_column=id_column, feats=feats, actors=actors, run_dir=out / "runs" / strategy / f"seed{seed}")
+                logger.info("simulated %s seed %d: %d rounds", strategy, seed, sum(1 for r in rows if r["strategy"] == strategy and r["seed"] == seed))
+    finally:
+        if started_ray:
+            import shutil
+
+            import ray
+
+            ray.shutdown()
+            if isinstance(started_ray, str):
+                shutil.rmtree(started_ray, ignore_errors=True)
+
+    summary = _summarise(rows, strategies, seeds, full_metrics, metric, fractions)
+    summary.update({
+        "config": {"pool": str(pool), "label_column": label_column, "strategies": strategies, "seeds": seeds,
+                   "initial_size": initial_size, "batch_size": batch_size, "budget": budget, "eval_size": n_eval,
+                   "trainer": trainer, "metric": metric, "pool_rows": int(len(ids)), "classes": classes},
+        "wall_seconds": round(time.perf_counter() - t_start, 2),
+    })
+    _write_outputs(out, rows, summary, metric)
+    return summary
+
+
+def _start_ray(actors: int | None, address: str | None) -> str | bool:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    if address:
+        ray.init(address=address, **kwargs)
+    else:  # a private local Ray in its own temp dir, never someone else's cluster
+        import tempfile
+
+        temp_dir = tempfile.mkdtemp(prefix="alscale-sim-ray-")
+        ray.init(address="local", num_cpus=actors, _temp_dir=temp_dir, **kwargs)
+        return temp_dir
+    return True
+
+
+def _run_one(pool, X_all, y_all, row_of, classes, initial, eval_ids, eval_rows, *, strategy, seed, batch_size, budget,
+             trainer, id_kind, id_column, feats, actors, run_dir) -> list[dict]:
+    from alscale.loop.rounds import select_batch
+
+    labeled = list(initial.tolist())
+    out_rows = []
+    round_no = 0
+    while True:
+        rdir = run_dir / f"{round_no:03d}"
+        rows = np.array([row_of[v] for v in labeled])
+        est = train_model(X_all[rows], y_all[rows], classes, trainer=trainer, seed=seed)
+        model_path = export_model(est, rdir / "model.onnx")
+        m = evaluate(y_all[eval_rows], predict_onnx(model_path, X_all[eval_rows])[0], classes)
+        out_rows.append({"strategy": strategy, "seed": seed, "round": round_no, "labels": len(labeled),
+                         **{k: m[k] for k in METRICS}})
+        if len(labeled) >= budget:
+            break
+        k = min(batch_size, budget - len(labeled))
+        exclude = np.concatenate([np.asarray(labeled, dtype=object if id_kind != "int64" else np.int64), eval_ids])
+        manifest = select_batch(pool, model_path, out_dir=rdir, exclude_ids=exclude, id_type=id_kind, strategy=strategy,
+                                k=k, seed=seed * 1000 + round_no, id_column=id_column, features=feats, actors=actors,
+                                labeled_ids=np.asarray(labeled))
+        picked = _pool.as_ids(manifest.batch.column("id"), id_kind).tolist()
+        if not picked:
+            break
+        labeled += picked
+        round_no += 1
+    return out_rows
+
+
+def _summarise(rows, strategies, seeds, full_metrics, metric, fractions) -> dict:
+    hib = HIGHER_IS_BETTER[metric]
+    full = float(full_metrics[metric])
+    curves, xs, aulc = {}, {}, {}
+    for s in strategies:
+        per_seed = [[r for r in rows if r["strategy"] == s and r["seed"] == seed] for seed in seeds]
+        n_rounds = min(len(p) for p in per_seed)
+        curves[s] = np.array([[r[metric] for r in p[:n_rounds]] for p in per_seed])
+        xs[s] = np.array([r["labels"] for r in per_seed[0][:n_rounds]])
+        per = [area_under_curve(xs[s], c) for c in curves[s]]
+        aulc[s] = {"mean": float(np.mean(per)), "std": float(np.std(per)), "per_seed": per}
+    needed = {}
+    for f in fractions:
+        goal = f * full if hib else full / f
+        needed[str(f)] = {s: labels_needed(xs[s], curves[s].mean(axis=0), goal, higher_is_better=hib) for s in strategies}
+    return {
+        "metric": metric, "full_metric": full, "full_metrics": full_metrics,
+        "aulc": aulc, "labels_needed": needed,
+        "mean_curves": {s: {"labels": xs[s].tolist(), "mean": curves[s].mean(axis=0).tolist(),
+                            "min": curves[s].min(axis=0).tolist(), "max": curves[s].max(axis=0).tolist()} for s in strategies},
+        "table_markdown": _table(needed, aulc, strategies, full, metric, fractions, max(int(x[-1]) for x in xs.values())),
+        "_curves": curves, "_labels": xs,
+    }
+
+
+def _table(needed, aulc, strategies, full, metric, fractions, budget) -> str:
+    head = ["strategy", f"AULC ({metric})"] + [f"labels to {f:.0%} of full ({f * full:.3f})" for f in fractions] + ["saving vs random"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in strategies:
+        cells = [s, f"{aulc[s]['mean']:.4f} ± {aulc[s]['std']:.4f}"]
+        savings = []
+        for f in fractions:
+            n = needed[str(f)][s]
+            r = needed[str(f)]["random"]
+            cells.append("—" if n is None else str(n))
+            if s != "random" and n is not None:
+                savings.append(f"{1 - n / r:+.0%}" if r is not None else f">{1 - n / budget:.0%}")
+            elif s != "random":
+                savings.append("—")
+        cells.append("(baseline)" if s == "random" else " / ".join(savings))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _write_outputs(out: pathlib.Path, rows: list[dict], summary: dict, metric: str) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["strategy", "seed", "round", "labels", *METRICS])
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(out / "curves.csv", buf.getvalue().encode())
+    atomic_write_json(out / "curves.json", rows)
+    curves, labels = summary.pop("_curves"), summary.pop("_labels")
+    png = plot_learning_curves(curves, labels, out / "learning_curve.png", metric=metric, full_metric=summary["full_metric"])
+    atomic_write_bytes(out / "table.md", summary["table_markdown"].encode())
+    summary["outputs"] = {"curves_csv": str(out / "curves.csv"), "curves_json": str(out / "curves.json"),
+                          "plot": str(png), "table": str(out / "table.md"), "summary": str(out / "summary.json")}
+    atomic_write_json(out / "summary.json", summary)
+
+
+def digits_pool(path) -> pathlib.Path:
+    """Write scikit-learn's bundled digits (1797 rows, 64 features, 10 classes) as a labeled pool.
+
+    Columns: ``id`` int64, ``features`` fixed_size_list<float32>[64], ``label`` int64.
+    """
+    from sklearn.datasets import load_digits
+
+    from alscale.loop._io import atomic_write_parquet
+
+    d = load_digits()
+    X = d.data.astype(np.float32)
+    table = pa.table({
+        "id": pa.array(np.arange(len(X), dtype=np.int64)),
+        "features": pa.FixedSizeListArray.from_arrays(pa.array(X.reshape(-1)), X.shape[1]),
+        "label": pa.array(d.target.astype(np.int64)),
+    })
+    return atomic_write_parquet(path, table)

@@ -1,0 +1,133 @@
+"""The Python API of the queues: build a connector from settings, push a batch, pull labels.
+
+Settings (a dict, or the ``[queue]`` table of a TOML/YAML file) pick the connector by ``kind``::
+
+    [queue]
+    kind = "label-studio"            # label-studio | http | file
+    url = "http://127.0.0.1:8080"
+    project = 3
+    token_env = "LABEL_STUDIO_API_KEY"
+    data_columns = ["text"]
+
+    # kind = "http":  url, secret_env (ALSCALE_HTTP_SECRET), data_columns, retries, backoff
+    # kind = "file":  path, format, data_columns, source_column, labels
+
+Secrets are never settings: only the *names* of the environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from alscale.exceptions import ConfigError
+from alscale.queues.base import Connector, PushResult, open_workspace
+from alscale.queues.endpoint import HttpEndpointConnector
+from alscale.queues.files import FileConnector
+from alscale.queues.labelstudio import LabelStudioConnector
+
+__all__ = ["KINDS", "load_queue_settings", "make_connector", "pull", "push"]
+
+KINDS = {
+    "label-studio": (LabelStudioConnector, {"url", "project", "token_env", "data_columns", "from_name", "chunk_size",
+                                            "lookup_chunk", "page_size", "timeout", "retries", "backoff"}),
+    "http": (HttpEndpointConnector, {"url", "secret_env", "data_columns", "retries", "backoff", "timeout", "headers"}),
+    "file": (FileConnector, {"path", "format", "data_columns", "source_column", "labels"}),
+}
+_POSITIONAL = {"label-studio": ("url", "project"), "http": ("url",), "file": ("path",)}
+
+
+def load_queue_settings(path: str | os.PathLike) -> dict[str, Any]:
+    """Read the ``[queue]`` table (or the whole document if it has none) of a TOML/YAML file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"Cannot read queue config {str(path)!r}: {exc.strerror or exc}.") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib
+            data = tomllib.loads(text)
+    except Exception as exc:  # the parsers raise several unrelated types
+        raise ConfigError(f"Queue config {str(path)!r} is not valid: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"Queue config {str(path)!r} must hold a table. Got {type(data).__name__}.")
+    table = data.get("queue", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"The [queue] section of {str(path)!r} must be a table. Got {type(table).__name__}.")
+    return {str(k).replace("-", "_"): v for k, v in table.items()}
+
+
+def make_connector(settings: Mapping[str, Any] | Connector, **overrides: Any) -> Connector:
+    """A connector from settings (``kind`` + that kind's keys); a connector is returned as is.
+
+    Overrides whose value is None leave the settings' value in place.  Unknown keys are an
+    error that suggests the closest known key.
+    """
+    if not isinstance(settings, Mapping) and isinstance(settings, Connector):
+        return settings
+    data = {str(k).replace("-", "_"): v for k, v in dict(settings or {}).items()}
+    data.update({k.replace("-", "_"): v for k, v in overrides.items() if v is not None and v != ()})
+    kind = data.pop("kind", None)
+    if kind not in KINDS:
+        raise ConfigError(f"The queue 'kind' must be one of {sorted(KINDS)}. Got {kind!r}.")
+    cls, known = KINDS[kind]
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"Unknown {kind} queue setting {key!r}.{hint}")
+    args = []
+    for key in _POSITIONAL[kind]:
+        if key not in data:
+            raise ConfigError(f"The {kind} queue needs the {key!r} setting. Got none.")
+        args.append(data.pop(key))
+    if kind == "label-studio":
+        try:
+            args[1] = int(args[1])
+        except (TypeError, ValueError):
+            raise ConfigError(f"The Label Studio 'project' must be an int >= 1. Got {args[1]!r}.") from None
+    return cls(*args, **data)
+
+
+def push(manifest: Any, queue: Mapping[str, Any] | Connector, *, workspace: Any = None) -> PushResult:
+    """Send a batch manifest to a labeling queue and record what was sent as pending.
+
+    Parameters
+    ----------
+    manifest : str, path or Manifest
+        The batch (a directory written by ``alscale select``, or a loaded Manifest).
+    queue : dict or Connector
+        Queue settings (see the module docstring) or a connector.
+    workspace : str, path or Workspace, optional
+        Where pending ids are recorded, so the next selection excludes them.  Only ids that
+        actually reached the queue are recorded, also when the push fails half-way.
+
+    Returns
+    -------
+    PushResult
+    """
+    connector = make_connector(queue)
+    return connector.push(manifest, workspace=open_workspace(workspace))
+
+
+def pull(queue: Mapping[str, Any] | Connector, *, workspace: Any = None) -> list[dict]:
+    """Take finished annotations back from a labeling queue (recorded in ``workspace`` when given).
+
+    Returns
+    -------
+    list of dict
+        Label records ``{"id", "label", "status", "source", "annotation_id", "annotator"}``.
+    """
+    connector = make_connector(queue)
+    return connector.pull(workspace=open_workspace(workspace))

@@ -1,0 +1,124 @@
+"""Outgoing HTTP: POST a batch as JSON to any endpoint, signed, idempotent, retried.
+
+The request::
+
+    POST <url>
+    Content-Type: application/json
+    Idempotency-Key: <run_id>                     one key per batch: a retry is the same batch
+    X-Alscale-Signature: sha256=<hex HMAC-SHA256 of the exact body bytes, key = shared secret>
+
+    {"run_id": ..., "created_at": ..., "strategy": ..., "classes": [...],
+     "items": [{"id", "rank", "score", "predicted_class", "confidence", "data": {...}}, ...]}
+
+The receiver verifies with ``hmac.compare_digest(expected, header)`` over the raw body.
+Connection errors, timeouts, 429 and 5xx are retried with exponential backoff (the same body,
+the same key, so a receiver that honours ``Idempotency-Key`` stores the batch once); any other
+4xx fails at once.  Nothing is recorded as pending unless the endpoint answered 2xx.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from alscale.exceptions import ConfigError, QueueError
+from alscale.queues._http import check_response, secret_from_env, send_with_retries
+from alscale.queues.base import BatchView, PushResult, load_batch, open_workspace
+
+__all__ = ["DEFAULT_SECRET_ENV", "SIGNATURE_HEADER", "HttpEndpointConnector", "batch_payload", "sign"]
+
+DEFAULT_SECRET_ENV = "ALSCALE_HTTP_SECRET"
+SIGNATURE_HEADER = "X-Alscale-Signature"
+
+
+def sign(body: bytes, secret: str) -> str:
+    """``sha256=<hex>``: the HMAC-SHA256 of ``body`` under ``secret``."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def batch_payload(batch: BatchView) -> dict:
+    """The JSON document POSTed for a batch."""
+    return {
+        "run_id": batch.run_id,
+        "created_at": batch.manifest.get("created_at"),
+        "strategy": (batch.manifest.get("strategy") or {}).get("name"),
+        "classes": batch.classes,
+        "items": [{k: r[k] for k in ("id", "rank", "score", "predicted_class", "confidence", "data")} for r in batch.rows],
+    }
+
+
+class HttpEndpointConnector:
+    """A push-only queue: any HTTP endpoint that accepts a signed JSON batch.
+
+    Parameters
+    ----------
+    url : str
+    secret_env : str, default "ALSCALE_HTTP_SECRET"
+        Environment variable holding the signing secret.
+    data_columns : list of str or dict, optional
+        Pool columns sent with each item.
+    retries : int, default 5
+    backoff : float, default 0.5
+        First retry delay in seconds; doubles each retry (capped at 30 s).
+    timeout : float, default 60
+    headers : dict, optional
+        Extra headers (e.g. an Authorization the endpoint wants).
+    transport : httpx.BaseTransport, optional
+    """
+
+    def __init__(self, url: str, *, secret_env: str = DEFAULT_SECRET_ENV, data_columns: Sequence[str] | Mapping[str, str] | None = None,
+                 retries: int = 5, backoff: float = 0.5, timeout: float = 60.0, headers: Mapping[str, str] | None = None,
+                 transport: httpx.BaseTransport | None = None):
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigError(f"The endpoint 'url' must start with http:// or https://. Got {url!r}.")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ConfigError(f"The 'retries' parameter must be an int >= 0. Got {retries!r} instead.")
+        self.url, self.secret_env, self.data_columns = url, secret_env, data_columns
+        self.retries, self.backoff, self.timeout = retries, float(backoff), float(timeout)
+        self.headers = dict(headers or {})
+        self.name = f"http:{url}"
+        self._transport = transport
+
+    def __repr__(self) -> str:
+        return f"HttpEndpointConnector(url={self.url!r}, secret_env={self.secret_env!r})"
+
+    def push(self, manifest: Any, *, workspace: Any = None) -> PushResult:
+        """POST the batch; on a 2xx answer record its ids as pending in ``workspace``.
+
+        Raises
+        ------
+        QueueAuthError
+            The secret is missing, or the endpoint answered 401/403.
+        QueueUnavailableError
+            Still failing after the retries.
+        QueueError
+            Any other 4xx.
+        """
+        start = time.perf_counter()
+        ws = open_workspace(workspace)
+        secret = secret_from_env(self.secret_env, what="HTTP signing secret")
+        batch = load_batch(manifest, self.data_columns)
+        body = json.dumps(batch_payload(batch), separators=(",", ":"), default=str).encode("utf-8")
+        headers = {**self.headers, "Content-Type": "application/json", "Idempotency-Key": batch.run_id,
+                   SIGNATURE_HEADER: sign(body, secret)}
+        what = f"POSTing batch {batch.run_id} to {self.url}"
+        with httpx.Client(timeout=self.timeout, transport=self._transport) as client:
+            response = send_with_retries(lambda: client.post(self.url, content=body, headers=headers), what=what,
+                                         retries=self.retries, backoff=self.backoff, secrets=(secret,))
+            check_response(response, what=what, secrets=(secret,))
+        if ws is not None:
+            ws.add_pending(batch.ids, batch_run_id=batch.run_id, queue=self.name)
+        return PushResult(queue=self.name, run_id=batch.run_id, pushed=tuple(batch.ids), seconds=time.perf_counter() - start,
+                          details={"status": response.status_code})
+
+    def pull(self, *, workspace: Any = None) -> list[dict]:
+        raise QueueError(f"The HTTP endpoint {self.url} is push-only: expected labels back through `alscale listen` or a file. Got a pull request.")
+
+    def pending(self) -> list:
+        raise QueueError(f"The HTTP endpoint {self.url} cannot list pending ids: expected them from the workspace (Workspace.pending()).")

@@ -1,0 +1,212 @@
+"""Files for tools without an API: JSONL, CSV, Parquet and a SageMaker Ground Truth manifest.
+
+Formats (one record per selected example, in rank order)
+---------------------------------------------------------
+``jsonl``
+    ``{<data columns>, "alscale_id", "alscale_run", "rank", "score", "prediction", "confidence",
+    "meta": {...the same alscale fields...}}``.  Prodigy shows ``meta`` under the task and takes
+    ``text``/``image`` at the top level; doccano keeps unknown keys as metadata; Argilla maps top
+    level fields and ``meta``/metadata on import.
+``csv``
+    The flat fields (no ``meta``); lists are written as JSON text.
+``parquet``
+    The flat fields with native types.
+``groundtruth``
+    A SageMaker Ground Truth input manifest (JSON lines).  Each line holds ``"source-ref"`` when
+    the source column's value is an ``s3://`` URI, else ``"source"`` (inline text), plus
+    ``alscale-id``, ``alscale-run`` and ``alscale-prediction`` attributes.
+
+Every file is written atomically (temporary file beside it, fsync, rename), so a reader never
+sees half a batch.  ``{run_id}`` in the path is replaced by the batch's run id.
+
+Labels come back through :meth:`FileConnector.pull` from a labels file (CSV, JSONL or Parquet
+with ``id``/``alscale_id`` and ``label`` columns, optional ``status`` and ``annotator``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from alscale.exceptions import ConfigError, OutputError, QueueError
+from alscale.queues.base import STATUSES, BatchView, PushResult, load_batch, open_workspace
+
+__all__ = ["FORMATS", "FileConnector", "atomic_write", "export_records", "read_labels"]
+
+FORMATS = ("jsonl", "csv", "parquet", "groundtruth")
+_FLAT = ("alscale_id", "alscale_run", "rank", "score", "prediction", "confidence")
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file beside it, fsync and rename."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"Cannot write {str(path)!r}: {exc.strerror or exc}.") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def export_records(batch: BatchView) -> list[dict]:
+    """Flat records: data columns first, then the alscale fields."""
+    out = []
+    for r in batch.rows:
+        rec = dict(r["data"])
+        rec.update({"alscale_id": r["id"], "alscale_run": batch.run_id, "rank": r["rank"], "score": r["score"],
+                    "prediction": r["predicted_class"], "confidence": r["confidence"]})
+        out.append(rec)
+    return out
+
+
+def _jsonl(batch: BatchView) -> bytes:
+    lines = []
+    for rec in export_records(batch):
+        rec["meta"] = {k: rec[k] for k in _FLAT}
+        lines.append(json.dumps(rec, ensure_ascii=False, default=str))
+    return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+
+
+def _csv(batch: BatchView) -> bytes:
+    records = export_records(batch)
+    buf = io.StringIO()
+    fields = list(records[0]) if records else list(_FLAT)
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for rec in records:
+        writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in rec.items()})
+    return buf.getvalue().encode("utf-8")
+
+
+def _parquet(batch: BatchView) -> bytes:
+    sink = pa.BufferOutputStream()
+    records = export_records(batch)
+    table = pa.Table.from_pylist(records) if records else pa.table({k: pa.array([], pa.null()) for k in _FLAT})
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def _groundtruth(batch: BatchView, source_key: str | None) -> bytes:
+    if source_key is None:
+        if len(batch.rows) and len(batch.rows[0]["data"]) != 1:
+            raise ConfigError(f"A Ground Truth manifest needs one source column: name it with 'source_column' or pass exactly one data column. Got {list(batch.rows[0]['data'])}.")
+        source_key = next(iter(batch.rows[0]["data"])) if batch.rows else None
+    lines = []
+    for r in batch.rows:
+        value = r["data"].get(source_key)
+        if value is None:
+            raise QueueError(f"Expected a value in source column {source_key!r} for id {r['id']!r}. Got none.")
+        key = "source-ref" if isinstance(value, str) and value.startswith("s3://") else "source"
+        rec = {key: value if key == "source-ref" else str(value), "alscale-id": r["id"], "alscale-run": batch.run_id,
+               "alscale-rank": r["rank"], "alscale-prediction": r["predicted_class"], "alscale-confidence": r["confidence"]}
+        lines.append(json.dumps(rec, ensure_ascii=False, default=str))
+    return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+
+
+def read_labels(path: str | os.PathLike, *, source: str) -> list[dict]:
+    """Label records from a labels file (CSV, JSONL/JSON lines or Parquet)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".parquet":
+            rows = pq.read_table(path).to_pylist()
+        elif path.suffix.lower() == ".csv":
+            with open(path, newline="", encoding="utf-8") as fh:
+                rows = list(csv.DictReader(fh))
+        else:
+            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise QueueError(f"Cannot read labels file {str(path)!r}: {str(exc).splitlines()[0]}") from None
+    records = []
+    for i, row in enumerate(rows):
+        key = "alscale_id" if "alscale_id" in row else "id"
+        if row.get(key) in (None, ""):
+            raise QueueError(f"Expected an 'id' or 'alscale_id' in every row of {str(path)!r}. Got none in row {i + 1}.")
+        label = row.get("label")
+        label = None if label in (None, "") else str(label)
+        status = row.get("status") or ("labeled" if label is not None else "skipped")
+        if status not in STATUSES:
+            raise QueueError(f"Expected a status among {list(STATUSES)} in {str(path)!r}. Got {status!r} in row {i + 1}.")
+        records.append({"id": row[key], "label": label if status == "labeled" else None, "status": status, "source": source,
+                        "annotation_id": None, "annotator": row.get("annotator")})
+    return records
+
+
+class FileConnector:
+    """Export batches as files; read labels back from a labels file.
+
+    Parameters
+    ----------
+    path : str or path
+        Output file; ``{run_id}`` is replaced by the batch's run id.
+    format : {"jsonl", "csv", "parquet", "groundtruth"}, optional
+        Taken from the suffix when omitted (``.manifest`` means groundtruth).
+    data_columns : list of str or dict, optional
+    source_column : str, optional
+        The data column that is the Ground Truth ``source``/``source-ref``.
+    labels : str or path, optional
+        A labels file :meth:`pull` reads.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, format: str | None = None, data_columns: Sequence[str] | Mapping[str, str] | None = None,
+                 source_column: str | None = None, labels: str | os.PathLike | None = None):
+        self.path = str(path)
+        suffix = Path(self.path).suffix.lower().lstrip(".")
+        fmt = format or {"manifest": "groundtruth", "json": "jsonl"}.get(suffix, suffix)
+        if fmt not in FORMATS:
+            raise ConfigError(f"The file 'format' must be one of {list(FORMATS)}. Got {format or suffix!r} (from {self.path!r}).")
+        self.format, self.data_columns, self.source_column = fmt, data_columns, source_column
+        self.labels = None if labels is None else str(labels)
+        self.name = f"file:{Path(self.path).name}"
+
+    def __repr__(self) -> str:
+        return f"FileConnector(path={self.path!r}, format={self.format!r})"
+
+    def target(self, run_id: str) -> Path:
+        return Path(self.path.replace("{run_id}", run_id))
+
+    def push(self, manifest: Any, *, workspace: Any = None) -> PushResult:
+        """Write the batch file atomically; its ids become pending in ``workspace``."""
+        start = time.perf_counter()
+        ws = open_workspace(workspace)
+        batch = load_batch(manifest, self.data_columns)
+        if self.format == "groundtruth":
+            data = _groundtruth(batch, self.source_column)
+        else:
+            data = {"jsonl": _jsonl, "csv": _csv, "parquet": _parquet}[self.format](batch)
+        target = atomic_write(self.target(batch.run_id), data)
+        if ws is not None:
+            ws.add_pending(batch.ids, batch_run_id=batch.run_id, queue=self.name)
+        return PushResult(queue=self.name, run_id=batch.run_id, pushed=tuple(batch.ids), seconds=time.perf_counter() - start,
+                          details={"path": str(target), "format": self.format})
+
+    def pull(self, *, workspace: Any = None) -> list[dict]:
+        """Label records from the labels file (none configured: an error)."""
+        if self.labels is None:
+            raise QueueError(f"Expected a labels file to pull from for {self.path!r}. Got none; pass labels=PATH.")
+        records = read_labels(self.labels, source=f"file:{Path(self.labels).name}")
+        ws = open_workspace(workspace)
+        if ws is not None and records:
+            ws.record_labels(records)
+        return records
+
+    def pending(self) -> list:
+        raise QueueError(f"A file queue ({self.path!r}) cannot list pending ids: expected them from the workspace (Workspace.pending()).")

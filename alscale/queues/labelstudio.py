@@ -1,0 +1,442 @@
+"""Label Studio over its REST API: push a batch as tasks, pull annotations, register a webhook.
+
+Tasks
+-----
+Each selected example becomes one task::
+
+    {"data": {<named pool columns>, "alscale_id": id, "alscale_run": run_id},
+     "meta": {"alscale_id", "alscale_run", "alscale_rank", "alscale_score", "alscale_confidence",
+              "alscale_strategy"},
+     "predictions": [{"model_version": ..., "score": s,
+                      "result": [{"from_name", "to_name", "type": "choices",
+                                  "value": {"choices": [predicted_class]}}]}]}
+
+The id sits in ``data`` too because Label Studio's Data Manager filters on ``data`` fields, not
+on ``meta``.  The prediction ``score`` is ``s = (rank - 1) / (k - 1)``: 0 for the most
+informative example and 1 for the least.  Label Studio's "uncertainty sampling" serves the
+lowest prediction score first, so annotators see the batch in alscale's order whatever the
+strategy (the model's confidence is kept in ``meta.alscale_confidence``).
+
+No duplicates
+-------------
+Label Studio does not deduplicate imports.  Before importing, :meth:`push` asks which alscale
+ids the project already holds (a Data Manager ``in_list`` filter on ``data.alscale_id``,
+``lookup_chunk`` ids per request, paginated) and imports only the missing ones, ``chunk_size``
+tasks per request.  A chunk whose request fails is never re-sent blindly: the ids are looked up
+again first, so a chunk the server committed before the connection dropped is not imported
+twice.  Every chunk that was imported (or found) is recorded as pending in the workspace right
+away, so a push killed half-way records exactly what reached Label Studio.
+
+Cost: O(k) rows read from the pool, ``ceil(k / lookup_chunk) + ceil(missing / chunk_size)``
+requests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from alscale.exceptions import ConfigError, QueueError, QueueUnavailableError
+from alscale.queues._http import backoff_delays, check_response, describe_failure, redact, secret_from_env, send_with_retries
+from alscale.queues.base import BatchView, PushResult, load_batch, normalize_data_columns, open_workspace
+
+__all__ = ["DEFAULT_TOKEN_ENV", "WEBHOOK_ACTIONS", "LabelStudioConnector", "annotation_record", "prediction_score"]
+
+logger = logging.getLogger("alscale.queues")
+
+DEFAULT_TOKEN_ENV = "LABEL_STUDIO_API_KEY"
+WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
+ID_FIELD = "alscale_id"
+RUN_FIELD = "alscale_run"
+
+
+def prediction_score(rank: int, k: int) -> float:
+    """Label Studio prediction score for a batch row: 0.0 for rank 1, 1.0 for rank k."""
+    return 0.0 if k <= 1 else (int(rank) - 1) / (int(k) - 1)
+
+
+def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def annotation_record(annotation: Mapping[str, Any], task: Mapping[str, Any], *, source: str, from_name: str | None = None) -> dict | None:
+    """Turn one Label Studio annotation into a workspace label record (None: not an alscale task).
+
+    A cancelled annotation (``was_cancelled``, Label Studio's "Skip") becomes status "skipped";
+    an annotation without any choice for the classification control becomes "cancelled"; both
+    carry no label.
+    """
+    data = task.get("data") or {}
+    meta = task.get("meta") or {}
+    alscale_id = meta.get(ID_FIELD, data.get(ID_FIELD))
+    if alscale_id is None:
+        return None
+    label = None
+    if annotation.get("was_cancelled"):
+        status = "skipped"
+    else:
+        for item in annotation.get("result") or []:
+            if item.get("type") != "choices" or (from_name and item.get("from_name") != from_name):
+                continue
+            choices = (item.get("value") or {}).get("choices") or []
+            if choices:
+                label = str(choices[0])
+                break
+        status = "labeled" if label is not None else "cancelled"
+    who = annotation.get("completed_by")
+    if isinstance(who, Mapping):
+        who = who.get("email") or who.get("id")
+    return {
+        "id": alscale_id, "label": label, "status": status, "source": source,
+        "annotation_id": str(annotation["id"]), "annotator": None if who is None else str(who),
+    }
+
+
+class LabelStudioConnector:
+    """A Label Studio project as a labeling queue.
+
+    Parameters
+    ----------
+    url : str
+        Base URL of Label Studio, e.g. ``http://127.0.0.1:8080``.
+    project : int
+        Project id.
+    token_env : str, default "LABEL_STUDIO_API_KEY"
+        Environment variable holding the API token (a legacy token, sent as ``Token ...``, or a
+        personal access token, exchanged for a short-lived access token).  The token is never
+        written to disk or logs.
+    data_columns : list of str or dict, optional
+        Pool columns copied into each task's ``data`` (``"text"`` or ``"key=column"``).
+    from_name : str, optional
+        The ``<Choices>`` control to use when the label config has several.
+    chunk_size : int, default 1000
+        Tasks per import request.
+    lookup_chunk : int, default 500
+        Ids per duplicate-lookup request.
+    page_size : int, default 1000
+        Tasks per page when listing.
+    timeout : float, default 120
+        Seconds per request.
+    retries, backoff : int, float
+        Retries (exponential backoff from ``backoff`` seconds) on connection errors and 5xx.
+    transport : httpx.BaseTransport, optional
+        Transport seam for tests or proxies.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        project: int,
+        *,
+        token_env: str = DEFAULT_TOKEN_ENV,
+        data_columns: Sequence[str] | Mapping[str, str] | None = None,
+        from_name: str | None = None,
+        chunk_size: int = 1000,
+        lookup_chunk: int = 500,
+        page_size: int = 1000,
+        timeout: float = 120.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigError(f"The Label Studio 'url' must start with http:// or https://. Got {url!r}.")
+        if isinstance(project, bool) or not isinstance(project, int) or project < 1:
+            raise ConfigError(f"The Label Studio 'project' must be an int >= 1. Got {project!r}.")
+        for name, value in (("chunk_size", chunk_size), ("lookup_chunk", lookup_chunk), ("page_size", page_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"The {name!r} parameter must be an int >= 1. Got {value!r} instead.")
+        self.url = url.rstrip("/")
+        self.project = project
+        self.token_env = token_env
+        self.data_columns = normalize_data_columns(data_columns)
+        self.from_name = from_name
+        self.chunk_size, self.lookup_chunk, self.page_size = chunk_size, lookup_chunk, page_size
+        self.timeout, self.retries, self.backoff = float(timeout), int(retries), float(backoff)
+        self.name = f"label-studio:{project}"
+        self._transport = transport
+        self._client: httpx.Client | None = None
+        self._secrets: tuple[str, ...] = ()
+
+    # ------------------------------------------------------------------ plumbing
+    def __enter__(self) -> LabelStudioConnector:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __repr__(self) -> str:  # never shows the token
+        return f"LabelStudioConnector(url={self.url!r}, project={self.project}, token_env={self.token_env!r})"
+
+    def _http(self) -> httpx.Client:
+        if self._client is None:
+            token = secret_from_env(self.token_env, what="Label Studio API token")
+            self._secrets = (token,)
+            client = httpx.Client(base_url=self.url, timeout=self.timeout, transport=self._transport)
+            scheme, credential = "Token", token
+            if token.count(".") == 2 and token.startswith("eyJ"):  # a personal access token (JWT refresh)
+                scheme, credential = "Bearer", self._access_token(client, token)
+                self._secrets = (token, credential)
+            client.headers["Authorization"] = f"{scheme} {credential}"
+            self._client = client
+        return self._client
+
+    def _access_token(self, client: httpx.Client, refresh: str) -> str:
+        response = self._send(lambda: client.post("/api/token/refresh/", json={"refresh": refresh}), "Exchanging the Label Studio personal access token")
+        return response.json()["access"]
+
+    def _send(self, send, what: str) -> httpx.Response:
+        """A retried, checked request (only for requests safe to repeat)."""
+        what = f"{what} ({self.url})"
+        response = send_with_retries(send, what=what, retries=self.retries, backoff=self.backoff, secrets=self._secrets)
+        return check_response(response, what=what, secrets=self._secrets)
+
+    def _get(self, path: str, params: Mapping[str, Any] | None = None, *, what: str) -> Any:
+        client = self._http()
+        response = self._send(lambda: client.get(path, params=params), what)
+        return response.json()
+
+    # ------------------------------------------------------------------ project
+    def project_info(self) -> dict:
+        """The project's JSON; QueueError naming the project when it does not exist."""
+        client = self._http()
+        what = f"Reading Label Studio project {self.project} ({self.url})"
+        response = send_with_retries(lambda: client.get(f"/api/projects/{self.project}/"), what=what,
+                                     retries=self.retries, backoff=self.backoff, secrets=self._secrets)
+        if response.status_code == 404:
+            raise QueueError(f"Expected an existing Label Studio project id at {self.url}. Got project {self.project}, which does not exist (HTTP 404).")
+        return check_response(response, what=what, secrets=self._secrets).json()
+
+    def choices_control(self, project: Mapping[str, Any] | None = None) -> tuple[str, str, list[str]]:
+        """(from_name, to_name, choice values) of the project's ``<Choices>`` control."""
+        project = self.project_info() if project is None else project
+        try:
+            root = ET.fromstring(project.get("label_config") or "")
+        except ET.ParseError as exc:
+            raise QueueError(f"Label Studio project {self.project} has a label config that is not valid XML: {exc}.") from None
+        controls = [el for el in root.iter() if el.tag == "Choices"]
+        if self.from_name is not None:
+            controls = [el for el in controls if el.get("name") == self.from_name]
+        if len(controls) != 1:
+            names = [el.get("name") for el in root.iter() if el.tag == "Choices"]
+            want = f"the <Choices name={self.from_name!r}>" if self.from_name else "exactly one <Choices> control"
+            raise QueueError(f"Expected {want} in Label Studio project {self.project}'s label config. Got <Choices> controls {names}.")
+        el = controls[0]
+        values = [c.get("alias") or c.get("value") for c in el.iter() if c.tag == "Choice"]
+        return el.get("name"), el.get("toName"), [str(v) for v in values if v is not None]
+
+    def data_keys(self, project: Mapping[str, Any]) -> set[str]:
+        """The task data keys the label config reads (``value="$text"`` -> ``text``)."""
+        try:
+            root = ET.fromstring(project.get("label_config") or "")
+        except ET.ParseError:
+            return set()
+        return {el.get("value")[1:] for el in root.iter() if (el.get("value") or "").startswith("$") and el.tag != "Choice"}
+
+    def check_classes(self, classes: Sequence[str], project: Mapping[str, Any] | None = None) -> tuple[str, str]:
+        """Check the project's choices are the model's classes and its data keys are sent; returns (from_name, to_name)."""
+        project = self.project_info() if project is None else project
+        needed = self.data_keys(project) - set(self.data_columns) - {ID_FIELD, RUN_FIELD}
+        if needed:
+            raise QueueError(
+                f"Label Studio project {self.project}'s label config reads {sorted('$' + k for k in needed)} from each task: "
+                f"expected data_columns naming them (e.g. --data-column {sorted(needed)[0]}). Got data_columns {sorted(self.data_columns)}."
+            )
+        from_name, to_name, choices = self.choices_control(project)
+        if classes and set(choices) != {str(c) for c in classes}:
+            missing = sorted({str(c) for c in classes} - set(choices))
+            extra = sorted(set(choices) - {str(c) for c in classes})
+            raise QueueError(
+                f"Label Studio project {self.project}'s choices {choices} do not match the model classes "
+                f"{list(classes)}: missing {missing}, not in the model {extra}."
+            )
+        return from_name, to_name
+
+    # ------------------------------------------------------------------ listing
+    def _tasks(self, filters: Mapping[str, Any] | None, *, fields: str | None = None) -> Iterator[dict]:
+        """Every task of the project matching Data Manager ``filters``, page by page."""
+        params: dict[str, Any] = {"project": self.project, "page_size": self.page_size}
+        if fields:
+            params["fields"] = fields
+        if filters:
+            params["query"] = json.dumps({"filters": filters})
+        seen, page = 0, 1
+        while True:
+            body = self._get("/api/tasks/", {**params, "page": page}, what=f"Listing tasks of Label Studio project {self.project}")
+            tasks = body.get("tasks", []) if isinstance(body, Mapping) else body
+            yield from tasks
+            seen += len(tasks)
+            total = body.get("total") if isinstance(body, Mapping) else None
+            if not tasks or len(tasks) < self.page_size or (total is not None and seen >= total):
+                return
+            page += 1
+
+    def find_existing(self, ids: Sequence) -> dict:
+        """{alscale id: Label Studio task id} for the ids the project already holds."""
+        found: dict = {}
+        for chunk in _chunks(list(ids), self.lookup_chunk):
+            filters = {"conjunction": "and", "items": [
+                {"filter": f"filter:tasks:data.{ID_FIELD}", "operator": "in_list", "type": "String", "value": list(chunk)}]}
+            wanted = set(chunk)
+            for task in self._tasks(filters):
+                value = (task.get("data") or {}).get(ID_FIELD)
+                if value in wanted:  # the filter narrows; this check makes the answer exact
+                    found.setdefault(value, task["id"])
+        return found
+
+    def pending(self) -> list:
+        """Alscale ids in the project without any annotation (nor skip), in task order."""
+        filters = {"conjunction": "and", "items": [
+            {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0},
+            {"filter": "filter:tasks:cancelled_annotations", "operator": "equal", "type": "Number", "value": 0}]}
+        return [t["data"][ID_FIELD] for t in self._tasks(filters) if ID_FIELD in (t.get("data") or {})]
+
+    def pull(self, *, workspace: Any = None) -> list[dict]:
+        """Every annotation on alscale tasks as a label record; recorded in ``workspace`` when given.
+
+        Returns
+        -------
+        list of dict
+            ``{"id", "label", "status", "source", "annotation_id", "annotator"}``, one per annotation.
+        """
+        ws = open_workspace(workspace)
+        from_name, _, _ = self.choices_control()
+        filters = {"conjunction": "or", "items": [
+            {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0},
+            {"filter": "filter:tasks:cancelled_annotations", "operator": "greater", "type": "Number", "value": 0}]}
+        records = []
+        for task in self._tasks(filters, fields="all"):
+            for annotation in task.get("annotations") or []:
+                rec = annotation_record(annotation, task, source=self.name, from_name=from_name)
+                if rec is not None:
+                    records.append(rec)
+        if ws is not None and records:
+            ws.record_labels(records)
+        return records
+
+    # ------------------------------------------------------------------ push
+    def build_task(self, row: Mapping[str, Any], batch: BatchView, from_name: str, to_name: str) -> dict:
+        """The Label Studio task JSON for one batch row."""
+        k = len(batch.rows)
+        meta = {ID_FIELD: row["id"], RUN_FIELD: batch.run_id, "alscale_rank": row["rank"], "alscale_score": row["score"],
+                "alscale_confidence": row["confidence"], "alscale_strategy": row["strategy"]}
+        task = {"data": {**row["data"], ID_FIELD: row["id"], RUN_FIELD: batch.run_id}, "meta": meta}
+        if row["predicted_class"] is not None:
+            model = batch.manifest.get("model") or {}
+            sha = model.get("sha256")
+            version = f"alscale-{(sha[0] if isinstance(sha, list) else sha or batch.run_id)[:12]}"
+            task["predictions"] = [{
+                "model_version": version, "score": prediction_score(row["rank"], k),
+                "result": [{"from_name": from_name, "to_name": to_name, "type": "choices",
+                            "value": {"choices": [row["predicted_class"]]}}],
+            }]
+        return task
+
+    def push(self, manifest: Any, *, workspace: Any = None) -> PushResult:
+        """Import a batch's missing tasks; record every id that is in the project as pending.
+
+        Parameters
+        ----------
+        manifest : str, path or Manifest
+        workspace : str, path or Workspace, optional
+
+        Returns
+        -------
+        PushResult
+
+        Raises
+        ------
+        QueueAuthError, QueueUnavailableError, QueueError
+            Wrong token, server unreachable, unknown project, label config not matching the model
+            classes.  On a failure half-way the chunks imported before it are already pending.
+        """
+        start = time.perf_counter()
+        ws = open_workspace(workspace)
+        batch = load_batch(manifest, self.data_columns)
+        from_name, to_name = self.check_classes(batch.classes)
+        existing = self.find_existing(batch.ids)
+        if ws is not None and existing:
+            labeled = set(ws.labeled().column("id").to_pylist())
+            self._record(ws, [i for i in batch.ids if i in existing and i not in labeled], batch.run_id)
+        missing = [r for r in batch.rows if r["id"] not in existing]
+        pushed: list = []
+        for chunk in _chunks(missing, self.chunk_size):
+            try:
+                self._import_chunk([self.build_task(r, batch, from_name, to_name) for r in chunk])
+            except QueueError as exc:
+                note = f" {len(pushed) + len(existing)} of {len(batch.rows)} tasks were in the project before this failure"
+                note += " and are recorded as pending; push again to import the rest." if ws is not None else "."
+                raise type(exc)(f"{exc}{note}") from None
+            ids = [r["id"] for r in chunk]
+            self._record(ws, ids, batch.run_id)
+            pushed.extend(ids)
+        seconds = time.perf_counter() - start
+        logger.info("pushed %d tasks to %s (%d already there) in %.2fs", len(pushed), self.name, len(existing), seconds)
+        return PushResult(queue=self.name, run_id=batch.run_id, pushed=tuple(pushed),
+                          existing=tuple(i for i in batch.ids if i in existing), seconds=seconds)
+
+    def _record(self, ws, ids: list, run_id: str) -> None:
+        if ws is not None and ids:
+            ws.add_pending(ids, batch_run_id=run_id, queue=self.name)
+
+    def _import_chunk(self, tasks: list[dict]) -> None:
+        """Import tasks; after a failed attempt, look the ids up again and import only what is missing."""
+        client = self._http()
+        what = f"Importing {len(tasks)} tasks into Label Studio project {self.project} ({self.url})"
+        delays = backoff_delays(self.retries, self.backoff)
+        last = "no answer"
+        for attempt in range(len(delays) + 1):
+            if attempt:
+                time.sleep(delays[attempt - 1])
+                try:
+                    there = self.find_existing([t["data"][ID_FIELD] for t in tasks])
+                except QueueUnavailableError as exc:
+                    last = str(exc)
+                    continue
+                tasks = [t for t in tasks if t["data"][ID_FIELD] not in there]
+                if not tasks:
+                    return
+            try:
+                response = client.post(f"/api/projects/{self.project}/import", json=tasks)
+            except httpx.TransportError as exc:
+                last = describe_failure(exc, self._secrets)
+                continue
+            if response.status_code >= 500:
+                last = f"HTTP {response.status_code}"
+                continue
+            check_response(response, what=what, secrets=self._secrets)
+            return
+        raise QueueUnavailableError(redact(f"{what} failed after {len(delays) + 1} attempts; last error: {last}.", self._secrets))
+
+    # ------------------------------------------------------------------ webhooks
+    def register_webhook(self, url: str, *, secret: str, header: str = "X-Alscale-Secret") -> int:
+        """Create (or update) the project's webhook to ``url`` for annotation events; returns its id.
+
+        The shared ``secret`` travels in the custom ``header`` of every webhook call.
+        """
+        client = self._http()
+        self.project_info()
+        secrets = (*self._secrets, secret)
+        body = {"project": self.project, "url": url, "send_payload": True, "send_for_all_actions": False,
+                "headers": {header: secret}, "is_active": True, "actions": list(WEBHOOK_ACTIONS)}
+        hooks = self._get("/api/webhooks/", {"project": self.project}, what="Listing Label Studio webhooks")
+        same = [h for h in hooks if h.get("url") == url and h.get("project") in (self.project, None)]
+        what = f"Registering a webhook in Label Studio project {self.project} ({self.url})"
+        if same:
+            response = send_with_retries(lambda: client.patch(f"/api/webhooks/{same[0]['id']}/", json=body), what=what,
+                                         retries=self.retries, backoff=self.backoff, secrets=secrets)
+        else:
+            response = client.post("/api/webhooks/", json=body)
+        return int(check_response(response, what=what, secrets=secrets).json()["id"])

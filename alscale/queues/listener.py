@@ -1,0 +1,223 @@
+"""``alscale listen``: take Label Studio's annotation webhooks into the workspace.
+
+Label Studio neither signs nor retries webhooks, so the receiver
+
+* requires a shared secret in a custom header (``X-Alscale-Secret`` by default), compared in
+  constant time with :func:`hmac.compare_digest`; a request without it gets 401;
+* handles ``ANNOTATION_CREATED`` and ``ANNOTATION_UPDATED``: each annotation becomes one label
+  record written durably into the workspace (atomic, idempotent on the annotation id) before
+  the 200 answer, which comes within milliseconds; other actions get 200 and are ignored;
+* reconciles by pulling every annotation from the project at start and every
+  ``reconcile_every`` seconds, so a webhook missed while the receiver was down costs nothing;
+* optionally calls a hook once ``next_round_after`` new labels have arrived (a Python callable,
+  or a shell command run in the background with ``ALSCALE_NEW_LABELS`` in its environment).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import subprocess
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from alscale.exceptions import AlscaleError, ConfigError
+from alscale.queues.base import open_workspace
+from alscale.queues.labelstudio import WEBHOOK_ACTIONS, LabelStudioConnector, annotation_record
+
+__all__ = ["DEFAULT_SECRET_ENV", "SECRET_HEADER", "WebhookListener"]
+
+logger = logging.getLogger("alscale.queues")
+
+DEFAULT_SECRET_ENV = "ALSCALE_WEBHOOK_SECRET"
+SECRET_HEADER = "X-Alscale-Secret"
+MAX_BODY = 16 * 1024 * 1024
+
+
+class WebhookListener:
+    """A threaded HTTP server that records Label Studio annotation webhooks.
+
+    Parameters
+    ----------
+    workspace : str, path or Workspace
+    connector : LabelStudioConnector, optional
+        Used for the reconcile pull (none: no reconciliation).
+    secret : str
+        The shared secret Label Studio sends in ``header``.
+    host, port : str, int
+        Where to listen (port 0 picks a free one; see :attr:`port`).
+    header : str, default "X-Alscale-Secret"
+    reconcile_every : float or None, default 300
+        Seconds between reconcile pulls after the first (None: only at start).
+    next_round_after : int, optional
+        Call ``on_next_round`` after this many new labels.
+    on_next_round : callable or str, optional
+        ``callable(n_new_labels)``, or a shell command.
+    """
+
+    def __init__(self, workspace: Any, *, secret: str, connector: LabelStudioConnector | None = None, host: str = "127.0.0.1",
+                 port: int = 0, header: str = SECRET_HEADER, reconcile_every: float | None = 300.0,
+                 next_round_after: int | None = None, on_next_round: Callable[[int], Any] | str | None = None):
+        if not secret:
+            raise ConfigError("Expected a non-empty webhook secret. Got an empty one.")
+        if next_round_after is not None and (isinstance(next_round_after, bool) or not isinstance(next_round_after, int) or next_round_after < 1):
+            raise ConfigError(f"The 'next_round_after' parameter must be an int >= 1. Got {next_round_after!r} instead.")
+        if next_round_after is not None and on_next_round is None:
+            raise ConfigError("The 'next_round_after' parameter needs a hook to call (on_next_round). Got none.")
+        self.workspace = open_workspace(workspace)
+        self.connector = connector
+        self.header = header
+        self.reconcile_every = reconcile_every
+        self.next_round_after = next_round_after
+        self.on_next_round = on_next_round
+        self._secret = secret.encode("utf-8")
+        self._lock = threading.Lock()
+        self._new = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.source = connector.name if connector is not None else "label-studio"
+        self.server = ThreadingHTTPServer((host, port), self._handler_class())
+        self.server.daemon_threads = True
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.server.server_address[0]}:{self.port}/webhook"
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> WebhookListener:
+        """Reconcile once, then serve in background threads."""
+        self.reconcile()
+        serve = threading.Thread(target=self.server.serve_forever, name="alscale-listen", daemon=True)
+        serve.start()
+        self._threads.append(serve)
+        if self.connector is not None and self.reconcile_every:
+            loop = threading.Thread(target=self._reconcile_loop, name="alscale-reconcile", daemon=True)
+            loop.start()
+            self._threads.append(loop)
+        logger.info("listening for Label Studio webhooks on %s", self.url)
+        return self
+
+    def serve_forever(self) -> None:
+        """Start and block until :meth:`stop` (or Ctrl-C)."""
+        self.start()
+        try:
+            while not self._stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> WebhookListener:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ work
+    def reconcile(self) -> int:
+        """Pull every annotation and record it; returns the number of new or changed records."""
+        if self.connector is None:
+            return 0
+        records = self.connector.pull()
+        return self._record(records)
+
+    def _reconcile_loop(self) -> None:
+        while not self._stop.wait(self.reconcile_every):
+            try:
+                self.reconcile()
+            except AlscaleError as exc:  # the server may be down for a while; try again later
+                logger.warning("reconcile pull failed: %s", exc)
+
+    def _record(self, records: list[dict]) -> int:
+        if not records:
+            return 0
+        with self._lock:
+            changed = self.workspace.record_labels(records)
+            self._new += changed
+            fire = self.next_round_after is not None and self._new >= self.next_round_after
+            count = self._new
+            if fire:
+                self._new = 0
+        if fire:
+            self._fire(count)
+        return changed
+
+    def _fire(self, count: int) -> None:
+        hook = self.on_next_round
+        logger.info("%d new labels: starting the next round", count)
+        if callable(hook):
+            threading.Thread(target=hook, args=(count,), name="alscale-next-round", daemon=True).start()
+        else:
+            subprocess.Popen(hook, shell=True, env={**os.environ, "ALSCALE_NEW_LABELS": str(count)})  # noqa: S602 - the user's own command
+
+    def handle(self, headers, body: bytes) -> tuple[int, dict]:
+        """Process one webhook request; returns (HTTP status, JSON answer)."""
+        given = headers.get(self.header) or ""
+        if not hmac.compare_digest(given.encode("utf-8"), self._secret):
+            return 401, {"error": f"missing or wrong {self.header} header"}
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            return 400, {"error": "expected a JSON body"}
+        action = payload.get("action") if isinstance(payload, dict) else None
+        if action not in WEBHOOK_ACTIONS:
+            return 200, {"ignored": action}
+        annotation, task = payload.get("annotation"), payload.get("task")
+        if not isinstance(annotation, dict) or not isinstance(task, dict) or "id" not in annotation:
+            return 400, {"error": "expected 'annotation' and 'task' objects in the payload"}
+        project = payload.get("project")
+        source = f"label-studio:{project['id']}" if isinstance(project, dict) and "id" in project else self.source
+        rec = annotation_record(annotation, task, source=source)
+        if rec is None:
+            return 200, {"ignored": "not an alscale task"}
+        try:
+            changed = self._record([rec])
+        except AlscaleError as exc:
+            return 422, {"error": str(exc)}
+        return 200, {"recorded": changed}
+
+    def _handler_class(self):
+        listener = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "alscale-listen"
+
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_BODY:
+                    status, answer = 413, {"error": "body too large"}
+                else:
+                    status, answer = listener.handle(self.headers, self.rfile.read(length))
+                data = json.dumps(answer).encode("utf-8")
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):  # noqa: N802 - a health check
+                data = b'{"status": "ok"}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format, *args):  # route access logs to logging, not stderr
+                logger.debug("listen: " + format, *args)
+
+        return Handler

@@ -1,0 +1,317 @@
+"""Cluster-Margin selection over shards (Citovsky et al. 2021).
+
+1. Cluster once: gather a sample of embeddings from the shards by a shard-independent rule
+   (the ``sample_size`` rows with the smallest ``row_uniform(key, seed, stream)``), run FAISS
+   k-means on it, and cache the centroids as ``<cache_dir>/clusters-<cache_key>.npy`` so later
+   rounds with the same model and pool reuse them.
+2. Every shard assigns its rows to the nearest centroid (FAISS ``IndexFlatL2``).
+3. Margin candidates: the ``candidate_multiple * k`` rows with the smallest margin
+   ``p_(1) - p_(2)``, by an exact distributed top-K (:class:`alscale.reduce.TopK`).
+4. Round-robin over the candidates' clusters, smallest cluster first (fewest candidates; ties
+   by cluster index), taking the lowest-margin row of each cluster in turn, until k rows.
+
+Score of a selected row: ``1 - (p_(1) - p_(2))`` (higher = smaller margin); the batch order
+is the round-robin order, not the score order.  ``cluster`` gives each row's cluster.
+
+References
+----------
+Citovsky, G., DeSalvo, G., Gentile, C., Karydas, L., Rajagopalan, A., Rostamizadeh, A.,
+Kumar, S. (2021). Batch Active Learning at Scale. NeurIPS.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from alscale.exceptions import ConfigError, OutputError, PoolExhaustedError, StrategyError
+from alscale.reduce._params import resolve_params
+from alscale.reduce.shardgroup import ColumnBuffer, Selection, ShardGroup, concat_rows
+from alscale.reduce.topk import TopK
+from alscale.rowrandom import row_uniform
+
+__all__ = [
+    "CLUSTER_MARGIN_DEFAULTS",
+    "ClusterMarginBuilder",
+    "ClusterMarginShard",
+    "make_cluster_margin_builder",
+    "round_robin_order",
+    "select_cluster_margin",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Strategy parameters of ``cluster-margin``.  ``sample_size=0``: ``max(10000, 64 * n_clusters)``.
+CLUSTER_MARGIN_DEFAULTS: dict[str, Any] = {
+    "n_clusters": 100,
+    "candidate_multiple": 10.0,
+    "sample_size": 0,
+    "niter": 20,
+    "embedding_dtype": "float32",
+}
+
+_SAMPLE_STREAM = 7_000_001
+
+
+def margin_scores(probs: np.ndarray) -> np.ndarray:
+    """``1 - (p_(1) - p_(2))`` per row, shape (n,) float32 (1 for a single class)."""
+    p = np.asarray(probs, dtype=np.float32)
+    if p.shape[1] < 2:
+        return np.ones(len(p), np.float32)
+    top2 = -np.partition(-p, 1, axis=1)[:, :2]
+    return (1.0 - (top2[:, 0] - top2[:, 1])).astype(np.float32)
+
+
+def round_robin_order(cluster: np.ndarray) -> np.ndarray:
+    """Round-robin order over clusters, smallest first, keeping the input order within each.
+
+    Parameters
+    ----------
+    cluster : ndarray of shape (m,), int
+        Cluster of each candidate, candidates given best first.
+
+    Returns
+    -------
+    ndarray of shape (m,), intp
+        Candidate positions: the first of every cluster (clusters by size ascending, then
+        index), then the second of every cluster that has one, and so on.  O(m log m).
+    """
+    cluster = np.asarray(cluster, dtype=np.int64)
+    if len(cluster) == 0:
+        return np.empty(0, np.intp)
+    labels, inverse, counts = np.unique(cluster, return_inverse=True, return_counts=True)
+    cluster_rank = np.empty(len(labels), np.int64)
+    cluster_rank[np.lexsort((labels, counts))] = np.arange(len(labels))
+    by_cluster = np.argsort(inverse, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    within = np.empty(len(cluster), np.int64)
+    within[by_cluster] = np.arange(len(cluster)) - np.repeat(starts, counts)
+    return np.lexsort((cluster_rank[inverse], within)).astype(np.intp)
+
+
+class ClusterMarginShard:
+    """One shard's rows for Cluster-Margin: embeddings, margin score, cluster after ``assign``.
+
+    Parameters
+    ----------
+    ids, keys, predicted_index, confidence : ndarray of shape (n,)
+    scores : ndarray of shape (n,), float32
+        ``1 - margin``.
+    embeddings : ndarray of shape (n, d), float32 or float16
+    """
+
+    def __init__(self, ids, keys, predicted_index, confidence, scores, embeddings):
+        self.ids = ids
+        self.keys = np.asarray(keys, dtype=np.uint64)
+        self.predicted_index = predicted_index
+        self.confidence = confidence
+        self.scores = scores
+        self.embeddings = embeddings
+        self.cluster = np.full(len(self.keys), -1, np.int32)
+
+    def size(self) -> int:
+        """Number of selectable rows on this shard."""
+        return len(self.keys)
+
+    def sample(self, seed: int, m: int) -> dict[str, np.ndarray]:
+        """This shard's ``m`` rows with the smallest ``row_uniform``: ``u``, ``key``, ``embedding``."""
+        if len(self.keys) == 0:
+            return {}
+        u = row_uniform(self.keys, seed, _SAMPLE_STREAM)
+        take = np.lexsort((self.keys, u))[:m]
+        return {"u": u[take], "key": self.keys[take], "embedding": self.embeddings[take].astype(np.float32)}
+
+    def assign(self, centroids: np.ndarray) -> np.ndarray:
+        """Assign every row to its nearest centroid; return rows per cluster, shape (n_clusters,)."""
+        if len(self.keys):
+            import faiss
+
+            index = faiss.IndexFlatL2(centroids.shape[1])
+            index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+            for s in range(0, len(self.keys), 65536):
+                _, idx = index.search(np.ascontiguousarray(self.embeddings[s : s + 65536], dtype=np.float32), 1)
+                self.cluster[s : s + 65536] = idx[:, 0]
+        return np.bincount(self.cluster[self.cluster >= 0], minlength=len(centroids)).astype(np.int64)
+
+    def top(self, m: int) -> dict[str, np.ndarray]:
+        """The ``m`` lowest-margin rows here, best first, with cluster and labels (a TopK result)."""
+        acc = TopK(m)
+        acc.add(self.scores, self.ids, key=self.keys, cluster=self.cluster, predicted_index=self.predicted_index, confidence=self.confidence)
+        return acc.result()
+
+
+class ClusterMarginBuilder:
+    """Collect one shard's embeddings and margins while it streams.
+
+    Parameters
+    ----------
+    embedding_dtype : {"float32", "float16"}
+    capacity : int or None
+    """
+
+    def __init__(self, embedding_dtype: str = "float32", capacity: int | None = None):
+        self.dtype = np.dtype(embedding_dtype)
+        self.buffer = ColumnBuffer(capacity)
+        self.dim: int | None = None
+
+    def add(self, ids, keys, probs, embeddings, selectable, labeled=None, member_probs=None) -> None:
+        """Add one record batch (shapes as in :class:`alscale.strategies.gradient.BadgeBuilder`)."""
+        if embeddings is None:
+            raise StrategyError("Strategy 'cluster-margin' needs the model's embedding output; the model gave none.")
+        keep = np.flatnonzero(np.asarray(selectable, dtype=bool))
+        probs = np.asarray(probs)[keep]
+        emb = np.asarray(embeddings)[keep]
+        self.dim = emb.shape[1]
+        pred = np.argmax(probs, axis=1).astype(np.int32)
+        self.buffer.append(
+            ids=np.asarray(ids)[keep],
+            keys=np.asarray(keys, dtype=np.uint64)[keep],
+            predicted_index=pred,
+            confidence=probs[np.arange(len(keep)), pred].astype(np.float32),
+            scores=margin_scores(probs),
+            embeddings=emb.astype(self.dtype),
+        )
+
+    def finish(self) -> ClusterMarginShard:
+        """The shard state the selection driver talks to."""
+        cols = self.buffer.finish(
+            {
+                "ids": ((), np.int64),
+                "keys": ((), np.uint64),
+                "predicted_index": ((), np.int32),
+                "confidence": ((), np.float32),
+                "scores": ((), np.float32),
+                "embeddings": ((self.dim or 0,), self.dtype),
+            }
+        )
+        return ClusterMarginShard(cols["ids"], cols["keys"], cols["predicted_index"], cols["confidence"], cols["scores"], cols["embeddings"])
+
+
+def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    p = resolve_params("cluster-margin", CLUSTER_MARGIN_DEFAULTS, params)
+    if p["n_clusters"] < 1 or p["candidate_multiple"] < 1 or p["sample_size"] < 0 or p["niter"] < 1:
+        raise ConfigError(
+            "The 'cluster-margin' parameters need n_clusters >= 1, candidate_multiple >= 1, sample_size >= 0 and niter >= 1. "
+            f"Got n_clusters={p['n_clusters']}, candidate_multiple={p['candidate_multiple']}, "
+            f"sample_size={p['sample_size']}, niter={p['niter']} instead."
+        )
+    if p["embedding_dtype"] not in ("float32", "float16"):
+        raise ConfigError(f"The 'embedding_dtype' parameter must be 'float32' or 'float16'. Got {p['embedding_dtype']!r} instead.")
+    return p
+
+
+def make_cluster_margin_builder(params: Mapping[str, Any] | None = None) -> ClusterMarginBuilder:
+    """Builder factory for the engine: ``make_cluster_margin_builder(strategy_params)``."""
+    p = _params(params)
+    return ClusterMarginBuilder(p["embedding_dtype"], p.get("capacity"))
+
+
+def _save_atomic(path: str, array: np.ndarray) -> None:
+    directory = os.path.dirname(path) or "."
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".clusters-", suffix=".npy.tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, array)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    except OSError as exc:
+        raise OutputError(f"Cannot write the cluster cache {path!r}: {exc}") from exc
+
+
+def _centroids(group: ShardGroup, seed: int, p: dict, total: int) -> tuple[np.ndarray, str, int]:
+    cache_dir, cache_key = p.get("cache_dir"), p.get("cache_key")
+    path = os.path.join(str(cache_dir), f"clusters-{cache_key}.npy") if cache_dir and cache_key else None
+    if path and os.path.exists(path):
+        cached = np.load(path)
+        if cached.ndim == 2 and len(cached) <= p["n_clusters"]:
+            return cached.astype(np.float32), "hit", 0
+        logger.warning("ignoring cluster cache %s: shape %s does not fit n_clusters=%d", path, cached.shape, p["n_clusters"])
+    m = min(total, p["sample_size"] or max(10_000, 64 * p["n_clusters"]))
+    sample = concat_rows(group.map("sample", seed, m))
+    take = np.lexsort((sample["key"], sample["u"]))[:m]
+    take = take[np.argsort(sample["key"][take], kind="stable")]
+    x = np.ascontiguousarray(sample["embedding"][take], dtype=np.float32)
+    n_clusters = min(p["n_clusters"], len(x))
+    import faiss
+
+    km = faiss.Kmeans(x.shape[1], n_clusters, niter=p["niter"], seed=int(seed) & 0x7FFFFFFF, verbose=False, max_points_per_centroid=1 << 20)
+    km.train(x)
+    centroids = np.asarray(km.centroids, dtype=np.float32)
+    if path:
+        _save_atomic(path, centroids)
+    return centroids, ("miss" if path else "off"), len(x)
+
+
+def select_cluster_margin(group: ShardGroup, k: int, seed: int, params: Mapping[str, Any] | None = None) -> Selection:
+    """Cluster-Margin selection of exactly ``k`` rows over the shards.
+
+    Parameters
+    ----------
+    group : ShardGroup
+        Shards whose states came from :class:`ClusterMarginBuilder`.
+    k : int
+    seed : int
+    params : dict or None
+        See :data:`CLUSTER_MARGIN_DEFAULTS`, plus ``cache_dir`` and ``cache_key`` (strings,
+        from the engine) for the centroid cache.
+
+    Returns
+    -------
+    Selection
+        ``id``, ``score``, ``predicted_index``, ``confidence``, ``cluster``; ``info`` has
+        ``n_clusters``, ``candidates``, ``clusters_used``, ``cache`` ("hit", "miss", "off")
+        and ``sample_size``.
+
+    Raises
+    ------
+    PoolExhaustedError
+        When fewer than ``k`` rows are selectable.
+
+    Notes
+    -----
+    Cost per shard: O(n*n_clusters*d) to assign plus O(n) for the top-K; the driver's
+    clustering is O(sample_size*n_clusters*d*niter), skipped on a cache hit.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ConfigError(f"The 'k' parameter must be an int >= 1. Got {k!r} instead.")
+    p = _params(params)
+    total = int(sum(group.map("size")))
+    if total < k:
+        raise PoolExhaustedError(total, k)
+    centroids, cache, sample_size = _centroids(group, int(seed), p, total)
+    group.map("assign", centroids)
+    m = min(total, int(math.ceil(p["candidate_multiple"] * k)))
+    acc = TopK(m)
+    for part in group.map("top", m):
+        if len(part["score"]):
+            acc.add(part["score"], part["id"], **{c: v for c, v in part.items() if c not in ("score", "id")})
+    cand = acc.result()
+    order = round_robin_order(cand["cluster"])[:k]
+    info = {
+        "n_clusters": int(len(centroids)),
+        "candidates": int(len(cand["id"])),
+        "clusters_used": int(len(np.unique(cand["cluster"][order]))),
+        "cache": cache,
+        "sample_size": int(sample_size),
+    }
+    return Selection(
+        {
+            "id": cand["id"][order],
+            "score": cand["score"][order].astype(np.float64),
+            "predicted_index": cand["predicted_index"][order].astype(np.int32),
+            "confidence": cand["confidence"][order].astype(np.float32),
+            "cluster": cand["cluster"][order].astype(np.int32),
+        },
+        info,
+    )

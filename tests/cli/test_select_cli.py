@@ -1,0 +1,149 @@
+"""``alscale select`` / ``inspect-model`` / ``demo`` as a user runs them.
+
+Every bad input of the scoring-engine issue: one line on stderr, exit code 2, no output
+directory.  In-process runs share one real local Ray; one test runs the installed console
+script in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from alscale.cli import main
+from tests.conftest import tied_features, write_pool
+
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_local")]
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    return write_pool(tmp_path_factory.mktemp("cli") / "pool", tied_features(800), files=2, row_group_size=200)
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+def assert_clean_failure(result, out, pattern):
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("alscale: error: "), result.stderr
+    assert pattern in lines[0], lines[0]
+    assert not os.path.exists(out)
+    assert not [p for p in os.listdir(os.path.dirname(out)) if p.startswith(".out.tmp")]
+
+
+def test_select_writes_manifest_and_refuses_to_overwrite(tmp_path, pool, model_path):
+    out = tmp_path / "out"
+    r = run("select", "--pool", pool, "--model", model_path, "--k", 12, "--out", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert pq.read_table(out / "batch.parquet").num_rows == 12
+    assert json.loads((out / "manifest.json").read_text())["k"] == 12
+    before = (out / "batch.parquet").read_bytes()
+    r = run("select", "--pool", pool, "--model", model_path, "--k", 5, "--out", out, "--quiet")
+    assert r.exit_code == 2 and "--force" in r.stderr
+    assert (out / "batch.parquet").read_bytes() == before
+    r = run("select", "--pool", pool, "--model", model_path, "--k", 5, "--out", out, "--quiet", "--force")
+    assert r.exit_code == 0 and pq.read_table(out / "batch.parquet").num_rows == 5
+
+
+def test_config_file_flags_override_and_unknown_keys(tmp_path, pool, model_path):
+    cfg = tmp_path / "select.toml"
+    cfg.write_text(f'pool = "{pool}"\nmodel = "{model_path}"\nk = 7\nstrategy = "margin"\n')
+    r = run("select", "--config", cfg, "--k", 9, "--out", tmp_path / "o1", "--quiet")
+    assert r.exit_code == 0, r.output
+    data = json.loads((tmp_path / "o1" / "manifest.json").read_text())
+    assert data["k"] == 9 and data["strategy"]["name"] == "margin"
+    cfg.write_text(f'pool = "{pool}"\nmodel = "{model_path}"\nstratgy = "margin"\n')
+    assert_clean_failure(run("select", "--config", cfg, "--out", tmp_path / "out"), tmp_path / "out", "Did you mean 'strategy'?")
+
+
+def _bad_pools(tmp_path):
+    (tmp_path / "corrupt.parquet").write_bytes(b"PAR1 garbage")
+    pq.write_table(pa.table({"key": [1, 2], "features": pa.array([[1.0] * 8] * 2, pa.list_(pa.float32(), 8))}), tmp_path / "noid.parquet")
+    pq.write_table(pa.table({"id": pa.array([], pa.int64()), "features": pa.array([], pa.list_(pa.float32(), 8))}), tmp_path / "empty.parquet")
+    write_pool(tmp_path / "narrow", np.ones((50, 5), np.float32))
+    X = tied_features(100)
+    X[3, 1] = np.nan
+    write_pool(tmp_path / "nan", X)
+    write_pool(tmp_path / "dup", tied_features(100), ids=np.r_[np.arange(99), 5])
+
+
+@pytest.mark.parametrize(
+    "case,args,message",
+    [
+        ("missing pool", ["--pool", "{tmp}/nope"], "does not exist"),
+        ("corrupt parquet", ["--pool", "{tmp}/corrupt.parquet"], "not readable Parquet"),
+        ("no id column", ["--pool", "{tmp}/noid.parquet"], "no id column 'id'"),
+        ("empty pool", ["--pool", "{tmp}/empty.parquet"], "is empty"),
+        ("width mismatch", ["--pool", "{tmp}/narrow"], "give 5 features per row, model input 'features' takes 8"),
+        ("nan features", ["--pool", "{tmp}/nan"], "1 row(s) hold NaN or inf features (e.g. id 3)"),
+        ("duplicate ids", ["--pool", "{tmp}/dup"], "Id 5 appears more than once"),
+        ("k zero", ["--pool", "{pool}", "--k", "0"], "The 'k' parameter must be an int >= 1. Got 0 instead."),
+        ("k too large", ["--pool", "{pool}", "--k", "5000"], "Pool exhausted: 800 available / 5000 requested"),
+        ("unreadable exclusion", ["--pool", "{pool}", "--exclude", "{tmp}/missing-ids.txt"], "Cannot read id file"),
+        ("unknown strategy", ["--pool", "{pool}", "--strategy", "entropi"], "Did you mean 'entropy'?"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_no_output(tmp_path, pool, model_path, case, args, message):
+    _bad_pools(tmp_path)
+    args = [a.format(tmp=tmp_path, pool=pool) for a in args]
+    if "--model" not in args:
+        args += ["--model", str(model_path)]
+    out = tmp_path / "out"
+    assert_clean_failure(run("select", *args, "--out", out, "--quiet"), out, message)
+
+
+def test_model_without_class_output_and_bad_probabilities(tmp_path, pool):
+    import onnx
+    from onnx import TensorProto, helper
+
+    def save(name, node_out, nodes, inits=()):
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", 8])],
+                              [helper.make_tensor_value_info(node_out, TensorProto.FLOAT, ["n", 8])], initializer=list(inits))
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+        m.ir_version = 8
+        onnx.save(m, tmp_path / name)
+        return tmp_path / name
+
+    no_probs = save("noprobs.onnx", "out", [helper.make_node("Relu", ["features"], ["out"])])
+    eighth = onnx.numpy_helper.from_array(np.full(8, 1 / 8, np.float32), "eighth")
+    bad_sum = save("badsum.onnx", "probabilities", [helper.make_node("Add", ["features", "eighth"], ["probabilities"])], [eighth])
+    out = tmp_path / "out"
+    assert_clean_failure(run("select", "--pool", pool, "--model", no_probs, "--out", out), out, "no class probability")
+    assert_clean_failure(run("select", "--pool", pool, "--model", bad_sum, "--out", out, "--quiet"), out, "is not a probability")
+
+
+def test_inspect_model(model_path):
+    r = run("inspect-model", model_path)
+    assert r.exit_code == 0 and "embedding  'embedding' width=16" in r.output and "4 from 'probabilities'" in r.output
+    data = json.loads(run("inspect-model", model_path, "--json").output)
+    assert data["n_classes"] == 4 and data["embedding_output"] == "embedding"
+
+
+def test_help_explains_every_command():
+    r = run("--help")
+    for name in ("select", "demo", "bench", "inspect-model"):
+        assert name in r.output
+    assert "--exclude" in run("select", "--help").output
+
+
+@pytest.mark.slow
+def test_demo_console_script(tmp_path):
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    exe = os.path.join(os.path.dirname(sys.executable), "alscale")
+    proc = subprocess.run([exe, "demo", "--dir", str(tmp_path / "demo"), "--rows", "20000", "--k", "15"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "selected 15 of 20,000 rows with margin" in proc.stdout
+    assert pq.read_table(tmp_path / "demo" / "batch" / "batch.parquet").num_rows == 15

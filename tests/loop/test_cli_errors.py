@@ -1,0 +1,89 @@
+"""Bad input at the CLI: one line on stderr, exit code 2, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from click.testing import CliRunner
+
+from alscale.cli import main
+from alscale.loop.workspace import CONFIG_NAME, Workspace
+
+
+def _run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def _one_line_error(out):
+    lines = [line for line in out.splitlines() if line.strip()]
+    return len(lines) == 1 and lines[0].startswith("alscale: error: ")
+
+
+def test_init_eval_set_larger_than_pool(tmp_path, blob_pool):
+    code, out = _run("init", tmp_path / "ws", "--pool", blob_pool, "--eval-size", 1000)
+    assert code == 2 and _one_line_error(out) and "larger than the pool" in out
+    assert not (tmp_path / "ws" / CONFIG_NAME).exists()
+
+
+def test_init_status_and_label_import(tmp_path, blob_pool):
+    code, out = _run("init", tmp_path / "ws", "--pool", blob_pool, "--label-column", "label", "--eval-size", 50,
+                     "--initial", 10, "--group-column", "site")
+    assert code == 0, out
+    ws = Workspace.open(tmp_path / "ws")
+    assert ws.config["evaluation"]["size"] == 50 and ws.classes == [0, 1, 2]
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\n1,0\n2,1\n3,\n")
+    code, out = _run("label", ws.path, labels)
+    assert code == 0, out
+    assert "3 labels read" in out and "3 new or changed" in out
+    table = {r["id"]: r for r in ws.labeled().to_pylist()}
+    assert table[1]["label"] == "0" and table[3]["status"] == "skipped"
+    code, out = _run("label", ws.path, labels)
+    assert "0 new or changed" in out
+    code, out = _run("status", ws.path)
+    assert code == 0 and "no rounds yet" in out
+
+
+def test_label_not_in_classes_exit_2(tmp_path, blob_pool):
+    Workspace.create(tmp_path / "ws", pool=blob_pool, label_column="label", settings={"eval_size": 50})
+    f = tmp_path / "l.parquet"
+    pq.write_table(pa.table({"id": [1, 2], "label": ["0", "seven"]}), f)
+    code, out = _run("label", tmp_path / "ws", f)
+    assert code == 2 and _one_line_error(out) and "known classes" in out
+    assert Workspace.open(tmp_path / "ws").labeled().num_rows == 0
+
+
+def test_labels_for_ids_not_in_pool_exit_2(tmp_path, blob_pool):
+    Workspace.create(tmp_path / "ws", pool=blob_pool, label_column="label", settings={"eval_size": 50})
+    f = tmp_path / "l.csv"
+    f.write_text("id,label\n1,0\n5000,1\n")
+    code, out = _run("label", tmp_path / "ws", f)
+    assert code == 2 and _one_line_error(out) and "not in the pool" in out and "5000" in out
+    assert Workspace.open(tmp_path / "ws").labeled().num_rows == 0
+
+
+def test_newer_schema_exit_2(tmp_path, blob_pool):
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, settings={"eval_size": 50})
+    cfg = json.loads((ws.path / CONFIG_NAME).read_text())
+    cfg["schema_version"] = 99
+    (ws.path / CONFIG_NAME).write_text(json.dumps(cfg))
+    code, out = _run("status", ws.path)
+    assert code == 2 and _one_line_error(out) and "schema_version 99" in out
+
+
+def test_model_classes_mismatch_exit_2(tmp_path, blob_pool):
+    from alscale.model.export import linear_to_onnx
+
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, label_column="label", settings={"eval_size": 50})
+    ids, _ = ws.pool_ids(), None
+    train = [i for i in ids.tolist() if i not in set(ws.evaluation_ids().tolist())][:6]
+    ws.record_labels([{"id": i, "label": i % 3, "source": "t"} for i in train])
+    model = tmp_path / "m.onnx"
+    model.write_bytes(linear_to_onnx(np.ones((2, 4)), np.zeros(2), classes=["cat", "dog"]))
+    code, out = _run("round", ws.path, "--model", model)
+    assert code == 2 and _one_line_error(out) and "Expected the model" in out and "['cat', 'dog']" in out
+    assert not list((ws.path / "rounds").glob("*/round.json"))

@@ -1,0 +1,82 @@
+"""File exports (JSONL, CSV, Parquet, Ground Truth), labels files, settings and the public API."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+import alscale.queues as queues
+from alscale.exceptions import ConfigError, QueueError
+from alscale.queues import FileConnector, load_batch, make_connector, pull, push
+
+
+def _expected(manifest):
+    pool = {r["id"]: r["text"] for r in pq.read_table(manifest.data["pool"]["paths"][0]).to_pylist()}
+    return [(r["id"], r["rank"], r["predicted_class"], pool[r["id"]]) for r in manifest.batch.to_pylist()]
+
+
+def test_load_batch_reads_only_the_selected_rows(manifest):
+    batch = load_batch(manifest.path, ["text", "vec=features"])
+    assert [(r["id"], r["rank"], r["predicted_class"], r["data"]["text"]) for r in batch.rows] == _expected(manifest)
+    pool = {r["id"]: r["features"] for r in pq.read_table(manifest.data["pool"]["paths"][0]).to_pylist()}
+    assert all(r["data"]["vec"] == pytest.approx(pool[r["id"]]) for r in batch.rows)
+    assert batch.classes == ["cat", "dog", "fox"] and batch.run_id == "run-0001"
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_exports_hold_the_batch_in_rank_order(tmp_path, manifest, workspace, fmt):
+    result = push(manifest, {"kind": "file", "path": str(tmp_path / f"out-{{run_id}}.{fmt}"), "data_columns": ["text"]}, workspace=workspace)
+    path = tmp_path / f"out-run-0001.{fmt}"
+    assert result.details["path"] == str(path)
+    if fmt == "jsonl":
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        assert all(r["meta"]["alscale_id"] == r["alscale_id"] for r in rows)
+    elif fmt == "csv":
+        with open(path, newline="") as fh:
+            rows = [{**r, "alscale_id": int(r["alscale_id"]), "rank": int(r["rank"])} for r in csv.DictReader(fh)]
+    else:
+        rows = pq.read_table(path).to_pylist()
+    assert [(r["alscale_id"], r["rank"], r["prediction"], r["text"]) for r in rows] == _expected(manifest)
+    assert sorted(workspace.pending().column("id").to_pylist()) == sorted(r[0] for r in _expected(manifest))
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_ground_truth_manifest(tmp_path, manifest):
+    FileConnector(tmp_path / "gt.manifest", data_columns=["text"]).push(manifest)
+    lines = [json.loads(line) for line in (tmp_path / "gt.manifest").read_text().splitlines()]
+    assert [(x["alscale-id"], x["source"]) for x in lines] == [(e[0], e[3]) for e in _expected(manifest)]
+    assert all("source-ref" not in x for x in lines)
+    with pytest.raises(ConfigError, match="one source column"):
+        FileConnector(tmp_path / "gt2.manifest", data_columns=["text", "features"]).push(manifest)
+
+
+def test_labels_file_pull(tmp_path, manifest, workspace):
+    ids = manifest.batch.column("id").to_pylist()
+    push(manifest, {"kind": "file", "path": str(tmp_path / "out.csv")}, workspace=workspace)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label,annotator\n" + f"{ids[0]},dog,ann\n{ids[1]},,ann\n")
+    records = pull({"kind": "file", "path": str(tmp_path / "out.csv"), "labels": str(labels)}, workspace=workspace)
+    assert [(r["status"], r["label"]) for r in records] == [("labeled", "dog"), ("skipped", None)]
+    assert {r["id"]: r["label"] for r in workspace.labeled().to_pylist()} == {ids[0]: "dog", ids[1]: None}
+    assert set(workspace.pending().column("id").to_pylist()) == set(ids[2:])
+    with pytest.raises(QueueError, match="labels file"):
+        FileConnector(tmp_path / "out.csv").pull()
+
+
+def test_settings_errors():
+    with pytest.raises(ConfigError, match="Did you mean 'project'"):
+        make_connector({"kind": "label-studio", "url": "http://127.0.0.1:1", "projet": 3})
+    with pytest.raises(ConfigError, match="kind"):
+        make_connector({"url": "http://127.0.0.1:1"})
+    with pytest.raises(ConfigError, match="'project' must be an int"):
+        make_connector({"kind": "label-studio", "url": "http://127.0.0.1:1", "project": "x"})
+    with pytest.raises(ConfigError, match="format"):
+        FileConnector("out.txt")
+
+
+def test_exported_members_are_sorted():
+    assert queues.__all__ == sorted(queues.__all__)
+    assert all(hasattr(queues, name) for name in queues.__all__)

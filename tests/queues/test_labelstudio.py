@@ -1,0 +1,209 @@
+"""Label Studio connector against a real Label Studio server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from alscale.cli import main
+from alscale.exceptions import QueueAuthError, QueueError, QueueUnavailableError
+from alscale.queues import LabelStudioConnector, prediction_score, pull, push
+
+from queue_support import CLASSES, free_port, make_manifest, write_pool
+
+pytestmark = pytest.mark.labelstudio
+
+
+def _ids_per_task(tasks):
+    return collections.Counter(t["data"]["alscale_id"] for t in tasks)
+
+
+def test_push_creates_one_task_per_example_with_data_meta_and_prediction(ls_env, manifest, workspace):
+    project = ls_env.create_project()
+    result = push(manifest, {"kind": "label-studio", "url": ls_env.url, "project": project, "data_columns": ["text"]},
+                  workspace=workspace)
+    batch = manifest.batch.to_pylist()
+    assert list(result.pushed) == [r["id"] for r in batch] and result.existing == ()
+
+    tasks = ls_env.tasks(project)
+    assert _ids_per_task(tasks) == collections.Counter(r["id"] for r in batch)
+    pool = {r["id"]: r["text"] for r in pq.read_table(manifest.data["pool"]["paths"][0]).to_pylist()}
+    by_id = {t["data"]["alscale_id"]: t for t in tasks}
+    for r in batch:
+        t = by_id[r["id"]]
+        assert t["data"]["text"] == pool[r["id"]]
+        assert t["meta"]["alscale_run"] == t["data"]["alscale_run"] == "run-0001"
+        assert t["meta"]["alscale_rank"] == r["rank"]
+        (pred,) = t["predictions"]
+        assert pred["result"][0]["value"]["choices"] == [r["predicted_class"]]
+        assert pred["score"] == pytest.approx((r["rank"] - 1) / (len(batch) - 1))
+    # Label Studio's uncertainty sampling serves ascending prediction score: that is rank order
+    served = sorted(tasks, key=lambda t: t["predictions"][0]["score"])
+    assert [t["data"]["alscale_id"] for t in served] == [r["id"] for r in batch]
+
+    pending = workspace.pending()
+    assert sorted(pending.column("id").to_pylist()) == sorted(r["id"] for r in batch)
+    assert set(pending.column("queue").to_pylist()) == {f"label-studio:{project}"}
+    assert set(workspace.excluded_ids().tolist()) >= {r["id"] for r in batch}
+
+
+def test_push_twice_and_overlapping_batches_make_no_duplicates(ls_env, tmp_path, pool, workspace):
+    project = ls_env.create_project()
+    ids = pq.read_table(pool, columns=["id"]).column("id").to_pylist()
+    first = make_manifest(tmp_path / "b1", pool, ids[:40], run_id="run-a")
+    second = make_manifest(tmp_path / "b2", pool, ids[30:60], run_id="run-b")
+    conn = LabelStudioConnector(ls_env.url, project, data_columns=["text"], chunk_size=7, lookup_chunk=9, page_size=11)
+    assert len(conn.push(first, workspace=workspace).pushed) == 40
+    again = conn.push(first, workspace=workspace)
+    assert again.pushed == () and sorted(again.existing) == sorted(ids[:40])
+    overlap = conn.push(second, workspace=workspace)
+    assert sorted(overlap.existing) == sorted(ids[30:40]) and sorted(overlap.pushed) == sorted(ids[40:60])
+    counts = _ids_per_task(ls_env.tasks(project))
+    assert counts == collections.Counter(ids[:60])
+    assert sorted(conn.pending()) == sorted(ids[:60])
+    assert sorted(workspace.pending().column("id").to_pylist()) == sorted(ids[:60])
+
+
+def test_string_ids(ls_env, tmp_path):
+    pool = write_pool(tmp_path / "pool-s.parquet", 50, string_ids=True)
+    ids = pq.read_table(pool, columns=["id"]).column("id").to_pylist()[5:25]
+    m = make_manifest(tmp_path / "bs", pool, ids, run_id="run-s")
+    project = ls_env.create_project()
+    conn = LabelStudioConnector(ls_env.url, project, data_columns={"text": "text"}, lookup_chunk=6)
+    conn.push(m)
+    assert conn.push(m).pushed == ()
+    assert conn.find_existing(ids + ["doc-99999"]).keys() == set(ids)
+    assert _ids_per_task(ls_env.tasks(project)) == collections.Counter(ids)
+
+
+def test_pull_labels_skips_and_updates(ls_env, manifest, workspace):
+    project = ls_env.create_project()
+    settings = {"kind": "label-studio", "url": ls_env.url, "project": project}
+    push(manifest, {**settings, "data_columns": ["text"]}, workspace=workspace)
+    tasks = sorted(ls_env.tasks(project), key=lambda t: t["id"])
+    truth = {}
+    for i, t in enumerate(tasks[:6]):
+        ls_env.annotate(t["id"], CLASSES[i % 3])
+        truth[t["data"]["alscale_id"]] = CLASSES[i % 3]
+    skipped = tasks[6]["data"]["alscale_id"]
+    ls_env.annotate(tasks[6]["id"], None, skip=True)
+    empty = tasks[7]["data"]["alscale_id"]
+    ls_env.annotate(tasks[7]["id"], None)
+
+    records = pull(settings, workspace=workspace)
+    statuses = {r["id"]: r["status"] for r in records}
+    assert statuses == {**{i: "labeled" for i in truth}, skipped: "skipped", empty: "cancelled"}
+    assert all(r["label"] is None for r in records if r["status"] != "labeled")
+    labeled = {r["id"]: r["label"] for r in workspace.labeled().to_pylist() if r["status"] == "labeled"}
+    assert labeled == truth
+    # answered ids left the pending table; the rest are still pending, in Label Studio too
+    answered = set(truth) | {skipped, empty}
+    assert set(workspace.pending().column("id").to_pylist()) == set(manifest.batch.column("id").to_pylist()) - answered
+    conn = LabelStudioConnector(ls_env.url, project)
+    assert set(conn.pending()) == set(manifest.batch.column("id").to_pylist()) - answered
+
+    # pulling again records nothing new; an updated annotation replaces the label
+    assert workspace.record_labels(conn.pull()) == 0
+    first = next(iter(truth))
+    ann = next(a for t in ls_env.tasks(project) if t["data"]["alscale_id"] == first for a in t["annotations"])
+    new_label = next(c for c in CLASSES if c != truth[first])
+    ls_env.update_annotation(ann["id"], new_label)
+    conn.pull(workspace=workspace)
+    assert {r["id"]: r["label"] for r in workspace.labeled().to_pylist()}[first] == new_label
+
+
+def test_bad_inputs_fail_clearly_and_record_nothing(ls_env, manifest, workspace, monkeypatch):
+    project = ls_env.create_project()
+    wrong_classes = ls_env.create_project(classes=["cat", "dog", "wolf"])
+    cases = [
+        ({"project": project}, {"LABEL_STUDIO_API_KEY": "0" * 40}, QueueAuthError, "refused with HTTP 401"),
+        ({"project": 987654}, {}, QueueError, "987654, which does not exist"),
+        ({"project": wrong_classes}, {}, QueueError, "missing ['fox'], not in the model ['wolf']"),
+        ({"project": project, "url": f"http://127.0.0.1:{free_port()}", "retries": 1, "backoff": 0.01}, {},
+         QueueUnavailableError, "failed after 2 attempts"),
+        ({"project": project, "token_env": "ALSCALE_NO_SUCH_TOKEN"}, {}, QueueAuthError, "ALSCALE_NO_SUCH_TOKEN"),
+        ({"project": project, "data_columns": []}, {}, QueueError, "reads ['$text'] from each task"),
+    ]
+    for settings, env, error, words in cases:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        with pytest.raises(error) as info:
+            push(manifest, {"kind": "label-studio", "url": ls_env.url, "data_columns": ["text"], **settings}, workspace=workspace)
+        assert words in str(info.value)
+        assert ls_env.token not in str(info.value) and "0" * 40 not in str(info.value)
+        monkeypatch.setenv("LABEL_STUDIO_API_KEY", ls_env.token)
+    assert workspace.pending().num_rows == 0
+    assert ls_env.tasks(project) == [] and ls_env.tasks(wrong_classes) == []
+
+
+def test_cli_push_pull_and_exit_code_2(ls_env, manifest, workspace):
+    project = ls_env.create_project()
+    runner = CliRunner()
+    args = ["--url", ls_env.url, "--project", str(project), "-w", str(workspace.path)]
+    res = runner.invoke(main, ["push", str(manifest.path), *args, "--data-column", "text"])
+    assert res.exit_code == 0, res.output
+    assert "pushed 30 new, 0 already there" in res.output
+    res = runner.invoke(main, ["push", str(manifest.path), *args, "--data-column", "text"])
+    assert res.exit_code == 0 and "pushed 0 new, 30 already there" in res.output
+    task = ls_env.tasks(project)[0]
+    ls_env.annotate(task["id"], "fox")
+    res = runner.invoke(main, ["pull", *args])
+    assert res.exit_code == 0 and "pulled 1 annotations: 1 labeled" in res.output
+    assert workspace.labeled().to_pylist()[0]["label"] == "fox"
+
+    before = workspace.pending().num_rows
+    bad = runner.invoke(main, ["push", str(manifest.path), "--url", ls_env.url, "--project", "424242", "-w", str(workspace.path)])
+    assert bad.exit_code == 2 and "alscale: error:" in bad.output and "424242" in bad.output
+    assert workspace.pending().num_rows == before
+
+
+@pytest.mark.slow
+def test_server_killed_mid_import_then_push_again_gives_exactly_one_task_each(ls_env, tmp_path, workspace):
+    n = 3000
+    pool = write_pool(tmp_path / "big.parquet", n)
+    ids = pq.read_table(pool, columns=["id"]).column("id").to_pylist()
+    m = make_manifest(tmp_path / "big", pool, ids, run_id="run-big")
+    project = ls_env.create_project()
+    from alscale.loop.workspace import Workspace
+
+    ws = Workspace.create(tmp_path / "ws-big", pool=pool, classes=CLASSES, settings={"eval_size": 10, "stop_set_size": 10, "initial_size": 10})
+    conn = LabelStudioConnector(ls_env.url, project, data_columns=["text"], chunk_size=100, retries=1, backoff=0.05)
+    outcome = {}
+
+    def run():
+        try:
+            outcome["result"] = conn.push(m, workspace=ws)
+        except QueueError as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while ws.pending().num_rows < 300 and time.monotonic() < deadline and thread.is_alive():
+        time.sleep(0.05)
+    ls_env.kill()
+    thread.join(timeout=120)
+    assert isinstance(outcome.get("error"), QueueUnavailableError), outcome
+    recorded = set(ws.pending().column("id").to_pylist())
+    assert 300 <= len(recorded) < n
+
+    ls_env.start()
+    in_ls = _ids_per_task(ls_env.tasks(project))
+    assert recorded <= set(in_ls)  # pending holds only what reached Label Studio
+    result = LabelStudioConnector(ls_env.url, project, data_columns=["text"], chunk_size=500).push(m, workspace=ws)
+    assert result.total == n
+    assert _ids_per_task(ls_env.tasks(project)) == collections.Counter(ids)
+    assert sorted(ws.pending().column("id").to_pylist()) == sorted(ids)
+
+
+def test_prediction_score_orders_by_rank():
+    k = 9
+    scores = [prediction_score(r, k) for r in range(1, k + 1)]
+    assert scores == sorted(scores) and scores[0] == 0.0 and scores[-1] == 1.0
+    assert prediction_score(1, 1) == 0.0

@@ -1,0 +1,122 @@
+"""The webhook receiver against a real Label Studio: webhooks, secrets, a killed receiver."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+
+from alscale.queues import LabelStudioConnector, WebhookListener
+
+from queue_support import CLASSES, free_port
+
+pytestmark = pytest.mark.labelstudio
+
+SECRET = "webhook-secret-for-tests"
+
+
+def _labels(ws):
+    return {r["id"]: r["label"] for r in ws.labeled().to_pylist() if r["status"] == "labeled"}
+
+
+def _wait(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_webhooks_record_labels_and_reject_missing_secret(ls_env, manifest, workspace):
+    project = ls_env.create_project()
+    conn = LabelStudioConnector(ls_env.url, project, data_columns=["text"])
+    conn.push(manifest, workspace=workspace)
+    fired = []
+    with WebhookListener(workspace, secret=SECRET, connector=conn, reconcile_every=None,
+                         next_round_after=3, on_next_round=fired.append) as listener:
+        hook_id = conn.register_webhook(listener.url, secret=SECRET)
+        assert conn.register_webhook(listener.url, secret=SECRET) == hook_id  # idempotent
+        tasks = sorted(ls_env.tasks(project), key=lambda t: t["id"])
+        truth = {}
+        for i, t in enumerate(tasks[:3]):
+            ann = ls_env.annotate(t["id"], CLASSES[i])  # Label Studio calls the webhook before answering
+            truth[t["data"]["alscale_id"]] = CLASSES[i]
+            assert _labels(workspace) == truth
+        assert _wait(lambda: fired == [3])
+        ls_env.update_annotation(ann["id"], "cat")  # ANNOTATION_UPDATED
+        truth[tasks[2]["data"]["alscale_id"]] = "cat"
+        assert _labels(workspace) == truth
+
+        before = workspace.label_log().num_rows
+        payload = {"action": "ANNOTATION_CREATED", "annotation": {"id": 999999, "result": [], "was_cancelled": True},
+                   "task": {"id": 1, "data": {"alscale_id": tasks[5]["data"]["alscale_id"]}}}
+        for headers in ({}, {"X-Alscale-Secret": "wrong"}):
+            r = httpx.post(listener.url, json=payload, headers=headers)
+            assert r.status_code == 401
+        assert workspace.label_log().num_rows == before
+        r = httpx.post(listener.url, json=payload, headers={"X-Alscale-Secret": SECRET})
+        assert r.status_code == 200 and r.json() == {"recorded": 1}
+        assert workspace.label_log().num_rows == before + 1
+
+
+def _listen(ls_env, project, workspace, port):
+    env = {**os.environ, "LABEL_STUDIO_API_KEY": ls_env.token, "ALSCALE_WEBHOOK_SECRET": SECRET}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "alscale", "listen", "-w", str(workspace.path), "--url", ls_env.url, "--project", str(project),
+         "--port", str(port), "--register", "--reconcile-every", "0"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    ok = _wait(lambda: proc.poll() is None and _up(port), timeout=60)
+    assert ok, proc.communicate(timeout=5)[0].decode()[-2000:] if proc.poll() is not None else "listen did not start"
+    return proc
+
+
+def _up(port):
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.mark.slow
+def test_killed_listener_loses_no_label_after_reconcile(ls_env, manifest, workspace):
+    project = ls_env.create_project()
+    LabelStudioConnector(ls_env.url, project, data_columns=["text"]).push(manifest, workspace=workspace)
+    tasks = sorted(ls_env.tasks(project), key=lambda t: t["id"])
+    port = free_port()
+    proc = _listen(ls_env, project, workspace, port)
+    try:
+        ls_env.annotate(tasks[0]["id"], "dog")
+        assert _wait(lambda: _labels(workspace) == {tasks[0]["data"]["alscale_id"]: "dog"})
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        ls_env.annotate(tasks[1]["id"], "fox")  # its webhook finds nobody listening
+        ls_env.annotate(tasks[2]["id"], None, skip=True)
+        assert tasks[1]["data"]["alscale_id"] not in _labels(workspace)
+        proc = _listen(ls_env, project, workspace, port)  # the reconcile pull at start catches up
+        want = {tasks[0]["data"]["alscale_id"]: "dog", tasks[1]["data"]["alscale_id"]: "fox"}
+        assert _wait(lambda: _labels(workspace) == want)
+        statuses = {r["id"]: r["status"] for r in workspace.labeled().to_pylist()}
+        assert statuses[tasks[2]["data"]["alscale_id"]] == "skipped"
+        ls_env.annotate(tasks[3]["id"], "cat")  # and webhooks flow again
+        assert _wait(lambda: _labels(workspace).get(tasks[3]["data"]["alscale_id"]) == "cat")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
+def test_listen_without_secret_exits_2(ls_env, workspace, monkeypatch):
+    from click.testing import CliRunner
+
+    from alscale.cli import main
+
+    monkeypatch.delenv("ALSCALE_WEBHOOK_SECRET", raising=False)
+    res = CliRunner().invoke(main, ["listen", "-w", str(workspace.path), "--url", ls_env.url, "--project", "1"])
+    assert res.exit_code == 2 and "ALSCALE_WEBHOOK_SECRET" in res.output

@@ -1,0 +1,141 @@
+"""BADGE: factored gradient embeddings and k-means|| over a LocalShardGroup."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.cluster import kmeans_plusplus
+
+from alscale.exceptions import ConfigError, PoolExhaustedError
+from alscale.reduce.kmeans_parallel import factored_sq_distances
+from alscale.reduce.shardgroup import LocalShardGroup
+from alscale.rowrandom import id_keys
+from alscale.strategies import get_strategy
+from alscale.strategies.gradient import gradient_embeddings, gradient_factors, make_badge_builder, select_badge
+
+
+def _pool(n, c, d, seed=0, clusters=8):
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((clusters, d)) * 2
+    h = np.maximum(centers[rng.integers(0, clusters, n)] + rng.standard_normal((n, d)), 0).astype(np.float32)
+    logits = h @ (rng.standard_normal((d, c)) * 1.5 / np.sqrt(d))
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    return (p / p.sum(1, keepdims=True)).astype(np.float32), h
+
+
+def _group(probs, emb, shards, selectable=None, params=None, batch=97):
+    n = len(probs)
+    ids = np.arange(n, dtype=np.int64) * 7 + 3
+    keys = id_keys(ids)
+    sel = np.ones(n, bool) if selectable is None else selectable
+    states = []
+    for part in np.array_split(np.arange(n), shards):
+        b = make_badge_builder(params)
+        for s in range(0, len(part), batch):
+            r = part[s : s + batch]
+            b.add(ids[r], keys[r], probs[r], emb[r], sel[r], np.zeros(len(r), bool))
+        states.append(b.finish())
+    return LocalShardGroup(states), ids
+
+
+def _cost(x, centers):
+    d = (x * x).sum(1)[:, None] + (centers * centers).sum(1)[None] - 2 * x @ centers.T
+    return float(np.maximum(d, 0).min(1).sum())
+
+
+def _exact_kmeanspp(x, k, rng):
+    """Plain sequential k-means++ on explicit vectors (the reference)."""
+    n = len(x)
+    first = rng.integers(n)
+    centers = [first]
+    closest = ((x - x[first]) ** 2).sum(1)
+    for _ in range(1, k):
+        j = int(np.searchsorted(np.cumsum(closest), rng.uniform() * closest.sum(), side="right"))
+        centers.append(j)
+        closest = np.minimum(closest, ((x - x[j]) ** 2).sum(1))
+    return np.array(centers)
+
+
+def test_factors_keep_predicted_class_term_and_match_explicit_distances():
+    probs, emb = _pool(50, 4, 6)
+    a, h = gradient_factors(probs, emb)
+    pred = probs.argmax(1)
+    np.testing.assert_allclose(a[np.arange(50), pred], probs[np.arange(50), pred] - 1.0, rtol=1e-6)
+    g = gradient_embeddings(probs, emb)
+    explicit = ((g[:, None, :] - g[None, :20, :]) ** 2).sum(-1)
+    np.testing.assert_allclose(factored_sq_distances(a, h, a[:20], h[:20]), explicit, rtol=1e-4, atol=1e-4)
+
+
+def test_quality_within_110_percent_of_exact_kmeanspp_median_over_5_seeds():
+    probs, emb = _pool(4000, 6, 24, seed=1)
+    g = gradient_embeddings(probs, emb)
+    group, ids = _group(probs, emb, 2, batch=1000)
+    k = 40
+    ref = [_cost(g, g[_exact_kmeanspp(g, k, np.random.default_rng(s))]) for s in range(5)]
+    ours = []
+    for seed in range(5):
+        sel = select_badge(group, k, seed)
+        rows = np.searchsorted(ids, sel["id"])
+        ours.append(_cost(g, g[rows]))
+    ratio = np.median(ours) / np.median(ref)
+    assert ratio <= 1.10, f"k-means|| cost {np.median(ours):.4g} vs exact k-means++ {np.median(ref):.4g}: ratio {ratio:.3f}"
+
+
+@pytest.mark.parametrize("params", [{}, {"sketch": "none"}, {"sketch": "kron", "sketch_dim": 24}])
+def test_tiny_pool_against_sklearn_kmeans_plusplus(params):
+    probs, emb = _pool(300, 3, 5, seed=2)
+    g = gradient_embeddings(probs, emb)
+    group, ids = _group(probs, emb, 2)
+    k = 12
+    ours = [_cost(g, g[np.searchsorted(ids, select_badge(group, k, s, params)["id"])]) for s in range(5)]
+    theirs = [_cost(g, kmeans_plusplus(g.astype(np.float64), k, random_state=s)[0]) for s in range(5)]
+    assert np.median(ours) <= 1.25 * np.median(theirs), (np.median(ours), np.median(theirs))
+
+
+@pytest.mark.parametrize("params", [{}, {"sketch": "none"}, {"rounds": 3, "oversampling": 0.5}])
+def test_same_selection_for_one_two_three_shards(params):
+    probs, emb = _pool(2000, 5, 12, seed=3)
+    results = []
+    for shards in (1, 2, 3):
+        group, _ = _group(probs, emb, shards, params=params)
+        results.append(select_badge(group, 25, 11, params))
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0]["id"], other["id"])
+        np.testing.assert_array_equal(results[0]["score"], other["score"])
+
+
+def test_exactly_k_distinct_selectable_nonzero_rows():
+    probs, emb = _pool(1500, 4, 8, seed=4)
+    probs[:200] = np.eye(4, dtype=np.float32)[np.arange(200) % 4]  # confident rows: zero gradient
+    selectable = np.ones(1500, bool)
+    selectable[200:700] = False
+    group, ids = _group(probs, emb, 3, selectable=selectable)
+    sel = select_badge(group, 60, 5)
+    rows = np.searchsorted(ids, sel["id"])
+    assert len(rows) == 60 and len(np.unique(rows)) == 60
+    assert selectable[rows].all()
+    assert (rows >= 200).all(), "a zero-gradient row (at the origin) was chosen while others remained"
+    np.testing.assert_array_equal(sel["predicted_index"], probs[rows].argmax(1))
+    np.testing.assert_allclose(sel["confidence"], probs[rows].max(1))
+    assert sel["score"].dtype == np.float64 and (sel["score"] > 0).all()
+
+
+def test_fills_to_k_when_few_distinct_gradients():
+    probs, emb = _pool(100, 3, 4, seed=5)
+    probs[:95] = np.eye(3, dtype=np.float32)[0]  # 95 identical rows at the origin
+    group, ids = _group(probs, emb, 2)
+    sel = select_badge(group, 10, 0)
+    assert len(np.unique(sel["id"])) == 10
+    assert sel.info["filled"] >= 4
+
+
+def test_float16_factors_and_errors():
+    probs, emb = _pool(500, 3, 6, seed=6)
+    group, _ = _group(probs, emb, 2, params={"factor_dtype": "float16"})
+    assert group.states[0].h.dtype == np.float16
+    assert len(np.unique(select_badge(group, 20, 0)["id"])) == 20
+    with pytest.raises(PoolExhaustedError, match="500 available / 501 requested"):
+        select_badge(group, 501, 0)
+    with pytest.raises(ConfigError, match="Did you mean 'rounds'"):
+        select_badge(group, 5, 0, {"round": 3})
+    assert get_strategy("badge").select is select_badge

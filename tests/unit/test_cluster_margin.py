@@ -1,0 +1,107 @@
+"""Cluster-Margin: round-robin order, shard invariance, centroid cache, large k."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from alscale.exceptions import PoolExhaustedError
+from alscale.reduce.cluster_margin import make_cluster_margin_builder, round_robin_order, select_cluster_margin
+from alscale.reduce.shardgroup import LocalShardGroup
+from alscale.rowrandom import id_keys
+
+
+def _data(n=3000, d=8, c=4, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((12, d)) * 3
+    x = (centers[rng.integers(0, 12, n)] + rng.standard_normal((n, d))).astype(np.float32)
+    probs = rng.dirichlet(np.ones(c), n).astype(np.float32)
+    return x, probs
+
+
+def _group(x, probs, shards, selectable=None):
+    n = len(x)
+    ids = np.arange(n, dtype=np.int64) + 1000
+    keys = id_keys(ids)
+    sel = np.ones(n, bool) if selectable is None else selectable
+    states = []
+    for part in np.array_split(np.arange(n), shards):
+        b = make_cluster_margin_builder({})
+        for s in range(0, len(part), 400):
+            r = part[s : s + 400]
+            b.add(ids[r], keys[r], probs[r], x[r], sel[r], np.zeros(len(r), bool))
+        states.append(b.finish())
+    return LocalShardGroup(states), ids
+
+
+def _reference(x, probs, ids, selectable, centroids, k, multiple):
+    """Straightforward numpy/python Cluster-Margin from given centroids."""
+    rows = np.flatnonzero(selectable)
+    cluster = np.argmin(((x[rows, None, :] - centroids[None]) ** 2).sum(-1), axis=1)
+    top2 = -np.sort(-probs[rows], axis=1)[:, :2]
+    score = 1.0 - (top2[:, 0] - top2[:, 1])
+    order = sorted(range(len(rows)), key=lambda i: (-score[i], ids[rows[i]]))[: int(multiple * k)]
+    members: dict[int, list[int]] = {}
+    for i in order:
+        members.setdefault(int(cluster[i]), []).append(i)
+    queue = sorted(members, key=lambda c: (len(members[c]), c))
+    out = []
+    while len(out) < k:
+        for c in queue:
+            if members[c] and len(out) < k:
+                out.append(members[c].pop(0))
+    return ids[rows[out]], cluster[out]
+
+
+def test_round_robin_order_matches_loop():
+    rng = np.random.default_rng(1)
+    cluster = rng.integers(0, 7, 200)
+    members: dict[int, list[int]] = {}
+    for i, c in enumerate(cluster):
+        members.setdefault(int(c), []).append(i)
+    queue = sorted(members, key=lambda c: (len(members[c]), c))
+    expected = []
+    while len(expected) < len(cluster):
+        for c in queue:
+            if members[c]:
+                expected.append(members[c].pop(0))
+    np.testing.assert_array_equal(round_robin_order(cluster), expected)
+
+
+def test_selection_matches_reference_for_any_shard_count_and_reuses_cache(tmp_path):
+    x, probs = _data()
+    selectable = np.ones(len(x), bool)
+    selectable[::5] = False
+    params = {"n_clusters": 10, "candidate_multiple": 4, "cache_dir": str(tmp_path), "cache_key": "m1-p1"}
+    group, ids = _group(x, probs, 2, selectable)
+    first = select_cluster_margin(group, 150, 3, params)
+    assert first.info["cache"] == "miss"
+    cache = tmp_path / "clusters-m1-p1.npy"
+    assert cache.exists() and not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    centroids = np.load(cache)
+    ref_ids, ref_cluster = _reference(x, probs, ids, selectable, centroids, 150, 4)
+    for shards in (1, 2, 3):
+        group, _ = _group(x, probs, shards, selectable)
+        sel = select_cluster_margin(group, 150, 3, params)
+        assert sel.info["cache"] == "hit"
+        np.testing.assert_array_equal(sel["id"], ref_ids)
+        np.testing.assert_array_equal(sel["cluster"], ref_cluster)
+    np.testing.assert_array_equal(first["id"], ref_ids)
+
+
+def test_sample_and_clustering_do_not_depend_on_sharding():
+    x, probs = _data(2000)
+    out = [select_cluster_margin(_group(x, probs, s)[0], 50, 0, {"n_clusters": 6}) for s in (1, 3)]
+    np.testing.assert_array_equal(out[0]["id"], out[1]["id"])
+    assert out[0].info["cache"] == "off"
+
+
+def test_batch_near_pool_size_and_errors():
+    x, probs = _data(5000, d=4)
+    group, ids = _group(x, probs, 2)
+    sel = select_cluster_margin(group, 4800, 0, {"n_clusters": 20})
+    assert len(np.unique(sel["id"])) == 4800 and sel["cluster"].dtype == np.int32
+    with pytest.raises(PoolExhaustedError, match="5000 available / 5001 requested"):
+        select_cluster_margin(group, 5001, 0)

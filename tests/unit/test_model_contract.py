@@ -1,0 +1,103 @@
+"""The model contract: detection, skl2onnx outputs, ZipMap refusal, probability checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from alscale.exceptions import ModelContractError, ModelError
+from alscale.model import ModelRunner, inspect_model
+from alscale.model.export import sklearn_to_onnx
+
+
+def _skl(tmp_path, zipmap: bool):
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    X = np.random.default_rng(0).normal(size=(60, 5)).astype(np.float32)
+    y = np.array(["cat", "dog", "eel"])[np.arange(60) % 3]
+    clf = LogisticRegression(max_iter=300).fit(X, y)
+    onx = to_onnx(clf, X[:1], options={id(clf): {"zipmap": zipmap}}, target_opset=17)
+    path = tmp_path / f"skl-{zipmap}.onnx"
+    path.write_bytes(onx.SerializeToString())
+    return path, clf, X
+
+
+def test_skl2onnx_label_and_probabilities(tmp_path):
+    path, clf, X = _skl(tmp_path, zipmap=False)
+    c = inspect_model(path)
+    assert c.class_output == "probabilities" and c.output_kind == "probabilities"
+    assert c.classes == ("cat", "dog", "eel") and c.input_width == 5 and c.embedding_output is None
+    probs = ModelRunner([c])(X).probs
+    np.testing.assert_allclose(probs, clf.predict_proba(X), atol=1e-5)
+
+
+def test_zipmap_is_refused_with_the_fix(tmp_path):
+    path, _, _ = _skl(tmp_path, zipmap=True)
+    with pytest.raises(ModelContractError, match="zipmap"):
+        inspect_model(path)
+
+
+def test_logits_are_softmaxed(model_factory):
+    probs_model, logits_model = model_factory(1), model_factory(1, output="logits")
+    c = inspect_model(logits_model)
+    assert c.output_kind == "logits" and c.embedding_output == "embedding"
+    X = np.random.default_rng(1).normal(size=(50, 8)).astype(np.float32)
+    a = ModelRunner([c])(X).probs
+    b = ModelRunner([inspect_model(probs_model)])(X).probs
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_sklearn_mlp_export_has_embedding(tmp_path):
+    from sklearn.neural_network import MLPClassifier
+
+    X = np.random.default_rng(0).normal(size=(80, 3)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    clf = MLPClassifier((5,), max_iter=2000, random_state=0).fit(X, y)
+    (tmp_path / "m.onnx").write_bytes(sklearn_to_onnx(clf))
+    c = inspect_model(tmp_path / "m.onnx")
+    out = ModelRunner([c], want_embeddings=True)(X)
+    np.testing.assert_allclose(out.probs, clf.predict_proba(X), atol=1e-5)
+    hidden = np.maximum(X @ clf.coefs_[0] + clf.intercepts_[0], 0)
+    np.testing.assert_allclose(out.embeddings, hidden, atol=1e-5)
+
+
+def _raw_model(tmp_path, name, output_name, nodes, inits=()):
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", 3])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["n", 3])],
+        initializer=list(inits),
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / name
+    onnx.save(model, path)
+    return path
+
+
+def test_outputs_that_are_not_probabilities(tmp_path):
+    relu = _raw_model(tmp_path, "relu.onnx", "probabilities", [helper.make_node("Relu", ["features"], ["probabilities"])])
+    with pytest.raises(ModelContractError, match="sum to"):  # caught at load time by the probe
+        inspect_model(relu)
+    third = onnx.numpy_helper.from_array(np.full(3, 1 / 3, np.float32), "third")
+    shifted = _raw_model(tmp_path, "shift.onnx", "probabilities", [helper.make_node("Add", ["features", "third"], ["probabilities"])], [third])
+    c = inspect_model(shifted)  # a distribution on the zeros probe ...
+    with pytest.raises(ModelContractError, match="sum to"):  # ... but not on real rows
+        ModelRunner([c])(np.full((4, 3), 0.1, np.float32))
+    with pytest.raises(ModelContractError, match="not a probability"):
+        ModelRunner([c])(np.full((4, 3), 5.0, np.float32))
+    nothing = _raw_model(tmp_path, "none.onnx", "out", [helper.make_node("Relu", ["features"], ["out"])])
+    with pytest.raises(ModelContractError, match="no class probability"):
+        inspect_model(nothing)
+
+
+def test_missing_and_corrupt_model_files(tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        inspect_model(tmp_path / "missing.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"\x00junk")
+    with pytest.raises(ModelError, match="Cannot load"):
+        inspect_model(tmp_path / "junk.onnx")

@@ -1,0 +1,121 @@
+"""Pool resolution, feature layouts, shard planning and streaming reads (pyarrow only)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from alscale.datasets import feature_array, make_pool, mixture
+from alscale.exceptions import ConfigError, PoolError, PoolSchemaError, ShardError
+from alscale.pool import decode_features, detect_features, iter_shard, plan_shards, read_id_file, resolve_pool
+
+
+@pytest.mark.parametrize("layout", ["binary", "list", "columns"])
+def test_layouts_decode_to_the_same_array(tmp_path, layout):
+    X, _ = mixture(1000, 6, 10, 3)
+    table = pa.table({"id": np.arange(1000), **feature_array(X, layout)})
+    (tmp_path / layout).mkdir()
+    pq.write_table(table, tmp_path / layout / "p.parquet", row_group_size=300)
+    pool = resolve_pool(str(tmp_path / layout))
+    spec = detect_features(pool.schema, "id")
+    assert spec.kind == layout and spec.width == 6
+    shard = plan_shards(pool, 1)[0]
+    batches = list(iter_shard(None, shard, spec, "id", 128))
+    assert max(len(b.ids) for b in batches) == 128
+    np.testing.assert_array_equal(np.concatenate([b.features for b in batches]), X)
+    np.testing.assert_array_equal(np.concatenate([b.ids for b in batches]), np.arange(1000))
+
+
+def test_binary_decode_is_zero_copy_and_respects_slices():
+    X = np.arange(40, dtype=np.float32).reshape(10, 4)
+    batch = pa.record_batch(feature_array(X, "binary"))
+    spec = detect_features(batch.schema, "id")
+    out = decode_features(batch.slice(3, 4), spec)
+    np.testing.assert_array_equal(out, X[3:7])
+    assert not out.flags.owndata  # a view on Arrow's buffer
+
+
+def test_null_feature_rows_become_nan():
+    arr = pa.FixedSizeListArray.from_arrays(pa.array(np.ones(6, np.float32)), 2)
+    arr = pa.array([[1.0, 2.0], None, [3.0, 4.0]], type=pa.list_(pa.float32(), 2))
+    out = decode_features(pa.record_batch({"features": arr}), detect_features(pa.schema([("features", arr.type)]), "id"))
+    assert np.isnan(out[1]).all() and out[2].tolist() == [3.0, 4.0]
+
+
+def test_shards_balance_rows_and_cover_every_row_group(tmp_path):
+    make_pool(tmp_path / "p", 10_000, n_features=2, files=3, row_group_size=700)
+    pool = resolve_pool(str(tmp_path / "p"))
+    for n in (1, 2, 3, 5):
+        shards = plan_shards(pool, n)
+        assert len(shards) == n
+        pieces = [p for s in shards for p in s.pieces]
+        assert len(pieces) == len(set(pieces)) == sum(len(f.row_groups) for f in pool.files)
+        sizes = [s.rows for s in shards]
+        assert sum(sizes) == 10_000 and max(sizes) - min(sizes) <= 2 * 700
+
+
+def test_more_shards_than_row_groups(tmp_path):
+    make_pool(tmp_path / "p", 100, n_features=2, row_group_size=60)
+    assert len(plan_shards(resolve_pool(str(tmp_path / "p")), 8)) == 2
+
+
+def test_glob_and_single_file(tmp_path):
+    make_pool(tmp_path / "p", 900, n_features=2, files=3)
+    assert len(resolve_pool(str(tmp_path / "p" / "part-0000[01].parquet")).files) == 2
+    assert resolve_pool(str(tmp_path / "p" / "part-00000.parquet")).rows == 300
+    assert resolve_pool("file://" + str(tmp_path / "p")).rows == 900
+
+
+def test_missing_corrupt_empty_and_idless_pools(tmp_path):
+    with pytest.raises(PoolError, match="does not exist"):
+        resolve_pool(str(tmp_path / "nope"))
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(PoolSchemaError, match="not readable Parquet"):
+        resolve_pool(str(tmp_path / "bad.parquet"))
+    pq.write_table(pa.table({"id": pa.array([], pa.int64()), "x": pa.array([], pa.float32())}), tmp_path / "empty.parquet")
+    with pytest.raises(PoolError, match="empty"):
+        resolve_pool(str(tmp_path / "empty.parquet"))
+
+
+def test_feature_detection_errors():
+    schema = pa.schema([("id", pa.int64()), ("a", pa.list_(pa.float32(), 3)), ("b", pa.list_(pa.float32(), 3))])
+    with pytest.raises(PoolSchemaError, match="--features"):
+        detect_features(schema, "id")
+    assert detect_features(schema, "id", ["b"]).columns == ("b",)
+    with pytest.raises(PoolSchemaError, match="not in the pool"):
+        detect_features(schema, "id", ["zz"])
+    mixed = pa.schema([("id", pa.int64()), ("x", pa.float32()), ("text", pa.string())])
+    with pytest.raises(PoolSchemaError, match="--features"):
+        detect_features(mixed, "id")
+
+
+def test_corrupt_row_group_names_file_and_group(tmp_path):
+    make_pool(tmp_path / "p", 400, n_features=4, row_group_size=100, compression="snappy")
+    path = tmp_path / "p" / "part-00000.parquet"
+    meta = pq.ParquetFile(path).metadata
+    col = meta.row_group(2).column(1)
+    data = bytearray(path.read_bytes())
+    start = col.data_page_offset
+    data[start + 8 : start + 40] = b"\xff" * 32  # scribble over the page of row group 2
+    path.write_bytes(bytes(data))
+    pool = resolve_pool(str(tmp_path / "p"))
+    spec = detect_features(pool.schema, "id")
+    with pytest.raises(ShardError, match=r"row group 2"):
+        for _ in iter_shard(None, plan_shards(pool, 1)[0], spec, "id", 50):
+            pass
+
+
+def test_id_files(tmp_path):
+    (tmp_path / "ids.txt").write_text("3\n\n5\n")
+    (tmp_path / "ids.csv").write_text("id,other\n7,x\n8,y\n")
+    pq.write_table(pa.table({"id": [9, 10]}), tmp_path / "ids.parquet")
+    assert read_id_file(tmp_path / "ids.txt").tolist() == [3, 5]
+    assert read_id_file(tmp_path / "ids.csv").tolist() == [7, 8]
+    assert read_id_file(tmp_path / "ids.parquet").tolist() == [9, 10]
+    with pytest.raises(ConfigError, match="Cannot read id file"):
+        read_id_file(tmp_path / "missing.txt")
+    (tmp_path / "words.txt").write_text("abc\n")
+    with pytest.raises(ConfigError, match="integers"):
+        read_id_file(tmp_path / "words.txt")
