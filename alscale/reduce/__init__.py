@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from alscale.reduce.kmeans_parallel import kmeans_parallel, kmeanspp_factored
 from alscale.reduce.shardgroup import LocalShardGroup, Selection, ShardGroup
 from alscale.reduce.topk import TopK, top_k_order
 
-__all__ = ["LocalShardGroup", "Selection", "ShardGroup", "TopK", "kmeans_parallel", "kmeanspp_factored", "top_k_order"]
+__all__ = ["LocalShardGroup", "Selection", "ShardGroup", "TopK", "top_k_order"]

@@ -8,6 +8,7 @@ import pytest
 from sklearn import metrics as skm
 
 from alscale.loop import _pool
+from alscale.loop.plots import plot_composition
 from alscale.loop.report import status_table
 from alscale.loop.rounds import load_history, run_round
 from alscale.loop.train import predict_onnx
@@ -63,3 +64,12 @@ def test_seed_round_then_model_round(tmp_path, blob_pool, ray_private):
 
     text = status_table(ws)
     assert "round" in text and f"{r1['metrics']['accuracy']:.4f}" in text
+    png = plot_composition(load_history(ws), tmp_path / "composition.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    comp = r1["composition"]
+    train_labels = [r["label"] for r in _oracle(ws, seed_ids)]
+    y_ev_str = [str(v) for v in y_ev]
+    shares = lambda vals: np.array([sum(str(v) == str(c) for v in vals) / len(vals) for c in (0, 1, 2)])  # noqa: E731
+    from scipy.spatial.distance import jensenshannon
+
+    assert comp["classes_jsd"] == pytest.approx(jensenshannon(shares(train_labels), shares(y_ev_str), base=2) ** 2)

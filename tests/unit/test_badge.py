@@ -139,3 +139,16 @@ def test_float16_factors_and_errors():
     with pytest.raises(ConfigError, match="Did you mean 'rounds'"):
         select_badge(group, 5, 0, {"round": 3})
     assert get_strategy("badge").select is select_badge
+
+
+def test_final_kmeanspp_pairwise_and_streamed_paths_agree(monkeypatch):
+    from alscale.reduce import kmeans_parallel as kp
+
+    probs, emb = _pool(700, 4, 8, seed=7)
+    a, h = gradient_factors(probs, emb)
+    w = np.arange(700) % 5 + 1.0
+    fast = kp.kmeanspp_factored(a, h, 30, np.random.default_rng(1), w)
+    monkeypatch.setattr(kp, "_PAIRWISE_MAX", 0)
+    slow = kp.kmeanspp_factored(a, h, 30, np.random.default_rng(1), w)
+    np.testing.assert_array_equal(fast[0], slow[0])
+    np.testing.assert_allclose(fast[1], slow[1], rtol=1e-5)
