@@ -1,0 +1,31 @@
+"""Settings: defaults < config file < flags; unknown keys suggest the close match."""
+
+from __future__ import annotations
+
+import pytest
+
+from alscale.config import make_settings
+from alscale.exceptions import ConfigError
+
+
+def test_file_then_overrides(tmp_path):
+    (tmp_path / "c.yaml").write_text("pool: pool/\nmodel: [a.onnx, b.onnx]\nk: 5\nstrategy-params: {oversampling: 2}\n")
+    s = make_settings(tmp_path / "c.yaml", k=9, exclude=[], strategy=None)
+    assert s.k == 9 and s.strategy == "entropy" and s.pool == str(tmp_path / "pool/")
+    assert s.model == (str(tmp_path / "a.onnx"), str(tmp_path / "b.onnx"))
+    assert dict(s.strategy_params) == {"oversampling": 2}
+
+
+def test_unknown_keys_and_bad_values(tmp_path):
+    (tmp_path / "c.toml").write_text('pool = "p"\nmodel = "m"\nbatchsize = 3\n')
+    with pytest.raises(ConfigError, match="Did you mean 'batch_size'"):
+        make_settings(tmp_path / "c.toml")
+    with pytest.raises(ConfigError, match="The 'k' parameter must be an int >= 1. Got -1 instead."):
+        make_settings(pool="p", model=["m"], k=-1)
+    with pytest.raises(ConfigError, match="'pool' setting is required"):
+        make_settings(model=["m"])
+    (tmp_path / "broken.toml").write_text("pool = [\n")
+    with pytest.raises(ConfigError, match="not valid"):
+        make_settings(tmp_path / "broken.toml")
+    with pytest.raises(ConfigError, match="on_invalid"):
+        make_settings(pool="p", model=["m"], on_invalid="ignore")
