@@ -91,11 +91,20 @@ def _member(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return sorted_keys[pos] == keys
 
 
+def _finite_rows(features: np.ndarray) -> np.ndarray:
+    """Rows of ``features`` (n, d) without NaN or inf (a fast flat check first: usually all are)."""
+    if np.isfinite(features).all():
+        return np.ones(features.shape[0], dtype=bool)
+    return np.isfinite(features).all(axis=1)
+
+
 def bucket_keys(keys: Sequence[np.ndarray], n_buckets: int) -> list[np.ndarray]:
-    """Split row keys into ``n_buckets`` sorted arrays by ``key % n_buckets`` (for the id check)."""
+    """Split row keys into ``n_buckets`` arrays by ``key % n_buckets`` (for the id check)."""
     allk = np.concatenate(keys) if keys else np.empty(0, dtype=np.uint64)
+    if n_buckets == 1:
+        return [allk]
     which = allk % np.uint64(n_buckets)
-    return [np.sort(allk[which == b]) for b in range(n_buckets)]
+    return [allk[which == b] for b in range(n_buckets)]
 
 
 def find_duplicate_key(*sorted_parts: np.ndarray) -> int | None:
@@ -150,7 +159,7 @@ class ShardWorker:
             excluded = _member(exclude_keys, keys)
             labeled = _member(labeled_keys, keys)
             result.rows_labeled += int(labeled.sum())
-            finite = np.isfinite(batch.features).all(axis=1)
+            finite = _finite_rows(batch.features)
             invalid = ~finite
             n_invalid = int(invalid.sum())
             if n_invalid:
@@ -211,9 +220,13 @@ class ShardWorker:
                 return
             batch = ScoringBatch(outputs.probs, keys, seed, outputs.member_probs, outputs.embeddings)
             scores = strategy.score(batch)
-            predicted = outputs.probs.argmax(axis=1)
-            confidence = outputs.probs[np.arange(len(predicted)), predicted]
-            top.add(scores, ids, predicted_index=predicted.astype(np.int32), confidence=confidence.astype(np.float32))
+            admitted = np.flatnonzero(scores >= top.threshold())  # the payload only for rows that can enter
+            if admitted.size == 0:
+                return
+            probs = outputs.probs[admitted]
+            predicted = probs.argmax(axis=1)
+            confidence = probs[np.arange(len(predicted)), predicted]
+            top.add(scores[admitted], ids[admitted], predicted_index=predicted.astype(np.int32), confidence=confidence.astype(np.float32))
 
         seen = self._scan(shard, exclude_keys, labeled_keys, consume, result)
         result.top = top.result() if len(top) else None

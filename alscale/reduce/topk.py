@@ -68,10 +68,25 @@ class TopK:
     def __len__(self) -> int:
         return 0 if self.columns is None else len(self.columns["score"])
 
+    def threshold(self) -> float:
+        """The lowest score that can still enter (``-inf`` until ``k`` rows are kept).
+
+        A row scoring below it can never be selected, so callers may skip building its payload.
+        Rows scoring exactly the threshold can still enter on the id tie-break.
+        """
+        if self.columns is None or len(self.columns["score"]) < self.k:
+            return -np.inf
+        return float(self.columns["score"][-1])
+
     def add(self, scores: npt.ArrayLike, ids: npt.ArrayLike, **payload: npt.ArrayLike) -> None:
         """Offer a block of rows: ``scores`` (n,), ``ids`` (n,), payload arrays of length n."""
         block = {"score": np.asarray(scores, dtype=np.float64), "id": np.asarray(ids)}
         block.update({name: np.asarray(col) for name, col in payload.items()})
+        threshold = self.threshold()
+        if threshold > -np.inf:  # drop rows that cannot enter before any sorting
+            keep = block["score"] >= threshold
+            if not keep.all():
+                block = {name: col[keep] for name, col in block.items()}
         if self.columns is not None:
             if set(block) != set(self.columns):
                 raise ValueError(f"payload columns differ: {sorted(block)} vs {sorted(self.columns)}")

@@ -21,9 +21,9 @@ __all__ = ["entropy", "least_confidence", "margin", "random_scores"]
 def entropy(probs: npt.NDArray[np.floating]) -> np.ndarray:
     """Shannon entropy ``-sum_c p_c log p_c`` of each row (0 log 0 = 0)."""
     p = np.asarray(probs, dtype=np.float32)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-    return (-terms.sum(axis=1)).astype(np.float32)
+    # p * log(max(p, tiny)) is exactly 0 where p == 0, so no mask is needed
+    logp = np.log(np.maximum(p, np.finfo(np.float32).tiny))
+    return (np.einsum("ij,ij->i", p, logp) * -1.0 + 0.0).astype(np.float32)
 
 
 def margin(probs: npt.NDArray[np.floating]) -> np.ndarray:

@@ -2,16 +2,12 @@
 and Ray head nodes on this machine (loopback only, own temp dirs, stopped by pid).
 
 Ray 2.60 turns token authentication on by default; these clusters run with
-``RAY_AUTH_MODE=disabled`` (set here, before Ray is imported) and only listen on 127.0.0.1.
+``RAY_AUTH_MODE=disabled`` (conftest sets it before Ray starts) and only listen on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import os
-
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ["RAY_AUTH_MODE"] = "disabled"
-
 import signal
 import socket
 import subprocess
@@ -33,19 +29,27 @@ N_FILES, ROW_GROUP = 4, 150
 # --------------------------------------------------------------------------- data
 
 
-def write_pool(folder: Path, *, n_rows: int = N_ROWS, n_files: int = N_FILES, seed: int = 0) -> Path:
-    """Write ``n_files`` Parquet files: ``id`` int64 and ``features`` fixed_size_list<float32>."""
+def write_pool(folder: Path, *, n_rows: int = N_ROWS, n_files: int = N_FILES, seed: int = 0,
+               sizes: list[int] | None = None, row_group: int = ROW_GROUP) -> Path:
+    """Write Parquet files of ``id`` int64 and ``features`` fixed_size_list<float32>.
+
+    ``n_rows`` split evenly over ``n_files``, or files of the given ``sizes``.
+    """
     folder.mkdir(parents=True, exist_ok=True)
+    if sizes is not None:
+        n_rows = sum(sizes)
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n_rows, N_FEATURES)).astype(np.float32)
     ids = np.arange(n_rows, dtype=np.int64) * 7 + 11
-    for i, part in enumerate(np.array_split(np.arange(n_rows), n_files)):
+    parts = (np.split(np.arange(n_rows), np.cumsum(sizes)[:-1]) if sizes is not None
+             else np.array_split(np.arange(n_rows), n_files))
+    for i, part in enumerate(parts):
         values = pa.array(x[part].ravel(), type=pa.float32())
         table = pa.table({
             "id": pa.array(ids[part]),
             "features": pa.FixedSizeListArray.from_arrays(values, N_FEATURES),
         })
-        pq.write_table(table, folder / f"part-{i:03d}.parquet", row_group_size=ROW_GROUP)
+        pq.write_table(table, folder / f"part-{i:03d}.parquet", row_group_size=row_group)
     return folder
 
 
@@ -72,20 +76,32 @@ def write_model(path: Path, seed: int = 1) -> Path:
     return path
 
 
-def reference_entropy(pool: Path, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """numpy recomputation of the model and entropy: (ids (n,), scores (n,) float64)."""
-    ids, x = read_pool(pool)
+def reference_scores(x: np.ndarray, seed: int = 1) -> np.ndarray:
+    """numpy recomputation of the model and the entropy strategy: scores (n,) float64."""
     (w1, w2), (b1, b2) = model_params(seed)
     h = np.maximum(x.astype(np.float64) @ w1 + b1, 0.0)
     z = h @ w2 + b2
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
-    return ids, -(p * np.log(p)).sum(axis=1)
+    return -(p * np.log(p)).sum(axis=1)
 
 
-def assert_matches_reference(batch, pool: Path, k: int) -> None:
-    """The batch holds k ids whose numpy entropies are the k best, in rank order (float tolerance)."""
-    ids, scores = reference_entropy(pool)
+def read_pieces(pieces) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, features) of the given (path, row_group) pieces."""
+    tables = [pq.ParquetFile(path).read_row_group(group) for path, group in pieces]
+    table = pa.concat_tables(tables)
+    feats = table["features"].combine_chunks().flatten().to_numpy().reshape(-1, N_FEATURES)
+    return table["id"].to_numpy(), feats
+
+
+def assert_matches_reference(batch, pool: Path | tuple, k: int) -> None:
+    """The batch holds the k rows whose numpy entropies are the k best, in rank order.
+
+    ``pool`` is a pool folder or an ``(ids, features)`` pair.  Scores agree to float32
+    precision, so the check allows 1e-5 at the k-th boundary.
+    """
+    ids, x = read_pool(pool) if isinstance(pool, Path) else pool
+    scores = reference_scores(x)
     got = batch.column("id").to_numpy()
     assert len(got) == k and len(set(got.tolist())) == k
     by_id = dict(zip(ids.tolist(), scores.tolist()))
@@ -94,6 +110,15 @@ def assert_matches_reference(batch, pool: Path, k: int) -> None:
     kth = np.sort(scores)[::-1][k - 1]
     assert ref_scores.min() >= kth - 1e-5
     assert np.all(np.diff(ref_scores) <= 1e-5)  # rank order follows the score
+
+
+def corrupt_row_group(path: Path, row_group: int, column: int = 1) -> None:
+    """Overwrite the data page header of one column chunk of one row group with garbage."""
+    chunk = pq.ParquetFile(path).metadata.row_group(row_group).column(column)
+    data = bytearray(path.read_bytes())
+    offset = chunk.data_page_offset
+    data[offset:offset + 8] = b"\xff" * 8
+    path.write_bytes(bytes(data))
 
 
 # --------------------------------------------------------------------------- processes
@@ -147,6 +172,7 @@ class HeadNode:
         self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
         self.gcs_address = f"127.0.0.1:{self.port}"
         self.env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled",
+                        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
                         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
         cmd = [
             str(Path(sys.executable).parent / "ray"), "start", "--head",

@@ -6,13 +6,15 @@ import os
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ["RAY_AUTH_MODE"] = "disabled"
+# node addresses on loopback (127.0.0.1) rather than the machine's network address
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
-from clusterkit import HeadNode, write_model, write_pool
+from tests.cluster.clusterkit import HeadNode, write_model, write_pool
 
 
 @pytest.fixture(scope="session")
@@ -50,12 +52,16 @@ def ray_cluster():
     temp_dir = tempfile.mkdtemp(prefix="alscale-rc-")
     cluster = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 1, "temp_dir": temp_dir, "include_dashboard": False,
-                        "node_ip_address": "127.0.0.1"},
+        head_node_args={
+            "num_cpus": 1, "temp_dir": temp_dir, "include_dashboard": False,
+            # notice a removed node within seconds
+            "_system_config": {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
+                               "health_check_failure_threshold": 3},
+        },
     )
     try:
         for _ in range(2):
-            cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+            cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
         yield cluster

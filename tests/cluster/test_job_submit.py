@@ -17,7 +17,7 @@ import pytest
 
 from alscale.manifest import Manifest
 
-from clusterkit import REPO, assert_matches_reference
+from tests.cluster.clusterkit import REPO, assert_matches_reference
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 

@@ -1,0 +1,97 @@
+"""Resume: a driver killed with SIGKILL mid-run leaves checkpoints of its finished shards; the
+rerun reuses them (the manifest counts them) and writes the identical batch.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+import alscale
+from alscale.config import make_settings
+from alscale.manifest import Manifest
+from tests.cluster.clusterkit import assert_matches_reference, write_pool
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+ray = pytest.importorskip("ray")
+
+K = 30
+PARAMS = {"strategy": "entropy", "k": K, "seed": 2, "batch_size": 2, "actors": 2}
+# one big and one small file, one row group each: two shards, the small one finishes first
+SIZES = [9000, 1200]
+
+DRIVER = """
+import sys, ray, alscale
+ray.init(address=sys.argv[1], log_to_driver=False)
+alscale.select(sys.argv[2], sys.argv[3], out=sys.argv[4], **eval(sys.argv[5]))
+"""
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    return write_pool(tmp_path_factory.mktemp("resume") / "pool", sizes=SIZES, row_group=max(SIZES), seed=3)
+
+
+def checkpoint_files(out) -> list:
+    root = out.parent / (out.name + ".checkpoints")
+    return sorted(root.glob("*/shard-*.npz")) if root.exists() else []
+
+
+def test_rerun_after_driver_sigkill_reuses_finished_shards(ray_cluster, pool, data_dir, tmp_path):
+    model = data_dir / "model.onnx"
+    reference = alscale.select(str(pool), str(model), out=str(tmp_path / "reference"), **PARAMS)
+    assert reference.data["counts"]["shards_resumed"] == 0
+    assert not (tmp_path / "reference.checkpoints").exists()  # removed once the manifest is safe
+    assert_matches_reference(reference.batch, pool, K)
+
+    out = tmp_path / "batch"
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, ray_cluster.address, str(pool), str(model), str(out), repr(PARAMS)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 180
+    while not checkpoint_files(out):
+        assert driver.poll() is None, f"the driver ended before any checkpoint: {driver.stderr.read()[-3000:]}"
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait(30)
+    driver.stderr.close()
+    assert driver.returncode == -signal.SIGKILL
+    assert not out.exists(), "the killed driver wrote its manifest"
+    saved = checkpoint_files(out)
+    assert [p.name for p in saved] == ["shard-00001.npz"]  # the small shard only
+
+    resumed = alscale.select(str(pool), str(model), out=str(out), **PARAMS)
+    counts = resumed.data["counts"]
+    assert counts["shards_resumed"] == 1 and counts["shards"] == 2
+    assert counts["rows_scored"] == sum(SIZES)
+    assert pq.read_table(out / "batch.parquet").equals(pq.read_table(tmp_path / "reference" / "batch.parquet"))
+    assert Manifest.read(out).batch.equals(reference.batch)
+    assert not checkpoint_files(out)
+
+
+def test_checkpoint_key_follows_the_inputs(pool, data_dir, tmp_path):
+    from alscale.engine.checkpoint import checkpoint_key
+    from alscale.engine.driver import prepare_run
+    from alscale.pool.shards import plan_shards
+
+    def key(**changes):
+        options = {"pool": str(pool), "model": (str(data_dir / "model.onnx"),), "out": str(tmp_path / "o"),
+                   "strategy": "entropy", "k": K, "seed": 2}
+        options.update(changes)
+        run = prepare_run(make_settings(**options))
+        return checkpoint_key(run, plan_shards(run.pool, 2), 2)
+
+    base = key()
+    assert key() == base
+    assert key(batch_size=7) == base  # batching does not change a shard's result
+    for change in ({"k": K + 1}, {"seed": 3}, {"strategy": "margin"}):
+        assert key(**change) != base, change
