@@ -21,9 +21,23 @@ __all__ = [
     "AlscaleError",
     "Manifest",
     "SelectSettings",
+    "Workspace",
     "__version__",
     "inspect_model",
     "load_config_file",
     "make_settings",
+    "run_round",
     "select",
+    "simulate",
 ]
+
+# the loop pulls in scikit-learn and matplotlib: load it only when asked for
+_LAZY = {"Workspace": "alscale.loop", "run_round": "alscale.loop", "simulate": "alscale.loop"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'alscale' has no attribute {name!r}")

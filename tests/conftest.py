@@ -88,7 +88,7 @@ def ray_local(tmp_path_factory):
         yield
         return
     temp_dir = tempfile.mkdtemp(prefix="alscale-t-")  # short: Ray's socket paths have a length limit
-    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir, configure_logging=False)
+    ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir, configure_logging=False)
     try:
         yield
     finally:

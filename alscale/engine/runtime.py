@@ -42,7 +42,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         ray.init(address=address, **kwargs)
     else:
         temp_dir = tempfile.mkdtemp(prefix="alscale-ray-")
-        ray.init(num_cpus=num_cpus, _temp_dir=temp_dir, **kwargs)
+        # address="local": always a new private Ray, never one found on this machine
+        ray.init(address="local", num_cpus=num_cpus, _temp_dir=temp_dir, **kwargs)
     try:
         yield
     finally:
