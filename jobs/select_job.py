@@ -19,16 +19,13 @@ Exit status: 0 on success, 2 for an alscale error (bad config, pool, model, outp
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import tempfile
 import uuid
 from typing import Any
 
-log = logging.getLogger("alscale.jobs.select")
-
-EXIT_OK, EXIT_FAILED, EXIT_ALSCALE_ERROR = 0, 1, 2
+from _common import connect_ray, run_job
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,18 +59,6 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def is_remote(location: str) -> bool:
     """True when ``location`` is a filesystem URI (``scheme://...``) rather than a local path."""
     return "://" in location
-
-
-def connect_ray(address: str | None) -> None:
-    """Join the cluster the job runs on; without an address, leave it to alscale (local Ray)."""
-    address = address or os.environ.get("RAY_ADDRESS")
-    if not address:
-        return
-    import ray
-
-    if not ray.is_initialized():
-        # RAY_ADDRESS is what `ray job submit` and KubeRay give the driver.
-        ray.init(address=address if address != "auto" else "auto", log_to_driver=True)
 
 
 def publish(local_dir: str, uri: str, *, force: bool) -> None:
@@ -144,27 +129,15 @@ def run(settings) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from alscale.config import make_settings
-    from alscale.exceptions import AlscaleError
 
-    try:
+    def body() -> str:
+        from alscale.config import make_settings
+
         settings = make_settings(args.config, **_overrides(args))
         connect_ray(settings.address)
-        where = run(settings)
-    except AlscaleError as exc:
-        if args.verbose:
-            log.exception("selection failed")
-        sys.stderr.write(f"alscale: error: {exc}\n")
-        return EXIT_ALSCALE_ERROR
-    except Exception as exc:  # a bug or a cluster failure: one line, traceback with -v
-        if args.verbose:
-            log.exception("selection failed")
-        sys.stderr.write(f"alscale: job failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}\n")
-        return EXIT_FAILED
-    sys.stdout.write(f"manifest written to {where}\n")
-    return EXIT_OK
+        return f"manifest written to {run(settings)}"
+
+    return run_job(body, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,60 @@
+"""What every alscale Ray job entrypoint shares: joining the cluster, exit codes, one-line errors.
+
+The entrypoints run as ``python jobs/<name>.py``, so this module is imported from the script's
+own folder (``jobs/`` is first on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+EXIT_OK, EXIT_FAILED, EXIT_ALSCALE_ERROR = 0, 1, 2
+
+log = logging.getLogger("alscale.jobs")
+
+
+def connect_ray(address: str | None = None) -> None:
+    """Join the cluster the job runs on (``RAY_ADDRESS``, which ``ray job submit`` and KubeRay set).
+
+    Without an address alscale starts a private local Ray for the call, as ``alscale select``.
+    """
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        return
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=True)
+
+
+def run_job(body: Callable[[], str], *, verbose: bool) -> int:
+    """Run ``body`` (which returns a line to print on success) and turn failures into exit codes.
+
+    Returns
+    -------
+    int
+        0 on success, 2 for an :class:`~alscale.exceptions.AlscaleError`, 1 for anything else;
+        the reason is one line on stderr (the traceback too with ``verbose``).
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from alscale.exceptions import AlscaleError
+
+    try:
+        line = body()
+    except AlscaleError as exc:
+        if verbose:
+            log.exception("job failed")
+        sys.stderr.write(f"alscale: error: {exc}\n")
+        return EXIT_ALSCALE_ERROR
+    except Exception as exc:  # a bug or a cluster failure: one line, the traceback with -v
+        if verbose:
+            log.exception("job failed")
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        sys.stderr.write(f"alscale: job failed: {type(exc).__name__}: {detail}\n")
+        return EXIT_FAILED
+    sys.stdout.write(line.rstrip("\n") + "\n")
+    return EXIT_OK
