@@ -19,6 +19,7 @@ Exit status: 0 on success, 2 for an alscale error (bad config, pool, model, outp
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -61,6 +62,22 @@ def is_remote(location: str) -> bool:
     return "://" in location
 
 
+def _open_destination(uri: str, *, force: bool):
+    """(filesystem, path) of an output URI that may be written; OutputError if it may not."""
+    from pyarrow import fs as pafs
+
+    from alscale.exceptions import OutputError
+
+    try:
+        filesystem, path = pafs.FileSystem.from_uri(uri)
+        exists = filesystem.get_file_info(path.rstrip("/")).type != pafs.FileType.NotFound
+    except (ValueError, OSError) as exc:
+        raise OutputError(f"Cannot open output location {uri!r}: {exc}".splitlines()[0]) from None
+    if exists and not force:
+        raise OutputError(f"Output {uri!r} exists already; pass --force to replace it.")
+    return filesystem, path.rstrip("/")
+
+
 def publish(local_dir: str, uri: str, *, force: bool) -> None:
     """Copy a finished manifest folder to ``uri``: staged beside it, then renamed into place.
 
@@ -77,13 +94,7 @@ def publish(local_dir: str, uri: str, *, force: bool) -> None:
 
     from alscale.exceptions import OutputError
 
-    try:
-        filesystem, path = pafs.FileSystem.from_uri(uri)
-    except (ValueError, OSError) as exc:
-        raise OutputError(f"Cannot open output location {uri!r}: {exc}".splitlines()[0]) from None
-    path = path.rstrip("/")
-    if filesystem.get_file_info(path).type != pafs.FileType.NotFound and not force:
-        raise OutputError(f"Output {uri!r} exists already; pass --force to replace it.")
+    filesystem, path = _open_destination(uri, force=force)
     staging = f"{path}.partial-{uuid.uuid4().hex[:12]}"
     try:
         filesystem.create_dir(staging, recursive=True)
@@ -110,13 +121,13 @@ def run(settings) -> str:
     """Run the selection described by ``settings``; return where the manifest was written."""
     import alscale
 
-    kwargs = settings.to_dict() if hasattr(settings, "to_dict") else dict(vars(settings))
-    kwargs = {key: getattr(settings, key) for key in kwargs}
+    kwargs = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
     kwargs["address"] = None  # connect_ray() has joined the cluster already
     out = settings.out
     if out is None or not is_remote(out):
         manifest = alscale.select(**kwargs)
         return str(manifest.path)
+    _open_destination(out, force=settings.force)  # fail before the work, not after
     if not settings.checkpoint_dir:
         kwargs["checkpoint_dir"] = out.rstrip("/") + ".checkpoints"
     with tempfile.TemporaryDirectory(prefix="alscale-job-") as tmp:

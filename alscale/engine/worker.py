@@ -246,7 +246,8 @@ class ShardWorker:
         Returns ``(ShardResult, bucket_0, ...)`` like :meth:`score_shard`.
         """
         result = ShardResult(index=shard.index)
-        builder = self.strategy.make_builder(dict(self.job.strategy_params))
+        # the shard's row count lets the builder allocate once instead of copying chunks at the end
+        builder = self.strategy.make_builder({**self.job.strategy_params, "capacity": shard.rows})
 
         def consume(ids, keys, outputs, selectable, labeled):
             builder.add(ids, keys, outputs.probs, outputs.embeddings, selectable, labeled, member_probs=outputs.member_probs)

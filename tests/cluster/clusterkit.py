@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+from contextlib import contextmanager
 import socket
 import subprocess
 import sys
@@ -124,6 +125,35 @@ def corrupt_row_group(path: Path, row_group: int, column: int = 1) -> None:
 # --------------------------------------------------------------------------- processes
 
 
+RAY_TEST_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    # Ray 2.60 turns token auth on by default; these clusters are loopback-only and auth-free
+    "RAY_AUTH_MODE": "disabled",
+    # node addresses on 127.0.0.1 rather than the machine's network address
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+}
+
+
+@contextmanager
+def loopback_ray_env():
+    """Set :data:`RAY_TEST_ENV` (and Ray's already-imported copy of the loopback switch) for a block."""
+    from ray._private import ray_constants
+
+    saved = {key: os.environ.get(key) for key in RAY_TEST_ENV}
+    saved_switch = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ.update(RAY_TEST_ENV)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_switch
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -171,8 +201,7 @@ class HeadNode:
         self.port, self.dashboard_port = free_port(), free_port()
         self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
         self.gcs_address = f"127.0.0.1:{self.port}"
-        self.env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled",
-                        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+        self.env = dict(os.environ, **RAY_TEST_ENV,
                         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
         cmd = [
             str(Path(sys.executable).parent / "ray"), "start", "--head",

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ["RAY_AUTH_MODE"] = "disabled"
-# node addresses on loopback (127.0.0.1) rather than the machine's network address
-os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-
 import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
-from tests.cluster.clusterkit import HeadNode, write_model, write_pool
+from tests.cluster.clusterkit import HeadNode, loopback_ray_env, write_model, write_pool
 
 
 @pytest.fixture(scope="session")
@@ -29,12 +22,13 @@ def data_dir(tmp_path_factory) -> Path:
 def head_node(tmp_path_factory):
     # a short path: Ray's unix socket paths must stay under ~100 characters
     temp_dir = Path(tempfile.mkdtemp(prefix="alscale-ray-"))
-    node = HeadNode(temp_dir)
-    try:
-        yield node
-    finally:
-        node.stop()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    with loopback_ray_env():
+        node = HeadNode(temp_dir)
+        try:
+            yield node
+        finally:
+            node.stop()
+            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -50,22 +44,23 @@ def ray_cluster():
     if ray.is_initialized():
         pytest.skip("Ray is already initialised in this process by another test module")
     temp_dir = tempfile.mkdtemp(prefix="alscale-rc-")
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 1, "temp_dir": temp_dir, "include_dashboard": False,
-            # notice a removed node within seconds
-            "_system_config": {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
-                               "health_check_failure_threshold": 3},
-        },
-    )
-    try:
-        for _ in range(2):
-            cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-        ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
-        yield cluster
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    with loopback_ray_env():
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={
+                "num_cpus": 1, "temp_dir": temp_dir, "include_dashboard": False,
+                # notice a removed node within seconds
+                "_system_config": {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
+                                   "health_check_failure_threshold": 3},
+            },
+        )
+        try:
+            for _ in range(2):
+                cluster.add_node(num_cpus=1)
+            cluster.wait_for_nodes()
+            ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+            yield cluster
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
+            shutil.rmtree(temp_dir, ignore_errors=True)

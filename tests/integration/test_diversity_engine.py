@@ -6,8 +6,6 @@ LocalShardGroup built from ONNX Runtime outputs computed here.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import onnxruntime as ort
 import pyarrow.parquet as pq
@@ -25,19 +23,9 @@ from alscale.rowrandom import id_keys
 from alscale.strategies import get_strategy
 from alscale.strategies.committee import kl_to_consensus, vote_entropy
 
-pytestmark = pytest.mark.ray
+pytestmark = pytest.mark.ray  # ray_local: the shared module-scoped local Ray of tests/conftest.py
 
 N_ROWS, N_FEATURES, N_CLASSES, K = 600, 8, 3, 12
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import os
 import pyarrow.parquet as pq
 import pytest
 
-from queue_support import CLASSES, LS_VENV, LabelStudioServer, make_manifest, write_pool
+from .queue_support import CLASSES, LS_VENV, LabelStudioServer, make_manifest, write_pool
 
 
 @pytest.fixture(scope="session")

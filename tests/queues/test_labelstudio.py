@@ -15,7 +15,7 @@ from alscale.cli import main
 from alscale.exceptions import QueueAuthError, QueueError, QueueUnavailableError
 from alscale.queues import LabelStudioConnector, prediction_score, pull, push
 
-from queue_support import CLASSES, free_port, make_manifest, write_pool
+from .queue_support import CLASSES, free_port, make_manifest, write_pool
 
 pytestmark = pytest.mark.labelstudio
 

@@ -14,7 +14,7 @@ import pytest
 
 from alscale.queues import LabelStudioConnector, WebhookListener
 
-from queue_support import CLASSES, free_port
+from .queue_support import CLASSES, free_port
 
 pytestmark = pytest.mark.labelstudio
 

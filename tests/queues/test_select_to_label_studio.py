@@ -6,7 +6,7 @@ import collections
 
 import pytest
 
-from queue_support import write_pool
+from .queue_support import write_pool
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.ray, pytest.mark.slow]
 

@@ -1,0 +1,79 @@
+"""The job entrypoints without a cluster: argument handling, exit codes, the URI publish step."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from tests.cluster.clusterkit import REPO
+
+
+def load_job(name: str, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "jobs"))
+    spec = importlib.util.spec_from_file_location(f"job_{name}", REPO / "jobs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def select_job(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    return load_job("select_job", monkeypatch)
+
+
+def test_unknown_config_key_exits_2_with_one_line(select_job, tmp_path, capsys):
+    config = tmp_path / "select.toml"
+    config.write_text('pool = "p"\nmodel = "m.onnx"\nstrategie = "entropy"\n')
+    assert select_job.main(["--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("alscale: error: Unknown setting 'strategie'") and "Did you mean 'strategy'?" in err
+
+
+def test_missing_config_and_bad_override_exit_2(select_job, tmp_path, capsys):
+    assert select_job.main(["--config", str(tmp_path / "nope.toml")]) == 2
+    assert "Cannot read config file" in capsys.readouterr().err
+    config = tmp_path / "select.toml"
+    config.write_text('pool = "p"\nmodel = "m.onnx"\n')
+    assert select_job.main(["--config", str(config), "--k", "0"]) == 2
+    assert "The 'k' parameter must be an int >= 1. Got 0 instead." in capsys.readouterr().err
+
+
+def test_existing_remote_output_is_refused_before_any_work(select_job, tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    config = tmp_path / "select.toml"
+    config.write_text(f'pool = "{tmp_path / "no-pool"}"\nmodel = "m.onnx"\nout = "file://{tmp_path / "out"}"\n')
+    assert select_job.main(["--config", str(config)]) == 2
+    assert "exists already" in capsys.readouterr().err
+
+
+def test_publish_copies_the_manifest_in_whole(select_job, tmp_path):
+    from alscale.exceptions import OutputError
+
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "manifest.json").write_text(json.dumps({"k": 3}))
+    (local / "batch.parquet").write_bytes(b"PAR1-not-really")
+    dest = tmp_path / "remote" / "round-1"
+    select_job.publish(str(local), f"file://{dest}", force=False)
+    assert sorted(p.name for p in dest.iterdir()) == ["batch.parquet", "manifest.json"]
+    assert (dest / "batch.parquet").read_bytes() == b"PAR1-not-really"
+    assert [p.name for p in dest.parent.iterdir()] == ["round-1"]  # no staging folder left
+
+    with pytest.raises(OutputError, match="exists already"):
+        select_job.publish(str(local), f"file://{dest}", force=False)
+    (local / "manifest.json").write_text(json.dumps({"k": 4}))
+    select_job.publish(str(local), f"file://{dest}", force=True)
+    assert json.loads((dest / "manifest.json").read_text()) == {"k": 4}
+    assert [p.name for p in dest.parent.iterdir()] == ["round-1"]
+
+
+def test_loop_round_job_reports_a_missing_workspace(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    job = load_job("loop_round_job", monkeypatch)
+    assert job.main(["--workspace", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("alscale: error: Expected a workspace") and err.count("\n") == 1
