@@ -167,3 +167,131 @@ def run_bench(
 
         shutil.rmtree(work, ignore_errors=True)
     return results
+
+
+def _exact_kmeanspp_seconds(pool: Path, model: Path, k: int, ref_k: int) -> dict:
+    """Time exact factored k-means++ (numpy, one thread) on the pool's gradient factors.
+
+    Its cost per center is one pass over all rows, so ``ref_k`` centers are timed and the
+    time is scaled to ``k``.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from alscale.model.contract import load_session
+    from alscale.pool import detect_features, iter_shard, plan_shards, resolve_pool
+    from alscale.reduce.kmeans_parallel import kmeanspp_factored
+    from alscale.strategies.gradient import gradient_factors
+
+    resolved = resolve_pool(str(pool))
+    spec = detect_features(resolved.schema, "id")
+    session = load_session(model, threads=1)
+    a_parts, h_parts = [], []
+    for batch in iter_shard(None, plan_shards(resolved, 1)[0], spec, "id", 8192):
+        probs, emb = session.run(["probabilities", "embedding"], {"features": batch.features})
+        a, h = gradient_factors(probs, emb)
+        a_parts.append(a)
+        h_parts.append(h)
+    a, h = np.concatenate(a_parts), np.concatenate(h_parts)
+    with threadpool_limits(1):
+        t0 = time.perf_counter()
+        kmeanspp_factored(a, h, ref_k, np.random.default_rng(0), n_local_trials=1)
+        per_center = (time.perf_counter() - t0) / ref_k
+    return {"rows": len(a), "classes": a.shape[1], "dim": h.shape[1], "seconds_per_center": per_center, "seconds_for_k": per_center * k, "k": k, "timed_centers": ref_k}
+
+
+def run_strategy_bench(
+    rows: int = 1_000_000,
+    k: int = 1000,
+    cm_k: int = 100_000,
+    coreset_rows: int = 200_000,
+    ref_k: int = 20,
+    actors: int = 2,
+    workdir: str | None = None,
+    out_json: str | None = None,
+    echo=print,
+) -> dict:
+    """End-to-end timings of the selection strategies, from the Parquet pool to the manifest.
+
+    Ray is started first (not timed); each strategy is timed from the scan to the selection
+    (inference included).  Limits measured in the same run:
+
+    * BADGE against exact sequential k-means++ (factored numpy, one thread), goal >= 20x;
+    * Cluster-Margin with ``cm_k`` against an entropy top-K of the same k, goal <= 3x;
+    * BADGE actor memory against ``(C + D) x 4`` bytes per row (over the entropy run's actors).
+    """
+    from alscale.datasets import make_pool, random_mlp
+    from alscale.engine.runtime import ray_session
+
+    own_dir = workdir is None
+    work = Path(workdir or tempfile.mkdtemp(prefix="alscale-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    n_features, hidden, n_classes = 64, 256, 10
+    models = [random_mlp(work / f"model-{i}.onnx", (n_features, hidden, n_classes), seed=i) for i in range(3)]
+    echo(f"generating pool: {rows:,} rows x {n_features} float32 ...")
+    pool = make_pool(work / f"pool-{rows}", rows, n_features=n_features, n_classes=n_classes, files=4, row_group_size=131_072)
+    small = make_pool(work / f"pool-{coreset_rows}", coreset_rows, n_features=n_features, n_classes=n_classes, files=2, row_group_size=65_536)
+    results: dict[str, Any] = {"machine": machine_info(), "config": {"rows": rows, "model": f"MLP {n_features}-{hidden}-{n_classes}", "k": k, "actors": actors}}
+
+    echo(f"exact factored k-means++ reference: timing {ref_k} centers on {rows:,} rows, one thread ...")
+    ref = _exact_kmeanspp_seconds(pool, models[0], k, ref_k)
+    results["exact_kmeanspp"] = ref
+    echo(f"  {ref['seconds_per_center'] * 1000:.0f} ms per center -> {ref['seconds_for_k']:.0f} s for k={k}")
+
+    runs = [
+        ("entropy", pool, models[0], k, {}),
+        ("badge", pool, models[0], k, {}),
+        ("qbc-vote", pool, models, k, {}),
+        ("qbc-kl", pool, models, k, {}),
+        ("entropy", pool, models[0], cm_k, {}),
+        ("cluster-margin", pool, models[0], cm_k, {}),
+        ("entropy", small, models[0], k, {}),
+        ("coreset", small, models[0], k, {}),
+    ]
+    table = []
+    with ray_session(num_cpus=actors):
+        _pipeline(small, models[0], actors, 10, 8192, "entropy")  # warm-up: worker processes, page cache
+        for name, p, m, kk, params in runs:
+            import alscale
+
+            t0 = time.perf_counter()
+            manifest = alscale.select(p, m, strategy=name, k=kk, actors=actors, batch_size=8192, strategy_params=params or None)
+            wall = time.perf_counter() - t0
+            t = manifest.data["timings"]
+            seconds = t["score"] + t.get("check_ids", 0) + t.get("reduce", 0)
+            n_rows = manifest.data["counts"]["rows_total"]
+            row = {"strategy": name, "rows": n_rows, "k": kk, "seconds": round(seconds, 2), "seconds_end_to_end": round(wall, 2),
+                   "scan_seconds": round(t["score"], 2), "reduce_seconds": round(t.get("reduce", 0), 2),
+                   "actor_peak_rss_mb": manifest.data["memory"]["actor_peak_rss_mb"]}
+            table.append(row)
+            echo(f"{name:>15} rows={n_rows:>9,} k={kk:>7,}: {seconds:6.2f} s (scan {t['score']:.2f}, reduce {t.get('reduce', 0):.2f}); actor RSS {row['actor_peak_rss_mb']} MiB")
+    results["strategies"] = table
+
+    def find(name, k_, rows_):
+        return next(r for r in table if r["strategy"] == name and r["k"] == k_ and r["rows"] == rows_)
+
+    badge, ent = find("badge", k, rows), find("entropy", k, rows)
+    cm, ent_cm = find("cluster-margin", cm_k, rows), find("entropy", cm_k, rows)
+    per_actor_rows = rows / actors
+    extra_mb = max(badge["actor_peak_rss_mb"]) - max(ent["actor_peak_rss_mb"])
+    results["verdicts"] = {
+        "badge_speedup_vs_exact_kmeanspp": ref["seconds_for_k"] / badge["seconds"],
+        "badge_speedup_goal": 20.0,
+        "cluster_margin_over_entropy": cm["seconds"] / ent_cm["seconds"],
+        "cluster_margin_goal": 3.0,
+        "badge_actor_bytes_per_row": extra_mb * 2**20 / per_actor_rows,
+        "badge_bytes_per_row_bound": (n_classes + hidden) * 4,
+    }
+    v = results["verdicts"]
+    echo(f"BADGE: {v['badge_speedup_vs_exact_kmeanspp']:.1f}x faster than exact k-means++ (goal >= 20x)")
+    echo(f"Cluster-Margin k={cm_k:,}: {v['cluster_margin_over_entropy']:.2f}x an entropy top-K (goal <= 3x)")
+    echo(f"BADGE actor memory over entropy: {v['badge_actor_bytes_per_row']:.0f} B/row (bound (C+D)x4 = {v['badge_bytes_per_row_bound']} B/row plus a fixed amount)")
+    if out_json:
+        Path(out_json).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(out_json).with_suffix(".tmp")
+        tmp.write_text(json.dumps(results, indent=2, default=str))
+        os.replace(tmp, out_json)
+    if own_dir:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    return results

@@ -5,7 +5,7 @@ volume in Kubernetes).  The round trains (or takes ``--model``), evaluates, chec
 rules and selects the next batch on the cluster the job was submitted to::
 
     ray job submit --address http://127.0.0.1:8265 --working-dir . \\
-        --runtime-env-json '{"excludes": [".venv", ".git", "tests", "benchmarks"]}' \\
+        --runtime-env-json '{"excludes": [".venv", ".labelstudio-venv", ".git", "tests", "benchmarks", "*.parquet", "*.onnx"]}' \\
         -- python jobs/loop_round_job.py --workspace /mnt/alscale/ws
 
 A round interrupted anywhere is finished by submitting the job again.  Exit status: 0 on

@@ -3,7 +3,7 @@
 Submit it to a running cluster (the working directory is uploaded; keep it small)::
 
     ray job submit --address http://127.0.0.1:8265 --working-dir . \\
-        --runtime-env-json '{"excludes": [".venv", ".git", "tests", "benchmarks"]}' \\
+        --runtime-env-json '{"excludes": [".venv", ".labelstudio-venv", ".git", "tests", "benchmarks", "*.parquet", "*.onnx"]}' \\
         -- python jobs/select_job.py --config select.toml
 
 or run it in a KubeRay RayJob (``k8s/rayjob.yaml``).  The config file has the format of

@@ -18,17 +18,31 @@ __all__ = ["command"]
 @click.option("--strategy", default="entropy", show_default=True)
 @click.option("--scaling", multiple=True, type=int, help="Also record actor memory at these pool sizes (e.g. --scaling 1000000 --scaling 4000000).")
 @click.option("--workdir", default=None, help="Keep generated pools here (default: a temp dir, removed after).")
-@click.option("--json", "out_json", default="bench-results/engine.json", show_default=True, help="Where to write the results.")
-def command(rows, n_features, hidden, n_classes, actors, k, batch_size, strategy, scaling, workdir, out_json):
+@click.option("--json", "out_json", default=None, help="Where to write the results. [default: bench-results/engine.json, or strategies.json]")
+@click.option("--strategies", "strategies", is_flag=True, help="Benchmark the selection strategies end to end instead (badge, qbc, cluster-margin, coreset).")
+@click.option("--cm-k", type=int, default=100_000, show_default=True, help="With --strategies: batch size for Cluster-Margin vs entropy.")
+@click.option("--coreset-rows", type=int, default=200_000, show_default=True, help="With --strategies: pool size for the core-set timing.")
+def command(rows, n_features, hidden, n_classes, actors, k, batch_size, strategy, scaling, workdir, out_json, strategies, cm_k, coreset_rows):
     """Measure select throughput against raw ONNX Runtime on the same model.
+
+    With --strategies: time badge, qbc-vote, qbc-kl, cluster-margin and coreset end to end
+    (Parquet to manifest, inference included) against exact k-means++ and entropy top-K.
 
     Generates a pool (ROWS x FEATURES float32, fixed_size_binary) and an MLP, then measures
     (a) raw onnxruntime, one thread, in memory, and (b) the full select pipeline with 1 and 2
     actors.  Prints rows/s, the ratio pipeline / (actors x raw), and peak memory of the
     driver and each actor; writes everything as JSON.
     """
-    from alscale.bench import run_bench
+    from alscale.bench import run_bench, run_strategy_bench
 
+    echo = lambda m: click.echo(m, err=True)  # noqa: E731
+    if strategies:
+        out_json = out_json or "bench-results/strategies.json"
+        run_strategy_bench(rows=rows if rows != 2_000_000 else 1_000_000, k=k, cm_k=cm_k, coreset_rows=coreset_rows,
+                           actors=max(actors) if actors else 2, workdir=workdir, out_json=out_json, echo=echo)
+        click.echo(f"results written to {out_json}", err=True)
+        return
+    out_json = out_json or "bench-results/engine.json"
     run_bench(
         rows=rows,
         n_features=n_features,
@@ -41,6 +55,6 @@ def command(rows, n_features, hidden, n_classes, actors, k, batch_size, strategy
         scaling=tuple(scaling),
         workdir=workdir,
         out_json=out_json,
-        echo=lambda m: click.echo(m, err=True),
+        echo=echo,
     )
     click.echo(f"results written to {out_json}", err=True)
