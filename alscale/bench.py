@@ -65,6 +65,19 @@ def raw_onnxruntime_rate(model: str, n_features: int, rows: int = 500_000, batch
     return {"rows_per_s": rates[best_bs], "batch_size": best_bs, "by_batch_size": rates}
 
 
+def _finish(results: dict, out_json: str | None, scratch: Path | None) -> None:
+    """Write the results atomically (temp file, then rename) and remove a scratch directory."""
+    if out_json:
+        Path(out_json).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(out_json).with_suffix(".tmp")
+        tmp.write_text(json.dumps(results, indent=2, default=str))
+        os.replace(tmp, out_json)
+    if scratch is not None:
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -157,15 +170,7 @@ def run_bench(
         results["ray_version"] = ray.__version__
     results["driver_peak_rss_mb"] = round(_peak_rss_mb(), 1)
     echo(f"driver peak RSS: {results['driver_peak_rss_mb']} MiB")
-    if out_json:
-        Path(out_json).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(out_json).with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=2, default=str))
-        os.replace(tmp, out_json)
-    if own_dir:
-        import shutil
-
-        shutil.rmtree(work, ignore_errors=True)
+    _finish(results, out_json, work if own_dir else None)
     return results
 
 
@@ -285,13 +290,5 @@ def run_strategy_bench(
     echo(f"BADGE: {v['badge_speedup_vs_exact_kmeanspp']:.1f}x faster than exact k-means++ (goal >= 20x)")
     echo(f"Cluster-Margin k={cm_k:,}: {v['cluster_margin_over_entropy']:.2f}x an entropy top-K (goal <= 3x)")
     echo(f"BADGE actor memory over entropy: {v['badge_actor_bytes_per_row']:.0f} B/row (bound (C+D)x4 = {v['badge_bytes_per_row_bound']} B/row plus a fixed amount)")
-    if out_json:
-        Path(out_json).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(out_json).with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=2, default=str))
-        os.replace(tmp, out_json)
-    if own_dir:
-        import shutil
-
-        shutil.rmtree(work, ignore_errors=True)
+    _finish(results, out_json, work if own_dir else None)
     return results

@@ -30,7 +30,7 @@ from typing import Any
 
 from alscale.exceptions import ConfigError
 
-__all__ = ["SelectSettings", "load_config_file", "make_settings"]
+__all__ = ["SelectSettings", "load_config_file", "make_settings", "read_settings_file"]
 
 ON_INVALID = ("error", "skip")
 
@@ -136,17 +136,19 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
         raise ConfigError(f"The {name!r} parameter must be an int >= {minimum}. Got {value!r} instead.")
 
 
-def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) config file into a dict.
+def read_settings_file(path: str | os.PathLike, what: str = "config file") -> dict[str, Any]:
+    """Parse a TOML (default) or YAML (``.yaml``/``.yml``) file that must hold a table.
 
-    Relative paths in ``pool``, ``model``, ``out``, ``exclude`` and ``labeled`` are resolved
-    against the config file's folder.
+    Raises
+    ------
+    ConfigError
+        The file cannot be read, does not parse, or is not a table.
     """
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError(f"Cannot read config file {str(path)!r}: {exc.strerror or exc}.") from None
+        raise ConfigError(f"Cannot read {what} {str(path)!r}: {exc.strerror or exc}.") from None
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
@@ -159,9 +161,21 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
                 import tomli as tomllib
             data = tomllib.loads(text)
     except Exception as exc:  # the parsers raise several unrelated types
-        raise ConfigError(f"Config file {str(path)!r} is not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}".splitlines()[0]) from None
+        kind = "YAML" if path.suffix.lower() in (".yaml", ".yml") else "TOML"
+        raise ConfigError(f"{what[0].upper() + what[1:]} {str(path)!r} is not valid {kind}: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"Config file {str(path)!r} must hold a table of settings. Got {type(data).__name__}.")
+        raise ConfigError(f"{what[0].upper() + what[1:]} {str(path)!r} must hold a table of settings. Got {type(data).__name__}.")
+    return data
+
+
+def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) config file into a dict.
+
+    Relative paths in ``pool``, ``model``, ``out``, ``exclude`` and ``labeled`` are resolved
+    against the config file's folder.
+    """
+    path = Path(path)
+    data = read_settings_file(path, what="config file")
     data = {str(key).replace("-", "_"): value for key, value in data.items()}
     _reject_unknown(data, source=f"config file {str(path)!r}")
     base = path.parent

@@ -27,6 +27,7 @@ from alscale.exceptions import ConfigError
 from alscale.queues.base import Connector, PushResult, open_workspace
 from alscale.queues.endpoint import HttpEndpointConnector
 from alscale.queues.files import FileConnector
+from alscale.config import read_settings_file
 from alscale.queues.labelstudio import LabelStudioConnector
 
 __all__ = ["KINDS", "load_queue_settings", "make_connector", "pull", "push"]
@@ -43,25 +44,7 @@ _POSITIONAL = {"label-studio": ("url", "project"), "http": ("url",), "file": ("p
 def load_queue_settings(path: str | os.PathLike) -> dict[str, Any]:
     """Read the ``[queue]`` table (or the whole document if it has none) of a TOML/YAML file."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"Cannot read queue config {str(path)!r}: {exc.strerror or exc}.") from None
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        else:
-            try:
-                import tomllib
-            except ModuleNotFoundError:  # Python 3.10
-                import tomli as tomllib
-            data = tomllib.loads(text)
-    except Exception as exc:  # the parsers raise several unrelated types
-        raise ConfigError(f"Queue config {str(path)!r} is not valid: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"Queue config {str(path)!r} must hold a table. Got {type(data).__name__}.")
+    data = read_settings_file(path, what="queue config")
     table = data.get("queue", data)
     if not isinstance(table, dict):
         raise ConfigError(f"The [queue] section of {str(path)!r} must be a table. Got {type(table).__name__}.")
