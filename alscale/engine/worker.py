@@ -148,6 +148,7 @@ class ShardWorker:
         for name in ("read", "infer", "score"):
             t.setdefault(name, 0.0)
         stop_inference = False
+        unreported, last_report = 0, time.perf_counter()
         t0 = time.perf_counter()
         for batch in iter_shard(job.filesystem_uri, shard, job.feature_spec, job.id_column, job.batch_size):
             t1 = time.perf_counter()
@@ -182,9 +183,13 @@ class ShardWorker:
                 consume(sub(batch.ids), sub(keys), outputs, sub(selectable), sub(labeled))
                 t["score"] += time.perf_counter() - t2
                 result.rows_scored += int(selectable.sum())
-            if self.progress is not None:
-                self.progress.add.remote(n)
+            unreported += n
+            if self.progress is not None and (unreported >= 65_536 or time.perf_counter() - last_report > 0.5):
+                self.progress.add.remote(unreported)  # fire and forget, a few times a second at most
+                unreported, last_report = 0, time.perf_counter()
             t0 = time.perf_counter()
+        if self.progress is not None and unreported:
+            self.progress.add.remote(unreported)
         return seen
 
     # -- top-K strategies ----------------------------------------------------------------------

@@ -76,8 +76,6 @@ def filesystem_for(uri: str | None) -> pafs.FileSystem:
 def open_parquet(filesystem: pafs.FileSystem, path: str) -> pq.ParquetFile:
     """Open one Parquet file, turning I/O and format errors into :class:`PoolSchemaError`."""
     try:
-        if isinstance(filesystem, pafs.LocalFileSystem):
-            return pq.ParquetFile(pa.memory_map(path, "r"))
         return pq.ParquetFile(filesystem.open_input_file(path))
     except FileNotFoundError:
         raise PoolError(f"Pool file {path!r} does not exist.") from None

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from alscale.manifest import Manifest
@@ -107,3 +108,52 @@ def test_job_client_writes_to_a_uri_and_reports_errors(head_node, data_dir, tmp_
     assert wait_for(client, job_id) == "FAILED"
     assert client.get_job_info(job_id).driver_exit_code == 2
     assert "The 'k' parameter must be an int >= 1" in client.get_job_logs(job_id)
+
+
+def test_loop_round_job_runs_rounds_on_the_cluster(head_node, tmp_path):
+    """jobs/loop_round_job.py: the seed round, then a model round whose selection runs on the cluster."""
+    import numpy as np
+    from ray.job_submission import JobSubmissionClient
+
+    from alscale.loop import _pool
+    from alscale.loop.train import predict_onnx
+    from alscale.loop.workspace import Workspace
+    from alscale.strategies.uncertainty import margin
+    from tests.loop.conftest import write_pool as write_labeled_pool
+
+    rng = np.random.default_rng(0)
+    centers = np.array([[0, 0, 0, 0], [4, 4, 0, 0], [0, 4, 4, 0]], dtype=np.float32)
+    y = np.repeat(np.arange(3), 100)
+    pool = write_labeled_pool(tmp_path / "pool.parquet", centers[y] + rng.normal(size=(300, 4)), y)
+    ws = Workspace.create(tmp_path / "ws", pool=pool, label_column="label",
+                          settings={"eval_size": 60, "stop_set_size": 50, "initial_size": 12, "batch_size": 15, "seed": 3})
+    workdir = tmp_path / "wd"
+    shutil.copytree(REPO / "jobs", workdir / "jobs", ignore=shutil.ignore_patterns("__pycache__"))
+    client = JobSubmissionClient(head_node.dashboard_url)
+
+    def round_job(*flags: str) -> dict:
+        job_id = client.submit_job(
+            entrypoint=f"{sys.executable} jobs/loop_round_job.py --workspace {ws.path} {' '.join(flags)}",
+            runtime_env={"working_dir": str(workdir)},
+        )
+        logs = lambda: client.get_job_logs(job_id)  # noqa: E731
+        assert wait_for(client, job_id) == "SUCCEEDED", logs()[-4000:]
+        return json.loads(logs().strip().splitlines()[-1])
+
+    seed_round = round_job()
+    assert seed_round["round"] == 0 and seed_round["kind"] == "seed"
+    seed_ids = pq.read_table(ws.path / "rounds/000/batch/batch.parquet").column("id").to_pylist()
+    labels = _pool.read_columns(pool, ["label"], ids=seed_ids)
+    ws.record_labels({"id": i, "label": lab, "source": "oracle"}
+                     for i, lab in zip(labels.column("id").to_pylist(), labels.column("label").to_pylist()))
+
+    model_round = round_job("--strategy", "margin", "--actors", "2")
+    assert model_round["round"] == 1 and model_round["selected"] == 15
+    picked = pq.read_table(ws.path / "rounds/001/batch/batch.parquet").column("id").to_pylist()
+    # reference: margin over every selectable row with the round's model, in this process
+    ids, features = _pool.read_features(pool, np.arange(300))
+    probs, _ = predict_onnx(ws.path / "rounds/001/model.onnx", features)
+    excluded = set(seed_ids) | set(ws.evaluation_ids().tolist())
+    candidates = np.array([i for i in ids.tolist() if i not in excluded])
+    scores = margin(probs[candidates]).astype(np.float64)
+    assert set(picked) == set(candidates[np.lexsort((candidates, -scores))[:15]].tolist())
