@@ -93,7 +93,7 @@ class SelectSettings:
     actors: int | None = None
     address: str | None = None
     seed: int = 0
-    batch_size: int = 4096
+    batch_size: int = 2048
     threads: int = 1
     id_column: str = "id"
     features: tuple[str, ...] | None = None

@@ -18,7 +18,8 @@ traceback.
     ├── StrategyError               unknown strategy, or one that needs what is not there
     ├── OutputError                 the output location exists or cannot be written
     ├── EngineError                 a shard failed on the cluster
-    │   └── ShardError              one shard fails the same way every time
+    │   ├── ShardError              one shard fails the same way every time
+    │   └── ShardStateLostError     an actor restarted and lost a shard's state (rebuilt)
     ├── WorkspaceError              the active-learning workspace is inconsistent
     │   └── LabelError              a label or labeled id is not acceptable
     └── QueueError                  a labeling queue refused or could not be reached
@@ -48,6 +49,7 @@ __all__ = [
     "QueueError",
     "QueueUnavailableError",
     "ShardError",
+    "ShardStateLostError",
     "StrategyError",
     "WorkspaceError",
 ]
@@ -122,6 +124,10 @@ class EngineError(AlscaleError):
 
 class ShardError(EngineError):
     """A shard fails deterministically (for example a corrupt row group)."""
+
+
+class ShardStateLostError(EngineError):
+    """A restarted actor no longer holds a shard's state; the driver rebuilds and replays it."""
 
 
 class WorkspaceError(AlscaleError):

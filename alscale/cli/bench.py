@@ -14,7 +14,7 @@ __all__ = ["command"]
 @click.option("--classes", "n_classes", type=int, default=10, show_default=True)
 @click.option("--actors", "actors", multiple=True, type=int, help="Actor counts to measure (repeatable). [default: 1 and 2]")
 @click.option("--k", type=int, default=1000, show_default=True)
-@click.option("--batch-size", type=int, default=8192, show_default=True)
+@click.option("--batch-size", type=int, default=2048, show_default=True)
 @click.option("--strategy", default="entropy", show_default=True)
 @click.option("--scaling", multiple=True, type=int, help="Also record actor memory at these pool sizes (e.g. --scaling 1000000 --scaling 4000000).")
 @click.option("--workdir", default=None, help="Keep generated pools here (default: a temp dir, removed after).")

@@ -14,7 +14,9 @@ stores a single object appears whole or not at all.  Saving and loading run as R
 the driver's node, so the shard's keys go from the object store to the file without passing
 through the driver's memory, and a local checkpoint folder is the driver's own disk.
 
-Diversity strategies keep their per-shard state on the actors and are not checkpointed.
+Diversity strategies also save each shard's state (its factors or candidates, pickled by the
+actor that holds it, ``state-NNNNN.pkl``); a shard counts as finished when both files are there,
+and a resumed run loads the state onto an actor instead of reading and scoring the shard again.
 """
 
 from __future__ import annotations
@@ -155,7 +157,8 @@ class ShardCheckpoints:
         Buckets of the duplicate-id check stored per shard.
     """
 
-    def __init__(self, root: str, key: str, n_buckets: int):
+    def __init__(self, root: str, key: str, n_buckets: int, with_state: bool = False):
+        self.with_state = with_state
         self.root = root.rstrip("/")
         self.directory = f"{self.root}/{key}"
         self.n_buckets = n_buckets
@@ -172,15 +175,16 @@ class ShardCheckpoints:
             infos = filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True))
         except OSError:
             return set()
-        done = set()
+        done, states = set(), set()
         for info in infos:
             name = info.base_name
-            if name.startswith("shard-") and name.endswith(".npz"):
-                try:
-                    done.add(int(name[6:-4]))
-                except ValueError:
-                    continue
-        return done
+            for prefix, suffix, found in (("shard-", ".npz", done), ("state-", ".pkl", states)):
+                if name.startswith(prefix) and name.endswith(suffix):
+                    try:
+                        found.add(int(name[len(prefix) : -len(suffix)]))
+                    except ValueError:
+                        continue
+        return done & states if self.with_state else done
 
     def load(self, index: int) -> tuple[ShardResult, list] | None:
         """One saved shard: its result (in the driver) and its key buckets (object refs); None if unreadable."""
@@ -199,6 +203,10 @@ class ShardCheckpoints:
         self._pending.append(
             _save.options(scheduling_strategy=self._here).remote(self.directory, index, result_ref, *bucket_refs)
         )
+
+    def save_state(self, actor: Any, index: int) -> None:
+        """Have ``actor`` write shard ``index``'s diversity state next to the shard file."""
+        self._pending.append(actor.save_state.remote(index, self.directory))
 
     def flush(self) -> None:
         """Wait for the saves started so far (a failed save only costs a rescore on resume)."""
@@ -227,12 +235,10 @@ def open_checkpoints(run: Any, shards: list, n_buckets: int) -> ShardCheckpoints
     """The checkpoints of a run, or None when it keeps none.
 
     ``checkpoint_dir`` if set, else ``<out>.checkpoints`` when the run writes an output; none
-    for diversity strategies (their shard state lives on the actors) or without an output.
+    without an output.
     """
     s = run.settings
-    if run.strategy.kind == "diversity":
-        return None
     root = s.checkpoint_dir or (f"{str(s.out).rstrip('/')}.checkpoints" if s.out else None)
     if not root:
         return None
-    return ShardCheckpoints(root, checkpoint_key(run, shards, n_buckets), n_buckets)
+    return ShardCheckpoints(root, checkpoint_key(run, shards, n_buckets), n_buckets, with_state=run.strategy.kind == "diversity")

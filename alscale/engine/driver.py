@@ -212,6 +212,15 @@ def _scan_and_reduce(run: PreparedRun, shards: list[Shard], actors: list, progre
     if run.checkpoints is not None:  # resume: reuse the shards a previous run finished
         for index in sorted(run.checkpoints.finished()):
             loaded = run.checkpoints.load(index) if any(sh.index == index for sh in queue) else None
+            if loaded is not None and diversity:  # the shard's state goes back onto an actor
+                actor = actors[run.resumed_shards % len(actors)]
+                try:
+                    ray.get(actor.load_state.remote(index, run.checkpoints.directory))
+                except Exception as exc:
+                    logger.warning("state of shard %d is unreadable (%s); scoring it again", index, unwrap_ray_error(exc))
+                    loaded = None
+                else:
+                    placements[index] = actor
             if loaded is not None:
                 results.append(loaded[0])
                 buckets.append(loaded[1])
@@ -246,6 +255,8 @@ def _scan_and_reduce(run: PreparedRun, shards: list[Shard], actors: list, progre
                 buckets.append(bucket_refs)
                 if run.checkpoints is not None:
                     run.checkpoints.save(shard.index, ref, bucket_refs)
+                    if diversity:
+                        run.checkpoints.save_state(actor, shard.index)
                 placements[shard.index] = actor
                 if queue:
                     submit(actor)
@@ -260,13 +271,24 @@ def _scan_and_reduce(run: PreparedRun, shards: list[Shard], actors: list, progre
     run.timings["score"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    _check_duplicate_ids(actors, buckets, shards, n_buckets)
+    if not _ids_provably_unique(results):
+        _check_duplicate_ids(actors, buckets, shards, n_buckets)
     run.timings["check_ids"] = time.perf_counter() - t0
 
     _check_counts(run, results)
     t0 = time.perf_counter()
     if diversity:
-        group = RayShardGroup([(placements[r.index], r.index) for r in results])
+        by_index = {sh.index: sh for sh in shards}
+
+        def rebuild(actor, index: int) -> None:  # an actor restarted: re-read its shard
+            logger.warning("shard %d lost its state (actor restarted); rebuilding it", index)
+            refs = actor.build_state.options(num_returns=1 + n_buckets).remote(by_index[index], exclude_ref, labeled_ref, n_buckets)
+            try:
+                ray.get(refs[0])
+            except Exception as exc:
+                raise unwrap_ray_error(exc) from None
+
+        group = RayShardGroup([(placements[r.index], r.index) for r in results], rebuild=rebuild)
         params = dict(s.strategy_params)
         params.setdefault("cache_dir", _cache_dir(s))
         params.setdefault("cache_key", _cache_key(run))
@@ -276,6 +298,8 @@ def _scan_and_reduce(run: PreparedRun, shards: list[Shard], actors: list, progre
             raise unwrap_ray_error(exc) from None
         selected = {name: np.asarray(col) for name, col in selection.items()}
         info = dict(getattr(selection, "info", {}) or {})
+        if group.rebuilds:
+            info["shard_states_rebuilt"] = group.rebuilds
     else:
         top = TopK(s.k)
         for r in results:
@@ -293,6 +317,19 @@ def _progress_bar(total: int, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, unit="rows", unit_scale=True, file=sys.stderr, desc="scoring", dynamic_ncols=True)
+
+
+def _ids_provably_unique(results: list[ShardResult]) -> bool:
+    """True when every shard's keys strictly increase and the shards' key ranges are disjoint.
+
+    The common case (ids written in increasing order) then needs no key exchange at all.
+    """
+    ranges = [r.key_range for r in results if r.rows_total]
+    if any(rng is None for rng in ranges):
+        return False
+    ranges = [tuple(rng) for rng in ranges]  # a resumed shard's range comes back from JSON as a list
+    ranges.sort()
+    return all(b[0] > a[1] for a, b in zip(ranges[:-1], ranges[1:]))
 
 
 def _check_duplicate_ids(actors: list, buckets: list[list], shards: list[Shard], n_buckets: int) -> None:

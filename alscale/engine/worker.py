@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from alscale.exceptions import ShardStateLostError
 from alscale.model.contract import ModelContract
 from alscale.model.session import ModelOutputs, ModelRunner
 from alscale.pool.features import FeatureSpec
@@ -37,7 +38,7 @@ class ScoringJob:
     strategy: str
     strategy_params: dict = field(default_factory=dict)
     seed: int = 0
-    batch_size: int = 4096
+    batch_size: int = 2048
     threads: int = 1
     on_invalid: str = "error"
 
@@ -73,6 +74,7 @@ class ShardResult:
     timings: dict[str, float] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
     peak_rss_mb: float = 0.0
+    key_range: tuple[int, int] | None = None  # (min, max) key when the shard's keys strictly increase
 
 
 def peak_rss_mb() -> float:
@@ -96,6 +98,20 @@ def _finite_rows(features: np.ndarray) -> np.ndarray:
     if np.isfinite(features).all():
         return np.ones(features.shape[0], dtype=bool)
     return np.isfinite(features).all(axis=1)
+
+
+def increasing_range(keys: Sequence[np.ndarray]) -> tuple[int, int] | None:
+    """(first, last) key if the keys, in scan order, strictly increase (so are unique), else None."""
+    allk = [k for k in keys if k.size]
+    if not allk:
+        return None
+    for part in allk:
+        if part.size > 1 and not (part[1:] > part[:-1]).all():
+            return None
+    for prev, nxt in zip(allk[:-1], allk[1:]):
+        if not nxt[0] > prev[-1]:
+            return None
+    return int(allk[0][0]), int(allk[-1][-1])
 
 
 def bucket_keys(keys: Sequence[np.ndarray], n_buckets: int) -> list[np.ndarray]:
@@ -236,6 +252,7 @@ class ShardWorker:
         seen = self._scan(shard, exclude_keys, labeled_keys, consume, result)
         result.top = top.result() if len(top) else None
         result.peak_rss_mb = peak_rss_mb()
+        result.key_range = increasing_range(seen)
         return (result, *bucket_keys(seen, n_buckets))
 
     # -- diversity strategies -------------------------------------------------------------------
@@ -261,11 +278,46 @@ class ShardWorker:
         self.states[shard.index] = builder.finish()
         result.info = getattr(self.states[shard.index], "info", {}) or {}
         result.peak_rss_mb = peak_rss_mb()
+        result.key_range = increasing_range(seen)
         return (result, *bucket_keys(seen, n_buckets))
 
     def call(self, shard_index: int, method: str, *args, **kwargs):
-        """Run ``method`` of a shard's state (the Ray side of a :class:`ShardGroup`)."""
-        return getattr(self.states[shard_index], method)(*args, **kwargs)
+        """Run ``method`` of a shard's state (the Ray side of a :class:`ShardGroup`).
+
+        Raises :class:`ShardStateLostError` when this actor does not hold the state (it was
+        restarted after a crash), so the driver can rebuild it.
+        """
+        state = self.states.get(shard_index)
+        if state is None:
+            raise ShardStateLostError(f"Shard {shard_index}'s state is not on this actor (the actor restarted).")
+        return getattr(state, method)(*args, **kwargs)
+
+    def save_state(self, shard_index: int, directory: str) -> str:
+        """Write a shard's state (factors, candidates) to ``directory`` atomically; returns the path."""
+        import pickle
+        import uuid
+
+        from alscale.engine.checkpoint import _filesystem
+
+        filesystem, path = _filesystem(directory)
+        filesystem.create_dir(path, recursive=True)
+        final = f"{path}/state-{shard_index:05d}.pkl"
+        temp = f"{path}/.state-{shard_index:05d}.{uuid.uuid4().hex[:8]}.tmp"
+        with filesystem.open_output_stream(temp) as stream:
+            pickle.dump(self.states[shard_index], stream, protocol=pickle.HIGHEST_PROTOCOL)
+        filesystem.move(temp, final)
+        return final
+
+    def load_state(self, shard_index: int, directory: str) -> bool:
+        """Load a shard's state saved by :meth:`save_state` (this run's own checkpoint folder)."""
+        import pickle
+
+        from alscale.engine.checkpoint import _filesystem
+
+        filesystem, path = _filesystem(directory)
+        with filesystem.open_input_stream(f"{path}/state-{shard_index:05d}.pkl") as stream:
+            self.states[shard_index] = pickle.loads(stream.read())
+        return True
 
     def drop_states(self) -> None:
         self.states.clear()
@@ -297,3 +349,9 @@ class ShardWorker:
 
     def ping(self) -> bool:
         return True
+
+    def pid(self) -> int:
+        """This actor's process id (for operators and fault tests)."""
+        import os
+
+        return os.getpid()

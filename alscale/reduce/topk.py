@@ -64,8 +64,11 @@ class TopK:
     def __init__(self, k: int):
         self.k = int(k)
         self.columns: dict[str, np.ndarray] | None = None
+        self._pending: list[dict[str, np.ndarray]] = []  # admitted blocks not yet merged
+        self._pending_rows = 0
 
     def __len__(self) -> int:
+        self._compact()
         return 0 if self.columns is None else len(self.columns["score"])
 
     def threshold(self) -> float:
@@ -76,26 +79,40 @@ class TopK:
         """
         if self.columns is None or len(self.columns["score"]) < self.k:
             return -np.inf
-        return float(self.columns["score"][-1])
+        return float(self.columns["score"][-1])  # from the last compaction: never too high
 
     def add(self, scores: npt.ArrayLike, ids: npt.ArrayLike, **payload: npt.ArrayLike) -> None:
         """Offer a block of rows: ``scores`` (n,), ``ids`` (n,), payload arrays of length n."""
         block = {"score": np.asarray(scores, dtype=np.float64), "id": np.asarray(ids)}
         block.update({name: np.asarray(col) for name, col in payload.items()})
+        if self.columns is not None and set(block) != set(self.columns):
+            raise ValueError(f"payload columns differ: {sorted(block)} vs {sorted(self.columns)}")
         threshold = self.threshold()
         if threshold > -np.inf:  # drop rows that cannot enter before any sorting
             keep = block["score"] >= threshold
             if not keep.all():
                 block = {name: col[keep] for name, col in block.items()}
-        if self.columns is not None:
-            if set(block) != set(self.columns):
-                raise ValueError(f"payload columns differ: {sorted(block)} vs {sorted(self.columns)}")
-            block = {name: np.concatenate([self.columns[name], block[name]]) for name in self.columns}
+        if len(block["score"]) == 0:
+            return
+        self._pending.append(block)
+        self._pending_rows += len(block["score"])
+        if self.columns is None or self._pending_rows >= max(self.k, 4096):  # amortize the sort
+            self._compact()
+
+    def _compact(self) -> None:
+        if not self._pending:
+            return
+        parts = ([self.columns] if self.columns is not None else []) + self._pending
+        if any(set(p) != set(parts[0]) for p in parts):
+            raise ValueError("payload columns differ between blocks")
+        block = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
         keep = top_k_order(block["score"], block["id"], self.k)
         self.columns = {name: col[keep] for name, col in block.items()}
+        self._pending, self._pending_rows = [], 0
 
     def merge(self, other: TopK) -> TopK:
         """Fold another accumulator into this one; returns ``self``."""
+        other._compact()
         if other.columns is not None:
             scores, ids = other.columns["score"], other.columns["id"]
             payload = {n: c for n, c in other.columns.items() if n not in ("score", "id")}
@@ -104,6 +121,7 @@ class TopK:
 
     def result(self) -> dict[str, np.ndarray]:
         """The kept rows in rank order, as a dict of equal-length arrays (``score``, ``id``, ...)."""
+        self._compact()
         if self.columns is None:
             return {"score": np.empty(0), "id": np.empty(0, dtype=np.int64)}
         return dict(self.columns)
