@@ -203,10 +203,17 @@ def _scan_and_reduce(run: PreparedRun, shards: list[Shard], actors: list, progre
         shard = queue.pop(0)
         method = actor.build_state if diversity else actor.score_shard
         if diversity:
-            refs = method.options(num_returns=1 + n_buckets).remote(shard, exclude_ref, labeled_ref, n_buckets)
+            refs = method.options(num_returns=1 + n_buckets).remote(shard, exclude_ref, labeled_ref, n_buckets, prepared_ref)
         else:
             refs = method.options(num_returns=1 + n_buckets).remote(shard, s.k, exclude_ref, labeled_ref, n_buckets)
         pending[refs[0]] = (actor, shard, refs[1:])
+
+    prepared: dict = {}
+    if diversity and run.strategy.prepare is not None:  # e.g. Cluster-Margin's centroids
+        t_prep = time.perf_counter()
+        prepared = _prepare_strategy(run, shards, actors, exclude_ref)
+        run.timings["prepare"] = time.perf_counter() - t_prep
+    prepared_ref = ray.put(prepared)
 
     run.checkpoints = open_checkpoints(run, shards, n_buckets)
     if run.checkpoints is not None:  # resume: reuse the shards a previous run finished
@@ -282,16 +289,15 @@ def _scan_and_reduce(run: PreparedRun, shards: list[Shard], actors: list, progre
 
         def rebuild(actor, index: int) -> None:  # an actor restarted: re-read its shard
             logger.warning("shard %d lost its state (actor restarted); rebuilding it", index)
-            refs = actor.build_state.options(num_returns=1 + n_buckets).remote(by_index[index], exclude_ref, labeled_ref, n_buckets)
+            refs = actor.build_state.options(num_returns=1 + n_buckets).remote(by_index[index], exclude_ref, labeled_ref, n_buckets, prepared_ref)
             try:
                 ray.get(refs[0])
             except Exception as exc:
                 raise unwrap_ray_error(exc) from None
 
         group = RayShardGroup([(placements[r.index], r.index) for r in results], rebuild=rebuild)
-        params = dict(s.strategy_params)
-        params.setdefault("cache_dir", _cache_dir(s))
-        params.setdefault("cache_key", _cache_key(run))
+        params = _strategy_params(run)
+        params.update(prepared)
         try:
             selection = run.strategy.select(group, s.k, s.seed, params)
         except Exception as exc:
@@ -309,6 +315,33 @@ def _scan_and_reduce(run: PreparedRun, shards: list[Shard], actors: list, progre
         info = {}
     run.timings["reduce"] = time.perf_counter() - t0
     return selected, results, info, skipped
+
+
+def _strategy_params(run: PreparedRun) -> dict:
+    params = dict(run.settings.strategy_params)
+    params.setdefault("cache_dir", _cache_dir(run.settings))
+    params.setdefault("cache_key", _cache_key(run))
+    return params
+
+
+def _prepare_strategy(run: PreparedRun, shards: list[Shard], actors: list, exclude_ref) -> dict:
+    """Run the strategy's ``prepare`` with a sampling pass over every shard on the actors."""
+
+    def sample_rows(m: int, stream: int) -> tuple[dict, int]:
+        refs = [actors[i % len(actors)].sample_rows.remote(shard, exclude_ref, m, stream) for i, shard in enumerate(shards)]
+        try:
+            parts = ray.get(refs)
+        except Exception as exc:
+            raise unwrap_ray_error(exc) from None
+        rows = [p for p, _ in parts if p]
+        total = sum(count for _, count in parts)
+        if not rows:
+            return {"u": np.empty(0), "key": np.empty(0, np.uint64), "embedding": np.empty((0, 0), np.float32)}, total
+        merged = {name: np.concatenate([r[name] for r in rows]) for name in rows[0]}
+        keep = np.lexsort((merged["key"], merged["u"]))[:m]  # the m smallest (u, key) of the pool
+        return {name: col[keep] for name, col in merged.items()}, total
+
+    return run.strategy.prepare(sample_rows, run.settings.k, run.settings.seed, _strategy_params(run))
 
 
 def _progress_bar(total: int, enabled: bool):

@@ -262,6 +262,7 @@ class ShardWorker:
         exclude_keys: np.ndarray,
         labeled_keys: np.ndarray,
         n_buckets: int = 1,
+        prepared: dict | None = None,
     ) -> tuple:
         """Stream a shard into the diversity strategy's in-memory state (kept on this worker).
 
@@ -269,7 +270,7 @@ class ShardWorker:
         """
         result = ShardResult(index=shard.index)
         # the shard's row count lets the builder allocate once instead of copying chunks at the end
-        builder = self.strategy.make_builder({**self.job.strategy_params, "capacity": shard.rows})
+        builder = self.strategy.make_builder({**self.job.strategy_params, "capacity": shard.rows, **(prepared or {})})
 
         def consume(ids, keys, outputs, selectable, labeled):
             builder.add(ids, keys, outputs.probs, outputs.embeddings, selectable, labeled, member_probs=outputs.member_probs)
@@ -280,6 +281,32 @@ class ShardWorker:
         result.peak_rss_mb = peak_rss_mb()
         result.key_range = increasing_range(seen)
         return (result, *bucket_keys(seen, n_buckets))
+
+    def sample_rows(self, shard: Shard, exclude_keys: np.ndarray, m: int, stream: int) -> tuple[dict, int]:
+        """The shard's ``m`` selectable rows with the smallest ``row_uniform(key, seed, stream)``.
+
+        A light pass: every row is read, but the model runs only on rows that can still enter
+        the sample (a bounded top-m on ``-u``).  Returns ``(rows, selectable_count)`` with rows
+        ``u`` (m,), ``key`` (m,) and ``embedding`` (m, d).
+        """
+        from alscale.rowrandom import row_uniform
+
+        job = self.job
+        top = TopK(m)
+        selectable_count = 0
+        for batch in iter_shard(job.filesystem_uri, shard, job.feature_spec, job.id_column, job.batch_size):
+            keys = id_keys(batch.ids)
+            rows = np.flatnonzero(_finite_rows(batch.features) & ~_member(exclude_keys, keys))
+            selectable_count += rows.size
+            u = row_uniform(keys[rows], job.seed, stream)
+            admitted = rows[-u >= top.threshold()]
+            if admitted.size:
+                emb = self.runner(batch.features[admitted]).embeddings
+                top.add(-row_uniform(keys[admitted], job.seed, stream), keys[admitted], embedding=emb)
+        out = top.result()
+        if "embedding" not in out:
+            return {}, selectable_count
+        return {"u": -out["score"], "key": out["id"].astype(np.uint64), "embedding": out["embedding"]}, selectable_count
 
     def call(self, shard_index: int, method: str, *args, **kwargs):
         """Run ``method`` of a shard's state (the Ray side of a :class:`ShardGroup`).

@@ -11,7 +11,7 @@ from alscale.exceptions import ConfigError
 __all__ = ["ENGINE_KEYS", "resolve_params"]
 
 #: Keys the engine may pass to any builder or select function.
-ENGINE_KEYS = frozenset({"cache_dir", "cache_key", "capacity"})
+ENGINE_KEYS = frozenset({"cache_dir", "cache_key", "capacity", "centroids", "prepared"})
 
 
 def resolve_params(strategy: str, defaults: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -4,7 +4,11 @@
    (the ``sample_size`` rows with the smallest ``row_uniform(key, seed, stream)``), run FAISS
    k-means on it, and cache the centroids as ``<cache_dir>/clusters-<cache_key>.npy`` so later
    rounds with the same model and pool reuse them.
-2. Every shard assigns its rows to the nearest centroid (FAISS ``IndexFlatL2``).
+2. Every shard assigns its rows to the nearest centroid (FAISS ``IndexFlatL2``).  On the
+   engine, steps 1-2 are split: :func:`prepare_cluster_margin` gets the centroids before the
+   main scan (from the cache, or from a light pass that runs the model on the sample rows
+   only), and the builders assign each batch as it streams, so a shard keeps ~33 bytes per
+   row instead of its embeddings.
 3. Margin candidates: the ``candidate_multiple * k`` rows with the smallest margin
    ``p_(1) - p_(2)``, by an exact distributed top-K (:class:`alscale.reduce.TopK`).
 4. Round-robin over the candidates' clusters, smallest cluster first (fewest candidates; ties
@@ -41,6 +45,7 @@ __all__ = [
     "ClusterMarginBuilder",
     "ClusterMarginShard",
     "make_cluster_margin_builder",
+    "prepare_cluster_margin",
     "round_robin_order",
     "select_cluster_margin",
 ]
@@ -106,14 +111,14 @@ class ClusterMarginShard:
     embeddings : ndarray of shape (n, d), float32 or float16
     """
 
-    def __init__(self, ids, keys, predicted_index, confidence, scores, embeddings):
+    def __init__(self, ids, keys, predicted_index, confidence, scores, embeddings, cluster=None):
         self.ids = ids
         self.keys = np.asarray(keys, dtype=np.uint64)
         self.predicted_index = predicted_index
         self.confidence = confidence
         self.scores = scores
-        self.embeddings = embeddings
-        self.cluster = np.full(len(self.keys), -1, np.int32)
+        self.embeddings = embeddings  # None when clusters were assigned while streaming
+        self.cluster = np.full(len(self.keys), -1, np.int32) if cluster is None else np.asarray(cluster, np.int32)
 
     def size(self) -> int:
         """Number of selectable rows on this shard."""
@@ -155,16 +160,24 @@ class ClusterMarginBuilder:
     capacity : int or None
     """
 
-    def __init__(self, embedding_dtype: str = "float32", capacity: int | None = None):
+    def __init__(self, embedding_dtype: str = "float32", capacity: int | None = None, centroids: np.ndarray | None = None):
         self.dtype = np.dtype(embedding_dtype)
         self.buffer = ColumnBuffer(capacity)
         self.dim: int | None = None
+        self.index = None
+        if centroids is not None:  # assign while streaming; keep no embeddings
+            import faiss
+
+            centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+            self.index = faiss.IndexFlatL2(centroids.shape[1])
+            self.index.add(centroids)
 
     def add(self, ids, keys, probs, embeddings, selectable, labeled=None, member_probs=None) -> None:
         """Add one record batch (shapes as in :class:`alscale.strategies.gradient.BadgeBuilder`)."""
         if embeddings is None:
             raise StrategyError("Strategy 'cluster-margin' needs the model's embedding output; the model gave none.")
-        keep = np.flatnonzero(np.asarray(selectable, dtype=bool))
+        sel = np.asarray(selectable, dtype=bool)
+        keep = slice(None) if sel.all() else np.flatnonzero(sel)  # no copy in the usual case
         probs = np.asarray(probs)[keep]
         emb = np.asarray(embeddings)[keep]
         self.dim = emb.shape[1]
@@ -173,13 +186,20 @@ class ClusterMarginBuilder:
             ids=np.asarray(ids)[keep],
             keys=np.asarray(keys, dtype=np.uint64)[keep],
             predicted_index=pred,
-            confidence=probs[np.arange(len(keep)), pred].astype(np.float32),
+            confidence=probs[np.arange(len(pred)), pred].astype(np.float32),
             scores=margin_scores(probs),
-            embeddings=emb.astype(self.dtype),
+            **self._embedding_or_cluster(emb),
         )
+
+    def _embedding_or_cluster(self, emb: np.ndarray) -> dict[str, np.ndarray]:
+        if self.index is None:
+            return {"embeddings": emb.astype(self.dtype, copy=False)}  # the buffer copies it once
+        _, nearest = self.index.search(np.ascontiguousarray(emb, dtype=np.float32), 1)
+        return {"cluster": nearest[:, 0].astype(np.int32)}
 
     def finish(self) -> ClusterMarginShard:
         """The shard state the selection driver talks to."""
+        last = {"cluster": ((), np.int32)} if self.index is not None else {"embeddings": ((self.dim or 0,), self.dtype)}
         cols = self.buffer.finish(
             {
                 "ids": ((), np.int64),
@@ -187,10 +207,12 @@ class ClusterMarginBuilder:
                 "predicted_index": ((), np.int32),
                 "confidence": ((), np.float32),
                 "scores": ((), np.float32),
-                "embeddings": ((self.dim or 0,), self.dtype),
+                **last,
             }
         )
-        return ClusterMarginShard(cols["ids"], cols["keys"], cols["predicted_index"], cols["confidence"], cols["scores"], cols["embeddings"])
+        return ClusterMarginShard(
+            cols["ids"], cols["keys"], cols["predicted_index"], cols["confidence"], cols["scores"], cols.get("embeddings"), cols.get("cluster")
+        )
 
 
 def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -209,7 +231,7 @@ def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:
 def make_cluster_margin_builder(params: Mapping[str, Any] | None = None) -> ClusterMarginBuilder:
     """Builder factory for the engine: ``make_cluster_margin_builder(strategy_params)``."""
     p = _params(params)
-    return ClusterMarginBuilder(p["embedding_dtype"], p.get("capacity"))
+    return ClusterMarginBuilder(p["embedding_dtype"], p.get("capacity"), p.get("centroids"))
 
 
 def _save_atomic(path: str, array: np.ndarray) -> None:
@@ -229,16 +251,27 @@ def _save_atomic(path: str, array: np.ndarray) -> None:
         raise OutputError(f"Cannot write the cluster cache {path!r}: {exc}") from exc
 
 
-def _centroids(group: ShardGroup, seed: int, p: dict, total: int) -> tuple[np.ndarray, str, int]:
+def _cache_path(p: dict) -> str | None:
     cache_dir, cache_key = p.get("cache_dir"), p.get("cache_key")
-    path = os.path.join(str(cache_dir), f"clusters-{cache_key}.npy") if cache_dir and cache_key else None
+    return os.path.join(str(cache_dir), f"clusters-{cache_key}.npy") if cache_dir and cache_key else None
+
+
+def _cached_centroids(p: dict) -> np.ndarray | None:
+    path = _cache_path(p)
     if path and os.path.exists(path):
         cached = np.load(path)
         if cached.ndim == 2 and len(cached) <= p["n_clusters"]:
-            return cached.astype(np.float32), "hit", 0
+            return cached.astype(np.float32)
         logger.warning("ignoring cluster cache %s: shape %s does not fit n_clusters=%d", path, cached.shape, p["n_clusters"])
-    m = min(total, p["sample_size"] or max(10_000, 64 * p["n_clusters"]))
-    sample = concat_rows(group.map("sample", seed, m))
+    return None
+
+
+def _sample_size(p: dict) -> int:
+    return p["sample_size"] or max(10_000, 64 * p["n_clusters"])
+
+
+def _fit_centroids(sample: dict[str, np.ndarray], seed: int, p: dict, m: int) -> tuple[np.ndarray, int]:
+    """FAISS k-means on the ``m`` sample rows with the smallest (u, key), taken in key order."""
     take = np.lexsort((sample["key"], sample["u"]))[:m]
     take = take[np.argsort(sample["key"][take], kind="stable")]
     x = np.ascontiguousarray(sample["embedding"][take], dtype=np.float32)
@@ -248,9 +281,47 @@ def _centroids(group: ShardGroup, seed: int, p: dict, total: int) -> tuple[np.nd
     km = faiss.Kmeans(x.shape[1], n_clusters, niter=p["niter"], seed=int(seed) & 0x7FFFFFFF, verbose=False, max_points_per_centroid=1 << 20)
     km.train(x)
     centroids = np.asarray(km.centroids, dtype=np.float32)
+    path = _cache_path(p)
     if path:
         _save_atomic(path, centroids)
-    return centroids, ("miss" if path else "off"), len(x)
+    return centroids, len(x)
+
+
+def _centroids(group: ShardGroup, seed: int, p: dict, total: int) -> tuple[np.ndarray, str, int]:
+    cached = _cached_centroids(p)
+    if cached is not None:
+        return cached, "hit", 0
+    m = min(total, _sample_size(p))
+    centroids, used = _fit_centroids(concat_rows(group.map("sample", seed, m)), seed, p, m)
+    return centroids, ("miss" if _cache_path(p) else "off"), used
+
+
+def prepare_cluster_margin(sample_rows, k: int, seed: int, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Centroids before the main scan (the engine's path): from the cache, or from a sample.
+
+    Parameters
+    ----------
+    sample_rows : callable
+        ``sample_rows(m, stream) -> (rows, selectable_count)``: the ``m`` selectable rows with
+        the smallest ``row_uniform(key, seed, stream)``, with ``u``, ``key``, ``embedding``.
+    k, seed : int
+    params : dict or None
+
+    Returns
+    -------
+    dict
+        ``centroids`` (n_clusters, d) float32 and ``prepared`` (cache state, sample size), to
+        be merged into the builder's and the select function's parameters.
+    """
+    p = _params(params)
+    cached = _cached_centroids(p)
+    if cached is not None:
+        return {"centroids": cached, "prepared": {"cache": "hit", "sample_size": 0}}
+    rows, total = sample_rows(_sample_size(p), _SAMPLE_STREAM)
+    if total < k:
+        raise PoolExhaustedError(total, k)
+    centroids, used = _fit_centroids(rows, int(seed), p, min(total, _sample_size(p)))
+    return {"centroids": centroids, "prepared": {"cache": "miss" if _cache_path(p) else "off", "sample_size": used}}
 
 
 def select_cluster_margin(group: ShardGroup, k: int, seed: int, params: Mapping[str, Any] | None = None) -> Selection:
@@ -289,8 +360,12 @@ def select_cluster_margin(group: ShardGroup, k: int, seed: int, params: Mapping[
     total = int(sum(group.map("size")))
     if total < k:
         raise PoolExhaustedError(total, k)
-    centroids, cache, sample_size = _centroids(group, int(seed), p, total)
-    group.map("assign", centroids)
+    if p.get("centroids") is not None:  # prepared: the shards assigned clusters while streaming
+        centroids = np.asarray(p["centroids"])
+        cache, sample_size = p["prepared"]["cache"], p["prepared"]["sample_size"]
+    else:
+        centroids, cache, sample_size = _centroids(group, int(seed), p, total)
+        group.map("assign", centroids)
     m = min(total, int(math.ceil(p["candidate_multiple"] * k)))
     acc = TopK(m)
     for part in group.map("top", m):

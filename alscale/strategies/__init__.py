@@ -26,7 +26,12 @@ register(Strategy("least-confidence", "topk", lambda b: least_confidence(b.probs
 register(Strategy("random", "topk", lambda b: random_scores(b.keys, b.seed), description="uniform from (seed, id): the baseline"))
 
 # Committee and diversity strategies (imports kept below the registry's own).
-from alscale.reduce.cluster_margin import CLUSTER_MARGIN_DEFAULTS, make_cluster_margin_builder, select_cluster_margin  # noqa: E402
+from alscale.reduce.cluster_margin import (  # noqa: E402
+    CLUSTER_MARGIN_DEFAULTS,
+    make_cluster_margin_builder,
+    prepare_cluster_margin,
+    select_cluster_margin,
+)
 from alscale.reduce.kcenter import CORESET_DEFAULTS, make_coreset_builder, select_coreset  # noqa: E402
 from alscale.strategies.committee import committee_scorer, kl_to_consensus, vote_entropy  # noqa: E402
 from alscale.strategies.gradient import BADGE_DEFAULTS, gradient_factors, make_badge_builder, select_badge  # noqa: E402
@@ -51,7 +56,7 @@ register(
 register(
     Strategy(
         "cluster-margin", "diversity", needs_embedding=True, make_builder=make_cluster_margin_builder,
-        select=select_cluster_margin, defaults=CLUSTER_MARGIN_DEFAULTS,
+        select=select_cluster_margin, defaults=CLUSTER_MARGIN_DEFAULTS, prepare=prepare_cluster_margin,
         description="lowest-margin rows round-robin over embedding clusters (Citovsky et al. 2021)",
     )
 )

@@ -63,6 +63,12 @@ class Strategy:
     select : callable or None
         Diversity strategies: ``select(group: ShardGroup, k: int, seed: int, params: dict)
         -> Selection`` (see :mod:`alscale.reduce.shardgroup`).
+    prepare : callable or None
+        Diversity strategies that need a look at the pool before the main scan:
+        ``prepare(sample_rows, k, seed, params) -> dict`` of extra builder/select parameters,
+        where ``sample_rows(m, stream) -> (rows, selectable_count)`` returns the ``m``
+        selectable rows with the smallest ``row_uniform(key, seed, stream)`` (``u``, ``key``,
+        ``embedding``), gathered from every shard.
     defaults : dict
         The strategy's parameters and their default values.
     """
@@ -76,6 +82,7 @@ class Strategy:
     make_builder: Callable[[dict], Any] | None = None
     select: Callable[..., Any] | None = None
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    prepare: Callable[..., dict] | None = None
 
 
 STRATEGIES: dict[str, Strategy] = {}
