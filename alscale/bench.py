@@ -280,10 +280,10 @@ def run_strategy_bench(
             manifest = alscale.select(p, m, strategy=name, k=kk, actors=actors, batch_size=2048, strategy_params=params or None)
             wall = time.perf_counter() - t0
             t = manifest.data["timings"]
-            seconds = t["score"] + t.get("check_ids", 0) + t.get("reduce", 0)
+            seconds = t.get("prepare", 0) + t["score"] + t.get("check_ids", 0) + t.get("reduce", 0)
             n_rows = manifest.data["counts"]["rows_total"]
             row = {"strategy": name, "rows": n_rows, "k": kk, "seconds": round(seconds, 2), "seconds_end_to_end": round(wall, 2),
-                   "scan_seconds": round(t["score"], 2), "reduce_seconds": round(t.get("reduce", 0), 2),
+                   "prepare_seconds": round(t.get("prepare", 0), 2), "scan_seconds": round(t["score"], 2), "reduce_seconds": round(t.get("reduce", 0), 2),
                    "actor_peak_rss_mb": manifest.data["memory"]["actor_peak_rss_mb"]}
             table.append(row)
             echo(f"{name:>15} rows={n_rows:>9,} k={kk:>7,}: {seconds:6.2f} s (scan {t['score']:.2f}, reduce {t.get('reduce', 0):.2f}); actor RSS {row['actor_peak_rss_mb']} MiB")
