@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Every Ray the tests start (local, multi-node, job-submission head) lives on 127.0.0.1 without
+# token auth.  Ray reads these once per process, so one test session must use one setting for all.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import numpy as np
 import onnxruntime as ort

@@ -28,9 +28,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 ray = pytest.importorskip("ray")
 
 K = 40
-N_ROWS = 12_000
-# two rows per batch: scoring takes a few seconds, long enough to break something mid-way
-SLOW = {"strategy": "entropy", "k": K, "seed": 5, "batch_size": 2}
+N_ROWS = 36_000
+# one row per batch: scoring takes several seconds per actor, long enough to break something mid-way
+SLOW = {"strategy": "entropy", "k": K, "seed": 5, "batch_size": 1}
 
 
 def shard_actors(exclude: set[str] = frozenset()) -> list[dict]:
@@ -129,7 +129,7 @@ def test_killed_shard_actor_is_restarted(ray_cluster, undisturbed, pool, model, 
     known = {a["id"] for a in shard_actors()}
     run = Background(str(pool), str(model), out=str(tmp_path / "batch"), actors=3, **SLOW)
     victim = wait_for_alive(known, 3)[0]
-    time.sleep(1.0)  # let it read a while
+    time.sleep(0.5)  # let it read a while
     assert run.thread.is_alive(), "the run ended before the fault"
     os.kill(victim["pid"], signal.SIGKILL)
     manifest = run.join()
@@ -147,7 +147,7 @@ def test_removed_worker_node_is_survived(ray_cluster, undisturbed, pool, model, 
     alive = wait_for_alive(known, 2)
     workers = {node.node_id: node for node in ray_cluster.worker_nodes}
     victim = next(a for a in alive if a["node"] in workers)
-    time.sleep(1.0)
+    time.sleep(0.5)
     assert run.thread.is_alive(), "the run ended before the fault"
     ray_cluster.remove_node(workers[victim["node"]], allow_graceful=False)
     try:
