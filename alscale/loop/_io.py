@@ -84,16 +84,17 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 @contextlib.contextmanager
-def file_lock(path: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive ``fcntl.flock`` on ``path`` (created if missing) for the block.
+def file_lock(path: str | os.PathLike, shared: bool = False) -> Iterator[None]:
+    """Hold an ``fcntl.flock`` on ``path`` (created if missing) for the block.
 
+    Exclusive for writers, ``shared=True`` for readers (many at once, never during a write).
     Works across processes (a webhook receiver and a CLI) and across threads of one process,
     since every entry opens its own file descriptor.
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        fcntl.flock(fh.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:

@@ -289,6 +289,15 @@ class Workspace:
             return {"version": 0, "labels": None, "pending": None}
         return read_json(head_path)
 
+    def _read_current(self, which: str, schema: pa.Schema) -> pa.Table:
+        """The current version of a state table, read under a shared lock.
+
+        Writers replace HEAD and delete superseded versions under the exclusive lock, so a
+        reader holding the shared one never sees HEAD point at a deleted file.
+        """
+        with file_lock(self.path / ".lock", shared=True):
+            return self._read_table(self._head().get(which), schema)
+
     def _read_table(self, name: str | None, schema: pa.Schema) -> pa.Table:
         if not name:
             return schema.empty_table()
@@ -320,7 +329,7 @@ class Workspace:
     # ------------------------------------------------------------------ pending
     def pending(self) -> pa.Table:
         """Ids sent to annotators and not answered: columns id, batch_run_id, queue, sent_at."""
-        return self._read_table(self._head().get("pending"), _pending_schema(self.id_type))
+        return self._read_current("pending", _pending_schema(self.id_type))
 
     def add_pending(self, ids, *, batch_run_id: str, queue: str) -> int:
         """Mark ids as sent to a labeling queue; ids already pending are left as they are.
@@ -453,7 +462,7 @@ class Workspace:
 
     def label_log(self) -> pa.Table:
         """Every label record ever kept (one per ``(source, annotation_id)``), oldest first."""
-        return self._read_table(self._head().get("labels"), _labels_schema(self.id_type))
+        return self._read_current("labels", _labels_schema(self.id_type))
 
     def labeled(self) -> pa.Table:
         """The current labeled set, one row per id.

@@ -152,3 +152,29 @@ def test_string_ids(tmp_path, pool_writer):
     with pytest.raises(LabelError):
         ws.record_labels([{"id": "doc-99", "label": "pos", "source": "csv"}])
     assert "doc-3" in ws.excluded_ids().tolist()
+
+
+def test_readers_never_see_a_superseded_version(tmp_path, blob_pool):
+    """A reader racing a writer reads the old or the new table, never a deleted file."""
+    import threading
+
+    ws = _ws(tmp_path, blob_pool)
+    pool_ids = [i for i in ws.pool_ids().tolist() if i not in set(ws.excluded_ids().tolist())][:60]
+    errors = []
+
+    def write():
+        for i, row_id in enumerate(pool_ids):
+            ws.add_pending([row_id], batch_run_id=f"run-{i}", queue="test")
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    seen = 0
+    while writer.is_alive() and seen < 5000:
+        try:
+            seen = max(seen, ws.pending().num_rows)
+        except Exception as exc:  # the race this guards against: FileNotFoundError
+            errors.append(exc)
+            break
+    writer.join()
+    assert not errors
+    assert ws.pending().num_rows == len(pool_ids)

@@ -10,14 +10,29 @@ import pytest
 from .queue_support import CLASSES, LS_VENV, LabelStudioServer, make_manifest, write_pool
 
 
+def _install_label_studio() -> None:
+    """First run on a new machine: make Label Studio's own virtual environment (a few minutes)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / ".ci" / "install-label-studio"
+    env = dict(os.environ, ALSCALE_LABEL_STUDIO_VENV=str(LS_VENV), PYTHON=os.environ.get("PYTHON", "python3"))
+    sys.stderr.write(f"installing Label Studio into {LS_VENV} (first run only) ...\n")
+    proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0 or not (LS_VENV / "bin" / "label-studio").exists():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        pytest.fail(f"Could not install Label Studio into {LS_VENV} with {script}: {tail[0]} "
+                    "(set ALSCALE_SKIP_LABEL_STUDIO=1 to skip these tests)", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def label_studio(tmp_path_factory):
     """The session's Label Studio server (started once: the first start migrates for ~30 s)."""
     if not (LS_VENV / "bin" / "label-studio").exists():
         if os.environ.get("ALSCALE_SKIP_LABEL_STUDIO") == "1":
             pytest.skip("Label Studio is not installed and ALSCALE_SKIP_LABEL_STUDIO=1")
-        pytest.fail(f"Label Studio is not installed in {LS_VENV}; run .ci/install-label-studio "
-                    "(or set ALSCALE_SKIP_LABEL_STUDIO=1 to skip these tests)", pytrace=False)
+        _install_label_studio()
     server = LabelStudioServer(tmp_path_factory.mktemp("label-studio"))
     server.start()
     yield server
