@@ -141,20 +141,14 @@ def run_selection(settings: SelectSettings) -> Manifest:
     run = prepare_run(settings)
     with ray_session(settings.address):
         selected, results, info, skipped = _execute(run)
-    t0 = time.perf_counter()
     batch = _batch_table(run, selected)
     data = _manifest_data(run, results, info, skipped, created)
-    if settings.out:
-        manifest = write_manifest(settings.out, batch, data, force=settings.force)
-    else:
-        manifest = Manifest(path=None, data=data, batch=batch)
-    data["timings"]["write"] = time.perf_counter() - t0
-    if settings.out and run.checkpoints is not None:  # the manifest is safe: drop the checkpoints
+    if not settings.out:
+        return Manifest(path=None, data=data, batch=batch)
+    # written once, atomically; the write itself is the one stage manifest.json cannot time
+    manifest = write_manifest(settings.out, batch, data, force=settings.force)
+    if run.checkpoints is not None:  # the manifest is safe: drop the checkpoints
         run.checkpoints.remove()
-    if settings.out:  # record the write time too (manifest.json only; batch.parquet is untouched)
-        import json
-
-        (manifest.path / "manifest.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
     return manifest
 
 

@@ -74,7 +74,7 @@ def test_manifest_contents_and_byte_identical_batches(tmp_path, pool, model_path
     assert d["schema_version"] == 1 and d["k"] == 40 and d["strategy"]["name"] == "margin"
     assert len(d["model"]["sha256"][0]) == 64 and d["model"]["classes"] == ["0", "1", "2", "3"]
     assert [f["rows"] for f in d["pool"]["files"]] == [2000, 2000, 2000]
-    assert {"plan", "startup", "score", "reduce", "write"} <= set(d["timings"])
+    assert {"plan", "startup", "score", "check_ids", "reduce"} <= set(d["timings"])
     assert {"alscale", "ray", "onnxruntime", "pyarrow"} <= set(d["versions"])
     assert alscale.Manifest.read(tmp_path / "a").ids == a.ids
 
