@@ -134,10 +134,22 @@ def test_invalid_features_error_or_skip(tmp_path, model_path, ):
     assert m.ids == ids[top_k_order(entropy(reference_probs(model_path, X[keep])), ids, 5)].tolist()
 
 
-def test_committee_mean_probabilities(tmp_path, pool, model_factory, reference):
-    from alscale.strategies import STRATEGIES
+@pytest.mark.parametrize("strategy", ["qbc-vote", "qbc-kl"])
+def test_committee_from_a_directory_equals_numpy(tmp_path, pool, model_factory, reference, strategy):
+    import shutil
 
-    if "qbc-vote" not in STRATEGIES:
-        pytest.skip("committee strategies not registered")
-    m = alscale.select(pool, [model_factory(0), model_factory(1), model_factory(2)], strategy="qbc-vote", k=10, actors=2)
-    assert len(m.ids) == 10 and m.data["model"]["paths"][2].endswith(".onnx")
+    from alscale.strategies.committee import kl_to_consensus, vote_entropy
+
+    members = [model_factory(s) for s in (0, 1, 2)]
+    folder = tmp_path / "committee"
+    folder.mkdir()
+    for i, m in enumerate(members):
+        shutil.copy(m, folder / f"member-{i}.onnx")
+    by_dir = alscale.select(pool, folder, strategy=strategy, k=30, actors=2)
+    by_list = alscale.select(pool, [str(folder / f"member-{i}.onnx") for i in range(3)], strategy=strategy, k=30, actors=3)
+    ids, _ = reference
+    X = read_pool_arrays(pool)[1]
+    stacked = np.stack([reference_probs(m, X) for m in members])
+    scores = vote_entropy(stacked) if strategy == "qbc-vote" else kl_to_consensus(stacked)
+    assert by_dir.ids == by_list.ids == ids[top_k_order(scores, ids, 30)].tolist()
+    assert len(by_dir.data["model"]["paths"]) == 3
