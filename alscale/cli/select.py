@@ -43,12 +43,13 @@ def _parse_params(values: tuple[str, ...]) -> dict:
 @click.option("--on-invalid", type=click.Choice(["error", "skip"]), default=None, help="Rows with NaN/inf features: fail, or skip and count. [default: error]")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Strategy parameter (JSON value); repeatable.")
 @click.option("--skip-bad-shards", is_flag=True, default=None, help="Skip and record shards that cannot be read instead of failing.")
+@click.option("--checkpoint-dir", default=None, help="Where finished shards are saved for resume (local or URI). [default: OUT.checkpoints]")
 @click.option("--config", type=click.Path(dir_okay=False), default=None, help="TOML/YAML file with any of these options; flags override it.")
 @click.option("--force", is_flag=True, default=None, help="Replace an existing output directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print manifest.json to stdout when done.")
 def command(pool, id_column, features, models, probs_output, embedding_output, strategy, k, out, exclude, labeled,
-            actors, address, batch_size, threads, seed, on_invalid, params, skip_bad_shards, config, force, quiet, as_json):
+            actors, address, batch_size, threads, seed, on_invalid, params, skip_bad_shards, checkpoint_dir, config, force, quiet, as_json):
     """Select the K most informative examples of a Parquet pool.
 
     Shards the pool over Ray actors, scores every row with the ONNX model, merges the
@@ -85,6 +86,7 @@ def command(pool, id_column, features, models, probs_output, embedding_output, s
         progress=not quiet,
         strategy_params=_parse_params(params) or None,
         skip_bad_shards=skip_bad_shards,
+        checkpoint_dir=checkpoint_dir,
         config=config,
     )
     elapsed = time.perf_counter() - started
