@@ -37,25 +37,3 @@ def blob_pool(tmp_path):
 def pool_writer():
     """The :func:`write_pool` helper, as a fixture."""
     return write_pool
-
-
-@pytest.fixture(scope="module")
-def ray_private():
-    """A private local Ray for one test module (never an existing cluster), or the one running."""
-    import os
-    import shutil
-    import tempfile
-
-    import ray
-
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if ray.is_initialized():
-        yield
-        return
-    temp_dir = tempfile.mkdtemp(prefix="alscale-l-")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir, configure_logging=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)

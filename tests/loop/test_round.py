@@ -23,7 +23,7 @@ def _oracle(ws, ids):
     return [{"id": i, "label": lab, "source": "oracle"} for i, lab in zip(table.column("id").to_pylist(), table.column("label").to_pylist())]
 
 
-def test_seed_round_then_model_round(tmp_path, blob_pool, ray_private):
+def test_seed_round_then_model_round(tmp_path, blob_pool, ray_local):
     ws = Workspace.create(tmp_path / "ws", pool=blob_pool, label_column="label", group_columns=["site"],
                           settings={"eval_size": 60, "stop_set_size": 50, "initial_size": 12, "batch_size": 15, "seed": 3})
     r0 = run_round(ws)

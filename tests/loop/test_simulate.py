@@ -20,7 +20,7 @@ def test_aulc_and_labels_needed_reference():
     assert labels_needed(x, np.array([0.9, 0.5, 0.3]), 0.5, higher_is_better=False) == 20
 
 
-def test_digits_simulation_end_to_end(tmp_path, ray_private):
+def test_digits_simulation_end_to_end(tmp_path, ray_local):
     pool = digits_pool(tmp_path / "digits.parquet")
     out = tmp_path / "sim"
     s = simulate(pool, out=out, strategies=["margin"], seeds=[0, 1], initial_size=20, batch_size=20, budget=60,
@@ -45,7 +45,7 @@ def test_digits_simulation_end_to_end(tmp_path, ray_private):
 
 
 @pytest.mark.slow
-def test_margin_beats_random_on_digits(tmp_path, ray_private):
+def test_margin_beats_random_on_digits(tmp_path, ray_local):
     pool = digits_pool(tmp_path / "digits.parquet")
     s = simulate(pool, out=tmp_path / "sim", strategies=["margin"], seeds=[0, 1, 2], initial_size=20, batch_size=20,
                  budget=120, eval_size=500, actors=1)
