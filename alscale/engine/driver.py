@@ -178,61 +178,110 @@ def _execute(run: PreparedRun) -> tuple[dict, list[ShardResult], dict, list[dict
         ray.kill(progress)
 
 
-def _scan_and_reduce(run: PreparedRun, shards: list[Shard], actors: list, progress) -> tuple[dict, list[ShardResult], dict, list[dict]]:
-    s = run.settings
-    diversity = run.strategy.kind == "diversity"
-    n_buckets = len(actors)
-    exclude_ref = ray.put(run.exclude_keys)
-    labeled_ref = ray.put(run.labeled_keys)
+@dataclass
+class _Scan:
+    """One run's shard bookkeeping on the driver: object refs and bounded per-shard results."""
 
-    t0 = time.perf_counter()
-    queue = list(shards)
-    pending: dict[Any, tuple[Any, Shard, list]] = {}
-    placements: dict[int, Any] = {}
-    results: list[ShardResult] = []
-    buckets: list[list] = []
-    skipped: list[dict] = []
+    run: PreparedRun
+    shards: list[Shard]
+    actors: list
+    exclude_ref: Any
+    labeled_ref: Any
+    prepared: dict = field(default_factory=dict)
+    prepared_ref: Any = None
+    queue: list[Shard] = field(default_factory=list)
+    placements: dict[int, Any] = field(default_factory=dict)  # shard index -> actor holding its state
+    results: list[ShardResult] = field(default_factory=list)
+    buckets: list[list] = field(default_factory=list)  # per shard: refs to its keys, by hash bucket
+    skipped: list[dict] = field(default_factory=list)
 
-    def submit(actor) -> None:
-        shard = queue.pop(0)
-        method = actor.build_state if diversity else actor.score_shard
-        if diversity:
-            refs = method.options(num_returns=1 + n_buckets).remote(shard, exclude_ref, labeled_ref, n_buckets, prepared_ref)
+    @property
+    def n_buckets(self) -> int:
+        return len(self.actors)
+
+    @property
+    def diversity(self) -> bool:
+        return self.run.strategy.kind == "diversity"
+
+    def submit(self, actor, pending: dict, shard: Shard | None = None) -> None:
+        """Start the next queued shard (or ``shard``) on ``actor``; record its refs in ``pending``."""
+        shard = shard or self.queue.pop(0)
+        options = {"num_returns": 1 + self.n_buckets}
+        if self.diversity:
+            refs = actor.build_state.options(**options).remote(shard, self.exclude_ref, self.labeled_ref, self.n_buckets, self.prepared_ref)
         else:
-            refs = method.options(num_returns=1 + n_buckets).remote(shard, s.k, exclude_ref, labeled_ref, n_buckets)
+            refs = actor.score_shard.options(**options).remote(shard, self.run.settings.k, self.exclude_ref, self.labeled_ref, self.n_buckets)
         pending[refs[0]] = (actor, shard, refs[1:])
 
-    prepared: dict = {}
-    if diversity and run.strategy.prepare is not None:  # e.g. Cluster-Margin's centroids
-        t_prep = time.perf_counter()
-        prepared = _prepare_strategy(run, shards, actors, exclude_ref)
-        run.timings["prepare"] = time.perf_counter() - t_prep
-    prepared_ref = ray.put(prepared)
+    def rebuild(self, actor, index: int) -> None:
+        """An actor restarted and lost a shard's state: re-read the shard on it."""
+        logger.warning("shard %d lost its state (actor restarted); rebuilding it", index)
+        shard = next(sh for sh in self.shards if sh.index == index)
+        pending: dict = {}
+        self.submit(actor, pending, shard)
+        try:
+            ray.get(next(iter(pending)))
+        except Exception as exc:
+            raise unwrap_ray_error(exc) from None
 
-    run.checkpoints = open_checkpoints(run, shards, n_buckets)
-    if run.checkpoints is not None:  # resume: reuse the shards a previous run finished
-        for index in sorted(run.checkpoints.finished()):
-            loaded = run.checkpoints.load(index) if any(sh.index == index for sh in queue) else None
-            if loaded is not None and diversity:  # the shard's state goes back onto an actor
-                actor = actors[run.resumed_shards % len(actors)]
-                try:
-                    ray.get(actor.load_state.remote(index, run.checkpoints.directory))
-                except Exception as exc:
-                    logger.warning("state of shard %d is unreadable (%s); scoring it again", index, unwrap_ray_error(exc))
-                    loaded = None
-                else:
-                    placements[index] = actor
-            if loaded is not None:
-                results.append(loaded[0])
-                buckets.append(loaded[1])
-                queue[:] = [sh for sh in queue if sh.index != index]
-                run.resumed_shards += 1
-        if run.resumed_shards:
-            logger.info("resuming: %d of %d shards from %s", run.resumed_shards, len(shards), run.checkpoints.directory)
 
-    for actor in actors:
-        if queue:
-            submit(actor)
+def _scan_and_reduce(run: PreparedRun, shards: list[Shard], actors: list, progress) -> tuple[dict, list[ShardResult], dict, list[dict]]:
+    scan = _Scan(run, shards, actors, ray.put(run.exclude_keys), ray.put(run.labeled_keys), queue=list(shards))
+    t0 = time.perf_counter()
+    if scan.diversity and run.strategy.prepare is not None:  # e.g. Cluster-Margin's centroids
+        scan.prepared = _prepare_strategy(run, shards, actors, scan.exclude_ref)
+        run.timings["prepare"] = time.perf_counter() - t0
+    scan.prepared_ref = ray.put(scan.prepared)
+
+    t0 = time.perf_counter()
+    run.checkpoints = open_checkpoints(run, shards, scan.n_buckets)
+    if run.checkpoints is not None:
+        _resume_finished(scan)
+    _scan_shards(scan, progress)
+    run.timings["score"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    if not _ids_provably_unique(scan.results):
+        _check_duplicate_ids(actors, scan.buckets, shards, scan.n_buckets)
+    run.timings["check_ids"] = time.perf_counter() - t0
+
+    _check_counts(run, scan.results)
+    t0 = time.perf_counter()
+    selected, info = _reduce_diversity(scan) if scan.diversity else (_reduce_top_k(run, scan.results), {})
+    run.timings["reduce"] = time.perf_counter() - t0
+    return selected, scan.results, info, scan.skipped
+
+
+def _resume_finished(scan: _Scan) -> None:
+    """Reuse the shards a previous run of the same inputs finished (its checkpoints)."""
+    run = scan.run
+    for index in sorted(run.checkpoints.finished()):
+        loaded = run.checkpoints.load(index) if any(sh.index == index for sh in scan.queue) else None
+        if loaded is not None and scan.diversity:  # the shard's state goes back onto an actor
+            actor = scan.actors[run.resumed_shards % len(scan.actors)]
+            try:
+                ray.get(actor.load_state.remote(index, run.checkpoints.directory))
+            except Exception as exc:
+                logger.warning("state of shard %d is unreadable (%s); scoring it again", index, unwrap_ray_error(exc))
+                loaded = None
+            else:
+                scan.placements[index] = actor
+        if loaded is not None:
+            scan.results.append(loaded[0])
+            scan.buckets.append(loaded[1])
+            scan.queue[:] = [sh for sh in scan.queue if sh.index != index]
+            run.resumed_shards += 1
+    if run.resumed_shards:
+        logger.info("resuming: %d of %d shards from %s", run.resumed_shards, len(scan.shards), run.checkpoints.directory)
+
+
+def _scan_shards(scan: _Scan, progress) -> None:
+    """Give each actor a shard, and the next one when it finishes, until the queue is empty."""
+    run, s = scan.run, scan.run.settings
+    pending: dict[Any, tuple[Any, Shard, list]] = {}
+    for actor in scan.actors:
+        if scan.queue:
+            scan.submit(actor, pending)
     bar = _progress_bar(run.pool.rows, s.progress)
     try:
         while pending:
@@ -245,70 +294,52 @@ def _scan_and_reduce(run: PreparedRun, shards: list[Shard], actors: list, progre
                     result = ray.get(ref)
                 except Exception as exc:
                     err = unwrap_ray_error(exc)
-                    if isinstance(err, ShardError) and s.skip_bad_shards:
-                        skipped.append({"shard": shard.index, "pieces": shard.describe(), "error": str(err)})
-                        logger.warning("skipping shard %d: %s", shard.index, err)
-                        if queue:
-                            submit(actor)
-                        continue
-                    raise err from None
-                results.append(result)
-                buckets.append(bucket_refs)
-                if run.checkpoints is not None:
-                    run.checkpoints.save(shard.index, ref, bucket_refs)
-                    if diversity:
-                        run.checkpoints.save_state(actor, shard.index)
-                placements[shard.index] = actor
-                if queue:
-                    submit(actor)
+                    if not (isinstance(err, ShardError) and s.skip_bad_shards):
+                        raise err from None
+                    scan.skipped.append({"shard": shard.index, "pieces": shard.describe(), "error": str(err)})
+                    logger.warning("skipping shard %d: %s", shard.index, err)
+                else:
+                    scan.results.append(result)
+                    scan.buckets.append(bucket_refs)
+                    scan.placements[shard.index] = actor
+                    if run.checkpoints is not None:
+                        run.checkpoints.save(shard.index, ref, bucket_refs)
+                        if scan.diversity:
+                            run.checkpoints.save_state(actor, shard.index)
+                if scan.queue:
+                    scan.submit(actor, pending)
         if bar is not None:
             bar.update(run.pool.rows - bar.n)
     finally:
         if bar is not None:
             bar.close()
-    results.sort(key=lambda r: r.index)
+    scan.results.sort(key=lambda r: r.index)
     if run.checkpoints is not None:
         run.checkpoints.flush()
-    run.timings["score"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    if not _ids_provably_unique(results):
-        _check_duplicate_ids(actors, buckets, shards, n_buckets)
-    run.timings["check_ids"] = time.perf_counter() - t0
 
-    _check_counts(run, results)
-    t0 = time.perf_counter()
-    if diversity:
-        by_index = {sh.index: sh for sh in shards}
+def _reduce_top_k(run: PreparedRun, results: list[ShardResult]) -> dict[str, np.ndarray]:
+    """Merge the shards' top-K exactly (score descending, id ascending)."""
+    top = TopK(run.settings.k)
+    for r in results:
+        if r.top is not None:
+            top.add(r.top["score"], r.top["id"], predicted_index=r.top["predicted_index"], confidence=r.top["confidence"])
+    return top.result()
 
-        def rebuild(actor, index: int) -> None:  # an actor restarted: re-read its shard
-            logger.warning("shard %d lost its state (actor restarted); rebuilding it", index)
-            refs = actor.build_state.options(num_returns=1 + n_buckets).remote(by_index[index], exclude_ref, labeled_ref, n_buckets, prepared_ref)
-            try:
-                ray.get(refs[0])
-            except Exception as exc:
-                raise unwrap_ray_error(exc) from None
 
-        group = RayShardGroup([(placements[r.index], r.index) for r in results], rebuild=rebuild)
-        params = _strategy_params(run)
-        params.update(prepared)
-        try:
-            selection = run.strategy.select(group, s.k, s.seed, params)
-        except Exception as exc:
-            raise unwrap_ray_error(exc) from None
-        selected = {name: np.asarray(col) for name, col in selection.items()}
-        info = dict(getattr(selection, "info", {}) or {})
-        if group.rebuilds:
-            info["shard_states_rebuilt"] = group.rebuilds
-    else:
-        top = TopK(s.k)
-        for r in results:
-            if r.top is not None:
-                top.add(r.top["score"], r.top["id"], predicted_index=r.top["predicted_index"], confidence=r.top["confidence"])
-        selected = top.result()
-        info = {}
-    run.timings["reduce"] = time.perf_counter() - t0
-    return selected, results, info, skipped
+def _reduce_diversity(scan: _Scan) -> tuple[dict[str, np.ndarray], dict]:
+    """Run the strategy's selection over the shard states held by the actors."""
+    run = scan.run
+    group = RayShardGroup([(scan.placements[r.index], r.index) for r in scan.results], rebuild=scan.rebuild)
+    params = {**_strategy_params(run), **scan.prepared}
+    try:
+        selection = run.strategy.select(group, run.settings.k, run.settings.seed, params)
+    except Exception as exc:
+        raise unwrap_ray_error(exc) from None
+    info = dict(getattr(selection, "info", {}) or {})
+    if group.rebuilds:
+        info["shard_states_rebuilt"] = group.rebuilds
+    return {name: np.asarray(col) for name, col in selection.items()}, info
 
 
 def _strategy_params(run: PreparedRun) -> dict:
