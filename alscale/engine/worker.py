@@ -190,13 +190,11 @@ class ShardWorker:
             # rows that feed the model: selectable ones, plus labeled ones a strategy may use
             use = finite & (~excluded | labeled) if self.strategy.kind == "diversity" else selectable
             if not stop_inference and use.any():
-                rows = np.flatnonzero(use) if not use.all() else None
-                feats = batch.features if rows is None else batch.features[rows]
-                outputs = self.runner(feats)
+                rows = slice(None) if use.all() else np.flatnonzero(use)  # a slice keeps the zero-copy view
+                outputs = self.runner(batch.features[rows])
                 t2 = time.perf_counter()
                 t["infer"] += t2 - t1
-                sub = (lambda a: a) if rows is None else (lambda a: a[rows])
-                consume(sub(batch.ids), sub(keys), outputs, sub(selectable), sub(labeled))
+                consume(batch.ids[rows], keys[rows], outputs, selectable[rows], labeled[rows])
                 t["score"] += time.perf_counter() - t2
                 result.rows_scored += int(selectable.sum())
             unreported += n
@@ -355,8 +353,6 @@ class ShardWorker:
 
     def lookup_id(self, shard: Shard, key: int):
         """The id (as the pool holds it) whose key is ``key``, or None (error path only)."""
-        import pyarrow.compute  # noqa: F401  (pyarrow is imported by the reader already)
-
         from alscale.pool.files import filesystem_for, open_parquet
         from alscale.pool.reader import ids_to_numpy
 

@@ -87,7 +87,6 @@ def expected_calibration_error(y_true: npt.ArrayLike, probs: npt.ArrayLike, n_bi
     conf = p.max(axis=1)
     correct = (p.argmax(axis=1) == y).astype(np.float64)
     bins = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
-    counts = np.bincount(bins, minlength=n_bins)
     acc_sum = np.bincount(bins, weights=correct, minlength=n_bins)
     conf_sum = np.bincount(bins, weights=conf, minlength=n_bins)
     return float(np.abs(acc_sum - conf_sum).sum() / max(len(y), 1))

@@ -64,6 +64,7 @@ def test_manifest_contents_and_byte_identical_batches(tmp_path, pool, model_path
     a = alscale.select(pool, model_path, strategy="margin", k=40, actors=1, out=tmp_path / "a")
     b = alscale.select(pool, model_path, strategy="margin", k=40, actors=3, batch_size=128, out=tmp_path / "b")
     assert (tmp_path / "a" / "batch.parquet").read_bytes() == (tmp_path / "b" / "batch.parquet").read_bytes()
+    assert b.ids == a.ids and b.data["run_id"] != a.data["run_id"]
     table = pq.read_table(tmp_path / "a" / "batch.parquet")
     assert table.column_names == ["id", "rank", "score", "strategy", "predicted_class", "predicted_index", "confidence"]
     ids, probs = reference

@@ -6,7 +6,6 @@ import collections
 import threading
 import time
 
-import httpx
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
