@@ -86,12 +86,19 @@ def greedy_kcenter(
     d2 = _nearest_sq(x, centers if centers is not None else np.empty((0, x.shape[1]), np.float32)).astype(np.float32)
     sq = np.einsum("ij,ij->i", x, x)
     picks, gains = [], []
-    for _ in range(k):
-        j = int(first) if np.isinf(d2).all() else int(np.argmax(d2))
+    no_centers = n > 0 and bool(np.isinf(d2).all())  # only the first pick can see no centers
+    dist = np.empty(n, dtype=np.float32)
+    for step in range(k):
+        j = int(first) if (step == 0 and no_centers) else int(np.argmax(d2))
         picks.append(j)
         gains.append(float(np.sqrt(d2[j])))
-        dist = sq + sq[j] - 2.0 * (x @ x[j])
-        np.minimum(d2, np.maximum(dist, 0.0), out=d2)
+        # |x_i - x_j|^2 = |x_i|^2 + |x_j|^2 - 2 <x_i, x_j>, in place: one gemv, no temporaries
+        np.dot(x, x[j], out=dist)
+        dist *= -2.0
+        dist += sq
+        dist += sq[j]
+        np.maximum(dist, 0.0, out=dist)
+        np.minimum(d2, dist, out=d2)
         d2[j] = 0.0
     radius = float(np.sqrt(d2.max())) if n else 0.0
     return np.asarray(picks, dtype=np.intp), np.asarray(gains, dtype=np.float64), radius
