@@ -26,7 +26,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import uuid
 from typing import Any
 
@@ -35,6 +34,7 @@ import ray
 from pyarrow import fs as pafs
 
 from alscale.engine.worker import ShardResult
+from alscale.pool.files import split_location
 
 __all__ = ["ShardCheckpoints", "checkpoint_key", "open_checkpoints"]
 
@@ -42,13 +42,6 @@ logger = logging.getLogger(__name__)
 
 FORMAT = 1
 _SCALARS = [f.name for f in dataclasses.fields(ShardResult) if f.name != "top"]
-
-
-def _filesystem(location: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in location:
-        filesystem, path = pafs.FileSystem.from_uri(location)
-        return filesystem, path.rstrip("/")
-    return pafs.LocalFileSystem(), os.path.abspath(location)
 
 
 def _keys_digest(keys: np.ndarray) -> str:
@@ -126,7 +119,7 @@ def _decode(data: bytes) -> tuple[ShardResult, list[np.ndarray]]:
 
 @ray.remote(num_cpus=0, max_retries=2)
 def _save(directory: str, index: int, result: ShardResult, *buckets: np.ndarray) -> str:
-    filesystem, path = _filesystem(directory)
+    filesystem, path = split_location(directory)
     filesystem.create_dir(path, recursive=True)
     final = f"{path}/shard-{index:05d}.npz"
     temp = f"{path}/.shard-{index:05d}.{uuid.uuid4().hex[:8]}.tmp"
@@ -138,7 +131,7 @@ def _save(directory: str, index: int, result: ShardResult, *buckets: np.ndarray)
 
 @ray.remote(num_cpus=0)
 def _load(directory: str, index: int) -> tuple:
-    filesystem, path = _filesystem(directory)
+    filesystem, path = split_location(directory)
     with filesystem.open_input_stream(f"{path}/shard-{index:05d}.npz") as stream:
         result, buckets = _decode(stream.read())
     return (result, *buckets)
@@ -170,7 +163,7 @@ class ShardCheckpoints:
 
     def finished(self) -> set[int]:
         """Indices of the shards saved in this run's folder."""
-        filesystem, path = _filesystem(self.directory)
+        filesystem, path = split_location(self.directory)
         try:
             infos = filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True))
         except OSError:
@@ -220,11 +213,11 @@ class ShardCheckpoints:
     def remove(self) -> None:
         """Delete this run's checkpoints (after its manifest is written), and the root if empty."""
         self.flush()
-        filesystem, path = _filesystem(self.directory)
+        filesystem, path = split_location(self.directory)
         try:
             if filesystem.get_file_info(path).type != pafs.FileType.NotFound:
                 filesystem.delete_dir(path)
-            _, root = _filesystem(self.root)
+            _, root = split_location(self.root)
             if not filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
                 filesystem.delete_dir(root)
         except OSError as exc:

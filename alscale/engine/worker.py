@@ -18,6 +18,7 @@ from alscale.exceptions import ShardStateLostError
 from alscale.model.contract import ModelContract
 from alscale.model.session import ModelOutputs, ModelRunner
 from alscale.pool.features import FeatureSpec
+from alscale.pool.files import split_location
 from alscale.pool.reader import iter_shard
 from alscale.pool.shards import Shard
 from alscale.reduce.topk import TopK
@@ -322,9 +323,7 @@ class ShardWorker:
         import pickle
         import uuid
 
-        from alscale.engine.checkpoint import _filesystem
-
-        filesystem, path = _filesystem(directory)
+        filesystem, path = split_location(directory)
         filesystem.create_dir(path, recursive=True)
         final = f"{path}/state-{shard_index:05d}.pkl"
         temp = f"{path}/.state-{shard_index:05d}.{uuid.uuid4().hex[:8]}.tmp"
@@ -337,15 +336,10 @@ class ShardWorker:
         """Load a shard's state saved by :meth:`save_state` (this run's own checkpoint folder)."""
         import pickle
 
-        from alscale.engine.checkpoint import _filesystem
-
-        filesystem, path = _filesystem(directory)
+        filesystem, path = split_location(directory)
         with filesystem.open_input_stream(f"{path}/state-{shard_index:05d}.pkl") as stream:
             self.states[shard_index] = pickle.loads(stream.read())
         return True
-
-    def drop_states(self) -> None:
-        self.states.clear()
 
     # -- the duplicate-id check -------------------------------------------------------------------
     def find_duplicate(self, *sorted_parts: np.ndarray) -> int | None:
@@ -368,9 +362,6 @@ class ShardWorker:
 
     def set_progress(self, progress: Any) -> bool:
         self.progress = progress
-        return True
-
-    def ping(self) -> bool:
         return True
 
     def pid(self) -> int:

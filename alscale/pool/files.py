@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from alscale.exceptions import PoolError, PoolSchemaError
 
-__all__ = ["PoolFile", "PoolFiles", "open_parquet", "resolve_pool"]
+__all__ = ["PoolFile", "PoolFiles", "filesystem_for", "open_parquet", "resolve_pool", "split_location"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,14 @@ def filesystem_for(uri: str | None) -> pafs.FileSystem:
         return pafs.LocalFileSystem()
     fs, _ = pafs.FileSystem.from_uri(uri)
     return fs
+
+
+def split_location(location: str) -> tuple[pafs.FileSystem, str]:
+    """A folder given as a local path or a filesystem URI, as (filesystem, path without a trailing /)."""
+    if "://" in location:
+        filesystem, path = pafs.FileSystem.from_uri(location)
+        return filesystem, path.rstrip("/")
+    return pafs.LocalFileSystem(), os.path.abspath(location)
 
 
 def open_parquet(filesystem: pafs.FileSystem, path: str) -> pq.ParquetFile:
