@@ -28,7 +28,7 @@ from alscale.config import SelectSettings, _expand_model_dirs
 from alscale.engine.checkpoint import open_checkpoints
 from alscale.engine.errors import unwrap_ray_error
 from alscale.engine.raygroup import RayShardGroup
-from alscale.engine.runtime import ProgressCounter, ray_session
+from alscale.engine.runtime import ray_session
 from alscale.engine.worker import ScoringJob, ShardResult, ShardWorker
 from alscale.exceptions import (
     DuplicateIdError,
@@ -162,20 +162,19 @@ def _execute(run: PreparedRun) -> tuple[dict, list[ShardResult], dict, list[dict
     n_actors = s.actors or cpus
     shards = plan_shards(run.pool, n_actors)
     n_actors = min(n_actors, len(shards))
-    progress = ProgressCounter.remote()
-    worker_cls = ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3)(ShardWorker)
+    # a second thread per actor, only for the progress query, so it is answered mid-shard
+    worker_cls = ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3, concurrency_groups={"progress": 1})(ShardWorker)
     actors = [worker_cls.remote(run.job()) for _ in range(n_actors)]
     try:
-        ray.get([a.set_progress.remote(progress) for a in actors])
+        ray.get([a.progress.remote() for a in actors])  # the actors are up and their model loaded
     except Exception as exc:
         raise unwrap_ray_error(exc) from None
     run.timings["startup"] = time.perf_counter() - t0
     try:
-        return _scan_and_reduce(run, shards, actors, progress)
+        return _scan_and_reduce(run, shards, actors)
     finally:
         for actor in actors:
             ray.kill(actor)
-        ray.kill(progress)
 
 
 @dataclass
@@ -192,7 +191,7 @@ class _Scan:
     queue: list[Shard] = field(default_factory=list)
     placements: dict[int, Any] = field(default_factory=dict)  # shard index -> actor holding its state
     results: list[ShardResult] = field(default_factory=list)
-    buckets: list[list] = field(default_factory=list)  # per shard: refs to its keys, by hash bucket
+    buckets: dict[int, list] = field(default_factory=dict)  # shard index -> refs to its keys, by hash bucket
     skipped: list[dict] = field(default_factory=list)
 
     @property
@@ -225,7 +224,7 @@ class _Scan:
             raise unwrap_ray_error(exc) from None
 
 
-def _scan_and_reduce(run: PreparedRun, shards: list[Shard], actors: list, progress) -> tuple[dict, list[ShardResult], dict, list[dict]]:
+def _scan_and_reduce(run: PreparedRun, shards: list[Shard], actors: list) -> tuple[dict, list[ShardResult], dict, list[dict]]:
     scan = _Scan(run, shards, actors, ray.put(run.exclude_keys), ray.put(run.labeled_keys), queue=list(shards))
     t0 = time.perf_counter()
     if scan.diversity and run.strategy.prepare is not None:  # e.g. Cluster-Margin's centroids
@@ -237,12 +236,12 @@ def _scan_and_reduce(run: PreparedRun, shards: list[Shard], actors: list, progre
     run.checkpoints = open_checkpoints(run, shards, scan.n_buckets)
     if run.checkpoints is not None:
         _resume_finished(scan)
-    _scan_shards(scan, progress)
+    _scan_shards(scan)
     run.timings["score"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     if not _ids_provably_unique(scan.results):
-        _check_duplicate_ids(actors, scan.buckets, shards, scan.n_buckets)
+        _check_duplicate_ids(scan)
     run.timings["check_ids"] = time.perf_counter() - t0
 
     _check_counts(run, scan.results)
@@ -268,14 +267,14 @@ def _resume_finished(scan: _Scan) -> None:
                 scan.placements[index] = actor
         if loaded is not None:
             scan.results.append(loaded[0])
-            scan.buckets.append(loaded[1])
+            scan.buckets[index] = loaded[1]
             scan.queue[:] = [sh for sh in scan.queue if sh.index != index]
             run.resumed_shards += 1
     if run.resumed_shards:
         logger.info("resuming: %d of %d shards from %s", run.resumed_shards, len(scan.shards), run.checkpoints.directory)
 
 
-def _scan_shards(scan: _Scan, progress) -> None:
+def _scan_shards(scan: _Scan) -> None:
     """Give each actor a shard, and the next one when it finishes, until the queue is empty."""
     run, s = scan.run, scan.run.settings
     pending: dict[Any, tuple[Any, Shard, list]] = {}
@@ -283,11 +282,12 @@ def _scan_shards(scan: _Scan, progress) -> None:
         if scan.queue:
             scan.submit(actor, pending)
     bar = _progress_bar(run.pool.rows, s.progress)
+    rows_read = _RowsRead(scan.actors) if bar is not None else None
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)
             if bar is not None:
-                bar.update(ray.get(progress.get.remote()) - bar.n)
+                bar.update(max(0, rows_read.poll() - bar.n))
             for ref in done:
                 actor, shard, bucket_refs = pending.pop(ref)
                 try:
@@ -300,7 +300,7 @@ def _scan_shards(scan: _Scan, progress) -> None:
                     logger.warning("skipping shard %d: %s", shard.index, err)
                 else:
                     scan.results.append(result)
-                    scan.buckets.append(bucket_refs)
+                    scan.buckets[shard.index] = bucket_refs
                     scan.placements[shard.index] = actor
                     if run.checkpoints is not None:
                         run.checkpoints.save(shard.index, ref, bucket_refs)
@@ -316,6 +316,29 @@ def _scan_shards(scan: _Scan, progress) -> None:
     scan.results.sort(key=lambda r: r.index)
     if run.checkpoints is not None:
         run.checkpoints.flush()
+
+
+class _RowsRead:
+    """Rows read by the actors so far, polled without ever waiting on a busy or restarting actor."""
+
+    def __init__(self, actors: list):
+        self.actors = actors
+        self.counts = [0] * len(actors)
+        self.asked: dict[Any, int] = {}
+
+    def poll(self) -> int:
+        if self.asked:
+            ready, _ = ray.wait(list(self.asked), num_returns=len(self.asked), timeout=0)
+            for ref in ready:
+                i = self.asked.pop(ref)
+                try:
+                    self.counts[i] = max(self.counts[i], int(ray.get(ref)))
+                except Exception:  # a restarting actor: its count comes back with a later poll
+                    pass
+        for i, actor in enumerate(self.actors):
+            if i not in self.asked.values():
+                self.asked[actor.progress.remote()] = i
+        return sum(self.counts)
 
 
 def _reduce_top_k(run: PreparedRun, results: list[ShardResult]) -> dict[str, np.ndarray]:
@@ -390,8 +413,23 @@ def _ids_provably_unique(results: list[ShardResult]) -> bool:
     return all(b[0] > a[1] for a, b in zip(ranges[:-1], ranges[1:]))
 
 
-def _check_duplicate_ids(actors: list, buckets: list[list], shards: list[Shard], n_buckets: int) -> None:
-    """Each actor checks one hash bucket of every shard's keys; the driver sees only verdicts."""
+def _check_duplicate_ids(scan: _Scan) -> None:
+    """Each actor checks one hash bucket of every shard's keys; the driver sees only verdicts.
+
+    A shard whose keys strictly increase sent no keys (see :func:`shard_key_buckets`); an actor
+    reads its id column again here, which only happens when shards' id ranges overlap.
+    """
+    actors, n_buckets = scan.actors, scan.n_buckets
+    by_index = {shard.index: shard for shard in scan.shards}
+    buckets = []
+    for i, result in enumerate(scan.results):
+        if not result.rows_total:
+            continue
+        refs = scan.buckets[result.index]
+        if result.key_range is not None:
+            reread = actors[i % len(actors)].key_buckets.options(num_returns=n_buckets).remote(by_index[result.index], n_buckets)
+            refs = list(reread) if n_buckets > 1 else [reread]
+        buckets.append(refs)
     if not buckets:
         return
     refs = [actors[b % len(actors)].find_duplicate.remote(*[shard_buckets[b] for shard_buckets in buckets]) for b in range(n_buckets)]
@@ -403,7 +441,7 @@ def _check_duplicate_ids(actors: list, buckets: list[list], shards: list[Shard],
         return
     key = found[0]
     example = None
-    for shard in shards:
+    for shard in scan.shards:
         example = ray.get(actors[0].lookup_id.remote(shard, key))
         if example is not None:
             break

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import ray
 
-__all__ = ["ProgressCounter", "ray_session"]
+__all__ = ["ray_session"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,17 +50,3 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         ray.shutdown()
         if temp_dir:
             shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-@ray.remote(num_cpus=0)
-class ProgressCounter:
-    """Rows read so far, told by the shard actors (fire and forget), read by the driver."""
-
-    def __init__(self) -> None:
-        self.rows = 0
-
-    def add(self, rows: int) -> None:
-        self.rows += int(rows)
-
-    def get(self) -> int:
-        return self.rows

@@ -13,19 +13,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import ray
 
 from alscale.exceptions import ShardStateLostError
 from alscale.model.contract import ModelContract
 from alscale.model.session import ModelOutputs, ModelRunner
 from alscale.pool.features import FeatureSpec
 from alscale.pool.files import split_location
-from alscale.pool.reader import iter_shard
+from alscale.pool.reader import iter_ids, iter_shard
 from alscale.pool.shards import Shard
 from alscale.reduce.topk import TopK
 from alscale.rowrandom import id_keys
 from alscale.strategies import ScoringBatch, get_strategy
 
-__all__ = ["ScoringJob", "ShardResult", "ShardWorker"]
+__all__ = ["ScoringJob", "ShardResult", "ShardWorker", "shard_key_buckets"]
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,20 @@ def bucket_keys(keys: Sequence[np.ndarray], n_buckets: int) -> list[np.ndarray]:
     return [allk[which == b] for b in range(n_buckets)]
 
 
+def shard_key_buckets(keys: Sequence[np.ndarray], n_buckets: int, result: ShardResult) -> list[np.ndarray]:
+    """A scanned shard's keys for the pool-wide duplicate check, split into ``n_buckets``.
+
+    Sets ``result.key_range``.  When the keys strictly increase the shard alone cannot hold a
+    duplicate, and the check usually needs nothing more (ids written in order do not overlap
+    between shards), so empty buckets come back; the driver asks :meth:`ShardWorker.key_buckets`
+    to read them again in the rare case where shard ranges overlap.
+    """
+    result.key_range = increasing_range(keys)
+    if result.key_range is not None:
+        return [np.empty(0, dtype=np.uint64) for _ in range(n_buckets)]
+    return bucket_keys(keys, n_buckets)
+
+
 def find_duplicate_key(*sorted_parts: np.ndarray) -> int | None:
     """One key that occurs twice across the given arrays, or None."""
     if not sorted_parts:
@@ -139,13 +154,16 @@ class ShardWorker:
     Parameters
     ----------
     job : ScoringJob
-    progress : object, optional
-        A handle with ``add.remote(rows)`` (a Ray actor) told how many rows were read.
+
+    Attributes
+    ----------
+    rows_read : int
+        Rows read so far by this worker (all shards); the driver polls it for the progress bar.
     """
 
-    def __init__(self, job: ScoringJob, progress: Any = None):
+    def __init__(self, job: ScoringJob):
         self.job = job
-        self.progress = progress  # set later with set_progress() on Ray (handles in constructors hinder restarts)
+        self.rows_read = 0
         self.strategy = get_strategy(job.strategy)
         self.runner = ModelRunner(job.contracts, threads=job.threads, want_embeddings=self.strategy.needs_embedding)
         self.states: dict[int, Any] = {}
@@ -156,56 +174,76 @@ class ShardWorker:
         shard: Shard,
         exclude_keys: np.ndarray,
         labeled_keys: np.ndarray,
-        consume: Callable[[np.ndarray, np.ndarray, ModelOutputs, np.ndarray, np.ndarray], None],
+        consume: Callable[[np.ndarray, np.ndarray, ModelOutputs, np.ndarray | None, np.ndarray | None], None],
         result: ShardResult,
     ) -> list[np.ndarray]:
+        """Stream the shard through the model and hand each batch's outputs to ``consume``.
+
+        ``consume(ids, keys, outputs, selectable, labeled)`` gets ``selectable`` and ``labeled``
+        as boolean masks over the rows it is given, or None for "all rows" and "no row": the common
+        case (finite features, nothing excluded or labeled) then costs no mask at all.
+        Returns the row keys of every batch, in scan order.
+        """
         job = self.job
         seen: list[np.ndarray] = []
         t = result.timings
-        for name in ("read", "infer", "score"):
-            t.setdefault(name, 0.0)
+        t_read = t_infer = t_score = 0.0
+        check_exclude, check_labeled = exclude_keys.size > 0, labeled_keys.size > 0
+        diversity = self.strategy.kind == "diversity"
         stop_inference = False
-        unreported, last_report = 0, time.perf_counter()
         t0 = time.perf_counter()
         for batch in iter_shard(job.filesystem_uri, shard, job.feature_spec, job.id_column, job.batch_size):
             t1 = time.perf_counter()
-            t["read"] += t1 - t0
+            t_read += t1 - t0
             n = batch.ids.shape[0]
             keys = id_keys(batch.ids)
             seen.append(keys)
             result.rows_total += n
-            excluded = _member(exclude_keys, keys)
-            labeled = _member(labeled_keys, keys)
-            result.rows_labeled += int(labeled.sum())
-            finite = _finite_rows(batch.features)
-            invalid = ~finite
-            n_invalid = int(invalid.sum())
-            if n_invalid:
-                result.rows_invalid += n_invalid
-                if result.invalid_example is None:
-                    result.invalid_example = batch.ids[np.flatnonzero(invalid)[0]].item()
-                if job.on_invalid == "error":
+            self.rows_read += n
+            if not (check_exclude or check_labeled) and np.isfinite(batch.features).all():
+                rows, selectable, labeled, n_selectable = slice(None), None, None, n
+            else:
+                rows, selectable, labeled, n_selectable = self._masks(batch, keys, exclude_keys, labeled_keys, diversity, result)
+                if result.rows_invalid and job.on_invalid == "error":
                     stop_inference = True  # keep counting, stop scoring: the run will fail
-            selectable = finite & ~excluded
-            result.rows_excluded += int((excluded & finite).sum())
-            # rows that feed the model: selectable ones, plus labeled ones a strategy may use
-            use = finite & (~excluded | labeled) if self.strategy.kind == "diversity" else selectable
-            if not stop_inference and use.any():
-                rows = slice(None) if use.all() else np.flatnonzero(use)  # a slice keeps the zero-copy view
+            if not stop_inference and rows is not None:
                 outputs = self.runner(batch.features[rows])
                 t2 = time.perf_counter()
-                t["infer"] += t2 - t1
-                consume(batch.ids[rows], keys[rows], outputs, selectable[rows], labeled[rows])
-                t["score"] += time.perf_counter() - t2
-                result.rows_scored += int(selectable.sum())
-            unreported += n
-            if self.progress is not None and (unreported >= 65_536 or time.perf_counter() - last_report > 0.5):
-                self.progress.add.remote(unreported)  # fire and forget, a few times a second at most
-                unreported, last_report = 0, time.perf_counter()
-            t0 = time.perf_counter()
-        if self.progress is not None and unreported:
-            self.progress.add.remote(unreported)
+                t_infer += t2 - t1
+                consume(batch.ids[rows], keys[rows], outputs, selectable, labeled)
+                t0 = time.perf_counter()
+                t_score += t0 - t2
+                result.rows_scored += n_selectable
+            else:
+                t0 = time.perf_counter()
+        for name, seconds in (("read", t_read), ("infer", t_infer), ("score", t_score)):
+            t[name] = t.get(name, 0.0) + seconds
         return seen
+
+    @staticmethod
+    def _masks(batch, keys, exclude_keys, labeled_keys, diversity, result):
+        """The general case of the scan: which rows feed the model, and which of those are selectable.
+
+        Returns ``(rows, selectable, labeled, n_selectable)``; ``rows`` is None when no row feeds
+        the model, and ``selectable`` and ``labeled`` are masks over the rows that do.
+        """
+        excluded = _member(exclude_keys, keys)
+        labeled = _member(labeled_keys, keys)
+        result.rows_labeled += int(labeled.sum())
+        finite = _finite_rows(batch.features)
+        n_invalid = int(finite.size - finite.sum())
+        if n_invalid:
+            result.rows_invalid += n_invalid
+            if result.invalid_example is None:
+                result.invalid_example = batch.ids[np.flatnonzero(~finite)[0]].item()
+        selectable = finite & ~excluded
+        result.rows_excluded += int((excluded & finite).sum())
+        # rows that feed the model: selectable ones, plus labeled ones a diversity strategy may use
+        use = finite & (~excluded | labeled) if diversity else selectable
+        if not use.any():
+            return None, None, None, 0
+        rows = slice(None) if use.all() else np.flatnonzero(use)  # a slice keeps the zero-copy view
+        return rows, selectable[rows], labeled[rows], int(selectable.sum())
 
     # -- top-K strategies ----------------------------------------------------------------------
     def score_shard(
@@ -229,7 +267,7 @@ class ShardWorker:
         strategy, seed = self.strategy, self.job.seed
 
         def consume(ids, keys, outputs, selectable, _labeled):
-            if not selectable.all():
+            if selectable is not None and not selectable.all():
                 ids, keys = ids[selectable], keys[selectable]
                 outputs = ModelOutputs(
                     outputs.probs[selectable],
@@ -251,8 +289,7 @@ class ShardWorker:
         seen = self._scan(shard, exclude_keys, labeled_keys, consume, result)
         result.top = top.result() if len(top) else None
         result.peak_rss_mb = peak_rss_mb()
-        result.key_range = increasing_range(seen)
-        return (result, *bucket_keys(seen, n_buckets))
+        return (result, *shard_key_buckets(seen, n_buckets, result))
 
     # -- diversity strategies -------------------------------------------------------------------
     def build_state(
@@ -272,14 +309,16 @@ class ShardWorker:
         builder = self.strategy.make_builder({**self.job.strategy_params, "capacity": shard.rows, **(prepared or {})})
 
         def consume(ids, keys, outputs, selectable, labeled):
+            n = ids.shape[0]
+            selectable = np.ones(n, dtype=bool) if selectable is None else selectable
+            labeled = np.zeros(n, dtype=bool) if labeled is None else labeled
             builder.add(ids, keys, outputs.probs, outputs.embeddings, selectable, labeled, member_probs=outputs.member_probs)
 
         seen = self._scan(shard, exclude_keys, labeled_keys, consume, result)
         self.states[shard.index] = builder.finish()
         result.info = getattr(self.states[shard.index], "info", {}) or {}
         result.peak_rss_mb = peak_rss_mb()
-        result.key_range = increasing_range(seen)
-        return (result, *bucket_keys(seen, n_buckets))
+        return (result, *shard_key_buckets(seen, n_buckets, result))
 
     def sample_rows(self, shard: Shard, exclude_keys: np.ndarray, m: int, stream: int) -> tuple[dict, int]:
         """The shard's ``m`` selectable rows with the smallest ``row_uniform(key, seed, stream)``.
@@ -360,9 +399,16 @@ class ShardWorker:
                 return ids[hit[0]].item()
         return None
 
-    def set_progress(self, progress: Any) -> bool:
-        self.progress = progress
-        return True
+    @ray.method(concurrency_group="progress")
+    def progress(self) -> int:
+        """Rows read so far; answered from its own thread while a shard is being scanned."""
+        return self.rows_read
+
+    def key_buckets(self, shard: Shard, n_buckets: int) -> tuple:
+        """Read a shard's id column again and split its keys into ``n_buckets`` (the duplicate check)."""
+        keys = [id_keys(batch.ids) for batch in iter_ids(self.job.filesystem_uri, shard, self.job.id_column)]
+        buckets = bucket_keys(keys, n_buckets)
+        return tuple(buckets) if n_buckets > 1 else buckets[0]
 
     def pid(self) -> int:
         """This actor's process id (for operators and fault tests)."""

@@ -75,24 +75,35 @@ class ModelRunner:
         self.contracts = list(contracts)
         self.sessions = [load_session(c.path, threads) for c in self.contracts]
         self.want_embeddings = want_embeddings and self.contracts[0].embedding_output is not None
-        self._dtypes = [np.float64 if "double" in c.input_type else np.float32 for c in self.contracts]
+        # per member: (session, input name, outputs to fetch, input dtype, outputs are logits)
+        self._members = [
+            (
+                session,
+                c.input_name,
+                [c.class_output] + ([c.embedding_output] if i == 0 and self.want_embeddings else []),
+                np.dtype(np.float64 if "double" in c.input_type else np.float32),
+                c.output_kind == "logits",
+            )
+            for i, (c, session) in enumerate(zip(self.contracts, self.sessions))
+        ]
 
     def __call__(self, features: np.ndarray) -> ModelOutputs:
-        """Score one batch of features (n, d)."""
+        """Score one batch of features (n, d).
+
+        Every value must be finite and within [0, 1]; row sums are checked on a sample of rows of
+        every batch (:func:`check_probabilities` names the problem).
+        """
         member_probs = []
         embeddings = None
-        for i, (contract, session, dtype) in enumerate(zip(self.contracts, self.sessions, self._dtypes)):
-            fetch = [contract.class_output]
-            if i == 0 and self.want_embeddings:
-                fetch.append(contract.embedding_output)
+        for session, input_name, fetch, dtype, logits in self._members:
             x = features if features.dtype == dtype else features.astype(dtype)
-            results = session.run(fetch, {contract.input_name: x})
-            values = np.asarray(results[0])
-            if contract.output_kind == "logits":
+            results = session.run(fetch, {input_name: x})
+            values = results[0]
+            if logits:
                 probs = softmax(values)
             else:
-                probs = values.astype(np.float32, copy=False)
-                check_probabilities(probs, contract.class_output, sample=256)
+                probs = values if values.dtype == np.float32 else values.astype(np.float32)
+            self._check(probs, fetch[0])
             member_probs.append(probs)
             if len(results) > 1:
                 embeddings = np.asarray(results[1], dtype=np.float32)
@@ -100,3 +111,15 @@ class ModelRunner:
             return ModelOutputs(member_probs[0], None, embeddings)
         stacked = np.stack(member_probs)
         return ModelOutputs(stacked.mean(axis=0), stacked, embeddings)
+
+    @staticmethod
+    def _check(probs: np.ndarray, name: str, tol: float = 1e-3) -> None:
+        """The per-batch contract check, kept cheap: min and max see every value (NaN propagates)."""
+        if probs.size == 0:
+            return
+        lo, hi = probs.min(), probs.max()
+        if not (lo >= -tol and hi <= 1 + tol):
+            check_probabilities(probs, name, tol)  # raises, saying what is wrong
+        sums = probs[:: -(-probs.shape[0] // 64)].sum(axis=1, dtype=np.float64)  # row sums on <= 64 rows
+        if np.abs(sums - 1.0).max() > tol:
+            check_probabilities(probs, name, tol)

@@ -81,9 +81,15 @@ def split_location(location: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), os.path.abspath(location)
 
 
-def open_parquet(filesystem: pafs.FileSystem, path: str) -> pq.ParquetFile:
-    """Open one Parquet file, turning I/O and format errors into :class:`PoolSchemaError`."""
+def open_parquet(filesystem: pafs.FileSystem, path: str, memory_map: bool = False) -> pq.ParquetFile:
+    """Open one Parquet file, turning I/O and format errors into :class:`PoolSchemaError`.
+
+    With ``memory_map``, a local file is mapped rather than read: column chunks are decoded
+    straight from the page cache, without first copying them into a read buffer.
+    """
     try:
+        if memory_map and isinstance(filesystem, pafs.LocalFileSystem):
+            return pq.ParquetFile(pa.memory_map(path, "r"))
         return pq.ParquetFile(filesystem.open_input_file(path))
     except FileNotFoundError:
         raise PoolError(f"Pool file {path!r} does not exist.") from None

@@ -120,6 +120,25 @@ def test_duplicate_ids_across_files_name_an_id(tmp_path, model_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_duplicate_found_when_each_shard_increases_but_ranges_overlap(tmp_path, model_path):
+    # every shard's ids increase, so shards send no keys; the overlap makes actors re-read them
+    X = tied_features(600)
+    ids = np.concatenate([np.arange(0, 300), np.arange(250, 550)])  # 250..299 twice
+    pool = write_pool(tmp_path / "overlap", X, ids, files=2, row_group_size=100)
+    with pytest.raises(DuplicateIdError, match=r"Id 2[5-9]\d appears more than once"):
+        alscale.select(pool, model_path, k=5, actors=2, out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_interleaved_increasing_ids_are_not_duplicates(tmp_path, model_path):
+    X = tied_features(600)
+    ids = np.concatenate([np.arange(0, 600, 2), np.arange(1, 600, 2)])  # shards overlap in range only
+    pool = write_pool(tmp_path / "interleaved", X, ids, files=2, row_group_size=100)
+    m = alscale.select(pool, model_path, strategy="entropy", k=40, actors=2)
+    expected = ids[top_k_order(entropy(reference_probs(model_path, X)), ids, 40)].tolist()
+    assert m.ids == expected
+
+
 def test_invalid_features_error_or_skip(tmp_path, model_path, ):
     X = tied_features(500)
     X[[7, 300, 301]] = np.nan

@@ -101,3 +101,17 @@ def test_missing_and_corrupt_model_files(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"\x00junk")
     with pytest.raises(ModelError, match="Cannot load"):
         inspect_model(tmp_path / "junk.onnx")
+
+
+def test_every_row_of_every_batch_is_checked(tmp_path):
+    # rows 0..1999 are fine; one row far from the sampled ones is not: the batch check still sees it
+    third = onnx.numpy_helper.from_array(np.full(3, 1 / 3, np.float32), "third")
+    shifted = _raw_model(tmp_path, "shift.onnx", "probabilities", [helper.make_node("Add", ["features", "third"], ["probabilities"])], [third])
+    runner = ModelRunner([inspect_model(shifted)])
+    X = np.zeros((2000, 3), np.float32)
+    assert runner(X).probs.shape == (2000, 3)
+    for bad, message in ((np.nan, "NaN or inf in 1 row"), (2.0, "not a probability")):
+        Y = X.copy()
+        Y[1001, 1] = bad
+        with pytest.raises(ModelContractError, match=message):
+            runner(Y)

@@ -119,3 +119,31 @@ def test_id_files(tmp_path):
     (tmp_path / "words.txt").write_text("abc\n")
     with pytest.raises(ConfigError, match="integers"):
         read_id_file(tmp_path / "words.txt")
+
+
+def test_iter_ids_matches_the_full_reader(tmp_path):
+    from alscale.pool.reader import iter_ids
+
+    make_pool(tmp_path / "p", 3_000, n_features=4, files=2, row_group_size=700)
+    pool = resolve_pool(str(tmp_path / "p"))
+    spec = detect_features(pool.schema, "id")
+    for shard in plan_shards(pool, 2):
+        full = np.concatenate([b.ids for b in iter_shard(None, shard, spec, "id", 256)])
+        only = np.concatenate([b.ids for b in iter_ids(None, shard, "id")])
+        np.testing.assert_array_equal(only, full)
+
+
+def test_shard_key_buckets_sends_nothing_for_increasing_keys():
+    from alscale.engine.worker import ShardResult, shard_key_buckets
+
+    increasing = [np.array([1, 5, 9], np.uint64), np.array([10, 30], np.uint64)]
+    result = ShardResult(index=0)
+    buckets = shard_key_buckets(increasing, 3, result)
+    assert result.key_range == (1, 30) and [b.size for b in buckets] == [0, 0, 0]
+
+    shuffled = [np.array([9, 1, 5], np.uint64), np.array([30, 10], np.uint64)]
+    result = ShardResult(index=0)
+    buckets = shard_key_buckets(shuffled, 3, result)
+    assert result.key_range is None
+    assert sorted(np.concatenate(buckets).tolist()) == [1, 5, 9, 10, 30]
+    assert all((b % np.uint64(3) == i).all() for i, b in enumerate(buckets))
