@@ -416,7 +416,7 @@ def _ids_provably_unique(results: list[ShardResult]) -> bool:
 def _check_duplicate_ids(scan: _Scan) -> None:
     """Each actor checks one hash bucket of every shard's keys; the driver sees only verdicts.
 
-    A shard whose keys strictly increase sent no keys (see :func:`shard_key_buckets`); an actor
+    A shard whose keys strictly increase sent no keys (see :class:`KeyOrder`); an actor
     reads its id column again here, which only happens when shards' id ranges overlap.
     """
     actors, n_buckets = scan.actors, scan.n_buckets

@@ -26,7 +26,7 @@ from alscale.reduce.topk import TopK
 from alscale.rowrandom import id_keys
 from alscale.strategies import ScoringBatch, get_strategy
 
-__all__ = ["ScoringJob", "ShardResult", "ShardWorker", "shard_key_buckets"]
+__all__ = ["KeyOrder", "ScoringJob", "ShardResult", "ShardWorker"]
 
 
 @dataclass(frozen=True)
@@ -102,18 +102,36 @@ def _finite_rows(features: np.ndarray) -> np.ndarray:
     return np.isfinite(features).all(axis=1)
 
 
-def increasing_range(keys: Sequence[np.ndarray]) -> tuple[int, int] | None:
-    """(first, last) key if the keys, in scan order, strictly increase (so are unique), else None."""
-    allk = [k for k in keys if k.size]
-    if not allk:
-        return None
-    for part in allk:
-        if part.size > 1 and not (part[1:] > part[:-1]).all():
+class KeyOrder:
+    """Whether a shard's row keys strictly increase, followed batch by batch without keeping them.
+
+    Ids written in increasing order are the common case: such a shard cannot hold a duplicate
+    itself, and shards whose key ranges do not overlap cannot share one, so the pool-wide
+    duplicate check needs no keys at all.  Otherwise the keys are read again for the check.
+    """
+
+    def __init__(self) -> None:
+        self.increasing = True
+        self.first: int | None = None
+        self.last: np.uint64 | None = None
+
+    def add(self, keys: np.ndarray) -> None:
+        """Follow one batch's keys (n,), uint64, in scan order."""
+        if not self.increasing or keys.size == 0:
+            return
+        if (self.last is not None and not keys[0] > self.last) or (keys.size > 1 and not (keys[1:] > keys[:-1]).all()):
+            self.increasing = False
+            return
+        if self.first is None:
+            self.first = int(keys[0])
+        self.last = keys[-1]
+
+    @property
+    def range(self) -> tuple[int, int] | None:
+        """``(first, last)`` key when every key so far was larger than the one before, else None."""
+        if not self.increasing or self.first is None:
             return None
-    for prev, nxt in zip(allk[:-1], allk[1:]):
-        if not nxt[0] > prev[-1]:
-            return None
-    return int(allk[0][0]), int(allk[-1][-1])
+        return self.first, int(self.last)
 
 
 def bucket_keys(keys: Sequence[np.ndarray], n_buckets: int) -> list[np.ndarray]:
@@ -123,20 +141,6 @@ def bucket_keys(keys: Sequence[np.ndarray], n_buckets: int) -> list[np.ndarray]:
         return [allk]
     which = allk % np.uint64(n_buckets)
     return [allk[which == b] for b in range(n_buckets)]
-
-
-def shard_key_buckets(keys: Sequence[np.ndarray], n_buckets: int, result: ShardResult) -> list[np.ndarray]:
-    """A scanned shard's keys for the pool-wide duplicate check, split into ``n_buckets``.
-
-    Sets ``result.key_range``.  When the keys strictly increase the shard alone cannot hold a
-    duplicate, and the check usually needs nothing more (ids written in order do not overlap
-    between shards), so empty buckets come back; the driver asks :meth:`ShardWorker.key_buckets`
-    to read them again in the rare case where shard ranges overlap.
-    """
-    result.key_range = increasing_range(keys)
-    if result.key_range is not None:
-        return [np.empty(0, dtype=np.uint64) for _ in range(n_buckets)]
-    return bucket_keys(keys, n_buckets)
 
 
 def find_duplicate_key(*sorted_parts: np.ndarray) -> int | None:
@@ -176,16 +180,16 @@ class ShardWorker:
         labeled_keys: np.ndarray,
         consume: Callable[[np.ndarray, np.ndarray, ModelOutputs, np.ndarray | None, np.ndarray | None], None],
         result: ShardResult,
-    ) -> list[np.ndarray]:
+    ) -> KeyOrder:
         """Stream the shard through the model and hand each batch's outputs to ``consume``.
 
         ``consume(ids, keys, outputs, selectable, labeled)`` gets ``selectable`` and ``labeled``
         as boolean masks over the rows it is given, or None for "all rows" and "no row": the common
         case (finite features, nothing excluded or labeled) then costs no mask at all.
-        Returns the row keys of every batch, in scan order.
+        Returns whether the shard's keys strictly increase (memory stays bounded by one batch).
         """
         job = self.job
-        seen: list[np.ndarray] = []
+        order = KeyOrder()
         t = result.timings
         t_read = t_infer = t_score = 0.0
         check_exclude, check_labeled = exclude_keys.size > 0, labeled_keys.size > 0
@@ -197,7 +201,7 @@ class ShardWorker:
             t_read += t1 - t0
             n = batch.ids.shape[0]
             keys = id_keys(batch.ids)
-            seen.append(keys)
+            order.add(keys)
             result.rows_total += n
             self.rows_read += n
             if not (check_exclude or check_labeled) and np.isfinite(batch.features).all():
@@ -218,7 +222,7 @@ class ShardWorker:
                 t0 = time.perf_counter()
         for name, seconds in (("read", t_read), ("infer", t_infer), ("score", t_score)):
             t[name] = t.get(name, 0.0) + seconds
-        return seen
+        return order
 
     @staticmethod
     def _masks(batch, keys, exclude_keys, labeled_keys, diversity, result):
@@ -286,10 +290,10 @@ class ShardWorker:
             confidence = probs[np.arange(len(predicted)), predicted]
             top.add(scores[admitted], ids[admitted], predicted_index=predicted.astype(np.int32), confidence=confidence.astype(np.float32))
 
-        seen = self._scan(shard, exclude_keys, labeled_keys, consume, result)
+        order = self._scan(shard, exclude_keys, labeled_keys, consume, result)
         result.top = top.result() if len(top) else None
         result.peak_rss_mb = peak_rss_mb()
-        return (result, *shard_key_buckets(seen, n_buckets, result))
+        return (result, *self._finish_keys(shard, order, n_buckets, result))
 
     # -- diversity strategies -------------------------------------------------------------------
     def build_state(
@@ -314,11 +318,11 @@ class ShardWorker:
             labeled = np.zeros(n, dtype=bool) if labeled is None else labeled
             builder.add(ids, keys, outputs.probs, outputs.embeddings, selectable, labeled, member_probs=outputs.member_probs)
 
-        seen = self._scan(shard, exclude_keys, labeled_keys, consume, result)
+        order = self._scan(shard, exclude_keys, labeled_keys, consume, result)
         self.states[shard.index] = builder.finish()
         result.info = getattr(self.states[shard.index], "info", {}) or {}
         result.peak_rss_mb = peak_rss_mb()
-        return (result, *shard_key_buckets(seen, n_buckets, result))
+        return (result, *self._finish_keys(shard, order, n_buckets, result))
 
     def sample_rows(self, shard: Shard, exclude_keys: np.ndarray, m: int, stream: int) -> tuple[dict, int]:
         """The shard's ``m`` selectable rows with the smallest ``row_uniform(key, seed, stream)``.
@@ -406,9 +410,23 @@ class ShardWorker:
 
     def key_buckets(self, shard: Shard, n_buckets: int) -> tuple:
         """Read a shard's id column again and split its keys into ``n_buckets`` (the duplicate check)."""
-        keys = [id_keys(batch.ids) for batch in iter_ids(self.job.filesystem_uri, shard, self.job.id_column)]
-        buckets = bucket_keys(keys, n_buckets)
+        buckets = self._read_key_buckets(shard, n_buckets)
         return tuple(buckets) if n_buckets > 1 else buckets[0]
+
+    def _read_key_buckets(self, shard: Shard, n_buckets: int) -> list[np.ndarray]:
+        keys = [id_keys(batch.ids) for batch in iter_ids(self.job.filesystem_uri, shard, self.job.id_column)]
+        return bucket_keys(keys, n_buckets)
+
+    def _finish_keys(self, shard: Shard, order: KeyOrder, n_buckets: int, result: ShardResult) -> list[np.ndarray]:
+        """Set ``result.key_range``; the shard's key buckets, empty when its keys strictly increase.
+
+        The driver has increasing shards' keys read again (:meth:`key_buckets`) only in the rare
+        case where shard ranges overlap.
+        """
+        result.key_range = order.range
+        if result.key_range is not None or result.rows_total == 0:
+            return [np.empty(0, dtype=np.uint64) for _ in range(n_buckets)]
+        return self._read_key_buckets(shard, n_buckets)
 
     def pid(self) -> int:
         """This actor's process id (for operators and fault tests)."""

@@ -10,6 +10,7 @@ import fnmatch
 import glob as globlib
 import hashlib
 import json
+import mmap
 import os
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ import pyarrow.parquet as pq
 
 from alscale.exceptions import PoolError, PoolSchemaError
 
-__all__ = ["PoolFile", "PoolFiles", "filesystem_for", "open_parquet", "resolve_pool", "split_location"]
+__all__ = ["OpenPoolFile", "PoolFile", "PoolFiles", "filesystem_for", "open_parquet", "open_pool_file", "resolve_pool", "split_location"]
 
 
 @dataclass(frozen=True)
@@ -81,19 +82,52 @@ def split_location(location: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), os.path.abspath(location)
 
 
-def open_parquet(filesystem: pafs.FileSystem, path: str, memory_map: bool = False) -> pq.ParquetFile:
-    """Open one Parquet file, turning I/O and format errors into :class:`PoolSchemaError`.
+def open_parquet(filesystem: pafs.FileSystem, path: str) -> pq.ParquetFile:
+    """Open one Parquet file, turning I/O and format errors into :class:`PoolSchemaError`."""
+    return open_pool_file(filesystem, path).parquet
 
-    With ``memory_map``, a local file is mapped rather than read: column chunks are decoded
-    straight from the page cache, without first copying them into a read buffer.
+
+@dataclass
+class OpenPoolFile:
+    """One open pool file; local files are memory-mapped.
+
+    Column chunks of a mapped file are decoded straight from the page cache, without first
+    being copied into a read buffer.  :meth:`release` lets the pages of a finished row group go,
+    so a reader's resident memory stays bounded by about one row group however large the file.
     """
+
+    path: str
+    parquet: pq.ParquetFile
+    mapping: mmap.mmap | None = None
+
+    def release(self, group: int) -> None:
+        """Drop this process's mappings of row group ``group``'s pages (they stay in the page cache)."""
+        if self.mapping is None:
+            return
+        meta = self.parquet.metadata.row_group(group)
+        starts, ends = [], []
+        for i in range(meta.num_columns):
+            col = meta.column(i)
+            start = col.dictionary_page_offset if col.has_dictionary_page else col.data_page_offset
+            starts.append(start)
+            ends.append(start + col.total_compressed_size)
+        first = min(starts) // mmap.PAGESIZE * mmap.PAGESIZE
+        last = min(max(ends), len(self.mapping))
+        if last > first:
+            self.mapping.madvise(mmap.MADV_DONTNEED, first, last - first)
+
+
+def open_pool_file(filesystem: pafs.FileSystem, path: str, memory_map: bool = False) -> OpenPoolFile:
+    """Open one pool file (memory-mapped if local and ``memory_map``); errors as :func:`open_parquet`."""
     try:
         if memory_map and isinstance(filesystem, pafs.LocalFileSystem):
-            return pq.ParquetFile(pa.memory_map(path, "r"))
-        return pq.ParquetFile(filesystem.open_input_file(path))
+            with open(path, "rb") as handle:
+                mapping = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            return OpenPoolFile(path, pq.ParquetFile(pa.BufferReader(pa.py_buffer(mapping))), mapping)
+        return OpenPoolFile(path, pq.ParquetFile(filesystem.open_input_file(path)))
     except FileNotFoundError:
         raise PoolError(f"Pool file {path!r} does not exist.") from None
-    except (OSError, pa.ArrowException) as exc:
+    except (OSError, ValueError, pa.ArrowException) as exc:  # ValueError: mmap of an empty file
         raise PoolSchemaError(f"Pool file {path!r} is not readable Parquet: {str(exc).splitlines()[0]}") from None
 
 

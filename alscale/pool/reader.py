@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from alscale.exceptions import PoolSchemaError, ShardError
 from alscale.pool.features import FeatureSpec, decode_features
-from alscale.pool.files import filesystem_for, open_parquet
+from alscale.pool.files import OpenPoolFile, filesystem_for, open_pool_file
 from alscale.pool.shards import Shard
 
 __all__ = ["RowBatch", "ids_to_numpy", "iter_ids", "iter_shard"]
@@ -88,17 +88,18 @@ def iter_ids(filesystem_uri: str | None, shard: Shard, id_column: str, batch_siz
 def _record_batches(filesystem_uri: str | None, shard: Shard, columns: list[str], batch_size: int) -> Iterator[tuple[str, int, pa.RecordBatch]]:
     """``(path, row_group, record_batch)`` over a shard, with errors naming the file and row group."""
     fs = filesystem_for(filesystem_uri)
-    open_files: dict[str, object] = {}
+    current: OpenPoolFile | None = None
     for path, group, _rows in shard.pieces:
-        pf = open_files.get(path) or open_parquet(fs, path, memory_map=True)
-        open_files = {path: pf}  # keep only the current file open
+        if current is None or current.path != path:
+            current = open_pool_file(fs, path, memory_map=True)  # only the current file stays open
         try:
-            for batch in pf.iter_batches(batch_size=batch_size, row_groups=[group], columns=columns, use_threads=False):
+            for batch in current.parquet.iter_batches(batch_size=batch_size, row_groups=[group], columns=columns, use_threads=False):
                 yield path, group, batch
         except (PoolSchemaError, ShardError):
             raise
         except (OSError, pa.ArrowException, ValueError) as exc:
             raise _shard_error(path, group, exc) from None
+        current.release(group)
 
 
 def _shard_error(path: str, group: int, exc: Exception) -> ShardError:

@@ -133,17 +133,41 @@ def test_iter_ids_matches_the_full_reader(tmp_path):
         np.testing.assert_array_equal(only, full)
 
 
-def test_shard_key_buckets_sends_nothing_for_increasing_keys():
-    from alscale.engine.worker import ShardResult, shard_key_buckets
+def test_key_order_follows_batches_without_keeping_keys():
+    from alscale.engine.worker import KeyOrder, bucket_keys
 
-    increasing = [np.array([1, 5, 9], np.uint64), np.array([10, 30], np.uint64)]
-    result = ShardResult(index=0)
-    buckets = shard_key_buckets(increasing, 3, result)
-    assert result.key_range == (1, 30) and [b.size for b in buckets] == [0, 0, 0]
+    order = KeyOrder()
+    for part in ([1, 5, 9], [], [10, 30]):
+        order.add(np.array(part, np.uint64))
+    assert order.range == (1, 30)
+    for parts in (([1, 5, 9], [9, 30]), ([1, 5, 4], [10]), ([3], [2])):
+        order = KeyOrder()
+        for part in parts:
+            order.add(np.array(part, np.uint64))
+        assert order.range is None, parts
+    assert KeyOrder().range is None  # an empty shard proves nothing
 
-    shuffled = [np.array([9, 1, 5], np.uint64), np.array([30, 10], np.uint64)]
-    result = ShardResult(index=0)
-    buckets = shard_key_buckets(shuffled, 3, result)
-    assert result.key_range is None
+    buckets = bucket_keys([np.array([9, 1, 5], np.uint64), np.array([30, 10], np.uint64)], 3)
     assert sorted(np.concatenate(buckets).tolist()) == [1, 5, 9, 10, 30]
     assert all((b % np.uint64(3) == i).all() for i, b in enumerate(buckets))
+
+
+def _rss_file_kib() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("RssFile:"))
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_reading_a_large_file_keeps_only_about_one_row_group_mapped(tmp_path):
+    make_pool(tmp_path / "big", 200_000, n_features=64, files=1, row_group_size=20_000)  # ~51 MiB, 10 groups
+    make_pool(tmp_path / "warm", 2_000, n_features=64, files=1, row_group_size=1_000)
+    for name in ("warm", "big"):
+        pool = resolve_pool(str(tmp_path / name))
+        spec = detect_features(pool.schema, "id")
+        before, peak, rows = _rss_file_kib(), 0, 0
+        for batch in iter_shard(None, plan_shards(pool, 1)[0], spec, "id", 2048):
+            rows += len(batch.ids)
+            peak = max(peak, _rss_file_kib())
+        grown_mib = (peak - before) / 1024
+    assert rows == 200_000
+    assert grown_mib < 15, f"{grown_mib:.1f} MiB of the 51 MiB file stayed mapped"
