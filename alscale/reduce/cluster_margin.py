@@ -37,16 +37,17 @@ import numpy as np
 from alscale.exceptions import ConfigError, OutputError, PoolExhaustedError, StrategyError
 from alscale.reduce._params import resolve_params
 from alscale.reduce.shardgroup import ColumnBuffer, Selection, ShardGroup, concat_rows
-from alscale.reduce.topk import TopK
 from alscale.rowrandom import row_uniform
 
 __all__ = [
     "CLUSTER_MARGIN_DEFAULTS",
     "ClusterMarginBuilder",
     "ClusterMarginShard",
+    "best_rows",
     "make_cluster_margin_builder",
     "prepare_cluster_margin",
     "round_robin_order",
+    "round_robin_pick",
     "select_cluster_margin",
 ]
 
@@ -100,6 +101,72 @@ def round_robin_order(cluster: np.ndarray) -> np.ndarray:
     return np.lexsort((cluster_rank[inverse], within)).astype(np.intp)
 
 
+def best_rows(scores: np.ndarray, ids: np.ndarray, m: int) -> np.ndarray:
+    """Positions of the ``m`` best rows by (score desc, id asc), in no particular order.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n,)
+    ids : ndarray of shape (n,)
+    m : int
+
+    Returns
+    -------
+    ndarray of shape (min(m, n),), intp
+        The same set as ``top_k_order(scores, ids, m)``, without ordering it: O(n), plus a sort
+        of the rows tied with the m-th score.
+    """
+    n = len(scores)
+    if m >= n:
+        return np.arange(n)
+    if m <= 0:
+        return np.empty(0, np.intp)
+    scores = np.asarray(scores, dtype=np.float64)
+    kth = -np.partition(-scores, m - 1)[m - 1]
+    above = np.flatnonzero(scores > kth)
+    tied = np.flatnonzero(scores == kth)
+    tied = tied[np.argsort(np.asarray(ids)[tied], kind="stable")[: m - len(above)]]
+    return np.concatenate([above, tied])
+
+
+def round_robin_pick(scores: np.ndarray, ids: np.ndarray, cluster: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` rows of the round-robin order over clusters, without ordering all rows.
+
+    Equal to ``order[round_robin_order(cluster[order])[:k]]`` with ``order = top_k_order(scores,
+    ids, n)``: within a cluster rows go best first (score desc, id asc); the first of every
+    cluster comes first (clusters by size ascending, then label), then the second, and so on.
+
+    Parameters
+    ----------
+    scores, ids, cluster : ndarray of shape (n,)
+    k : int
+
+    Returns
+    -------
+    ndarray of shape (min(k, n),), intp
+        Row positions in selection order.  One O(n log n) sort plus O(n).
+    """
+    n = len(cluster)
+    if n == 0 or k <= 0:
+        return np.empty(0, np.intp)
+    cluster = np.asarray(cluster, dtype=np.int64)
+    by_cluster = np.lexsort((np.asarray(ids), -np.asarray(scores, dtype=np.float64), cluster))
+    sorted_cluster = cluster[by_cluster]
+    starts = np.concatenate([[0], np.flatnonzero(sorted_cluster[1:] != sorted_cluster[:-1]) + 1])
+    counts = np.diff(np.append(starts, n))
+    labels = sorted_cluster[starts]
+    cluster_rank = np.empty(len(labels), np.int64)
+    cluster_rank[np.lexsort((labels, counts))] = np.arange(len(labels))
+    within = np.arange(n) - np.repeat(starts, counts)
+    position = within * len(labels) + np.repeat(cluster_rank, counts)  # unique: the round-robin place
+    if k < n:
+        first = np.argpartition(position, k - 1)[:k]
+        first = first[np.argsort(position[first])]
+    else:
+        first = np.argsort(position)
+    return by_cluster[first]
+
+
 class ClusterMarginShard:
     """One shard's rows for Cluster-Margin: embeddings, margin score, cluster after ``assign``.
 
@@ -145,10 +212,11 @@ class ClusterMarginShard:
         return np.bincount(self.cluster[self.cluster >= 0], minlength=len(centroids)).astype(np.int64)
 
     def top(self, m: int) -> dict[str, np.ndarray]:
-        """The ``m`` lowest-margin rows here, best first, with cluster and labels (a TopK result)."""
-        acc = TopK(m)
-        acc.add(self.scores, self.ids, key=self.keys, cluster=self.cluster, predicted_index=self.predicted_index, confidence=self.confidence)
-        return acc.result()
+        """The ``m`` lowest-margin rows here (in no particular order), with cluster and labels."""
+        rows = best_rows(self.scores, self.ids, m)
+        columns = {"score": self.scores, "id": self.ids, "key": self.keys, "cluster": self.cluster,
+                   "predicted_index": self.predicted_index, "confidence": self.confidence}
+        return {name: np.asarray(col)[rows] for name, col in columns.items()}
 
 
 class ClusterMarginBuilder:
@@ -367,12 +435,11 @@ def select_cluster_margin(group: ShardGroup, k: int, seed: int, params: Mapping[
         centroids, cache, sample_size = _centroids(group, int(seed), p, total)
         group.map("assign", centroids)
     m = min(total, int(math.ceil(p["candidate_multiple"] * k)))
-    acc = TopK(m)
-    for part in group.map("top", m):
-        if len(part["score"]):
-            acc.add(part["score"], part["id"], **{c: v for c, v in part.items() if c not in ("score", "id")})
-    cand = acc.result()
-    order = round_robin_order(cand["cluster"])[:k]
+    parts = [part for part in group.map("top", m) if len(part["score"])]
+    pooled = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    keep = best_rows(pooled["score"], pooled["id"], m)  # the m best of the pool: the candidates
+    cand = {name: col[keep] for name, col in pooled.items()}
+    order = round_robin_pick(cand["score"], cand["id"], cand["cluster"], k)
     info = {
         "n_clusters": int(len(centroids)),
         "candidates": int(len(cand["id"])),

@@ -25,7 +25,7 @@ ray = pytest.importorskip("ray")
 K = 30
 PARAMS = {"strategy": "entropy", "k": K, "seed": 2, "batch_size": 2, "actors": 2}
 # one big and one small file, one row group each: two shards, the small one finishes first
-SIZES = [9000, 1200]
+SIZES = [30000, 1200]
 
 DRIVER = """
 import sys, ray, alscale

@@ -70,6 +70,25 @@ def test_round_robin_order_matches_loop():
     np.testing.assert_array_equal(round_robin_order(cluster), expected)
 
 
+@pytest.mark.parametrize("string_ids", [False, True])
+def test_best_rows_and_round_robin_pick_equal_the_sorted_references(string_ids):
+    from alscale.reduce import top_k_order
+    from alscale.reduce.cluster_margin import best_rows, round_robin_pick
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    scores = rng.integers(0, 40, n).astype(np.float32) / 40  # many exact ties
+    ids = rng.permutation(n)
+    ids = np.array([f"r{i:05d}" for i in ids]) if string_ids else ids
+    cluster = rng.integers(0, 13, n).astype(np.int32)
+    for m in (1, 10, 777, n, n + 5):
+        np.testing.assert_array_equal(np.sort(best_rows(scores, ids, m)), np.sort(top_k_order(scores, ids, m)))
+    ranked = top_k_order(scores, ids, n)
+    for k in (1, 13, 500, n, n + 1):
+        expected = ranked[round_robin_order(cluster[ranked])][:k]
+        np.testing.assert_array_equal(round_robin_pick(scores, ids, cluster, k), expected)
+
+
 def test_selection_matches_reference_for_any_shard_count_and_reuses_cache(tmp_path):
     x, probs = _data()
     selectable = np.ones(len(x), bool)
