@@ -295,6 +295,7 @@ def _scan_shards(scan: _Scan) -> None:
                 except Exception as exc:
                     err = unwrap_ray_error(exc)
                     if not (isinstance(err, ShardError) and s.skip_bad_shards):
+                        _cancel(pending)  # the run fails: the other shards' work is not retried
                         raise err from None
                     scan.skipped.append({"shard": shard.index, "pieces": shard.describe(), "error": str(err)})
                     logger.warning("skipping shard %d: %s", shard.index, err)
@@ -311,11 +312,22 @@ def _scan_shards(scan: _Scan) -> None:
         if bar is not None:
             bar.update(run.pool.rows - bar.n)
     finally:
+        if rows_read is not None:
+            rows_read.drain()  # no query left in flight when the actors go
         if bar is not None:
             bar.close()
     scan.results.sort(key=lambda r: r.index)
     if run.checkpoints is not None:
         run.checkpoints.flush()
+
+
+def _cancel(pending: dict) -> None:
+    """Cancel the shard tasks still running (the actors are killed next; no retry should start)."""
+    for ref in pending:
+        try:
+            ray.cancel(ref)
+        except Exception:  # noqa: BLE001  (already finished or failed: nothing to cancel)
+            pass
 
 
 class _RowsRead:
@@ -339,6 +351,12 @@ class _RowsRead:
             if i not in self.asked.values():
                 self.asked[actor.progress.remote()] = i
         return sum(self.counts)
+
+    def drain(self, timeout: float = 2.0) -> None:
+        """Wait briefly for the queries in flight (each actor answers them from a spare thread)."""
+        if self.asked:
+            ray.wait(list(self.asked), num_returns=len(self.asked), timeout=timeout)
+        self.asked.clear()
 
 
 def _reduce_top_k(run: PreparedRun, results: list[ShardResult]) -> dict[str, np.ndarray]:

@@ -127,7 +127,7 @@ def test_model_without_class_output_and_bad_probabilities(tmp_path, pool):
 def test_inspect_model(model_path):
     r = run("inspect-model", model_path)
     assert r.exit_code == 0 and "embedding  'embedding' width=16" in r.output and "4 from 'probabilities'" in r.output
-    data = json.loads(run("inspect-model", model_path, "--json").output)
+    data = json.loads(run("inspect-model", model_path, "--json").stdout)
     assert data["n_classes"] == 4 and data["embedding_output"] == "embedding"
 
 
