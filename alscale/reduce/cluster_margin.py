@@ -48,6 +48,7 @@ __all__ = [
     "prepare_cluster_margin",
     "round_robin_order",
     "round_robin_pick",
+    "round_robin_quota",
     "select_cluster_margin",
 ]
 
@@ -129,7 +130,7 @@ def best_rows(scores: np.ndarray, ids: np.ndarray, m: int) -> np.ndarray:
     return np.concatenate([above, tied])
 
 
-def round_robin_pick(scores: np.ndarray, ids: np.ndarray, cluster: np.ndarray, k: int) -> np.ndarray:
+def round_robin_pick(scores: np.ndarray, ids: np.ndarray, cluster: np.ndarray, k: int, sizes: np.ndarray | None = None) -> np.ndarray:
     """The first ``k`` rows of the round-robin order over clusters, without ordering all rows.
 
     Equal to ``order[round_robin_order(cluster[order])[:k]]`` with ``order = top_k_order(scores,
@@ -140,6 +141,10 @@ def round_robin_pick(scores: np.ndarray, ids: np.ndarray, cluster: np.ndarray, k
     ----------
     scores, ids, cluster : ndarray of shape (n,)
     k : int
+    sizes : ndarray of shape (n_clusters,), optional
+        Cluster sizes that order the clusters, indexed by label (default: the rows given).  With
+        the sizes of the whole candidate set, rows that hold at least each cluster's quota
+        (:func:`round_robin_quota`) give the same first ``k`` as the whole set.
 
     Returns
     -------
@@ -156,7 +161,8 @@ def round_robin_pick(scores: np.ndarray, ids: np.ndarray, cluster: np.ndarray, k
     counts = np.diff(np.append(starts, n))
     labels = sorted_cluster[starts]
     cluster_rank = np.empty(len(labels), np.int64)
-    cluster_rank[np.lexsort((labels, counts))] = np.arange(len(labels))
+    order_by = counts if sizes is None else np.asarray(sizes, dtype=np.int64)[labels]
+    cluster_rank[np.lexsort((labels, order_by))] = np.arange(len(labels))
     within = np.arange(n) - np.repeat(starts, counts)
     position = within * len(labels) + np.repeat(cluster_rank, counts)  # unique: the round-robin place
     if k < n:
@@ -165,6 +171,45 @@ def round_robin_pick(scores: np.ndarray, ids: np.ndarray, cluster: np.ndarray, k
     else:
         first = np.argsort(position)
     return by_cluster[first]
+
+
+def round_robin_quota(sizes: np.ndarray, k: int) -> np.ndarray:
+    """How many rows each cluster gives to the first ``k`` of the round-robin order.
+
+    Parameters
+    ----------
+    sizes : ndarray of shape (n_clusters,), int
+        Candidates per cluster.
+    k : int
+
+    Returns
+    -------
+    ndarray of shape (n_clusters,), int64
+        Every cluster gives ``min(size, L)`` for the largest ``L`` that fits in ``k``; the rest
+        goes one row each to the next clusters in visiting order (size ascending, then label).
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    if k >= sizes.sum():
+        return sizes.copy()
+    lo, hi = 0, int(sizes.max())  # sum(min(sizes, L)) <= k holds at lo, fails at hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if np.minimum(sizes, mid).sum() <= k else (lo, mid)
+    quota = np.minimum(sizes, lo)
+    rest = k - int(quota.sum())
+    longer = np.flatnonzero(sizes > lo)
+    longer = longer[np.lexsort((longer, sizes[longer]))][:rest]
+    quota[longer] += 1
+    return quota
+
+
+def _is_candidate(scores: np.ndarray, ids: np.ndarray, cut: tuple | None) -> np.ndarray | slice:
+    """Rows at least as good as ``cut = (score, id)`` (score desc, id asc); all rows without one."""
+    if cut is None:
+        return slice(None)
+    score, id_ = cut
+    scores = np.asarray(scores, dtype=np.float64)
+    return np.flatnonzero((scores > score) | ((scores == score) & (np.asarray(ids) <= id_)))
 
 
 class ClusterMarginShard:
@@ -211,9 +256,29 @@ class ClusterMarginShard:
                 self.cluster[s : s + 65536] = idx[:, 0]
         return np.bincount(self.cluster[self.cluster >= 0], minlength=len(centroids)).astype(np.int64)
 
-    def top(self, m: int) -> dict[str, np.ndarray]:
-        """The ``m`` lowest-margin rows here (in no particular order), with cluster and labels."""
+    def best_scores(self, m: int) -> dict[str, np.ndarray]:
+        """Score and id of the ``m`` lowest-margin rows here (in no particular order)."""
         rows = best_rows(self.scores, self.ids, m)
+        return {"score": np.asarray(self.scores, dtype=np.float64)[rows], "id": np.asarray(self.ids)[rows]}
+
+    def candidate_counts(self, cut: tuple | None, n_clusters: int) -> np.ndarray:
+        """Candidates here per cluster (rows at least as good as ``cut``), shape (n_clusters,)."""
+        return np.bincount(self.cluster[_is_candidate(self.scores, self.ids, cut)], minlength=n_clusters).astype(np.int64)
+
+    def cluster_top(self, cut: tuple | None, quota: np.ndarray) -> dict[str, np.ndarray]:
+        """Each cluster's ``quota[c]`` best candidates here, with their labels.
+
+        Returns at most ``quota.sum()`` rows: the pool-wide best ``quota[c]`` of a cluster are
+        among the union of every shard's best ``quota[c]``.
+        """
+        rows = np.arange(len(self.keys))[_is_candidate(self.scores, self.ids, cut)]
+        if rows.size:
+            cluster = self.cluster[rows].astype(np.int64)
+            by_cluster = np.lexsort((np.asarray(self.ids)[rows], -np.asarray(self.scores, dtype=np.float64)[rows], cluster))
+            sorted_cluster = cluster[by_cluster]
+            starts = np.concatenate([[0], np.flatnonzero(sorted_cluster[1:] != sorted_cluster[:-1]) + 1])
+            within = np.arange(rows.size) - np.repeat(starts, np.diff(np.append(starts, rows.size)))
+            rows = rows[by_cluster[within < np.asarray(quota)[sorted_cluster]]]
         columns = {"score": self.scores, "id": self.ids, "key": self.keys, "cluster": self.cluster,
                    "predicted_index": self.predicted_index, "confidence": self.confidence}
         return {name: np.asarray(col)[rows] for name, col in columns.items()}
@@ -392,6 +457,18 @@ def prepare_cluster_margin(sample_rows, k: int, seed: int, params: Mapping[str, 
     return {"centroids": centroids, "prepared": {"cache": "miss" if _cache_path(p) else "off", "sample_size": used}}
 
 
+def _candidate_cut(group: ShardGroup, m: int, total: int) -> tuple | None:
+    """``(score, id)`` of the m-th best row of the pool (None when every row is a candidate)."""
+    if m >= total:
+        return None
+    parts = [part for part in group.map("best_scores", m) if len(part["score"])]
+    scores = np.concatenate([part["score"] for part in parts])
+    ids = np.concatenate([part["id"] for part in parts])
+    best = best_rows(scores, ids, m)
+    worst = best[np.lexsort((ids[best], -scores[best]))[-1]]
+    return float(scores[worst]), ids[worst].item()
+
+
 def select_cluster_margin(group: ShardGroup, k: int, seed: int, params: Mapping[str, Any] | None = None) -> Selection:
     """Cluster-Margin selection of exactly ``k`` rows over the shards.
 
@@ -419,8 +496,10 @@ def select_cluster_margin(group: ShardGroup, k: int, seed: int, params: Mapping[
 
     Notes
     -----
-    Cost per shard: O(n*n_clusters*d) to assign plus O(n) for the top-K; the driver's
-    clustering is O(sample_size*n_clusters*d*niter), skipped on a cache hit.
+    Cost per shard: O(n*n_clusters*d) to assign plus a sort of its candidates; the driver's
+    clustering is O(sample_size*n_clusters*d*niter), skipped on a cache hit.  The driver gets
+    candidate counts per cluster, then at most ``k`` rows per shard: each cluster's quota
+    (:func:`round_robin_quota`) of best candidates.
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ConfigError(f"The 'k' parameter must be an int >= 1. Got {k!r} instead.")
@@ -435,14 +514,15 @@ def select_cluster_margin(group: ShardGroup, k: int, seed: int, params: Mapping[
         centroids, cache, sample_size = _centroids(group, int(seed), p, total)
         group.map("assign", centroids)
     m = min(total, int(math.ceil(p["candidate_multiple"] * k)))
-    parts = [part for part in group.map("top", m) if len(part["score"])]
-    pooled = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
-    keep = best_rows(pooled["score"], pooled["id"], m)  # the m best of the pool: the candidates
-    cand = {name: col[keep] for name, col in pooled.items()}
-    order = round_robin_pick(cand["score"], cand["id"], cand["cluster"], k)
+    cut = _candidate_cut(group, m, total)  # candidates: the m best rows of the pool
+    sizes = np.sum(group.map("candidate_counts", cut, len(centroids)), axis=0)
+    quota = round_robin_quota(sizes, k)  # how many each cluster gives to the batch
+    parts = [part for part in group.map("cluster_top", cut, quota) if len(part["score"])]
+    cand = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    order = round_robin_pick(cand["score"], cand["id"], cand["cluster"], k, sizes=sizes)
     info = {
         "n_clusters": int(len(centroids)),
-        "candidates": int(len(cand["id"])),
+        "candidates": int(sizes.sum()),
         "clusters_used": int(len(np.unique(cand["cluster"][order]))),
         "cache": cache,
         "sample_size": int(sample_size),

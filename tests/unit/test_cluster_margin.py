@@ -110,6 +110,37 @@ def test_selection_matches_reference_for_any_shard_count_and_reuses_cache(tmp_pa
     np.testing.assert_array_equal(first["id"], ref_ids)
 
 
+@pytest.mark.parametrize("k,multiple", [(150, 4), (40, 1), (700, 10)])
+def test_candidates_cut_through_ties_like_the_reference(tmp_path, k, multiple):
+    # five distinct probability rows: margins tie in large blocks, so the m-th candidate sits in a tie
+    x, _ = _data(2400, seed=4)
+    base = np.random.default_rng(9).dirichlet(np.ones(4), 5).astype(np.float32)
+    probs = base[np.random.default_rng(10).integers(0, 5, len(x))]
+    selectable = np.ones(len(x), bool)
+    params = {"n_clusters": 7, "candidate_multiple": multiple, "cache_dir": str(tmp_path), "cache_key": f"ties-{k}"}
+    select_cluster_margin(_group(x, probs, 1)[0], k, 1, params)
+    centroids = np.load(tmp_path / f"clusters-ties-{k}.npy")
+    for shards in (1, 2, 3):
+        group, ids = _group(x, probs, shards)
+        sel = select_cluster_margin(group, k, 1, params)
+        ref_ids, ref_cluster = _reference(x, probs, ids, selectable, centroids, k, multiple)
+        np.testing.assert_array_equal(sel["id"], ref_ids)
+        np.testing.assert_array_equal(sel["cluster"], ref_cluster)
+        assert sel.info["candidates"] == min(len(x), int(multiple * k))
+
+
+def test_round_robin_quota_counts_the_first_k_of_the_order():
+    from alscale.reduce.cluster_margin import round_robin_quota
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        cluster = rng.integers(0, rng.integers(1, 12), rng.integers(1, 400))
+        sizes = np.bincount(cluster, minlength=12)
+        for k in (1, 7, len(cluster) // 2, len(cluster), len(cluster) + 3):
+            first = cluster[round_robin_order(cluster)[:k]]
+            np.testing.assert_array_equal(round_robin_quota(sizes, k), np.bincount(first, minlength=12))
+
+
 def test_sample_and_clustering_do_not_depend_on_sharding():
     x, probs = _data(2000)
     out = [select_cluster_margin(_group(x, probs, s)[0], 50, 0, {"n_clusters": 6}) for s in (1, 3)]
