@@ -123,9 +123,13 @@ def sketch_factors(a: np.ndarray, h: np.ndarray, seed: int, kind: str, dim: int)
 
 
 def _sq_norms(a: np.ndarray, h: np.ndarray) -> np.ndarray:
-    a32 = a.astype(np.float32, copy=False)
-    h32 = h.astype(np.float32, copy=False)
-    return (np.einsum("ij,ij->i", a32, a32) * np.einsum("ij,ij->i", h32, h32)).astype(np.float32)
+    """``|a_i|^2 |h_i|^2`` per row, in float32, a chunk at a time (no full float32 copy of float16 factors)."""
+    out = np.empty(len(a), dtype=np.float32)
+    for s in range(0, len(a), _CHUNK):
+        a32 = a[s : s + _CHUNK].astype(np.float32, copy=False)
+        h32 = h[s : s + _CHUNK].astype(np.float32, copy=False)
+        out[s : s + _CHUNK] = np.einsum("ij,ij->i", a32, a32) * np.einsum("ij,ij->i", h32, h32)
+    return out
 
 
 class GradientShard:

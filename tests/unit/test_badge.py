@@ -152,3 +152,15 @@ def test_final_kmeanspp_pairwise_and_streamed_paths_agree(monkeypatch):
     slow = kp.kmeanspp_factored(a, h, 30, np.random.default_rng(1), w)
     np.testing.assert_array_equal(fast[0], slow[0])
     np.testing.assert_allclose(fast[1], slow[1], rtol=1e-5)
+
+
+def test_row_norms_of_float16_factors_are_computed_in_chunks_like_float32():
+    from alscale.reduce.kmeans_parallel import _CHUNK, _sq_norms
+
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((_CHUNK * 2 + 5, 4)).astype(np.float16)
+    h = rng.standard_normal((_CHUNK * 2 + 5, 6)).astype(np.float16)
+    a32, h32 = a.astype(np.float32), h.astype(np.float32)
+    expected = (a32 * a32).sum(1) * (h32 * h32).sum(1)
+    np.testing.assert_allclose(_sq_norms(a, h), expected, rtol=1e-5)
+    assert _sq_norms(a, h).dtype == np.float32
