@@ -98,10 +98,12 @@ def _peak_rss_mb() -> float:
 
 
 def _pipeline(pool: Path, model: Path, actors: int, k: int, batch_size: int, strategy: str) -> dict:
+    """One ``select`` as the CLI runs it (checkpoints kept, manifest written next to the pool)."""
     import alscale
 
+    out = pool.parent / f"batch-{pool.name}"
     t0 = time.perf_counter()
-    manifest = alscale.select(pool, model, strategy=strategy, k=k, actors=actors, batch_size=batch_size)
+    manifest = alscale.select(pool, model, strategy=strategy, k=k, actors=actors, batch_size=batch_size, out=out, force=True)
     wall = time.perf_counter() - t0
     t = manifest.data["timings"]
     scan = t["score"] + t.get("check_ids", 0) + t.get("reduce", 0)

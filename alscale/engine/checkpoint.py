@@ -10,9 +10,12 @@ ids, the id and feature columns, ``on_invalid``.  A rerun with the same inputs f
 key and reuses the shards saved there; any change gives a new key and starts afresh.
 
 Writes are atomic where the filesystem renames (a temporary name, then ``move``); on object
-stores a single object appears whole or not at all.  Saving and loading run as Ray tasks on
-the driver's node, so the shard's keys go from the object store to the file without passing
-through the driver's memory, and a local checkpoint folder is the driver's own disk.
+stores a single object appears whole or not at all.  A local checkpoint folder is the driver's
+own disk.  A shard whose ids strictly increase keeps no keys, so its file is small and the
+driver writes it from a background thread (no extra Ray worker to start while the actors
+scan).  A shard that keeps keys is saved, and every shard is loaded, by a Ray task on the
+driver's node, so the keys go between the object store and the file without passing through
+the driver's memory.
 
 Diversity strategies also save each shard's state (its factors or candidates, pickled by the
 actor that holds it, ``state-NNNNN.pkl``); a shard counts as finished when both files are there,
@@ -27,6 +30,7 @@ import io
 import json
 import logging
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -117,8 +121,8 @@ def _decode(data: bytes) -> tuple[ShardResult, list[np.ndarray]]:
     return result, buckets
 
 
-@ray.remote(num_cpus=0, max_retries=2)
-def _save(directory: str, index: int, result: ShardResult, *buckets: np.ndarray) -> str:
+def _write(directory: str, index: int, result: ShardResult, buckets: tuple[np.ndarray, ...]) -> str:
+    """Write one shard's file atomically (a temporary name, then ``move``); returns its path."""
     filesystem, path = split_location(directory)
     filesystem.create_dir(path, recursive=True)
     final = f"{path}/shard-{index:05d}.npz"
@@ -127,6 +131,11 @@ def _save(directory: str, index: int, result: ShardResult, *buckets: np.ndarray)
         stream.write(_encode(result, buckets))
     filesystem.move(temp, final)
     return final
+
+
+@ray.remote(num_cpus=0, max_retries=2)
+def _save(directory: str, index: int, result: ShardResult, *buckets: np.ndarray) -> str:
+    return _write(directory, index, result, buckets)
 
 
 @ray.remote(num_cpus=0)
@@ -155,7 +164,8 @@ class ShardCheckpoints:
         self.root = root.rstrip("/")
         self.directory = f"{self.root}/{key}"
         self.n_buckets = n_buckets
-        self._pending: list = []
+        self._pending: list = []  # Ray refs and futures of the saves in flight
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alscale-checkpoint")
         node_id = ray.get_runtime_context().get_node_id()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -191,11 +201,21 @@ class ShardCheckpoints:
             return None
         return result, list(refs[1:])
 
-    def save(self, index: int, result_ref: Any, bucket_refs: list) -> None:
-        """Save a finished shard in the background (the refs are resolved in the task)."""
-        self._pending.append(
-            _save.options(scheduling_strategy=self._here).remote(self.directory, index, result_ref, *bucket_refs)
-        )
+    def save(self, result: ShardResult, result_ref: Any, bucket_refs: list) -> None:
+        """Save a finished shard in the background.
+
+        ``result`` is the shard's result, already in the driver; ``result_ref`` and
+        ``bucket_refs`` are its object refs.  Keys are kept only for shards whose ids do not
+        strictly increase (``result.key_range`` is None); those are saved by a task that
+        resolves the refs on the driver's node.
+        """
+        if result.key_range is not None or result.rows_total == 0:  # its key buckets are empty
+            empty = tuple(np.empty(0, dtype=np.uint64) for _ in bucket_refs)
+            self._pending.append(self._writer.submit(_write, self.directory, result.index, result, empty))
+        else:
+            self._pending.append(
+                _save.options(scheduling_strategy=self._here).remote(self.directory, result.index, result_ref, *bucket_refs)
+            )
 
     def save_state(self, actor: Any, index: int) -> None:
         """Have ``actor`` write shard ``index``'s diversity state next to the shard file."""
@@ -203,9 +223,9 @@ class ShardCheckpoints:
 
     def flush(self) -> None:
         """Wait for the saves started so far (a failed save only costs a rescore on resume)."""
-        for ref in self._pending:
+        for pending in self._pending:
             try:
-                ray.get(ref)
+                pending.result() if isinstance(pending, Future) else ray.get(pending)
             except Exception as exc:
                 logger.warning("a shard checkpoint could not be written to %s: %s", self.directory, exc)
         self._pending.clear()

@@ -304,7 +304,7 @@ def _scan_shards(scan: _Scan) -> None:
                     scan.buckets[shard.index] = bucket_refs
                     scan.placements[shard.index] = actor
                     if run.checkpoints is not None:
-                        run.checkpoints.save(shard.index, ref, bucket_refs)
+                        run.checkpoints.save(result, ref, bucket_refs)
                         if scan.diversity:
                             run.checkpoints.save_state(actor, shard.index)
                 if scan.queue:

@@ -31,10 +31,11 @@ N_FILES, ROW_GROUP = 4, 150
 
 
 def write_pool(folder: Path, *, n_rows: int = N_ROWS, n_files: int = N_FILES, seed: int = 0,
-               sizes: list[int] | None = None, row_group: int = ROW_GROUP) -> Path:
+               sizes: list[int] | None = None, row_group: int = ROW_GROUP, shuffle_ids: bool = False) -> Path:
     """Write Parquet files of ``id`` int64 and ``features`` fixed_size_list<float32>.
 
-    ``n_rows`` split evenly over ``n_files``, or files of the given ``sizes``.
+    ``n_rows`` split evenly over ``n_files``, or files of the given ``sizes``.  Ids increase
+    through the pool, or come in a random order with ``shuffle_ids``.
     """
     folder.mkdir(parents=True, exist_ok=True)
     if sizes is not None:
@@ -42,6 +43,8 @@ def write_pool(folder: Path, *, n_rows: int = N_ROWS, n_files: int = N_FILES, se
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n_rows, N_FEATURES)).astype(np.float32)
     ids = np.arange(n_rows, dtype=np.int64) * 7 + 11
+    if shuffle_ids:
+        ids = rng.permutation(ids)
     parts = (np.split(np.arange(n_rows), np.cumsum(sizes)[:-1]) if sizes is not None
              else np.array_split(np.arange(n_rows), n_files))
     for i, part in enumerate(parts):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -34,9 +35,11 @@ alscale.select(sys.argv[2], sys.argv[3], out=sys.argv[4], **eval(sys.argv[5]))
 """
 
 
-@pytest.fixture(scope="module")
-def pool(tmp_path_factory):
-    return write_pool(tmp_path_factory.mktemp("resume") / "pool", sizes=SIZES, row_group=max(SIZES), seed=3)
+@pytest.fixture(scope="module", params=["increasing", "shuffled"])
+def pool(request, tmp_path_factory):
+    """Increasing ids (a shard's checkpoint keeps no keys) or shuffled ones (it keeps them)."""
+    folder = tmp_path_factory.mktemp("resume") / f"pool-{request.param}"
+    return write_pool(folder, sizes=SIZES, row_group=max(SIZES), seed=3, shuffle_ids=request.param == "shuffled")
 
 
 def checkpoint_files(out) -> list:
@@ -68,6 +71,9 @@ def test_rerun_after_driver_sigkill_reuses_finished_shards(ray_cluster, pool, da
     assert not out.exists(), "the killed driver wrote its manifest"
     saved = checkpoint_files(out)
     assert [p.name for p in saved] == ["shard-00001.npz"]  # the small shard only
+    with np.load(saved[0]) as npz:  # the keys of the duplicate-id check, when the ids do not increase
+        kept = np.concatenate([npz[name] for name in npz.files if name.startswith("bucket_")])
+    assert kept.size == (SIZES[1] if "shuffled" in pool.name else 0)
 
     resumed = alscale.select(str(pool), str(model), out=str(out), **PARAMS)
     counts = resumed.data["counts"]
