@@ -50,7 +50,7 @@ def command(workdir, rows, strategy, k, actors):
     click.echo("")
     click.echo(
         f"scored {counts['rows_scored']:,} rows on {counts['shards']} actor(s): {counts['rows_scored'] / scan:,.0f} rows/s "
-        f"(Ray start {t['startup']:.1f} s, scoring {t['score']:.2f} s, merge {t['reduce'] * 1000:.0f} ms, total {wall:.1f} s)"
+        f"(actors up in {t['startup']:.1f} s, scoring {t['score']:.2f} s, merge {t['reduce'] * 1000:.0f} ms, total with Ray start and stop {wall:.1f} s)"
     )
     click.echo(f"manifest: {out}/manifest.json   batch: {out}/batch.parquet")
     click.echo("next: alscale select --help, alscale inspect-model " + str(model_path))
