@@ -17,12 +17,13 @@ __all__ = ["command"]
 @click.option("--batch-size", type=int, default=2048, show_default=True)
 @click.option("--strategy", default="entropy", show_default=True)
 @click.option("--scaling", multiple=True, type=int, help="Also record actor memory at these pool sizes (e.g. --scaling 1000000 --scaling 4000000).")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Runs per actor count, each paired with a fresh raw measurement; the median is reported.")
 @click.option("--workdir", default=None, help="Keep generated pools here (default: a temp dir, removed after).")
 @click.option("--json", "out_json", default=None, help="Where to write the results. [default: bench-results/engine.json, or strategies.json]")
 @click.option("--strategies", "strategies", is_flag=True, help="Benchmark the selection strategies end to end instead (badge, qbc, cluster-margin, coreset).")
 @click.option("--cm-k", type=int, default=100_000, show_default=True, help="With --strategies: batch size for Cluster-Margin vs entropy.")
 @click.option("--coreset-rows", type=int, default=200_000, show_default=True, help="With --strategies: pool size for the core-set timing.")
-def command(rows, n_features, hidden, n_classes, actors, k, batch_size, strategy, scaling, workdir, out_json, strategies, cm_k, coreset_rows):
+def command(rows, n_features, hidden, n_classes, actors, k, batch_size, strategy, scaling, repeats, workdir, out_json, strategies, cm_k, coreset_rows):
     """Measure select throughput against raw ONNX Runtime on the same model.
 
     With --strategies: time badge, qbc-vote, qbc-kl, cluster-margin and coreset end to end
@@ -53,6 +54,7 @@ def command(rows, n_features, hidden, n_classes, actors, k, batch_size, strategy
         batch_size=batch_size,
         strategy=strategy,
         scaling=tuple(scaling),
+        repeats=repeats,
         workdir=workdir,
         out_json=out_json,
         echo=echo,
