@@ -165,7 +165,7 @@ class ShardCheckpoints:
         self.directory = f"{self.root}/{key}"
         self.n_buckets = n_buckets
         self._pending: list = []  # Ray refs and futures of the saves in flight
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alscale-checkpoint")
+        self._writer: ThreadPoolExecutor | None = None  # started by the first save the driver writes
         node_id = ray.get_runtime_context().get_node_id()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -205,11 +205,13 @@ class ShardCheckpoints:
         """Save a finished shard in the background.
 
         ``result`` is the shard's result, already in the driver; ``result_ref`` and
-        ``bucket_refs`` are its object refs.  Keys are kept only for shards whose ids do not
-        strictly increase (``result.key_range`` is None); those are saved by a task that
-        resolves the refs on the driver's node.
+        ``bucket_refs`` are its object refs.  Only shards whose ids do not strictly increase
+        keep keys (``result.keeps_keys``); those are saved by a task that resolves the refs on
+        the driver's node.
         """
-        if result.key_range is not None or result.rows_total == 0:  # its key buckets are empty
+        if not result.keeps_keys:  # its key buckets are empty
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alscale-checkpoint")
             empty = tuple(np.empty(0, dtype=np.uint64) for _ in bucket_refs)
             self._pending.append(self._writer.submit(_write, self.directory, result.index, result, empty))
         else:
@@ -229,6 +231,9 @@ class ShardCheckpoints:
             except Exception as exc:
                 logger.warning("a shard checkpoint could not be written to %s: %s", self.directory, exc)
         self._pending.clear()
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
 
     def remove(self) -> None:
         """Delete this run's checkpoints (after its manifest is written), and the root if empty."""

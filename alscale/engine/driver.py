@@ -444,7 +444,7 @@ def _check_duplicate_ids(scan: _Scan) -> None:
         if not result.rows_total:
             continue
         refs = scan.buckets[result.index]
-        if result.key_range is not None:
+        if not result.keeps_keys:  # its keys were not sent: read them again
             reread = actors[i % len(actors)].key_buckets.options(num_returns=n_buckets).remote(by_index[result.index], n_buckets)
             refs = list(reread) if n_buckets > 1 else [reread]
         buckets.append(refs)

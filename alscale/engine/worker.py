@@ -78,6 +78,11 @@ class ShardResult:
     peak_rss_mb: float = 0.0
     key_range: tuple[int, int] | None = None  # (min, max) key when the shard's keys strictly increase
 
+    @property
+    def keeps_keys(self) -> bool:
+        """Whether the shard's row keys are kept for the duplicate-id check (its ids do not strictly increase)."""
+        return self.key_range is None and self.rows_total > 0
+
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
@@ -424,7 +429,7 @@ class ShardWorker:
         case where shard ranges overlap.
         """
         result.key_range = order.range
-        if result.key_range is not None or result.rows_total == 0:
+        if not result.keeps_keys:
             return [np.empty(0, dtype=np.uint64) for _ in range(n_buckets)]
         return self._read_key_buckets(shard, n_buckets)
 
