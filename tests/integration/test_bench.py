@@ -50,7 +50,7 @@ def test_each_run_is_paired_with_its_own_raw_measurement(bench):
 
 
 def test_the_timed_selection_is_a_complete_manifest(bench):
-    work, _, results = bench
+    work, _, _ = bench
     batch = pq.read_table(work / f"batch-pool-{ROWS}" / "batch.parquet")
     assert batch.num_rows == 50
     assert np.unique(batch.column("id").to_numpy()).size == 50
