@@ -24,7 +24,7 @@ def select(
     actors: int | None = None,
     address: str | None = None,
     seed: int | None = None,
-    batch_size: int | None = None,
+    batch_size: int | str | None = None,
     threads: int | None = None,
     id_column: str | None = None,
     features: Sequence[str] | None = None,

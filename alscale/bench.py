@@ -99,7 +99,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _pipeline(pool: Path, model: Path, actors: int, k: int, batch_size: int, strategy: str) -> dict:
+def _pipeline(pool: Path, model: Path, actors: int, k: int, batch_size: int | str, strategy: str) -> dict:
     """One ``select`` as the CLI runs it (checkpoints kept, manifest written next to the pool)."""
     import alscale
 
@@ -117,6 +117,7 @@ def _pipeline(pool: Path, model: Path, actors: int, k: int, batch_size: int, str
         "seconds_end_to_end": round(wall, 3),
         "rows_per_s": rows / scan,
         "actor_peak_rss_mb": manifest.data["memory"]["actor_peak_rss_mb"],
+        "batch_sizes": manifest.data["batch_sizes"],
         "timings": t,
     }
 
@@ -128,7 +129,7 @@ def run_bench(
     n_classes: int = 10,
     actors: tuple[int, ...] = (1, 2),
     k: int = 1000,
-    batch_size: int = 2048,
+    batch_size: int | str = "auto",
     strategy: str = "entropy",
     scaling: tuple[int, ...] = (),
     repeats: int = 3,
@@ -165,7 +166,10 @@ def run_bench(
     pool = make_pool(work / f"pool-{rows}", rows, n_features=n_features, n_classes=n_classes, files=4, row_group_size=131_072)
     results["generate_seconds"] = round(time.perf_counter() - t0, 2)
 
-    raw_sizes = tuple(sorted({1024, 2048, 4096, batch_size}))
+    from alscale.model.session import BATCH_SIZE_CANDIDATES
+
+    # the limit gets its best of the sizes "auto" chooses from (and of the size asked for)
+    raw_sizes = tuple(sorted(set(BATCH_SIZE_CANDIDATES) | ({batch_size} if isinstance(batch_size, int) else set())))
     raw_rows = min(rows, 500_000)
     raw = raw_onnxruntime_rate(str(model), n_features, rows=raw_rows, batch_sizes=raw_sizes)
     results["raw_onnxruntime"] = raw
@@ -182,8 +186,11 @@ def run_bench(
                 res = _pipeline(pool, model, n, k, batch_size, strategy)
                 res["raw_rows_per_s"] = raw_now["rows_per_s"]
                 res["ratio"] = res["rows_per_s"] / (n * raw_now["rows_per_s"])
+                used = res["batch_sizes"][0]  # what the actors read with ("auto": what they chose)
                 res["raw_concurrent_rows_per_s"] = (
-                    raw_concurrent_rate(str(model), n_features, n, batch_size, rows=raw_rows) if n > 1 else raw_now["by_batch_size"][batch_size]
+                    raw_concurrent_rate(str(model), n_features, n, used, rows=raw_rows)
+                    if n > 1
+                    else raw_now["by_batch_size"][used]
                 )
                 res["ratio_vs_concurrent_raw"] = res["rows_per_s"] / res["raw_concurrent_rows_per_s"]
                 runs.append(res)
@@ -192,7 +199,7 @@ def run_bench(
             results["pipeline"].append(res)
             echo(
                 f"select, {n} actor(s): {res['rows_per_s']:,.0f} rows/s, ratio {res['ratio']:.2f} of {n} x raw "
-                f"({res['ratio_vs_concurrent_raw']:.2f} of {n} raw processes at once, batch {batch_size}); "
+                f"({res['ratio_vs_concurrent_raw']:.2f} of {n} raw processes at once, batch {batch_size}: {res['batch_sizes']}); "
                 f"median of {len(runs)} runs {res['ratios_of_all_runs']}; actor peak RSS {res['actor_peak_rss_mb']} MiB"
             )
         results["scaling"] = []

@@ -7,6 +7,18 @@ import click
 __all__ = ["engine_options", "model_options", "pool_options"]
 
 
+class BatchSize(click.ParamType):
+    """An int, or ``auto``; anything else goes on to the settings, which reject it in one line."""
+
+    name = "INTEGER|auto"
+
+    def convert(self, value, param, ctx):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return value
+
+
 def _stack(*decorators):
     def apply(func):
         for decorator in reversed(decorators):
@@ -35,6 +47,11 @@ model_options = _stack(
 engine_options = _stack(
     click.option("--actors", type=int, default=None, help="Shard actors. [default: one per CPU of the Ray cluster]"),
     click.option("--address", default=None, help="Ray cluster address (e.g. auto, ray://head:10001). [default: a private local Ray]"),
-    click.option("--batch-size", type=int, default=None, help="Rows per record batch (1-8K is fastest; 2048 measured best here). [default: 2048]"),
+    click.option(
+        "--batch-size",
+        type=BatchSize(),
+        default=None,
+        help="Rows per record batch, or 'auto': each actor times its model on 512 to 8192 rows and takes the fastest. [default: auto]",
+    ),
     click.option("--threads", type=int, default=None, help="ONNX Runtime threads per actor (1 plus more actors is fastest). [default: 1]"),
 )

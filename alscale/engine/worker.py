@@ -7,6 +7,7 @@ the driver's process (the single-process reference the tests compare against).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,12 @@ from alscale.reduce.topk import TopK
 from alscale.rowrandom import id_keys
 from alscale.strategies import ScoringBatch, get_strategy
 
-__all__ = ["KeyOrder", "ScoringJob", "ShardResult", "ShardWorker"]
+__all__ = ["FALLBACK_BATCH_SIZE", "KeyOrder", "ScoringJob", "ShardResult", "ShardWorker"]
+
+logger = logging.getLogger(__name__)
+
+#: The batch size used when ``batch_size="auto"`` cannot time the model.
+FALLBACK_BATCH_SIZE = 2048
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,7 @@ class ScoringJob:
     strategy: str
     strategy_params: dict = field(default_factory=dict)
     seed: int = 0
-    batch_size: int = 2048
+    batch_size: int | str = "auto"
     threads: int = 1
     on_invalid: str = "error"
 
@@ -76,6 +82,7 @@ class ShardResult:
     timings: dict[str, float] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
     peak_rss_mb: float = 0.0
+    batch_size: int = 0  # rows per record batch the shard was read in
     key_range: tuple[int, int] | None = None  # (min, max) key when the shard's keys strictly increase
 
     @property
@@ -168,6 +175,9 @@ class ShardWorker:
     ----------
     rows_read : int
         Rows read so far by this worker (all shards); the driver polls it for the progress bar.
+    batch_size : int
+        Rows per record batch: ``job.batch_size``, or for ``"auto"`` the size this worker
+        timed fastest for its model (:meth:`ModelRunner.fastest_batch_size`).
     """
 
     def __init__(self, job: ScoringJob):
@@ -175,7 +185,21 @@ class ShardWorker:
         self.rows_read = 0
         self.strategy = get_strategy(job.strategy)
         self.runner = ModelRunner(job.contracts, threads=job.threads, want_embeddings=self.strategy.needs_embedding)
+        self.batch_size = self._batch_size()
         self.states: dict[int, Any] = {}
+
+    def _batch_size(self) -> int:
+        if self.job.batch_size != "auto":
+            return int(self.job.batch_size)
+        width = self.job.contracts[0].input_width or self.job.feature_spec.width
+        if not width or width < 1:
+            return FALLBACK_BATCH_SIZE
+        try:
+            size, _ = self.runner.fastest_batch_size(width)
+        except Exception as exc:  # noqa: BLE001  (the scan will report a real problem with the model)
+            logger.warning("could not time the model on synthetic batches (%s); using batch size %d", exc, FALLBACK_BATCH_SIZE)
+            return FALLBACK_BATCH_SIZE
+        return size
 
     # -- the scan shared by every strategy -------------------------------------------------
     def _scan(
@@ -200,8 +224,9 @@ class ShardWorker:
         check_exclude, check_labeled = exclude_keys.size > 0, labeled_keys.size > 0
         diversity = self.strategy.kind == "diversity"
         stop_inference = False
+        result.batch_size = self.batch_size
         t0 = time.perf_counter()
-        for batch in iter_shard(job.filesystem_uri, shard, job.feature_spec, job.id_column, job.batch_size):
+        for batch in iter_shard(job.filesystem_uri, shard, job.feature_spec, job.id_column, self.batch_size):
             t1 = time.perf_counter()
             t_read += t1 - t0
             n = batch.ids.shape[0]
@@ -341,7 +366,7 @@ class ShardWorker:
         job = self.job
         top = TopK(m)
         selectable_count = 0
-        for batch in iter_shard(job.filesystem_uri, shard, job.feature_spec, job.id_column, job.batch_size):
+        for batch in iter_shard(job.filesystem_uri, shard, job.feature_spec, job.id_column, self.batch_size):
             keys = id_keys(batch.ids)
             rows = np.flatnonzero(_finite_rows(batch.features) & ~_member(exclude_keys, keys))
             selectable_count += rows.size

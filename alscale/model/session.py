@@ -5,7 +5,8 @@ Load once in ``__init__``, then call on batches (the Ray Data "callable class" p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +14,16 @@ import numpy as np
 from alscale.exceptions import ModelContractError
 from alscale.model.contract import ModelContract, check_probabilities, load_session
 
-__all__ = ["ModelOutputs", "ModelRunner", "check_committee", "softmax"]
+__all__ = ["BATCH_SIZE_CANDIDATES", "ModelOutputs", "ModelRunner", "check_committee", "choose_batch_size", "softmax"]
+
+#: Record batch sizes ``batch_size="auto"`` chooses from.
+BATCH_SIZE_CANDIDATES = (512, 1024, 2048, 4096, 8192)
+#: What a record batch costs a shard scan besides the model (reading it, checks, scores, top-K),
+#: measured on the engine benchmark: about 150 µs per batch plus a per-row part that does not
+#: depend on the batch size.
+PER_BATCH_OVERHEAD_S = 150e-6
+#: The largest feature block ``batch_size="auto"`` may choose (bytes of float32 features).
+MAX_AUTO_BATCH_BYTES = 32 << 20
 
 
 @dataclass
@@ -56,6 +66,26 @@ def check_committee(contracts: Sequence[ModelContract]) -> None:
             raise ModelContractError(
                 f"Committee members disagree on input width: {first.path!r} takes {first.input_width}, {other.path!r} takes {other.input_width}."
             )
+
+
+def choose_batch_size(seconds_per_batch: Mapping[int, float], per_batch_overhead: float = PER_BATCH_OVERHEAD_S) -> int:
+    """The batch size with the lowest cost per row, ``(model seconds + overhead) / rows``.
+
+    Parameters
+    ----------
+    seconds_per_batch : mapping of int to float
+        Batch size (rows) -> seconds the model takes on one batch of that size.
+    per_batch_overhead : float
+        Seconds every batch costs besides the model.
+
+    Returns
+    -------
+    int
+        The cheapest batch size; the smaller one on a tie.
+    """
+    if not seconds_per_batch:
+        raise ValueError("choose_batch_size needs at least one timed batch size.")
+    return min(sorted(seconds_per_batch), key=lambda b: (seconds_per_batch[b] + per_batch_overhead) / b)
 
 
 class ModelRunner:
@@ -111,6 +141,52 @@ class ModelRunner:
             return ModelOutputs(member_probs[0], None, embeddings)
         stacked = np.stack(member_probs)
         return ModelOutputs(stacked.mean(axis=0), stacked, embeddings)
+
+    def fastest_batch_size(
+        self,
+        width: int,
+        candidates: Sequence[int] = BATCH_SIZE_CANDIDATES,
+        per_batch_overhead: float = PER_BATCH_OVERHEAD_S,
+        seconds_per_size: float = 0.025,
+    ) -> tuple[int, dict[int, float]]:
+        """Time the model on synthetic batches and pick the cheapest batch size per row.
+
+        Wide models run faster on small batches (their activations stay in cache), narrow ones
+        on large batches (the per-batch overhead is spread over more rows).  Each candidate
+        (smallest first) is run once to warm up, then timed at least twice and for about
+        ``seconds_per_size``; the search stops once a size costs 15% more per row than the best
+        so far.  Sizes whose features would exceed 32 MiB are not tried.
+
+        Parameters
+        ----------
+        width : int
+            Features per row (d).
+
+        Returns
+        -------
+        batch_size : int
+        seconds_per_batch : dict of int to float
+            The fastest time of each size tried.
+        """
+        sizes = sorted(b for b in candidates if b * width * 4 <= MAX_AUTO_BATCH_BYTES) or [min(candidates)]
+        x = np.random.default_rng(0).standard_normal((sizes[-1], width), dtype=np.float32)
+        seconds: dict[int, float] = {}
+        best_cost = np.inf
+        for b in sizes:
+            batch = x[:b]
+            self(batch)  # warm-up: the session allocates for a new shape
+            times: list[float] = []
+            deadline = time.perf_counter() + seconds_per_size
+            while len(times) < 2 or (time.perf_counter() < deadline and len(times) < 50):
+                t0 = time.perf_counter()
+                self(batch)
+                times.append(time.perf_counter() - t0)
+            seconds[b] = min(times)
+            cost = (seconds[b] + per_batch_overhead) / b
+            if cost > 1.15 * best_cost:
+                break
+            best_cost = min(best_cost, cost)
+        return choose_batch_size(seconds, per_batch_overhead), seconds
 
     @staticmethod
     def _check(probs: np.ndarray, name: str, tol: float = 1e-3) -> None:

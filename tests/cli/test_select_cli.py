@@ -93,6 +93,8 @@ def _bad_pools(tmp_path):
         ("k too large", ["--pool", "{pool}", "--k", "5000"], "Pool exhausted: 800 available / 5000 requested"),
         ("unreadable exclusion", ["--pool", "{pool}", "--exclude", "{tmp}/missing-ids.txt"], "Cannot read id file"),
         ("unknown strategy", ["--pool", "{pool}", "--strategy", "entropi"], "Did you mean 'entropy'?"),
+        ("batch size word", ["--pool", "{pool}", "--batch-size", "fast"], "The 'batch_size' parameter must be 'auto' or an int >= 1. Got 'fast' instead."),
+        ("batch size zero", ["--pool", "{pool}", "--batch-size", "0"], "The 'batch_size' parameter must be 'auto' or an int >= 1. Got 0 instead."),
     ],
 )
 def test_bad_input_is_one_line_exit_2_no_output(tmp_path, pool, model_path, case, args, message):

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from alscale.bench import run_bench
+from alscale.model.session import BATCH_SIZE_CANDIDATES
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_local")]
 
@@ -24,7 +25,7 @@ ROWS = 20_000
 def bench(tmp_path_factory):
     work = tmp_path_factory.mktemp("bench")
     out_json = work / "results" / "engine.json"
-    results = run_bench(rows=ROWS, n_features=8, hidden=16, n_classes=4, actors=(1, 2), k=50, batch_size=1024,
+    results = run_bench(rows=ROWS, n_features=8, hidden=16, n_classes=4, actors=(1, 2), k=50,
                         repeats=3, workdir=str(work), out_json=str(out_json), echo=lambda _m: None)
     return work, out_json, results
 
@@ -47,6 +48,7 @@ def test_each_run_is_paired_with_its_own_raw_measurement(bench):
         assert len(ratios) == 3
         assert round(run["ratio"], 3) == sorted(ratios)[1]  # the median run is the one reported
         assert len(run["actor_peak_rss_mb"]) == n and min(run["actor_peak_rss_mb"]) > 0
+        assert len(run["batch_sizes"]) == n and set(run["batch_sizes"]) <= set(BATCH_SIZE_CANDIDATES)  # "auto" chose
 
 
 def test_the_timed_selection_is_a_complete_manifest(bench):

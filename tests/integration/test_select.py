@@ -7,7 +7,12 @@ import pyarrow.parquet as pq
 import pytest
 
 import alscale
-from alscale.exceptions import DuplicateIdError, InvalidFeaturesError, PoolExhaustedError
+from alscale.exceptions import (
+    DuplicateIdError,
+    InvalidFeaturesError,
+    PoolExhaustedError,
+)
+from alscale.model.session import BATCH_SIZE_CANDIDATES
 from alscale.reduce import top_k_order
 from alscale.rowrandom import id_keys
 from alscale.strategies import entropy, least_confidence, margin, random_scores
@@ -43,7 +48,7 @@ def _expected(reference, strategy, k, seed=0, exclude=()):
 
 
 @pytest.mark.parametrize("strategy", sorted(SCORERS))
-@pytest.mark.parametrize("actors,batch_size", [(1, 4096), (2, 333), (3, 1000)])
+@pytest.mark.parametrize("actors,batch_size", [(1, 4096), (2, 333), (3, 1000), (2, "auto")])
 def test_selection_equals_single_process_reference(pool, model_path, reference, strategy, actors, batch_size):
     m = alscale.select(pool, model_path, strategy=strategy, k=75, actors=actors, batch_size=batch_size, seed=3)
     assert m.ids == _expected(reference, strategy, 75, seed=3)
@@ -78,6 +83,8 @@ def test_manifest_contents_and_byte_identical_batches(tmp_path, pool, model_path
     assert {"plan", "startup", "score", "check_ids", "reduce"} <= set(d["timings"])
     assert {"alscale", "ray", "onnxruntime", "pyarrow"} <= set(d["versions"])
     assert alscale.Manifest.read(tmp_path / "a").ids == a.ids
+    assert d["settings"]["batch_size"] == "auto" and set(d["batch_sizes"]) <= set(BATCH_SIZE_CANDIDATES)
+    assert b.data["batch_sizes"] == [128, 128, 128]
 
 
 def test_exclusion_files(tmp_path, pool, model_path, reference):
