@@ -166,10 +166,8 @@ def run_bench(
     pool = make_pool(work / f"pool-{rows}", rows, n_features=n_features, n_classes=n_classes, files=4, row_group_size=131_072)
     results["generate_seconds"] = round(time.perf_counter() - t0, 2)
 
-    from alscale.model.session import BATCH_SIZE_CANDIDATES
-
-    # the limit gets its best of the sizes "auto" chooses from (and of the size asked for)
-    raw_sizes = tuple(sorted(set(BATCH_SIZE_CANDIDATES) | ({batch_size} if isinstance(batch_size, int) else set())))
+    # the limit gets its best of 512 to 8,192 rows (and of the size asked for)
+    raw_sizes = tuple(sorted({512, 1024, 2048, 4096, 8192} | ({batch_size} if isinstance(batch_size, int) else set())))
     raw_rows = min(rows, 500_000)
     raw = raw_onnxruntime_rate(str(model), n_features, rows=raw_rows, batch_sizes=raw_sizes)
     results["raw_onnxruntime"] = raw

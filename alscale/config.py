@@ -62,9 +62,9 @@ class SelectSettings:
     seed : int
     batch_size : int or "auto"
         Rows per record batch read and scored.  ``"auto"`` (the default): each actor times its
-        model on synthetic batches of 512 to 8,192 rows when it starts and takes the cheapest
-        per row (wide models favour small batches, narrow ones large); the selection is the
-        same for every batch size.
+        model on synthetic batches of 512, 1,024 and 2,048 rows when it starts, and keeps 2,048
+        unless a smaller batch is clearly cheaper per row (wide models, whose activations then
+        stay in cache).  The selection is the same for every batch size.
     threads : int
         ONNX Runtime intra-op threads per actor.
     id_column : str

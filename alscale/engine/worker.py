@@ -18,7 +18,7 @@ import ray
 
 from alscale.exceptions import ShardStateLostError
 from alscale.model.contract import ModelContract
-from alscale.model.session import ModelOutputs, ModelRunner
+from alscale.model.session import DEFAULT_BATCH_SIZE, ModelOutputs, ModelRunner
 from alscale.pool.features import FeatureSpec
 from alscale.pool.files import split_location
 from alscale.pool.reader import iter_ids, iter_shard
@@ -27,12 +27,9 @@ from alscale.reduce.topk import TopK
 from alscale.rowrandom import id_keys
 from alscale.strategies import ScoringBatch, get_strategy
 
-__all__ = ["FALLBACK_BATCH_SIZE", "KeyOrder", "ScoringJob", "ShardResult", "ShardWorker"]
+__all__ = ["KeyOrder", "ScoringJob", "ShardResult", "ShardWorker"]
 
 logger = logging.getLogger(__name__)
-
-#: The batch size used when ``batch_size="auto"`` cannot time the model.
-FALLBACK_BATCH_SIZE = 2048
 
 
 @dataclass(frozen=True)
@@ -193,12 +190,12 @@ class ShardWorker:
             return int(self.job.batch_size)
         width = self.job.contracts[0].input_width or self.job.feature_spec.width
         if not width or width < 1:
-            return FALLBACK_BATCH_SIZE
+            return DEFAULT_BATCH_SIZE
         try:
             size, _ = self.runner.fastest_batch_size(width)
         except Exception as exc:  # noqa: BLE001  (the scan will report a real problem with the model)
-            logger.warning("could not time the model on synthetic batches (%s); using batch size %d", exc, FALLBACK_BATCH_SIZE)
-            return FALLBACK_BATCH_SIZE
+            logger.warning("could not time the model on synthetic batches (%s); using batch size %d", exc, DEFAULT_BATCH_SIZE)
+            return DEFAULT_BATCH_SIZE
         return size
 
     # -- the scan shared by every strategy -------------------------------------------------

@@ -14,16 +14,56 @@ import numpy as np
 from alscale.exceptions import ModelContractError
 from alscale.model.contract import ModelContract, check_probabilities, load_session
 
-__all__ = ["BATCH_SIZE_CANDIDATES", "ModelOutputs", "ModelRunner", "check_committee", "choose_batch_size", "softmax"]
+__all__ = ["BATCH_SIZE_CANDIDATES", "DEFAULT_BATCH_SIZE", "ModelOutputs", "ModelRunner", "check_committee", "choose_batch_size", "softmax"]
 
-#: Record batch sizes ``batch_size="auto"`` chooses from.
-BATCH_SIZE_CANDIDATES = (512, 1024, 2048, 4096, 8192)
-#: What a record batch costs a shard scan besides the model (reading it, checks, scores, top-K),
-#: measured on the engine benchmark: about 150 µs per batch plus a per-row part that does not
-#: depend on the batch size.
-PER_BATCH_OVERHEAD_S = 150e-6
-#: The largest feature block ``batch_size="auto"`` may choose (bytes of float32 features).
+#: The batch size ``batch_size="auto"`` starts from: the best for narrow models, alone or with
+#: another actor on the same machine (larger batches lose up to 9% when two actors share a cache).
+DEFAULT_BATCH_SIZE = 2048
+#: Record batch sizes ``batch_size="auto"`` chooses from: the default, or a smaller batch for a
+#: wide model, whose activations then stay in cache.
+BATCH_SIZE_CANDIDATES = (512, 1024, 2048)
+#: What a record batch costs a shard scan besides the model (reading it, checks, scores,
+#: top-K), per batch; the per-row part does not depend on the batch size.
+PER_BATCH_OVERHEAD_S = 100e-6
+#: How much cheaper per row another size must time than the default to be chosen instead:
+#: more than the probe's run-to-run noise.
+SWITCH_MARGIN = 0.08
+#: The largest feature block ``batch_size="auto"`` may try (bytes of float32 features).
 MAX_AUTO_BATCH_BYTES = 32 << 20
+
+
+def choose_batch_size(
+    seconds_per_batch: Mapping[int, float],
+    per_batch_overhead: float = PER_BATCH_OVERHEAD_S,
+    default: int = DEFAULT_BATCH_SIZE,
+    margin: float = SWITCH_MARGIN,
+) -> int:
+    """The batch size with the lowest cost per row, ``(model seconds + overhead) / rows``.
+
+    The default stays unless another size costs more than ``margin`` less per row.
+
+    Parameters
+    ----------
+    seconds_per_batch : mapping of int to float
+        Batch size (rows) -> seconds the model takes on one batch of that size.
+    per_batch_overhead : float
+        Seconds every batch costs besides the model.
+    default : int
+        The size kept when none is clearly cheaper (or the cheapest, if it was not timed).
+    margin : float
+        Fraction of the default's cost per row that another size must save.
+
+    Returns
+    -------
+    int
+    """
+    if not seconds_per_batch:
+        raise ValueError("choose_batch_size needs at least one timed batch size.")
+    cost = {b: (t + per_batch_overhead) / b for b, t in seconds_per_batch.items()}
+    best = min(sorted(cost), key=cost.get)  # the smaller size on a tie
+    if default in cost and cost[best] >= (1 - margin) * cost[default]:
+        return default
+    return best
 
 
 @dataclass
@@ -66,26 +106,6 @@ def check_committee(contracts: Sequence[ModelContract]) -> None:
             raise ModelContractError(
                 f"Committee members disagree on input width: {first.path!r} takes {first.input_width}, {other.path!r} takes {other.input_width}."
             )
-
-
-def choose_batch_size(seconds_per_batch: Mapping[int, float], per_batch_overhead: float = PER_BATCH_OVERHEAD_S) -> int:
-    """The batch size with the lowest cost per row, ``(model seconds + overhead) / rows``.
-
-    Parameters
-    ----------
-    seconds_per_batch : mapping of int to float
-        Batch size (rows) -> seconds the model takes on one batch of that size.
-    per_batch_overhead : float
-        Seconds every batch costs besides the model.
-
-    Returns
-    -------
-    int
-        The cheapest batch size; the smaller one on a tie.
-    """
-    if not seconds_per_batch:
-        raise ValueError("choose_batch_size needs at least one timed batch size.")
-    return min(sorted(seconds_per_batch), key=lambda b: (seconds_per_batch[b] + per_batch_overhead) / b)
 
 
 class ModelRunner:
@@ -146,16 +166,13 @@ class ModelRunner:
         self,
         width: int,
         candidates: Sequence[int] = BATCH_SIZE_CANDIDATES,
-        per_batch_overhead: float = PER_BATCH_OVERHEAD_S,
         seconds_per_size: float = 0.025,
     ) -> tuple[int, dict[int, float]]:
-        """Time the model on synthetic batches and pick the cheapest batch size per row.
+        """Time the model on synthetic batches and choose a batch size (:func:`choose_batch_size`).
 
-        Wide models run faster on small batches (their activations stay in cache), narrow ones
-        on large batches (the per-batch overhead is spread over more rows).  Each candidate
-        (smallest first) is run once to warm up, then timed at least twice and for about
-        ``seconds_per_size``; the search stops once a size costs 15% more per row than the best
-        so far.  Sizes whose features would exceed 32 MiB are not tried.
+        Each candidate is run once to warm up, then timed at least twice and for about
+        ``seconds_per_size``; its fastest run counts.  Sizes whose features would exceed
+        32 MiB are not tried.
 
         Parameters
         ----------
@@ -171,7 +188,6 @@ class ModelRunner:
         sizes = sorted(b for b in candidates if b * width * 4 <= MAX_AUTO_BATCH_BYTES) or [min(candidates)]
         x = np.random.default_rng(0).standard_normal((sizes[-1], width), dtype=np.float32)
         seconds: dict[int, float] = {}
-        best_cost = np.inf
         for b in sizes:
             batch = x[:b]
             self(batch)  # warm-up: the session allocates for a new shape
@@ -182,11 +198,7 @@ class ModelRunner:
                 self(batch)
                 times.append(time.perf_counter() - t0)
             seconds[b] = min(times)
-            cost = (seconds[b] + per_batch_overhead) / b
-            if cost > 1.15 * best_cost:
-                break
-            best_cost = min(best_cost, cost)
-        return choose_batch_size(seconds, per_batch_overhead), seconds
+        return choose_batch_size(seconds), seconds
 
     @staticmethod
     def _check(probs: np.ndarray, name: str, tol: float = 1e-3) -> None:
