@@ -170,9 +170,9 @@ class ModelRunner:
     ) -> tuple[int, dict[int, float]]:
         """Time the model on synthetic batches and choose a batch size (:func:`choose_batch_size`).
 
-        Each candidate is run once to warm up, then timed at least twice and for about
-        ``seconds_per_size``; its fastest run counts.  Sizes whose features would exceed
-        32 MiB are not tried.
+        The candidates are swept twice (the second time in reverse order); each time a size runs
+        once to warm up, then at least twice and for about ``seconds_per_size / 2``.  Each
+        size's fastest run counts.  Sizes whose features would exceed 32 MiB are not tried.
 
         Parameters
         ----------
@@ -187,17 +187,20 @@ class ModelRunner:
         """
         sizes = sorted(b for b in candidates if b * width * 4 <= MAX_AUTO_BATCH_BYTES) or [min(candidates)]
         x = np.random.default_rng(0).standard_normal((sizes[-1], width), dtype=np.float32)
-        seconds: dict[int, float] = {}
-        for b in sizes:
-            batch = x[:b]
-            self(batch)  # warm-up: the session allocates for a new shape
-            times: list[float] = []
-            deadline = time.perf_counter() + seconds_per_size
-            while len(times) < 2 or (time.perf_counter() < deadline and len(times) < 50):
-                t0 = time.perf_counter()
-                self(batch)
-                times.append(time.perf_counter() - t0)
-            seconds[b] = min(times)
+        seconds = dict.fromkeys(sizes, np.inf)
+        # two sweeps, the second in reverse order, so a burst of load elsewhere slows no size alone;
+        # runs of one size follow each other, as batches do in a scan
+        for order in (sizes, sizes[::-1]):
+            for b in order:
+                batch = x[:b]
+                self(batch)  # warm-up: the session allocates for a new shape
+                deadline = time.perf_counter() + seconds_per_size / 2
+                runs = 0
+                while runs < 2 or (time.perf_counter() < deadline and runs < 25):
+                    t0 = time.perf_counter()
+                    self(batch)
+                    seconds[b] = min(seconds[b], time.perf_counter() - t0)
+                    runs += 1
         return choose_batch_size(seconds), seconds
 
     @staticmethod
