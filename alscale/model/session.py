@@ -24,7 +24,7 @@ DEFAULT_BATCH_SIZE = 2048
 BATCH_SIZE_CANDIDATES = (512, 1024, 2048)
 #: What a record batch costs a shard scan besides the model (reading it, checks, scores,
 #: top-K), per batch; the per-row part does not depend on the batch size.
-PER_BATCH_OVERHEAD_S = 100e-6
+PER_BATCH_OVERHEAD_S = 50e-6
 #: How much cheaper per row another size must time than the default to be chosen instead:
 #: more than the probe's run-to-run noise.
 SWITCH_MARGIN = 0.05
