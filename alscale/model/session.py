@@ -27,7 +27,7 @@ BATCH_SIZE_CANDIDATES = (512, 1024, 2048)
 PER_BATCH_OVERHEAD_S = 50e-6
 #: How much cheaper per row another size must time than the default to be chosen instead:
 #: more than the probe's run-to-run noise.
-SWITCH_MARGIN = 0.05
+SWITCH_MARGIN = 0.02
 #: The largest feature block ``batch_size="auto"`` may try (bytes of float32 features).
 MAX_AUTO_BATCH_BYTES = 32 << 20
 
