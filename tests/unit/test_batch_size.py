@@ -75,3 +75,10 @@ def test_settings_take_auto_or_a_positive_int():
     for bad in (0, "fast", 2.5):
         with pytest.raises(ConfigError, match=r"The 'batch_size' parameter must be 'auto' or an int >= 1\. Got "):
             make_settings(pool="p", model=["m"], batch_size=bad)
+
+
+@pytest.mark.parametrize(("per_row_us", "expected"), [(WIDE_4096, 512), (NARROW_256, 2048)])
+def test_default_rule_on_measured_models(per_row_us, expected):
+    """The module's overhead and margin keep narrow models at 2,048 and move wide ones down."""
+    seconds = {b: us * 1e-6 * b for b, us in per_row_us.items()}
+    assert choose_batch_size(seconds) == expected
