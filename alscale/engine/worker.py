@@ -186,7 +186,7 @@ class ShardWorker:
         self.states: dict[int, Any] = {}
 
     def _choose_batch_size(self) -> int:
-        # at start-up, with the model loading: a one-off cost of about 0.1 s, outside the scan
+        # at start-up, with the model loading: a one-off 0.1-0.3 s, outside the scan
         if self.job.batch_size != "auto":
             return int(self.job.batch_size)
         width = self.job.contracts[0].input_width or self.job.feature_spec.width

@@ -28,7 +28,7 @@ BATCH_SIZE_CANDIDATES = (512, 1024, 2048)
 #: scan a wide model loses more on large batches than the probe shows.
 PER_BATCH_OVERHEAD_S = 100e-6
 #: How much cheaper per row another size must time than the default to be chosen instead
-#: (the fastest of several runs varies by about 1% from probe to probe).
+#: (the fastest of several runs varies by 1-3% from probe to probe).
 SWITCH_MARGIN = 0.02
 #: The largest feature block ``batch_size="auto"`` may try (bytes of float32 features).
 MAX_AUTO_BATCH_BYTES = 32 << 20
