@@ -15,7 +15,6 @@ shared machine from favouring either.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -48,9 +47,9 @@ def main(argv: list[str] | None = None) -> dict:
                 rates: dict = {2048: [], "auto": []}
                 chosen = []
                 for _ in range(args.repeats):
-                    for setting in rates:
+                    for setting, measured in rates.items():
                         m = alscale.select(pool, model, k=100, actors=actors, batch_size=setting)
-                        rates[setting].append(m.data["counts"]["rows_scored"] / m.data["timings"]["score"])
+                        measured.append(m.data["counts"]["rows_scored"] / m.data["timings"]["score"])
                         if setting == "auto":
                             chosen.extend(m.data["batch_sizes"])
                 fixed, auto = statistics.median(rates[2048]), statistics.median(rates["auto"])
