@@ -130,6 +130,28 @@ def best_rows(scores: np.ndarray, ids: np.ndarray, m: int) -> np.ndarray:
     return np.concatenate([above, tied])
 
 
+def _ranks_within_clusters(scores: np.ndarray, ids: np.ndarray, cluster: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Rows grouped by cluster, best first within each (score desc, id asc), and their ranks there.
+
+    Returns
+    -------
+    by_cluster : ndarray of shape (n,), intp
+        Row positions in that order.
+    sorted_cluster : ndarray of shape (n,), int64
+        ``cluster[by_cluster]``.
+    starts : ndarray of shape (n_present_clusters,)
+        Where each cluster begins in that order.
+    within : ndarray of shape (n,)
+        Each ordered row's rank inside its cluster (0 = best).
+    """
+    cluster = np.asarray(cluster, dtype=np.int64)
+    by_cluster = np.lexsort((np.asarray(ids), -np.asarray(scores, dtype=np.float64), cluster))
+    sorted_cluster = cluster[by_cluster]
+    starts = np.concatenate([[0], np.flatnonzero(sorted_cluster[1:] != sorted_cluster[:-1]) + 1])
+    within = np.arange(len(cluster)) - np.repeat(starts, np.diff(np.append(starts, len(cluster))))
+    return by_cluster, sorted_cluster, starts, within
+
+
 def round_robin_pick(scores: np.ndarray, ids: np.ndarray, cluster: np.ndarray, k: int, sizes: np.ndarray | None = None) -> np.ndarray:
     """The first ``k`` rows of the round-robin order over clusters, without ordering all rows.
 
@@ -154,16 +176,12 @@ def round_robin_pick(scores: np.ndarray, ids: np.ndarray, cluster: np.ndarray, k
     n = len(cluster)
     if n == 0 or k <= 0:
         return np.empty(0, np.intp)
-    cluster = np.asarray(cluster, dtype=np.int64)
-    by_cluster = np.lexsort((np.asarray(ids), -np.asarray(scores, dtype=np.float64), cluster))
-    sorted_cluster = cluster[by_cluster]
-    starts = np.concatenate([[0], np.flatnonzero(sorted_cluster[1:] != sorted_cluster[:-1]) + 1])
+    by_cluster, sorted_cluster, starts, within = _ranks_within_clusters(scores, ids, cluster)
     counts = np.diff(np.append(starts, n))
     labels = sorted_cluster[starts]
     cluster_rank = np.empty(len(labels), np.int64)
     order_by = counts if sizes is None else np.asarray(sizes, dtype=np.int64)[labels]
     cluster_rank[np.lexsort((labels, order_by))] = np.arange(len(labels))
-    within = np.arange(n) - np.repeat(starts, counts)
     position = within * len(labels) + np.repeat(cluster_rank, counts)  # unique: the round-robin place
     if k < n:
         first = np.argpartition(position, k - 1)[:k]
@@ -273,11 +291,7 @@ class ClusterMarginShard:
         """
         rows = np.arange(len(self.keys))[_is_candidate(self.scores, self.ids, cut)]
         if rows.size:
-            cluster = self.cluster[rows].astype(np.int64)
-            by_cluster = np.lexsort((np.asarray(self.ids)[rows], -np.asarray(self.scores, dtype=np.float64)[rows], cluster))
-            sorted_cluster = cluster[by_cluster]
-            starts = np.concatenate([[0], np.flatnonzero(sorted_cluster[1:] != sorted_cluster[:-1]) + 1])
-            within = np.arange(rows.size) - np.repeat(starts, np.diff(np.append(starts, rows.size)))
+            by_cluster, sorted_cluster, _, within = _ranks_within_clusters(self.scores[rows], np.asarray(self.ids)[rows], self.cluster[rows])
             rows = rows[by_cluster[within < np.asarray(quota)[sorted_cluster]]]
         columns = {"score": self.scores, "id": self.ids, "key": self.keys, "cluster": self.cluster,
                    "predicted_index": self.predicted_index, "confidence": self.confidence}
