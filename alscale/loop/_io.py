@@ -13,54 +13,15 @@ import fcntl
 import json
 import os
 import pathlib
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from alscale._atomic import atomic_write_bytes, temp_beside
+
 __all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_parquet", "file_lock", "read_json"]
-
-
-def _fsync_dir(directory: pathlib.Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _temp_beside(path: pathlib.Path) -> Iterator[pathlib.Path]:
-    """Yield a temporary path next to ``path``; move it over ``path`` on success."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = pathlib.Path(tmp)
-    try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, path)
-        _fsync_dir(path.parent)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> pathlib.Path:
-    """Write ``data`` to ``path`` atomically (temp file, fsync, rename)."""
-    path = pathlib.Path(path)
-    with _temp_beside(path) as tmp:
-        tmp.write_bytes(data)
-    return path
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> pathlib.Path:
@@ -72,7 +33,7 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> pathlib.Path:
 def atomic_write_parquet(path: str | os.PathLike, table: pa.Table) -> pathlib.Path:
     """Write ``table`` to the Parquet file ``path`` atomically."""
     path = pathlib.Path(path)
-    with _temp_beside(path) as tmp:
+    with temp_beside(path) as tmp:
         pq.write_table(table, tmp)
     return path
 

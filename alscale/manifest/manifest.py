@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from alscale._atomic import fsync_dir
 from alscale.exceptions import OutputError
 
 __all__ = ["BATCH_FILE", "MANIFEST_FILE", "SCHEMA_VERSION", "Manifest", "check_output_free", "write_manifest"]
@@ -89,19 +90,6 @@ def check_output_free(out: str | os.PathLike, force: bool) -> None:
         raise OutputError(f"Output {str(out)!r} exists and is not a directory.")
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_manifest(out: str | os.PathLike, batch: pa.Table, data: dict[str, Any], *, force: bool = False) -> Manifest:
     """Write ``batch.parquet`` and ``manifest.json`` into ``out`` atomically.
 
@@ -125,7 +113,7 @@ def write_manifest(out: str | os.PathLike, batch: pa.Table, data: dict[str, Any]
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if out.exists():  # force: move the old one aside, then swap
             trash = parent / f".{out.name}.old-{uuid.uuid4().hex[:12]}"
             os.rename(out, trash)
@@ -133,7 +121,7 @@ def write_manifest(out: str | os.PathLike, batch: pa.Table, data: dict[str, Any]
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.rename(tmp, out)
-        _fsync_dir(parent)
+        fsync_dir(parent)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise OutputError(f"Cannot write manifest to {str(out)!r}: {exc.strerror or exc}.") from None

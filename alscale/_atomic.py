@@ -1,0 +1,61 @@
+"""Atomic file writes: a temporary file beside the target, fsync, rename, fsync the directory.
+
+A reader of a file written here sees the old content or the new, never half of either, and a
+crash leaves at most a hidden ``.NAME.*.tmp`` file that the next write does not trip over.
+New files get the usual permissions (0o666 less the umask), not :func:`tempfile.mkstemp`'s 0o600.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import tempfile
+from collections.abc import Iterator
+
+__all__ = ["atomic_write_bytes", "fsync_dir", "temp_beside"]
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once, at import, while no other thread can race on it
+
+
+def fsync_dir(directory: str | os.PathLike) -> None:
+    """fsync a directory so a rename in it survives a crash (a no-op where that is impossible)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def temp_beside(path: str | os.PathLike) -> Iterator[pathlib.Path]:
+    """Yield a temporary path next to ``path``; on success fsync it and move it over ``path``."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)
+    os.close(fd)
+    tmp_path = pathlib.Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+        fsync_dir(path.parent)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> pathlib.Path:
+    """Write ``data`` to ``path`` atomically (temp file, fsync, rename)."""
+    path = pathlib.Path(path)
+    with temp_beside(path) as tmp:
+        tmp.write_bytes(data)
+    return path
