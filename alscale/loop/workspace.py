@@ -24,6 +24,7 @@ idempotent: re-adding a pending id or re-recording the same annotation changes n
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import os
 import pathlib
 from collections.abc import Iterable, Sequence
@@ -38,6 +39,8 @@ from alscale.loop._io import atomic_write_json, atomic_write_parquet, file_lock,
 from alscale.loop.evalset import EVAL_STREAM, STOP_STREAM, default_eval_size, reserve_random, resolve_size
 
 __all__ = ["CONFIG_NAME", "SCHEMA_VERSION", "STATUSES", "Workspace"]
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 CONFIG_NAME = "alscale-workspace.json"
@@ -271,6 +274,36 @@ class Workspace:
             self._pool_ids = _pool.as_ids(col, self.id_type)
         return self._pool_ids
 
+    def ids_outside_pool(self, ids) -> tuple[np.ndarray, np.ndarray]:
+        """``ids`` in the pool's id type, and a mask of those the pool does not hold.
+
+        Returns
+        -------
+        ids : ndarray of shape (m,)
+        outside : ndarray of shape (m,), bool
+
+        Raises
+        ------
+        LabelError
+            An id cannot be read as the pool's id type (e.g. a string for integer ids).
+        """
+        ids = self._ids(ids)
+        pool_ids = self.pool_ids()
+        if self.id_type == "int64":
+            return ids, ~np.isin(ids, pool_ids)
+        pool_set = set(pool_ids.tolist())
+        return ids, np.array([v not in pool_set for v in ids.tolist()], dtype=bool)
+
+    def require_in_pool(self, ids, *, what: str) -> None:
+        """Raise WorkspaceError unless every id is one of the pool's (``what`` names the ids)."""
+        try:
+            ids, outside = self.ids_outside_pool(ids)
+        except LabelError as exc:
+            raise WorkspaceError(f"{what} do not fit workspace {str(self.path)!r}: {exc}") from None
+        if outside.any():
+            raise WorkspaceError(f"Expected {what} in workspace {str(self.path)!r}'s pool {self.config['pool']!r}. "
+                                 f"Got {int(outside.sum())} ids not in it, e.g. {ids[outside][:5].tolist()}.")
+
     def evaluation_ids(self) -> np.ndarray:
         """The reserved evaluation set, shape (n_eval,)."""
         return self._ids(pq.read_table(self.path / self.config["evaluation"]["file"]).column("id"))
@@ -378,7 +411,7 @@ class Workspace:
             raise LabelError(f"Expected a label among the known classes {self.classes}. Got {label!r}.")
         return text
 
-    def record_labels(self, records: Iterable[dict]) -> int:
+    def record_labels(self, records: Iterable[dict], *, skip_invalid: bool = False) -> int:
         """Record annotations; idempotent on ``(source, annotation_id)``.
 
         Parameters
@@ -387,6 +420,10 @@ class Workspace:
             Each ``{"id", "label", "status", "source", "annotation_id", "annotator"}``;
             ``label`` is None for a skipped or cancelled task; ``status`` defaults to
             "labeled".  Without an ``annotation_id`` the key is ``(source, id)``.
+        skip_invalid : bool, default False
+            Leave out (with a warning that counts them) the records that would be rejected,
+            and record the others: for a queue shared with other workspaces, whose answers
+            are not all this workspace's.
 
         Returns
         -------
@@ -396,40 +433,25 @@ class Workspace:
         Raises
         ------
         LabelError
-            For a label outside the known classes, an unknown status, or an id not in the
-            pool.  The whole call is rejected; nothing is written.
+            For a label outside the known classes, an unknown status, an id not in the pool, or
+            two different answers under one key in the same call.  Unless ``skip_invalid``, the
+            whole call is rejected; nothing is written.
         """
-        known = None if self.classes is None else {str(c) for c in self.classes}
-        rows = []
-        for rec in records:
-            if not isinstance(rec, dict) or "id" not in rec:
-                raise LabelError(f"Expected each label record to be a dict with an 'id'. Got {rec!r}.")
-            status = rec.get("status") or "labeled"
-            if status not in STATUSES:
-                raise LabelError(f"Expected a status among {list(STATUSES)}. Got {status!r}.")
-            label = self._check_label(rec.get("label"), known)
-            if status == "labeled" and label is None:
-                raise LabelError(f"Expected a label for id {rec['id']!r} with status 'labeled'. Got None.")
-            ann = rec.get("annotation_id")
-            rows.append({
-                "id": rec["id"], "label": label if status == "labeled" else None, "status": status,
-                "source": str(rec.get("source") or "unknown"), "annotation_id": None if ann is None else str(ann),
-                "annotator": None if rec.get("annotator") is None else str(rec["annotator"]),
-            })
+        rows, problems = self._label_rows(records)
+        if problems and not skip_invalid:
+            raise LabelError(problems[0][1])
+        if problems:
+            logger.warning("left out %d label record(s) this workspace cannot take, e.g. %s", len(problems), problems[0][1])
+            bad = {i for i, _ in problems}
+            rows = [r for i, r in enumerate(rows) if i not in bad]
         if not rows:
             return 0
-        ids = self._ids([r["id"] for r in rows])
-        pool_ids = self.pool_ids()
-        if self.id_type == "int64":
-            inside = np.isin(ids, pool_ids)
-        else:
-            pool_set = set(pool_ids.tolist())
-            inside = np.array([v in pool_set for v in ids.tolist()], dtype=bool)
-        if not inside.all():
-            bad = ids[~inside][:5].tolist()
-            raise LabelError(f"Expected label ids from the pool. Got {int((~inside).sum())} ids not in the pool, e.g. {bad}.")
-        for r, v in zip(rows, ids.tolist()):
-            r["id"] = v
+        seen: dict[tuple, dict] = {}
+        for r in rows:
+            first = seen.setdefault(self._key(r), r)
+            if first is not r and (first["label"], first["status"]) != (r["label"], r["status"]):
+                raise LabelError(f"Expected one answer per id from {r['source']!r}. Got {first['label'] or first['status']!r} "
+                                 f"and {r['label'] or r['status']!r} for id {r['id']!r}.")
 
         with self._lock():
             head = self._head()
@@ -455,6 +477,48 @@ class Workspace:
             labels = pa.Table.from_pylist(sorted(log.values(), key=lambda r: r["seq"]), schema=_labels_schema(self.id_type))
             self._commit(head, labels=labels if changed else None, pending=pending.filter(pa.array(keep)) if not keep.all() else None)
             return changed
+
+    def _label_rows(self, records: Iterable[dict]) -> tuple[list[dict], list[tuple[int, str]]]:
+        """Normalized label rows, and ``(row index, reason)`` for each one the workspace cannot take."""
+        known = None if self.classes is None else {str(c) for c in self.classes}
+        rows, problems = [], []
+        for rec in records:
+            if not isinstance(rec, dict) or "id" not in rec:
+                raise LabelError(f"Expected each label record to be a dict with an 'id'. Got {rec!r}.")
+            status = rec.get("status") or "labeled"
+            ann = rec.get("annotation_id")
+            try:
+                if status not in STATUSES:
+                    raise LabelError(f"Expected a status among {list(STATUSES)}. Got {status!r}.")
+                label = self._check_label(rec.get("label"), known)
+                if status == "labeled" and label is None:
+                    raise LabelError(f"Expected a label for id {rec['id']!r} with status 'labeled'. Got None.")
+            except LabelError as exc:
+                problems.append((len(rows), str(exc)))
+                label = None
+            rows.append({"id": rec["id"], "label": label if status == "labeled" else None, "status": status,
+                         "source": str(rec.get("source") or "unknown"), "annotation_id": None if ann is None else str(ann),
+                         "annotator": None if rec.get("annotator") is None else str(rec["annotator"])})
+        try:
+            ids = self._ids([r["id"] for r in rows]).tolist()
+        except LabelError:  # some id is not of the pool's type: find which
+            ids = []
+            for i, r in enumerate(rows):
+                try:
+                    ids.append(self._ids([r["id"]]).tolist()[0])
+                except LabelError as exc:
+                    problems.append((i, str(exc)))
+                    ids.append(r["id"])
+        bad = {i for i, _ in problems}
+        good = [i for i in range(len(rows)) if i not in bad]
+        for i in good:
+            rows[i]["id"] = ids[i]
+        if good:
+            in_type, outside = self.ids_outside_pool([ids[i] for i in good])
+            if outside.any():
+                reason = f"Expected label ids from the pool. Got {int(outside.sum())} ids not in the pool, e.g. {in_type[outside][:5].tolist()}."
+                problems += [(i, reason) for i, out in zip(good, outside.tolist()) if out]
+        return rows, sorted(problems)
 
     @staticmethod
     def _key(r: dict) -> tuple:

@@ -81,6 +81,53 @@ def test_label_for_id_not_in_pool(tmp_path, blob_pool):
     assert ws.label_log().num_rows == 0
 
 
+def test_non_integral_ids_are_refused_not_truncated(tmp_path, blob_pool):
+    ws = _ws(tmp_path, blob_pool)
+    for bad in (11.5, "11.5", True):
+        with pytest.raises(LabelError, match="integer ids"):
+            ws.record_labels([{"id": bad, "label": 1, "source": "csv"}])
+    assert ws.label_log().num_rows == 0
+    # what CSV readers give for an integer column with a gap: 11.0 is id 11
+    assert ws.record_labels([{"id": 11.0, "label": 1, "source": "csv"}, {"id": "12", "label": 2, "source": "csv"}]) == 2
+    assert sorted(ws.labeled().column("id").to_pylist()) == [11, 12]
+
+
+def test_two_answers_for_one_id_in_one_call_are_a_conflict(tmp_path, blob_pool):
+    ws = _ws(tmp_path, blob_pool)
+    with pytest.raises(LabelError, match="one answer per id.*1.*2.*id 4"):
+        ws.record_labels([{"id": 4, "label": 1, "source": "csv"}, {"id": 4, "label": 2, "source": "csv"}])
+    assert ws.label_log().num_rows == 0
+    # the same answer twice is no conflict, and annotations with their own ids are separate answers
+    assert ws.record_labels([{"id": 4, "label": 1, "source": "csv"}, {"id": 4, "label": 1, "source": "csv"}]) == 1
+    assert ws.record_labels([{"id": 5, "label": 1, "source": "ls", "annotation_id": "a1"},
+                             {"id": 5, "label": 2, "source": "ls", "annotation_id": "a2"}]) == 2
+
+
+def test_skip_invalid_records_the_rest_and_warns(tmp_path, blob_pool, caplog):
+    ws = _ws(tmp_path, blob_pool)
+    records = [{"id": 1, "label": 1, "source": "ls", "annotation_id": "1"},
+               {"id": 5000, "label": 1, "source": "ls", "annotation_id": "2"},  # another pool's task
+               {"id": "doc-7", "label": 1, "source": "ls", "annotation_id": "3"},  # another id type
+               {"id": 2, "label": "zebra", "source": "ls", "annotation_id": "4"},  # a choice added later
+               {"id": 3, "label": 0, "source": "ls", "annotation_id": "5"}]
+    with pytest.raises(LabelError):
+        ws.record_labels(records)
+    assert ws.label_log().num_rows == 0
+    with caplog.at_level("WARNING", logger="alscale.loop.workspace"):
+        assert ws.record_labels(records, skip_invalid=True) == 2
+    assert {r["id"]: r["label"] for r in ws.labeled().to_pylist()} == {1: "1", 3: "0"}
+    assert "left out 3 label record(s)" in caplog.text
+
+
+def test_require_in_pool(tmp_path, blob_pool):
+    ws = _ws(tmp_path, blob_pool)
+    ws.require_in_pool([0, 299], what="the ids of batch b")
+    with pytest.raises(WorkspaceError, match="Expected the ids of batch b in workspace .* 2 ids not in it, e.g. \\[300, 301\\]"):
+        ws.require_in_pool([0, 300, 301], what="the ids of batch b")
+    with pytest.raises(WorkspaceError, match="do not fit .*integer ids"):
+        ws.require_in_pool(["doc-1"], what="the ids of batch b")
+
+
 def test_eval_set_larger_than_pool_writes_nothing(tmp_path, blob_pool):
     with pytest.raises(ConfigError, match="larger than the pool"):
         Workspace.create(tmp_path / "ws", pool=blob_pool, settings={"eval_size": 301})
