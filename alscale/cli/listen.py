@@ -17,7 +17,7 @@ __all__ = ["command"]
 @click.option("--secret-env", default="ALSCALE_WEBHOOK_SECRET", show_default=True, help="Env variable holding the shared webhook secret.")
 @click.option("--header", default="X-Alscale-Secret", show_default=True, help="Header that carries the secret.")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on (0: any free one).")
 @click.option("--reconcile-every", default=300.0, show_default=True, type=float, help="Seconds between reconcile pulls (0: start only).")
 @click.option("--next-round-after", type=int, help="Run --on-next-round after this many new labels.")
 @click.option("--on-next-round", help="Shell command to run (gets ALSCALE_NEW_LABELS).")
@@ -40,13 +40,18 @@ def command(workspace, url, project, token_env, secret_env, header, host, port, 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     secret = secret_from_env(secret_env, what="webhook secret")
     connector = LabelStudioConnector(url, project, token_env=token_env)
-    hook_url = public_url or f"http://{host}:{port}/webhook"
-    if register or register_only:
-        hook_id = connector.register_webhook(hook_url, secret=secret, header=header)
-        click.echo(f"registered webhook {hook_id} -> {hook_url} in project {project}")
-        if register_only:
-            return
+    if register_only:
+        _register(connector, public_url or f"http://{host}:{port}/webhook", secret, header)
+        return
+    # bind first: a port already taken fails here, before a webhook points at it
     listener = WebhookListener(workspace, secret=secret, connector=connector, host=host, port=port, header=header,
                                reconcile_every=reconcile_every or None, next_round_after=next_round_after, on_next_round=on_next_round)
+    if register:
+        _register(connector, public_url or listener.url, secret, header)
     click.echo(f"listening on {listener.url} (workspace {workspace})", err=True)
     listener.serve_forever()
+
+
+def _register(connector, hook_url: str, secret: str, header: str) -> None:
+    hook_id = connector.register_webhook(hook_url, secret=secret, header=header)
+    click.echo(f"registered webhook {hook_id} -> {hook_url} in project {connector.project}")

@@ -12,16 +12,36 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import httpx
 
 from alscale.exceptions import ConfigError, QueueAuthError, QueueError, QueueUnavailableError
 
-__all__ = ["RETRY_STATUS", "backoff_delays", "redact", "secret_from_env", "send_with_retries"]
+__all__ = ["RETRY_STATUS", "backoff_delays", "check_number", "check_response", "check_url", "redact", "response_json",
+           "secret_from_env", "send_with_retries"]
 
 logger = logging.getLogger("alscale.queues")
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+def check_url(url: Any, *, what: str) -> str:
+    """``url`` if it is an absolute http(s) URL with a host; ConfigError naming ``what`` otherwise."""
+    try:
+        parsed = httpx.URL(url) if isinstance(url, str) else None
+    except httpx.InvalidURL:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigError(f"The {what} must be an http:// or https:// URL with a host. Got {url!r}.")
+    return url
+
+
+def check_number(name: str, value: Any, *, minimum: float = 0.0) -> float:
+    """``value`` as a float >= ``minimum``; ConfigError naming the setting otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum:
+        raise ConfigError(f"The {name!r} setting must be a number >= {minimum:g}. Got {value!r}.")
+    return float(value)
 
 
 def secret_from_env(var: str, *, what: str) -> str:
@@ -92,13 +112,30 @@ def send_with_retries(
 
 
 def check_response(response: httpx.Response, *, what: str, secrets: Iterable[str] = ()) -> httpx.Response:
-    """Raise the matching QueueError for a 4xx/5xx answer; return the response otherwise."""
+    """Return a 2xx response; raise the matching QueueError for anything else.
+
+    A redirect (3xx) is an error too: the request was not taken where it was sent, and
+    following it could replay a POST somewhere else.
+    """
     code = response.status_code
-    if code < 400:
+    if 200 <= code < 300:
         return response
+    if 300 <= code < 400:
+        where = response.headers.get("Location") or "no Location"
+        raise QueueError(f"{what} was answered with a redirect (HTTP {code} to {redact(where, secrets)}): expected a 2xx answer; give the final URL.")
     body = redact(" ".join(response.text[:300].split()), secrets)
     if code in (401, 403):
         raise QueueAuthError(f"{what} was refused with HTTP {code}: expected valid credentials. Got: {body or 'no detail'}.")
     if code in RETRY_STATUS:
         raise QueueUnavailableError(f"{what} failed with HTTP {code}: {body or 'no detail'}.")
     raise QueueError(f"{what} failed with HTTP {code}: {body or 'no detail'}.")
+
+
+def response_json(response: httpx.Response, *, what: str) -> Any:
+    """The JSON body of ``response``; QueueError when the server answered something else."""
+    try:
+        return response.json()
+    except ValueError:
+        kind = response.headers.get("Content-Type") or "no content type"
+        start = " ".join(response.text[:80].split())
+        raise QueueError(f"{what}: expected a JSON answer. Got {kind} starting {start!r}; is this the right URL?") from None

@@ -32,7 +32,7 @@ import pyarrow.dataset as ds
 from alscale.exceptions import ConfigError, OutputError, PoolSchemaError, WorkspaceError
 from alscale.manifest import Manifest
 
-__all__ = ["BatchView", "Connector", "PushResult", "STATUSES", "load_batch", "normalize_data_columns", "open_workspace"]
+__all__ = ["BatchView", "Connector", "PushResult", "STATUSES", "load_batch", "load_batch_for", "normalize_data_columns", "open_workspace"]
 
 STATUSES = ("labeled", "skipped", "cancelled")
 
@@ -192,6 +192,24 @@ def load_batch(manifest: Any, data_columns: Sequence[str] | Mapping[str, str] | 
                 raise PoolSchemaError(f"Expected selected id {r['id']!r} in the pool {pool.get('paths')!r}. Got no row for it.")
             r["data"] = {key: found[col] for key, col in mapping.items()}
     return BatchView(run_id=str(m.data["run_id"]), classes=classes, rows=rows, manifest=m.data)
+
+
+def load_batch_for(workspace: Any, manifest: Any, data_columns: Sequence[str] | Mapping[str, str] | None = None) -> BatchView:
+    """:func:`load_batch`, checked against ``workspace`` (if any) before anything is sent.
+
+    A batch whose ids the workspace's pool does not hold (a manifest of another pool, string
+    ids for an integer pool) would reach the queue and then fail to be recorded as pending;
+    this refuses it first.
+
+    Raises
+    ------
+    WorkspaceError
+        Some of the batch's ids are not in the workspace's pool.
+    """
+    batch = load_batch(manifest, data_columns)
+    if workspace is not None and batch.rows:
+        workspace.require_in_pool(batch.ids, what=f"the ids of batch {batch.run_id}")
+    return batch
 
 
 def _pool_files(pool: Mapping[str, Any]) -> list[str]:

@@ -28,8 +28,14 @@ from typing import Any
 import httpx
 
 from alscale.exceptions import ConfigError, QueueError
-from alscale.queues._http import check_response, secret_from_env, send_with_retries
-from alscale.queues.base import BatchView, PushResult, load_batch, open_workspace
+from alscale.queues._http import (
+    check_number,
+    check_response,
+    check_url,
+    secret_from_env,
+    send_with_retries,
+)
+from alscale.queues.base import BatchView, PushResult, load_batch_for, open_workspace
 
 __all__ = ["DEFAULT_SECRET_ENV", "SIGNATURE_HEADER", "HttpEndpointConnector", "batch_payload", "sign"]
 
@@ -75,12 +81,14 @@ class HttpEndpointConnector:
     def __init__(self, url: str, *, secret_env: str = DEFAULT_SECRET_ENV, data_columns: Sequence[str] | Mapping[str, str] | None = None,
                  retries: int = 5, backoff: float = 0.5, timeout: float = 60.0, headers: Mapping[str, str] | None = None,
                  transport: httpx.BaseTransport | None = None):
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ConfigError(f"The endpoint 'url' must start with http:// or https://. Got {url!r}.")
+        check_url(url, what="endpoint 'url'")
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ConfigError(f"The 'retries' parameter must be an int >= 0. Got {retries!r} instead.")
         self.url, self.secret_env, self.data_columns = url, secret_env, data_columns
-        self.retries, self.backoff, self.timeout = retries, float(backoff), float(timeout)
+        if headers is not None and (not isinstance(headers, Mapping) or not all(isinstance(v, str) for v in headers.values())):
+            raise ConfigError(f"The 'headers' setting must be a table of header names to strings. Got {headers!r}.")
+        self.retries = retries
+        self.backoff, self.timeout = check_number("backoff", backoff), check_number("timeout", timeout, minimum=0.001)
         self.headers = dict(headers or {})
         self.name = f"http:{url}"
         self._transport = transport
@@ -103,7 +111,7 @@ class HttpEndpointConnector:
         start = time.perf_counter()
         ws = open_workspace(workspace)
         secret = secret_from_env(self.secret_env, what="HTTP signing secret")
-        batch = load_batch(manifest, self.data_columns)
+        batch = load_batch_for(ws, manifest, self.data_columns)
         body = json.dumps(batch_payload(batch), separators=(",", ":"), default=str).encode("utf-8")
         headers = {**self.headers, "Content-Type": "application/json", "Idempotency-Key": batch.run_id,
                    SIGNATURE_HEADER: sign(body, secret)}

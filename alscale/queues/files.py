@@ -29,7 +29,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,8 +37,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from alscale._atomic import atomic_write_bytes
 from alscale.exceptions import ConfigError, OutputError, QueueError
-from alscale.queues.base import STATUSES, BatchView, PushResult, load_batch, open_workspace
+from alscale.queues.base import STATUSES, BatchView, PushResult, load_batch_for, open_workspace
 
 __all__ = ["FORMATS", "FileConnector", "atomic_write", "export_records", "read_labels"]
 
@@ -48,23 +48,11 @@ _FLAT = ("alscale_id", "alscale_run", "rank", "score", "prediction", "confidence
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file beside it, fsync and rename."""
-    path = Path(path)
+    """Write ``data`` to ``path`` atomically; OutputError naming the file when that fails."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        return atomic_write_bytes(path, data)
     except OSError as exc:
         raise OutputError(f"Cannot write {str(path)!r}: {exc.strerror or exc}.") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def export_records(batch: BatchView) -> list[dict]:
@@ -137,6 +125,8 @@ def read_labels(path: str | os.PathLike, *, source: str) -> list[dict]:
         raise QueueError(f"Cannot read labels file {str(path)!r}: {str(exc).splitlines()[0]}") from None
     records = []
     for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise QueueError(f"Expected each row of {str(path)!r} to be an object with an 'id' and a 'label'. Got {row!r:.60} in row {i + 1}.")
         key = "alscale_id" if "alscale_id" in row else "id"
         if row.get(key) in (None, ""):
             raise QueueError(f"Expected an 'id' or 'alscale_id' in every row of {str(path)!r}. Got none in row {i + 1}.")
@@ -187,7 +177,7 @@ class FileConnector:
         """Write the batch file atomically; its ids become pending in ``workspace``."""
         start = time.perf_counter()
         ws = open_workspace(workspace)
-        batch = load_batch(manifest, self.data_columns)
+        batch = load_batch_for(ws, manifest, self.data_columns)
         if self.format == "groundtruth":
             data = _groundtruth(batch, self.source_column)
         else:

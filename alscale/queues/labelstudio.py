@@ -43,8 +43,9 @@ from typing import Any
 import httpx
 
 from alscale.exceptions import ConfigError, QueueError, QueueUnavailableError
-from alscale.queues._http import backoff_delays, check_response, describe_failure, redact, secret_from_env, send_with_retries
-from alscale.queues.base import BatchView, PushResult, load_batch, normalize_data_columns, open_workspace
+from alscale.queues._http import (backoff_delays, check_number, check_response, check_url, describe_failure, redact,
+                                  response_json, secret_from_env, send_with_retries)
+from alscale.queues.base import BatchView, PushResult, load_batch_for, normalize_data_columns, open_workspace
 
 __all__ = ["DEFAULT_TOKEN_ENV", "WEBHOOK_ACTIONS", "LabelStudioConnector", "annotation_record", "prediction_score"]
 
@@ -72,20 +73,33 @@ def annotation_record(annotation: Mapping[str, Any], task: Mapping[str, Any], *,
     A cancelled annotation (``was_cancelled``, Label Studio's "Skip") becomes status "skipped";
     an annotation without any choice for the classification control becomes "cancelled"; both
     carry no label.
+
+    Raises
+    ------
+    QueueError
+        The annotation or task does not have Label Studio's shape (e.g. a malformed webhook).
     """
-    data = task.get("data") or {}
-    meta = task.get("meta") or {}
+    data, meta = task.get("data") or {}, task.get("meta") or {}
+    if not isinstance(data, Mapping) or not isinstance(meta, Mapping):
+        raise QueueError(f"Expected a task whose 'data' and 'meta' are objects. Got {type(data).__name__} and {type(meta).__name__}.")
     alscale_id = meta.get(ID_FIELD, data.get(ID_FIELD))
     if alscale_id is None:
         return None
+    if isinstance(alscale_id, (Mapping, list, bool, float)):
+        raise QueueError(f"Expected an int or string {ID_FIELD}. Got {alscale_id!r}.")
     label = None
     if annotation.get("was_cancelled"):
         status = "skipped"
     else:
-        for item in annotation.get("result") or []:
+        results = annotation.get("result") or []
+        if not isinstance(results, list) or not all(isinstance(item, Mapping) for item in results):
+            raise QueueError(f"Expected an annotation 'result' that is a list of objects. Got {results!r:.80}.")
+        for item in results:
             if item.get("type") != "choices" or (from_name and item.get("from_name") != from_name):
                 continue
-            choices = (item.get("value") or {}).get("choices") or []
+            choices = (item.get("value") or {}).get("choices") if isinstance(item.get("value"), Mapping) else None
+            if choices is not None and not isinstance(choices, list):
+                raise QueueError(f"Expected the 'choices' of an annotation to be a list. Got {choices!r:.80}.")
             if choices:
                 label = str(choices[0])
                 break
@@ -146,20 +160,22 @@ class LabelStudioConnector:
         backoff: float = 0.5,
         transport: httpx.BaseTransport | None = None,
     ):
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ConfigError(f"The Label Studio 'url' must start with http:// or https://. Got {url!r}.")
+        check_url(url, what="Label Studio 'url'")
         if isinstance(project, bool) or not isinstance(project, int) or project < 1:
             raise ConfigError(f"The Label Studio 'project' must be an int >= 1. Got {project!r}.")
         for name, value in (("chunk_size", chunk_size), ("lookup_chunk", lookup_chunk), ("page_size", page_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"The {name!r} parameter must be an int >= 1. Got {value!r} instead.")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ConfigError(f"The 'retries' parameter must be an int >= 0. Got {retries!r} instead.")
         self.url = url.rstrip("/")
         self.project = project
         self.token_env = token_env
         self.data_columns = normalize_data_columns(data_columns)
         self.from_name = from_name
         self.chunk_size, self.lookup_chunk, self.page_size = chunk_size, lookup_chunk, page_size
-        self.timeout, self.retries, self.backoff = float(timeout), int(retries), float(backoff)
+        self.timeout, self.retries = check_number("timeout", timeout, minimum=0.001), retries
+        self.backoff = check_number("backoff", backoff)
         self.name = f"label-studio:{project}"
         self._transport = transport
         self._client: httpx.Client | None = None
@@ -195,7 +211,10 @@ class LabelStudioConnector:
 
     def _access_token(self, client: httpx.Client, refresh: str) -> str:
         response = self._send(lambda: client.post("/api/token/refresh/", json={"refresh": refresh}), "Exchanging the Label Studio personal access token")
-        return response.json()["access"]
+        access = response_json(response, what="Exchanging the Label Studio personal access token")
+        if not isinstance(access, Mapping) or not access.get("access"):
+            raise QueueError(f"Exchanging the Label Studio personal access token ({self.url}): expected an 'access' token in the answer. Got none.")
+        return access["access"]
 
     def _send(self, send, what: str) -> httpx.Response:
         """A retried, checked request (only for requests safe to repeat)."""
@@ -206,7 +225,7 @@ class LabelStudioConnector:
     def _get(self, path: str, params: Mapping[str, Any] | None = None, *, what: str) -> Any:
         client = self._http()
         response = self._send(lambda: client.get(path, params=params), what)
-        return response.json()
+        return response_json(response, what=f"{what} ({self.url})")
 
     # ------------------------------------------------------------------ project
     def project_info(self) -> dict:
@@ -217,7 +236,10 @@ class LabelStudioConnector:
                                      retries=self.retries, backoff=self.backoff, secrets=self._secrets)
         if response.status_code == 404:
             raise QueueError(f"Expected an existing Label Studio project id at {self.url}. Got project {self.project}, which does not exist (HTTP 404).")
-        return check_response(response, what=what, secrets=self._secrets).json()
+        info = response_json(check_response(response, what=what, secrets=self._secrets), what=what)
+        if not isinstance(info, Mapping):
+            raise QueueError(f"{what}: expected a project object. Got {type(info).__name__}; is this a Label Studio server?")
+        return info
 
     def choices_control(self, project: Mapping[str, Any] | None = None) -> tuple[str, str, list[str]]:
         """(from_name, to_name, choice values) of the project's ``<Choices>`` control."""
@@ -271,7 +293,9 @@ class LabelStudioConnector:
         if fields:
             params["fields"] = fields
         if filters:
-            params["query"] = json.dumps({"filters": filters})
+            # Label Studio percent-decodes the query once more after the URL decoding, so a literal
+            # "%" must travel as "%25": an id such as "my%20photo.jpg" would not match itself
+            params["query"] = json.dumps({"filters": filters}).replace("%", "%25")
         seen, page = 0, 1
         while True:
             body = self._get("/api/tasks/", {**params, "page": page}, what=f"Listing tasks of Label Studio project {self.project}")
@@ -316,14 +340,22 @@ class LabelStudioConnector:
         filters = {"conjunction": "or", "items": [
             {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0},
             {"filter": "filter:tasks:cancelled_annotations", "operator": "greater", "type": "Number", "value": 0}]}
-        records = []
+        records, malformed = [], []
         for task in self._tasks(filters, fields="all"):
             for annotation in task.get("annotations") or []:
-                rec = annotation_record(annotation, task, source=self.name, from_name=from_name)
+                try:
+                    rec = annotation_record(annotation, task, source=self.name, from_name=from_name)
+                except QueueError as exc:
+                    malformed.append(f"task {task.get('id')}: {exc}")
+                    continue
                 if rec is not None:
                     records.append(rec)
+        if malformed:
+            logger.warning("left out %d annotation(s) of an unexpected shape, e.g. %s", len(malformed), malformed[0])
         if ws is not None and records:
-            ws.record_labels(records)
+            # one annotation the workspace cannot take (another workspace's task in a shared
+            # project, a choice added later) must not keep every other label out
+            ws.record_labels(records, skip_invalid=True)
         return records
 
     # ------------------------------------------------------------------ push
@@ -364,7 +396,7 @@ class LabelStudioConnector:
         """
         start = time.perf_counter()
         ws = open_workspace(workspace)
-        batch = load_batch(manifest, self.data_columns)
+        batch = load_batch_for(ws, manifest, self.data_columns)
         from_name, to_name = self.check_classes(batch.classes)
         existing = self.find_existing(batch.ids)
         if ws is not None and existing:
@@ -439,4 +471,7 @@ class LabelStudioConnector:
                                          retries=self.retries, backoff=self.backoff, secrets=secrets)
         else:
             response = client.post("/api/webhooks/", json=body)
-        return int(check_response(response, what=what, secrets=secrets).json()["id"])
+        hook = response_json(check_response(response, what=what, secrets=secrets), what=what)
+        if not isinstance(hook, Mapping) or "id" not in hook:
+            raise QueueError(f"{what}: expected the webhook's id in the answer. Got {hook!r:.80}.")
+        return int(hook["id"])

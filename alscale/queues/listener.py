@@ -25,7 +25,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from alscale.exceptions import AlscaleError, ConfigError
+from alscale.exceptions import AlscaleError, ConfigError, QueueError
 from alscale.queues.base import open_workspace
 from alscale.queues.labelstudio import WEBHOOK_ACTIONS, LabelStudioConnector, annotation_record
 
@@ -68,6 +68,8 @@ class WebhookListener:
             raise ConfigError(f"The 'next_round_after' parameter must be an int >= 1. Got {next_round_after!r} instead.")
         if next_round_after is not None and on_next_round is None:
             raise ConfigError("The 'next_round_after' parameter needs a hook to call (on_next_round). Got none.")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ConfigError(f"The 'port' parameter must be an int from 0 to 65535. Got {port!r}.")
         self.workspace = open_workspace(workspace)
         self.connector = connector
         self.header = header
@@ -80,7 +82,10 @@ class WebhookListener:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.source = connector.name if connector is not None else "label-studio"
-        self.server = ThreadingHTTPServer((host, port), self._handler_class())
+        try:
+            self.server = ThreadingHTTPServer((host, port), self._handler_class())
+        except OSError as exc:  # port taken, address not on this machine, host unknown
+            raise QueueError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
         self.server.daemon_threads = True
 
     @property
@@ -133,7 +138,7 @@ class WebhookListener:
         if self.connector is None:
             return 0
         records = self.connector.pull()
-        return self._record(records)
+        return self._record(records, skip_invalid=True)
 
     def _reconcile_loop(self) -> None:
         while not self._stop.wait(self.reconcile_every):
@@ -142,11 +147,11 @@ class WebhookListener:
             except AlscaleError as exc:  # the server may be down for a while; try again later
                 logger.warning("reconcile pull failed: %s", exc)
 
-    def _record(self, records: list[dict]) -> int:
+    def _record(self, records: list[dict], *, skip_invalid: bool = False) -> int:
         if not records:
             return 0
         with self._lock:
-            changed = self.workspace.record_labels(records)
+            changed = self.workspace.record_labels(records, skip_invalid=skip_invalid)
             self._new += changed
             fire = self.next_round_after is not None and self._new >= self.next_round_after
             count = self._new
@@ -180,8 +185,14 @@ class WebhookListener:
         if not isinstance(annotation, dict) or not isinstance(task, dict) or "id" not in annotation:
             return 400, {"error": "expected 'annotation' and 'task' objects in the payload"}
         project = payload.get("project")
-        source = f"label-studio:{project['id']}" if isinstance(project, dict) and "id" in project else self.source
-        rec = annotation_record(annotation, task, source=source)
+        project_id = project.get("id") if isinstance(project, dict) else None
+        if project_id is not None and self.connector is not None and project_id != self.connector.project:
+            return 200, {"ignored": f"project {project_id!r}; this receiver records project {self.connector.project}"}
+        source = f"label-studio:{project_id}" if project_id is not None else self.source
+        try:
+            rec = annotation_record(annotation, task, source=source)
+        except QueueError as exc:
+            return 400, {"error": str(exc)}
         if rec is None:
             return 200, {"ignored": "not an alscale task"}
         try:
@@ -197,9 +208,14 @@ class WebhookListener:
             server_version = "alscale-listen"
 
             def do_POST(self):  # noqa: N802 - http.server's naming
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
+                given = self.headers.get("Content-Length") or "0"
+                length = int(given) if given.isdigit() else -1
+                if length < 0:
+                    status, answer = 400, {"error": f"expected a Content-Length of 0 or more bytes, got {given[:20]!r}"}
+                    self.close_connection = True  # the body's end is unknown
+                elif length > MAX_BODY:
                     status, answer = 413, {"error": "body too large"}
+                    self.close_connection = True  # the body is left unread
                 else:
                     status, answer = listener.handle(self.headers, self.rfile.read(length))
                 data = json.dumps(answer).encode("utf-8")

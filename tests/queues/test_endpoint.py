@@ -117,3 +117,99 @@ def test_client_error_fails_at_once_and_pull_is_refused(receiver_factory, manife
     assert len(rx.requests) == 1
     with pytest.raises(QueueError, match="push-only"):
         conn.pull()
+
+
+def test_redirect_is_not_acceptance(receiver_factory, manifest, workspace, monkeypatch):
+    monkeypatch.setenv("ALSCALE_HTTP_SECRET", SECRET)
+    rx = receiver_factory(status=302)
+    with pytest.raises(QueueError, match="redirect \\(HTTP 302"):
+        HttpEndpointConnector(rx.url, backoff=0.01).push(manifest, workspace=workspace)
+    assert len(rx.requests) == 1 and workspace.pending().num_rows == 0
+
+
+def test_batch_that_does_not_fit_the_workspace_is_never_sent(receiver_factory, tmp_path, workspace, monkeypatch):
+    from alscale.exceptions import WorkspaceError
+
+    from .queue_support import make_manifest, write_pool
+
+    monkeypatch.setenv("ALSCALE_HTTP_SECRET", SECRET)
+    rx = receiver_factory()
+    strings = write_pool(tmp_path / "strings.parquet", 20, string_ids=True)
+    other = write_pool(tmp_path / "other.parquet", 400)  # ids 1000..1399; the workspace's pool holds 1000..1199
+    for m, match in ((make_manifest(tmp_path / "s", strings, ["doc-00001", "doc-00002"], run_id="run-s"), "integer ids"),
+                     (make_manifest(tmp_path / "o", other, [1100, 1300, 1301], run_id="run-o"), "2 ids not in it, e.g. \\[1300, 1301\\]")):
+        with pytest.raises(WorkspaceError, match=match):
+            HttpEndpointConnector(rx.url, backoff=0.01).push(m, workspace=workspace)
+    assert rx.requests == [] and workspace.pending().num_rows == 0
+
+
+@pytest.mark.parametrize("settings, match", [
+    ({"url": "http://[::1"}, "'url' must be an http:// or https:// URL with a host"),
+    ({"url": "http://"}, "URL with a host"),
+    ({"url": "ftp://example.org/x"}, "URL with a host"),
+    ({"url": "http://127.0.0.1:9/x", "timeout": "fast"}, "'timeout' setting must be a number"),
+    ({"url": "http://127.0.0.1:9/x", "backoff": -1}, "'backoff' setting must be a number >= 0"),
+    ({"url": "http://127.0.0.1:9/x", "headers": "x"}, "'headers' setting must be a table"),
+    ({"url": "http://127.0.0.1:9/x", "headers": {"X-A": 1}}, "'headers' setting must be a table"),
+])
+def test_endpoint_settings_are_checked_before_any_request(settings, match):
+    from alscale.exceptions import ConfigError
+    from alscale.queues import make_connector
+
+    with pytest.raises(ConfigError, match=match):
+        make_connector({"kind": "http", **settings})
+
+
+@pytest.mark.parametrize("settings, match", [
+    ({"url": "http://[::1"}, "Label Studio 'url' must be an http:// or https:// URL with a host"),
+    ({"url": "http://127.0.0.1:9", "timeout": "fast"}, "'timeout' setting must be a number"),
+    ({"url": "http://127.0.0.1:9", "retries": -2}, "'retries' parameter must be an int >= 0"),
+])
+def test_label_studio_settings_are_checked_before_any_request(settings, match):
+    from alscale.exceptions import ConfigError
+    from alscale.queues import make_connector
+
+    with pytest.raises(ConfigError, match=match):
+        make_connector({"kind": "label-studio", "project": 1, **settings})
+
+
+class _HtmlServer:
+    """Any web server that is not Label Studio: 200 and an HTML page for every request."""
+
+    def __init__(self):
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                body = b"<html><body>Welcome</body></html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_POST = do_GET  # noqa: N815
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_server_that_is_not_label_studio_gets_a_one_line_error(manifest, workspace, monkeypatch):
+    from click.testing import CliRunner
+
+    from alscale.cli import main
+
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "some-token")
+    html = _HtmlServer()
+    try:
+        for args in (["push", str(manifest.path)], ["pull"]):
+            res = CliRunner().invoke(main, [*args, "-w", str(workspace.path), "--url", html.url, "--project", "3"])
+            assert res.exit_code == 2, res.output
+            (line,) = res.output.strip().splitlines()
+            assert "expected a JSON answer. Got text/html starting '<html><body>Welcome</body></html>'" in line
+    finally:
+        html.server.shutdown()
+        html.server.server_close()
+    assert workspace.pending().num_rows == 0

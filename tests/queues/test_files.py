@@ -80,3 +80,54 @@ def test_settings_errors():
 def test_exported_members_are_sorted():
     assert queues.__all__ == sorted(queues.__all__)
     assert all(hasattr(queues, name) for name in queues.__all__)
+
+
+def test_write_errors_are_one_line_and_leave_nothing(tmp_path, manifest, workspace):
+    from click.testing import CliRunner
+
+    from alscale.cli import main
+
+    target = tmp_path / "taken"
+    target.mkdir()
+    res = CliRunner().invoke(main, ["push", str(manifest.path), "-w", str(workspace.path), "--to", "file", "--path", str(target),
+                                    "--format", "jsonl"])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1
+    assert f"Cannot write {str(target)!r}" in res.output
+    assert list(target.iterdir()) == [] and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert workspace.pending().num_rows == 0
+
+
+def test_exports_get_the_usual_file_permissions(tmp_path, manifest):
+    import os
+
+    old = os.umask(0o022)
+    os.umask(old)
+    FileConnector(tmp_path / "out.jsonl").push(manifest)
+    assert (tmp_path / "out.jsonl").stat().st_mode & 0o777 == 0o666 & ~old
+
+
+def test_batch_of_another_pool_is_refused_before_the_file_is_written(tmp_path, pool, workspace):
+    from alscale.exceptions import WorkspaceError
+
+    from .queue_support import make_manifest, write_pool
+
+    other = write_pool(tmp_path / "other.parquet", 400)
+    m = make_manifest(tmp_path / "o", other, [1100, 1300], run_id="run-o")
+    with pytest.raises(WorkspaceError, match="1 ids not in it, e.g. \\[1300\\]"):
+        FileConnector(tmp_path / "out.jsonl").push(m, workspace=workspace)
+    assert not (tmp_path / "out.jsonl").exists() and workspace.pending().num_rows == 0
+
+
+@pytest.mark.parametrize("name, text, match", [
+    ("labels.jsonl", '[1, 2]\n', "to be an object with an 'id' and a 'label'. Got \\[1, 2\\] in row 1"),
+    ("labels.csv", "id,label\n1011.5,cat\n", "integer ids"),
+    ("labels.csv", "id,label\n1010,cat\n1010,dog\n", "one answer per id .* 'cat' and 'dog' for id 1010"),
+])
+def test_bad_labels_files_are_rejected_whole(tmp_path, manifest, workspace, name, text, match):
+    from alscale.exceptions import AlscaleError
+
+    (tmp_path / name).write_text(text)
+    conn = FileConnector(tmp_path / "out.csv", labels=tmp_path / name)
+    with pytest.raises(AlscaleError, match=match):
+        conn.pull(workspace=workspace)
+    assert workspace.label_log().num_rows == 0

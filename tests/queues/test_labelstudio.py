@@ -81,6 +81,48 @@ def test_string_ids(ls_env, tmp_path):
     assert _ids_per_task(ls_env.tasks(project)) == collections.Counter(ids)
 
 
+def test_ids_that_look_percent_encoded_are_found_again(ls_env, tmp_path):
+    import pyarrow as pa
+
+    ids = ["s3://bucket/my%20photo.jpg", "https://x.org/a%2Fb", "%20", "pct%25", "100%", "plain"]
+    pool = tmp_path / "urls.parquet"
+    pq.write_table(pa.table({"id": ids, "text": [f"t{i}" for i in range(len(ids))]}), pool)
+    m = make_manifest(tmp_path / "bu", pool, ids, run_id="run-u")
+    project = ls_env.create_project()
+    conn = LabelStudioConnector(ls_env.url, project, data_columns=["text"])
+    assert len(conn.push(m).pushed) == len(ids)
+    assert set(conn.find_existing(ids)) == set(ids)
+    again = conn.push(m)
+    assert again.pushed == () and sorted(again.existing) == sorted(ids)
+    assert _ids_per_task(ls_env.tasks(project)) == collections.Counter(ids)
+
+
+def test_pull_into_workspaces_sharing_a_project_takes_each_its_own(ls_env, tmp_path, manifest, workspace, caplog):
+    """Two workspaces (integer and string ids) push into one project: neither pull is blocked by the other's tasks."""
+    from alscale.loop.workspace import Workspace
+
+    strings = write_pool(tmp_path / "strings.parquet", 50, string_ids=True)
+    other_ws = Workspace.create(tmp_path / "ws-s", pool=strings, classes=CLASSES,
+                                settings={"eval_size": 5, "stop_set_size": 5, "initial_size": 5})
+    other = make_manifest(tmp_path / "b-s", strings, [f"doc-{i:05d}" for i in range(10, 20)], run_id="run-s")
+    project = ls_env.create_project()
+    settings = {"kind": "label-studio", "url": ls_env.url, "project": project, "data_columns": ["text"]}
+    push(manifest, settings, workspace=workspace)
+    push(other, settings, workspace=other_ws)
+    by_id = {t["data"]["alscale_id"]: t["id"] for t in ls_env.tasks(project)}
+    mine = manifest.batch.column("id").to_pylist()[:3]
+    theirs = other.batch.column("id").to_pylist()[:3]
+    for i in (*mine, *theirs):
+        ls_env.annotate(by_id[i], "dog")
+
+    with caplog.at_level("WARNING"):
+        pull(settings, workspace=workspace)
+        pull(settings, workspace=other_ws)
+    assert sorted(r["id"] for r in workspace.labeled().to_pylist()) == sorted(mine)
+    assert sorted(r["id"] for r in other_ws.labeled().to_pylist()) == sorted(theirs)
+    assert caplog.text.count("left out 3 label record(s)") == 2
+
+
 def test_pull_labels_skips_and_updates(ls_env, manifest, workspace):
     project = ls_env.create_project()
     settings = {"kind": "label-studio", "url": ls_env.url, "project": project}

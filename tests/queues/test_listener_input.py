@@ -1,0 +1,87 @@
+"""The webhook receiver's answers to malformed, foreign and oversized requests (no Label Studio needed)."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from alscale.cli import main
+from alscale.exceptions import ConfigError, QueueError
+from alscale.queues import LabelStudioConnector, WebhookListener
+
+SECRET = "webhook-secret-for-tests"
+HEADERS = {"X-Alscale-Secret": SECRET}
+
+
+def _payload(task_data, result, project=6, **annotation):
+    return {"action": "ANNOTATION_CREATED", "project": {"id": project},
+            "task": {"id": 1, "data": task_data}, "annotation": {"id": 77, "result": result, **annotation}}
+
+
+def _choice(label):
+    return [{"type": "choices", "from_name": "label", "to_name": "text", "value": {"choices": [label]}}]
+
+
+@pytest.fixture
+def listener(workspace):
+    # a connector for project 6 that is never called: handle() needs no network
+    lst = WebhookListener(workspace, secret=SECRET, connector=LabelStudioConnector("http://127.0.0.1:9", 6), port=0)
+    yield lst
+    lst.server.server_close()
+
+
+@pytest.mark.parametrize("payload", [
+    _payload({"alscale_id": 1003}, "x"),
+    _payload({"alscale_id": 1003}, ["x"]),
+    _payload("x", _choice("cat")),
+    _payload({"alscale_id": 1003}, [{"type": "choices", "value": {"choices": {"a": 1}}}]),
+    _payload({"alscale_id": 1006.7}, _choice("cat")),
+])
+def test_malformed_annotations_get_400_and_record_nothing(listener, workspace, payload):
+    status, answer = listener.handle(HEADERS, json.dumps(payload).encode())
+    assert status == 400 and "error" in answer
+    assert workspace.label_log().num_rows == 0
+
+
+def test_other_projects_are_ignored_and_own_project_is_recorded(listener, workspace):
+    status, answer = listener.handle(HEADERS, json.dumps(_payload({"alscale_id": 1003}, _choice("fox"), project=1)).encode())
+    assert status == 200 and "project 1" in answer["ignored"] and workspace.label_log().num_rows == 0
+    status, answer = listener.handle(HEADERS, json.dumps(_payload({"alscale_id": 1003}, _choice("fox"))).encode())
+    assert (status, answer) == (200, {"recorded": 1})
+    assert [(r["id"], r["label"], r["source"]) for r in workspace.labeled().to_pylist()] == [(1003, "fox", "label-studio:6")]
+
+
+def _raw_post(port: int, content_length: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"POST /webhook HTTP/1.1\r\nHost: x\r\nX-Alscale-Secret: {SECRET}\r\n"
+                     f"Content-Length: {content_length}\r\n\r\n".encode())
+        return sock.recv(4096)
+
+
+@pytest.mark.parametrize("content_length", ["abc", "-1"])
+def test_bad_content_length_gets_400(workspace, content_length):
+    with WebhookListener(workspace, secret=SECRET, port=0) as lst:
+        answer = _raw_post(lst.port, content_length)
+        assert answer.startswith(b"HTTP/1.0 400") or answer.startswith(b"HTTP/1.1 400")
+        assert httpx.get(f"http://127.0.0.1:{lst.port}/").status_code == 200  # still serving
+
+
+def test_port_taken_or_out_of_range(workspace):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(QueueError, match=f"Cannot listen on 127.0.0.1:{port}: Address already in use"):
+            WebhookListener(workspace, secret=SECRET, port=port)
+        res = CliRunner(env={"ALSCALE_WEBHOOK_SECRET": SECRET, "LABEL_STUDIO_API_KEY": "t"}).invoke(
+            main, ["listen", "-w", str(workspace.path), "--url", "http://127.0.0.1:9", "--project", "1", "--port", str(port), "--register"])
+        # the port is checked before anything is registered (the Label Studio URL is never reached)
+        assert res.exit_code == 2 and "Address already in use" in res.output and "registered" not in res.output
+    with pytest.raises(ConfigError, match="'port' parameter must be an int from 0 to 65535"):
+        WebhookListener(workspace, secret=SECRET, port=99999)
+    res = CliRunner().invoke(main, ["listen", "-w", str(workspace.path), "--url", "http://127.0.0.1:9", "--project", "1", "--port", "99999"])
+    assert res.exit_code == 2 and "99999" in res.output
