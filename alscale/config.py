@@ -110,6 +110,20 @@ class SelectSettings:
     checkpoint_dir: str | None = None
 
     def __post_init__(self) -> None:
+        for name in ("pool", "strategy", "id_column"):
+            _check_type(name, getattr(self, name), str, "a string")
+        for name in ("out", "address", "probs_output", "embedding_output", "checkpoint_dir"):
+            _check_type(name, getattr(self, name), (str, type(None)), "a string")
+        for name in ("force", "progress", "skip_bad_shards"):
+            _check_type(name, getattr(self, name), bool, "true or false")
+        for name in ("model", "exclude", "labeled", "features"):
+            value = getattr(self, name)
+            if not (value is None and name == "features"):
+                _check_type(name, value, tuple, "a list of strings")
+                for item in value:
+                    _check_type(name, item, str, "a list of strings", got=list(value))
+        if not isinstance(self.strategy_params, Mapping):
+            raise ConfigError(f"The 'strategy_params' setting must be a table. Got {type(self.strategy_params).__name__}.")
         _check_int("k", self.k, 1)
         if self.batch_size != "auto":
             _check_int("batch_size", self.batch_size, 1, or_text="'auto' or ")
@@ -133,6 +147,11 @@ class SelectSettings:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(SelectSettings)}
 _TUPLE_FIELDS = {"model", "exclude", "labeled", "features"}
+
+
+def _check_type(name: str, value: Any, types: type | tuple[type, ...], expected: str, got: Any = None) -> None:
+    if not isinstance(value, types):
+        raise ConfigError(f"The {name!r} setting must be {expected}. Got {value if got is None else got!r}.")
 
 
 def _check_int(name: str, value: Any, minimum: int, or_text: str = "") -> None:
@@ -188,8 +207,9 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
             data[key] = _resolve(base, data[key])
     for key in ("model", "exclude", "labeled"):
         if key in data:
-            values = [data[key]] if isinstance(data[key], str) else list(data[key])
-            data[key] = [_resolve(base, v) for v in values]
+            values = [data[key]] if isinstance(data[key], str) else data[key]
+            if isinstance(values, list):  # anything else is refused, with its value, by SelectSettings
+                data[key] = [_resolve(base, v) if isinstance(v, str) else v for v in values]
     return data
 
 
@@ -221,17 +241,17 @@ def make_settings(config: str | os.PathLike | None = None, **overrides: Any) -> 
             continue
         data[key] = value
     for key in _TUPLE_FIELDS:
-        if key in data and data[key] is not None:
-            value = data[key]
-            data[key] = (value,) if isinstance(value, (str, os.PathLike)) else tuple(value)
-            data[key] = tuple(str(v) for v in data[key])
-    if "strategy_params" in data and not isinstance(data["strategy_params"], Mapping):
-        raise ConfigError(f"The 'strategy_params' setting must be a table. Got {type(data['strategy_params']).__name__}.")
+        value = data.get(key)
+        if isinstance(value, (str, os.PathLike)):
+            data[key] = (os.fspath(value),)
+        elif isinstance(value, (list, tuple)):
+            data[key] = tuple(os.fspath(v) if isinstance(v, os.PathLike) else v for v in value)
+    for key in ("pool", "out", "checkpoint_dir"):
+        if isinstance(data.get(key), os.PathLike):
+            data[key] = os.fspath(data[key])
     for key in ("pool", "model"):
         if key not in data:
             raise ConfigError(f"The {key!r} setting is required (flag --{key} or the config file).")
-    if isinstance(data.get("pool"), os.PathLike):
-        data["pool"] = str(data["pool"])
     return SelectSettings(**data)
 
 

@@ -50,9 +50,23 @@ class _LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except AlscaleError as exc:
-            message = " ".join(str(exc).split())  # one line, whatever the exception held
-            click.echo(f"alscale: error: {message}", err=True)
-            sys.exit(2)
+            _fail(str(exc))
+        except click.UsageError as exc:  # a bad flag value: the same one line, not click's usage block
+            _fail(f"{exc.format_message()} (see {_help_command(exc.ctx)})")
+
+
+def _help_command(ctx: click.Context | None) -> str:
+    """``alscale SUBCOMMAND --help`` for the command whose flags were wrong (whatever argv[0] was)."""
+    names = []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name)
+        ctx = ctx.parent
+    return " ".join(["alscale", *reversed(names), "--help"])
+
+
+def _fail(message: str) -> None:
+    click.echo(f"alscale: error: {' '.join(message.split())}", err=True)  # one line, whatever it held
+    sys.exit(2)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -243,7 +243,8 @@ class ShardCheckpoints:
             if filesystem.get_file_info(path).type != pafs.FileType.NotFound:
                 filesystem.delete_dir(path)
             _, root = split_location(self.root)
-            if not filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
+            exists = filesystem.get_file_info(root).type != pafs.FileType.NotFound
+            if exists and not filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
                 filesystem.delete_dir(root)
         except OSError as exc:
             logger.warning("could not remove checkpoints in %s: %s", self.directory, exc)

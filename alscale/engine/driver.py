@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import os
 import sys
 import time
 import uuid
@@ -31,7 +32,9 @@ from alscale.engine.raygroup import RayShardGroup
 from alscale.engine.runtime import ray_session
 from alscale.engine.worker import ScoringJob, ShardResult, ShardWorker
 from alscale.exceptions import (
+    AlscaleError,
     DuplicateIdError,
+    EngineError,
     InvalidFeaturesError,
     ModelContractError,
     PoolExhaustedError,
@@ -46,6 +49,7 @@ from alscale.pool.features import FeatureSpec, detect_features
 from alscale.pool.files import PoolFiles, resolve_pool
 from alscale.pool.idfiles import read_id_keys
 from alscale.pool.shards import Shard, plan_shards
+from alscale.reduce._params import resolve_params
 from alscale.reduce.topk import TopK
 from alscale.strategies import Strategy, get_strategy
 
@@ -101,6 +105,7 @@ def prepare_run(settings: SelectSettings) -> PreparedRun:
     if s.out:
         check_output_free(s.out, s.force)
     strategy = get_strategy(s.strategy)
+    resolve_params(strategy.name, strategy.defaults, s.strategy_params)  # unknown or ill-typed ones fail here, before Ray
     models = _expand_model_dirs(s.model)
     if strategy.needs_committee and len(models) < 2:
         raise StrategyError(f"Strategy {s.strategy!r} needs a committee: give >= 2 models (repeat --model). Got {len(models)}.")
@@ -139,8 +144,13 @@ def run_selection(settings: SelectSettings) -> Manifest:
     """Run one selection end to end and return (and, with ``settings.out``, write) the manifest."""
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     run = prepare_run(settings)
-    with ray_session(settings.address):
-        selected, results, info, skipped = _execute(run)
+    with ray_session(settings.address, num_cpus=_private_ray_cpus(settings)):
+        try:
+            selected, results, info, skipped = _execute(run)
+        except AlscaleError as exc:
+            if run.checkpoints is not None and _is_input_error(exc):
+                run.checkpoints.remove()  # the same inputs fail the same way: nothing worth resuming
+            raise
     batch = _batch_table(run, selected)
     data = _manifest_data(run, results, info, skipped, created)
     if not settings.out:
@@ -150,6 +160,18 @@ def run_selection(settings: SelectSettings) -> Manifest:
     if run.checkpoints is not None:  # the manifest is safe: drop the checkpoints
         run.checkpoints.remove()
     return manifest
+
+
+def _private_ray_cpus(s: SelectSettings) -> int | None:
+    """CPUs for a private local Ray: enough for every actor asked for (each takes one), so more
+    actors than cores share the cores instead of waiting forever for a CPU."""
+    cores = os.cpu_count() or 1
+    return s.actors if s.actors and s.actors > cores else None
+
+
+def _is_input_error(exc: AlscaleError) -> bool:
+    """Bad input (data, model, settings): unlike a lost actor, a rerun fails the same way."""
+    return isinstance(exc, ShardError) or not isinstance(exc, EngineError)
 
 
 # -- execution on actors ---------------------------------------------------------------------
@@ -166,7 +188,7 @@ def _execute(run: PreparedRun) -> tuple[dict, list[ShardResult], dict, list[dict
     worker_cls = ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3, concurrency_groups={"progress": 1})(ShardWorker)
     actors = [worker_cls.remote(run.job()) for _ in range(n_actors)]
     try:
-        ray.get([a.progress.remote() for a in actors])  # the actors are up and their model loaded
+        _wait_for_actors(actors, cpus)
     except Exception as exc:
         raise unwrap_ray_error(exc) from None
     run.timings["startup"] = time.perf_counter() - t0
@@ -175,6 +197,24 @@ def _execute(run: PreparedRun) -> tuple[dict, list[ShardResult], dict, list[dict
     finally:
         for actor in actors:
             ray.kill(actor)
+
+
+def _wait_for_actors(actors: list, cpus: int, warn_after: float = 30.0) -> None:
+    """Wait until every actor is up with its model loaded, saying why when that takes long.
+
+    An existing cluster with fewer CPUs than actors places the rest only when its autoscaler
+    adds nodes, so this waits rather than fails, and tells the user what it is waiting for.
+    """
+    pending = [a.progress.remote() for a in actors]
+    waited = 0.0
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=len(pending), timeout=warn_after)
+        ray.get(ready)  # raises an actor's start-up error (bad model, ...)
+        waited += warn_after
+        if pending:
+            logger.warning("%d of %d actors are up after %.0f s; each takes one CPU and the cluster has %d: waiting for "
+                           "more CPUs (an autoscaler adding nodes), or ask for fewer actors", len(actors) - len(pending),
+                           len(actors), waited, cpus)
 
 
 @dataclass

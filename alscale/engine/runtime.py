@@ -21,6 +21,21 @@ __all__ = ["ray_session"]
 logger = logging.getLogger(__name__)
 
 
+_RAY_AUTH_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+@contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Only errors from logger ``name`` inside the block."""
+    log = logging.getLogger(name)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 @contextmanager
 def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
     """Make sure Ray is up for the duration of the block.
@@ -42,8 +57,10 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         ray.init(address=address, **kwargs)
     else:
         temp_dir = tempfile.mkdtemp(prefix="alscale-ray-")
-        # address="local": always a new private Ray, never one found on this machine
-        ray.init(address="local", num_cpus=num_cpus, _temp_dir=temp_dir, **kwargs)
+        # address="local": always a new private Ray, never one found on this machine.  Ray logs a
+        # notice that token auth (its default) is on; stderr is for alscale's one-line errors
+        with _quiet(_RAY_AUTH_NOTICE_LOGGER):
+            ray.init(address="local", num_cpus=num_cpus, _temp_dir=temp_dir, **kwargs)
     try:
         yield
     finally:

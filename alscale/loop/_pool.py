@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from alscale.exceptions import PoolError, PoolSchemaError
+from alscale.pool.idfiles import integer_id
 
 __all__ = ["as_ids", "feature_columns", "pool_dataset", "read_columns", "read_features"]
 
@@ -96,22 +97,11 @@ def as_ids(ids, id_type: pa.DataType | str) -> np.ndarray:
         if arr.dtype.kind in "iu":
             return arr.astype(np.int64, copy=False)
         try:
-            out = np.array([_integer_id(v) for v in arr.tolist()], dtype=np.int64)
+            out = np.array([integer_id(v) for v in arr.tolist()], dtype=np.int64)
         except (TypeError, ValueError, OverflowError):
             raise PoolSchemaError(f"Expected integer ids. Got {arr[:3].tolist()!r}...") from None
         return out
     return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in arr.tolist()], dtype=object)
-
-
-def _integer_id(value) -> int:
-    """An id as int: ints, integral floats (1011.0, as CSV readers give) and digit strings; never truncated."""
-    if isinstance(value, bool):
-        raise TypeError("a bool is not an id")
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(f"{value!r} is not an integer")
-        return int(value)
-    return int(value)
 
 
 def feature_columns(schema: pa.Schema, *, id_column: str, exclude: Sequence[str] = ()) -> list[str]:

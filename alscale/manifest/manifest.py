@@ -88,6 +88,13 @@ def check_output_free(out: str | os.PathLike, force: bool) -> None:
         raise OutputError(f"Output directory {str(out)!r} exists already; pass --force to replace it.")
     if out.exists() and not out.is_dir():
         raise OutputError(f"Output {str(out)!r} exists and is not a directory.")
+    parent = out.absolute().parent
+    while not parent.exists():  # the directories write_manifest would create
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"Cannot write output {str(out)!r}: {str(parent)!r} is a file, not a directory.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"Cannot write output {str(out)!r}: no permission to write in {str(parent)!r}.")
 
 
 def write_manifest(out: str | os.PathLike, batch: pa.Table, data: dict[str, Any], *, force: bool = False) -> Manifest:

@@ -90,7 +90,7 @@ def load_session(path: str | Path, threads: int = 1) -> ort.InferenceSession:
     opts.intra_op_num_threads = int(threads)
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # fatal only: every error reaches the caller as an exception, with its message
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except FileNotFoundError:

@@ -147,9 +147,15 @@ class ModelRunner:
         """
         member_probs = []
         embeddings = None
-        for session, input_name, fetch, dtype, logits in self._members:
+        for member, (session, input_name, fetch, dtype, logits) in enumerate(self._members):
             x = features if features.dtype == dtype else features.astype(dtype)
-            results = session.run(fetch, {input_name: x})
+            try:
+                results = session.run(fetch, {input_name: x})
+            except Exception as exc:  # noqa: BLE001  (onnxruntime raises its own types: InvalidArgument, Fail, ...)
+                detail = " ".join(str(exc).split())[:300]
+                raise ModelContractError(
+                    f"Model {self.contracts[member].path!r} cannot score a batch of {x.shape[0]} rows x {x.shape[1]} features: {detail}"
+                ) from None
             values = results[0]
             if logits:
                 probs = softmax(values)

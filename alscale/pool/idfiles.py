@@ -13,7 +13,27 @@ import pyarrow.parquet as pq
 from alscale.exceptions import ConfigError
 from alscale.rowrandom import id_keys
 
-__all__ = ["read_id_file", "read_id_keys"]
+__all__ = ["integer_id", "read_id_file", "read_id_keys"]
+
+
+def integer_id(value) -> int:
+    """An id as an int, never truncated: ints, integral floats (``1011.0``, which CSV readers
+    give for integer columns with gaps) and digit strings.
+
+    Raises
+    ------
+    ValueError, TypeError
+        ``1011.5``, ``"1011.5"``, ``True``, ``None`` and anything else that is not an integer.
+    """
+    if isinstance(value, bool):
+        raise TypeError("a bool is not an id")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"{value!r} is not an integer")
+        return int(value)
+    if isinstance(value, (int, np.integer, str, bytes)):
+        return int(value)
+    raise TypeError(f"{type(value).__name__} is not an id")
 
 
 def read_id_file(path: str | os.PathLike, id_column: str = "id", as_int: bool = True) -> np.ndarray:
@@ -64,8 +84,8 @@ def read_id_file(path: str | os.PathLike, id_column: str = "id", as_int: bool = 
         raise ConfigError(f"Cannot read id file {path!r}: {getattr(exc, 'strerror', None) or str(exc).splitlines()[0]}.") from None
     if as_int:
         try:
-            return np.asarray([int(v) for v in values], dtype=np.int64)
-        except (TypeError, ValueError):
+            return np.asarray([integer_id(v) for v in values], dtype=np.int64)
+        except (TypeError, ValueError, OverflowError):
             bad = next(v for v in values if not _is_int(v))
             raise ConfigError(f"Id file {path!r} holds {bad!r}, but the pool's ids are integers.") from None
     return np.asarray([str(v) for v in values], dtype=str)
@@ -73,9 +93,9 @@ def read_id_file(path: str | os.PathLike, id_column: str = "id", as_int: bool = 
 
 def _is_int(value) -> bool:
     try:
-        int(value)
+        integer_id(value)
         return True
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False
 
 

@@ -46,7 +46,10 @@ def ids_to_numpy(column: pa.Array, id_column: str) -> np.ndarray:
     if typ == _INT64 and isinstance(column, pa.Array):  # the common case, zero-copy
         return np.frombuffer(column.buffers()[1], dtype=np.int64, count=len(column), offset=column.offset * 8)
     if pa.types.is_integer(typ):
-        return column.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        values = column.to_numpy(zero_copy_only=False)
+        if typ == pa.uint64() and values.size and values.max() > np.iinfo(np.int64).max:
+            raise PoolSchemaError(f"The id column {id_column!r} holds {int(values.max())}, which does not fit an int64 id.")
+        return values.astype(np.int64, copy=False)
     if pa.types.is_string(typ) or pa.types.is_large_string(typ):
         return np.asarray(column.to_numpy(zero_copy_only=False), dtype=str)
     raise PoolSchemaError(f"The id column {id_column!r} must be int64 or string. Got {typ}.")

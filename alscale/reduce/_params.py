@@ -25,6 +25,8 @@ def resolve_params(strategy: str, defaults: Mapping[str, Any], params: Mapping[s
         if key in ENGINE_KEYS:
             out[key] = value
             continue
+        if not defaults:
+            raise ConfigError(f"Strategy {strategy!r} takes no parameters. Got {key!r}.")
         if key not in defaults:
             close = difflib.get_close_matches(key, list(defaults), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""

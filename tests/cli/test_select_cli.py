@@ -40,6 +40,7 @@ def assert_clean_failure(result, out, pattern):
     assert len(lines) == 1 and lines[0].startswith("alscale: error: "), result.stderr
     assert pattern in lines[0], lines[0]
     assert not os.path.exists(out)
+    assert not os.path.exists(f"{out}.checkpoints")  # nothing to resume: the same inputs fail the same way
     assert not [p for p in os.listdir(os.path.dirname(out)) if p.startswith(".out.tmp")]
 
 
@@ -77,6 +78,12 @@ def _bad_pools(tmp_path):
     X[3, 1] = np.nan
     write_pool(tmp_path / "nan", X)
     write_pool(tmp_path / "dup", tied_features(100), ids=np.r_[np.arange(99), 5])
+    # a variable-length list column: the width is only known from the rows (9 here; the model takes 8)
+    pq.write_table(pa.table({"id": np.arange(200), "features": pa.array([[0.5] * 9] * 200, pa.list_(pa.float32()))}),
+                   tmp_path / "list9.parquet")
+    u64 = pa.array([*range(199), 2**63 + 5], pa.uint64())
+    pq.write_table(pa.table({"id": u64, "features": pa.array([[0.5] * 8] * 200, pa.list_(pa.float32(), 8))}), tmp_path / "u64.parquet")
+    pq.write_table(pa.table({"id": [1.5, 2.0]}), tmp_path / "float-ids.parquet")
 
 
 @pytest.mark.parametrize(
@@ -95,6 +102,11 @@ def _bad_pools(tmp_path):
         ("unknown strategy", ["--pool", "{pool}", "--strategy", "entropi"], "Did you mean 'entropy'?"),
         ("batch size word", ["--pool", "{pool}", "--batch-size", "fast"], "The 'batch_size' parameter must be 'auto' or an int >= 1. Got 'fast' instead."),
         ("batch size zero", ["--pool", "{pool}", "--batch-size", "0"], "The 'batch_size' parameter must be 'auto' or an int >= 1. Got 0 instead."),
+        ("k not a number", ["--pool", "{pool}", "--k", "abc"], "Invalid value for '--k': 'abc' is not a valid integer. (see alscale select --help)"),
+        ("list rows too wide", ["--pool", "{tmp}/list9.parquet"], "cannot score a batch of 200 rows x 9 features"),
+        ("uint64 ids past int64", ["--pool", "{tmp}/u64.parquet"], "holds 9223372036854775813, which does not fit an int64 id"),
+        ("fractional exclusion ids", ["--pool", "{pool}", "--exclude", "{tmp}/float-ids.parquet"], "holds 1.5, but the pool's ids are integers"),
+        ("unknown strategy parameter", ["--pool", "{pool}", "--param", "foo=1"], "Strategy 'entropy' takes no parameters. Got 'foo'."),
     ],
 )
 def test_bad_input_is_one_line_exit_2_no_output(tmp_path, pool, model_path, case, args, message):
@@ -104,6 +116,30 @@ def test_bad_input_is_one_line_exit_2_no_output(tmp_path, pool, model_path, case
         args += ["--model", str(model_path)]
     out = tmp_path / "out"
     assert_clean_failure(run("select", *args, "--out", out, "--quiet"), out, message)
+
+
+def test_config_values_of_the_wrong_type_change_nothing(tmp_path, pool, model_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    cfg = tmp_path / "select.toml"
+    for line, message in (('force = "no"', "The 'force' setting must be true or false. Got 'no'."),
+                          ("exclude = [1, 2]", "The 'exclude' setting must be a list of strings. Got [1, 2]."),
+                          ("model = 5", "The 'model' setting must be a list of strings. Got 5."),
+                          ("checkpoint_dir = 5", "The 'checkpoint_dir' setting must be a string. Got 5.")):
+        model = "" if line.startswith("model") else f'model = "{model_path}"\n'
+        cfg.write_text(f'pool = "{pool}"\n{model}k = 5\n{line}\n')
+        r = run("select", "--config", cfg, "--out", out, "--quiet")
+        assert r.exit_code == 2 and r.stderr.strip() == f"alscale: error: {message}", r.stderr
+        assert os.listdir(out) == ["keep.txt"]
+
+
+def test_output_under_a_file_fails_before_scoring(tmp_path, pool, model_path):
+    (tmp_path / "afile").write_text("x")
+    r = run("select", "--pool", pool, "--model", model_path, "--out", tmp_path / "afile" / "sub", "--quiet")
+    assert r.exit_code == 2 and "is a file, not a directory" in r.stderr
+    assert "checkpoint" not in r.stderr  # refused before any shard ran
+    assert (tmp_path / "afile").read_text() == "x"
 
 
 def test_model_without_class_output_and_bad_probabilities(tmp_path, pool):
@@ -149,3 +185,17 @@ def test_demo_console_script(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "selected 15 of 20,000 rows with margin" in proc.stdout
     assert pq.read_table(tmp_path / "demo" / "batch" / "batch.parquet").num_rows == 15
+
+
+@pytest.mark.slow
+def test_more_actors_than_cores_on_a_private_ray(tmp_path, pool, model_path):
+    """A private local Ray gets a CPU per actor asked for (it used to wait forever), and prints nothing on success."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}  # Ray's default: token auth, and its notice
+    exe = os.path.join(os.path.dirname(sys.executable), "alscale")
+    actors = (os.cpu_count() or 1) + 1
+    proc = subprocess.run([exe, "select", "--pool", str(pool), "--model", str(model_path), "--k", "12", "--actors", str(actors),
+                           "--out", str(tmp_path / "out"), "--quiet"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-2000:]
+    reference = run("select", "--pool", pool, "--model", model_path, "--k", 12, "--actors", 1, "--out", tmp_path / "ref", "--quiet")
+    assert reference.exit_code == 0
+    assert (tmp_path / "out" / "batch.parquet").read_bytes() == (tmp_path / "ref" / "batch.parquet").read_bytes()
