@@ -2,8 +2,8 @@
 
 1. Cluster once: gather a sample of embeddings from the shards by a shard-independent rule
    (the ``sample_size`` rows with the smallest ``row_uniform(key, seed, stream)``), run FAISS
-   k-means on it, and cache the centroids as ``<cache_dir>/clusters-<cache_key>.npy`` so later
-   rounds with the same model and pool reuse them.
+   k-means on it, and cache the centroids as ``<cache_dir>/clusters-<cache_key>-<settings>.npy``
+   so later rounds with the same model, pool, seed and clustering settings reuse them.
 2. Every shard assigns its rows to the nearest centroid (FAISS ``IndexFlatL2``).  On the
    engine, steps 1-2 are split: :func:`prepare_cluster_margin` gets the centroids before the
    main scan (from the cache, or from a light pass that runs the model on the sample rows
@@ -25,6 +25,7 @@ Kumar, S. (2021). Batch Active Learning at Scale. NeurIPS.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -398,16 +399,24 @@ def _save_atomic(path: str, array: np.ndarray) -> None:
         raise OutputError(f"Cannot write the cluster cache {path!r}: {exc}") from exc
 
 
-def _cache_path(p: dict) -> str | None:
+def _cache_path(p: dict, seed: int) -> str | None:
+    """``<cache_dir>/clusters-<model and pool>-<clustering settings>.npy``, or None without a cache.
+
+    Everything the centroids depend on is in the name, so a run never takes centroids that
+    other settings made (its batch would then depend on what ran before it).
+    """
     cache_dir, cache_key = p.get("cache_dir"), p.get("cache_key")
-    return os.path.join(str(cache_dir), f"clusters-{cache_key}.npy") if cache_dir and cache_key else None
+    if not (cache_dir and cache_key):
+        return None
+    settings = f"{p['n_clusters']}|{_sample_size(p)}|{p['niter']}|{int(seed)}"
+    return os.path.join(str(cache_dir), f"clusters-{cache_key}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}.npy")
 
 
-def _cached_centroids(p: dict) -> np.ndarray | None:
-    path = _cache_path(p)
+def _cached_centroids(p: dict, seed: int) -> np.ndarray | None:
+    path = _cache_path(p, seed)
     if path and os.path.exists(path):
         cached = np.load(path)
-        if cached.ndim == 2 and len(cached) <= p["n_clusters"]:
+        if cached.ndim == 2 and 1 <= len(cached) <= p["n_clusters"]:
             return cached.astype(np.float32)
         logger.warning("ignoring cluster cache %s: shape %s does not fit n_clusters=%d", path, cached.shape, p["n_clusters"])
     return None
@@ -428,19 +437,19 @@ def _fit_centroids(sample: dict[str, np.ndarray], seed: int, p: dict, m: int) ->
     km = faiss.Kmeans(x.shape[1], n_clusters, niter=p["niter"], seed=int(seed) & 0x7FFFFFFF, verbose=False, max_points_per_centroid=1 << 20)
     km.train(x)
     centroids = np.asarray(km.centroids, dtype=np.float32)
-    path = _cache_path(p)
+    path = _cache_path(p, seed)
     if path:
         _save_atomic(path, centroids)
     return centroids, len(x)
 
 
 def _centroids(group: ShardGroup, seed: int, p: dict, total: int) -> tuple[np.ndarray, str, int]:
-    cached = _cached_centroids(p)
+    cached = _cached_centroids(p, seed)
     if cached is not None:
         return cached, "hit", 0
     m = min(total, _sample_size(p))
     centroids, used = _fit_centroids(concat_rows(group.map("sample", seed, m)), seed, p, m)
-    return centroids, ("miss" if _cache_path(p) else "off"), used
+    return centroids, ("miss" if _cache_path(p, seed) else "off"), used
 
 
 def prepare_cluster_margin(sample_rows, k: int, seed: int, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -461,14 +470,14 @@ def prepare_cluster_margin(sample_rows, k: int, seed: int, params: Mapping[str, 
         be merged into the builder's and the select function's parameters.
     """
     p = _params(params)
-    cached = _cached_centroids(p)
+    cached = _cached_centroids(p, seed)
     if cached is not None:
         return {"centroids": cached, "prepared": {"cache": "hit", "sample_size": 0}}
     rows, total = sample_rows(_sample_size(p), _SAMPLE_STREAM)
     if total < k:
         raise PoolExhaustedError(total, k)
     centroids, used = _fit_centroids(rows, int(seed), p, min(total, _sample_size(p)))
-    return {"centroids": centroids, "prepared": {"cache": "miss" if _cache_path(p) else "off", "sample_size": used}}
+    return {"centroids": centroids, "prepared": {"cache": "miss" if _cache_path(p, seed) else "off", "sample_size": used}}
 
 
 def _candidate_cut(group: ShardGroup, m: int, total: int) -> tuple | None:

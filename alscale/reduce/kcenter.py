@@ -99,8 +99,8 @@ def greedy_kcenter(
         dist += sq[j]
         np.maximum(dist, 0.0, out=dist)
         np.minimum(d2, dist, out=d2)
-        d2[j] = 0.0
-    radius = float(np.sqrt(d2.max())) if n else 0.0
+        d2[j] = -1.0  # below every distance: never picked twice, even when all that is left are copies (distance 0)
+    radius = float(np.sqrt(max(float(d2.max()), 0.0))) if n else 0.0
     return np.asarray(picks, dtype=np.intp), np.asarray(gains, dtype=np.float64), radius
 
 

@@ -97,8 +97,8 @@ def test_selection_matches_reference_for_any_shard_count_and_reuses_cache(tmp_pa
     group, ids = _group(x, probs, 2, selectable)
     first = select_cluster_margin(group, 150, 3, params)
     assert first.info["cache"] == "miss"
-    cache = tmp_path / "clusters-m1-p1.npy"
-    assert cache.exists() and not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    (cache,) = tmp_path.glob("clusters-m1-p1-*.npy")
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
     centroids = np.load(cache)
     ref_ids, ref_cluster = _reference(x, probs, ids, selectable, centroids, 150, 4)
     for shards in (1, 2, 3):
@@ -110,6 +110,21 @@ def test_selection_matches_reference_for_any_shard_count_and_reuses_cache(tmp_pa
     np.testing.assert_array_equal(first["id"], ref_ids)
 
 
+def test_cache_is_not_shared_by_other_clustering_settings(tmp_path):
+    """Centroids cached for 4 clusters (or another seed) must not serve a run asking for 20: its batch would depend on what ran before."""
+    x, probs = _data()
+    cache = {"cache_dir": str(tmp_path), "cache_key": "m1-p1"}
+    group, _ = _group(x, probs, 2)
+    fresh = select_cluster_margin(group, 100, 3, {"n_clusters": 20, "candidate_multiple": 4})  # no cache at all
+    assert select_cluster_margin(group, 100, 3, {"n_clusters": 4, "candidate_multiple": 4, **cache}).info["cache"] == "miss"
+    after = select_cluster_margin(group, 100, 3, {"n_clusters": 20, "candidate_multiple": 4, **cache})
+    assert after.info["cache"] == "miss" and after.info["n_clusters"] == fresh.info["n_clusters"] == 20
+    np.testing.assert_array_equal(after["id"], fresh["id"])
+    assert select_cluster_margin(group, 100, 4, {"n_clusters": 20, "candidate_multiple": 4, **cache}).info["cache"] == "miss"
+    assert select_cluster_margin(group, 100, 3, {"n_clusters": 20, "candidate_multiple": 4, **cache}).info["cache"] == "hit"
+    assert len(list(tmp_path.glob("clusters-m1-p1-*.npy"))) == 3
+
+
 @pytest.mark.parametrize("k,multiple", [(150, 4), (40, 1), (700, 10)])
 def test_candidates_cut_through_ties_like_the_reference(tmp_path, k, multiple):
     # five distinct probability rows: margins tie in large blocks, so the m-th candidate sits in a tie
@@ -119,7 +134,8 @@ def test_candidates_cut_through_ties_like_the_reference(tmp_path, k, multiple):
     selectable = np.ones(len(x), bool)
     params = {"n_clusters": 7, "candidate_multiple": multiple, "cache_dir": str(tmp_path), "cache_key": f"ties-{k}"}
     select_cluster_margin(_group(x, probs, 1)[0], k, 1, params)
-    centroids = np.load(tmp_path / f"clusters-ties-{k}.npy")
+    (cache,) = tmp_path.glob(f"clusters-ties-{k}-*.npy")
+    centroids = np.load(cache)
     for shards in (1, 2, 3):
         group, ids = _group(x, probs, shards)
         sel = select_cluster_margin(group, k, 1, params)

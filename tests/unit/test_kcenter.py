@@ -61,6 +61,20 @@ def test_greedy_kcenter_matches_plain_reference():
 
 
 @pytest.mark.parametrize("shards", [1, 2, 3])
+def test_fewer_distinct_rows_than_k_still_gives_k_distinct_ids(shards):
+    """60 rows repeating 3 vectors, k=6: once every distance is 0 the rest are the remaining rows in key order, never a row twice."""
+    base = np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32)
+    x = base[np.arange(60) % 3]
+    probs = np.full((60, 3), 1 / 3, np.float32)
+    sel = select_coreset(_group(x, probs, shards), 6, 0)
+    assert len(set(sel["id"].tolist())) == 6
+    assert len({tuple(x[i]) for i in sel["id"][:3]}) == 3  # the three distinct vectors come first
+    np.testing.assert_array_equal(sel["score"][3:], 0.0)
+    picks, gains, radius = greedy_kcenter(x, 60, np.empty((0, 4), np.float32))
+    assert sorted(picks.tolist()) == list(range(60)) and radius == 0.0
+
+
+@pytest.mark.parametrize("shards", [1, 2, 3])
 def test_composable_radius_close_to_single_process_greedy(shards):
     x, probs = _data()
     labeled = np.zeros(len(x), bool)
