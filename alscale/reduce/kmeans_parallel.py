@@ -236,8 +236,9 @@ class GradientShard:
         """Rows drawn this round: ``row_uniform(key, seed, round) < oversample * d2 / phi``."""
         if len(self.keys) == 0 or phi <= 0:
             return {}
-        u = row_uniform(self.keys, seed, round_)
-        pick = (~self.chosen) & (self.d2 > 0) & (self.sq > 0) & (u * phi < oversample * self.d2.astype(np.float64))
+        pick = (~self.chosen) & (self.d2 > 0) & (self.sq > 0)
+        if math.isfinite(oversample):  # inf: every row still far from the centers
+            pick &= row_uniform(self.keys, seed, round_) * phi < oversample * self.d2.astype(np.float64)
         return self._payload(np.flatnonzero(pick))
 
     def weights(self, n_candidates: int) -> np.ndarray:
@@ -434,6 +435,11 @@ def kmeans_parallel(
     center_cols = ("key", "z") if sketch != "none" else ("key", "a", "h")
     phi = float(sum(group.map("update", {c: cands[c] for c in center_cols}, 0)))
     ell = float(oversampling) * k
+    if total <= 1 + rounds * ell:
+        # sampling would propose about every row anyway, and with k close to the pool's size it can
+        # stop barely above k, leaving the final k-means++ no choice but to take poor candidates:
+        # propose every row (one round), so the final pick is exact k-means++ over the pool
+        ell = math.inf
     done = 0
     while phi > 0 and (done < rounds or (len(cands["key"]) < k and done < rounds + max_extra_rounds)):
         done += 1

@@ -81,6 +81,24 @@ def test_quality_within_110_percent_of_exact_kmeanspp_median_over_5_seeds():
     assert ratio <= 1.10, f"k-means|| cost {np.median(ours):.4g} vs exact k-means++ {np.median(ref):.4g}: ratio {ratio:.3f}"
 
 
+@pytest.mark.parametrize("k", [800, 900])
+def test_k_close_to_the_pool_size_keeps_the_quality(k):
+    """k a large share of the rows: sampling used to stop barely above k and leave far rows out (cost 20x k-means++)."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(1000, 5)) * rng.choice([0.5, 6.0], size=(1000, 1))  # unsure and confident rows
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs = (probs / probs.sum(1, keepdims=True)).astype(np.float32)
+    emb = rng.normal(size=(1000, 16)).astype(np.float32)
+    g = gradient_embeddings(probs, emb)
+    group, ids = _group(probs, emb, 2)
+    for seed in range(6):
+        sel = select_badge(group, k, seed)
+        assert sel.info["candidates"] == 1000 and len(set(sel["id"].tolist())) == k
+        ours = _cost(g, g[np.searchsorted(ids, sel["id"])])
+        ref = _cost(g, g[_exact_kmeanspp(g, k, np.random.default_rng(seed))])
+        assert ours <= 1.10 * ref, f"seed {seed}: cost {ours:.4g} vs exact k-means++ {ref:.4g}"
+
+
 @pytest.mark.parametrize("params", [{}, {"sketch": "none"}, {"sketch": "kron", "sketch_dim": 24}])
 def test_tiny_pool_against_sklearn_kmeans_plusplus(params):
     probs, emb = _pool(300, 3, 5, seed=2)
