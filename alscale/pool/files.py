@@ -161,6 +161,14 @@ def _list_files(spec: str) -> tuple[str | None, list[str]]:
     return None, []
 
 
+def _schema_difference(got: pa.Schema, expected: pa.Schema) -> str:
+    """What differs, e.g. "id: uint64 where the first file has int64"."""
+    if got.names != expected.names:
+        return f"columns {got.names} where the first file has {expected.names}"
+    diffs = [f"{f.name}: {f.type} where the first file has {e.type}" for f, e in zip(got, expected) if not f.type.equals(e.type)]
+    return "; ".join(diffs) or "different column metadata"
+
+
 def resolve_pool(spec: str) -> PoolFiles:
     """Resolve a pool spec and read every file's footer.
 
@@ -187,7 +195,7 @@ def resolve_pool(spec: str) -> PoolFiles:
         if schema is None:
             schema = file_schema
         elif not file_schema.equals(schema):
-            raise PoolSchemaError(f"Pool files disagree on their schema: {path!r} has {file_schema.names}, expected {schema.names}.")
+            raise PoolSchemaError(f"Pool files disagree on their schema: {path!r} has {_schema_difference(file_schema, schema)}.")
         size = fs.get_file_info(path).size
         groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
         files.append(PoolFile(path=path, size=int(size or 0), rows=int(meta.num_rows), row_groups=groups))

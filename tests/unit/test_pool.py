@@ -171,3 +171,23 @@ def test_reading_a_large_file_keeps_only_about_one_row_group_mapped(tmp_path):
         grown_mib = (peak - before) / 1024
     assert rows == 200_000
     assert grown_mib < 15, f"{grown_mib:.1f} MiB of the 51 MiB file stayed mapped"
+
+
+def test_files_whose_schemas_differ_are_named_with_the_difference(tmp_path):
+    feats = pa.array([[0.5] * 4] * 3, pa.list_(pa.float32(), 4))
+    pq.write_table(pa.table({"id": pa.array([1, 2, 3], pa.int64()), "features": feats}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"id": pa.array([4, 5, 6], pa.uint64()), "features": feats}), tmp_path / "b.parquet")
+    with pytest.raises(PoolSchemaError, match="b.parquet' has id: uint64 where the first file has int64"):
+        resolve_pool(str(tmp_path))
+    pq.write_table(pa.table({"key": pa.array([4, 5, 6], pa.int64()), "features": feats}), tmp_path / "b.parquet")
+    with pytest.raises(PoolSchemaError, match=r"columns \['key', 'features'\] where the first file has \['id', 'features'\]"):
+        resolve_pool(str(tmp_path))
+
+
+@pytest.mark.parametrize("values, bad", [([1.5, 2.0], "1.5"), (["7", "7.5"], "'7.5'")])
+def test_fractional_ids_in_an_id_file_are_refused(tmp_path, values, bad):
+    pq.write_table(pa.table({"id": values}), tmp_path / "ids.parquet")
+    with pytest.raises(ConfigError, match=f"holds {bad}, but the pool's ids are integers"):
+        read_id_file(tmp_path / "ids.parquet")
+    pq.write_table(pa.table({"id": [3.0, 4.0]}), tmp_path / "whole.parquet")  # integral floats are ids
+    assert read_id_file(tmp_path / "whole.parquet").tolist() == [3, 4]
