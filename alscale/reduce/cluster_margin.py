@@ -29,12 +29,12 @@ import hashlib
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from alscale._atomic import temp_beside
 from alscale.exceptions import ConfigError, OutputError, PoolExhaustedError, StrategyError
 from alscale.reduce._params import resolve_params
 from alscale.reduce.shardgroup import ColumnBuffer, Selection, ShardGroup, concat_rows
@@ -383,18 +383,10 @@ def make_cluster_margin_builder(params: Mapping[str, Any] | None = None) -> Clus
 
 
 def _save_atomic(path: str, array: np.ndarray) -> None:
-    directory = os.path.dirname(path) or "."
     try:
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".clusters-", suffix=".npy.tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as fh:
+        with temp_beside(path) as tmp:
+            with open(tmp, "wb") as fh:
                 np.save(fh, array)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
     except OSError as exc:
         raise OutputError(f"Cannot write the cluster cache {path!r}: {exc}") from exc
 
