@@ -384,9 +384,8 @@ def make_cluster_margin_builder(params: Mapping[str, Any] | None = None) -> Clus
 
 def _save_atomic(path: str, array: np.ndarray) -> None:
     try:
-        with temp_beside(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, array)
+        with temp_beside(path) as tmp, open(tmp, "wb") as fh:  # a file object: np.save would add ".npy" to a name
+            np.save(fh, array)
     except OSError as exc:
         raise OutputError(f"Cannot write the cluster cache {path!r}: {exc}") from exc
 
