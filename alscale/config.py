@@ -110,6 +110,7 @@ class SelectSettings:
     checkpoint_dir: str | None = None
 
     def __post_init__(self) -> None:
+        self._normalize()
         for name in ("pool", "strategy", "id_column"):
             _check_type(name, getattr(self, name), str, "a string")
         for name in ("out", "address", "probs_output", "embedding_output", "checkpoint_dir"):
@@ -137,6 +138,20 @@ class SelectSettings:
             raise ConfigError("The 'pool' parameter is required: a Parquet file, directory or glob.")
         if not self.model:
             raise ConfigError("The 'model' parameter is required: an ONNX file (repeat it for a committee).")
+
+    def _normalize(self) -> None:
+        """Accept what Python callers naturally pass: paths, one string or a list for the repeatable settings."""
+        for name in _TUPLE_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, (str, os.PathLike)):
+                value = (os.fspath(value),)
+            elif isinstance(value, (list, tuple)):
+                value = tuple(os.fspath(v) if isinstance(v, os.PathLike) else v for v in value)
+            object.__setattr__(self, name, value)
+        for name in ("pool", "out", "checkpoint_dir"):
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                object.__setattr__(self, name, os.fspath(value))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the settings."""
@@ -240,15 +255,6 @@ def make_settings(config: str | os.PathLike | None = None, **overrides: Any) -> 
         if value is None or (key in _TUPLE_FIELDS and isinstance(value, (list, tuple)) and not value):
             continue
         data[key] = value
-    for key in _TUPLE_FIELDS:
-        value = data.get(key)
-        if isinstance(value, (str, os.PathLike)):
-            data[key] = (os.fspath(value),)
-        elif isinstance(value, (list, tuple)):
-            data[key] = tuple(os.fspath(v) if isinstance(v, os.PathLike) else v for v in value)
-    for key in ("pool", "out", "checkpoint_dir"):
-        if isinstance(data.get(key), os.PathLike):
-            data[key] = os.fspath(data[key])
     for key in ("pool", "model"):
         if key not in data:
             raise ConfigError(f"The {key!r} setting is required (flag --{key} or the config file).")

@@ -29,3 +29,16 @@ def test_unknown_keys_and_bad_values(tmp_path):
         make_settings(tmp_path / "broken.toml")
     with pytest.raises(ConfigError, match="on_invalid"):
         make_settings(pool="p", model=["m"], on_invalid="ignore")
+
+
+def test_settings_built_directly_take_paths_lists_and_one_string(tmp_path):
+    from alscale.config import SelectSettings
+
+    s = SelectSettings(pool=tmp_path / "pool", model=[tmp_path / "m.onnx"], exclude=str(tmp_path / "x.csv"), out=tmp_path / "out")
+    assert s.pool == str(tmp_path / "pool") and s.out == str(tmp_path / "out")
+    assert s.model == (str(tmp_path / "m.onnx"),) and s.exclude == (str(tmp_path / "x.csv"),)
+    assert s.features is None and s.labeled == ()
+    with pytest.raises(ConfigError, match=r"The 'model' setting must be a list of strings. Got \['m', 5\]"):
+        SelectSettings(pool="p", model=["m", 5])
+    with pytest.raises(ConfigError, match="The 'exclude' setting must be a list of strings. Got 5"):
+        SelectSettings(pool="p", model=["m"], exclude=5)
