@@ -17,7 +17,8 @@ traceback.
     │   └── ModelContractError      outputs/inputs do not fit what alscale needs
     ├── StrategyError               unknown strategy, or one that needs what is not there
     ├── OutputError                 the output location exists or cannot be written
-    ├── EngineError                 a shard failed on the cluster
+    ├── EngineError                 the cluster cannot be reached, or a shard failed on it
+    │   ├── ClusterUnreachableError  nothing answers at the Ray address given
     │   ├── ShardError              one shard fails the same way every time
     │   └── ShardStateLostError     an actor restarted and lost a shard's state (rebuilt)
     ├── WorkspaceError              the active-learning workspace is inconsistent
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 __all__ = [
     "AlscaleError",
+    "ClusterUnreachableError",
     "ConfigError",
     "DuplicateIdError",
     "EngineError",
@@ -120,6 +122,10 @@ class OutputError(AlscaleError):
 
 class EngineError(AlscaleError):
     """Distributed execution failed."""
+
+
+class ClusterUnreachableError(EngineError):
+    """Nothing answers at the Ray cluster address given (``--address``)."""
 
 
 class ShardError(EngineError):

@@ -27,7 +27,9 @@ def connect_ray(address: str | None = None) -> None:
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=address, log_to_driver=True)
+        from alscale.engine.runtime import connect_cluster
+
+        connect_cluster(address, log_to_driver=True)
 
 
 def run_job(body: Callable[[], str], *, verbose: bool) -> int:

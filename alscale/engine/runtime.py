@@ -10,13 +10,16 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import ray
 
-__all__ = ["ray_session"]
+from alscale.exceptions import ClusterUnreachableError, ConfigError
+
+__all__ = ["check_reachable", "connect_cluster", "ray_session"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +37,54 @@ def _quiet(name: str) -> Iterator[None]:
         yield
     finally:
         log.setLevel(level)
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse, within ``timeout`` seconds, a ``host:port`` or ``ray://host:port`` where nothing listens.
+
+    Ray itself retries an unreachable address for minutes before it gives up.  ``"auto"`` and
+    other forms Ray resolves itself are left to Ray.
+
+    Raises
+    ------
+    ConfigError
+        The port is not a number.
+    ClusterUnreachableError
+        The connection is refused, times out or the host does not resolve.
+    """
+    target = address[len("ray://") :] if address.startswith("ray://") else address
+    if "://" in target or ":" not in target:
+        return
+    host, _, port = target.rpartition(":")
+    host = host.strip("[]")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"The Ray address {address!r} must end in a port number (host:6379, or ray://host:10001). Got port {port!r}.")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        if isinstance(exc, TimeoutError):
+            reason = f"no answer within {timeout:g} s"
+        raise ClusterUnreachableError(
+            f"Cannot reach a Ray cluster at {address!r}: {reason}. Expected the address of a running head node "
+            "(host:6379, or ray://host:10001 for Ray Client)."
+        ) from None
+
+
+def connect_cluster(address: str, **init_kwargs) -> None:
+    """``ray.init(address=...)`` that fails in seconds, with one line, when no cluster answers.
+
+    Raises
+    ------
+    ClusterUnreachableError
+        Nothing listens at ``address``, or what listens is not a Ray head node that lets us in.
+    """
+    check_reachable(address)
+    try:
+        ray.init(address=address, **init_kwargs)
+    except ConnectionError as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ClusterUnreachableError(f"Cannot connect to a Ray cluster at {address!r}: {detail}.") from None
 
 
 @contextmanager
@@ -54,7 +105,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     temp_dir = None
     kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING, configure_logging=False)
     if address:
-        ray.init(address=address, **kwargs)
+        connect_cluster(address, **kwargs)
     else:
         temp_dir = tempfile.mkdtemp(prefix="alscale-ray-")
         # address="local": always a new private Ray, never one found on this machine.  Ray logs a

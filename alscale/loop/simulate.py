@@ -204,7 +204,9 @@ def _start_ray(actors: int | None, address: str | None) -> str | bool:
         return False
     kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     if address:
-        ray.init(address=address, **kwargs)
+        from alscale.engine.runtime import connect_cluster
+
+        connect_cluster(address, **kwargs)
     else:  # a private local Ray in its own temp dir, never someone else's cluster
         import tempfile
 

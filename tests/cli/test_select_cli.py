@@ -199,3 +199,24 @@ def test_more_actors_than_cores_on_a_private_ray(tmp_path, pool, model_path):
     reference = run("select", "--pool", pool, "--model", model_path, "--k", 12, "--actors", 1, "--out", tmp_path / "ref", "--quiet")
     assert reference.exit_code == 0
     assert (tmp_path / "out" / "batch.parquet").read_bytes() == (tmp_path / "ref" / "batch.parquet").read_bytes()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_address_where_no_cluster_listens_fails_at_once(tmp_path, pool, model_path):
+    """Ray alone retries such an address for minutes; in a process of its own (this one has Ray up already)."""
+    exe = os.path.join(os.path.dirname(sys.executable), "alscale")
+    out = tmp_path / "out"
+    for address, message in ((f"127.0.0.1:{_closed_port()}", "Cannot reach a Ray cluster at '127.0.0.1:"),
+                             ("ray://head:client", "must end in a port number")):
+        proc = subprocess.run([exe, "select", "--pool", str(pool), "--model", str(model_path), "--k", "5", "--address", address,
+                               "--out", str(out)], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("alscale: error: ") and message in proc.stderr, proc.stderr
+        assert not out.exists()

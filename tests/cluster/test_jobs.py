@@ -77,3 +77,23 @@ def test_loop_round_job_reports_a_missing_workspace(monkeypatch, tmp_path, capsy
     assert job.main(["--workspace", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("alscale: error: Expected a workspace") and err.count("\n") == 1
+
+
+def test_a_cluster_address_where_nothing_listens_exits_2(tmp_path):
+    """``RAY_ADDRESS`` naming a port where nothing listens: one line and exit 2 in seconds, not minutes of retries."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "select.toml"
+    config.write_text(f'pool = "{tmp_path / "pool"}"\nmodel = "m.onnx"\n')
+    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{port}"}
+    proc = subprocess.run([sys.executable, str(REPO / "jobs" / "select_job.py"), "--config", str(config)],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"alscale: error: Cannot reach a Ray cluster at '127.0.0.1:{port}'"), proc.stderr
