@@ -23,6 +23,8 @@ def queue_options(func):
         click.option("--format", "format", type=click.Choice(["jsonl", "csv", "parquet", "groundtruth"]), help="File format [from the suffix]."),
         click.option("--source-column", help="Ground Truth source column."),
         click.option("--labels", help="Labels file to pull from (--to file)."),
+        click.option("--overwrite", is_flag=True, default=None,
+                     help="Replace a --to file output that holds a different export (by default that is refused)."),
         click.option("--workspace", "-w", required=True, type=click.Path(file_okay=False), help="The active-learning workspace."),
     ]
     for option in reversed(options):

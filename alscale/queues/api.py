@@ -10,7 +10,7 @@ Settings (a dict, or the ``[queue]`` table of a TOML/YAML file) pick the connect
     data_columns = ["text"]
 
     # kind = "http":  url, secret_env (ALSCALE_HTTP_SECRET), data_columns, retries, backoff
-    # kind = "file":  path, format, data_columns, source_column, labels
+    # kind = "file":  path, format, data_columns, source_column, labels, overwrite
 
 Secrets are never settings: only the *names* of the environment variables that hold them.
 """
@@ -36,7 +36,7 @@ KINDS = {
     "label-studio": (LabelStudioConnector, {"url", "project", "token_env", "data_columns", "from_name", "chunk_size",
                                             "lookup_chunk", "page_size", "timeout", "retries", "backoff"}),
     "http": (HttpEndpointConnector, {"url", "secret_env", "data_columns", "retries", "backoff", "timeout", "headers"}),
-    "file": (FileConnector, {"path", "format", "data_columns", "source_column", "labels"}),
+    "file": (FileConnector, {"path", "format", "data_columns", "source_column", "labels", "overwrite"}),
 }
 _POSITIONAL = {"label-studio": ("url", "project"), "http": ("url",), "file": ("path",)}
 

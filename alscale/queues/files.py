@@ -154,10 +154,14 @@ class FileConnector:
         The data column that is the Ground Truth ``source``/``source-ref``.
     labels : str or path, optional
         A labels file :meth:`pull` reads.
+    overwrite : bool, default False
+        Replace a file that holds a different export.  By default such a push is refused, so
+        an export the labeling tool has not read yet is never lost; pushing the same batch
+        again (a retry) rewrites nothing and is always allowed.
     """
 
     def __init__(self, path: str | os.PathLike, *, format: str | None = None, data_columns: Sequence[str] | Mapping[str, str] | None = None,
-                 source_column: str | None = None, labels: str | os.PathLike | None = None):
+                 source_column: str | None = None, labels: str | os.PathLike | None = None, overwrite: bool = False):
         self.path = str(path)
         suffix = Path(self.path).suffix.lower().lstrip(".")
         fmt = format or {"manifest": "groundtruth", "json": "jsonl"}.get(suffix, suffix)
@@ -165,6 +169,9 @@ class FileConnector:
             raise ConfigError(f"The file 'format' must be one of {list(FORMATS)}. Got {format or suffix!r} (from {self.path!r}).")
         self.format, self.data_columns, self.source_column = fmt, data_columns, source_column
         self.labels = None if labels is None else str(labels)
+        if not isinstance(overwrite, bool):
+            raise ConfigError(f"The file queue setting 'overwrite' must be true or false. Got {overwrite!r}.")
+        self.overwrite = overwrite
         self.name = f"file:{Path(self.path).name}"
 
     def __repr__(self) -> str:
@@ -182,11 +189,28 @@ class FileConnector:
             data = _groundtruth(batch, self.source_column)
         else:
             data = {"jsonl": _jsonl, "csv": _csv, "parquet": _parquet}[self.format](batch)
-        target = atomic_write(self.target(batch.run_id), data)
+        target = self.target(batch.run_id)
+        if not self._same_export_or_free(target, data):
+            raise OutputError(
+                f"{str(target)!r} holds a different export already; expected a new file. Put '{{run_id}}' in the path, "
+                "remove the file once the labeling tool has read it, or set overwrite (--overwrite)."
+            )
+        target = atomic_write(target, data)
         if ws is not None:
             ws.add_pending(batch.ids, batch_run_id=batch.run_id, queue=self.name)
         return PushResult(queue=self.name, run_id=batch.run_id, pushed=tuple(batch.ids), seconds=time.perf_counter() - start,
                           details={"path": str(target), "format": self.format})
+
+    def _same_export_or_free(self, target: Path, data: bytes) -> bool:
+        """Whether ``target`` may be written: absent, overwritable, or holding these very bytes (a retry).
+
+        Anything but a file there is left for the write itself to report."""
+        if self.overwrite or not target.is_file():
+            return True
+        try:
+            return target.stat().st_size == len(data) and target.read_bytes() == data
+        except OSError:
+            return False
 
     def pull(self, *, workspace: Any = None) -> list[dict]:
         """Label records from the labels file (none configured: an error)."""

@@ -131,3 +131,33 @@ def test_bad_labels_files_are_rejected_whole(tmp_path, manifest, workspace, name
     with pytest.raises(AlscaleError, match=match):
         conn.pull(workspace=workspace)
     assert workspace.label_log().num_rows == 0
+
+
+def test_a_file_holding_another_export_is_not_overwritten(tmp_path, pool, manifest, workspace):
+    from click.testing import CliRunner
+
+    from alscale.cli import main
+    from alscale.exceptions import OutputError
+
+    from .queue_support import make_manifest
+
+    target = tmp_path / "next.jsonl"
+    push(manifest, {"kind": "file", "path": str(target), "data_columns": ["text"]}, workspace=workspace)
+    first = target.read_bytes()
+    # the same batch again (a retry) rewrites the same bytes: allowed, nothing changes
+    push(manifest, {"kind": "file", "path": str(target), "data_columns": ["text"]}, workspace=workspace)
+    assert target.read_bytes() == first
+    ids = pq.read_table(pool, columns=["id"]).column("id").to_pylist()[100:110]
+    second = make_manifest(tmp_path / "batch-2", pool, ids, run_id="run-0002")
+    with pytest.raises(OutputError, match="holds a different export already"):
+        push(second, {"kind": "file", "path": str(target), "data_columns": ["text"]}, workspace=workspace)
+    assert target.read_bytes() == first
+    assert set(workspace.pending().column("id").to_pylist()) == {r["id"] for r in manifest.batch.to_pylist()}
+    args = ["push", str(second.path), "-w", str(workspace.path), "--to", "file", "--path", str(target), "--data-column", "text"]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 2 and "--overwrite" in refused.output and target.read_bytes() == first
+    replaced = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert [json.loads(line)["alscale_id"] for line in target.read_text().splitlines()] == ids
+    with pytest.raises(ConfigError, match="'overwrite' must be true or false"):
+        FileConnector(target, overwrite="yes")
