@@ -80,7 +80,25 @@ def _labels_schema(kind: str) -> pa.Schema:
     return pa.schema([
         ("id", _id_type(kind)), ("label", pa.string()), ("status", pa.string()), ("source", pa.string()),
         ("annotation_id", pa.string()), ("annotator", pa.string()), ("labeled_at", pa.string()), ("seq", pa.int64()),
+        ("answered_at", pa.string()),  # the queue's own time of the answer (Label Studio's updated_at), if it gave one
     ])
+
+
+def _answer_time(value) -> _dt.datetime | None:
+    """A queue's timestamp as an aware datetime (naive ones are taken as UTC); None if absent or unreadable."""
+    if value is None:
+        return None
+    try:
+        when = value if isinstance(value, _dt.datetime) else _dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=_dt.timezone.utc)
+
+
+def _is_older(new: dict, old: dict) -> bool:
+    """Whether record ``new`` answers before ``old`` by the queue's own clock (a late or replayed webhook)."""
+    new_time, old_time = _answer_time(new.get("answered_at")), _answer_time(old.get("answered_at"))
+    return new_time is not None and old_time is not None and new_time < old_time
 
 
 def _pending_schema(kind: str) -> pa.Schema:
@@ -334,7 +352,11 @@ class Workspace:
     def _read_table(self, name: str | None, schema: pa.Schema) -> pa.Table:
         if not name:
             return schema.empty_table()
-        return pq.read_table(self.path / "state" / name).cast(schema)
+        table = pq.read_table(self.path / "state" / name)
+        for field in schema:  # a column added since the file was written (answered_at): null for old rows
+            if field.name not in table.column_names:
+                table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+        return table.select(schema.names).cast(schema)
 
     def _commit(self, head: dict, *, labels: pa.Table | None = None, pending: pa.Table | None = None) -> None:
         """Write new table versions, then swap HEAD.json (caller holds the lock)."""
@@ -419,7 +441,10 @@ class Workspace:
         records : iterable of dict
             Each ``{"id", "label", "status", "source", "annotation_id", "annotator"}``;
             ``label`` is None for a skipped or cancelled task; ``status`` defaults to
-            "labeled".  Without an ``annotation_id`` the key is ``(source, id)``.
+            "labeled".  Without an ``annotation_id`` the key is ``(source, id)``.  An optional
+            ``answered_at`` (ISO 8601, the queue's own time of the answer) orders versions of one
+            annotation: a record older than the one kept under its key changes nothing, so
+            webhooks that arrive late or are replayed never undo a newer answer.
         skip_invalid : bool, default False
             Leave out (with a warning that counts them) the records that would be rejected,
             and record the others: for a queue shared with other workspaces, whose answers
@@ -464,8 +489,8 @@ class Workspace:
             for r in rows:
                 key = self._key(r)
                 old = log.get(key)
-                if old is not None and all(old[f] == r[f] for f in ("id", "label", "status", "annotator")):
-                    continue
+                if old is not None and (all(old[f] == r[f] for f in ("id", "label", "status", "annotator")) or _is_older(r, old)):
+                    continue  # the same answer again, or an older version of the one kept
                 seq += 1
                 log[key] = {**r, "labeled_at": _now(), "seq": seq}
                 changed += 1
@@ -496,9 +521,11 @@ class Workspace:
             except LabelError as exc:
                 problems.append((len(rows), str(exc)))
                 label = None
+            answered = rec.get("answered_at")
             rows.append({"id": rec["id"], "label": label if status == "labeled" else None, "status": status,
                          "source": str(rec.get("source") or "unknown"), "annotation_id": None if ann is None else str(ann),
-                         "annotator": None if rec.get("annotator") is None else str(rec["annotator"])})
+                         "annotator": None if rec.get("annotator") is None else str(rec["annotator"]),
+                         "answered_at": None if answered is None else str(answered)})
         try:
             ids = self._ids([r["id"] for r in rows]).tolist()
         except LabelError:  # some id is not of the pool's type: find which

@@ -107,9 +107,11 @@ def annotation_record(annotation: Mapping[str, Any], task: Mapping[str, Any], *,
     who = annotation.get("completed_by")
     if isinstance(who, Mapping):
         who = who.get("email") or who.get("id")
+    answered = annotation.get("updated_at") or annotation.get("created_at")
     return {
         "id": alscale_id, "label": label, "status": status, "source": source,
         "annotation_id": str(annotation["id"]), "annotator": None if who is None else str(who),
+        "answered_at": answered if isinstance(answered, str) else None,
     }
 
 

@@ -225,3 +225,28 @@ def test_readers_never_see_a_superseded_version(tmp_path, blob_pool):
     writer.join()
     assert not errors
     assert ws.pending().num_rows == len(pool_ids)
+
+
+def test_answer_times_order_versions_of_one_annotation(tmp_path, blob_pool):
+    ws = _ws(tmp_path, blob_pool)
+    rec = {"id": 5, "status": "labeled", "source": "ls", "annotation_id": "a1"}
+    assert ws.record_labels([{**rec, "label": "1", "answered_at": "2026-01-02T00:00:00+00:00"}]) == 1
+    assert ws.record_labels([{**rec, "label": "0", "answered_at": "2026-01-01T23:00:00-02:00"}]) == 1  # 01:00 UTC: newer
+    assert ws.record_labels([{**rec, "label": "1", "answered_at": "2026-01-02T00:30:00"}]) == 0  # naive = UTC: older
+    assert ws.labeled().column("label").to_pylist() == ["0"]
+    # without a time on either side, the latest arrival wins, as before
+    assert ws.record_labels([{**rec, "label": "1"}]) == 1
+    assert ws.labeled().column("label").to_pylist() == ["1"]
+
+
+def test_label_logs_written_before_answer_times_still_read(tmp_path, blob_pool):
+    import pyarrow.parquet as pq
+
+    ws = _ws(tmp_path, blob_pool)
+    ws.record_labels([{"id": 5, "label": "1", "source": "ls", "annotation_id": "a1"}])
+    state = tmp_path / "ws" / "state"
+    (log_file,) = state.glob("labels-*.parquet")
+    pq.write_table(pq.read_table(log_file).drop_columns(["answered_at"]), log_file)  # the layout of earlier versions
+    assert ws.label_log().column("answered_at").to_pylist() == [None]
+    assert ws.record_labels([{"id": 6, "label": "0", "source": "ls", "annotation_id": "a2", "answered_at": "2026-01-01T00:00:00Z"}]) == 1
+    assert sorted(ws.labeled().column("id").to_pylist()) == [5, 6]

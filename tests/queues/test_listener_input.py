@@ -85,3 +85,18 @@ def test_port_taken_or_out_of_range(workspace):
         WebhookListener(workspace, secret=SECRET, port=99999)
     res = CliRunner().invoke(main, ["listen", "-w", str(workspace.path), "--url", "http://127.0.0.1:9", "--project", "1", "--port", "99999"])
     assert res.exit_code == 2 and "99999" in res.output
+
+
+def test_a_late_or_replayed_webhook_never_undoes_a_newer_answer(listener, workspace):
+    """Label Studio sends webhooks from threads: an annotation edited twice in quick succession can arrive newest first."""
+    def post(label, updated_at, action="ANNOTATION_UPDATED"):
+        payload = _payload({"alscale_id": 1003}, _choice(label), updated_at=updated_at)
+        payload["action"] = action
+        return listener.handle(HEADERS, json.dumps(payload).encode())
+
+    assert post("fox", "2026-11-24T10:00:05.250000Z") == (200, {"recorded": 1})
+    assert post("cat", "2026-11-24T10:00:01.000000Z", action="ANNOTATION_CREATED") == (200, {"recorded": 0})  # arrives late
+    assert [(r["id"], r["label"]) for r in workspace.labeled().to_pylist()] == [(1003, "fox")]
+    assert post("dog", "2026-11-24T10:00:09Z") == (200, {"recorded": 1})  # a real later edit still wins
+    assert post("fox", "2026-11-24T10:00:05.250000Z") == (200, {"recorded": 0})  # the replay of an old one does not
+    assert [(r["label"], r["answered_at"]) for r in workspace.label_log().to_pylist()] == [("dog", "2026-11-24T10:00:09Z")]
