@@ -19,15 +19,15 @@ def select(
     strategy: str | None = None,
     k: int | None = None,
     out: str | os.PathLike | None = None,
-    exclude: Sequence[str | os.PathLike] = (),
-    labeled: Sequence[str | os.PathLike] = (),
+    exclude: str | os.PathLike | Sequence[str | os.PathLike] = (),
+    labeled: str | os.PathLike | Sequence[str | os.PathLike] = (),
     actors: int | None = None,
     address: str | None = None,
     seed: int | None = None,
     batch_size: int | str | None = None,
     threads: int | None = None,
     id_column: str | None = None,
-    features: Sequence[str] | None = None,
+    features: str | Sequence[str] | None = None,
     probs_output: str | None = None,
     embedding_output: str | None = None,
     on_invalid: str | None = None,
@@ -53,11 +53,18 @@ def select(
         ``entropy``, ``margin``, ``least-confidence``, ``random`` or a diversity strategy.
     k : int, default 100
     out : path-like, optional
-        Write ``batch.parquet`` and ``manifest.json`` there (atomically).
-    exclude, labeled : sequence of path-like
+        Write ``batch.parquet`` and ``manifest.json`` there (atomically).  Without it the batch
+        is only returned.
+    exclude, labeled : path-like or sequence of path-like
         Id files (Parquet/CSV/one per line) never to select; labeled ids also seed core-set.
     config : path-like, optional
         A TOML/YAML file with any of these settings; explicit arguments override it.
+    actors, address, seed, batch_size, threads, id_column, features : optional
+        As in :class:`alscale.SelectSettings`, whose defaults apply to any left as None.
+    probs_output, embedding_output, on_invalid, force, progress, strategy_params : optional
+        As in :class:`alscale.SelectSettings`.
+    skip_bad_shards, checkpoint_dir : optional
+        As in :class:`alscale.SelectSettings`.
 
     Returns
     -------
@@ -71,23 +78,23 @@ def select(
     """
     from alscale.engine import run_selection
 
-    models = None if model is None else ([str(model)] if isinstance(model, (str, os.PathLike)) else [str(m) for m in model])
+    # paths, one string or a list: SelectSettings normalizes them all the same way
     settings = make_settings(
         config,
-        pool=None if pool is None else str(pool),
-        model=models,
+        pool=pool,
+        model=model,
         strategy=strategy,
         k=k,
-        out=None if out is None else str(out),
-        exclude=[str(e) for e in exclude],
-        labeled=[str(e) for e in labeled],
+        out=out,
+        exclude=exclude,
+        labeled=labeled,
         actors=actors,
         address=address,
         seed=seed,
         batch_size=batch_size,
         threads=threads,
         id_column=id_column,
-        features=None if features is None else list(features),
+        features=features,
         probs_output=probs_output,
         embedding_output=embedding_output,
         on_invalid=on_invalid,
@@ -95,6 +102,6 @@ def select(
         progress=progress,
         strategy_params=None if strategy_params is None else dict(strategy_params),
         skip_bad_shards=skip_bad_shards,
-        checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
+        checkpoint_dir=checkpoint_dir,
     )
     return run_selection(settings)

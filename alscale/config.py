@@ -83,7 +83,8 @@ class SelectSettings:
     skip_bad_shards : bool
         Record and skip shards that fail deterministically instead of failing the run.
     checkpoint_dir : str or None
-        Where finished shards are checkpointed for resume (None: no checkpoints).
+        Where finished shards are checkpointed for resume.  None: ``<out>.checkpoints`` when
+        ``out`` is set, else no checkpoints.
     """
 
     pool: str

@@ -12,7 +12,12 @@ class BatchSize(click.ParamType):
 
     name = "INTEGER|auto"
 
+    def get_metavar(self, param, ctx=None):  # click upper-cases a type's name; keep 'auto' as it is typed
+        return self.name
+
     def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
         try:
             return int(value)
         except (TypeError, ValueError):
@@ -29,7 +34,7 @@ def _stack(*decorators):
 
 
 pool_options = _stack(
-    click.option("--pool", help="Parquet file, directory or glob (local or any pyarrow filesystem URI)."),
+    click.option("--pool", help="Parquet file, directory or glob (local or any pyarrow filesystem URI). Required, here or in --config."),
     click.option("--id-column", default=None, help="Column holding row ids (int64 or string). [default: id]"),
     click.option(
         "--features",
@@ -39,7 +44,7 @@ pool_options = _stack(
 )
 
 model_options = _stack(
-    click.option("--model", "models", multiple=True, help="ONNX classifier; repeat (or give a directory) for a committee."),
+    click.option("--model", "models", multiple=True, help="ONNX classifier; repeat (or give a directory) for a committee. Required, here or in --config."),
     click.option("--probs-output", default=None, help="Name of the probability/logit output. [default: detected]"),
     click.option("--embedding-output", default=None, help="Name of the embedding output. [default: detected]"),
 )

@@ -35,7 +35,7 @@ def _parse_params(values: tuple[str, ...]) -> dict:
     help="Selection strategy: " + ", ".join(sorted(STRATEGIES)) + ". [default: entropy]",
 )
 @click.option("--k", "k", type=int, default=None, help="How many examples to select. [default: 100]")
-@click.option("--out", default=None, help="Output directory for batch.parquet and manifest.json (must not exist).")
+@click.option("--out", default=None, help="Output directory for batch.parquet and manifest.json; it must not exist unless --force. Without it nothing is written (see --json).")
 @click.option("--exclude", multiple=True, help="File of ids never to select (Parquet/CSV/one per line); repeatable.")
 @click.option("--labeled", multiple=True, help="File of already-labeled ids (excluded; initial centers for coreset); repeatable.")
 @engine_options
@@ -97,6 +97,6 @@ def command(pool, id_column, features, models, probs_output, embedding_output, s
         click.echo(manifest.summary(), err=True)
         click.echo(
             f"scored {counts['rows_scored']:,} rows ({counts['rows_excluded']:,} excluded, {counts['rows_invalid']:,} invalid) "
-            f"in {elapsed:.1f} s; wrote {manifest.path}",
+            f"in {elapsed:.1f} s; " + (f"wrote {manifest.path}" if manifest.path else "nothing written (no --out)"),
             err=True,
         )

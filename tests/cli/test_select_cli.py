@@ -220,3 +220,10 @@ def test_an_address_where_no_cluster_listens_fails_at_once(tmp_path, pool, model
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("alscale: error: ") and message in proc.stderr, proc.stderr
         assert not out.exists()
+
+
+def test_batch_size_auto_in_any_case_and_a_run_without_out(pool, model_path):
+    result = run("select", "--pool", pool, "--model", model_path, "--k", 5, "--batch-size", "AUTO")
+    assert result.exit_code == 0, result.output
+    assert "nothing written (no --out)" in result.stderr and "wrote None" not in result.stderr
+    assert "--batch-size INTEGER|auto" in run("select", "--help").output

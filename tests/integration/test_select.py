@@ -95,6 +95,9 @@ def test_exclusion_files(tmp_path, pool, model_path, reference):
     assert m.ids == _expected(reference, "entropy", 30, exclude=first[:20])
     assert not set(m.ids) & set(first[:20])
     assert m.data["counts"]["rows_excluded"] == 20 and m.data["counts"]["rows_scored"] == 5980
+    # one file as a plain string or a path, not a list: the same as a list of one (a string was split into letters)
+    for one in (str(tmp_path / "labeled.txt"), tmp_path / "labeled.txt"):
+        assert alscale.select(pool, model_path, k=30, actors=1, exclude=one).ids == _expected(reference, "entropy", 30, exclude=first[:10])
 
 
 def test_exhausted_after_exclusion(tmp_path, model_path):

@@ -29,9 +29,9 @@ def _install_label_studio() -> None:
 @pytest.fixture(scope="session")
 def label_studio(tmp_path_factory):
     """The session's Label Studio server (started once: the first start migrates for ~30 s)."""
+    if os.environ.get("ALSCALE_SKIP_LABEL_STUDIO") == "1":
+        pytest.skip("ALSCALE_SKIP_LABEL_STUDIO=1")
     if not (LS_VENV / "bin" / "label-studio").exists():
-        if os.environ.get("ALSCALE_SKIP_LABEL_STUDIO") == "1":
-            pytest.skip("Label Studio is not installed and ALSCALE_SKIP_LABEL_STUDIO=1")
         _install_label_studio()
     server = LabelStudioServer(tmp_path_factory.mktemp("label-studio"))
     server.start()
