@@ -4,28 +4,35 @@ from __future__ import annotations
 
 import click
 
+from alscale.loop.metrics import METRICS
+
 __all__ = ["command"]
 
 
 @click.command("init")
 @click.argument("workspace")
 @click.option("--pool", required=True, help="Parquet file, directory or glob.")
-@click.option("--id-column", default="id", show_default=True)
+@click.option("--id-column", default="id", show_default=True, help="Pool column holding row ids (int64 or string).")
 @click.option("--label-column", default=None, help="Oracle label column (simulation or partly labeled pool).")
-@click.option("--classes", default=None, help="Comma-separated class names. [default: from --label-column, else any]")
+@click.option("--classes", default=None,
+              help="Comma-separated class names; labels outside them are refused. [default: from --label-column, else any label]")
 @click.option("--group-column", "group_columns", multiple=True, help="Column whose distribution to watch (repeatable).")
 @click.option("--model", default=None, help="A starting ONNX model (bring your own).")
 @click.option("--eval-size", type=float, default=None, help="Evaluation-set rows, or a fraction (< 1). [default: min(1000, pool/5)]")
 @click.option("--initial", "initial_size", type=int, default=100, show_default=True, help="Size of the seed set.")
-@click.option("--initial-method", type=click.Choice(["random", "kmeans", "hint"]), default="random", show_default=True)
+@click.option("--initial-method", type=click.Choice(["random", "kmeans", "hint"]), default="random", show_default=True,
+              help="How round 0 picks the seed set: uniform random, k-means centers of the features, or spread over --hint-column.")
 @click.option("--hint-column", default=None, help="Column to spread the seed set over (weak label, source).")
-@click.option("--strategy", default="margin", show_default=True)
+@click.option("--strategy", default="margin", show_default=True,
+              help="Selection strategy of rounds 1+ (entropy, margin, least-confidence, random, badge, coreset, cluster-margin).")
 @click.option("--batch", "batch_size", type=int, default=100, show_default=True, help="Labels per round.")
-@click.option("--trainer", type=click.Choice(["logistic", "mlp"]), default="logistic", show_default=True)
-@click.option("--metric", type=click.Choice(["accuracy", "macro_f1", "log_loss", "ece"]), default="accuracy", show_default=True)
+@click.option("--trainer", type=click.Choice(["logistic", "mlp"]), default="logistic", show_default=True,
+              help="Built-in model each round trains and exports to ONNX (or bring your own: alscale round --model).")
+@click.option("--metric", type=click.Choice(METRICS), default="accuracy", show_default=True,
+              help="What rounds report first and the target and gain stopping rules watch.")
 @click.option("--target", type=float, default=None, help="Stop once the metric reaches this value.")
 @click.option("--budget", type=int, default=None, help="Stop once this many labels are used.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the evaluation set, the seed set and the selections.")
 def command(workspace, pool, id_column, label_column, classes, group_columns, model, eval_size, initial_size, initial_method,
             hint_column, strategy, batch_size, trainer, metric, target, budget, seed):
     """Create WORKSPACE (a directory) for an active-learning loop on POOL.
@@ -39,9 +46,13 @@ def command(workspace, pool, id_column, label_column, classes, group_columns, mo
                 "strategy": strategy, "batch_size": batch_size, "trainer": trainer, "metric": metric, "target": target,
                 "budget": budget, "seed": seed, "eval_seed": seed}
     if eval_size is not None:
-        settings["eval_size"] = int(eval_size) if eval_size >= 1 else eval_size
+        settings["eval_size"] = int(eval_size) if eval_size >= 1 and eval_size == int(eval_size) else eval_size  # 1500.7 is refused
     class_list = None if classes is None else [c.strip() for c in classes.split(",") if c.strip()]
     ws = Workspace.create(workspace, pool=pool, model=model, id_column=id_column, label_column=label_column,
                           classes=class_list, group_columns=group_columns, settings=settings)
     click.echo(f"workspace {ws.path}: pool of {ws.config['pool_rows']:,} rows, evaluation set "
-               f"{ws.config['evaluation']['size']:,}, stop set {ws.config['stop_set']['size']:,}, classes {ws.classes}")
+               f"{ws.config['evaluation']['size']:,}, stop set {ws.config['stop_set']['size']:,}, "
+               f"classes {'any (none given)' if ws.classes is None else ', '.join(map(str, ws.classes))}")
+    if not label_column:
+        click.echo(f"label the evaluation set too (its ids: {ws.path / ws.config['evaluation']['file']}): "
+                   "rounds report metrics, and the target and gain stopping rules act, only on its labeled rows")

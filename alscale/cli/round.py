@@ -31,6 +31,12 @@ def command(workspace, model, strategy, k, seed, actors, mark_pending):
         m = rec["metrics"]
         click.echo(f"  accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  log loss {m['log_loss']:.4f}  ECE {m['ece']:.4f}"
                    f"  (evaluation set: {m['n']} labeled)")
+    elif rec["round"] > 0:
+        from alscale.loop.workspace import Workspace
+
+        ws = Workspace.open(workspace)
+        click.echo(f"  no metrics: none of the {ws.config['evaluation']['size']:,} evaluation-set ids is labeled; label them "
+                   f"(ids in {ws.path / ws.config['evaluation']['file']}) for metrics and the target and gain stopping rules")
     for reason in (rec.get("stopping") or {}).get("reasons", []):
         click.echo(f"  stop: {reason}")
     for warning in rec.get("composition_warnings", []):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from alscale.loop.metrics import METRICS
+
 __all__ = ["command"]
 
 
@@ -29,7 +31,8 @@ def _ints(text: str) -> list[int]:
 @click.option("--budget", type=int, default=200, show_default=True, help="Total labels, initial included.")
 @click.option("--eval-size", type=float, default=0.25, show_default=True, help="Evaluation rows, or a fraction (< 1) of the pool.")
 @click.option("--trainer", type=click.Choice(["logistic", "mlp"]), default="logistic", show_default=True)
-@click.option("--metric", type=click.Choice(["accuracy", "macro_f1", "log_loss", "ece"]), default="accuracy", show_default=True)
+@click.option("--metric", type=click.Choice(METRICS), default="accuracy", show_default=True,
+              help="What rounds report first and the target and gain stopping rules watch.")
 @click.option("--fractions", default="0.9,0.95,0.98", show_default=True, help="Fractions of the full-data metric for the table.")
 @click.option("--actors", type=int, default=None, help="Ray actors per selection. [default: one per CPU]")
 @click.option("--address", default=None, help="Ray cluster address. [default: one local Ray for the whole run]")

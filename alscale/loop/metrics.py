@@ -21,8 +21,11 @@ import numpy.typing as npt
 
 from alscale.exceptions import ModelContractError
 
-__all__ = ["accuracy", "cohen_kappa", "evaluate", "expected_calibration_error", "log_loss", "macro_f1", "per_class_recall"]
+__all__ = ["METRICS", "accuracy", "cohen_kappa", "evaluate", "expected_calibration_error", "log_loss", "macro_f1", "per_class_recall"]
 
+
+#: The metrics :func:`evaluate` reports, by the names settings and stopping rules use.
+METRICS = ("accuracy", "macro_f1", "log_loss", "ece")
 
 def accuracy(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> float:
     """Fraction of matching labels; y_true, y_pred of shape (n,)."""

@@ -36,7 +36,7 @@ from alscale.exceptions import ConfigError, PoolSchemaError
 from alscale.loop import _pool
 from alscale.loop._io import atomic_write_bytes, atomic_write_json
 from alscale.loop.evalset import EVAL_STREAM, reserve_random, resolve_size
-from alscale.loop.metrics import evaluate
+from alscale.loop.metrics import METRICS, evaluate
 from alscale.loop.plots import plot_learning_curves
 from alscale.loop.seedset import seed_random
 from alscale.loop.stopping import HIGHER_IS_BETTER
@@ -45,7 +45,6 @@ from alscale.loop.train import export_model, predict_onnx, train_model
 __all__ = ["area_under_curve", "digits_pool", "labels_needed", "simulate"]
 
 logger = logging.getLogger(__name__)
-METRICS = ("accuracy", "macro_f1", "log_loss", "ece")
 
 
 def area_under_curve(labels: np.ndarray, values: np.ndarray) -> float:

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from alscale.exceptions import AlscaleError, LabelError, WorkspaceError
@@ -66,6 +67,26 @@ DEFAULT_SETTINGS = {
     "composition_threshold": 0.05,
     "features": None,
 }
+INITIAL_METHODS = ("random", "kmeans", "hint")
+
+
+def _check_loop_settings(settings: dict) -> None:
+    """Refuse, before a workspace is written, settings the first rounds would fail on."""
+    from alscale.exceptions import ConfigError
+    from alscale.loop.metrics import METRICS
+    from alscale.loop.train import TRAINERS
+    from alscale.strategies import get_strategy
+
+    method = settings["initial_method"]
+    if method not in INITIAL_METHODS:
+        raise ConfigError(f"The initial method must be one of {list(INITIAL_METHODS)}. Got {method!r} instead.")
+    if method == "hint" and not settings["hint_column"]:
+        raise ConfigError("The 'hint' initial method needs the 'hint_column' setting (--hint-column). Got none.")
+    if settings["trainer"] not in TRAINERS:
+        raise ConfigError(f"The trainer must be one of {list(TRAINERS)}. Got {settings['trainer']!r} instead.")
+    if settings["metric"] not in METRICS:
+        raise ConfigError(f"The metric must be one of {list(METRICS)}. Got {settings['metric']!r} instead.")
+    get_strategy(settings["strategy"])  # an unknown name: StrategyError with the close match
 
 
 def _now() -> str:
@@ -182,6 +203,7 @@ class Workspace:
             hint = "".join(f" Did you mean {h[0]!r}?" for h in hints if h)
             raise ConfigError(f"Unknown workspace settings {unknown}; expected keys among {sorted(DEFAULT_SETTINGS)}.{hint}")
         merged = {**DEFAULT_SETTINGS, **settings}
+        _check_loop_settings(merged)
 
         pool_spec = [str(pathlib.Path(p).resolve()) if pathlib.Path(p).exists() else str(p)
                      for p in ([pool] if isinstance(pool, (str, os.PathLike)) else list(pool))]
@@ -387,7 +409,10 @@ class Workspace:
         return self._read_current("pending", _pending_schema(self.id_type))
 
     def add_pending(self, ids, *, batch_run_id: str, queue: str) -> int:
-        """Mark ids as sent to a labeling queue; ids already pending are left as they are.
+        """Mark ids as sent to a labeling queue; ids already pending or answered are left as they are.
+
+        An id that has a label (or was skipped) is not pending even when it is sent again: a
+        new answer replaces the old one when it comes.
 
         Returns
         -------
@@ -399,6 +424,7 @@ class Workspace:
             head = self._head()
             table = self._read_table(head.get("pending"), _pending_schema(self.id_type))
             have = set(self._ids(table.column("id")).tolist())
+            have.update(self._answered_ids(head))
             fresh, seen = [], set()
             for v in new_ids.tolist():
                 if v not in have and v not in seen:
@@ -411,6 +437,12 @@ class Workspace:
                             "queue": [str(queue)] * len(fresh), "sent_at": [now] * len(fresh)}, schema=_pending_schema(self.id_type))
             self._commit(head, pending=pa.concat_tables([table, add]))
             return len(fresh)
+
+    def _answered_ids(self, head: dict) -> list:
+        """Ids with a labeled or skipped record in the label log of ``head`` (caller holds the lock)."""
+        log = self._read_table(head.get("labels"), _labels_schema(self.id_type))
+        answered = pc.is_in(log.column("status"), value_set=pa.array(["labeled", "skipped"]))
+        return self._ids(log.column("id").filter(answered)).tolist()
 
     def remove_pending(self, ids) -> int:
         """Drop ids from the pending table; returns how many were there."""
@@ -471,6 +503,8 @@ class Workspace:
             rows = [r for i, r in enumerate(rows) if i not in bad]
         if not rows:
             return 0
+        if self.classes is None:
+            self._warn_of_new_classes(rows)
         seen: dict[tuple, dict] = {}
         for r in rows:
             first = seen.setdefault(self._key(r), r)
@@ -502,6 +536,14 @@ class Workspace:
             labels = pa.Table.from_pylist(sorted(log.values(), key=lambda r: r["seq"]), schema=_labels_schema(self.id_type))
             self._commit(head, labels=labels if changed else None, pending=pending.filter(pa.array(keep)) if not keep.all() else None)
             return changed
+
+    def _warn_of_new_classes(self, rows: list[dict]) -> None:
+        """With no class list every label is taken: say so when one the labeled set has never held comes in (a typo?)."""
+        have = {v for v in self.labeled().column("label").to_pylist() if v is not None}
+        new = sorted({r["label"] for r in rows if r["label"] is not None} - have)
+        if have and new:
+            logger.warning("new class(es) %s, not in the labeled set so far (%s); a workspace created with --classes "
+                           "refuses labels outside its classes", new, sorted(have))
 
     def _label_rows(self, records: Iterable[dict]) -> tuple[list[dict], list[tuple[int, str]]]:
         """Normalized label rows, and ``(row index, reason)`` for each one the workspace cannot take."""

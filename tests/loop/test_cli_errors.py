@@ -87,3 +87,28 @@ def test_model_classes_mismatch_exit_2(tmp_path, blob_pool):
     code, out = _run("round", ws.path, "--model", model)
     assert code == 2 and _one_line_error(out) and "Expected the model" in out and "['cat', 'dog']" in out
     assert not list((ws.path / "rounds").glob("*/round.json"))
+
+
+def test_init_refuses_hint_without_column_and_a_fractional_eval_size(tmp_path, blob_pool):
+    code, out = _run("init", tmp_path / "ws", "--pool", blob_pool, "--initial-method", "hint")
+    assert code == 2 and _one_line_error(out) and "--hint-column" in out
+    code, out = _run("init", tmp_path / "ws", "--pool", blob_pool, "--eval-size", "50.5")
+    assert code == 2 and _one_line_error(out) and "50.5" in out
+    assert not (tmp_path / "ws" / CONFIG_NAME).exists()
+
+
+def test_a_round_without_evaluation_labels_says_how_to_get_metrics(tmp_path, blob_pool, ray_local):
+    """No label column: the evaluation set has to be labeled like any batch, and round says so."""
+    code, out = _run("init", tmp_path / "ws", "--pool", blob_pool, "--eval-size", 50, "--initial", 12, "--batch", 5)
+    assert code == 0 and "classes any (none given)" in out and "state/evaluation.parquet" in out, out
+    ws = Workspace.open(tmp_path / "ws")
+    code, out = _run("round", ws.path, "--actors", 1)
+    assert code == 0, out
+    seed = pq.read_table(ws.path / "rounds" / "000" / "batch" / "batch.parquet").column("id").to_pylist()
+    truth = dict(zip(*[pq.read_table(blob_pool, columns=["id", "label"]).column(c).to_pylist() for c in ("id", "label")]))
+    ws.record_labels([{"id": i, "label": truth[i], "source": "t"} for i in seed])
+    code, out = _run("round", ws.path, "--actors", 1)
+    assert code == 0 and "no metrics: none of the 50 evaluation-set ids is labeled" in out, out
+    ws.record_labels([{"id": i, "label": truth[i], "source": "t"} for i in ws.evaluation_ids().tolist()])
+    code, out = _run("round", ws.path, "--actors", 1)
+    assert code == 0 and "(evaluation set: 50 labeled)" in out and "no metrics" not in out, out

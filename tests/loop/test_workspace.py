@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from alscale.exceptions import ConfigError, LabelError, WorkspaceError
+from alscale.exceptions import AlscaleError, ConfigError, LabelError, WorkspaceError
 from alscale.loop.workspace import CONFIG_NAME, SCHEMA_VERSION, Workspace
 from alscale.rowrandom import id_keys, row_uniform
 from alscale.loop.evalset import EVAL_STREAM
@@ -250,3 +250,37 @@ def test_label_logs_written_before_answer_times_still_read(tmp_path, blob_pool):
     assert ws.label_log().column("answered_at").to_pylist() == [None]
     assert ws.record_labels([{"id": 6, "label": "0", "source": "ls", "annotation_id": "a2", "answered_at": "2026-01-01T00:00:00Z"}]) == 1
     assert sorted(ws.labeled().column("id").to_pylist()) == [5, 6]
+
+
+def test_answered_ids_sent_again_are_not_pending(tmp_path, blob_pool):
+    ws = _ws(tmp_path, blob_pool)
+    ws.add_pending([5, 6, 7], batch_run_id="r1", queue="q")
+    ws.record_labels([{"id": 5, "label": "1", "source": "q"}, {"id": 6, "status": "skipped", "label": None, "source": "q"},
+                      {"id": 7, "status": "cancelled", "label": None, "source": "q"}])
+    assert ws.pending().num_rows == 0
+    assert ws.add_pending([5, 6, 7, 8], batch_run_id="r1", queue="q") == 2  # the batch pushed again
+    assert sorted(ws.pending().column("id").to_pylist()) == [7, 8]
+
+
+def test_a_label_never_seen_before_is_warned_of_without_a_class_list(tmp_path, blob_pool, caplog):
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, settings={"eval_size": 50, "stop_set_size": 40})
+    assert ws.classes is None
+    ws.record_labels([{"id": 1, "label": "cat", "source": "f"}, {"id": 2, "label": "dog", "source": "f"}])
+    assert "new class" not in caplog.text  # the first labels define the classes
+    ws.record_labels([{"id": 3, "label": "dgo", "source": "f"}])
+    assert "new class(es) ['dgo'], not in the labeled set so far (['cat', 'dog'])" in caplog.text
+    assert ws.labeled().num_rows == 3  # recorded all the same: without --classes any label is taken
+
+
+@pytest.mark.parametrize("settings, match", [
+    ({"initial_method": "hint"}, "needs the 'hint_column' setting"),
+    ({"initial_method": "cluster"}, "initial method must be one of"),
+    ({"trainer": "svm"}, "trainer must be one of"),
+    ({"metric": "auc"}, "metric must be one of"),
+    ({"strategy": "margn"}, "margin"),
+    ({"eval_size": 1500.7}, "row count >= 0 or a fraction"),
+])
+def test_settings_the_first_round_would_fail_on_are_refused_at_create(tmp_path, blob_pool, settings, match):
+    with pytest.raises(AlscaleError, match=match):
+        _ws(tmp_path, blob_pool, settings=settings)
+    assert not (tmp_path / "ws").exists()
