@@ -12,13 +12,15 @@ __all__ = ["command"]
 
 
 @click.command("pull")
-@queue_options
+@queue_options("pull")
 def command(config, workspace, **flags):
     """Record the queue's finished annotations in the workspace (idempotent).
 
-    Skipped and cancelled annotations are recorded as such, not as labels.  Example:
+    Skipped and cancelled annotations are recorded as such, not as labels.  Examples:
 
+    \b
       alscale pull -w ws --url http://127.0.0.1:8080 --project 3
+      alscale pull -w ws --to file --path out/{run_id}.jsonl --labels labels.csv
     """
     from alscale.queues import pull
 

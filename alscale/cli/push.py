@@ -9,27 +9,38 @@ import click
 __all__ = ["command", "queue_options", "queue_settings"]
 
 
-def queue_options(func):
-    """Options shared by ``push`` and ``pull``: the queue, from flags and/or a config file."""
-    options = [
+def queue_options(command: str):
+    """Options of ``push`` or ``pull`` (``command``): the queue, from flags and/or a config file."""
+    common = [
         click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML/YAML file with a [queue] table."),
-        click.option("--to", "kind", type=click.Choice(["label-studio", "http", "file"]), help="Queue kind (or 'kind' in the config)."),
+        click.option("--to", "kind", type=click.Choice(["label-studio", "http", "file"]),
+                     help="Queue kind (or 'kind' in the config). [default: label-studio when --project is given]"),
         click.option("--url", help="Label Studio base URL, or the HTTP endpoint."),
         click.option("--project", type=int, help="Label Studio project id."),
-        click.option("--token-env", help="Env variable holding the Label Studio token [LABEL_STUDIO_API_KEY]."),
-        click.option("--secret-env", help="Env variable holding the HTTP signing secret [ALSCALE_HTTP_SECRET]."),
-        click.option("--data-column", "data_columns", multiple=True, help="Pool column to send, 'col' or 'key=col' (repeat)."),
-        click.option("--path", help="Output file for --to file ('{run_id}' is replaced)."),
-        click.option("--format", "format", type=click.Choice(["jsonl", "csv", "parquet", "groundtruth"]), help="File format [from the suffix]."),
-        click.option("--source-column", help="Ground Truth source column."),
-        click.option("--labels", help="Labels file to pull from (--to file)."),
-        click.option("--overwrite", is_flag=True, default=None,
-                     help="Replace a --to file output that holds a different export (by default that is refused)."),
-        click.option("--workspace", "-w", required=True, type=click.Path(file_okay=False), help="The active-learning workspace."),
+        click.option("--token-env", help="Env variable holding the Label Studio token. [default: LABEL_STUDIO_API_KEY]"),
+        click.option("--secret-env", help="Env variable holding the HTTP signing secret. [default: ALSCALE_HTTP_SECRET]"),
+        click.option("--path", help="The file of --to file ('{run_id}' is replaced by the batch's run id)."),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    only = {
+        "push": [
+            click.option("--data-column", "data_columns", multiple=True, help="Pool column to send, 'col' or 'key=col' (repeat)."),
+            click.option("--format", "format", type=click.Choice(["jsonl", "csv", "parquet", "groundtruth"]),
+                         help="File format. [default: from the --path suffix; .manifest is groundtruth]"),
+            click.option("--source-column", help="The data column that is a Ground Truth manifest's source (or give one --data-column)."),
+            click.option("--overwrite", is_flag=True, default=None,
+                         help="Replace a --to file output that holds a different export (by default that is refused)."),
+        ],
+        "pull": [click.option("--labels", help="Labels file to read (--to file): id and label columns, CSV, JSONL or Parquet.")],
+    }[command]
+    options = [*common, *only, click.option("--workspace", "-w", required=True, type=click.Path(file_okay=False),
+                                            help="The active-learning workspace.")]
+
+    def decorate(func):
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
 
 
 def queue_settings(config, **flags) -> dict:
@@ -54,19 +65,20 @@ def _flags(func):
 
 @click.command("push")
 @click.argument("manifest", type=click.Path(exists=True, file_okay=False))
-@queue_options
+@queue_options("push")
 @_flags
 def command(manifest, settings, workspace):
     """Send the batch in MANIFEST (a directory written by `alscale select`) to a queue.
 
     Examples, where the token is in $LABEL_STUDIO_API_KEY:
 
+    \b
       alscale push batches/round-3 -w ws --url http://127.0.0.1:8080 --project 3 --data-column text
-
       alscale push batches/round-3 -w ws --to file --path out/{run_id}.jsonl --data-column text
 
-    Ids the queue already holds are not sent again; what reached the queue is recorded as
-    pending in the workspace, so the next selection excludes it.
+    Label Studio is asked which ids it holds already and gets only the others; a file is not
+    rewritten for the same batch; an HTTP endpoint gets the run id as Idempotency-Key.  What
+    reached the queue is recorded as pending in the workspace, so the next selection excludes it.
     """
     from alscale.queues import push
 

@@ -105,7 +105,7 @@ def prepare_run(settings: SelectSettings) -> PreparedRun:
     if s.out:
         check_output_free(s.out, s.force)
     strategy = get_strategy(s.strategy)
-    resolve_params(strategy.name, strategy.defaults, s.strategy_params)  # unknown or ill-typed ones fail here, before Ray
+    resolve_params(strategy.name, strategy.defaults, s.strategy_params, from_user=True)  # unknown or ill-typed ones fail here, before Ray
     models = _expand_model_dirs(s.model)
     if strategy.needs_committee and len(models) < 2:
         raise StrategyError(f"Strategy {s.strategy!r} needs a committee: give >= 2 models (repeat --model). Got {len(models)}.")

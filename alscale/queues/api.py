@@ -62,6 +62,8 @@ def make_connector(settings: Mapping[str, Any] | Connector, **overrides: Any) ->
     data = {str(k).replace("-", "_"): v for k, v in dict(settings or {}).items()}
     data.update({k.replace("-", "_"): v for k, v in overrides.items() if v is not None and v != ()})
     kind = data.pop("kind", None)
+    if kind is None:
+        raise ConfigError(f"Expected a queue kind among {sorted(KINDS)} (--to, or 'kind' in the queue config). Got none.")
     if kind not in KINDS:
         raise ConfigError(f"The queue 'kind' must be one of {sorted(KINDS)}. Got {kind!r}.")
     cls, known = KINDS[kind]

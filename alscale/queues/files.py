@@ -191,10 +191,10 @@ class FileConnector:
             data = {"jsonl": _jsonl, "csv": _csv, "parquet": _parquet}[self.format](batch)
         target = self.target(batch.run_id)
         if not self._same_export_or_free(target, data):
-            raise OutputError(
-                f"{str(target)!r} holds a different export already; expected a new file. Put '{{run_id}}' in the path, "
-                "remove the file once the labeling tool has read it, or set overwrite (--overwrite)."
-            )
+            ways = "remove it once the labeling tool has read it, or set overwrite (--overwrite)"
+            if "{run_id}" not in self.path:
+                ways = "put '{run_id}' in the path, " + ways
+            raise OutputError(f"{str(target)!r} holds a different export already; expected a new file: {ways}.")
         target = atomic_write(target, data)
         if ws is not None:
             ws.add_pending(batch.ids, batch_run_id=batch.run_id, queue=self.name)

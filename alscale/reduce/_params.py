@@ -14,15 +14,20 @@ __all__ = ["ENGINE_KEYS", "resolve_params"]
 ENGINE_KEYS = frozenset({"cache_dir", "cache_key", "capacity", "centroids", "prepared"})
 
 
-def resolve_params(strategy: str, defaults: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict[str, Any]:
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def resolve_params(strategy: str, defaults: Mapping[str, Any], params: Mapping[str, Any] | None, *, from_user: bool = False) -> dict[str, Any]:
     """Merge ``params`` over ``defaults``; unknown keys raise :class:`ConfigError` with a hint.
 
     Values keep the type of their default where the default is an int, float or bool (so
-    "3" from a command line becomes 3); ``None`` defaults accept anything.
+    "3" from a command line becomes 3); ``None`` defaults accept anything.  ``from_user``:
+    the parameters come from the user, who may not set the engine's own keys
+    (:data:`ENGINE_KEYS`).
     """
     out = dict(defaults)
     for key, value in (params or {}).items():
-        if key in ENGINE_KEYS:
+        if key in ENGINE_KEYS and not from_user:
             out[key] = value
             continue
         if not defaults:
@@ -33,15 +38,22 @@ def resolve_params(strategy: str, defaults: Mapping[str, Any], params: Mapping[s
             raise ConfigError(f"Unknown parameter {key!r} for strategy {strategy!r}; expected one of {sorted(defaults)}.{hint}")
         default = defaults[key]
         try:
-            if isinstance(default, bool):
-                value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+            if isinstance(default, bool) and not isinstance(value, bool):
+                text = str(value).strip().lower()
+                if text not in _TRUE + _FALSE:
+                    raise ValueError(value)
+                value = text in _TRUE
             elif isinstance(default, int) and value is not None:
                 value = int(value)
             elif isinstance(default, float) and value is not None:
                 value = float(value)
         except (TypeError, ValueError):
             raise ConfigError(
-                f"The {key!r} parameter of strategy {strategy!r} must be a {type(default).__name__}. Got {value!r} instead."
+                f"The {key!r} parameter of strategy {strategy!r} must be {_type_name(default)}. Got {value!r} instead."
             ) from None
         out[key] = value
     return out
+
+
+def _type_name(default: Any) -> str:
+    return "true or false" if isinstance(default, bool) else f"a {type(default).__name__}"

@@ -107,6 +107,9 @@ def _bad_pools(tmp_path):
         ("uint64 ids past int64", ["--pool", "{tmp}/u64.parquet"], "holds 9223372036854775813, which does not fit an int64 id"),
         ("fractional exclusion ids", ["--pool", "{pool}", "--exclude", "{tmp}/float-ids.parquet"], "holds 1.5, but the pool's ids are integers"),
         ("unknown strategy parameter", ["--pool", "{pool}", "--param", "foo=1"], "Strategy 'entropy' takes no parameters. Got 'foo'."),
+        ("the engine's own parameter", ["--pool", "{pool}", "--param", "capacity=5"], "Strategy 'entropy' takes no parameters. Got 'capacity'."),
+        ("a flag that is not true or false", ["--pool", "{pool}", "--strategy", "coreset", "--param", "report_radius=maybe"],
+         "The 'report_radius' parameter of strategy 'coreset' must be true or false. Got 'maybe' instead."),
     ],
 )
 def test_bad_input_is_one_line_exit_2_no_output(tmp_path, pool, model_path, case, args, message):

@@ -69,7 +69,7 @@ def test_labels_file_pull(tmp_path, manifest, workspace):
 def test_settings_errors():
     with pytest.raises(ConfigError, match="Did you mean 'project'"):
         make_connector({"kind": "label-studio", "url": "http://127.0.0.1:1", "projet": 3})
-    with pytest.raises(ConfigError, match="kind"):
+    with pytest.raises(ConfigError, match=r"Expected a queue kind among \['file', 'http', 'label-studio'\] \(--to, or 'kind'"):
         make_connector({"url": "http://127.0.0.1:1"})
     with pytest.raises(ConfigError, match="'project' must be an int"):
         make_connector({"kind": "label-studio", "url": "http://127.0.0.1:1", "project": "x"})
@@ -156,8 +156,27 @@ def test_a_file_holding_another_export_is_not_overwritten(tmp_path, pool, manife
     args = ["push", str(second.path), "-w", str(workspace.path), "--to", "file", "--path", str(target), "--data-column", "text"]
     refused = CliRunner().invoke(main, args)
     assert refused.exit_code == 2 and "--overwrite" in refused.output and target.read_bytes() == first
+    assert "put '{run_id}' in the path" in refused.output
+    per_run = str(tmp_path / "out-{run_id}.jsonl")
+    push(manifest, {"kind": "file", "path": per_run, "data_columns": ["text"]}, workspace=workspace)
+    with pytest.raises(OutputError, match="holds a different export already") as err:  # the same batch with other columns
+        push(manifest, {"kind": "file", "path": per_run, "data_columns": ["text", "features"]}, workspace=workspace)
+    assert "{run_id}" not in str(err.value)  # the path has it already: no such advice
     replaced = CliRunner().invoke(main, [*args, "--overwrite"])
     assert replaced.exit_code == 0, replaced.output
     assert [json.loads(line)["alscale_id"] for line in target.read_text().splitlines()] == ids
     with pytest.raises(ConfigError, match="'overwrite' must be true or false"):
         FileConnector(target, overwrite="yes")
+
+
+def test_push_and_pull_show_only_their_own_options():
+    from click.testing import CliRunner
+
+    from alscale.cli import main
+
+    push_help = CliRunner().invoke(main, ["push", "--help"]).output
+    pull_help = CliRunner().invoke(main, ["pull", "--help"]).output
+    assert "--data-column" in push_help and "--overwrite" in push_help and "--labels" not in push_help
+    assert "--labels" in pull_help and "--data-column" not in pull_help and "--overwrite" not in pull_help
+    example = next(line for line in push_help.splitlines() if "--to file --path" in line)
+    assert example.strip().endswith("--data-column text")  # one line: pasting it runs one command
