@@ -212,6 +212,21 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
 
     Relative paths in ``pool``, ``model``, ``out``, ``exclude`` and ``labeled`` are resolved
     against the config file's folder.
+
+    Parameters
+    ----------
+    path : str or path
+        The file; its keys are :class:`SelectSettings` fields (dashes or underscores).
+
+    Returns
+    -------
+    dict
+        The settings it holds.
+
+    Raises
+    ------
+    ConfigError
+        The file cannot be read or parsed, or holds an unknown key (with the close match).
     """
     path = Path(path)
     data = read_settings_file(path, what="config file")
@@ -248,6 +263,22 @@ def make_settings(config: str | os.PathLike | None = None, **overrides: Any) -> 
 
     Overrides whose value is None (or an empty sequence for repeatable options) leave the
     config file's value in place, so CLI flags that were not given do not erase it.
+
+    Parameters
+    ----------
+    config : str or path, optional
+        A TOML/YAML file (:func:`load_config_file`).
+    **overrides
+        :class:`SelectSettings` fields.
+
+    Returns
+    -------
+    SelectSettings
+
+    Raises
+    ------
+    ConfigError
+        An unknown key, a missing ``pool`` or ``model``, or a value of the wrong type.
     """
     data: dict[str, Any] = load_config_file(config) if config else {}
     given = {k.replace("-", "_"): v for k, v in overrides.items()}

@@ -10,10 +10,10 @@ __all__ = ["command"]
 @click.command("label")
 @click.argument("workspace")
 @click.argument("file")
-@click.option("--id-column", default="id", show_default=True)
-@click.option("--label-column", default="label", show_default=True)
+@click.option("--id-column", default="id", show_default=True, help="Column of FILE holding the ids.")
+@click.option("--label-column", default="label", show_default=True, help="Column of FILE holding the labels (empty: skipped).")
 @click.option("--source", default=None, help="Where the labels come from. [default: the file name]")
-@click.option("--annotator", default=None)
+@click.option("--annotator", default=None, help="Who gave these labels, kept with each record.")
 def command(workspace, file, id_column, label_column, source, annotator):
     """Record the labels in FILE (CSV or Parquet: id and label columns) in WORKSPACE.
 

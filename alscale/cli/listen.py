@@ -16,7 +16,8 @@ __all__ = ["command"]
 @click.option("--token-env", default="LABEL_STUDIO_API_KEY", show_default=True, help="Env variable holding the Label Studio token.")
 @click.option("--secret-env", default="ALSCALE_WEBHOOK_SECRET", show_default=True, help="Env variable holding the shared webhook secret.")
 @click.option("--header", default="X-Alscale-Secret", show_default=True, help="Header that carries the secret.")
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on (0.0.0.0: every interface, for a Label Studio on another machine).")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on (0: any free one).")
 @click.option("--reconcile-every", default=300.0, show_default=True, type=float, help="Seconds between reconcile pulls (0: start only).")
 @click.option("--next-round-after", type=int, help="Run --on-next-round after this many new labels.")

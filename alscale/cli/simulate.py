@@ -21,7 +21,7 @@ def _ints(text: str) -> list[int]:
 @click.option("--dataset", type=click.Choice(["digits"]), default=None,
               help="Use a bundled dataset instead of --pool (written to OUT/pool.parquet).")
 @click.option("--label-column", default="label", show_default=True, help="The oracle label column.")
-@click.option("--id-column", default="id", show_default=True)
+@click.option("--id-column", default="id", show_default=True, help="Column of --pool holding row ids.")
 @click.option("--features", multiple=True, help="Feature column(s). [default: the one obvious column]")
 @click.option("--strategies", default="random,margin,entropy", show_default=True,
               help="Comma-separated strategies; random is always included.")
@@ -30,7 +30,8 @@ def _ints(text: str) -> list[int]:
 @click.option("--batch", "batch_size", type=int, default=20, show_default=True, help="Labels per round.")
 @click.option("--budget", type=int, default=200, show_default=True, help="Total labels, initial included.")
 @click.option("--eval-size", type=float, default=0.25, show_default=True, help="Evaluation rows, or a fraction (< 1) of the pool.")
-@click.option("--trainer", type=click.Choice(["logistic", "mlp"]), default="logistic", show_default=True)
+@click.option("--trainer", type=click.Choice(["logistic", "mlp"]), default="logistic", show_default=True,
+              help="Model trained each round (exported to ONNX and scored by the engine).")
 @click.option("--metric", type=click.Choice(METRICS), default="accuracy", show_default=True,
               help="What rounds report first and the target and gain stopping rules watch.")
 @click.option("--fractions", default="0.9,0.95,0.98", show_default=True, help="Fractions of the full-data metric for the table.")

@@ -80,7 +80,7 @@ def _check_int(name: str, value, low: int) -> int:
     return int(value)
 
 
-def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str] = ("random", "margin"),
+def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str] = ("random", "margin", "entropy"),
              seeds: Sequence[int] = (0, 1, 2), initial_size: int = 20, batch_size: int = 20, budget: int = 200,
              eval_size=0.25, eval_seed: int = 0, trainer: str = "logistic", metric: str = "accuracy",
              fractions: Sequence[float] = (0.9, 0.95, 0.98), id_column: str = "id", features: Sequence[str] | None = None,
@@ -95,18 +95,24 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
         Output folder (created; files inside are replaced).
     label_column : str
         The oracle labels.
-    strategies : sequence of str
+    strategies : sequence of str, default ("random", "margin", "entropy")
         Registered strategy names; "random" is always added.
-    seeds : sequence of int
-    initial_size, batch_size, budget : int
+    seeds : sequence of int, default (0, 1, 2)
+        One run per strategy and seed; the initial set and every selection depend on it.
+    initial_size, batch_size, budget : int, default 20, 20, 200
         Random initial labels, labels per round, and total labels (initial included).
-    eval_size : int or float
+    eval_size : int or float, default 0.25
         Evaluation-set rows, or a fraction of the pool.
+    eval_seed : int, default 0
+        Seed of the evaluation set (the same for every strategy and seed).
     trainer : {"logistic", "mlp"}
     metric : {"accuracy", "macro_f1", "log_loss", "ece"}
         The metric of the table and plot.
     fractions : sequence of float
         Fractions of the full-data metric for the labels-needed table.
+    id_column : str, default "id"
+    features : sequence of str, optional
+        Feature column(s); by default the one obvious feature column.
     actors : int, optional
         Ray actors per selection.
     address : str, optional

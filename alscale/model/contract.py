@@ -139,6 +139,22 @@ def inspect_model(
 ) -> ModelContract:
     """Load a model and work out its contract; probe it once on zeros.
 
+    Parameters
+    ----------
+    path : str or path
+        An ONNX file with one input of shape (n, d).
+    probs_output, embedding_output : str, optional
+        Output names to use; by default they are found by name (:data:`PROBS_NAMES`,
+        :data:`LOGITS_NAMES`, :data:`EMBEDDING_NAMES`) or by shape.
+    session : onnxruntime.InferenceSession, optional
+        An already loaded session of ``path``.
+
+    Returns
+    -------
+    ModelContract
+        Input name and width, class output and whether it holds probabilities or logits,
+        the class names, the embedding output, and the model's sha256.
+
     Raises
     ------
     ModelError

@@ -96,7 +96,8 @@ def push(manifest: Any, queue: Mapping[str, Any] | Connector, *, workspace: Any 
         Queue settings (see the module docstring) or a connector.
     workspace : str, path or Workspace, optional
         Where pending ids are recorded, so the next selection excludes them.  Only ids that
-        actually reached the queue are recorded, also when the push fails half-way.
+        actually reached the queue are recorded, also when the push fails half-way.  Without
+        one nothing is recorded: for a queue fed outside an active-learning loop.
 
     Returns
     -------
@@ -109,10 +110,18 @@ def push(manifest: Any, queue: Mapping[str, Any] | Connector, *, workspace: Any 
 def pull(queue: Mapping[str, Any] | Connector, *, workspace: Any = None) -> list[dict]:
     """Take finished annotations back from a labeling queue (recorded in ``workspace`` when given).
 
+    Parameters
+    ----------
+    queue : dict or Connector
+        Queue settings (see the module docstring) or a connector.
+    workspace : str, path or Workspace, optional
+        Where the labels are recorded (idempotent: pulling twice records nothing new).
+
     Returns
     -------
     list of dict
-        Label records ``{"id", "label", "status", "source", "annotation_id", "annotator"}``.
+        Label records ``{"id", "label", "status", "source", "annotation_id", "annotator",
+        "answered_at"}`` (the last where the queue gives a time).
     """
     connector = make_connector(queue)
     return connector.pull(workspace=open_workspace(workspace))
