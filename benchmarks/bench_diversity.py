@@ -14,13 +14,12 @@ head), pure numpy over a LocalShardGroup of ``--shards`` shards, ``--threads`` B
 
 Usage::
 
-    python benchmarks/bench_diversity.py --rows 1000000 --out bench-diversity.json
+    python benchmarks/bench_diversity.py --rows 1000000 --out bench-results/diversity.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -44,7 +43,7 @@ def _parse() -> argparse.Namespace:
     ap.add_argument("--cm-k", type=int, default=100_000, help="batch size for the Cluster-Margin timing")
     ap.add_argument("--coreset-rows", type=int, default=100_000)
     ap.add_argument("--configs", default="default,none,r1,r3-l05,l2,kron80,tensor32,tensor64")
-    ap.add_argument("--out", default="bench-diversity.json")
+    ap.add_argument("--out", default="bench-results/diversity.json")
     return ap.parse_args()
 
 
@@ -236,8 +235,9 @@ def main() -> int:
         result["speed"] = speed(args, names)
     if not args.skip_others:
         result["others"] = others(args)
-    with open(args.out, "w") as fh:
-        json.dump(result, fh, indent=2)
+    from alscale.bench import _finish
+
+    _finish(result, args.out, None)  # atomically, creating the folder
     ok = True
     if "quality" in result and "speed" in result:
         d_q = result["quality"]["configs"].get("default", {}).get("cost_ratio_median", 0)
