@@ -254,7 +254,9 @@ def _reject_unknown(data: Mapping[str, Any], *, source: str) -> None:
     for key in data:
         if key not in _FIELDS:
             close = difflib.get_close_matches(key, _FIELDS, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = f" Did you mean {close[0]!r}?" if close else f" Expected one of {sorted(_FIELDS)}."
+            if key == "param":
+                hint = " Strategy parameters go in a [strategy_params] table."
             raise ConfigError(f"Unknown setting {key!r} in {source}.{hint}")
 
 

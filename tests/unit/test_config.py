@@ -42,3 +42,12 @@ def test_settings_built_directly_take_paths_lists_and_one_string(tmp_path):
         SelectSettings(pool="p", model=["m", 5])
     with pytest.raises(ConfigError, match="The 'exclude' setting must be a list of strings. Got 5"):
         SelectSettings(pool="p", model=["m"], exclude=5)
+
+
+def test_unknown_keys_without_a_close_match_list_the_known_ones(tmp_path):
+    (tmp_path / "c.toml").write_text('pool = "p"\nmodel = "m"\nparam = "rounds=3"\n')
+    with pytest.raises(ConfigError, match=r"Unknown setting 'param' .* go in a \[strategy_params\] table"):
+        make_settings(tmp_path / "c.toml")
+    (tmp_path / "c.toml").write_text('pool = "p"\nmodel = "m"\nzzz = 1\n')
+    with pytest.raises(ConfigError, match=r"Unknown setting 'zzz' .* Expected one of \['actors', 'address'"):
+        make_settings(tmp_path / "c.toml")
