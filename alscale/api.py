@@ -36,6 +36,7 @@ def select(
     strategy_params: Mapping[str, Any] | None = None,
     skip_bad_shards: bool | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
+    keep_checkpoints: bool | None = None,
     config: str | os.PathLike | None = None,
 ) -> Manifest:
     """Select the ``k`` most informative rows of a Parquet pool with an ONNX model.
@@ -63,7 +64,7 @@ def select(
         As in :class:`alscale.SelectSettings`, whose defaults apply to any left as None.
     probs_output, embedding_output, on_invalid, force, progress, strategy_params : optional
         As in :class:`alscale.SelectSettings`.
-    skip_bad_shards, checkpoint_dir : optional
+    skip_bad_shards, checkpoint_dir, keep_checkpoints : optional
         As in :class:`alscale.SelectSettings`.
 
     Returns
@@ -103,5 +104,6 @@ def select(
         strategy_params=None if strategy_params is None else dict(strategy_params),
         skip_bad_shards=skip_bad_shards,
         checkpoint_dir=checkpoint_dir,
+        keep_checkpoints=keep_checkpoints,
     )
     return run_selection(settings)

@@ -85,6 +85,10 @@ class SelectSettings:
     checkpoint_dir : str or None
         Where finished shards are checkpointed for resume.  None: ``<out>.checkpoints`` when
         ``out`` is set, else no checkpoints.
+    keep_checkpoints : bool
+        Leave the checkpoints in place after the manifest is written (the manifest's
+        ``checkpoints`` field says where): for a caller that copies the manifest elsewhere
+        first and removes them after (``alscale.engine.checkpoint.remove_checkpoints``).
     """
 
     pool: str
@@ -109,6 +113,7 @@ class SelectSettings:
     strategy_params: Mapping[str, Any] = field(default_factory=dict)
     skip_bad_shards: bool = False
     checkpoint_dir: str | None = None
+    keep_checkpoints: bool = False
 
     def __post_init__(self) -> None:
         self._normalize()
@@ -116,7 +121,7 @@ class SelectSettings:
             _check_type(name, getattr(self, name), str, "a string")
         for name in ("out", "address", "probs_output", "embedding_output", "checkpoint_dir"):
             _check_type(name, getattr(self, name), (str, type(None)), "a string")
-        for name in ("force", "progress", "skip_bad_shards"):
+        for name in ("force", "progress", "skip_bad_shards", "keep_checkpoints"):
             _check_type(name, getattr(self, name), bool, "true or false")
         for name in ("model", "exclude", "labeled", "features"):
             value = getattr(self, name)
@@ -141,24 +146,35 @@ class SelectSettings:
             raise ConfigError("The 'model' parameter is required: an ONNX file (repeat it for a committee).")
 
     def _normalize(self) -> None:
-        """Accept what Python callers naturally pass: paths, one string or a list for the repeatable settings."""
+        """Accept what Python callers naturally pass (paths, one string or a list for the repeatable
+        settings), and make local paths absolute: actors on a cluster run in another directory."""
         for name in _TUPLE_FIELDS:
             value = getattr(self, name)
             if isinstance(value, (str, os.PathLike)):
                 value = (os.fspath(value),)
             elif isinstance(value, (list, tuple)):
                 value = tuple(os.fspath(v) if isinstance(v, os.PathLike) else v for v in value)
+            if name != "features" and isinstance(value, tuple):
+                value = tuple(_absolute(v) for v in value)
             object.__setattr__(self, name, value)
         for name in ("pool", "out", "checkpoint_dir"):
             value = getattr(self, name)
             if isinstance(value, os.PathLike):
-                object.__setattr__(self, name, os.fspath(value))
+                value = os.fspath(value)
+            object.__setattr__(self, name, _absolute(value))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the settings."""
         data = dataclasses.asdict(self)
         data["strategy_params"] = dict(self.strategy_params)
         return json.loads(json.dumps(data, default=str))
+
+
+def _absolute(value: Any) -> Any:
+    """A local path made absolute; URIs (``scheme://``), empty strings and non-strings as they are."""
+    if isinstance(value, str) and value and "://" not in value and not os.path.isabs(value):
+        return os.path.abspath(value)
+    return value
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(SelectSettings)}

@@ -1,8 +1,9 @@
 """The one exception tree of alscale.
 
-Every error alscale raises on purpose derives from :class:`AlscaleError`.  The CLI turns any
-of them into one line on stderr and exit code 2; everything else is a bug and keeps its
-traceback.
+Every error alscale raises on purpose derives from :class:`AlscaleError`.  The CLI and the job
+entrypoints turn any of them into one line on stderr and its ``exit_code``: 2 for bad input
+(fix it and run again), 1 for :class:`ClusterError` (the cluster failed; the same run may
+succeed when retried).  Everything else is a bug and keeps its traceback.
 
 ::
 
@@ -19,6 +20,7 @@ traceback.
     ├── OutputError                 the output location exists or cannot be written
     ├── EngineError                 the cluster cannot be reached, or a shard failed on it
     │   ├── ClusterUnreachableError  nothing answers at the Ray address given
+    │   ├── ClusterError            an actor or node was lost for good (exit code 1)
     │   ├── ShardError              one shard fails the same way every time
     │   └── ShardStateLostError     an actor restarted and lost a shard's state (rebuilt)
     ├── WorkspaceError              the active-learning workspace is inconsistent
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 __all__ = [
     "AlscaleError",
+    "ClusterError",
     "ClusterUnreachableError",
     "ConfigError",
     "DuplicateIdError",
@@ -59,6 +62,9 @@ __all__ = [
 
 class AlscaleError(Exception):
     """Base class of every error alscale raises on purpose."""
+
+    #: The exit status of the CLI and the job entrypoints for this error.
+    exit_code = 2
 
     def __reduce__(self):  # keep subclasses picklable across Ray processes
         return (self.__class__, self.args)
@@ -126,6 +132,12 @@ class EngineError(AlscaleError):
 
 class ClusterUnreachableError(EngineError):
     """Nothing answers at the Ray cluster address given (``--address``)."""
+
+
+class ClusterError(EngineError):
+    """Ray or the cluster failed (an actor out of restarts, a node lost for good), not the input."""
+
+    exit_code = 1
 
 
 class ShardError(EngineError):

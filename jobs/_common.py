@@ -38,7 +38,8 @@ def run_job(body: Callable[[], str], *, verbose: bool) -> int:
     Returns
     -------
     int
-        0 on success, 2 for an :class:`~alscale.exceptions.AlscaleError`, 1 for anything else;
+        0 on success, 2 for bad input (an :class:`~alscale.exceptions.AlscaleError`), 1 for a
+        :class:`~alscale.exceptions.ClusterError` or anything else;
         the reason is one line on stderr (the traceback too with ``verbose``).
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
@@ -50,6 +51,9 @@ def run_job(body: Callable[[], str], *, verbose: bool) -> int:
     except AlscaleError as exc:
         if verbose:
             log.exception("job failed")
+        if exc.exit_code == EXIT_FAILED:  # the cluster failed, not the input: a retry may succeed
+            sys.stderr.write(f"alscale: job failed: {exc}\n")
+            return EXIT_FAILED
         sys.stderr.write(f"alscale: error: {exc}\n")
         return EXIT_ALSCALE_ERROR
     except Exception as exc:  # a bug or a cluster failure: one line, the traceback with -v

@@ -12,8 +12,9 @@ configured ``out``: a local path, or any URI pyarrow opens (``s3://``, ``gs://``
 ``file://``), written first to a local temporary folder and then copied in under a staging
 name and renamed, so a reader never sees half a manifest where the filesystem can rename.
 
-Exit status: 0 on success, 2 for an alscale error (bad config, pool, model, output...),
-1 for anything else; the reason is one line on stderr.
+Exit status: 0 on success, 2 for bad input (config, pool, model, output...), 1 for anything
+else (the cluster lost an actor or node for good: a retry may succeed); the reason is one line
+on stderr.
 """
 
 from __future__ import annotations
@@ -117,6 +118,19 @@ def publish(local_dir: str, uri: str, *, force: bool) -> None:
             pass
 
 
+def _record_destination(local_dir, uri: str) -> None:
+    """The manifest names where it is published, not the temporary folder it was written to."""
+    import json
+
+    from alscale._atomic import atomic_write_bytes
+
+    path = os.path.join(str(local_dir), "manifest.json")
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    data["settings"]["out"] = uri
+    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode("utf-8"))
+
+
 def run(settings) -> str:
     """Run the selection described by ``settings``; return where the manifest was written."""
     import alscale
@@ -124,16 +138,22 @@ def run(settings) -> str:
     kwargs = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
     kwargs["address"] = None  # connect_ray() has joined the cluster already
     out = settings.out
-    if out is None or not is_remote(out):
+    if not is_remote(out):
         manifest = alscale.select(**kwargs)
         return str(manifest.path)
+    from alscale.engine.checkpoint import remove_checkpoints
+
     _open_destination(out, force=settings.force)  # fail before the work, not after
-    if not settings.checkpoint_dir:
-        kwargs["checkpoint_dir"] = out.rstrip("/") + ".checkpoints"
+    root = settings.checkpoint_dir or out.rstrip("/") + ".checkpoints"
+    # the checkpoints stay until the manifest is published: a failed copy is retried without rescoring
+    kwargs.update(checkpoint_dir=root, keep_checkpoints=True)
     with tempfile.TemporaryDirectory(prefix="alscale-job-") as tmp:
         kwargs["out"] = os.path.join(tmp, "manifest")
         manifest = alscale.select(**kwargs)
+        _record_destination(manifest.path, out)
         publish(str(manifest.path), out, force=settings.force)
+    if manifest.data.get("checkpoints") and not settings.keep_checkpoints:
+        remove_checkpoints(manifest.data["checkpoints"], root, whole_root=not settings.checkpoint_dir)
     return out
 
 
@@ -143,8 +163,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> str:
         from alscale.config import make_settings
+        from alscale.exceptions import ConfigError
 
         settings = make_settings(args.config, **_overrides(args))
+        if not settings.out:  # a job's batch is only worth its manifest: refused before any work
+            raise ConfigError("The 'out' setting is required for a job: a local path or a URI (s3://, gs://, file://, ...). Got none.")
         connect_ray(settings.address)
         return f"manifest written to {run(settings)}"
 

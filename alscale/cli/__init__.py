@@ -50,7 +50,7 @@ class _LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except AlscaleError as exc:
-            _fail(str(exc))
+            _fail(str(exc), exc.exit_code)
         except click.UsageError as exc:  # a bad flag value: the same one line, not click's usage block
             _fail(f"{exc.format_message()} (see {_help_command(exc.ctx)})")
 
@@ -64,9 +64,9 @@ def _help_command(ctx: click.Context | None) -> str:
     return " ".join(["alscale", *reversed(names), "--help"])
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 2) -> None:
     click.echo(f"alscale: error: {' '.join(message.split())}", err=True)  # one line, whatever it held
-    sys.exit(2)
+    sys.exit(code)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -40,7 +40,7 @@ from pyarrow import fs as pafs
 from alscale.engine.worker import ShardResult
 from alscale.pool.files import split_location
 
-__all__ = ["ShardCheckpoints", "checkpoint_key", "open_checkpoints"]
+__all__ = ["ShardCheckpoints", "checkpoint_key", "open_checkpoints", "remove_checkpoints"]
 
 logger = logging.getLogger(__name__)
 
@@ -159,8 +159,9 @@ class ShardCheckpoints:
         Buckets of the duplicate-id check stored per shard.
     """
 
-    def __init__(self, root: str, key: str, n_buckets: int, with_state: bool = False):
+    def __init__(self, root: str, key: str, n_buckets: int, with_state: bool = False, owns_root: bool = False):
         self.with_state = with_state
+        self.owns_root = owns_root  # the root is this output's own (<out>.checkpoints): removed whole on success
         self.root = root.rstrip("/")
         self.directory = f"{self.root}/{key}"
         self.n_buckets = n_buckets
@@ -235,19 +236,42 @@ class ShardCheckpoints:
             self._writer.shutdown()
             self._writer = None
 
-    def remove(self) -> None:
-        """Delete this run's checkpoints (after its manifest is written), and the root if empty."""
-        self.flush()
-        filesystem, path = split_location(self.directory)
+    def others(self) -> list[str]:
+        """Folders in the root of runs with other inputs or another shard plan (not resumed by this one)."""
+        filesystem, root = split_location(self.root)
         try:
-            if filesystem.get_file_info(path).type != pafs.FileType.NotFound:
-                filesystem.delete_dir(path)
-            _, root = split_location(self.root)
-            exists = filesystem.get_file_info(root).type != pafs.FileType.NotFound
-            if exists and not filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
-                filesystem.delete_dir(root)
-        except OSError as exc:
-            logger.warning("could not remove checkpoints in %s: %s", self.directory, exc)
+            infos = filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+        except OSError:
+            return []
+        own = self.directory.rsplit("/", 1)[-1]
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory and i.base_name != own)
+
+    def remove(self) -> None:
+        """Delete this run's checkpoints (after its manifest is written): see :func:`remove_checkpoints`."""
+        self.flush()
+        remove_checkpoints(self.directory, self.root, whole_root=self.owns_root)
+
+
+def remove_checkpoints(directory: str, root: str, *, whole_root: bool) -> None:
+    """Delete a run's checkpoint ``directory``, and ``root`` too when it is empty or ``whole_root``.
+
+    ``whole_root``: the root is the output's own (``<out>.checkpoints``), so the folders of
+    earlier attempts at this output with other settings (another actor count) go as well.
+    """
+    filesystem, path = split_location(directory)
+    _, root_path = split_location(root.rstrip("/"))
+    try:
+        if whole_root:
+            if filesystem.get_file_info(root_path).type != pafs.FileType.NotFound:
+                filesystem.delete_dir(root_path)
+            return
+        if filesystem.get_file_info(path).type != pafs.FileType.NotFound:
+            filesystem.delete_dir(path)
+        exists = filesystem.get_file_info(root_path).type != pafs.FileType.NotFound
+        if exists and not filesystem.get_file_info(pafs.FileSelector(root_path, allow_not_found=True)):
+            filesystem.delete_dir(root_path)
+    except OSError as exc:
+        logger.warning("could not remove checkpoints in %s: %s", directory, exc)
 
 
 def open_checkpoints(run: Any, shards: list, n_buckets: int) -> ShardCheckpoints | None:
@@ -260,4 +284,10 @@ def open_checkpoints(run: Any, shards: list, n_buckets: int) -> ShardCheckpoints
     root = s.checkpoint_dir or (f"{str(s.out).rstrip('/')}.checkpoints" if s.out else None)
     if not root:
         return None
-    return ShardCheckpoints(root, checkpoint_key(run, shards, n_buckets), n_buckets, with_state=run.strategy.kind == "diversity")
+    checkpoints = ShardCheckpoints(root, checkpoint_key(run, shards, n_buckets), n_buckets,
+                                   with_state=run.strategy.kind == "diversity", owns_root=not s.checkpoint_dir)
+    others = checkpoints.others()
+    if others:
+        logger.warning("%s holds checkpoints of %d run(s) with other inputs or another shard plan (another actor count?); "
+                       "they are not resumed%s", root, len(others), ", and go once this run's manifest is written" if checkpoints.owns_root else "")
+    return checkpoints

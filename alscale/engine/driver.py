@@ -157,7 +157,7 @@ def run_selection(settings: SelectSettings) -> Manifest:
         return Manifest(path=None, data=data, batch=batch)
     # written once, atomically; the write itself is the one stage manifest.json cannot time
     manifest = write_manifest(settings.out, batch, data, force=settings.force)
-    if run.checkpoints is not None:  # the manifest is safe: drop the checkpoints
+    if run.checkpoints is not None and not settings.keep_checkpoints:  # the manifest is safe: drop the checkpoints
         run.checkpoints.remove()
     return manifest
 
@@ -268,7 +268,7 @@ def _scan_and_reduce(run: PreparedRun, shards: list[Shard], actors: list) -> tup
     scan = _Scan(run, shards, actors, ray.put(run.exclude_keys), ray.put(run.labeled_keys), queue=list(shards))
     t0 = time.perf_counter()
     if scan.diversity and run.strategy.prepare is not None:  # e.g. Cluster-Margin's centroids
-        scan.prepared = _prepare_strategy(run, shards, actors, scan.exclude_ref)
+        scan.prepared = _prepare_strategy(scan)
         run.timings["prepare"] = time.perf_counter() - t0
     scan.prepared_ref = ray.put(scan.prepared)
 
@@ -430,15 +430,29 @@ def _strategy_params(run: PreparedRun) -> dict:
     return params
 
 
-def _prepare_strategy(run: PreparedRun, shards: list[Shard], actors: list, exclude_ref) -> dict:
-    """Run the strategy's ``prepare`` with a sampling pass over every shard on the actors."""
+def _prepare_strategy(scan: _Scan) -> dict:
+    """Run the strategy's ``prepare`` with a sampling pass over every shard on the actors.
+
+    With ``skip_bad_shards``, a shard that cannot be read is recorded as skipped here and left
+    out of the scan, as the scan itself would.
+    """
+    run, actors = scan.run, scan.actors
 
     def sample_rows(m: int, stream: int) -> tuple[dict, int]:
-        refs = [actors[i % len(actors)].sample_rows.remote(shard, exclude_ref, m, stream) for i, shard in enumerate(shards)]
-        try:
-            parts = ray.get(refs)
-        except Exception as exc:
-            raise unwrap_ray_error(exc) from None
+        shards = list(scan.queue)
+        refs = [actors[i % len(actors)].sample_rows.remote(shard, scan.exclude_ref, m, stream) for i, shard in enumerate(shards)]
+        parts = []
+        for shard, ref in zip(shards, refs):
+            try:
+                parts.append(ray.get(ref))
+            except Exception as exc:
+                err = unwrap_ray_error(exc)
+                if not (isinstance(err, ShardError) and run.settings.skip_bad_shards):
+                    _cancel(dict.fromkeys(refs))
+                    raise err from None
+                scan.skipped.append({"shard": shard.index, "pieces": shard.describe(), "error": str(err)})
+                scan.queue[:] = [sh for sh in scan.queue if sh.index != shard.index]
+                logger.warning("skipping shard %d: %s", shard.index, err)
         rows = [p for p, _ in parts if p]
         total = sum(count for _, count in parts)
         if not rows:
@@ -617,6 +631,7 @@ def _manifest_data(run: PreparedRun, results: list[ShardResult], info: dict, ski
         "memory": {"actor_peak_rss_mb": [round(r.peak_rss_mb, 1) for r in results]},
         "batch_sizes": [r.batch_size for r in results],  # rows per record batch, per shard (the setting may be "auto")
         "settings": s.to_dict(),
+        "checkpoints": run.checkpoints.directory if (run.checkpoints is not None and s.keep_checkpoints) else None,
         "timings": {**{k: round(v, 4) for k, v in run.timings.items()}, "actor_seconds": {k: round(v, 4) for k, v in stage_seconds.items()}},
         "versions": _versions(),
     }

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import ray.exceptions
 
-from alscale.exceptions import AlscaleError, EngineError
+from alscale.exceptions import AlscaleError, ClusterError
 
 __all__ = ["unwrap_ray_error"]
 
 
 def unwrap_ray_error(exc: BaseException) -> BaseException:
-    """The :class:`AlscaleError` inside a Ray error, or an :class:`EngineError` describing it."""
+    """The :class:`AlscaleError` inside a Ray error, or a :class:`ClusterError` describing it."""
     if isinstance(exc, ray.exceptions.RayTaskError):  # checked first: Ray subclasses the cause's type
         cause = getattr(exc, "cause", None)
         if isinstance(cause, AlscaleError):
@@ -21,5 +21,5 @@ def unwrap_ray_error(exc: BaseException) -> BaseException:
         return exc
     if isinstance(exc, ray.exceptions.RayError):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return EngineError(f"Ray failed: {type(exc).__name__}: {first}")
+        return ClusterError(f"Ray failed: {type(exc).__name__}: {first}")
     return exc

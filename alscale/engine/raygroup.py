@@ -15,7 +15,7 @@ from typing import Any
 import ray
 
 from alscale.engine.errors import unwrap_ray_error
-from alscale.exceptions import EngineError, ShardStateLostError
+from alscale.exceptions import ClusterError, ShardStateLostError
 
 __all__ = ["RayShardGroup"]
 
@@ -65,7 +65,7 @@ class RayShardGroup:
             for past_method, past_args, past_kwargs in self.history:
                 ray.get(actor.call.remote(index, past_method, *past_args, **past_kwargs))
             ref = actor.call.remote(index, method, *args, **kwargs)
-        raise EngineError(f"Shard {index}'s state was lost {self.max_rebuilds + 1} times in one call; giving up.")
+        raise ClusterError(f"Shard {index}'s state was lost {self.max_rebuilds + 1} times in one call; giving up.")
 
 
 def _is_large(value: Any) -> bool:

@@ -25,12 +25,13 @@ __all__ = ["OpenPoolFile", "PoolFile", "PoolFiles", "filesystem_for", "open_parq
 
 @dataclass(frozen=True)
 class PoolFile:
-    """One Parquet file of the pool: its path, size, rows and rows per row group."""
+    """One Parquet file of the pool: its path, size, rows and rows per row group, and when it was last written."""
 
     path: str
     size: int
     rows: int
     row_groups: tuple[int, ...]
+    mtime_ns: int | None = None  # None where the filesystem does not say
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,12 @@ class PoolFiles:
         return filesystem_for(self.filesystem_uri)
 
     def fingerprint(self) -> dict:
-        """Files, sizes and row counts, plus a sha256 over them: what identifies this pool."""
-        files = [{"path": f.path, "size": f.size, "rows": f.rows} for f in self.files]
+        """Files, sizes, row counts and modification times, plus a sha256 over them: what identifies this pool.
+
+        The modification time tells a file rewritten in place (new features, the same size)
+        from the one a checkpoint or a cached clustering was made from.
+        """
+        files = [{"path": f.path, "size": f.size, "rows": f.rows, "mtime_ns": f.mtime_ns} for f in self.files]
         digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
         return {"files": files, "rows": self.rows, "sha256": digest}
 
@@ -196,9 +201,9 @@ def resolve_pool(spec: str) -> PoolFiles:
             schema = file_schema
         elif not file_schema.equals(schema):
             raise PoolSchemaError(f"Pool files disagree on their schema: {path!r} has {_schema_difference(file_schema, schema)}.")
-        size = fs.get_file_info(path).size
+        info = fs.get_file_info(path)
         groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
-        files.append(PoolFile(path=path, size=int(size or 0), rows=int(meta.num_rows), row_groups=groups))
+        files.append(PoolFile(path=path, size=int(info.size or 0), rows=int(meta.num_rows), row_groups=groups, mtime_ns=info.mtime_ns))
     pool = PoolFiles(spec=spec, filesystem_uri=fs_uri, files=tuple(files), schema=schema)
     if pool.rows == 0:
         raise PoolError(f"Pool {spec!r} is empty: 0 rows in {len(files)} file(s).")

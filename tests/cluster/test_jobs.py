@@ -90,10 +90,53 @@ def test_a_cluster_address_where_nothing_listens_exits_2(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     config = tmp_path / "select.toml"
-    config.write_text(f'pool = "{tmp_path / "pool"}"\nmodel = "m.onnx"\n')
+    config.write_text(f'pool = "{tmp_path / "pool"}"\nmodel = "m.onnx"\nout = "{tmp_path / "out"}"\n')
     env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{port}"}
     proc = subprocess.run([sys.executable, str(REPO / "jobs" / "select_job.py"), "--config", str(config)],
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith(f"alscale: error: Cannot reach a Ray cluster at '127.0.0.1:{port}'"), proc.stderr
+
+
+def test_a_job_without_out_is_refused_before_any_work(select_job, tmp_path, capsys):
+    config = tmp_path / "select.toml"
+    config.write_text(f'pool = "{tmp_path / "no-pool"}"\nmodel = "m.onnx"\n')
+    assert select_job.main(["--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "The 'out' setting is required for a job" in err
+
+
+def test_a_cluster_failure_exits_1_and_bad_input_2(monkeypatch, capsys):
+    from alscale.exceptions import ClusterError, PoolError
+
+    monkeypatch.syspath_prepend(str(REPO / "jobs"))
+    from _common import run_job
+
+    def lost():
+        raise ClusterError("Ray failed: ActorDiedError: The actor died unexpectedly before finishing this task.")
+
+    def bad():
+        raise PoolError("Pool 'p' does not exist or holds no Parquet files.")
+
+    assert run_job(lost, verbose=False) == 1
+    assert capsys.readouterr().err == "alscale: job failed: Ray failed: ActorDiedError: The actor died unexpectedly before finishing this task.\n"
+    assert run_job(bad, verbose=False) == 2
+    assert capsys.readouterr().err.startswith("alscale: error: Pool 'p'")
+
+
+def test_checkpoints_stay_until_the_manifest_is_published(select_job, data_dir, tmp_path, capsys):
+    """A failed copy to the destination is retried without scoring again; the manifest names the destination."""
+    config = tmp_path / "select.toml"
+    config.write_text(f'pool = "{data_dir / "pool"}"\nmodel = "{data_dir / "model.onnx"}"\nk = 10\nactors = 2\n'
+                      f'checkpoint_dir = "{tmp_path / "ck"}"\n')
+    unwritable = "file:///proc/alscale-cannot-be-created/round-1"
+    assert select_job.main(["--config", str(config), "--out", unwritable]) == 2
+    assert "Cannot write the manifest" in capsys.readouterr().err
+    assert list((tmp_path / "ck").glob("*/shard-*.npz"))  # the scoring is kept
+    good = tmp_path / "remote" / "round-1"
+    assert select_job.main(["--config", str(config), "--out", f"file://{good}"]) == 0
+    data = json.loads((good / "manifest.json").read_text())
+    assert data["counts"]["shards_resumed"] == data["counts"]["shards"] == 2  # nothing scored twice
+    assert data["settings"]["out"] == f"file://{good}"
+    assert not (tmp_path / "ck").exists()  # removed once published

@@ -92,3 +92,23 @@ def test_badge_resumes_from_saved_shard_states(tmp_path, model_path):
     assert resumed.data["counts"]["shards_resumed"] >= 1  # the small shard at least came from its checkpoint
     assert resumed.ids == reference.ids
     assert not root.exists() or not list(root.glob("*/state-*.pkl"))
+
+
+@pytest.mark.parametrize("strategy", ["cluster-margin", "badge"])
+def test_a_corrupt_row_group_is_skipped_by_the_diversity_strategies_too(tmp_path, model_path, strategy):
+    """Cluster-Margin reads every shard once before the scan (its clustering sample): it skips there too."""
+    import shutil
+
+    from tests.cluster.clusterkit import corrupt_row_group
+
+    X = np.random.default_rng(6).normal(size=(3000, 8)).astype(np.float32) * 2
+    pool = write_pool(tmp_path / "pool", X, files=3, row_group_size=500)
+    clean = tmp_path / "clean"
+    shutil.copytree(pool, clean)
+    bad = sorted(pool.glob("*.parquet"))[1]
+    corrupt_row_group(bad, row_group=1)
+    params = {"n_clusters": 5} if strategy == "cluster-margin" else {}
+    m = alscale.select(pool, model_path, strategy=strategy, k=20, actors=3, skip_bad_shards=True, strategy_params=params)
+    assert m.data["counts"]["shards_skipped"] == 1 and bad.name in m.data["skipped_shards"][0]["pieces"][0]["path"]
+    assert m.data["counts"]["rows_total"] == 2000
+    assert len(m.ids) == 20 and not set(m.ids) & set(pq.read_table(clean / bad.name).column("id").to_pylist())  # the skipped shard's rows

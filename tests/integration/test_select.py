@@ -183,3 +183,20 @@ def test_committee_from_a_directory_equals_numpy(tmp_path, pool, model_factory, 
     scores = vote_entropy(stacked) if strategy == "qbc-vote" else kl_to_consensus(stacked)
     assert by_dir.ids == by_list.ids == ids[top_k_order(scores, ids, 30)].tolist()
     assert len(by_dir.data["model"]["paths"]) == 3
+
+
+def test_checkpoints_of_earlier_attempts_go_with_the_output_s_own(tmp_path, pool, model_path, caplog):
+    """A folder under <out>.checkpoints from an attempt with another shard plan is not resumed, and goes on success."""
+    out = tmp_path / "batch"
+    stale = tmp_path / "batch.checkpoints" / "0123456789abcdef01234567"
+    stale.mkdir(parents=True)
+    (stale / "shard-00000.npz").write_bytes(b"an attempt with another actor count")
+    m = alscale.select(pool, model_path, k=10, actors=2, out=out)
+    assert m.data["counts"]["shards_resumed"] == 0
+    assert "holds checkpoints of 1 run(s) with other inputs or another shard plan" in caplog.text
+    assert not (tmp_path / "batch.checkpoints").exists()
+    # a checkpoint folder the user named may hold other runs' checkpoints: only this run's own go
+    shared = tmp_path / "shared-checkpoints"
+    (shared / "0123456789abcdef01234567").mkdir(parents=True)
+    alscale.select(pool, model_path, k=10, actors=2, out=tmp_path / "batch-2", checkpoint_dir=shared)
+    assert [p.name for p in shared.iterdir()] == ["0123456789abcdef01234567"]

@@ -38,7 +38,7 @@ def test_settings_built_directly_take_paths_lists_and_one_string(tmp_path):
     assert s.pool == str(tmp_path / "pool") and s.out == str(tmp_path / "out")
     assert s.model == (str(tmp_path / "m.onnx"),) and s.exclude == (str(tmp_path / "x.csv"),)
     assert s.features is None and s.labeled == ()
-    with pytest.raises(ConfigError, match=r"The 'model' setting must be a list of strings. Got \['m', 5\]"):
+    with pytest.raises(ConfigError, match=r"The 'model' setting must be a list of strings. Got \['.*/m', 5\]"):
         SelectSettings(pool="p", model=["m", 5])
     with pytest.raises(ConfigError, match="The 'exclude' setting must be a list of strings. Got 5"):
         SelectSettings(pool="p", model=["m"], exclude=5)
@@ -51,3 +51,15 @@ def test_unknown_keys_without_a_close_match_list_the_known_ones(tmp_path):
     (tmp_path / "c.toml").write_text('pool = "p"\nmodel = "m"\nzzz = 1\n')
     with pytest.raises(ConfigError, match=r"Unknown setting 'zzz' .* Expected one of \['actors', 'address'"):
         make_settings(tmp_path / "c.toml")
+
+
+def test_local_paths_become_absolute_and_uris_stay(tmp_path, monkeypatch):
+    """Actors on a cluster run in the cluster's directory, not the driver's: they get absolute paths."""
+    from alscale.config import SelectSettings
+
+    monkeypatch.chdir(tmp_path)
+    s = SelectSettings(pool="pool/*.parquet", model=["m.onnx", "s3://b/m2.onnx"], out="batches/r1", exclude=["x.csv"],
+                       checkpoint_dir="gs://b/ck", features=["features"])
+    assert s.pool == str(tmp_path / "pool/*.parquet") and s.out == str(tmp_path / "batches/r1")
+    assert s.model == (str(tmp_path / "m.onnx"), "s3://b/m2.onnx") and s.exclude == (str(tmp_path / "x.csv"),)
+    assert s.checkpoint_dir == "gs://b/ck" and s.features == ("features",)

@@ -191,3 +191,20 @@ def test_fractional_ids_in_an_id_file_are_refused(tmp_path, values, bad):
         read_id_file(tmp_path / "ids.parquet")
     pq.write_table(pa.table({"id": [3.0, 4.0]}), tmp_path / "whole.parquet")  # integral floats are ids
     assert read_id_file(tmp_path / "whole.parquet").tolist() == [3, 4]
+
+
+def test_a_file_rewritten_in_place_changes_the_fingerprint(tmp_path):
+    """Same ids, sizes and row counts, new features: checkpoints and cached clusterings must not match it."""
+    import os
+
+    make_pool(tmp_path / "p", 2000, n_features=8, seed=0)
+    before = resolve_pool(str(tmp_path / "p")).fingerprint()
+    again = resolve_pool(str(tmp_path / "p")).fingerprint()
+    assert again == before  # nothing changed: the same fingerprint
+    (path,) = (tmp_path / "p").glob("*.parquet")
+    stat = path.stat()
+    make_pool(tmp_path / "p", 2000, n_features=8, seed=1)  # regenerated: other features
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # at least a second later, whatever the clock
+    after = resolve_pool(str(tmp_path / "p")).fingerprint()
+    assert [f["size"] for f in after["files"]] == [f["size"] for f in before["files"]]
+    assert after["sha256"] != before["sha256"]
