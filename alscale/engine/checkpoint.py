@@ -165,7 +165,7 @@ class ShardCheckpoints:
         self.root = root.rstrip("/")
         self.directory = f"{self.root}/{key}"
         self.n_buckets = n_buckets
-        self._pending: list = []  # Ray refs and futures of the saves in flight
+        self._pending: list[tuple[Any, int | None]] = []  # (Ray ref or future, id() of the actor writing it) per save in flight
         self._writer: ThreadPoolExecutor | None = None  # started by the first save the driver writes
         node_id = ray.get_runtime_context().get_node_id()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -214,19 +214,25 @@ class ShardCheckpoints:
             if self._writer is None:
                 self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alscale-checkpoint")
             empty = tuple(np.empty(0, dtype=np.uint64) for _ in bucket_refs)
-            self._pending.append(self._writer.submit(_write, self.directory, result.index, result, empty))
+            self._pending.append((self._writer.submit(_write, self.directory, result.index, result, empty), None))
         else:
             self._pending.append(
-                _save.options(scheduling_strategy=self._here).remote(self.directory, result.index, result_ref, *bucket_refs)
+                (_save.options(scheduling_strategy=self._here).remote(self.directory, result.index, result_ref, *bucket_refs), None)
             )
 
     def save_state(self, actor: Any, index: int) -> None:
         """Have ``actor`` write shard ``index``'s diversity state next to the shard file."""
-        self._pending.append(actor.save_state.remote(index, self.directory))
+        self._pending.append((actor.save_state.remote(index, self.directory), id(actor)))
 
-    def flush(self) -> None:
-        """Wait for the saves started so far (a failed save only costs a rescore on resume)."""
-        for pending in self._pending:
+    def flush(self, lost: set[int] = frozenset()) -> None:
+        """Wait for the saves started so far (a failed save only costs a rescore on resume).
+
+        ``lost``: id() of actors that stopped answering; their saves are not waited for.
+        """
+        for pending, writer in self._pending:
+            if writer in lost:
+                logger.warning("a shard state checkpoint in %s was not written: its actor was lost", self.directory)
+                continue
             try:
                 pending.result() if isinstance(pending, Future) else ray.get(pending)
             except Exception as exc:

@@ -27,6 +27,7 @@ import ray
 from alscale import __version__
 from alscale.config import SelectSettings, _expand_model_dirs
 from alscale.engine.checkpoint import open_checkpoints
+from alscale.engine.liveness import STALL_SECONDS, ActorWatch
 from alscale.engine.errors import unwrap_ray_error
 from alscale.engine.raygroup import RayShardGroup
 from alscale.engine.runtime import ray_session
@@ -233,6 +234,12 @@ class _Scan:
     results: list[ShardResult] = field(default_factory=list)
     buckets: dict[int, list] = field(default_factory=dict)  # shard index -> refs to its keys, by hash bucket
     skipped: list[dict] = field(default_factory=list)
+    lost: set[int] = field(default_factory=set)  # id() of actors that stopped answering: no more work for them
+
+    @property
+    def live_actors(self) -> list:
+        """The actors still answering (all of them unless a node was lost)."""
+        return [a for a in self.actors if id(a) not in self.lost] or self.actors
 
     @property
     def n_buckets(self) -> int:
@@ -315,7 +322,12 @@ def _resume_finished(scan: _Scan) -> None:
 
 
 def _scan_shards(scan: _Scan) -> None:
-    """Give each actor a shard, and the next one when it finishes, until the queue is empty."""
+    """Give each actor a shard, and the next one when it finishes, until the queue is empty.
+
+    Once the queue is empty, an idle actor takes over the shard of an actor that stopped
+    answering (:class:`ActorWatch`): one whose node was lost, and whose restart waits for a
+    CPU that the other actors hold until the scan ends.  The first attempt to finish counts.
+    """
     run, s = scan.run, scan.run.settings
     pending: dict[Any, tuple[Any, Shard, list]] = {}
     for actor in scan.actors:
@@ -323,23 +335,34 @@ def _scan_shards(scan: _Scan) -> None:
             scan.submit(actor, pending)
     bar = _progress_bar(run.pool.rows, s.progress)
     rows_read = _RowsRead(scan.actors) if bar is not None else None
+    watch = ActorWatch()
+    finished: set[int] = set()
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=0.25)
             if bar is not None:
                 bar.update(max(0, rows_read.poll() - bar.n))
             for ref in done:
+                if ref not in pending:  # dropped below: another attempt at its shard finished first
+                    continue
                 actor, shard, bucket_refs = pending.pop(ref)
+                if shard.index in finished:
+                    continue
                 try:
                     result = ray.get(ref)
                 except Exception as exc:
                     err = unwrap_ray_error(exc)
+                    if any(other.index == shard.index for _, other, _ in pending.values()):
+                        logger.warning("shard %d failed on one actor (%s); waiting for its other attempt", shard.index, err)
+                        continue
                     if not (isinstance(err, ShardError) and s.skip_bad_shards):
                         _cancel(pending)  # the run fails: the other shards' work is not retried
                         raise err from None
                     scan.skipped.append({"shard": shard.index, "pieces": shard.describe(), "error": str(err)})
                     logger.warning("skipping shard %d: %s", shard.index, err)
                 else:
+                    finished.add(shard.index)
+                    _drop_other_attempts(pending, shard.index, scan.lost)
                     scan.results.append(result)
                     scan.buckets[shard.index] = bucket_refs
                     scan.placements[shard.index] = actor
@@ -349,6 +372,8 @@ def _scan_shards(scan: _Scan) -> None:
                             run.checkpoints.save_state(actor, shard.index)
                 if scan.queue:
                     scan.submit(actor, pending)
+            if not scan.queue and pending:
+                _take_over_stalled_shards(scan, pending, watch)
         if bar is not None:
             bar.update(run.pool.rows - bar.n)
     finally:
@@ -357,8 +382,69 @@ def _scan_shards(scan: _Scan) -> None:
         if bar is not None:
             bar.close()
     scan.results.sort(key=lambda r: r.index)
+    _mark_lost_actors(scan)
     if run.checkpoints is not None:
-        run.checkpoints.flush()
+        run.checkpoints.flush(lost=scan.lost)
+
+
+def _mark_lost_actors(scan: _Scan) -> None:
+    """Ask every actor for its progress; those that do not answer within STALL_SECONDS are lost.
+
+    An actor lost after it finished its shards is found here, so the stages after the scan
+    (the duplicate check, the diversity reduce, the checkpoint flush) never wait on it.  Live
+    actors answer in milliseconds.
+    """
+    asked = {actor.progress.remote(): actor for actor in scan.actors if id(actor) not in scan.lost}
+    if not asked:
+        return
+    ready, late = ray.wait(list(asked), num_returns=len(asked), timeout=STALL_SECONDS)
+    failed = []
+    for ref in ready:
+        try:
+            ray.get(ref)
+        except Exception:  # noqa: BLE001  (died for good)
+            failed.append(ref)
+    for ref in [*late, *failed]:
+        scan.lost.add(id(asked[ref]))
+    if late or failed:
+        logger.warning("%d actor(s) stopped answering after the scan (a lost node?); their shards' states move to the others",
+                       len(late) + len(failed))
+
+
+def _take_over_stalled_shards(scan: _Scan, pending: dict, watch: ActorWatch) -> None:
+    """Start the shard of each actor that stopped answering on an idle actor that answers."""
+    busy = {id(actor) for actor, _, _ in pending.values()}
+    idle = [a for a in scan.actors if id(a) not in busy and id(a) not in scan.lost]
+    if not idle:
+        return
+    attempts: dict[int, int] = {}
+    for _, shard, _ in pending.values():
+        attempts[shard.index] = attempts.get(shard.index, 0) + 1
+    for actor, shard, _ in list(pending.values()):
+        if not idle:
+            return
+        if attempts[shard.index] > 1 or id(actor) in scan.lost or not watch.stalled(actor):
+            continue
+        scan.lost.add(id(actor))
+        helper = idle.pop(0)
+        logger.warning("shard %d: its actor has not answered for %.0f s (a lost node whose actor waits for a CPU?); "
+                       "scoring it on another actor", shard.index, watch.stall_seconds)
+        scan.submit(helper, pending, shard)
+
+
+def _drop_other_attempts(pending: dict, index: int, lost: set[int]) -> None:
+    """Forget the other attempts at shard ``index``; cancel those queued on lost actors.
+
+    An attempt running on a live actor is left to finish (interrupting it could leave that
+    actor's other shard states half-written); its result is ignored.
+    """
+    for ref in [r for r, (_, shard, _) in pending.items() if shard.index == index]:
+        actor, _, _ = pending.pop(ref)
+        if id(actor) in lost:
+            try:
+                ray.cancel(ref)
+            except Exception:  # noqa: BLE001  (nothing to cancel, or Ray cannot: it is ignored either way)
+                pass
 
 
 def _cancel(pending: dict) -> None:
@@ -411,7 +497,8 @@ def _reduce_top_k(run: PreparedRun, results: list[ShardResult]) -> dict[str, np.
 def _reduce_diversity(scan: _Scan) -> tuple[dict[str, np.ndarray], dict]:
     """Run the strategy's selection over the shard states held by the actors."""
     run = scan.run
-    group = RayShardGroup([(scan.placements[r.index], r.index) for r in scan.results], rebuild=scan.rebuild)
+    group = RayShardGroup([(scan.placements[r.index], r.index) for r in scan.results], rebuild=scan.rebuild, spares=scan.live_actors,
+                          lost=scan.lost)
     params = {**_strategy_params(run), **scan.prepared}
     try:
         selection = run.strategy.select(group, run.settings.k, run.settings.seed, params)
@@ -491,7 +578,7 @@ def _check_duplicate_ids(scan: _Scan) -> None:
     A shard whose keys strictly increase sent no keys (see :class:`KeyOrder`); an actor
     reads its id column again here, which only happens when shards' id ranges overlap.
     """
-    actors, n_buckets = scan.actors, scan.n_buckets
+    actors, n_buckets = scan.live_actors, scan.n_buckets
     by_index = {shard.index: shard for shard in scan.shards}
     buckets = []
     for i, result in enumerate(scan.results):

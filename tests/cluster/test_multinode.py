@@ -162,6 +162,66 @@ def test_removed_worker_node_is_survived(ray_cluster, undisturbed, pool, model, 
     assert manifest.data["counts"]["rows_scored"] == N_ROWS
 
 
+def test_removed_worker_node_is_survived_with_every_cpu_in_use(ray_cluster, undisturbed, pool, model, tmp_path, caplog):
+    """One actor per CPU (the default): the lost node's actor can never restart, since the others
+    hold every CPU left; an idle actor takes its shard over instead of the run waiting forever."""
+    known = {a["id"] for a in shard_actors()}
+    run = Background(str(pool), str(model), out=str(tmp_path / "batch"), actors=3, **SLOW)
+    alive = wait_for_alive(known, 3)
+    workers = {node.node_id: node for node in ray_cluster.worker_nodes}
+    victim = next(a for a in alive if a["node"] in workers)
+    time.sleep(0.5)
+    assert run.thread.is_alive(), "the run ended before the fault"
+    ray_cluster.remove_node(workers[victim["node"]], allow_graceful=False)
+    try:
+        manifest = run.join()
+    finally:
+        ray_cluster.add_node(num_cpus=1)
+        ray_cluster.wait_for_nodes()
+    assert "has not answered for 10 s" in caplog.text and "scoring it on another actor" in caplog.text
+    assert manifest.batch.equals(undisturbed[0].batch)
+    assert manifest.data["counts"]["rows_scored"] == N_ROWS
+
+
+def test_a_node_lost_during_the_diversity_reduce_moves_its_shard_states(ray_cluster, pool, model, tmp_path, monkeypatch, caplog):
+    """BADGE with one actor per CPU: the node of an actor holding a shard state goes between two
+    k-means|| rounds (the moment is chosen by wrapping the shard group's ``map``); its state is
+    rebuilt on a live actor and the earlier rounds replayed, so the batch is unchanged."""
+    from alscale.engine import raygroup
+
+    params = {"strategy": "badge", "k": K, "seed": 5, "actors": 3}
+    reference = alscale.select(str(pool), str(model), **params)
+    original = raygroup.RayShardGroup.map
+    removed = []
+    workers = {node.node_id: node for node in ray_cluster.worker_nodes}
+
+    def map_then_lose_a_node(self, method, *args, **kwargs):
+        if len(self.history) == 1 and not removed:  # the states are built and one round has run
+            on_workers = {a["id"]: a for a in shard_actors() if a["state"] == "ALIVE" and a["node"] in workers}
+            actor_id = next(h._actor_id.hex() for h, _ in self.placements if h._actor_id.hex() in on_workers)
+            ray_cluster.remove_node(workers[on_workers[actor_id]["node"]], allow_graceful=False)
+            removed.append(actor_id)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # the actor's process outlives its raylet for a moment
+                try:
+                    os.kill(on_workers[actor_id]["pid"], 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
+        return original(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(raygroup.RayShardGroup, "map", map_then_lose_a_node)
+    try:
+        disturbed = alscale.select(str(pool), str(model), **params)
+    finally:
+        ray_cluster.add_node(num_cpus=1)
+        ray_cluster.wait_for_nodes()
+    assert removed, "the fault was never injected"
+    assert disturbed.data["strategy"]["info"].get("shard_states_rebuilt", 0) >= 1, (removed, disturbed.data["strategy"]["info"], caplog.text[-3000:])
+    assert disturbed.batch.column("id").equals(reference.batch.column("id"))
+    assert disturbed.batch.column("score").equals(reference.batch.column("score"))
+
+
 def test_corrupt_row_group_stops_the_run_or_is_skipped(ray_cluster, model, tmp_path):
     pool = write_pool(tmp_path / "pool", n_rows=900, n_files=3, seed=11)
     bad = pool / "part-001.parquet"
