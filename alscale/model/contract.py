@@ -19,7 +19,7 @@ import onnxruntime as ort
 
 from alscale.exceptions import ModelContractError, ModelError
 
-__all__ = ["ModelContract", "inspect_model", "load_session", "sha256_file"]
+__all__ = ["ModelContract", "inspect_model", "load_session", "read_model_uri", "sha256_file"]
 
 PROBS_NAMES = ("probabilities", "output_probability", "probs", "probability", "prob", "proba", "softmax", "scores")
 LOGITS_NAMES = ("logits", "logit", "output_logits")
@@ -76,7 +76,28 @@ class ModelContract:
         }
 
 
+def _is_uri(path: str | Path) -> bool:
+    return "://" in str(path)
+
+
+def read_model_uri(uri: str) -> bytes:
+    """The bytes of a model at a filesystem URI (``s3://``, ``gs://``, ``hdfs://``, ``file://``)."""
+    from pyarrow import fs as pafs
+
+    try:
+        filesystem, path = pafs.FileSystem.from_uri(uri)
+        with filesystem.open_input_stream(path) as stream:
+            return stream.read()
+    except FileNotFoundError:
+        raise ModelError(f"Model file {uri!r} does not exist.") from None
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"Cannot read model {uri!r}: {str(exc).splitlines()[0]}") from None
+
+
 def sha256_file(path: str | Path) -> str:
+    """sha256 of a model file, local or at a filesystem URI."""
+    if _is_uri(path):
+        return hashlib.sha256(read_model_uri(str(path))).hexdigest()
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -85,12 +106,22 @@ def sha256_file(path: str | Path) -> str:
 
 
 def load_session(path: str | Path, threads: int = 1) -> ort.InferenceSession:
-    """An ONNX Runtime CPU session with ``threads`` intra-op threads and sequential execution."""
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads and sequential execution.
+
+    ``path`` is a local file or a filesystem URI (read into memory: every actor of a cluster
+    reads the model where it is, with no shared volume).
+    """
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = int(threads)
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 4  # fatal only: every error reaches the caller as an exception, with its message
+    if _is_uri(path):
+        data = read_model_uri(str(path))
+        try:
+            return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"Cannot load ONNX model {str(path)!r}: {str(exc).splitlines()[0]}") from None
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except FileNotFoundError:
@@ -114,7 +145,8 @@ def _class_names(session: ort.InferenceSession, path: Path, n_classes: int) -> t
     try:  # skl2onnx keeps class labels as node attributes
         import onnx
 
-        model = onnx.load(str(path), load_external_data=False)
+        model = (onnx.load_from_string(read_model_uri(str(path))) if _is_uri(path)
+                 else onnx.load(str(path), load_external_data=False))
         for node in model.graph.node:
             for attr in node.attribute:
                 if attr.name == "classlabels_int64s" and len(attr.ints) == n_classes:
@@ -163,7 +195,7 @@ def inspect_model(
         No usable class output, a ZipMap output, several inputs, or an output that is not a
         probability distribution.
     """
-    path = Path(path)
+    path = str(path) if _is_uri(path) else Path(path)  # Path() would fold the '//' of a URI
     session = session or load_session(path)
     inputs = session.get_inputs()
     if len(inputs) != 1:

@@ -10,6 +10,7 @@ import alscale
 from alscale.exceptions import (
     DuplicateIdError,
     InvalidFeaturesError,
+    ModelError,
     PoolExhaustedError,
 )
 from alscale.model.session import BATCH_SIZE_CANDIDATES
@@ -200,3 +201,13 @@ def test_checkpoints_of_earlier_attempts_go_with_the_output_s_own(tmp_path, pool
     (shared / "0123456789abcdef01234567").mkdir(parents=True)
     alscale.select(pool, model_path, k=10, actors=2, out=tmp_path / "batch-2", checkpoint_dir=shared)
     assert [p.name for p in shared.iterdir()] == ["0123456789abcdef01234567"]
+
+
+def test_a_model_at_a_filesystem_uri(tmp_path, pool, model_path, reference):
+    """Every actor reads the model from the URI itself (no shared volume on a cluster)."""
+    m = alscale.select(pool, f"file://{model_path}", k=25, actors=2)
+    assert m.ids == _expected(reference, "entropy", 25)
+    assert m.data["model"]["paths"] == [f"file://{model_path}"]
+    assert m.data["model"]["sha256"] == alscale.select(pool, model_path, k=1, actors=1).data["model"]["sha256"]
+    with pytest.raises(ModelError, match="Model file 'file://.*nope.onnx' does not exist"):
+        alscale.select(pool, f"file://{tmp_path}/nope.onnx", k=5)

@@ -290,7 +290,9 @@ def test_config_is_mounted_where_the_entrypoint_reads_it(docs, rayjob, tmp_path,
     local = tmp_path / config_path.name
     local.write_text(data[config_path.name])
     settings = make_settings(local)
+    # every pod reads pool, model and output through the object store: the pods mount no volume
     assert settings.pool.startswith("s3://") and settings.out.startswith("s3://")
+    assert all(m.startswith("s3://") for m in settings.model)
     assert settings.k == tomllib.loads(data[config_path.name])["k"]
 
 
