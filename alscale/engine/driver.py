@@ -27,8 +27,8 @@ import ray
 from alscale import __version__
 from alscale.config import SelectSettings, _expand_model_dirs
 from alscale.engine.checkpoint import open_checkpoints
-from alscale.engine.liveness import STALL_SECONDS, ActorWatch
 from alscale.engine.errors import unwrap_ray_error
+from alscale.engine.liveness import STALL_SECONDS, ActorWatch
 from alscale.engine.raygroup import RayShardGroup
 from alscale.engine.runtime import ray_session
 from alscale.engine.worker import ScoringJob, ShardResult, ShardWorker
@@ -441,10 +441,7 @@ def _drop_other_attempts(pending: dict, index: int, lost: set[int]) -> None:
     for ref in [r for r, (_, shard, _) in pending.items() if shard.index == index]:
         actor, _, _ = pending.pop(ref)
         if id(actor) in lost:
-            try:
-                ray.cancel(ref)
-            except Exception:  # noqa: BLE001  (nothing to cancel, or Ray cannot: it is ignored either way)
-                pass
+            _cancel({ref: None})  # best effort: its result is ignored either way
 
 
 def _cancel(pending: dict) -> None:

@@ -52,7 +52,7 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
     ClusterUnreachableError
         The connection is refused, times out or the host does not resolve.
     """
-    target = address[len("ray://") :] if address.startswith("ray://") else address
+    target = address.removeprefix("ray://")
     if "://" in target or ":" not in target:
         return
     host, _, port = target.rpartition(":")

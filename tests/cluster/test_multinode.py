@@ -140,23 +140,31 @@ def test_killed_shard_actor_is_restarted(ray_cluster, undisturbed, pool, model, 
     assert manifest.data["counts"]["rows_scored"] == N_ROWS
 
 
-def test_removed_worker_node_is_survived(ray_cluster, undisturbed, pool, model, tmp_path):
+def run_losing_a_worker_node(ray_cluster, pool, model, out, actors: int) -> tuple:
+    """Run a selection with ``actors`` actors and remove the worker node of one of them mid-scan.
+
+    Returns the manifest and the lost actor as it was (GCS view); the cluster gets its third
+    node back afterwards, for the tests after this one.
+    """
     known = {a["id"] for a in shard_actors()}
-    # two actors on three one-CPU nodes: a CPU is free for the actor that loses its node
-    run = Background(str(pool), str(model), out=str(tmp_path / "batch"), actors=2, **SLOW)
-    alive = wait_for_alive(known, 2)
+    run = Background(str(pool), str(model), out=str(out), actors=actors, **SLOW)
+    alive = wait_for_alive(known, actors)
     workers = {node.node_id: node for node in ray_cluster.worker_nodes}
     victim = next(a for a in alive if a["node"] in workers)
     time.sleep(0.5)
     assert run.thread.is_alive(), "the run ended before the fault"
     ray_cluster.remove_node(workers[victim["node"]], allow_graceful=False)
     try:
-        manifest = run.join()
+        return run.join(), victim
     finally:
-        ray_cluster.add_node(num_cpus=1)  # back to three nodes for the tests after this one
+        ray_cluster.add_node(num_cpus=1)
         ray_cluster.wait_for_nodes()
 
-    after = {a["id"]: a for a in shard_actors(known)}
+
+def test_removed_worker_node_is_survived(ray_cluster, undisturbed, pool, model, tmp_path):
+    # two actors on three one-CPU nodes: a CPU is free for the actor that loses its node
+    manifest, victim = run_losing_a_worker_node(ray_cluster, pool, model, tmp_path / "batch", actors=2)
+    after = {a["id"]: a for a in shard_actors()}
     assert after[victim["id"]]["node"] != victim["node"]  # restarted elsewhere
     assert manifest.batch.equals(undisturbed[0].batch)
     assert manifest.data["counts"]["rows_scored"] == N_ROWS
@@ -165,19 +173,7 @@ def test_removed_worker_node_is_survived(ray_cluster, undisturbed, pool, model, 
 def test_removed_worker_node_is_survived_with_every_cpu_in_use(ray_cluster, undisturbed, pool, model, tmp_path, caplog):
     """One actor per CPU (the default): the lost node's actor can never restart, since the others
     hold every CPU left; an idle actor takes its shard over instead of the run waiting forever."""
-    known = {a["id"] for a in shard_actors()}
-    run = Background(str(pool), str(model), out=str(tmp_path / "batch"), actors=3, **SLOW)
-    alive = wait_for_alive(known, 3)
-    workers = {node.node_id: node for node in ray_cluster.worker_nodes}
-    victim = next(a for a in alive if a["node"] in workers)
-    time.sleep(0.5)
-    assert run.thread.is_alive(), "the run ended before the fault"
-    ray_cluster.remove_node(workers[victim["node"]], allow_graceful=False)
-    try:
-        manifest = run.join()
-    finally:
-        ray_cluster.add_node(num_cpus=1)
-        ray_cluster.wait_for_nodes()
+    manifest, _ = run_losing_a_worker_node(ray_cluster, pool, model, tmp_path / "batch", actors=3)
     assert "has not answered for 10 s" in caplog.text and "scoring it on another actor" in caplog.text
     assert manifest.batch.equals(undisturbed[0].batch)
     assert manifest.data["counts"]["rows_scored"] == N_ROWS
