@@ -123,14 +123,31 @@ def _decode(data: bytes) -> tuple[ShardResult, list[np.ndarray]]:
 
 def _write(directory: str, index: int, result: ShardResult, buckets: tuple[np.ndarray, ...]) -> str:
     """Write one shard's file atomically (a temporary name, then ``move``); returns its path."""
+    return _write_bytes(directory, f"shard-{index:05d}.npz", _encode(result, buckets))
+
+
+def _write_bytes(directory: str, name: str, data: bytes) -> str:
+    """Write ``directory/name`` atomically (a temporary name, then ``move``); returns its path."""
     filesystem, path = split_location(directory)
     filesystem.create_dir(path, recursive=True)
-    final = f"{path}/shard-{index:05d}.npz"
-    temp = f"{path}/.shard-{index:05d}.{uuid.uuid4().hex[:8]}.tmp"
+    final = f"{path}/{name}"
+    temp = f"{path}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
     with filesystem.open_output_stream(temp) as stream:
-        stream.write(_encode(result, buckets))
+        stream.write(data)
     filesystem.move(temp, final)
     return final
+
+
+@ray.remote(num_cpus=0, max_retries=2)
+def _save_state(directory: str, index: int, data: bytes) -> str:
+    return _write_bytes(directory, f"state-{index:05d}.pkl", data)
+
+
+@ray.remote(num_cpus=0)
+def _load_state(directory: str, index: int) -> bytes:
+    filesystem, path = split_location(directory)
+    with filesystem.open_input_stream(f"{path}/state-{index:05d}.pkl") as stream:
+        return stream.read()
 
 
 @ray.remote(num_cpus=0, max_retries=2)
@@ -221,8 +238,27 @@ class ShardCheckpoints:
             )
 
     def save_state(self, actor: Any, index: int) -> None:
-        """Have ``actor`` write shard ``index``'s diversity state next to the shard file."""
-        self._pending.append((actor.save_state.remote(index, self.directory), id(actor)))
+        """Save shard ``index``'s diversity state, held by ``actor``, next to the shard file.
+
+        A local folder is the driver's own disk, which may not be the actor's: the state comes
+        over as bytes and a task on the driver's node writes it.  A URI is written by the actor.
+        """
+        if self.is_local:
+            ref = _save_state.options(scheduling_strategy=self._here).remote(self.directory, index, actor.state_bytes.remote(index))
+        else:
+            ref = actor.save_state.remote(index, self.directory)
+        self._pending.append((ref, id(actor)))
+
+    def load_state(self, actor: Any, index: int) -> Any:
+        """Put shard ``index``'s saved state on ``actor`` (read where :meth:`save_state` wrote it); a ref to wait on."""
+        if self.is_local:
+            return actor.set_state_bytes.remote(index, _load_state.options(scheduling_strategy=self._here).remote(self.directory, index))
+        return actor.load_state.remote(index, self.directory)
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the checkpoints are on the driver's local disk (not at a filesystem URI)."""
+        return "://" not in self.directory
 
     def flush(self, lost: set[int] = frozenset()) -> None:
         """Wait for the saves started so far (a failed save only costs a rescore on resume).

@@ -306,7 +306,7 @@ def _resume_finished(scan: _Scan) -> None:
         if loaded is not None and scan.diversity:  # the shard's state goes back onto an actor
             actor = scan.actors[run.resumed_shards % len(scan.actors)]
             try:
-                ray.get(actor.load_state.remote(index, run.checkpoints.directory))
+                ray.get(run.checkpoints.load_state(actor, index))
             except Exception as exc:
                 logger.warning("state of shard %d is unreadable (%s); scoring it again", index, unwrap_ray_error(exc))
                 loaded = None

@@ -390,8 +390,7 @@ class ShardWorker:
         return getattr(state, method)(*args, **kwargs)
 
     def save_state(self, shard_index: int, directory: str) -> str:
-        """Write a shard's state (factors, candidates) to ``directory`` atomically; returns the path."""
-        import pickle
+        """Write a shard's state (factors, candidates) to ``directory`` (a filesystem URI) atomically; returns the path."""
         import uuid
 
         filesystem, path = split_location(directory)
@@ -399,17 +398,27 @@ class ShardWorker:
         final = f"{path}/state-{shard_index:05d}.pkl"
         temp = f"{path}/.state-{shard_index:05d}.{uuid.uuid4().hex[:8]}.tmp"
         with filesystem.open_output_stream(temp) as stream:
-            pickle.dump(self.states[shard_index], stream, protocol=pickle.HIGHEST_PROTOCOL)
+            stream.write(self.state_bytes(shard_index))
         filesystem.move(temp, final)
         return final
 
     def load_state(self, shard_index: int, directory: str) -> bool:
         """Load a shard's state saved by :meth:`save_state` (this run's own checkpoint folder)."""
-        import pickle
-
         filesystem, path = split_location(directory)
         with filesystem.open_input_stream(f"{path}/state-{shard_index:05d}.pkl") as stream:
-            self.states[shard_index] = pickle.loads(stream.read())
+            return self.set_state_bytes(shard_index, stream.read())
+
+    def state_bytes(self, shard_index: int) -> bytes:
+        """A shard's state, pickled (for :meth:`set_state_bytes` on any actor, or a checkpoint file)."""
+        import pickle
+
+        return pickle.dumps(self.states[shard_index], protocol=pickle.HIGHEST_PROTOCOL)
+
+    def set_state_bytes(self, shard_index: int, data: bytes) -> bool:
+        """Take a shard's state pickled by :meth:`state_bytes`."""
+        import pickle
+
+        self.states[shard_index] = pickle.loads(data)
         return True
 
     # -- the duplicate-id check -------------------------------------------------------------------
