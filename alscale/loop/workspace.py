@@ -503,8 +503,6 @@ class Workspace:
             rows = [r for i, r in enumerate(rows) if i not in bad]
         if not rows:
             return 0
-        if self.classes is None:
-            self._warn_of_new_classes(rows)
         seen: dict[tuple, dict] = {}
         for r in rows:
             first = seen.setdefault(self._key(r), r)
@@ -518,6 +516,8 @@ class Workspace:
             log = {}
             for r in table.to_pylist():
                 log[self._key(r)] = r
+            if self.classes is None:
+                self._warn_of_new_classes(rows, log.values())
             seq = max((r["seq"] for r in log.values()), default=0)
             changed = 0
             for r in rows:
@@ -537,9 +537,10 @@ class Workspace:
             self._commit(head, labels=labels if changed else None, pending=pending.filter(pa.array(keep)) if not keep.all() else None)
             return changed
 
-    def _warn_of_new_classes(self, rows: list[dict]) -> None:
-        """With no class list every label is taken: say so when one the labeled set has never held comes in (a typo?)."""
-        have = {v for v in self.labeled().column("label").to_pylist() if v is not None}
+    @staticmethod
+    def _warn_of_new_classes(rows: list[dict], kept: Iterable[dict]) -> None:
+        """With no class list every label is taken: say so when one no kept record holds comes in (a typo?)."""
+        have = {r["label"] for r in kept if r["status"] == "labeled" and r["label"] is not None}
         new = sorted({r["label"] for r in rows if r["label"] is not None} - have)
         if have and new:
             logger.warning("new class(es) %s, not in the labeled set so far (%s); a workspace created with --classes "

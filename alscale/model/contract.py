@@ -105,11 +105,11 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_session(path: str | Path, threads: int = 1) -> ort.InferenceSession:
+def load_session(path: str | Path, threads: int = 1, data: bytes | None = None) -> ort.InferenceSession:
     """An ONNX Runtime CPU session with ``threads`` intra-op threads and sequential execution.
 
     ``path`` is a local file or a filesystem URI (read into memory: every actor of a cluster
-    reads the model where it is, with no shared volume).
+    reads the model where it is, with no shared volume).  ``data``: the URI's bytes, already read.
     """
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = int(threads)
@@ -117,7 +117,7 @@ def load_session(path: str | Path, threads: int = 1) -> ort.InferenceSession:
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 4  # fatal only: every error reaches the caller as an exception, with its message
     if _is_uri(path):
-        data = read_model_uri(str(path))
+        data = read_model_uri(str(path)) if data is None else data
         try:
             return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001
@@ -136,7 +136,7 @@ def _dim(value) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
 
-def _class_names(session: ort.InferenceSession, path: Path, n_classes: int) -> tuple[str, ...]:
+def _class_names(session: ort.InferenceSession, path: Path | str, n_classes: int, data: bytes | None = None) -> tuple[str, ...]:
     meta = session.get_modelmeta().custom_metadata_map
     if "alscale.classes" in meta:
         names = json.loads(meta["alscale.classes"])
@@ -145,8 +145,7 @@ def _class_names(session: ort.InferenceSession, path: Path, n_classes: int) -> t
     try:  # skl2onnx keeps class labels as node attributes
         import onnx
 
-        model = (onnx.load_from_string(read_model_uri(str(path))) if _is_uri(path)
-                 else onnx.load(str(path), load_external_data=False))
+        model = onnx.load_from_string(data) if data is not None else onnx.load(str(path), load_external_data=False)
         for node in model.graph.node:
             for attr in node.attribute:
                 if attr.name == "classlabels_int64s" and len(attr.ints) == n_classes:
@@ -196,7 +195,8 @@ def inspect_model(
         probability distribution.
     """
     path = str(path) if _is_uri(path) else Path(path)  # Path() would fold the '//' of a URI
-    session = session or load_session(path)
+    data = read_model_uri(path) if _is_uri(path) else None  # read once: for the session, the sha256 and the class names
+    session = session or load_session(path, data=data)
     inputs = session.get_inputs()
     if len(inputs) != 1:
         names = [i.name for i in inputs]
@@ -272,14 +272,14 @@ def inspect_model(
         raise ModelContractError(f"Output {class_out.name!r} must have >= 2 classes. Got {n_classes}.")
     return ModelContract(
         path=str(path),
-        sha256=sha256_file(path),
+        sha256=hashlib.sha256(data).hexdigest() if data is not None else sha256_file(path),
         input_name=inp.name,
         input_width=width,
         input_type=inp.type,
         class_output=class_out.name,
         output_kind=kind,
         n_classes=n_classes,
-        classes=_class_names(session, path, n_classes),
+        classes=_class_names(session, path, n_classes, data),
         embedding_output=emb.name if emb is not None else None,
         embedding_dim=emb_dim,
         outputs=described,
