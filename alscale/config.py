@@ -61,10 +61,11 @@ class SelectSettings:
         Ray cluster address; None starts (or reuses) a local Ray.
     seed : int
     batch_size : int or "auto"
-        Rows per record batch read and scored.  ``"auto"`` (the default): each actor times its
-        model on synthetic batches of 512, 1,024 and 2,048 rows when it starts, and keeps 2,048
-        unless a smaller batch is clearly cheaper per row (wide models, whose activations then
-        stay in cache).  The selection is the same for every batch size.
+        Rows per model run.  ``"auto"`` (the default): each actor times its model on synthetic
+        batches of 512, 1,024 and 2,048 rows when it starts, and keeps 2,048 unless a smaller
+        batch is clearly cheaper per row (wide models, whose activations then stay in cache).
+        Shards are read in record batches of a few model runs (about 1 MiB of features).  The
+        selection is the same for every batch size.
     threads : int
         ONNX Runtime intra-op threads per actor.
     id_column : str

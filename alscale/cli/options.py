@@ -56,7 +56,7 @@ engine_options = _stack(
         "--batch-size",
         type=BatchSize(),
         default=None,
-        help="Rows per record batch, or 'auto': each actor times its model on 512-2048 rows and keeps 2048 unless a smaller batch is clearly faster (wide models). [default: auto]",
+        help="Rows per model run (shards are read a few runs at a time), or 'auto': each actor times its model on 512-2048 rows and keeps 2048 unless a smaller batch is clearly faster (wide models). [default: auto]",
     ),
     click.option("--threads", type=int, default=None, help="ONNX Runtime threads per actor (1 plus more actors is fastest). [default: 1]"),
 )

@@ -713,7 +713,8 @@ def _manifest_data(run: PreparedRun, results: list[ShardResult], info: dict, ski
         "counts": counts,
         "skipped_shards": skipped,
         "memory": {"actor_peak_rss_mb": [round(r.peak_rss_mb, 1) for r in results]},
-        "batch_sizes": [r.batch_size for r in results],  # rows per record batch, per shard (the setting may be "auto")
+        "batch_sizes": [r.batch_size for r in results],  # rows per model run, per shard (the setting may be "auto")
+        "read_batch_rows": [r.read_rows for r in results],  # rows per record batch read, per shard
         "settings": s.to_dict(),
         "checkpoints": run.checkpoints.directory if (run.checkpoints is not None and s.keep_checkpoints) else None,
         "timings": {**{k: round(v, 4) for k, v in run.timings.items()}, "actor_seconds": {k: round(v, 4) for k, v in stage_seconds.items()}},

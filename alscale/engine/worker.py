@@ -31,6 +31,12 @@ __all__ = ["KeyOrder", "ScoringJob", "ShardResult", "ShardWorker"]
 
 logger = logging.getLogger(__name__)
 
+#: Feature bytes per record batch read: about one core's L2 cache here, so the decoded rows are
+#: still in cache when the model runs on them.  The model runs on slices of its own batch size.
+READ_BATCH_BYTES = 1 << 20
+#: The most model batches one record batch holds.
+MAX_READ_RUNS = 8
+
 
 @dataclass(frozen=True)
 class ScoringJob:
@@ -79,13 +85,36 @@ class ShardResult:
     timings: dict[str, float] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
     peak_rss_mb: float = 0.0
-    batch_size: int = 0  # rows per record batch the shard was read in
+    batch_size: int = 0  # rows per model run
+    read_rows: int = 0  # rows per record batch the shard was read in (a multiple of batch_size)
     key_range: tuple[int, int] | None = None  # (min, max) key when the shard's keys strictly increase
 
     @property
     def keeps_keys(self) -> bool:
         """Whether the shard's row keys are kept for the duplicate-id check (its ids do not strictly increase)."""
         return self.key_range is None and self.rows_total > 0
+
+
+def read_batch_rows(model_rows: int, row_bytes: int, target_bytes: int = READ_BATCH_BYTES, most: int = MAX_READ_RUNS) -> int:
+    """Rows per record batch read: a multiple of the model's batch, about ``target_bytes`` of features.
+
+    Reading, checking and scoring cost a fixed amount per record batch besides their per-row
+    work, so a shard is read in batches of up to ``most`` model batches, as long as one stays
+    near the CPU's cache size; the model still runs on slices of ``model_rows``.
+
+    Parameters
+    ----------
+    model_rows : int
+        Rows per model run.
+    row_bytes : int
+        Feature bytes per row.
+
+    Returns
+    -------
+    int
+    """
+    runs = max(1, min(most, target_bytes // max(1, model_rows * row_bytes)))
+    return model_rows * runs
 
 
 def peak_rss_mb() -> float:
@@ -173,8 +202,11 @@ class ShardWorker:
     rows_read : int
         Rows read so far by this worker (all shards); the driver polls it for the progress bar.
     batch_size : int
-        Rows per record batch: ``job.batch_size``, or for ``"auto"`` the size this worker
-        timed fastest for its model (:meth:`ModelRunner.fastest_batch_size`) as it started.
+        Rows per model run: ``job.batch_size``, or for ``"auto"`` the size this worker timed
+        fastest for its model (:meth:`ModelRunner.fastest_batch_size`) as it started.
+    read_rows : int
+        Rows per record batch read (:func:`read_batch_rows`): a few model runs' worth, so the
+        fixed cost of each batch's reading, checks and scoring is shared by more rows.
     """
 
     def __init__(self, job: ScoringJob):
@@ -183,6 +215,9 @@ class ShardWorker:
         self.strategy = get_strategy(job.strategy)
         self.runner = ModelRunner(job.contracts, threads=job.threads, want_embeddings=self.strategy.needs_embedding)
         self.batch_size = self._choose_batch_size()
+        self.runner.rows_per_run = self.batch_size
+        width = job.contracts[0].input_width or job.feature_spec.width or 1
+        self.read_rows = read_batch_rows(self.batch_size, 4 * max(1, width))
         self.states: dict[int, Any] = {}
 
     def _choose_batch_size(self) -> int:
@@ -222,9 +257,9 @@ class ShardWorker:
         check_exclude, check_labeled = exclude_keys.size > 0, labeled_keys.size > 0
         diversity = self.strategy.kind == "diversity"
         stop_inference = False
-        result.batch_size = self.batch_size
+        result.batch_size, result.read_rows = self.batch_size, self.read_rows
         t0 = time.perf_counter()
-        for batch in iter_shard(job.filesystem_uri, shard, job.feature_spec, job.id_column, self.batch_size):
+        for batch in iter_shard(job.filesystem_uri, shard, job.feature_spec, job.id_column, self.read_rows):
             t1 = time.perf_counter()
             t_read += t1 - t0
             n = batch.ids.shape[0]
@@ -364,7 +399,7 @@ class ShardWorker:
         job = self.job
         top = TopK(m)
         selectable_count = 0
-        for batch in iter_shard(job.filesystem_uri, shard, job.feature_spec, job.id_column, self.batch_size):
+        for batch in iter_shard(job.filesystem_uri, shard, job.feature_spec, job.id_column, self.read_rows):
             keys = id_keys(batch.ids)
             rows = np.flatnonzero(_finite_rows(batch.features) & ~_member(exclude_keys, keys))
             selectable_count += rows.size

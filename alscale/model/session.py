@@ -22,10 +22,10 @@ DEFAULT_BATCH_SIZE = 2048
 #: Record batch sizes ``batch_size="auto"`` chooses from: the default, or a smaller batch for a
 #: wide model, whose activations then stay in cache.
 BATCH_SIZE_CANDIDATES = (512, 1024, 2048)
-#: What a record batch costs a shard scan besides the model (reading it, checks, scores,
-#: top-K), per batch; the per-row part does not depend on the batch size.  The engine
-#: benchmark puts it at about 130 µs for a narrow model; a little less is counted because in a
-#: scan a wide model loses more on large batches than the probe shows.
+#: What each model run is charged besides the model when choosing its size.  A scan reads a few
+#: runs' worth of rows at once (about 1 MiB of features), so its per-batch work (reading, checks,
+#: scores, top-K: about 130 µs for a narrow model) is shared by them; counting 100 µs per run
+#: keeps the default unless a smaller run is clearly cheaper, as it is for wide models.
 PER_BATCH_OVERHEAD_S = 100e-6
 #: How much cheaper per row another size must time than the default to be chosen instead
 #: (the fastest of several runs varies by 1-3% from probe to probe).
@@ -138,13 +138,33 @@ class ModelRunner:
             )
             for i, (c, session) in enumerate(zip(self.contracts, self.sessions))
         ]
+        #: The most rows one session run takes (None: any); larger batches are scored in slices.
+        self.rows_per_run: int | None = None
 
     def __call__(self, features: np.ndarray) -> ModelOutputs:
-        """Score one batch of features (n, d).
+        """Score one batch of features (n, d), in runs of at most :attr:`rows_per_run` rows.
 
         Every value must be finite and within [0, 1]; row sums are checked on a sample of rows of
         every batch (:func:`check_probabilities` names the problem).
         """
+        step = self.rows_per_run
+        if step and features.shape[0] > step:
+            # the model runs on slices of its best size; the per-batch work around it (checks,
+            # scores, top-K) runs once on the whole batch
+            runs = [self._run(features[i : i + step]) for i in range(0, features.shape[0], step)]
+            member_probs = [np.concatenate(parts) for parts in zip(*(probs for probs, _ in runs))]
+            embeddings = None if runs[0][1] is None else np.concatenate([emb for _, emb in runs])
+        else:
+            member_probs, embeddings = self._run(features)
+        for probs, (_, _, fetch, _, _) in zip(member_probs, self._members):
+            self._check(probs, fetch[0])
+        if len(member_probs) == 1:
+            return ModelOutputs(member_probs[0], None, embeddings)
+        stacked = np.stack(member_probs)
+        return ModelOutputs(stacked.mean(axis=0), stacked, embeddings)
+
+    def _run(self, features: np.ndarray) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """One session run per member: each member's probabilities (n, c) float32, and the embedding."""
         member_probs = []
         embeddings = None
         for member, (session, input_name, fetch, dtype, logits) in enumerate(self._members):
@@ -161,14 +181,10 @@ class ModelRunner:
                 probs = softmax(values)
             else:
                 probs = values if values.dtype == np.float32 else values.astype(np.float32)
-            self._check(probs, fetch[0])
             member_probs.append(probs)
             if len(results) > 1:
                 embeddings = np.asarray(results[1], dtype=np.float32)
-        if len(member_probs) == 1:
-            return ModelOutputs(member_probs[0], None, embeddings)
-        stacked = np.stack(member_probs)
-        return ModelOutputs(stacked.mean(axis=0), stacked, embeddings)
+        return member_probs, embeddings
 
     def fastest_batch_size(
         self,

@@ -86,6 +86,9 @@ def test_manifest_contents_and_byte_identical_batches(tmp_path, pool, model_path
     assert alscale.Manifest.read(tmp_path / "a").ids == a.ids
     assert d["settings"]["batch_size"] == "auto" and set(d["batch_sizes"]) <= set(BATCH_SIZE_CANDIDATES)
     assert b.data["batch_sizes"] == [128, 128, 128]
+    # read in record batches of several model runs (8 features: 8 runs of 128 rows are 32 KiB)
+    assert b.data["read_batch_rows"] == [1024, 1024, 1024]
+    assert all(r % s == 0 for r, s in zip(d["read_batch_rows"], d["batch_sizes"]))
 
 
 def test_exclusion_files(tmp_path, pool, model_path, reference):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
+import onnxruntime as ort
 import pytest
 
 from alscale.config import make_settings
+from alscale.engine.worker import MAX_READ_RUNS, READ_BATCH_BYTES, read_batch_rows
 from alscale.exceptions import ConfigError
 from alscale.model import ModelRunner, inspect_model
 from alscale.model.session import (
@@ -82,3 +85,52 @@ def test_default_rule_on_measured_models(per_row_us, expected):
     """The module's overhead and margin keep narrow models at 2,048 and move wide ones down."""
     seconds = {b: us * 1e-6 * b for b, us in per_row_us.items()}
     assert choose_batch_size(seconds) == expected
+
+
+@pytest.mark.parametrize(
+    ("model_rows", "row_bytes", "expected"),
+    [
+        (2048, 256, 4096),  # 64 float32 features: 1 MiB holds two runs
+        (1024, 256, 4096),
+        (512, 3072, 512),  # a run of wide rows already passes 1 MiB: one run per read
+        (128, 32, 128 * MAX_READ_RUNS),  # narrow rows: at most MAX_READ_RUNS runs
+        (3000, 100, 3000 * 3),  # sizes need not be powers of two
+    ],
+)
+def test_read_batches_hold_whole_model_runs(model_rows, row_bytes, expected):
+    rows = read_batch_rows(model_rows, row_bytes)
+    assert rows == expected
+    assert rows % model_rows == 0
+    assert rows == model_rows or rows * row_bytes <= READ_BATCH_BYTES
+
+
+@pytest.mark.parametrize("output", ["probabilities", "logits"])
+def test_runner_scores_in_slices_as_in_one_run(model_factory, output):
+    """Slicing a batch into model runs changes nothing: the same probabilities and embeddings."""
+    path = model_factory(3, output=output)
+    X = np.random.default_rng(3).normal(size=(1000, 8)).astype(np.float32)
+    whole = ModelRunner([inspect_model(path)], want_embeddings=True)
+    sliced = ModelRunner([inspect_model(path)], want_embeddings=True)
+    sliced.rows_per_run = 128  # 7 full runs and one of 104 rows
+    a, b = whole(X), sliced(X)
+    np.testing.assert_array_equal(b.probs, a.probs)
+    np.testing.assert_array_equal(b.embeddings, a.embeddings)
+    # against one plain onnxruntime session over the whole array
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out, emb = session.run([output, "embedding"], {"features": X})
+    if output == "logits":
+        out = np.exp(out - out.max(1, keepdims=True))
+        out /= out.sum(1, keepdims=True)
+    np.testing.assert_allclose(b.probs, out, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b.embeddings, emb, rtol=1e-6)
+
+
+def test_runner_slices_a_committee(model_factory):
+    members = [inspect_model(model_factory(seed)) for seed in (4, 5, 6)]
+    X = np.random.default_rng(4).normal(size=(300, 8)).astype(np.float32)
+    sliced = ModelRunner(members)
+    sliced.rows_per_run = 64
+    out = sliced(X)
+    each = [ModelRunner([m])(X).probs for m in members]
+    np.testing.assert_array_equal(out.member_probs, np.stack(each))
+    np.testing.assert_allclose(out.probs, np.mean(each, axis=0), rtol=1e-6)
