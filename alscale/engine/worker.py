@@ -216,8 +216,8 @@ class ShardWorker:
         self.runner = ModelRunner(job.contracts, threads=job.threads, want_embeddings=self.strategy.needs_embedding)
         self.batch_size = self._choose_batch_size()
         self.runner.rows_per_run = self.batch_size
-        width = job.contracts[0].input_width or job.feature_spec.width or 1
-        self.read_rows = read_batch_rows(self.batch_size, 4 * max(1, width))
+        width = job.contracts[0].input_width or job.feature_spec.width  # -1: a list column of unknown width
+        self.read_rows = read_batch_rows(self.batch_size, 4 * width) if width > 0 else self.batch_size
         self.states: dict[int, Any] = {}
 
     def _choose_batch_size(self) -> int:
