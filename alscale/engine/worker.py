@@ -217,7 +217,10 @@ class ShardWorker:
         self.batch_size = self._choose_batch_size()
         self.runner.rows_per_run = self.batch_size
         width = job.contracts[0].input_width or job.feature_spec.width  # -1: a list column of unknown width
-        self.read_rows = read_batch_rows(self.batch_size, 4 * width) if width > 0 else self.batch_size
+        # embeddings (BADGE, core-set, ...) would have to be joined across runs: a copy of D floats
+        # per row, dearer than the per-batch work that reading several runs at once saves
+        several = width > 0 and not self.runner.want_embeddings
+        self.read_rows = read_batch_rows(self.batch_size, 4 * width) if several else self.batch_size
         self.states: dict[int, Any] = {}
 
     def _choose_batch_size(self) -> int:

@@ -19,7 +19,7 @@ __all__ = ["BATCH_SIZE_CANDIDATES", "DEFAULT_BATCH_SIZE", "ModelOutputs", "Model
 #: The batch size ``batch_size="auto"`` starts from: the best for narrow models, alone or with
 #: another actor on the same machine (larger batches lose up to 9% when two actors share a cache).
 DEFAULT_BATCH_SIZE = 2048
-#: Record batch sizes ``batch_size="auto"`` chooses from: the default, or a smaller batch for a
+#: Model run sizes ``batch_size="auto"`` chooses from: the default, or a smaller batch for a
 #: wide model, whose activations then stay in cache.
 BATCH_SIZE_CANDIDATES = (512, 1024, 2048)
 #: What each model run is charged besides the model when choosing its size.  A scan reads a few

@@ -78,6 +78,8 @@ def test_diversity_strategies_equal_single_process_run(ray_local, setup, tmp_pat
     assert batch["rank"].to_pylist() == list(range(1, K + 1))
     if name == "cluster-margin":
         np.testing.assert_array_equal(batch["cluster"].to_numpy(), ref["cluster"])
+    # embeddings are not joined across model runs: these strategies read one run at a time
+    assert man.data["read_batch_rows"] == man.data["batch_sizes"]
 
 
 @pytest.mark.parametrize("name, func", [("qbc-vote", vote_entropy), ("qbc-kl", kl_to_consensus)])
@@ -88,6 +90,7 @@ def test_committee_strategies_match_numpy(ray_local, setup, tmp_path, name, func
     top = top_k_order(scores, setup["ids"], K)
     np.testing.assert_array_equal(man.batch["id"].to_numpy(), setup["ids"][top])
     np.testing.assert_allclose(man.batch["score"].to_numpy(), scores[top], rtol=1e-4, atol=1e-6)
+    assert all(r > b for r, b in zip(man.data["read_batch_rows"], man.data["batch_sizes"]))  # several runs per read
 
 
 def test_badge_without_embedding_output_is_a_one_line_cli_error(setup, tmp_path):
