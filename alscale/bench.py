@@ -118,6 +118,7 @@ def _pipeline(pool: Path, model: Path, actors: int, k: int, batch_size: int | st
         "rows_per_s": rows / scan,
         "actor_peak_rss_mb": manifest.data["memory"]["actor_peak_rss_mb"],
         "batch_sizes": manifest.data["batch_sizes"],
+        "read_batch_rows": manifest.data["read_batch_rows"],
         "timings": t,
     }
 
