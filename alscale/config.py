@@ -64,8 +64,8 @@ class SelectSettings:
         Rows per model run.  ``"auto"`` (the default): each actor times its model on synthetic
         batches of 512, 1,024 and 2,048 rows when it starts, and keeps 2,048 unless a smaller
         batch is clearly cheaper per row (wide models, whose activations then stay in cache).
-        Shards are read in record batches of a few model runs (about 1 MiB of features; one run
-        for strategies that use embeddings).  The selection is the same for every batch size.
+        Shards are read in record batches of a few model runs (about 1 MiB of features).  The
+        selection is the same for every batch size.
     threads : int
         ONNX Runtime intra-op threads per actor.
     id_column : str

@@ -117,6 +117,26 @@ def read_batch_rows(model_rows: int, row_bytes: int, target_bytes: int = READ_BA
     return model_rows * runs
 
 
+def sample_cut(m: int, n: int, sigmas: float = 5.0) -> float:
+    """A cut on ``u`` (uniform on [0, 1)) below which at least ``m`` of ``n`` rows fall, but for
+    a chance of about 3e-7 (five standard deviations); 1.0 when ``m`` is most of ``n``.
+
+    Parameters
+    ----------
+    m : int
+        Rows wanted.
+    n : int
+        Rows the ``u`` values are drawn for.
+
+    Returns
+    -------
+    float
+    """
+    if n <= 0:
+        return 1.0
+    return min(1.0, (m + sigmas * np.sqrt(m) + 1.0) / n)
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
     import resource
@@ -217,10 +237,7 @@ class ShardWorker:
         self.batch_size = self._choose_batch_size()
         self.runner.rows_per_run = self.batch_size
         width = job.contracts[0].input_width or job.feature_spec.width  # -1: a list column of unknown width
-        # embeddings (BADGE, core-set, ...) would have to be joined across runs: a copy of D floats
-        # per row, dearer than the per-batch work that reading several runs at once saves
-        several = width > 0 and not self.runner.want_embeddings
-        self.read_rows = read_batch_rows(self.batch_size, 4 * width) if several else self.batch_size
+        self.read_rows = read_batch_rows(self.batch_size, 4 * width) if width > 0 else self.batch_size
         self.states: dict[int, Any] = {}
 
     def _choose_batch_size(self) -> int:
@@ -393,28 +410,45 @@ class ShardWorker:
     def sample_rows(self, shard: Shard, exclude_keys: np.ndarray, m: int, stream: int) -> tuple[dict, int]:
         """The shard's ``m`` selectable rows with the smallest ``row_uniform(key, seed, stream)``.
 
-        A light pass: every row is read, but the model runs only on rows that can still enter
-        the sample (a bounded top-m on ``-u``).  Returns ``(rows, selectable_count)`` with rows
-        ``u`` (m,), ``key`` (m,) and ``embedding`` (m, d).
+        A light pass: every row is read, but the model runs only on rows whose ``u`` is below a
+        cut that, for ``u`` uniform on [0, 1), about ``m`` plus five standard deviations of the
+        shard's rows pass (:func:`sample_cut`).  The ``m`` smallest below the cut are the
+        ``m`` smallest of the shard; when fewer than ``m`` selectable rows pass (many rows
+        excluded or invalid), the pass is repeated with a cut four times wider, up to every row.
+
+        Returns ``(rows, selectable_count)`` with rows ``u`` (m,), ``key`` (m,) and
+        ``embedding`` (m, d).
         """
+        cut = sample_cut(m, shard.rows)
+        while True:
+            top, passed, selectable_count = self._sample_pass(shard, exclude_keys, m, stream, cut)
+            if passed >= m or cut >= 1.0:
+                break
+            cut = min(1.0, 4 * cut)
+        out = top.result()
+        if "embedding" not in out:
+            return {}, selectable_count
+        return {"u": -out["score"], "key": out["id"].astype(np.uint64), "embedding": out["embedding"]}, selectable_count
+
+    def _sample_pass(self, shard: Shard, exclude_keys: np.ndarray, m: int, stream: int, cut: float) -> tuple[TopK, int, int]:
+        """One pass of :meth:`sample_rows`: ``(top-m on -u, rows below the cut, selectable rows)``."""
         from alscale.rowrandom import row_uniform
 
         job = self.job
         top = TopK(m)
-        selectable_count = 0
+        passed = selectable_count = 0
         for batch in iter_shard(job.filesystem_uri, shard, job.feature_spec, job.id_column, self.read_rows):
             keys = id_keys(batch.ids)
             rows = np.flatnonzero(_finite_rows(batch.features) & ~_member(exclude_keys, keys))
             selectable_count += rows.size
             u = row_uniform(keys[rows], job.seed, stream)
-            admitted = rows[-u >= top.threshold()]
-            if admitted.size:
-                emb = self.runner(batch.features[admitted]).embeddings
-                top.add(-row_uniform(keys[admitted], job.seed, stream), keys[admitted], embedding=emb)
-        out = top.result()
-        if "embedding" not in out:
-            return {}, selectable_count
-        return {"u": -out["score"], "key": out["id"].astype(np.uint64), "embedding": out["embedding"]}, selectable_count
+            below = u < cut
+            passed += int(below.sum())
+            admit = below & (-u >= top.threshold())
+            if admit.any():
+                admitted = rows[admit]
+                top.add(-u[admit], keys[admitted], embedding=self.runner(batch.features[admitted]).embeddings)
+        return top, passed, selectable_count
 
     def call(self, shard_index: int, method: str, *args, **kwargs):
         """Run ``method`` of a shard's state (the Ray side of a :class:`ShardGroup`).

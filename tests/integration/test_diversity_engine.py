@@ -78,8 +78,7 @@ def test_diversity_strategies_equal_single_process_run(ray_local, setup, tmp_pat
     assert batch["rank"].to_pylist() == list(range(1, K + 1))
     if name == "cluster-margin":
         np.testing.assert_array_equal(batch["cluster"].to_numpy(), ref["cluster"])
-    # embeddings are not joined across model runs: these strategies read one run at a time
-    assert man.data["read_batch_rows"] == man.data["batch_sizes"]
+    assert all(r > b for r, b in zip(man.data["read_batch_rows"], man.data["batch_sizes"]))  # several runs per read
 
 
 @pytest.mark.parametrize("name, func", [("qbc-vote", vote_entropy), ("qbc-kl", kl_to_consensus)])
