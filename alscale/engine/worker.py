@@ -414,7 +414,8 @@ class ShardWorker:
         cut that, for ``u`` uniform on [0, 1), about ``m`` plus five standard deviations of the
         shard's rows pass (:func:`sample_cut`).  The ``m`` smallest below the cut are the
         ``m`` smallest of the shard; when fewer than ``m`` selectable rows pass (many rows
-        excluded or invalid), the pass is repeated with a cut four times wider, up to every row.
+        excluded or invalid), the pass is repeated once with a cut for the selectable rows it
+        counted (and again, twice as wide, in the rare case that is not enough).
 
         Returns ``(rows, selectable_count)`` with rows ``u`` (m,), ``key`` (m,) and
         ``embedding`` (m, d).
@@ -424,7 +425,8 @@ class ShardWorker:
             top, passed, selectable_count = self._sample_pass(shard, exclude_keys, m, stream, cut)
             if passed >= m or cut >= 1.0:
                 break
-            cut = min(1.0, 4 * cut)
+            # the pass counted the selectable rows: cut again for them (and at least twice as wide)
+            cut = max(sample_cut(m, selectable_count), min(1.0, 2 * cut))
         out = top.result()
         if "embedding" not in out:
             return {}, selectable_count

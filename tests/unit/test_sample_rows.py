@@ -73,9 +73,10 @@ def test_a_cut_passed_by_too_few_rows_is_widened(tmp_path, setup):
     X = X.copy()
     X[::50] = np.nan
     excluded = ids[np.arange(len(ids)) % 10 != 0]
-    worker, shard, _ = _worker(write_pool(tmp_path / "pool", X, ids, row_group_size=500), model)
+    worker, shard, seen = _worker(write_pool(tmp_path / "pool", X, ids, row_group_size=500), model)
     got, count = worker.sample_rows(shard, np.sort(id_keys(excluded)), 100, STREAM)
     _check(got, count, _reference(X, ids, model, 100, excluded))
+    assert sum(seen) <= 2 * (100 + 5 * 10 + 1)  # two passes: the second cut fits the 480 selectable rows
 
 
 def test_fewer_selectable_rows_than_asked_gives_them_all(tmp_path, setup):
