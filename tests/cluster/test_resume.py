@@ -25,8 +25,9 @@ ray = pytest.importorskip("ray")
 
 K = 30
 PARAMS = {"strategy": "entropy", "k": K, "seed": 2, "batch_size": 2, "actors": 2}
-# one big and one small file, one row group each: two shards, the small one finishes first
-SIZES = [30000, 1200]
+# one big and one small file, one row group each: two shards, the small one finishes first, the big
+# one seconds later (2-row model runs), so the small one's checkpoint is written before it ends
+SIZES = [120000, 1200]
 
 DRIVER = """
 import sys, ray, alscale
