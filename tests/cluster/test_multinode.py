@@ -28,8 +28,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 ray = pytest.importorskip("ray")
 
 K = 40
-N_ROWS = 36_000
-# one row per batch: scoring takes several seconds per actor, long enough to break something mid-way
+N_ROWS = 144_000
+# one row per model run (eight per record batch): scoring takes seconds per actor, long enough to
+# break something mid-way
 SLOW = {"strategy": "entropy", "k": K, "seed": 5, "batch_size": 1}
 
 
