@@ -29,7 +29,6 @@ import hashlib
 import io
 import json
 import logging
-import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -37,8 +36,8 @@ import numpy as np
 import ray
 from pyarrow import fs as pafs
 
-from alscale.engine.worker import ShardResult
-from alscale.pool.files import split_location
+from alscale.engine.worker import ShardResult, state_file_name
+from alscale.pool.files import read_file, split_location, write_file_atomic
 
 __all__ = ["ShardCheckpoints", "checkpoint_key", "open_checkpoints", "remove_checkpoints"]
 
@@ -123,31 +122,17 @@ def _decode(data: bytes) -> tuple[ShardResult, list[np.ndarray]]:
 
 def _write(directory: str, index: int, result: ShardResult, buckets: tuple[np.ndarray, ...]) -> str:
     """Write one shard's file atomically (a temporary name, then ``move``); returns its path."""
-    return _write_bytes(directory, f"shard-{index:05d}.npz", _encode(result, buckets))
-
-
-def _write_bytes(directory: str, name: str, data: bytes) -> str:
-    """Write ``directory/name`` atomically (a temporary name, then ``move``); returns its path."""
-    filesystem, path = split_location(directory)
-    filesystem.create_dir(path, recursive=True)
-    final = f"{path}/{name}"
-    temp = f"{path}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
-    with filesystem.open_output_stream(temp) as stream:
-        stream.write(data)
-    filesystem.move(temp, final)
-    return final
+    return write_file_atomic(directory, f"shard-{index:05d}.npz", _encode(result, buckets))
 
 
 @ray.remote(num_cpus=0, max_retries=2)
 def _save_state(directory: str, index: int, data: bytes) -> str:
-    return _write_bytes(directory, f"state-{index:05d}.pkl", data)
+    return write_file_atomic(directory, state_file_name(index), data)
 
 
 @ray.remote(num_cpus=0)
 def _load_state(directory: str, index: int) -> bytes:
-    filesystem, path = split_location(directory)
-    with filesystem.open_input_stream(f"{path}/state-{index:05d}.pkl") as stream:
-        return stream.read()
+    return read_file(directory, state_file_name(index))
 
 
 @ray.remote(num_cpus=0, max_retries=2)
@@ -157,9 +142,7 @@ def _save(directory: str, index: int, result: ShardResult, *buckets: np.ndarray)
 
 @ray.remote(num_cpus=0)
 def _load(directory: str, index: int) -> tuple:
-    filesystem, path = split_location(directory)
-    with filesystem.open_input_stream(f"{path}/shard-{index:05d}.npz") as stream:
-        result, buckets = _decode(stream.read())
+    result, buckets = _decode(read_file(directory, f"shard-{index:05d}.npz"))
     return (result, *buckets)
 
 

@@ -20,14 +20,14 @@ from alscale.exceptions import ShardStateLostError
 from alscale.model.contract import ModelContract
 from alscale.model.session import DEFAULT_BATCH_SIZE, ModelOutputs, ModelRunner
 from alscale.pool.features import FeatureSpec
-from alscale.pool.files import split_location
+from alscale.pool.files import read_file, write_file_atomic
 from alscale.pool.reader import iter_ids, iter_shard
 from alscale.pool.shards import Shard
 from alscale.reduce.topk import TopK
 from alscale.rowrandom import id_keys
 from alscale.strategies import ScoringBatch, get_strategy
 
-__all__ = ["KeyOrder", "ScoringJob", "ShardResult", "ShardWorker"]
+__all__ = ["KeyOrder", "ScoringJob", "ShardResult", "ShardWorker", "state_file_name"]
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +135,11 @@ def sample_cut(m: int, n: int, sigmas: float = 5.0) -> float:
     if n <= 0:
         return 1.0
     return min(1.0, (m + sigmas * np.sqrt(m) + 1.0) / n)
+
+
+def state_file_name(shard_index: int) -> str:
+    """The file a shard's diversity state is checkpointed to, in the run's checkpoint folder."""
+    return f"state-{shard_index:05d}.pkl"
 
 
 def peak_rss_mb() -> float:
@@ -465,22 +470,11 @@ class ShardWorker:
 
     def save_state(self, shard_index: int, directory: str) -> str:
         """Write a shard's state (factors, candidates) to ``directory`` (a filesystem URI) atomically; returns the path."""
-        import uuid
-
-        filesystem, path = split_location(directory)
-        filesystem.create_dir(path, recursive=True)
-        final = f"{path}/state-{shard_index:05d}.pkl"
-        temp = f"{path}/.state-{shard_index:05d}.{uuid.uuid4().hex[:8]}.tmp"
-        with filesystem.open_output_stream(temp) as stream:
-            stream.write(self.state_bytes(shard_index))
-        filesystem.move(temp, final)
-        return final
+        return write_file_atomic(directory, state_file_name(shard_index), self.state_bytes(shard_index))
 
     def load_state(self, shard_index: int, directory: str) -> bool:
         """Load a shard's state saved by :meth:`save_state` (this run's own checkpoint folder)."""
-        filesystem, path = split_location(directory)
-        with filesystem.open_input_stream(f"{path}/state-{shard_index:05d}.pkl") as stream:
-            return self.set_state_bytes(shard_index, stream.read())
+        return self.set_state_bytes(shard_index, read_file(directory, state_file_name(shard_index)))
 
     def state_bytes(self, shard_index: int) -> bytes:
         """A shard's state, pickled (for :meth:`set_state_bytes` on any actor, or a checkpoint file)."""

@@ -12,6 +12,7 @@ import hashlib
 import json
 import mmap
 import os
+import uuid
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -20,7 +21,10 @@ import pyarrow.parquet as pq
 
 from alscale.exceptions import PoolError, PoolSchemaError
 
-__all__ = ["OpenPoolFile", "PoolFile", "PoolFiles", "filesystem_for", "open_parquet", "open_pool_file", "resolve_pool", "split_location"]
+__all__ = [
+    "OpenPoolFile", "PoolFile", "PoolFiles", "filesystem_for", "open_parquet", "open_pool_file", "read_file", "resolve_pool",
+    "split_location", "write_file_atomic",
+]
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,26 @@ def split_location(location: str) -> tuple[pafs.FileSystem, str]:
         filesystem, path = pafs.FileSystem.from_uri(location)
         return filesystem, path.rstrip("/")
     return pafs.LocalFileSystem(), os.path.abspath(location)
+
+
+def write_file_atomic(directory: str, name: str, data: bytes) -> str:
+    """Write ``directory/name`` (a local folder or a filesystem URI) under a temporary name, then
+    move it into place; returns its path.  The folder is created if needed."""
+    filesystem, path = split_location(directory)
+    filesystem.create_dir(path, recursive=True)
+    final = f"{path}/{name}"
+    temp = f"{path}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+    with filesystem.open_output_stream(temp) as stream:
+        stream.write(data)
+    filesystem.move(temp, final)
+    return final
+
+
+def read_file(directory: str, name: str) -> bytes:
+    """The bytes of ``directory/name`` (a local folder or a filesystem URI)."""
+    filesystem, path = split_location(directory)
+    with filesystem.open_input_stream(f"{path}/{name}") as stream:
+        return stream.read()
 
 
 def open_parquet(filesystem: pafs.FileSystem, path: str) -> pq.ParquetFile:

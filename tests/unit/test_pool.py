@@ -208,3 +208,16 @@ def test_a_file_rewritten_in_place_changes_the_fingerprint(tmp_path):
     after = resolve_pool(str(tmp_path / "p")).fingerprint()
     assert [f["size"] for f in after["files"]] == [f["size"] for f in before["files"]]
     assert after["sha256"] != before["sha256"]
+
+
+@pytest.mark.parametrize("as_uri", [False, True])
+def test_write_file_atomic_and_read_file_round_trip(tmp_path, as_uri):
+    from alscale.pool.files import read_file, write_file_atomic
+
+    folder = tmp_path / "deep" / "folder"
+    location = f"file://{folder}" if as_uri else str(folder)
+    path = write_file_atomic(location, "state-00003.pkl", b"first")
+    write_file_atomic(location, "state-00003.pkl", b"second")  # replaces it
+    assert path == str(folder / "state-00003.pkl")
+    assert read_file(location, "state-00003.pkl") == b"second" == (folder / "state-00003.pkl").read_bytes()
+    assert [p.name for p in folder.iterdir()] == ["state-00003.pkl"]  # no temporary file left
