@@ -123,12 +123,13 @@ def _record_destination(local_dir, uri: str) -> None:
     import json
 
     from alscale._atomic import atomic_write_bytes
+    from alscale.manifest import MANIFEST_FILE, manifest_json
 
-    path = os.path.join(str(local_dir), "manifest.json")
+    path = os.path.join(str(local_dir), MANIFEST_FILE)
     with open(path, encoding="utf-8") as fh:
         data = json.load(fh)
     data["settings"]["out"] = uri
-    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode("utf-8"))
+    atomic_write_bytes(path, manifest_json(data))
 
 
 def run(settings) -> str:

@@ -259,6 +259,12 @@ class _Scan:
             refs = actor.score_shard.options(**options).remote(shard, self.run.settings.k, self.exclude_ref, self.labeled_ref, self.n_buckets)
         pending[refs[0]] = (actor, shard, refs[1:])
 
+    def skip(self, shard: Shard, err: Exception) -> None:
+        """Record a shard that cannot be read as skipped (``skip_bad_shards``) and take it off the queue."""
+        self.skipped.append({"shard": shard.index, "pieces": shard.describe(), "error": str(err)})
+        self.queue[:] = [sh for sh in self.queue if sh.index != shard.index]
+        logger.warning("skipping shard %d: %s", shard.index, err)
+
     def rebuild(self, actor, index: int) -> None:
         """An actor restarted and lost a shard's state: re-read the shard on it."""
         logger.warning("shard %d lost its state (actor restarted); rebuilding it", index)
@@ -358,8 +364,7 @@ def _scan_shards(scan: _Scan) -> None:
                     if not (isinstance(err, ShardError) and s.skip_bad_shards):
                         _cancel(pending)  # the run fails: the other shards' work is not retried
                         raise err from None
-                    scan.skipped.append({"shard": shard.index, "pieces": shard.describe(), "error": str(err)})
-                    logger.warning("skipping shard %d: %s", shard.index, err)
+                    scan.skip(shard, err)
                 else:
                     finished.add(shard.index)
                     _drop_other_attempts(pending, shard.index, scan.lost)
@@ -534,9 +539,7 @@ def _prepare_strategy(scan: _Scan) -> dict:
                 if not (isinstance(err, ShardError) and run.settings.skip_bad_shards):
                     _cancel(dict.fromkeys(refs))
                     raise err from None
-                scan.skipped.append({"shard": shard.index, "pieces": shard.describe(), "error": str(err)})
-                scan.queue[:] = [sh for sh in scan.queue if sh.index != shard.index]
-                logger.warning("skipping shard %d: %s", shard.index, err)
+                scan.skip(shard, err)
         rows = [p for p, _ in parts if p]
         total = sum(count for _, count in parts)
         if not rows:

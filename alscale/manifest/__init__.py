@@ -6,6 +6,6 @@ is renamed into place, so a reader sees a whole manifest or none.
 
 from __future__ import annotations
 
-from alscale.manifest.manifest import BATCH_FILE, MANIFEST_FILE, SCHEMA_VERSION, Manifest, check_output_free, write_manifest
+from alscale.manifest.manifest import BATCH_FILE, MANIFEST_FILE, SCHEMA_VERSION, Manifest, check_output_free, manifest_json, write_manifest
 
-__all__ = ["BATCH_FILE", "MANIFEST_FILE", "SCHEMA_VERSION", "Manifest", "check_output_free", "write_manifest"]
+__all__ = ["BATCH_FILE", "MANIFEST_FILE", "SCHEMA_VERSION", "Manifest", "check_output_free", "manifest_json", "write_manifest"]

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from alscale._atomic import fsync_dir
 from alscale.exceptions import OutputError
 
-__all__ = ["BATCH_FILE", "MANIFEST_FILE", "SCHEMA_VERSION", "Manifest", "check_output_free", "write_manifest"]
+__all__ = ["BATCH_FILE", "MANIFEST_FILE", "SCHEMA_VERSION", "Manifest", "check_output_free", "manifest_json", "write_manifest"]
 
 SCHEMA_VERSION = 1
 BATCH_FILE = "batch.parquet"
@@ -97,6 +97,11 @@ def check_output_free(out: str | os.PathLike, force: bool) -> None:
         raise OutputError(f"Cannot write output {str(out)!r}: no permission to write in {str(parent)!r}.")
 
 
+def manifest_json(data: dict[str, Any]) -> bytes:
+    """``manifest.json``'s bytes for ``data``: indented, keys in the order given, a final newline."""
+    return (json.dumps(data, indent=2, sort_keys=False, default=str) + "\n").encode("utf-8")
+
+
 def write_manifest(out: str | os.PathLike, batch: pa.Table, data: dict[str, Any], *, force: bool = False) -> Manifest:
     """Write ``batch.parquet`` and ``manifest.json`` into ``out`` atomically.
 
@@ -115,9 +120,8 @@ def write_manifest(out: str | os.PathLike, batch: pa.Table, data: dict[str, Any]
         parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
         pq.write_table(batch, tmp / BATCH_FILE, compression="zstd", write_statistics=True)
-        with open(tmp / MANIFEST_FILE, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False, default=str)
-            fh.write("\n")
+        with open(tmp / MANIFEST_FILE, "wb") as fh:
+            fh.write(manifest_json(data))
             fh.flush()
             os.fsync(fh.fileno())
         fsync_dir(tmp)
