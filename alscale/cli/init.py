@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from alscale.loop.metrics import METRICS
+from alscale.loop.seedset import INITIAL_METHODS
+from alscale.loop.train import TRAINERS
 
 __all__ = ["command"]
 
@@ -20,13 +22,13 @@ __all__ = ["command"]
 @click.option("--model", default=None, help="A starting ONNX model (bring your own).")
 @click.option("--eval-size", type=float, default=None, help="Evaluation-set rows, or a fraction (< 1). [default: min(1000, pool/5)]")
 @click.option("--initial", "initial_size", type=int, default=100, show_default=True, help="Size of the seed set.")
-@click.option("--initial-method", type=click.Choice(["random", "kmeans", "hint"]), default="random", show_default=True,
+@click.option("--initial-method", type=click.Choice(INITIAL_METHODS), default="random", show_default=True,
               help="How round 0 picks the seed set: uniform random, k-means centers of the features, or spread over --hint-column.")
 @click.option("--hint-column", default=None, help="Column to spread the seed set over (weak label, source).")
 @click.option("--strategy", default="margin", show_default=True,
               help="Selection strategy of rounds 1+ (entropy, margin, least-confidence, random, badge, coreset, cluster-margin).")
 @click.option("--batch", "batch_size", type=int, default=100, show_default=True, help="Labels per round.")
-@click.option("--trainer", type=click.Choice(["logistic", "mlp"]), default="logistic", show_default=True,
+@click.option("--trainer", type=click.Choice(TRAINERS), default="logistic", show_default=True,
               help="Built-in model each round trains and exports to ONNX (or bring your own: alscale round --model).")
 @click.option("--metric", type=click.Choice(METRICS), default="accuracy", show_default=True,
               help="What rounds report first and the target and gain stopping rules watch.")

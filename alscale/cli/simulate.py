@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from alscale.loop.metrics import METRICS
+from alscale.loop.train import TRAINERS
 
 __all__ = ["command"]
 
@@ -30,7 +31,7 @@ def _ints(text: str) -> list[int]:
 @click.option("--batch", "batch_size", type=int, default=20, show_default=True, help="Labels per round.")
 @click.option("--budget", type=int, default=200, show_default=True, help="Total labels, initial included.")
 @click.option("--eval-size", type=float, default=0.25, show_default=True, help="Evaluation rows, or a fraction (< 1) of the pool.")
-@click.option("--trainer", type=click.Choice(["logistic", "mlp"]), default="logistic", show_default=True,
+@click.option("--trainer", type=click.Choice(TRAINERS), default="logistic", show_default=True,
               help="Model trained each round (exported to ONNX and scored by the engine).")
 @click.option("--metric", type=click.Choice(METRICS), default="accuracy", show_default=True,
               help="What rounds report first and the target and gain stopping rules watch.")

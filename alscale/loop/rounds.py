@@ -34,7 +34,7 @@ from alscale.loop import _pool
 from alscale.loop._io import atomic_write_bytes, atomic_write_json, atomic_write_parquet, read_json
 from alscale.loop.composition import composition_report
 from alscale.loop.metrics import evaluate
-from alscale.loop.seedset import seed_by_hint, seed_kmeans, seed_random
+from alscale.loop.seedset import INITIAL_METHODS, seed_by_hint, seed_kmeans, seed_random
 from alscale.loop.stopping import check_stopping
 from alscale.loop.train import check_model_classes, export_model, model_classes, predict_onnx, train_model
 from alscale.loop.workspace import Workspace
@@ -164,7 +164,7 @@ def _seed_round(ws: Workspace, out_dir: pathlib.Path, *, seed: int, k: int | Non
             table = _pool.read_columns(ws.config["pool"], [hint], id_column=ws.config["id_column"], ids=candidates)
             chosen = seed_by_hint(_pool.as_ids(table.column(ws.config["id_column"]), ws.id_type), table.column(hint).to_pylist(), n, seed=seed)
         else:
-            raise ConfigError(f"The initial method must be one of ['random', 'kmeans', 'hint']. Got {method!r} instead.")
+            raise ConfigError(f"The initial method must be one of {list(INITIAL_METHODS)}. Got {method!r} instead.")
         typ = pa.int64() if ws.id_type == "int64" else pa.string()
         batch = pa.table({
             "id": pa.array(chosen.tolist(), typ), "rank": pa.array(np.arange(1, len(chosen) + 1, dtype=np.int32)),

@@ -22,7 +22,10 @@ from alscale.exceptions import ConfigError, PoolExhaustedError
 from alscale.loop.evalset import SEED_STREAM, reserve_random
 from alscale.rowrandom import id_keys, row_uniform
 
-__all__ = ["allocate", "seed_by_hint", "seed_kmeans", "seed_random"]
+__all__ = ["INITIAL_METHODS", "allocate", "seed_by_hint", "seed_kmeans", "seed_random"]
+
+#: How round 0 may pick the seed set: :func:`seed_random`, :func:`seed_kmeans`, :func:`seed_by_hint`.
+INITIAL_METHODS = ("random", "kmeans", "hint")
 
 
 def _check(n: int, n_candidates: int) -> None:

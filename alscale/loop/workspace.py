@@ -67,13 +67,13 @@ DEFAULT_SETTINGS = {
     "composition_threshold": 0.05,
     "features": None,
 }
-INITIAL_METHODS = ("random", "kmeans", "hint")
 
 
 def _check_loop_settings(settings: dict) -> None:
     """Refuse, before a workspace is written, settings the first rounds would fail on."""
     from alscale.exceptions import ConfigError
     from alscale.loop.metrics import METRICS
+    from alscale.loop.seedset import INITIAL_METHODS
     from alscale.loop.train import TRAINERS
     from alscale.strategies import get_strategy
 
