@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import glob as globlib
 import hashlib
+import io
 import json
 import mmap
 import os
@@ -118,16 +119,23 @@ def open_parquet(filesystem: pafs.FileSystem, path: str) -> pq.ParquetFile:
 
 @dataclass
 class OpenPoolFile:
-    """One open pool file; local files are memory-mapped.
+    """One open pool file; local files are memory-mapped, and open for plain reads too.
 
     Column chunks of a mapped file are decoded straight from the page cache, without first
     being copied into a read buffer.  :meth:`release` lets the pages of a finished row group go,
     so a reader's resident memory stays bounded by about one row group however large the file.
+    ``file`` reads byte ranges (feature pages that need no decoding) without mapping them.
     """
 
     path: str
     parquet: pq.ParquetFile
     mapping: mmap.mmap | None = None
+    file: io.FileIO | None = None
+
+    def close(self) -> None:
+        """Close ``file`` (the mapping goes when the last array viewing it does)."""
+        if self.file is not None:
+            self.file.close()
 
     def release(self, group: int) -> None:
         """Drop this process's mappings of row group ``group``'s pages (they stay in the page cache)."""
@@ -150,9 +158,13 @@ def open_pool_file(filesystem: pafs.FileSystem, path: str, memory_map: bool = Fa
     """Open one pool file (memory-mapped if local and ``memory_map``); errors as :func:`open_parquet`."""
     try:
         if memory_map and isinstance(filesystem, pafs.LocalFileSystem):
-            with open(path, "rb") as handle:
-                mapping = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-            return OpenPoolFile(path, pq.ParquetFile(pa.BufferReader(pa.py_buffer(mapping))), mapping)
+            file = open(path, "rb", buffering=0)  # noqa: SIM115  (closed by OpenPoolFile.close)
+            try:
+                mapping = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+                return OpenPoolFile(path, pq.ParquetFile(pa.BufferReader(pa.py_buffer(mapping))), mapping, file)
+            except BaseException:
+                file.close()
+                raise
         return OpenPoolFile(path, pq.ParquetFile(filesystem.open_input_file(path)))
     except FileNotFoundError:
         raise PoolError(f"Pool file {path!r} does not exist.") from None

@@ -1,0 +1,152 @@
+"""Feature rows read from Parquet data pages without Arrow, checked against Arrow's own decoding."""
+
+from __future__ import annotations
+
+import mmap
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from alscale.datasets import feature_array
+from alscale.exceptions import ShardError
+from alscale.pool import detect_features, iter_shard, plan_shards, resolve_pool
+from alscale.pool.pages import feature_column, feature_pages, read_rows
+
+WIDTH = 8
+
+
+def _features(n: int, distinct: int | None = None, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((distinct or n, WIDTH), dtype=np.float32)
+    return X if distinct is None else X[rng.integers(0, distinct, n)]
+
+
+def _write(path, X, *, nullable=True, **options) -> None:
+    field = pa.field("features", pa.binary(WIDTH * 4), nullable=nullable)
+    schema = pa.schema([pa.field("id", pa.int64()), field])
+    table = pa.Table.from_arrays([pa.array(np.arange(len(X)) * 3 + 7), feature_array(X, "binary")["features"]], schema=schema)
+    pq.write_table(table, path, compression=options.pop("compression", "none"), **options)
+
+
+def _pages_of(path):
+    """Every row group's pages, as :func:`feature_pages` sees them (None: read with Arrow)."""
+    metadata = pq.ParquetFile(path).metadata
+    with open(path, "rb") as handle:
+        mapping = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    column = feature_column(metadata, "features", WIDTH * 4)
+    return [feature_pages(mapping, metadata, g, column) for g in range(metadata.num_row_groups)]
+
+
+def _scan(path, batch_size):
+    pool = resolve_pool(str(path))
+    spec = detect_features(pool.schema, "id")
+    return list(iter_shard(None, plan_shards(pool, 1)[0], spec, "id", batch_size))
+
+
+def _arrow_features(path) -> np.ndarray:
+    column = pq.read_table(path, columns=["features"]).column(0).combine_chunks()
+    return np.frombuffer(column.buffers()[1], dtype=np.float32).reshape(-1, WIDTH)
+
+
+LAYOUTS = {
+    "plain, v1 pages": {"use_dictionary": False},
+    "plain, v2 pages": {"use_dictionary": False, "data_page_version": "2.0"},
+    "dictionary first, then plain (pyarrow's default)": {"dictionary_pagesize_limit": 4096},
+    "dictionary first, v2 pages": {"dictionary_pagesize_limit": 4096, "data_page_version": "2.0"},
+    "every page dictionary-encoded": {"distinct": 50},
+    "small pages, a batch spans several": {"use_dictionary": False, "data_page_size": 700, "write_batch_size": 10},
+    "required column": {"use_dictionary": False, "nullable": False},
+    "page checksums and no statistics": {"dictionary_pagesize_limit": 4096, "write_page_checksum": True, "write_statistics": False},
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("batch_size", [1, 333, 4096])
+def test_pages_read_the_same_rows_as_arrow(tmp_path, layout, batch_size):
+    options = dict(LAYOUTS[layout])
+    X = _features(3000, distinct=options.pop("distinct", None))
+    path = tmp_path / "p.parquet"
+    _write(path, X, row_group_size=1200, **options)
+    assert all(pages is not None for pages in _pages_of(path))  # the page reader, not Arrow, reads them
+    batches = _scan(path, batch_size)
+    got = np.concatenate([b.features for b in batches])
+    np.testing.assert_array_equal(got.view(np.uint32), _arrow_features(path).view(np.uint32))  # bit for bit
+    np.testing.assert_array_equal(np.concatenate([b.ids for b in batches]), np.arange(3000) * 3 + 7)
+    assert [len(b.ids) for b in batches] == [len(b.features) for b in batches]
+    assert max(len(b.ids) for b in batches) == min(batch_size, 1200)  # batches never span row groups
+
+
+def test_dictionary_and_small_pages_are_really_exercised(tmp_path):
+    """The layouts above cover what they name: decoded pages, and batches made of many pages."""
+    _write(tmp_path / "d.parquet", _features(3000, distinct=50), row_group_size=1200)
+    assert all(p.values is not None for pages in _pages_of(tmp_path / "d.parquet") for p in pages)
+    _write(tmp_path / "s.parquet", _features(3000), row_group_size=1200, use_dictionary=False, data_page_size=700, write_batch_size=10)
+    assert all(len(pages) >= 20 and all(p.values is None for p in pages) for pages in _pages_of(tmp_path / "s.parquet"))
+    _write(tmp_path / "m.parquet", _features(3000), row_group_size=1200, dictionary_pagesize_limit=4096)
+    kinds = {p.values is None for pages in _pages_of(tmp_path / "m.parquet") for p in pages}
+    assert kinds == {True, False}
+
+
+def test_read_rows_gives_any_range(tmp_path):
+    X = _features(1000)
+    path = tmp_path / "p.parquet"
+    _write(path, X, use_dictionary=False, data_page_size=1000, write_batch_size=10)
+    (pages,) = _pages_of(path)
+    assert len(pages) > 10
+    with open(path, "rb", buffering=0) as file:
+        for start, stop in [(0, 1000), (0, 1), (999, 1000), (37, 38), (31, 513), (500, 500)]:
+            np.testing.assert_array_equal(read_rows(file, pages, start, stop, WIDTH), X[start:stop])
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["compressed", "nulls", "list layout", "nested page-less columns"],
+)
+def test_what_the_pages_cannot_give_is_read_by_arrow(tmp_path, case):
+    X = _features(500)
+    path = tmp_path / "p.parquet"
+    if case == "compressed":
+        _write(path, X, compression="snappy")
+        assert _pages_of(path) == [None]
+    elif case == "nulls":
+        column = pa.array([None if i % 7 == 0 else X[i].tobytes() for i in range(500)], type=pa.binary(WIDTH * 4))
+        pq.write_table(pa.table({"id": np.arange(500), "features": column}), path, compression="none")
+        assert _pages_of(path) == [None]
+        X = X.copy()
+        X[::7] = np.nan  # Arrow's reading: null rows are NaN rows
+    elif case == "list layout":
+        pq.write_table(pa.table({"id": np.arange(500), **feature_array(X, "list")}), path, compression="none")
+        assert feature_column(pq.ParquetFile(path).metadata, "features", WIDTH * 4) is None
+    else:
+        nested = pa.array([{"a": i} for i in range(500)])
+        table = pa.table({"meta": nested, "id": np.arange(500), **feature_array(X, "binary")})
+        pq.write_table(table, path, compression="none")
+        assert feature_column(pq.ParquetFile(path).metadata, "features", WIDTH * 4).index == 2  # a leaf index, not a field index
+    got = np.concatenate([b.features for b in _scan(path, 128)])
+    np.testing.assert_array_equal(got, X)
+
+
+def test_a_damaged_page_header_leaves_the_row_group_to_arrow(tmp_path):
+    path = tmp_path / "p.parquet"
+    _write(path, _features(2000), use_dictionary=False, data_page_size=2000, write_batch_size=10)
+    chunk = pq.ParquetFile(path).metadata.row_group(0).column(1)
+    data = bytearray(path.read_bytes())
+    data[chunk.data_page_offset : chunk.data_page_offset + 8] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+    assert _pages_of(path) == [None]
+    with pytest.raises(ShardError, match=r"p\.parquet' row group 0"):
+        _scan(path, 256)
+
+
+def test_a_read_past_the_end_of_the_file_is_an_error(tmp_path):
+    """Pages that end past the file's end (a file cut short after its footer was read) raise, never return short rows."""
+    path = tmp_path / "p.parquet"
+    _write(path, _features(2000), use_dictionary=False, row_group_size=1000)
+    pages = _pages_of(path)[1]
+    last = pages[-1]
+    short = tmp_path / "short.parquet"
+    short.write_bytes(path.read_bytes()[: last.offset + 10])  # the same bytes, ending inside the last page
+    with open(short, "rb", buffering=0) as file, pytest.raises(OSError, match="end of file"):
+        read_rows(file, pages, last.first, last.first + last.rows, WIDTH)
