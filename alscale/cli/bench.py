@@ -16,7 +16,7 @@ __all__ = ["command"]
 @click.option("--classes", "n_classes", type=int, default=10, show_default=True, help="Classes of the generated MLP.")
 @click.option("--actors", "actors", multiple=True, type=int, help="Actor counts to measure (repeatable). [default: 1 and 2]")
 @click.option("--k", type=int, default=1000, show_default=True, help="Rows each select keeps.")
-@click.option("--batch-size", type=BatchSize(), default="auto", show_default=True, help="Rows per record batch, or 'auto' (each actor times its model).")
+@click.option("--batch-size", type=BatchSize(), default="auto", show_default=True, help="Rows per model run, or 'auto' (each actor times its model).")
 @click.option("--strategy", default="entropy", show_default=True, help="Strategy of the measured select runs.")
 @click.option("--scaling", multiple=True, type=int, help="Also record actor memory at these pool sizes (e.g. --scaling 1000000 --scaling 4000000).")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Runs per actor count, each paired with a fresh raw measurement; the median is reported.")

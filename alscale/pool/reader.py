@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,7 +64,7 @@ def iter_shard(
     id_column: str,
     batch_size: int,
 ) -> Iterator[RowBatch]:
-    """Yield a shard's rows in record batches of about ``batch_size`` rows.
+    """Yield a shard's rows in record batches of at most ``batch_size`` rows.
 
     Local files are memory-mapped and each row group is decoded one record batch at a time, so
     memory is bounded by one batch and the decoded rows are still in the CPU cache when the model
@@ -74,30 +75,22 @@ def iter_shard(
     """
     for current, group in _open_pieces(filesystem_uri, shard):
         pages = _plain_feature_pages(current, group, spec)
-        try:
+        with _naming(current.path, group):
             if pages is not None:
                 yield from _page_batches(current, group, pages, spec.width, id_column, batch_size)
                 continue
             for batch in _row_group_batches(current, group, [id_column, *spec.columns], batch_size):
                 ids = ids_to_numpy(batch.column(id_column), id_column)
                 yield RowBatch(ids=ids, features=decode_features(batch, spec), path=current.path, row_group=group)
-        except (PoolSchemaError, ShardError):
-            raise
-        except (OSError, pa.ArrowException, ValueError) as exc:
-            raise _shard_error(current.path, group, exc) from None
 
 
 def iter_ids(filesystem_uri: str | None, shard: Shard, id_column: str, batch_size: int = 65_536) -> Iterator[RowBatch]:
     """Yield a shard's ids only (``features`` is an empty (n, 0) array), for id checks."""
     for current, group in _open_pieces(filesystem_uri, shard):
-        try:
+        with _naming(current.path, group):
             for batch in _row_group_batches(current, group, [id_column], batch_size):
                 ids = ids_to_numpy(batch.column(id_column), id_column)
                 yield RowBatch(ids=ids, features=np.empty((ids.shape[0], 0), dtype=np.float32), path=current.path, row_group=group)
-        except (PoolSchemaError, ShardError):
-            raise
-        except (OSError, pa.ArrowException, ValueError) as exc:
-            raise _shard_error(current.path, group, exc) from None
 
 
 def _open_pieces(filesystem_uri: str | None, shard: Shard) -> Iterator[tuple[OpenPoolFile, int]]:
@@ -139,6 +132,13 @@ def _page_batches(current: OpenPoolFile, group: int, pages: list[Page], width: i
         yield RowBatch(ids[start:stop], read_rows(current.file, pages, start, stop, width), current.path, group)
 
 
-def _shard_error(path: str, group: int, exc: Exception) -> ShardError:
-    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return ShardError(f"Cannot read {path!r} row group {group}: {detail}")
+@contextmanager
+def _naming(path: str, group: int) -> Iterator[None]:
+    """Read and decode errors inside the block become a :class:`ShardError` naming the file and row group."""
+    try:
+        yield
+    except (PoolSchemaError, ShardError):
+        raise
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ShardError(f"Cannot read {path!r} row group {group}: {detail}") from None
