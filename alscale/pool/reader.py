@@ -63,6 +63,8 @@ def iter_shard(
     spec: FeatureSpec,
     id_column: str,
     batch_size: int,
+    *,
+    read_pages: bool = True,
 ) -> Iterator[RowBatch]:
     """Yield a shard's rows in record batches of at most ``batch_size`` rows.
 
@@ -70,11 +72,12 @@ def iter_shard(
     memory is bounded by one batch and the decoded rows are still in the CPU cache when the model
     reads them (about 2x less memory traffic than decoding whole row groups, which matters when
     several actors share a machine).  An uncompressed ``fixed_size_binary`` feature column is not
-    decoded at all: its rows are read from their pages into each batch (:mod:`alscale.pool.pages`).
-    Read or decode errors raise :class:`ShardError` naming the file and row group.
+    decoded at all: its rows are read from their pages into each batch (:mod:`alscale.pool.pages`);
+    ``read_pages=False`` has Arrow decode it anyway (to compare the two).  Read or decode errors
+    raise :class:`ShardError` naming the file and row group.
     """
     for current, group in _open_pieces(filesystem_uri, shard):
-        pages = _plain_feature_pages(current, group, spec)
+        pages = _plain_feature_pages(current, group, spec) if read_pages else None
         with _naming(current.path, group):
             if pages is not None:
                 yield from _page_batches(current, group, pages, spec.width, id_column, batch_size)

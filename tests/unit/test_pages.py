@@ -78,6 +78,17 @@ def test_pages_read_the_same_rows_as_arrow(tmp_path, layout, batch_size):
     assert max(len(b.ids) for b in batches) == min(batch_size, 1200)  # batches never span row groups
 
 
+def test_read_pages_false_reads_with_arrow_alone(tmp_path, monkeypatch):
+    import alscale.pool.reader as reader
+
+    path = tmp_path / "p.parquet"
+    _write(path, _features(1000), use_dictionary=False)
+    monkeypatch.setattr(reader, "feature_pages", lambda *a: pytest.fail("the page reader ran"))
+    pool = resolve_pool(str(path))
+    batches = list(iter_shard(None, plan_shards(pool, 1)[0], detect_features(pool.schema, "id"), "id", 300, read_pages=False))
+    np.testing.assert_array_equal(np.concatenate([b.features for b in batches]), _features(1000))
+
+
 def test_dictionary_and_small_pages_are_really_exercised(tmp_path):
     """The layouts above cover what they name: decoded pages, and batches made of many pages."""
     _write(tmp_path / "d.parquet", _features(3000, distinct=50), row_group_size=1200)
