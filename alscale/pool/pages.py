@@ -231,11 +231,13 @@ def _rle_hybrid(buf, pos: int, end: int, bit_width: int, n: int) -> np.ndarray:
     value_bytes = (bit_width + 7) // 8
     weights = np.left_shift(np.int64(1), np.arange(bit_width, dtype=np.int64))
     while filled < n:
+        if pos >= end:
+            raise _Unreadable("levels or indices end early")
         header, pos = _varint(buf, pos)
         if header & 1:  # bit-packed: (header >> 1) groups of 8 values, bit_width bits each, LSB first
             count = (header >> 1) * 8
             nbytes = (header >> 1) * bit_width
-            if pos + nbytes > end:
+            if count == 0 or pos + nbytes > end:
                 raise _Unreadable("bit-packed run")
             bits = np.unpackbits(np.frombuffer(buf, dtype=np.uint8, count=nbytes, offset=pos), bitorder="little")
             values = bits.reshape(-1, bit_width).astype(np.int64) @ weights if bit_width else np.zeros(count, np.int64)

@@ -161,3 +161,27 @@ def test_a_read_past_the_end_of_the_file_is_an_error(tmp_path):
     short.write_bytes(path.read_bytes()[: last.offset + 10])  # the same bytes, ending inside the last page
     with open(short, "rb", buffering=0) as file, pytest.raises(OSError, match="end of file"):
         read_rows(file, pages, last.first, last.first + last.rows, WIDTH)
+
+
+@pytest.mark.parametrize(
+    ("encoded", "bit_width", "n", "expected"),
+    [
+        (bytes([0x0A, 1]), 1, 5, [1, 1, 1, 1, 1]),  # a run of five 1s
+        (bytes([0x03, 0b10110101]), 1, 8, [1, 0, 1, 0, 1, 1, 0, 1]),  # one bit-packed group, LSB first
+        (bytes([0x03, 0x88, 0xC6, 0xFA]), 3, 8, [0, 1, 2, 3, 4, 5, 6, 7]),  # the Parquet spec's example
+        (bytes([0x04, 0x2C, 0x01, 0x03, 0xFF]), 9, 3, [300, 300, 255]),  # a 2-byte run value, then a packed group
+    ],
+)
+def test_rle_hybrid_decodes_known_encodings(encoded, bit_width, n, expected):
+    from alscale.pool.pages import _rle_hybrid
+
+    padded = encoded + bytes(16)
+    assert _rle_hybrid(padded, 0, len(padded), bit_width, n).tolist() == expected
+
+
+@pytest.mark.parametrize("encoded", [bytes([0x01]) + bytes(8), bytes([0x00, 0x00]), bytes([0x0A])])
+def test_rle_hybrid_refuses_empty_or_truncated_runs(encoded):
+    from alscale.pool.pages import _rle_hybrid, _Unreadable
+
+    with pytest.raises((_Unreadable, IndexError)):
+        _rle_hybrid(encoded, 0, len(encoded), 1, 5)
