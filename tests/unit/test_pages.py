@@ -79,7 +79,7 @@ def test_pages_read_the_same_rows_as_arrow(tmp_path, layout, batch_size):
 
 
 def test_read_pages_false_reads_with_arrow_alone(tmp_path, monkeypatch):
-    import alscale.pool.reader as reader
+    from alscale.pool import reader
 
     path = tmp_path / "p.parquet"
     _write(path, _features(1000), use_dictionary=False)
