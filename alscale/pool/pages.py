@@ -161,6 +161,7 @@ def _read_pages(buf: mmap.mmap, pos: int, end: int, column: FeatureColumn) -> li
     width = column.byte_width // 4
     dictionary = None
     pages: list[Page] = []
+    first = 0  # the next data page's first row
     while pos < end:
         header, pos = _read_struct(buf, pos)
         size = header.get(3)  # compressed_page_size (the bytes that follow; uncompressed here)
@@ -182,22 +183,23 @@ def _read_pages(buf: mmap.mmap, pos: int, end: int, column: FeatureColumn) -> li
                 length = int.from_bytes(buf[values : values + 4], "little")
                 _expect_all_ones(buf, values + 4, values + 4 + length, n)
                 values += 4 + length
-            pages.append(_page_rows(buf, values, body_start + size, n, encoding, width, dictionary, pages))
+            pages.append(_page_rows(buf, values, body_start + size, first, n, encoding, width, dictionary))
+            first += n
         elif kind == _DATA_PAGE_V2:
             n, nulls, encoding, def_length, rep_length = _fields(header.get(8), 1, 2, 4, 5, 6)
             if nulls != 0 or rep_length != 0:
                 raise _Unreadable("nulls or repetition levels")
             values = body_start + def_length  # v2 levels: no length prefix, never compressed
-            pages.append(_page_rows(buf, values, body_start + size, n, encoding, width, dictionary, pages))
+            pages.append(_page_rows(buf, values, body_start + size, first, n, encoding, width, dictionary))
+            first += n
         else:
             raise _Unreadable("page type")
     return pages
 
 
-def _page_rows(buf, start: int, end: int, n: int, encoding: int, width: int, dictionary: np.ndarray | None, before: list[Page]) -> Page:
-    """A data page's ``n`` rows, after the pages ``before`` it: where its PLAIN values are, or
-    its rows gathered from the dictionary."""
-    first = before[-1].first + before[-1].rows if before else 0
+def _page_rows(buf, start: int, end: int, first: int, n: int, encoding: int, width: int, dictionary: np.ndarray | None) -> Page:
+    """A data page's ``n`` rows from row ``first`` on: where its PLAIN values are, or its rows
+    gathered from the dictionary."""
     if encoding == _PLAIN:
         if (end - start) != n * width * 4:
             raise _Unreadable("values size")
@@ -229,7 +231,6 @@ def _rle_hybrid(buf, pos: int, end: int, bit_width: int, n: int) -> np.ndarray:
     out = np.empty(n, dtype=np.int64)
     filled = 0
     value_bytes = (bit_width + 7) // 8
-    weights = np.left_shift(np.int64(1), np.arange(bit_width, dtype=np.int64))
     while filled < n:
         if pos >= end:
             raise _Unreadable("levels or indices end early")
@@ -240,6 +241,7 @@ def _rle_hybrid(buf, pos: int, end: int, bit_width: int, n: int) -> np.ndarray:
             if count == 0 or pos + nbytes > end:
                 raise _Unreadable("bit-packed run")
             bits = np.unpackbits(np.frombuffer(buf, dtype=np.uint8, count=nbytes, offset=pos), bitorder="little")
+            weights = np.left_shift(np.int64(1), np.arange(bit_width, dtype=np.int64))
             values = bits.reshape(-1, bit_width).astype(np.int64) @ weights if bit_width else np.zeros(count, np.int64)
             take = min(count, n - filled)
             out[filled : filled + take] = values[:take]
