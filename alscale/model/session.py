@@ -13,6 +13,7 @@ import numpy as np
 
 from alscale.exceptions import ModelContractError
 from alscale.model.contract import ModelContract, check_probabilities, load_session
+from alscale.rowwise import row_max, row_sum
 
 __all__ = ["BATCH_SIZE_CANDIDATES", "DEFAULT_BATCH_SIZE", "ModelOutputs", "ModelRunner", "check_committee", "choose_batch_size", "softmax"]
 
@@ -90,9 +91,9 @@ class ModelOutputs:
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax in float32, stable for large logits."""
     z = logits.astype(np.float32, copy=True)
-    z -= z.max(axis=1, keepdims=True)
+    z -= row_max(z)[:, None]
     np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
+    z /= row_sum(z)[:, None]
     return z
 
 

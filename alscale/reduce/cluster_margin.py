@@ -67,15 +67,6 @@ CLUSTER_MARGIN_DEFAULTS: dict[str, Any] = {
 _SAMPLE_STREAM = 7_000_001
 
 
-def margin_scores(probs: np.ndarray) -> np.ndarray:
-    """``1 - (p_(1) - p_(2))`` per row, shape (n,) float32 (1 for a single class)."""
-    p = np.asarray(probs, dtype=np.float32)
-    if p.shape[1] < 2:
-        return np.ones(len(p), np.float32)
-    top2 = -np.partition(-p, 1, axis=1)[:, :2]
-    return (1.0 - (top2[:, 0] - top2[:, 1])).astype(np.float32)
-
-
 def round_robin_order(cluster: np.ndarray) -> np.ndarray:
     """Round-robin order over clusters, smallest first, keeping the input order within each.
 
@@ -322,6 +313,8 @@ class ClusterMarginBuilder:
 
     def add(self, ids, keys, probs, embeddings, selectable, labeled=None, member_probs=None) -> None:
         """Add one record batch (shapes as in :class:`alscale.strategies.gradient.BadgeBuilder`)."""
+        from alscale.strategies.uncertainty import margin  # not at the top: alscale.strategies imports this module
+
         if embeddings is None:
             raise StrategyError("Strategy 'cluster-margin' needs the model's embedding output; the model gave none.")
         sel = np.asarray(selectable, dtype=bool)
@@ -335,7 +328,7 @@ class ClusterMarginBuilder:
             keys=np.asarray(keys, dtype=np.uint64)[keep],
             predicted_index=pred,
             confidence=probs[np.arange(len(pred)), pred].astype(np.float32),
-            scores=margin_scores(probs),
+            scores=margin(probs),
             **self._embedding_or_cluster(emb),
         )
 

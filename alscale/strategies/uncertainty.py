@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from alscale.rowrandom import row_uniform
+from alscale.rowwise import row_max, row_top2
 
 __all__ = ["entropy", "least_confidence", "margin", "random_scores"]
 
@@ -31,14 +32,14 @@ def margin(probs: npt.NDArray[np.floating]) -> np.ndarray:
     p = np.asarray(probs, dtype=np.float32)
     if p.shape[1] < 2:
         return np.ones(p.shape[0], dtype=np.float32)
-    top2 = -np.partition(-p, 1, axis=1)[:, :2]
-    return (1.0 - (top2[:, 0] - top2[:, 1])).astype(np.float32)
+    first, second = row_top2(p)
+    return (1.0 - (first - second)).astype(np.float32)
 
 
 def least_confidence(probs: npt.NDArray[np.floating]) -> np.ndarray:
     """One minus the highest class probability: ``1 - max_c p_c``."""
     p = np.asarray(probs, dtype=np.float32)
-    return (1.0 - p.max(axis=1)).astype(np.float32)
+    return (1.0 - row_max(p)).astype(np.float32)
 
 
 def random_scores(keys: np.ndarray, seed: int) -> np.ndarray:

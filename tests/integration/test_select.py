@@ -57,6 +57,17 @@ def test_selection_equals_single_process_reference(pool, model_path, reference, 
     assert m.data["counts"]["rows_scored"] == 6000 and m.data["counts"]["shards"] == actors
 
 
+@pytest.mark.parametrize("strategy", ["entropy", "margin", "least-confidence"])
+def test_a_logits_model_is_softmaxed_like_the_reference(pool, model_factory, strategy):
+    """A model that outputs logits: the actors' softmax against the reference's own."""
+    logits_model = model_factory(0, output="logits")
+    ids, X = read_pool_arrays(pool)
+    probs = reference_probs(logits_model, X)  # softmax computed here, independently
+    m = alscale.select(pool, logits_model, strategy=strategy, k=60, actors=2, batch_size=500)
+    assert m.ids == ids[top_k_order(SCORERS[strategy](probs, ids, 0), ids, 60)].tolist()
+    np.testing.assert_allclose(np.asarray(m.batch.column("confidence")), probs[np.searchsorted(ids, m.ids)].max(1), rtol=1e-6)
+
+
 def test_ties_are_broken_by_id(pool, model_path, reference):
     m = alscale.select(pool, model_path, strategy="entropy", k=200, actors=2)
     scores = np.asarray(m.batch.column("score"))
