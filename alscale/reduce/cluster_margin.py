@@ -313,7 +313,8 @@ class ClusterMarginBuilder:
 
     def add(self, ids, keys, probs, embeddings, selectable, labeled=None, member_probs=None) -> None:
         """Add one record batch (shapes as in :class:`alscale.strategies.gradient.BadgeBuilder`)."""
-        from alscale.strategies.uncertainty import margin  # not at the top: alscale.strategies imports this module
+        # imported here, not at the top: alscale.strategies imports this module
+        from alscale.strategies.uncertainty import margin
 
         if embeddings is None:
             raise StrategyError("Strategy 'cluster-margin' needs the model's embedding output; the model gave none.")
