@@ -45,6 +45,14 @@ def test_kl_to_consensus_matches_formula():
     np.testing.assert_allclose(vote_entropy(same), 0.0)
 
 
+def test_float32_committees_score_like_float64_ones():
+    """Members' float32 outputs are scored in float32 (fast logs): within float32 rounding of float64."""
+    p = _members(m=3, n=500, c=10, seed=4)
+    np.testing.assert_allclose(kl_to_consensus(p), kl_to_consensus(p.astype(np.float64)), atol=2e-6)
+    np.testing.assert_array_equal(vote_entropy(p), vote_entropy(p.astype(np.float64)))
+    assert kl_to_consensus(p).dtype == vote_entropy(p).dtype == np.float32
+
+
 @pytest.mark.parametrize("name", ["qbc-vote", "qbc-kl"])
 def test_registered_scorers_need_a_committee(name):
     strategy = get_strategy(name)
