@@ -24,7 +24,7 @@ def _members(m=4, n=60, c=5, seed=0):
 
 def test_vote_entropy_matches_formula():
     p = _members()
-    m, n, c = p.shape
+    m, n, _ = p.shape
     got = vote_entropy(p)
     for i in range(n):
         votes = [int(np.argmax(p[j, i])) for j in range(m)]
