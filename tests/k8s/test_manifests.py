@@ -296,6 +296,25 @@ def test_config_is_mounted_where_the_entrypoint_reads_it(docs, rayjob, tmp_path,
     assert settings.k == tomllib.loads(data[config_path.name])["k"]
 
 
+def test_ray_pods_take_object_store_credentials_from_an_optional_secret(docs):
+    """The pool, model and output live in an object store: every Ray pod (not the submitter) gets the
+    same optional secret's keys as environment variables, the names pyarrow's S3 client reads."""
+    readme = (REPO / "README.md").read_text()
+    checked = 0
+    for name, doc in docs:
+        if doc["kind"] not in CRD_FILES:
+            continue
+        for label, pod in _pod_templates(doc):
+            refs = [e.get("secretRef") for c in pod.get("containers", []) for e in c.get("envFrom", [])]
+            if label == "submitter":
+                assert refs == [], f"{name} {label}: the submitter only submits the job"
+                continue
+            assert refs == [{"name": "alscale-storage", "optional": True}] * len(pod["containers"]), f"{name} {label}"
+            checked += 1
+    assert checked >= 4
+    assert "kubectl create secret generic alscale-storage" in readme
+
+
 def test_dockerfile_builds_from_the_pinned_ray_image(docs, pin):
     dockerfile = (K8S_DIR / "Dockerfile").read_text()
     bases = re.findall(r"^FROM\s+(\S+)", dockerfile, flags=re.MULTILINE)
