@@ -16,15 +16,28 @@ import numpy.typing as npt
 from alscale.rowrandom import row_uniform
 from alscale.rowwise import row_max, row_top2
 
-__all__ = ["entropy", "least_confidence", "margin", "random_scores"]
+__all__ = ["entropy", "entropy_last_axis", "least_confidence", "margin", "random_scores"]
 
 
 def entropy(probs: npt.NDArray[np.floating]) -> np.ndarray:
     """Shannon entropy ``-sum_c p_c log p_c`` of each row (0 log 0 = 0)."""
-    p = np.asarray(probs, dtype=np.float32)
+    return entropy_last_axis(np.asarray(probs, dtype=np.float32)) + np.float32(0.0)  # + 0: never -0.0
+
+
+def entropy_last_axis(p: np.ndarray) -> np.ndarray:
+    """``-sum_c p_c log p_c`` over the last axis of a float array, in its own dtype (0 log 0 = 0).
+
+    Parameters
+    ----------
+    p : ndarray of shape (..., c), float32 or float64
+
+    Returns
+    -------
+    ndarray of shape (...,)
+    """
     # p * log(max(p, tiny)) is exactly 0 where p == 0, so no mask is needed
-    logp = np.log(np.maximum(p, np.finfo(np.float32).tiny))
-    return (np.einsum("ij,ij->i", p, logp) * -1.0 + 0.0).astype(np.float32)
+    logp = np.log(np.maximum(p, np.finfo(p.dtype).tiny))
+    return -np.einsum("...c,...c->...", p, logp)
 
 
 def margin(probs: npt.NDArray[np.floating]) -> np.ndarray:
