@@ -500,9 +500,9 @@ class ShardWorker:
 
         fs = filesystem_for(self.job.filesystem_uri)
         target = np.uint64(key)
-        for path, group, _ in shard.pieces:
-            table = open_parquet(fs, path).read_row_group(group, columns=[self.job.id_column])
-            ids = ids_to_numpy(table.column(0).combine_chunks(), self.job.id_column)
+        for piece in shard.pieces:
+            table = open_parquet(fs, piece.path).read_row_group(piece.row_group, columns=[self.job.id_column])
+            ids = ids_to_numpy(table.column(0).combine_chunks(), self.job.id_column)[piece.first : piece.stop]
             hit = np.flatnonzero(id_keys(ids) == target)
             if hit.size:
                 return ids[hit[0]].item()

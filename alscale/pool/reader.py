@@ -13,7 +13,7 @@ from alscale.exceptions import PoolSchemaError, ShardError
 from alscale.pool.features import FeatureSpec, decode_features
 from alscale.pool.files import OpenPoolFile, filesystem_for, open_pool_file
 from alscale.pool.pages import Page, feature_column, feature_pages, read_rows
-from alscale.pool.shards import Shard
+from alscale.pool.shards import Piece, Shard
 
 __all__ = ["RowBatch", "ids_to_numpy", "iter_ids", "iter_shard"]
 
@@ -76,45 +76,59 @@ def iter_shard(
     ``read_pages=False`` has Arrow decode it anyway (to compare the two).  Read or decode errors
     raise :class:`ShardError` naming the file and row group.
     """
-    for current, group in _open_pieces(filesystem_uri, shard):
+    for current, piece in _open_pieces(filesystem_uri, shard):
+        group = piece.row_group
         pages = _plain_feature_pages(current, group, spec) if read_pages else None
         with _naming(current.path, group):
             if pages is not None:
-                yield from _page_batches(current, group, pages, spec.width, id_column, batch_size)
+                yield from _page_batches(current, piece, pages, spec.width, id_column, batch_size)
                 continue
-            for batch in _row_group_batches(current, group, [id_column, *spec.columns], batch_size):
+            for batch in _row_group_batches(current, piece, [id_column, *spec.columns], batch_size):
                 ids = ids_to_numpy(batch.column(id_column), id_column)
                 yield RowBatch(ids=ids, features=decode_features(batch, spec), path=current.path, row_group=group)
 
 
 def iter_ids(filesystem_uri: str | None, shard: Shard, id_column: str, batch_size: int = 65_536) -> Iterator[RowBatch]:
     """Yield a shard's ids only (``features`` is an empty (n, 0) array), for id checks."""
-    for current, group in _open_pieces(filesystem_uri, shard):
-        with _naming(current.path, group):
-            for batch in _row_group_batches(current, group, [id_column], batch_size):
+    for current, piece in _open_pieces(filesystem_uri, shard):
+        with _naming(current.path, piece.row_group):
+            for batch in _row_group_batches(current, piece, [id_column], batch_size):
                 ids = ids_to_numpy(batch.column(id_column), id_column)
-                yield RowBatch(ids=ids, features=np.empty((ids.shape[0], 0), dtype=np.float32), path=current.path, row_group=group)
+                yield RowBatch(ids=ids, features=np.empty((ids.shape[0], 0), dtype=np.float32), path=current.path, row_group=piece.row_group)
 
 
-def _open_pieces(filesystem_uri: str | None, shard: Shard) -> Iterator[tuple[OpenPoolFile, int]]:
-    """``(open file, row group)`` over a shard; only the current file stays open, read row groups are released."""
+def _open_pieces(filesystem_uri: str | None, shard: Shard) -> Iterator[tuple[OpenPoolFile, Piece]]:
+    """``(open file, piece)`` over a shard; only the current file stays open, read row groups are released."""
     fs = filesystem_for(filesystem_uri)
     current: OpenPoolFile | None = None
     try:
-        for path, group, _rows in shard.pieces:
-            if current is None or current.path != path:
+        for piece in shard.pieces:
+            if current is None or current.path != piece.path:
                 if current is not None:
                     current.close()
-                current = open_pool_file(fs, path, memory_map=True)
-            yield current, group
-            current.release(group)
+                current = open_pool_file(fs, piece.path, memory_map=True)
+            yield current, piece
+            current.release(piece.row_group)
     finally:
         if current is not None:
             current.close()
 
 
-def _row_group_batches(current: OpenPoolFile, group: int, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
-    return current.parquet.iter_batches(batch_size=batch_size, row_groups=[group], columns=columns, use_threads=False)
+def _row_group_batches(current: OpenPoolFile, piece: Piece, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
+    """A piece's rows through Arrow, in batches of at most ``batch_size``.
+
+    Arrow reads a row group from its start: the rows before ``piece.first`` are decoded and
+    dropped (zero-copy slices), and reading stops after ``piece.stop``.
+    """
+    batches = current.parquet.iter_batches(batch_size=batch_size, row_groups=[piece.row_group], columns=columns, use_threads=False)
+    at = 0  # row group row of the next batch's first row
+    for batch in batches:
+        lo, hi = max(piece.first - at, 0), min(piece.stop - at, batch.num_rows)
+        at += batch.num_rows
+        if hi > lo:
+            yield batch.slice(lo, hi - lo)
+        if at >= piece.stop:
+            return
 
 
 def _plain_feature_pages(current: OpenPoolFile, group: int, spec: FeatureSpec) -> list[Page] | None:
@@ -126,13 +140,15 @@ def _plain_feature_pages(current: OpenPoolFile, group: int, spec: FeatureSpec) -
     return None if column is None else feature_pages(current.mapping, metadata, group, column)
 
 
-def _page_batches(current: OpenPoolFile, group: int, pages: list[Page], width: int, id_column: str, batch_size: int) -> Iterator[RowBatch]:
-    """A row group's rows in batches: ids read with Arrow, features read from their pages."""
-    column = current.parquet.read_row_group(group, columns=[id_column], use_threads=False).column(0)
+def _page_batches(current: OpenPoolFile, piece: Piece, pages: list[Page], width: int, id_column: str, batch_size: int) -> Iterator[RowBatch]:
+    """A piece's rows in batches: ids read with Arrow, features read from their pages."""
+    column = current.parquet.read_row_group(piece.row_group, columns=[id_column], use_threads=False).column(0)
     ids = ids_to_numpy(column.chunk(0) if column.num_chunks == 1 else column.combine_chunks(), id_column)
-    for start in range(0, ids.shape[0], batch_size):
-        stop = min(start + batch_size, ids.shape[0])
-        yield RowBatch(ids[start:stop], read_rows(current.file, pages, start, stop, width), current.path, group)
+    if ids.shape[0] < piece.stop:
+        raise ShardError(f"Cannot read {current.path!r} row group {piece.row_group}: it has {ids.shape[0]} rows, the plan expected {piece.stop}.")
+    for start in range(piece.first, piece.stop, batch_size):
+        stop = min(start + batch_size, piece.stop)
+        yield RowBatch(ids[start:stop], read_rows(current.file, pages, start, stop, width), current.path, piece.row_group)
 
 
 @contextmanager

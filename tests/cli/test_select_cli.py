@@ -103,7 +103,7 @@ def _bad_pools(tmp_path):
         ("batch size word", ["--pool", "{pool}", "--batch-size", "fast"], "The 'batch_size' parameter must be 'auto' or an int >= 1. Got 'fast' instead."),
         ("batch size zero", ["--pool", "{pool}", "--batch-size", "0"], "The 'batch_size' parameter must be 'auto' or an int >= 1. Got 0 instead."),
         ("k not a number", ["--pool", "{pool}", "--k", "abc"], "Invalid value for '--k': 'abc' is not a valid integer. (see alscale select --help)"),
-        ("list rows too wide", ["--pool", "{tmp}/list9.parquet"], "cannot score a batch of 200 rows x 9 features"),
+        ("list rows too wide", ["--pool", "{tmp}/list9.parquet"], "rows x 9 features: [ONNXRuntimeError]"),
         ("uint64 ids past int64", ["--pool", "{tmp}/u64.parquet"], "holds 9223372036854775813, which does not fit an int64 id"),
         ("fractional exclusion ids", ["--pool", "{pool}", "--exclude", "{tmp}/float-ids.parquet"], "holds 1.5, but the pool's ids are integers"),
         ("unknown strategy parameter", ["--pool", "{pool}", "--param", "foo=1"], "Strategy 'entropy' takes no parameters. Got 'foo'."),

@@ -57,6 +57,17 @@ def test_selection_equals_single_process_reference(pool, model_path, reference, 
     assert m.data["counts"]["rows_scored"] == 6000 and m.data["counts"]["shards"] == actors
 
 
+def test_one_row_group_still_feeds_every_actor(tmp_path, model_path):
+    """A pool written as a single row group is cut inside it: three actors, three equal shards."""
+    path = write_pool(tmp_path / "one", tied_features(3001), files=1, row_group_size=10_000)
+    assert pq.ParquetFile(next(path.glob("*.parquet"))).metadata.num_row_groups == 1
+    ids, X = read_pool_arrays(path)
+    m = alscale.select(path, model_path, strategy="entropy", k=50, actors=3, batch_size=256)
+    assert m.data["counts"]["shards"] == 3 and len(m.data["memory"]["actor_peak_rss_mb"]) == 3
+    assert m.data["counts"]["rows_scored"] == 3001
+    assert m.ids == ids[top_k_order(entropy(reference_probs(model_path, X)), ids, 50)].tolist()
+
+
 @pytest.mark.parametrize("strategy", ["entropy", "margin", "least-confidence"])
 def test_a_logits_model_is_softmaxed_like_the_reference(pool, model_factory, strategy):
     """A model that outputs logits: the actors' softmax against the reference's own."""

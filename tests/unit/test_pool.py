@@ -44,21 +44,69 @@ def test_null_feature_rows_become_nan():
     assert np.isnan(out[1]).all() and out[2].tolist() == [3.0, 4.0]
 
 
-def test_shards_balance_rows_and_cover_every_row_group(tmp_path):
+def _rows_by_group(shards):
+    """{(path, row group): sorted [(first, stop)]} over every piece of every shard."""
+    spans = {}
+    for shard in shards:
+        for p in shard.pieces:
+            spans.setdefault((p.path, p.row_group), []).append((p.first, p.stop))
+    return {key: sorted(v) for key, v in spans.items()}
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 7, 30])
+def test_shards_are_equal_to_the_row_and_cover_every_row_once(tmp_path, n):
     make_pool(tmp_path / "p", 10_000, n_features=2, files=3, row_group_size=700)
     pool = resolve_pool(str(tmp_path / "p"))
-    for n in (1, 2, 3, 5):
-        shards = plan_shards(pool, n)
-        assert len(shards) == n
-        pieces = [p for s in shards for p in s.pieces]
-        assert len(pieces) == len(set(pieces)) == sum(len(f.row_groups) for f in pool.files)
-        sizes = [s.rows for s in shards]
-        assert sum(sizes) == 10_000 and max(sizes) - min(sizes) <= 2 * 700
+    shards = plan_shards(pool, n)
+    sizes = [s.rows for s in shards]
+    assert len(shards) == n and sum(sizes) == 10_000 and max(sizes) - min(sizes) <= 1
+    spans = _rows_by_group(shards)
+    for f in pool.files:
+        for g, rows in enumerate(f.row_groups):
+            covered = spans.pop((f.path, g))
+            assert covered[0][0] == 0 and covered[-1][1] == rows, (f.path, g, covered)
+            assert all(a[1] == b[0] for a, b in zip(covered, covered[1:])), covered  # no gap, no overlap
+    assert not spans
+    # in file order: each shard starts where the one before it stopped
+    order = [(f.path, g) for f in pool.files for g in range(len(f.row_groups))]
+    flat = [(order.index((p.path, p.row_group)), p.first) for s in shards for p in s.pieces]
+    assert flat == sorted(flat)
 
 
-def test_more_shards_than_row_groups(tmp_path):
+def test_a_cut_on_a_row_group_boundary_splits_nothing(tmp_path):
+    make_pool(tmp_path / "p", 4_000, n_features=2, files=2, row_group_size=1_000)
+    shards = plan_shards(resolve_pool(str(tmp_path / "p")), 4)
+    assert [[(p.row_group, p.first, p.rows) for p in s.pieces] for s in shards] == [[(0, 0, 1000)], [(1, 0, 1000)]] * 2
+
+
+def test_more_shards_than_row_groups_split_them(tmp_path):
     make_pool(tmp_path / "p", 100, n_features=2, row_group_size=60)
-    assert len(plan_shards(resolve_pool(str(tmp_path / "p")), 8)) == 2
+    shards = plan_shards(resolve_pool(str(tmp_path / "p")), 8)
+    assert sorted({s.rows for s in shards}) == [12, 13]
+    assert len(shards) == 8 and sum(s.rows for s in shards) == 100
+    assert len(plan_shards(resolve_pool(str(tmp_path / "p")), 500)) == 100  # never an empty shard
+
+
+@pytest.mark.parametrize("read_pages", [True, False])
+@pytest.mark.parametrize("layout", ["binary", "list"])
+def test_pieces_of_a_row_group_read_exactly_their_rows(tmp_path, layout, read_pages):
+    """Shards cut inside row groups give back the pool's rows in order, once each, whatever the batch size."""
+    X, _ = mixture(2_500, 6, 10, 3)
+    table = pa.table({"id": np.arange(2_500) * 3, **feature_array(X, layout)})
+    (tmp_path / "p").mkdir()
+    pq.write_table(table, tmp_path / "p" / "a.parquet", row_group_size=1_000, compression="none")
+    pool = resolve_pool(str(tmp_path / "p"))
+    spec = detect_features(pool.schema, "id")
+    for n, batch in ((3, 128), (7, 1000), (4, 333)):
+        shards = plan_shards(pool, n)
+        assert any(p.first > 0 for s in shards for p in s.pieces)  # some row group is split
+        parts = [list(iter_shard(None, s, spec, "id", batch, read_pages=read_pages)) for s in shards]
+        for shard, batches in zip(shards, parts):
+            assert sum(len(b.ids) for b in batches) == shard.rows
+            assert max(len(b.ids) for b in batches) <= batch
+        got = [b for batches in parts for b in batches]
+        np.testing.assert_array_equal(np.concatenate([b.ids for b in got]), np.arange(2_500) * 3)
+        np.testing.assert_array_equal(np.concatenate([b.features for b in got]), X)
 
 
 def test_glob_and_single_file(tmp_path):
