@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -65,7 +67,7 @@ def test_shards_are_equal_to_the_row_and_cover_every_row_once(tmp_path, n):
         for g, rows in enumerate(f.row_groups):
             covered = spans.pop((f.path, g))
             assert covered[0][0] == 0 and covered[-1][1] == rows, (f.path, g, covered)
-            assert all(a[1] == b[0] for a, b in zip(covered, covered[1:])), covered  # no gap, no overlap
+            assert all(a[1] == b[0] for a, b in pairwise(covered)), covered  # no gap, no overlap
     assert not spans
     # in file order: each shard starts where the one before it stopped
     order = [(f.path, g) for f in pool.files for g in range(len(f.row_groups))]
