@@ -271,3 +271,14 @@ def test_write_file_atomic_and_read_file_round_trip(tmp_path, as_uri):
     assert path == str(folder / "state-00003.pkl")
     assert read_file(location, "state-00003.pkl") == b"second" == (folder / "state-00003.pkl").read_bytes()
     assert [p.name for p in folder.iterdir()] == ["state-00003.pkl"]  # no temporary file left
+
+
+def test_a_file_shorter_than_its_plan_is_a_shard_error(tmp_path):
+    """A file rewritten with fewer rows after the plan was made: the piece names what it expected."""
+    make_pool(tmp_path / "p", 1_000, n_features=4, row_group_size=1_000)
+    pool = resolve_pool(str(tmp_path / "p"))
+    spec = detect_features(pool.schema, "id")
+    last = plan_shards(pool, 2)[1]
+    make_pool(tmp_path / "p", 600, n_features=4, row_group_size=1_000)  # same path, fewer rows
+    with pytest.raises(ShardError, match=r"row group 0: it has 600 rows, the plan expected 1000"):
+        list(iter_shard(None, last, spec, "id", 128))
