@@ -107,11 +107,20 @@ def _open_pieces(filesystem_uri: str | None, shard: Shard) -> Iterator[tuple[Ope
                 if current is not None:
                     current.close()
                 current = open_pool_file(fs, piece.path, memory_map=True)
+            _check_rows(current, piece)
             yield current, piece
             current.release(piece.row_group)
     finally:
         if current is not None:
             current.close()
+
+
+def _check_rows(current: OpenPoolFile, piece: Piece) -> None:
+    """A file rewritten since the plan was made may hold fewer rows than the piece: a ShardError, not a short read."""
+    metadata = current.parquet.metadata
+    rows = metadata.row_group(piece.row_group).num_rows if piece.row_group < metadata.num_row_groups else 0
+    if rows < piece.stop:
+        raise ShardError(f"Cannot read {current.path!r} row group {piece.row_group}: it has {rows} rows, the plan expected {piece.stop}.")
 
 
 def _row_group_batches(current: OpenPoolFile, piece: Piece, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
@@ -144,8 +153,6 @@ def _page_batches(current: OpenPoolFile, piece: Piece, pages: list[Page], width:
     """A piece's rows in batches: ids read with Arrow, features read from their pages."""
     column = current.parquet.read_row_group(piece.row_group, columns=[id_column], use_threads=False).column(0)
     ids = ids_to_numpy(column.chunk(0) if column.num_chunks == 1 else column.combine_chunks(), id_column)
-    if ids.shape[0] < piece.stop:
-        raise ShardError(f"Cannot read {current.path!r} row group {piece.row_group}: it has {ids.shape[0]} rows, the plan expected {piece.stop}.")
     for start in range(piece.first, piece.stop, batch_size):
         stop = min(start + batch_size, piece.stop)
         yield RowBatch(ids[start:stop], read_rows(current.file, pages, start, stop, width), current.path, piece.row_group)
