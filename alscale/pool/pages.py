@@ -218,10 +218,28 @@ def _rows(buf, start: int, n: int, width: int) -> np.ndarray:
 
 
 def _expect_all_ones(buf, start: int, end: int, n: int) -> None:
-    """Definition levels (bit width 1) that must all be 1: a page without nulls."""
+    """Definition levels (bit width 1) that must all be 1: a page without nulls.
+
+    Writers encode ``n`` ones as one run (the header ``n << 1`` as a varint, then the byte 1);
+    those bytes are compared as they are, anything else is decoded.
+    """
+    if buf[start:end] == _one_run(n):
+        return
     levels = _rle_hybrid(buf, start, end, 1, n)
     if not levels.all():
         raise _Unreadable("nulls")
+
+
+def _one_run(n: int) -> bytes:
+    """The RLE encoding of ``n`` ones of bit width 1 as a single run."""
+    header = n << 1
+    out = bytearray()
+    while header > 0x7F:
+        out.append(header & 0x7F | 0x80)
+        header >>= 7
+    out.append(header)
+    out.append(1)
+    return bytes(out)
 
 
 def _rle_hybrid(buf, pos: int, end: int, bit_width: int, n: int) -> np.ndarray:
