@@ -110,10 +110,14 @@ def _pipeline(pool: Path, model: Path, actors: int, k: int, batch_size: int | st
     t = manifest.data["timings"]
     scan = t["score"] + t.get("check_ids", 0) + t.get("reduce", 0)
     rows = manifest.data["counts"]["rows_scored"]
+    busy = sum(t["actor_seconds"].values()) / actors  # each actor's reading, inference and scoring, on average
     return {
         "actors": actors,
         "rows": rows,
         "seconds_pipeline": round(scan, 3),
+        # the share of the scan the actors spent working; the rest is waiting (for the slowest
+        # actor to finish, for tasks to start and results to come back)
+        "actor_busy_fraction": busy / t["score"],
         "seconds_end_to_end": round(wall, 3),
         "rows_per_s": rows / scan,
         "actor_peak_rss_mb": manifest.data["memory"]["actor_peak_rss_mb"],
@@ -199,7 +203,8 @@ def run_bench(
             echo(
                 f"select, {n} actor(s): {res['rows_per_s']:,.0f} rows/s, ratio {res['ratio']:.2f} of {n} x raw "
                 f"({res['ratio_vs_concurrent_raw']:.2f} of {n} raw processes at once, batch {batch_size}: {res['batch_sizes']}); "
-                f"median of {len(runs)} runs {res['ratios_of_all_runs']}; actor peak RSS {res['actor_peak_rss_mb']} MiB"
+                f"median of {len(runs)} runs {res['ratios_of_all_runs']}; actors busy {res['actor_busy_fraction']:.0%} of the scan; "
+                f"actor peak RSS {res['actor_peak_rss_mb']} MiB"
             )
         results["scaling"] = []
         for n_rows in scaling:

@@ -50,6 +50,9 @@ def test_each_run_is_paired_with_its_own_raw_measurement(bench):
         assert len(run["actor_peak_rss_mb"]) == n and min(run["actor_peak_rss_mb"]) > 0
         assert len(run["batch_sizes"]) == n and set(run["batch_sizes"]) <= set(BATCH_SIZE_CANDIDATES)  # "auto" chose
         assert all(r > 0 and r % b == 0 for r, b in zip(run["read_batch_rows"], run["batch_sizes"]))
+        busy = sum(run["timings"]["actor_seconds"].values()) / n
+        assert run["actor_busy_fraction"] == pytest.approx(busy / run["timings"]["score"])
+        assert 0 < run["actor_busy_fraction"] <= 1  # the actors' work happens inside the scan
 
 
 def test_the_timed_selection_is_a_complete_manifest(bench):
