@@ -39,11 +39,15 @@ def ray_cluster():
     test modules can start their own.
     """
     import ray
+    from ray._private.utils import get_ray_address_file
     from ray.cluster_utils import Cluster
 
     if ray.is_initialized():
         pytest.skip("Ray is already initialised in this process by another test module")
     temp_dir = tempfile.mkdtemp(prefix="alscale-rc-")
+    # Cluster records the head's address in Ray's default temp folder whatever temp_dir says, and
+    # fails where no Ray ever ran on the machine (the folder does not exist yet)
+    Path(get_ray_address_file(None)).parent.mkdir(parents=True, exist_ok=True)
     with loopback_ray_env():
         cluster = Cluster(
             initialize_head=True,
