@@ -195,29 +195,31 @@ def test_one_run_is_the_rle_encoding_of_n_ones(n):
     assert _rle_hybrid(encoded, 0, len(encoded), 1, n).tolist() == [1] * n
 
 
-def test_all_ones_levels_are_compared_as_bytes_and_other_encodings_decoded(monkeypatch):
-    from alscale.pool import pages
-    from alscale.pool.pages import _expect_all_ones, _one_run, _Unreadable
-
-    decoded = []
-    real = pages._rle_hybrid
-    monkeypatch.setattr(pages, "_rle_hybrid", lambda *a: decoded.append(a[4]) or real(*a))
-    _expect_all_ones(_one_run(1000), 0, len(_one_run(1000)), 1000)  # a writer's single run: no decoding
-    assert decoded == []
-    _expect_all_ones(bytes([0x03, 0xFF]), 0, 2, 8)  # eight ones, bit-packed: decoded, and accepted
-    assert decoded == [8]
-    with pytest.raises(_Unreadable, match="nulls"):
-        _expect_all_ones(bytes([0x03, 0b11110111]), 0, 2, 8)  # one null among them
-
-
-def test_pyarrow_writes_the_levels_of_a_column_without_nulls_as_one_run(tmp_path, monkeypatch):
-    """The byte comparison is the path real files take (levels are never decoded for them)."""
+@pytest.fixture
+def rle_calls(monkeypatch):
+    """``(bit_width, n)`` of every RLE/bit-packing decode from here on."""
     from alscale.pool import pages
 
     calls = []
     real = pages._rle_hybrid
-    monkeypatch.setattr(pages, "_rle_hybrid", lambda *a: calls.append(a[3]) or real(*a))
+    monkeypatch.setattr(pages, "_rle_hybrid", lambda buf, pos, end, bit_width, n: calls.append((bit_width, n)) or real(buf, pos, end, bit_width, n))
+    return calls
+
+
+def test_all_ones_levels_are_compared_as_bytes_and_other_encodings_decoded(rle_calls):
+    from alscale.pool.pages import _expect_all_ones, _one_run, _Unreadable
+
+    _expect_all_ones(_one_run(1000), 0, len(_one_run(1000)), 1000)  # a writer's single run: no decoding
+    assert [n for _, n in rle_calls] == []
+    _expect_all_ones(bytes([0x03, 0xFF]), 0, 2, 8)  # eight ones, bit-packed: decoded, and accepted
+    assert [n for _, n in rle_calls] == [8]
+    with pytest.raises(_Unreadable, match="nulls"):
+        _expect_all_ones(bytes([0x03, 0b11110111]), 0, 2, 8)  # one null among them
+
+
+def test_pyarrow_writes_the_levels_of_a_column_without_nulls_as_one_run(tmp_path, rle_calls):
+    """The byte comparison is the path real files take (levels are never decoded for them)."""
     path = tmp_path / "p.parquet"
     _write(path, _features(5000), use_dictionary=False, data_page_size=4096)
     assert all(p is not None and len(p) > 1 for p in _pages_of(path))
-    assert 1 not in calls  # no bit width 1 decoding: definition levels were compared, not decoded
+    assert 1 not in [width for width, _ in rle_calls]  # no bit width 1 decoding: definition levels were compared, not decoded
