@@ -284,7 +284,7 @@ class ShardWorker:
         stop_inference = False
         result.batch_size, result.read_rows = self.batch_size, self.read_rows
         t0 = time.perf_counter()
-        for batch in iter_shard(job.filesystem_uri, shard, job.feature_spec, job.id_column, self.read_rows):
+        for batch in iter_shard(job.filesystem_uri, shard, job.feature_spec, job.id_column, self.read_rows, reuse_buffer=True):
             t1 = time.perf_counter()
             t_read += t1 - t0
             n = batch.ids.shape[0]
@@ -444,7 +444,7 @@ class ShardWorker:
         job = self.job
         top = TopK(m)
         passed = selectable_count = 0
-        for batch in iter_shard(job.filesystem_uri, shard, job.feature_spec, job.id_column, self.read_rows):
+        for batch in iter_shard(job.filesystem_uri, shard, job.feature_spec, job.id_column, self.read_rows, reuse_buffer=True):
             keys = id_keys(batch.ids)
             rows = np.flatnonzero(_finite_rows(batch.features) & ~_member(exclude_keys, keys))
             selectable_count += rows.size

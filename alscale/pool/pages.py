@@ -127,13 +127,25 @@ def feature_pages(mapping: mmap.mmap, metadata: pq.FileMetaData, group: int, col
     return pages
 
 
-def read_rows(file: io.FileIO, pages: list[Page], start: int, stop: int, width: int) -> np.ndarray:
-    """Rows ``start:stop`` of a row group's feature pages, as a new (stop - start, width) float32 array.
+def read_rows(file: io.FileIO, pages: list[Page], start: int, stop: int, width: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Rows ``start:stop`` of a row group's feature pages, as a (stop - start, width) float32 array.
 
     Each PLAIN page the range covers costs one read into the array; decoded pages are copied.
     A file shorter than its footer says raises :class:`OSError`.
+
+    Parameters
+    ----------
+    out : ndarray of shape (m, width), float32, optional
+        A C-contiguous buffer with ``m >= stop - start`` rows to read into; the rows are
+        returned as a view of its first rows.  Without it, a new array is returned.
     """
-    out = np.empty((max(stop - start, 0), width), dtype=np.float32)
+    n = max(stop - start, 0)
+    if out is None:
+        out = np.empty((n, width), dtype=np.float32)
+    else:
+        if out.dtype != np.float32 or out.ndim != 2 or out.shape[0] < n or out.shape[1] != width or not out.flags.c_contiguous:
+            raise ValueError(f"read_rows needs a C-contiguous float32 buffer of at least ({n}, {width}). Got {out.dtype} {out.shape}.")
+        out = out[:n]
     if stop <= start:
         return out
     for page in pages[bisect.bisect_right(pages, start, key=lambda p: p.first) - 1 :]:

@@ -65,6 +65,7 @@ def iter_shard(
     batch_size: int,
     *,
     read_pages: bool = True,
+    reuse_buffer: bool = False,
 ) -> Iterator[RowBatch]:
     """Yield a shard's rows in record batches of at most ``batch_size`` rows.
 
@@ -75,13 +76,21 @@ def iter_shard(
     decoded at all: its rows are read from their pages into each batch (:mod:`alscale.pool.pages`);
     ``read_pages=False`` has Arrow decode it anyway (to compare the two).  Read or decode errors
     raise :class:`ShardError` naming the file and row group.
+
+    ``reuse_buffer=True`` reads the rows of every batch that comes from pages into one buffer,
+    so each batch's ``features`` are overwritten by the next batch: for a caller that is done
+    with a batch before asking for the next (the scan).  The buffer stays in the CPU cache,
+    where a new array per batch costs the writes to memory that the cache does not hold.
     """
+    buffer = None
     for current, piece in _open_pieces(filesystem_uri, shard):
         group = piece.row_group
         pages = _plain_feature_pages(current, group, spec) if read_pages else None
         with _naming(current.path, group):
             if pages is not None:
-                yield from _page_batches(current, piece, pages, spec.width, id_column, batch_size)
+                if reuse_buffer and buffer is None:
+                    buffer = np.empty((batch_size, spec.width), dtype=np.float32)
+                yield from _page_batches(current, piece, pages, spec.width, id_column, batch_size, buffer)
                 continue
             for batch in _row_group_batches(current, piece, [id_column, *spec.columns], batch_size):
                 ids = ids_to_numpy(batch.column(id_column), id_column)
@@ -149,13 +158,15 @@ def _plain_feature_pages(current: OpenPoolFile, group: int, spec: FeatureSpec) -
     return None if column is None else feature_pages(current.mapping, metadata, group, column)
 
 
-def _page_batches(current: OpenPoolFile, piece: Piece, pages: list[Page], width: int, id_column: str, batch_size: int) -> Iterator[RowBatch]:
-    """A piece's rows in batches: ids read with Arrow, features read from their pages."""
+def _page_batches(
+    current: OpenPoolFile, piece: Piece, pages: list[Page], width: int, id_column: str, batch_size: int, buffer: np.ndarray | None
+) -> Iterator[RowBatch]:
+    """A piece's rows in batches: ids read with Arrow, features read from their pages (into ``buffer`` if given)."""
     column = current.parquet.read_row_group(piece.row_group, columns=[id_column], use_threads=False).column(0)
     ids = ids_to_numpy(column.chunk(0) if column.num_chunks == 1 else column.combine_chunks(), id_column)
     for start in range(piece.first, piece.stop, batch_size):
         stop = min(start + batch_size, piece.stop)
-        yield RowBatch(ids[start:stop], read_rows(current.file, pages, start, stop, width), current.path, piece.row_group)
+        yield RowBatch(ids[start:stop], read_rows(current.file, pages, start, stop, width, buffer), current.path, piece.row_group)
 
 
 @contextmanager

@@ -111,6 +111,59 @@ def test_read_rows_gives_any_range(tmp_path):
             np.testing.assert_array_equal(read_rows(file, pages, start, stop, WIDTH), X[start:stop])
 
 
+def test_read_rows_fills_a_given_buffer(tmp_path):
+    """With ``out``, rows land in the buffer's first rows (plain and dictionary pages alike) and come back as a view of it."""
+    X = _features(1000)
+    path = tmp_path / "p.parquet"
+    _write(path, X, data_page_size=1000, write_batch_size=10, dictionary_pagesize_limit=4096)
+    (pages,) = _pages_of(path)
+    assert {p.values is None for p in pages} == {True, False}
+    buffer = np.full((600, WIDTH), np.nan, dtype=np.float32)
+    with open(path, "rb", buffering=0) as file:
+        for start, stop in [(0, 600), (37, 38), (400, 1000), (999, 1000)]:
+            got = read_rows(file, pages, start, stop, WIDTH, buffer)
+            assert np.shares_memory(got, buffer) and got.shape == (stop - start, WIDTH)
+            np.testing.assert_array_equal(got, X[start:stop])
+            np.testing.assert_array_equal(buffer[: stop - start], X[start:stop])
+
+
+@pytest.mark.parametrize(
+    "buffer",
+    [np.empty((10, WIDTH), np.float32), np.empty((100, WIDTH), np.float64), np.empty((100, WIDTH + 1), np.float32), np.empty((100, 2 * WIDTH), np.float32)[:, ::2]],
+    ids=["too few rows", "float64", "wrong width", "not contiguous"],
+)
+def test_read_rows_refuses_a_buffer_that_does_not_fit(tmp_path, buffer):
+    path = tmp_path / "p.parquet"
+    _write(path, _features(100), use_dictionary=False)
+    (pages,) = _pages_of(path)
+    with open(path, "rb", buffering=0) as file, pytest.raises(ValueError, match="C-contiguous float32 buffer of at least \\(50, 8\\)"):
+        read_rows(file, pages, 0, 50, WIDTH, buffer)
+
+
+@pytest.mark.parametrize("name", ["plain, v1 pages", "dictionary first, then plain (pyarrow's default)", "small pages, a batch spans several"])
+def test_a_reused_buffer_gives_every_batch_its_own_rows(tmp_path, name):
+    """``reuse_buffer=True``: each batch, copied before the next is read, holds the rows a fresh array would.
+
+    Row groups and shards cut mid-group are crossed, and the last batch of a group is short.
+    """
+    options = dict(LAYOUTS[name])
+    X = _features(3000, distinct=options.pop("distinct", None))
+    path = tmp_path / "p.parquet"
+    _write(path, X, nullable=options.pop("nullable", True), row_group_size=1100, **options)
+    pool = resolve_pool(str(path))
+    spec = detect_features(pool.schema, "id")
+    for shard in plan_shards(pool, 2):
+        fresh = [(b.ids.copy(), b.features) for b in iter_shard(None, shard, spec, "id", 256)]
+        reused = [(b.ids.copy(), b.features.copy()) for b in iter_shard(None, shard, spec, "id", 256, reuse_buffer=True)]
+        assert len(reused) == len(fresh) > 4
+        for (ids_a, a), (ids_b, b) in zip(fresh, reused):
+            np.testing.assert_array_equal(ids_a, ids_b)
+            np.testing.assert_array_equal(a, b)
+    batches = iter_shard(None, plan_shards(pool, 1)[0], spec, "id", 256, reuse_buffer=True)
+    first, second = next(batches).features, next(batches).features
+    assert np.shares_memory(first, second)  # one buffer: the caller must be done with a batch before the next
+
+
 @pytest.mark.parametrize(
     "case",
     ["compressed", "nulls", "list layout", "nested page-less columns"],
