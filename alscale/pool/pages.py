@@ -5,8 +5,9 @@ page's rows as one run of float32 bytes: the ``(n, d)`` array the model reads is
 file.  Arrow's reader copies those bytes value by value into a new buffer (about 35-45 ns a row
 for 64 features, over a tenth of a small model's own time).  Here :func:`feature_pages` finds
 each page's values in the file, and :func:`read_rows` reads a batch's rows with one plain read
-per page into the batch's array (or a buffer the caller reuses).  A read is cheaper than viewing the memory-mapped pages: no page
-faults, and the rows are in the CPU cache when the model reads them.
+per page into the batch's array (or a buffer the caller reuses).  A read is cheaper than viewing
+the memory-mapped pages: no page faults, and the rows are in the CPU cache when the model reads
+them.
 
 Only what can be read this way is: the column chunk must be uncompressed, flat (no repetition)
 and free of nulls, and each data page PLAIN or dictionary-encoded (those rows are gathered from
