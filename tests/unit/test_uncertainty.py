@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -52,6 +57,12 @@ def test_random_scores_depend_on_seed_and_id_only():
 def test_row_uniform_streams_differ_and_string_ids_are_stable():
     keys = id_keys(np.array(["a", "b", "c"]))
     np.testing.assert_array_equal(keys, id_keys(["a", "b", "c"]))
+    # stable across processes, whatever Python's per-process string hashing does
+    code = "from alscale.rowrandom import id_keys; print(*id_keys(['a', 'b', 'c']).tolist())"
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    other = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert [int(v) for v in other] == keys.tolist()
+    assert keys[0] == int.from_bytes(hashlib.blake2b(b"a", digest_size=8).digest(), "little")
     assert not np.array_equal(row_uniform(keys, 0, 0), row_uniform(keys, 0, 1))
 
 
