@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 import pathlib
 import time
 from collections.abc import Sequence
@@ -171,8 +170,9 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
     full_metrics = evaluate(y_all[eval_rows], predict_onnx(full_path, X_all[eval_rows])[0], classes)
 
     rows: list[dict] = []
-    started_ray = _start_ray(actors, address)
-    try:
+    from alscale.engine.runtime import ray_session  # Ray itself is the engine's business
+
+    with ray_session(address, num_cpus=actors):
         for seed in seeds:
             initial = seed_random(candidates, initial_size, seed=seed)
             for strategy in strategies:
@@ -180,15 +180,6 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
                                  seed=seed, batch_size=batch_size, budget=budget, trainer=trainer, id_kind=id_kind,
                                  id_column=id_column, feats=feats, actors=actors, run_dir=out / "runs" / strategy / f"seed{seed}")
                 logger.info("simulated %s seed %d: %d rounds", strategy, seed, sum(1 for r in rows if r["strategy"] == strategy and r["seed"] == seed))
-    finally:
-        if started_ray:
-            import shutil
-
-            import ray
-
-            ray.shutdown()
-            if isinstance(started_ray, str):
-                shutil.rmtree(started_ray, ignore_errors=True)
 
     summary = _summarise(rows, strategies, seeds, full_metrics, metric, fractions)
     summary.update({
@@ -199,26 +190,6 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
     })
     _write_outputs(out, rows, summary, metric)
     return summary
-
-
-def _start_ray(actors: int | None, address: str | None) -> str | bool:
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
-
-    if ray.is_initialized():
-        return False
-    kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    if address:
-        from alscale.engine.runtime import connect_cluster
-
-        connect_cluster(address, **kwargs)
-    else:  # a private local Ray in its own temp dir, never someone else's cluster
-        import tempfile
-
-        temp_dir = tempfile.mkdtemp(prefix="alscale-sim-ray-")
-        ray.init(address="local", num_cpus=actors, _temp_dir=temp_dir, **kwargs)
-        return temp_dir
-    return True
 
 
 def _run_one(pool, X_all, y_all, row_of, classes, initial, eval_ids, eval_rows, *, strategy, seed, batch_size, budget,
