@@ -30,7 +30,9 @@ jsonschema = pytest.importorskip("jsonschema")
 
 REPO = Path(__file__).resolve().parents[2]
 K8S_DIR = REPO / "k8s"
-CRD_DIR = Path(os.environ.get("ALSCALE_K8S_CRDS", REPO.parent / "shared" / "k8s-crds"))
+# the shared/ folder beside the repository, or inside it where a checkout carries one
+_CRD_PLACES = [REPO.parent / "shared" / "k8s-crds", REPO / "shared" / "k8s-crds"]
+CRD_DIR = Path(os.environ.get("ALSCALE_K8S_CRDS") or next((d for d in _CRD_PLACES if d.is_dir()), _CRD_PLACES[0]))
 CRD_FILES = {"RayJob": "ray.io_rayjobs.yaml", "RayCluster": "ray.io_rayclusters.yaml"}
 
 SUBMISSION_MODES = {"K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"}
@@ -221,7 +223,7 @@ def k8s_documents() -> list[tuple[str, dict]]:
 @pytest.fixture(scope="module")
 def validators():
     if not CRDS_PRESENT:
-        pytest.skip(f"KubeRay CRDs not found in {CRD_DIR} (expected the shared/ folder beside the repo)")
+        pytest.skip(f"KubeRay CRDs not found in {CRD_DIR} (expected shared/k8s-crds beside or inside the repo)")
     return {kind: load_validator(kind) for kind in CRD_FILES}
 
 
