@@ -1,7 +1,8 @@
 """Offline checks of the KubeRay manifests and the Dockerfile in ``k8s/``.
 
 Every RayJob and RayCluster document is validated against the ``v1`` openAPIV3Schema of the
-KubeRay CRDs kept in ``<repo>/../shared/k8s-crds/`` (jsonschema, Draft 4), made as strict as the
+KubeRay CRDs kept in ``shared/k8s-crds/`` beside the repository or inside it, or in
+``$ALSCALE_K8S_CRDS`` (jsonschema, Draft 4), made as strict as the
 API server: fields that have a default are not required (the server fills them in before it
 validates) and unknown fields are rejected (``additionalProperties: false`` added wherever a
 schema lists its properties).  The rules the schema does not hold -- the operator's own checks
