@@ -20,6 +20,7 @@ import platform
 import resource
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -156,8 +157,6 @@ def run_bench(
         Pipeline runs per actor count, each right after its own raw measurement; the run with
         the median ratio is reported, with every run's ratio.
     """
-    import ray
-
     from alscale.datasets import make_pool, random_mlp
     from alscale.engine.runtime import ray_session
 
@@ -216,7 +215,7 @@ def run_bench(
                 import shutil
 
                 shutil.rmtree(p, ignore_errors=True)
-        results["ray_version"] = ray.__version__
+        results["ray_version"] = version("ray")
     results["driver_peak_rss_mb"] = round(_peak_rss_mb(), 1)
     echo(f"driver peak RSS: {results['driver_peak_rss_mb']} MiB")
     _finish(results, out_json, work if own_dir else None)

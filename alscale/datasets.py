@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from alscale._atomic import atomic_write_bytes
 from alscale.model.export import mlp_to_onnx, sklearn_to_onnx
 
 __all__ = ["LAYOUTS", "feature_array", "make_model", "make_pool", "mixture", "random_mlp"]
@@ -137,7 +138,7 @@ def make_model(
         warnings.simplefilter("ignore")
         clf.fit(X, y)
     path = Path(path)
-    path.write_bytes(sklearn_to_onnx(clf, output=output))
+    atomic_write_bytes(path, sklearn_to_onnx(clf, output=output))
     return path
 
 
@@ -147,5 +148,5 @@ def random_mlp(path: str | os.PathLike, sizes: tuple[int, ...] = (64, 256, 10), 
     weights = [rng.normal(scale=1 / np.sqrt(a), size=(a, b)).astype(np.float32) for a, b in zip(sizes[:-1], sizes[1:])]
     biases = [rng.normal(scale=0.1, size=b).astype(np.float32) for b in sizes[1:]]
     path = Path(path)
-    path.write_bytes(mlp_to_onnx(weights, biases, output=output))
+    atomic_write_bytes(path, mlp_to_onnx(weights, biases, output=output))
     return path

@@ -245,6 +245,8 @@ def inspect_model(
         if embedding_output not in by_name:
             raise ModelContractError(f"The model has no output {embedding_output!r}; its outputs are {list(by_name)}.")
         emb = by_name[embedding_output]
+        if not _tensor_2d(emb):
+            raise ModelContractError(f"Output {embedding_output!r} must be a float tensor (n, d) to serve as the embedding. Got {emb.type} {emb.shape}.")
     else:
         emb = next((o for o in outputs if _tensor_2d(o) and o.name.lower() in EMBEDDING_NAMES), None)
 

@@ -40,6 +40,13 @@ def test_zipmap_is_refused_with_the_fix(tmp_path):
         inspect_model(path)
 
 
+def test_an_embedding_output_that_is_not_a_float_matrix_is_refused(tmp_path):
+    path, _, _ = _skl(tmp_path, zipmap=False)
+    # skl2onnx's 'label' is a vector (n,) of class names, not an (n, d) embedding
+    with pytest.raises(ModelContractError, match=r"Output 'label' must be a float tensor \(n, d\).*tensor\(string\)"):
+        inspect_model(path, embedding_output="label")
+
+
 def test_logits_are_softmaxed(model_factory):
     probs_model, logits_model = model_factory(1), model_factory(1, output="logits")
     c = inspect_model(logits_model)
