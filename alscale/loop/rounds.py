@@ -144,8 +144,8 @@ def _seed_round(ws: Workspace, out_dir: pathlib.Path, *, seed: int, k: int | Non
     """Round 000: choose the initial labeled set without a model."""
     s = ws.settings
     n = int(k or s["initial_size"])
-    batch_path = out_dir / "batch" / "batch.parquet"
-    if not batch_path.is_file():
+    batch_dir = out_dir / "batch"
+    if not (batch_dir / "manifest.json").is_file():  # written with batch.parquet in one rename
         excluded = ws.excluded_ids()
         candidates = ws.pool_ids()[~np.isin(ws.pool_ids(), excluded)]
         method = s["initial_method"]
@@ -165,16 +165,34 @@ def _seed_round(ws: Workspace, out_dir: pathlib.Path, *, seed: int, k: int | Non
             chosen = seed_by_hint(_pool.as_ids(table.column(ws.config["id_column"]), ws.id_type), table.column(hint).to_pylist(), n, seed=seed)
         else:
             raise ConfigError(f"The initial method must be one of {list(INITIAL_METHODS)}. Got {method!r} instead.")
-        typ = pa.int64() if ws.id_type == "int64" else pa.string()
-        batch = pa.table({
-            "id": pa.array(chosen.tolist(), typ), "rank": pa.array(np.arange(1, len(chosen) + 1, dtype=np.int32)),
-            "score": pa.array(np.zeros(len(chosen))), "strategy": pa.array([f"seed-{method}"] * len(chosen)),
-        })
-        atomic_write_parquet(batch_path, batch)
-        atomic_write_json(out_dir / "batch" / "manifest.json", {
-            "schema_version": 1, "run_id": f"seed-{ws.path.name}-{seed}", "created_at": _now(), "k": n, "seed": seed,
-            "strategy": {"name": f"seed-{method}", "params": {}}, "counts": {"rows_selected": len(chosen)}})
-    return {"selected": pq.read_table(batch_path).num_rows, "batch": "batch", "strategy": f"seed-{s['initial_method']}"}
+        _write_seed_batch(ws, batch_dir, chosen, method=method, seed=seed)
+    return {"selected": pq.read_table(batch_dir / "batch.parquet").num_rows, "batch": "batch", "strategy": f"seed-{s['initial_method']}"}
+
+
+def _write_seed_batch(ws: Workspace, batch_dir: pathlib.Path, chosen: np.ndarray, *, method: str, seed: int) -> None:
+    """The seed set as a batch manifest of the engine's schema, so any queue takes it.
+
+    There is no model yet: every ``score`` is 0, ``predicted_class``, ``predicted_index`` and
+    ``confidence`` are null, and the queues send no pre-annotation.
+    """
+    from alscale.manifest.manifest import write_manifest
+
+    n, strategy = len(chosen), f"seed-{method}"
+    batch = pa.table({
+        "id": pa.array(chosen.tolist(), pa.int64() if ws.id_type == "int64" else pa.string()),
+        "rank": pa.array(np.arange(1, n + 1, dtype=np.int32)),
+        "score": pa.array(np.zeros(n)),
+        "strategy": pa.array([strategy] * n, pa.string()),
+        "predicted_class": pa.nulls(n, pa.string()),
+        "predicted_index": pa.nulls(n, pa.int32()),
+        "confidence": pa.nulls(n, pa.float32()),
+    })
+    pool = ws.config["pool"]
+    write_manifest(batch_dir, batch, {
+        "schema_version": 1, "run_id": f"seed-{ws.path.name}-{seed}", "created_at": _now(), "k": n, "seed": seed,
+        "strategy": {"name": strategy, "params": {}}, "model": None,
+        "pool": {"spec": pool, "paths": [pool] if isinstance(pool, str) else list(pool), "id_column": ws.config["id_column"]},
+        "counts": {"rows_selected": n}}, force=True)
 
 
 def _now() -> str:

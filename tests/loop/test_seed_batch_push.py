@@ -1,0 +1,43 @@
+"""The seed round's batch is a full manifest: every queue takes it, with the pool's columns."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from alscale.loop.evalset import SEED_STREAM
+from alscale.loop.rounds import run_round
+from alscale.loop.workspace import Workspace
+from alscale.manifest import Manifest
+from alscale.queues import load_batch, push
+from alscale.rowrandom import id_keys, row_uniform
+
+
+def test_the_seed_batch_goes_to_a_queue_with_pool_columns(tmp_path, blob_pool):
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, settings={"eval_size": 60, "stop_set_size": 50, "initial_size": 12, "seed": 3})
+    r0 = run_round(ws)  # the seed round needs no model and no Ray
+    assert r0["kind"] == "seed" and r0["selected"] == 12
+    batch_dir = ws.path / "rounds" / "000" / "batch"
+
+    # reference: the 12 non-evaluation, non-stop-set ids with the smallest draws of the seed stream
+    ids = np.arange(300)
+    excluded = ws.excluded_ids()
+    cand = ids[~np.isin(ids, excluded)]
+    keys = id_keys(cand)
+    expected = cand[np.lexsort((keys, row_uniform(keys, r0["seed"], SEED_STREAM)))[:12]].tolist()
+    assert Manifest.read(batch_dir).ids == expected
+
+    batch = load_batch(batch_dir, ["site"])
+    assert [r["rank"] for r in batch.rows] == list(range(1, 13))
+    assert all(r["predicted_class"] is None and r["confidence"] is None for r in batch.rows)
+    site = dict(zip(*(pq.read_table(blob_pool).column(c).to_pylist() for c in ("id", "site"))))
+    assert [r["data"]["site"] for r in batch.rows] == [site[i] for i in expected]
+
+    out = tmp_path / "queue.jsonl"
+    result = push(batch_dir, {"kind": "file", "path": str(out), "data_columns": ["site"]}, workspace=ws)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["alscale_id"] for r in rows] == expected and all(r["prediction"] is None for r in rows)
+    assert result.details["path"] == str(out)
+    assert sorted(ws.pending().column("id").to_pylist()) == sorted(expected)
