@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import io
+import json
 import logging
 import pathlib
 import shutil
@@ -241,9 +242,10 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
     train_ids, train_labels = ws.training_labels()
     record = {"round": number, "created_at": _now(), "seed": seed, "labels": int(len(train_ids))}
 
+    if len(train_ids) == 0 and number != 0 and model is None:
+        raise WorkspaceError(f"Expected training labels for round {number}. Got none; import labels with `alscale label`.")
+    _check_resumed_inputs(out_dir, number, _round_inputs(ws, train_ids, train_labels, model=model, strategy=strategy, k=k, seed=seed))
     if len(train_ids) == 0:
-        if number != 0 and model is None:
-            raise WorkspaceError(f"Expected training labels for round {number}. Got none; import labels with `alscale label`.")
         record.update(_seed_round(ws, out_dir, seed=seed, k=k), kind="seed", metrics=None)
     else:
         record.update(_model_round(ws, out_dir, train_ids, train_labels, model=model, strategy=strategy, k=k, seed=seed,
@@ -253,6 +255,54 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
         ws.add_pending(batch.column("id"), batch_run_id=f"round-{number:03d}", queue="manual")
     atomic_write_json(out_dir / ROUND_FILE, record)
     return record
+
+
+INPUTS_FILE = "inputs.json"
+
+
+def _round_inputs(ws: Workspace, train_ids, train_labels, *, model, strategy: str, k: int | None, seed: int) -> dict:
+    """What decides a round's model and batch: a rerun of an unfinished round must ask for the same."""
+    s = ws.settings
+    if len(train_ids) == 0:
+        return {"kind": "seed", "k": int(k or s["initial_size"]), "seed": seed, "initial_method": s["initial_method"]}
+    pairs = sorted(zip(map(str, np.asarray(train_ids).tolist()), map(str, train_labels)))
+    return {
+        "kind": "model", "k": int(k or s["batch_size"]), "seed": seed, "strategy": strategy,
+        "model": _model_input(model) if model is not None else f"trainer:{s['trainer']}",
+        "training_labels": hashlib.sha256(json.dumps(pairs).encode()).hexdigest(),
+    }
+
+
+def _model_input(model) -> str:
+    try:
+        return f"sha256:{_sha256(model)}"
+    except OSError:  # not a readable local file: the model check that follows says so
+        return f"path:{model}"
+
+
+def _check_resumed_inputs(out_dir: pathlib.Path, number: int, inputs: dict) -> None:
+    """Record a new round's inputs; refuse to finish an interrupted one with different inputs.
+
+    An unfinished round keeps what it already wrote (its model, its batch), so finishing it with
+    another model, strategy, k, seed or set of training labels would mix the two.
+
+    Raises
+    ------
+    WorkspaceError
+        The round was started with other inputs.
+    """
+    path = out_dir / INPUTS_FILE
+    kept = (out_dir / "model.onnx").is_file() or (out_dir / "batch").exists()
+    if not path.is_file() or not kept:  # nothing of the round kept yet: any inputs may start it
+        atomic_write_json(path, inputs)
+        return
+    before = read_json(path)
+    changed = sorted(key for key in inputs.keys() | before.keys() if before.get(key) != inputs.get(key))
+    if changed:
+        detail = "; ".join(f"{key}: {before.get(key)!r} then, {inputs.get(key)!r} now" for key in changed)
+        raise WorkspaceError(
+            f"Round {number:03d} was started with other inputs and did not finish ({detail}). Expected the same inputs "
+            f"to finish it; or delete {str(out_dir)!r} to start the round over.")
 
 
 def _model_round(ws: Workspace, out_dir: pathlib.Path, train_ids, train_labels, *, model, strategy, k, seed, actors) -> dict:

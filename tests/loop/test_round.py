@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn import metrics as skm
 
+from alscale.exceptions import WorkspaceError
 from alscale.loop import _pool
 from alscale.loop.plots import plot_composition
 from alscale.loop.report import status_table
@@ -61,6 +62,13 @@ def test_seed_round_then_model_round(tmp_path, blob_pool, ray_local):
     assert again["round"] == 1 and again["model_sha256"] == r1["model_sha256"]
     assert pq.read_table(ws.path / "rounds/001/batch/batch.parquet").column("id").to_pylist() == picked
     assert [h["round"] for h in load_history(ws)] == [0, 1]
+
+    # ... but not with other inputs: the kept model and batch would not be the ones asked for
+    (ws.path / "rounds/001/round.json").unlink()
+    for kwargs, changed in (({"strategy": "entropy"}, "strategy: 'margin' then, 'entropy' now"), ({"strategy": "margin", "k": 9}, "k: 15 then, 9 now")):
+        with pytest.raises(WorkspaceError, match=f"Round 001 was started with other inputs.*{changed}"):
+            run_round(ws, actors=1, **kwargs)
+    assert run_round(ws, strategy="margin", actors=1)["model_sha256"] == r1["model_sha256"]
 
     text = status_table(ws)
     assert "round" in text and f"{r1['metrics']['accuracy']:.4f}" in text

@@ -1,4 +1,4 @@
-"""The seed round's batch is a full manifest: every queue takes it, with the pool's columns."""
+"""The seed round: a full batch manifest that every queue takes, and how an interrupted one is finished."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import json
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
+from alscale.exceptions import PoolExhaustedError, WorkspaceError
 from alscale.loop.evalset import SEED_STREAM
 from alscale.loop.rounds import run_round
 from alscale.loop.workspace import Workspace
@@ -41,3 +43,14 @@ def test_the_seed_batch_goes_to_a_queue_with_pool_columns(tmp_path, blob_pool):
     assert [r["alscale_id"] for r in rows] == expected and all(r["prediction"] is None for r in rows)
     assert result.details["path"] == str(out)
     assert sorted(ws.pending().column("id").to_pylist()) == sorted(expected)
+
+
+def test_a_round_that_kept_nothing_can_be_run_again_with_other_inputs(tmp_path, blob_pool):
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, settings={"eval_size": 60, "stop_set_size": 50, "initial_size": 12})
+    with pytest.raises(PoolExhaustedError):
+        run_round(ws, k=1000)  # fails before the batch is written
+    assert run_round(ws, k=20)["selected"] == 20
+    (ws.path / "rounds" / "000" / "round.json").unlink()  # as if it had crashed after the batch
+    with pytest.raises(WorkspaceError, match=r"Round 000 was started with other inputs.*k: 20 then, 12 now"):
+        run_round(ws)
+    assert run_round(ws, k=20)["selected"] == 20
