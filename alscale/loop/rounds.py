@@ -322,6 +322,9 @@ def _model_round(ws: Workspace, out_dir: pathlib.Path, train_ids, train_labels, 
     if model is not None:
         check_model_classes(model_classes(model), classes, train_labels, path=model)
         if not model_path.is_file():
+            # fail before the round keeps the model: one training row through it (feature width, outputs)
+            _, X_one = _pool.read_features(ws.config["pool"], np.asarray(train_ids)[:1], id_column=id_column, features=features)
+            predict_onnx(model, X_one)
             tmp = model_path.with_suffix(".onnx.tmp")
             shutil.copyfile(model, tmp)
             tmp.replace(model_path)

@@ -215,8 +215,16 @@ def predict_onnx(path, X: np.ndarray, *, batch_size: int = 8192) -> tuple[np.nda
     wanted = [cls_out] + (["embedding"] if "embedding" in names else [])
     input_name = sess.get_inputs()[0].name
     X = np.asarray(X, dtype=np.float32)
-    outs = [sess.run(wanted, {input_name: X[i:i + batch_size]}) for i in range(0, len(X), batch_size)] or [
-        sess.run(wanted, {input_name: X[:0]})]
+
+    def run(rows: np.ndarray) -> list:
+        try:
+            return sess.run(wanted, {input_name: rows})
+        except Exception as exc:  # noqa: BLE001  (onnxruntime raises its own types: InvalidArgument, Fail, ...)
+            raise ModelContractError(
+                f"Model {str(path)!r} cannot score rows of {rows.shape[1]} features: {' '.join(str(exc).split())[:300]}"
+            ) from None
+
+    outs = [run(X[i:i + batch_size]) for i in range(0, len(X), batch_size)] or [run(X[:0])]
     scores = np.concatenate([o[0] for o in outs]).astype(np.float64)
     if cls_out == "logits":
         scores = np.exp(scores - scores.max(axis=1, keepdims=True))

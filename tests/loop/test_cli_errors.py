@@ -89,6 +89,19 @@ def test_model_classes_mismatch_exit_2(tmp_path, blob_pool):
     assert not list((ws.path / "rounds").glob("*/round.json"))
 
 
+def test_model_of_the_wrong_feature_width_exit_2_and_keeps_nothing(tmp_path, blob_pool):
+    from alscale.model.export import linear_to_onnx
+
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, label_column="label", settings={"eval_size": 50})
+    train = [i for i in ws.pool_ids().tolist() if i not in set(ws.evaluation_ids().tolist())][:6]
+    ws.record_labels([{"id": i, "label": i % 3, "source": "t"} for i in train])
+    model = tmp_path / "m7.onnx"  # the pool has 4 features
+    model.write_bytes(linear_to_onnx(np.ones((3, 7)), np.zeros(3), classes=[0, 1, 2]))
+    code, out = _run("round", ws.path, "--model", model)
+    assert code == 2 and _one_line_error(out) and "cannot score rows of 4 features" in out
+    assert not list((ws.path / "rounds").glob("*/model.onnx"))  # a rerun with another model may start the round
+
+
 def test_init_refuses_hint_without_column_and_a_fractional_eval_size(tmp_path, blob_pool):
     code, out = _run("init", tmp_path / "ws", "--pool", blob_pool, "--initial-method", "hint")
     assert code == 2 and _one_line_error(out) and "--hint-column" in out
