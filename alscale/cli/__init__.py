@@ -35,7 +35,7 @@ COMMAND_MODULES: dict[str, str] = {
 
 
 class _LazyGroup(click.Group):
-    """A group that imports command modules on demand and turns AlscaleError into exit 2."""
+    """A group that imports command modules on demand and turns AlscaleError (and an unusable path) into exit 2."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMAND_MODULES)
@@ -53,6 +53,12 @@ class _LazyGroup(click.Group):
             _fail(str(exc), exc.exit_code)
         except click.UsageError as exc:  # a bad flag value: the same one line, not click's usage block
             _fail(f"{exc.format_message()} (see {_help_command(exc.ctx)})")
+        except OSError as exc:
+            if exc.filename is None:  # not about a path the user gave: a real fault, with its traceback
+                raise
+            # a path the user named cannot be used (a file where a folder is expected, no permission, ...)
+            where = exc.filename2 or exc.filename  # a failed rename: its target is the user's path
+            _fail(f"Cannot use {str(where)!r}: {exc.strerror or type(exc).__name__}.")
 
 
 def _help_command(ctx: click.Context | None) -> str:

@@ -125,3 +125,17 @@ def test_a_round_without_evaluation_labels_says_how_to_get_metrics(tmp_path, blo
     ws.record_labels([{"id": i, "label": truth[i], "source": "t"} for i in ws.evaluation_ids().tolist()])
     code, out = _run("round", ws.path, "--actors", 1)
     assert code == 0 and "(evaluation set: 50 labeled)" in out and "no metrics" not in out, out
+
+
+def test_unusable_output_paths_exit_2_with_one_line(tmp_path, blob_pool):
+    a_file, a_dir = tmp_path / "a-file", tmp_path / "a-dir"
+    a_file.write_text("x")
+    a_dir.mkdir()
+    code, out = _run("init", a_file, "--pool", blob_pool, "--eval-size", 10)
+    assert code == 2 and _one_line_error(out) and "a-file" in out and "Not a directory" in out
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, settings={"eval_size": 10})
+    code, out = _run("status", ws.path, "--plot", a_dir)
+    assert code == 2 and _one_line_error(out.splitlines()[-1]) and f"Cannot use '{a_dir}': Is a directory." in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-dir", "a-file", "pool.parquet", "ws"]  # no temp file left
+    code, out = _run("simulate", "--dataset", "digits", "--out", a_file, "--strategies", "random", "--seeds", 0)
+    assert code == 2 and _one_line_error(out) and f"Cannot use '{a_file}'" in out
