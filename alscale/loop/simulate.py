@@ -25,6 +25,7 @@ import csv
 import io
 import logging
 import pathlib
+import shutil
 import time
 from collections.abc import Sequence
 
@@ -165,6 +166,7 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
 
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "runs", ignore_errors=True)  # an earlier simulation's rounds would be reused as if they were this one's
     full = train_model(X_all[~is_eval], y_all[~is_eval], classes, trainer=trainer, seed=0)
     full_path = export_model(full, out / "full_model.onnx")
     full_metrics = evaluate(y_all[eval_rows], predict_onnx(full_path, X_all[eval_rows])[0], classes)

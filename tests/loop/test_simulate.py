@@ -6,6 +6,7 @@ import csv
 import json
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from alscale.loop.simulate import area_under_curve, digits_pool, labels_needed, simulate
@@ -42,6 +43,13 @@ def test_digits_simulation_end_to_end(tmp_path, ray_local):
         ref = np.mean([area_under_curve(np.array([20, 40, 60]), c) for c in acc[st]])
         assert s["aulc"][st]["mean"] == pytest.approx(ref)
     assert 0.8 < s["full_metric"] <= 1.0
+
+    # the same folder again with other settings: nothing of the first run is reused
+    simulate(pool, out=out, strategies=["margin"], seeds=[0], initial_size=20, batch_size=30, budget=50, eval_size=300, actors=1)
+    rows = list(csv.DictReader(open(out / "curves.csv")))
+    assert sorted({int(r["labels"]) for r in rows}) == [20, 50]
+    batch = out / "runs" / "margin" / "seed0" / "000" / "batch" / "batch.parquet"
+    assert pq.read_table(batch).num_rows == 30
 
 
 @pytest.mark.slow
