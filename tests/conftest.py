@@ -97,9 +97,9 @@ def ray_local(tmp_path_factory):
         yield
     finally:
         ray.shutdown()
-        import shutil
+        from alscale.engine.runtime import _remove_tree
 
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        _remove_tree(temp_dir)
 
 
 def write_pool(directory, X, ids=None, *, files=1, row_group_size=500, layout="binary", extra=None):

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -117,4 +118,14 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     finally:
         ray.shutdown()
         if temp_dir:
-            shutil.rmtree(temp_dir, ignore_errors=True)
+            _remove_tree(temp_dir)
+
+
+def _remove_tree(path: str, seconds: float = 3.0) -> None:
+    """Remove ``path``, trying again while Ray's exiting processes still write their last logs into it."""
+    deadline = time.monotonic() + seconds
+    while True:
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.exists(path) or time.monotonic() > deadline:
+            return
+        time.sleep(0.1)
