@@ -19,7 +19,8 @@ __all__ = ["command"]
 @click.option("--classes", default=None,
               help="Comma-separated class names; labels outside them are refused. [default: from --label-column, else any label]")
 @click.option("--group-column", "group_columns", multiple=True, help="Column whose distribution to watch (repeatable).")
-@click.option("--model", default=None, help="A starting ONNX model (bring your own).")
+@click.option("--model", default=None, help="Your own ONNX model file, used by every round instead of the built-in trainer "
+              "(write the retrained model to the same path between rounds; `alscale round --model` overrides it).")
 @click.option("--eval-size", type=float, default=None, help="Evaluation-set rows, or a fraction (< 1). [default: min(1000, pool/5)]")
 @click.option("--initial", "initial_size", type=int, default=100, show_default=True, help="Size of the seed set.")
 @click.option("--initial-method", type=click.Choice(INITIAL_METHODS), default="random", show_default=True,

@@ -208,8 +208,9 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
     ----------
     ws : Workspace or path
     model : path, optional
-        Bring-your-own ONNX model for this round (its classes must equal the workspace's);
-        by default the workspace's trainer is fitted on the training labels.
+        Bring-your-own ONNX model for this round (its classes must equal the workspace's); by
+        default the workspace's model (``alscale init --model``) if it has one, else the
+        workspace's trainer fitted on the training labels.
     strategy : str, optional
         Defaults to the workspace's ``strategy`` setting.
     k : int, optional
@@ -240,6 +241,8 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
     seed = int(s["seed"]) + number if seed is None else int(seed)
     strategy = strategy or s["strategy"]
     train_ids, train_labels = ws.training_labels()
+    if model is None and len(train_ids):
+        model = ws.config.get("model")  # the workspace's own model (alscale init --model), if it has one
     record = {"round": number, "created_at": _now(), "seed": seed, "labels": int(len(train_ids))}
 
     if len(train_ids) == 0 and number != 0 and model is None:

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from alscale.exceptions import AlscaleError, LabelError, WorkspaceError
+from alscale.exceptions import AlscaleError, LabelError, ModelError, WorkspaceError
 from alscale.loop import _pool
 from alscale.loop._io import atomic_write_json, atomic_write_parquet, file_lock, read_json
 from alscale.loop.evalset import EVAL_STREAM, STOP_STREAM, default_eval_size, reserve_random, resolve_size
@@ -170,7 +170,9 @@ class Workspace:
         pool : str or path or list
             Parquet file, directory or glob.
         model : str or path, optional
-            An ONNX model to start from (teams that bring their own model each round).
+            An ONNX model file that every round uses instead of the built-in trainer, for teams
+            that train their own model: write the retrained model to the same path between
+            rounds (``run_round(model=...)`` overrides it for one round).
         id_column : str
         label_column : str, optional
             An oracle label column in the pool (simulation, or a pool that is partly labeled).
@@ -204,6 +206,8 @@ class Workspace:
             raise ConfigError(f"Unknown workspace settings {unknown}; expected keys among {sorted(DEFAULT_SETTINGS)}.{hint}")
         merged = {**DEFAULT_SETTINGS, **settings}
         _check_loop_settings(merged)
+        if model is not None and not pathlib.Path(model).is_file():
+            raise ModelError(f"Expected the workspace's model to be an ONNX file. Got {str(model)!r}, which is not a file.")
 
         pool_spec = [str(pathlib.Path(p).resolve()) if pathlib.Path(p).exists() else str(p)
                      for p in ([pool] if isinstance(pool, (str, os.PathLike)) else list(pool))]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from sklearn import metrics as skm
 
-from alscale.exceptions import WorkspaceError
+from alscale.exceptions import ModelError, WorkspaceError
 from alscale.loop import _pool
 from alscale.loop.plots import plot_composition
 from alscale.loop.report import status_table
@@ -81,3 +83,25 @@ def test_seed_round_then_model_round(tmp_path, blob_pool, ray_local):
     from scipy.spatial.distance import jensenshannon
 
     assert comp["classes_jsd"] == pytest.approx(jensenshannon(shares(train_labels), shares(y_ev_str), base=2) ** 2)
+
+
+def test_the_workspace_model_serves_every_round_without_model(tmp_path, blob_pool, ray_local):
+    from alscale.loop.train import export_model, train_model
+
+    X, y = _pool.read_features(blob_pool, np.arange(300))[1], np.repeat(np.arange(3), 100)
+    own = export_model(train_model(X[::7], y[::7], [0, 1, 2], trainer="logistic"), tmp_path / "own.onnx")
+    with pytest.raises(ModelError, match="not a file"):
+        Workspace.create(tmp_path / "nope", pool=blob_pool, model=tmp_path / "missing.onnx")
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, label_column="label", model=own,
+                          settings={"eval_size": 60, "stop_set_size": 50, "initial_size": 12, "batch_size": 10})
+    run_round(ws)
+    seed_ids = pq.read_table(ws.path / "rounds/000/batch/batch.parquet").column("id").to_pylist()
+    ws.record_labels(_oracle(ws, seed_ids))
+    r1 = run_round(ws, strategy="margin", actors=1)
+    assert r1["trainer"] == "external" and r1["model_sha256"] == hashlib.sha256(own.read_bytes()).hexdigest()
+    # reference: margin with that model over the rows neither labeled nor reserved, one process
+    probs, _ = predict_onnx(own, X)
+    cand = np.setdiff1d(np.arange(300), np.concatenate([seed_ids, ws.evaluation_ids()]))
+    scores = margin(probs[cand])
+    expected = cand[np.lexsort((cand, -scores.astype(np.float64)))[:10]]
+    assert pq.read_table(ws.path / "rounds/001/batch/batch.parquet").column("id").to_pylist() == expected.tolist()
