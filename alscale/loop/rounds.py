@@ -4,7 +4,7 @@
 
     model.onnx             the round's model (built-in trainer, or a copy of --model)
     metrics.json           evaluation-set metrics
-    stop_predictions.npy   predicted classes on the stop set (stabilizing-predictions rule)
+    stop_predictions.npy   predicted class names on the stop set (stabilizing-predictions rule)
     exclude.parquet        ids the selection skipped (labeled + pending + evaluation set)
     batch/                 the engine's batch manifest (batch.parquet + manifest.json)
     round.json             the round's record; written last, it marks the round complete
@@ -352,7 +352,10 @@ def _model_round(ws: Workspace, out_dir: pathlib.Path, train_ids, train_labels, 
     stop_ids = ws.stop_set_ids()
     if len(stop_ids):
         _, X_stop = _pool.read_features(ws.config["pool"], stop_ids, id_column=id_column, features=features)
-        _save_npy(out_dir / "stop_predictions.npy", predict_onnx(model_path, X_stop)[0].argmax(axis=1).astype(np.int32))
+        # class names, not indices: without a class list a round's classes are the labels seen so far,
+        # so an index means another class once a new label arrives
+        predicted = predict_onnx(model_path, X_stop)[0].argmax(axis=1)
+        _save_npy(out_dir / "stop_predictions.npy", np.array([str(c) for c in classes])[predicted])
 
     composition = composition_report(
         [str(v) for v in train_labels], [str(classes[i]) for i in y_eval], _groups(ws, train_ids),
@@ -365,7 +368,7 @@ def _model_round(ws: Workspace, out_dir: pathlib.Path, train_ids, train_labels, 
 
     history = [h for h in load_history(ws) if h.get("metrics")]
     current = {"labels": int(len(train_ids)), "metrics": metrics or {}}
-    preds = [np.load(p) for p in sorted(ws.rounds_dir.glob("[0-9][0-9][0-9]/stop_predictions.npy"))]
+    preds = [np.load(p).astype(str) for p in sorted(ws.rounds_dir.glob("[0-9][0-9][0-9]/stop_predictions.npy"))]
     stopping = check_stopping(
         history + [current], preds, metric=s["metric"], target=s["target"], patience=int(s["patience"]),
         min_gain_per_label=float(s["min_gain_per_label"]), kappa_threshold=float(s["kappa_threshold"]), budget=s["budget"])

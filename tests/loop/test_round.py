@@ -57,6 +57,9 @@ def test_seed_round_then_model_round(tmp_path, blob_pool, ray_local):
     assert r1["metrics"]["accuracy"] == pytest.approx(skm.accuracy_score(y_ev, pred))
     assert r1["metrics"]["macro_f1"] == pytest.approx(skm.f1_score(y_ev, pred, average="macro"))
     assert [v["rule"] for v in r1["stopping"]["rules"]] == ["target", "diminishing_returns", "stabilizing_predictions", "budget"]
+    # the stop set's predictions are kept as class names (stable when a later round meets a new class)
+    stop = ws.stop_set_ids()  # read_features keeps the order of the ids asked for
+    np.testing.assert_array_equal(np.load(ws.path / "rounds/001/stop_predictions.npy"), probs[stop].argmax(1).astype(str))
 
     # crash after selection, before round.json: re-running finishes round 1 with the same batch
     (ws.path / "rounds/001/round.json").unlink()
