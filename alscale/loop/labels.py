@@ -27,7 +27,9 @@ def read_label_file(path, *, id_column: str = "id", label_column: str = "label")
         if path.suffix.lower() in (".parquet", ".pq"):
             table = pq.read_table(path)
         else:
-            table = pacsv.read_csv(path)
+            # both as text: type guessing would turn id "00003" into 3 and a label "true" into True
+            as_text = pacsv.ConvertOptions(column_types={id_column: pa.string(), label_column: pa.string()})
+            table = pacsv.read_csv(path, convert_options=as_text)
     except (OSError, pa.ArrowInvalid) as exc:
         raise LabelError(f"Cannot read the label file {path}: {exc}") from None
     missing = [c for c in (id_column, label_column) if c not in table.column_names]

@@ -117,12 +117,15 @@ def read_labels(path: str | os.PathLike, *, source: str) -> list[dict]:
         if path.suffix.lower() == ".parquet":
             rows = pq.read_table(path).to_pylist()
         elif path.suffix.lower() == ".csv":
-            with open(path, newline="", encoding="utf-8") as fh:
+            with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: spreadsheets write a byte-order mark
                 rows = list(csv.DictReader(fh))
         else:
-            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            rows = [json.loads(line) for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise QueueError(f"Cannot read labels file {str(path)!r}: {str(exc).splitlines()[0]}") from None
+    if rows and all(isinstance(row, dict) and "label" not in row for row in rows):
+        # without it every row would read as skipped, and leave the pending set unlabeled
+        raise QueueError(f"Expected a 'label' column in {str(path)!r}. Got columns {list(rows[0])}.")
     records = []
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
