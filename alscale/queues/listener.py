@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 import os
 import subprocess
 import threading
@@ -36,6 +37,7 @@ logger = logging.getLogger("alscale.queues")
 DEFAULT_SECRET_ENV = "ALSCALE_WEBHOOK_SECRET"
 SECRET_HEADER = "X-Alscale-Secret"
 MAX_BODY = 16 * 1024 * 1024
+REQUEST_TIMEOUT = 30.0  # seconds a request may take to arrive
 
 
 class WebhookListener:
@@ -68,6 +70,9 @@ class WebhookListener:
             raise ConfigError(f"The 'next_round_after' parameter must be an int >= 1. Got {next_round_after!r} instead.")
         if next_round_after is not None and on_next_round is None:
             raise ConfigError("The 'next_round_after' parameter needs a hook to call (on_next_round). Got none.")
+        if reconcile_every is not None and not (isinstance(reconcile_every, (int, float)) and math.isfinite(reconcile_every)
+                                                and reconcile_every >= 1):
+            raise ConfigError(f"The 'reconcile_every' parameter must be at least 1 second (None or 0: only at start). Got {reconcile_every!r}.")
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"The 'port' parameter must be an int from 0 to 65535. Got {port!r}.")
         self.workspace = open_workspace(workspace)
@@ -169,10 +174,14 @@ class WebhookListener:
         else:
             subprocess.Popen(hook, shell=True, env={**os.environ, "ALSCALE_NEW_LABELS": str(count)})  # noqa: S602 - the user's own command
 
+    def authorized(self, headers) -> bool:
+        """Whether the request carries the shared secret (checked before its body is read)."""
+        given = headers.get(self.header) or ""
+        return hmac.compare_digest(given.encode("utf-8"), self._secret)
+
     def handle(self, headers, body: bytes) -> tuple[int, dict]:
         """Process one webhook request; returns (HTTP status, JSON answer)."""
-        given = headers.get(self.header) or ""
-        if not hmac.compare_digest(given.encode("utf-8"), self._secret):
+        if not self.authorized(headers):
             return 401, {"error": f"missing or wrong {self.header} header"}
         try:
             payload = json.loads(body or b"{}")
@@ -190,7 +199,7 @@ class WebhookListener:
             return 200, {"ignored": f"project {project_id!r}; this receiver records project {self.connector.project}"}
         source = f"label-studio:{project_id}" if project_id is not None else self.source
         try:
-            rec = annotation_record(annotation, task, source=source)
+            rec = annotation_record(annotation, task, source=source, from_name=self.connector.from_name if self.connector else None)
         except QueueError as exc:
             return 400, {"error": str(exc)}
         if rec is None:
@@ -206,11 +215,15 @@ class WebhookListener:
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "alscale-listen"
+            timeout = REQUEST_TIMEOUT  # a client that stops sending does not hold its thread for ever
 
             def do_POST(self):  # noqa: N802 - http.server's naming
                 given = self.headers.get("Content-Length") or "0"
                 length = int(given) if given.isdigit() else -1
-                if length < 0:
+                if not listener.authorized(self.headers):  # before the body: a stranger gets no read of up to MAX_BODY
+                    status, answer = 401, {"error": f"missing or wrong {listener.header} header"}
+                    self.close_connection = True  # the body is left unread
+                elif length < 0:
                     status, answer = 400, {"error": f"expected a Content-Length of 0 or more bytes, got {given[:20]!r}"}
                     self.close_connection = True  # the body's end is unknown
                 elif length > MAX_BODY:

@@ -100,3 +100,34 @@ def test_a_late_or_replayed_webhook_never_undoes_a_newer_answer(listener, worksp
     assert post("dog", "2026-11-24T10:00:09Z") == (200, {"recorded": 1})  # a real later edit still wins
     assert post("fox", "2026-11-24T10:00:05.250000Z") == (200, {"recorded": 0})  # the replay of an old one does not
     assert [(r["label"], r["answered_at"]) for r in workspace.label_log().to_pylist()] == [("dog", "2026-11-24T10:00:09Z")]
+
+
+def test_a_request_without_the_secret_is_refused_before_its_body_is_read(workspace):
+    with WebhookListener(workspace, secret=SECRET, port=0) as lst:
+        with socket.create_connection(("127.0.0.1", lst.port), timeout=5) as sock:
+            # headers only: a body of 16 MB is announced and never sent
+            sock.sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 16000000\r\n\r\n")
+            answer = sock.recv(4096)
+        assert answer.split(b"\r\n")[0].endswith(b"401 Unauthorized")
+        assert httpx.get(f"http://127.0.0.1:{lst.port}/").status_code == 200  # still serving
+    assert workspace.label_log().num_rows == 0
+
+
+def test_the_webhook_reads_the_connectors_choices_control(workspace):
+    connector = LabelStudioConnector("http://127.0.0.1:9", 6, from_name="label")
+    lst = WebhookListener(workspace, secret=SECRET, connector=connector, port=0)
+    try:
+        result = [{"type": "choices", "from_name": "sentiment", "to_name": "text", "value": {"choices": ["dog"]}}, *_choice("cat")]
+        assert lst.handle(HEADERS, json.dumps(_payload({"alscale_id": 1003}, result)).encode()) == (200, {"recorded": 1})
+    finally:
+        lst.server.server_close()
+    assert [(r["id"], r["label"]) for r in workspace.labeled().to_pylist()] == [(1003, "cat")]
+
+
+@pytest.mark.parametrize("every", [-1, 0.5, float("nan"), float("inf")])
+def test_reconcile_every_must_be_a_second_or_more(workspace, every):
+    with pytest.raises(ConfigError, match="'reconcile_every' parameter must be at least 1 second"):
+        WebhookListener(workspace, secret=SECRET, port=0, reconcile_every=every)
+    res = CliRunner(env={"ALSCALE_WEBHOOK_SECRET": SECRET, "LABEL_STUDIO_API_KEY": "t"}).invoke(
+        main, ["listen", "-w", str(workspace.path), "--url", "http://127.0.0.1:9", "--project", "1", "--reconcile-every", str(every)])
+    assert res.exit_code == 2 and "reconcile_every" in res.output
