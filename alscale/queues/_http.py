@@ -51,6 +51,9 @@ def secret_from_env(var: str, *, what: str) -> str:
     value = os.environ.get(var, "").strip()
     if not value:
         raise QueueAuthError(f"Expected the {what} in the environment variable {var}. Got it unset or empty.")
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        # such a value cannot travel in a header, and the error saying so would quote it
+        raise QueueAuthError(f"Expected the {what} in {var} to be one token of printable characters. Got one with spaces or control characters.")
     return value
 
 
@@ -59,7 +62,9 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     text = str(text)
     for s in secrets:
         if s and len(s) >= 4:
-            text = text.replace(s, "***")
+            # as written, and as Python escapes it in a repr of str or bytes
+            for form in dict.fromkeys((s, repr(s)[1:-1], repr(s.encode("utf-8"))[2:-1])):
+                text = text.replace(form, "***")
     return text
 
 
@@ -101,6 +106,8 @@ def send_with_retries(
             response = send()
         except httpx.TransportError as exc:
             last = describe_failure(exc, secrets)
+        except httpx.HTTPError as exc:  # an answer that cannot be read (a bad Content-Encoding, ...): no retry
+            raise QueueError(f"{what} failed: {describe_failure(exc, secrets)}.") from None
         else:
             if response.status_code not in RETRY_STATUS:
                 return response
@@ -123,7 +130,7 @@ def check_response(response: httpx.Response, *, what: str, secrets: Iterable[str
     if 300 <= code < 400:
         where = response.headers.get("Location") or "no Location"
         raise QueueError(f"{what} was answered with a redirect (HTTP {code} to {redact(where, secrets)}): expected a 2xx answer; give the final URL.")
-    body = redact(" ".join(response.text[:300].split()), secrets)
+    body = redact(" ".join(response.text[:4000].split()), secrets)[:300]  # redacted before it is cut
     if code in (401, 403):
         raise QueueAuthError(f"{what} was refused with HTTP {code}: expected valid credentials. Got: {body or 'no detail'}.")
     if code in RETRY_STATUS:
@@ -131,11 +138,11 @@ def check_response(response: httpx.Response, *, what: str, secrets: Iterable[str
     raise QueueError(f"{what} failed with HTTP {code}: {body or 'no detail'}.")
 
 
-def response_json(response: httpx.Response, *, what: str) -> Any:
+def response_json(response: httpx.Response, *, what: str, secrets: Iterable[str] = ()) -> Any:
     """The JSON body of ``response``; QueueError when the server answered something else."""
     try:
         return response.json()
     except ValueError:
         kind = response.headers.get("Content-Type") or "no content type"
-        start = " ".join(response.text[:80].split())
+        start = redact(" ".join(response.text[:4000].split()), secrets)[:80]
         raise QueueError(f"{what}: expected a JSON answer. Got {kind} starting {start!r}; is this the right URL?") from None

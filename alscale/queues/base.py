@@ -18,6 +18,7 @@ Parquet files (a pyarrow dataset filter), so a push costs O(k) rows of I/O, not 
 from __future__ import annotations
 
 import base64
+import decimal
 import glob
 import os
 from collections.abc import Mapping, Sequence
@@ -261,6 +262,8 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if hasattr(value, "isoformat"):
         return value.isoformat()
+    if isinstance(value, decimal.Decimal):  # a decimal column: its exact text (JSON numbers are binary floats)
+        return str(value)
     return value
 
 

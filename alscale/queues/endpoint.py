@@ -86,7 +86,8 @@ class HttpEndpointConnector:
             raise ConfigError(f"The 'retries' parameter must be an int >= 0. Got {retries!r} instead.")
         self.url, self.secret_env, self.data_columns = url, secret_env, data_columns
         if headers is not None and (not isinstance(headers, Mapping) or not all(isinstance(v, str) for v in headers.values())):
-            raise ConfigError(f"The 'headers' setting must be a table of header names to strings. Got {headers!r}.")
+            kinds = {name: type(v).__name__ for name, v in headers.items()} if isinstance(headers, Mapping) else type(headers).__name__
+            raise ConfigError(f"The 'headers' setting must be a table of header names to strings. Got {kinds}.")  # values may be secrets
         self.retries = retries
         self.backoff, self.timeout = check_number("backoff", backoff), check_number("timeout", timeout, minimum=0.001)
         self.headers = dict(headers or {})

@@ -213,3 +213,74 @@ def test_a_server_that_is_not_label_studio_gets_a_one_line_error(manifest, works
         html.server.shutdown()
         html.server.server_close()
     assert workspace.pending().num_rows == 0
+
+
+class _GarbledReceiver:
+    """Answers 200 with 'Content-Encoding: gzip' on a body that is not gzip."""
+
+    def __init__(self):
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self.send_response(200)
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", "9")
+                self.end_headers()
+                self.wfile.write(b"not gzip!")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/batches"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_an_answer_that_cannot_be_decoded_is_one_error_and_records_nothing(manifest, workspace, monkeypatch):
+    monkeypatch.setenv("ALSCALE_HTTP_SECRET", SECRET)
+    rx = _GarbledReceiver()
+    try:
+        with pytest.raises(QueueError, match="failed: DecodingError"):
+            HttpEndpointConnector(rx.url, backoff=0.01).push(manifest, workspace=workspace)
+    finally:
+        rx.server.shutdown()
+        rx.server.server_close()
+    assert workspace.pending().num_rows == 0
+
+
+def test_a_decimal_pool_column_travels_as_its_exact_text(receiver_factory, tmp_path, monkeypatch):
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .queue_support import make_manifest
+
+    pool = tmp_path / "dec.parquet"
+    prices = [decimal.Decimal("19.99"), decimal.Decimal("0.10")]
+    pq.write_table(pa.table({"id": pa.array([1, 2], pa.int64()), "price": pa.array(prices, pa.decimal128(10, 2))}), pool)
+    monkeypatch.setenv("ALSCALE_HTTP_SECRET", SECRET)
+    rx = receiver_factory()
+    push(make_manifest(tmp_path / "b", pool, [2, 1], run_id="run-dec"), {"kind": "http", "url": rx.url, "data_columns": ["price"]})
+    (stored,) = rx.stored.values()
+    assert [(i["id"], i["data"]["price"]) for i in stored["items"]] == [(2, "0.10"), (1, "19.99")]
+
+
+def test_a_secret_with_control_characters_is_refused_without_quoting_it(manifest, monkeypatch):
+    monkeypatch.setenv("ALSCALE_HTTP_SECRET", "TOPSECRET123\nsecond")
+    with pytest.raises(QueueAuthError, match="one token of printable characters") as err:
+        HttpEndpointConnector("http://127.0.0.1:9/x").push(manifest)
+    assert "TOPSECRET" not in str(err.value)
+
+
+def test_redaction_covers_escaped_forms_and_the_cut():
+    import httpx
+
+    from alscale.queues._http import check_response, redact
+
+    token = 'tok"en\\1234'
+    assert "tok" not in redact(f"{token} {token!r} {token.encode()!r}", [token])
+    body = "x" * 290 + "SECRETTOKEN42" + "y" * 100  # the secret straddles the 300-character cut
+    with pytest.raises(QueueError) as err:
+        check_response(httpx.Response(500, text=body), what="Sending", secrets=["SECRETTOKEN42"])
+    assert "SECRET" not in str(err.value) and "***" in str(err.value)
