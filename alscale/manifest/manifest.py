@@ -82,12 +82,19 @@ class Manifest:
 
 
 def check_output_free(out: str | os.PathLike, force: bool) -> None:
-    """Fail early if ``out`` exists and ``force`` is not set."""
+    """Fail early if ``out`` exists and ``force`` is not set, or is not a place this can write to."""
+    if "://" in str(out):
+        raise OutputError(f"Expected a local output directory. Got the URI {str(out)!r}: write locally and copy it, "
+                          "or submit jobs/select_job.py, which publishes a manifest to a filesystem URI.")
     out = Path(out)
     if out.exists() and not force:
         raise OutputError(f"Output directory {str(out)!r} exists already; pass --force to replace it.")
     if out.exists() and not out.is_dir():
         raise OutputError(f"Output {str(out)!r} exists and is not a directory.")
+    if out.is_dir() and not (out / MANIFEST_FILE).is_file() and any(out.iterdir()):
+        # --force replaces an earlier output, never a folder of other files (a pool, a project)
+        raise OutputError(f"Output directory {str(out)!r} holds files but no {MANIFEST_FILE}: expected an earlier "
+                          "output to replace, or a new or empty directory. Got a directory of other files; nothing was removed.")
     parent = out.absolute().parent
     while not parent.exists():  # the directories write_manifest would create
         parent = parent.parent
