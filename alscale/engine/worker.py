@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import ray
 
-from alscale.exceptions import ShardStateLostError
+from alscale.exceptions import PoolSchemaError, ShardStateLostError
 from alscale.model.contract import ModelContract
 from alscale.model.session import DEFAULT_BATCH_SIZE, ModelOutputs, ModelRunner
 from alscale.pool.features import FeatureSpec
@@ -281,6 +281,8 @@ class ShardWorker:
         t_read = t_infer = t_score = 0.0
         check_exclude, check_labeled = exclude_keys.size > 0, labeled_keys.size > 0
         diversity = self.strategy.kind == "diversity"
+        # a list<> column's width is known only from its rows: check them against the model here
+        model_width = job.contracts[0].input_width if job.feature_spec.width <= 0 else None
         stop_inference = False
         result.batch_size, result.read_rows = self.batch_size, self.read_rows
         t0 = time.perf_counter()
@@ -288,6 +290,10 @@ class ShardWorker:
             t1 = time.perf_counter()
             t_read += t1 - t0
             n = batch.ids.shape[0]
+            if model_width and n and batch.features.shape[1] != model_width:
+                raise PoolSchemaError(
+                    f"Feature width does not match the model: column {job.feature_spec.columns[0]!r} holds "
+                    f"{batch.features.shape[1]} values per row (id {batch.ids[0].item()!r}); the model takes {model_width}.")
             keys = id_keys(batch.ids)
             order.add(keys)
             result.rows_total += n

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from alscale.exceptions import PoolSchemaError
 
@@ -52,6 +53,8 @@ def _column_spec(schema: pa.Schema, name: str) -> FeatureSpec:
             )
         return FeatureSpec("binary", (name,), typ.byte_width // 4)
     if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        if not (pa.types.is_floating(typ.value_type) or pa.types.is_integer(typ.value_type)):
+            raise PoolSchemaError(f"Feature column {name!r} must hold numbers. Got {typ}.")
         return FeatureSpec("list", (name,), -1)  # width known only from the data
     if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ):
         return FeatureSpec("columns", (name,), 1)
@@ -110,12 +113,17 @@ def _is_number(typ: pa.DataType) -> bool:
     return pa.types.is_integer(typ) or pa.types.is_floating(typ)
 
 
-def decode_features(batch: pa.RecordBatch, spec: FeatureSpec) -> np.ndarray:
+def decode_features(batch: pa.RecordBatch, spec: FeatureSpec, ids: np.ndarray | None = None) -> np.ndarray:
     """Turn a record batch's feature column(s) into a float32 array of shape (n, d).
 
     Zero-copy where Arrow allows it (a float32 ``fixed_size_binary`` or ``fixed_size_list``
     column without nulls).  Null rows come back as NaN rows, so the caller's validity check
-    catches them.
+    catches them.  ``ids`` (n,) only name a row in an error.
+
+    Raises
+    ------
+    PoolSchemaError
+        A ``list`` column whose rows differ in length (or differ from ``spec.width``).
     """
     n = batch.num_rows
     if spec.kind == "binary":
@@ -129,17 +137,32 @@ def decode_features(batch: pa.RecordBatch, spec: FeatureSpec) -> np.ndarray:
         return out
     if spec.kind == "list":
         col = batch.column(spec.columns[0])
-        values = col.flatten().to_numpy(zero_copy_only=False)
-        width = spec.width if spec.width > 0 else (len(values) // n if n else 0)
+        width = spec.width if spec.width > 0 else _list_width(col, spec.columns[0], ids)
         if col.null_count:
             return _list_with_nulls(col, width)
-        if width <= 0 or len(values) != n * width:
-            raise PoolSchemaError(f"Feature column {spec.columns[0]!r} has rows of differing lengths; expected {width} per row.")
+        values = col.flatten().to_numpy(zero_copy_only=False)
+        if len(values) != n * width:
+            _list_width(col, spec.columns[0], ids, expected=width)  # names the first row of another length
         return values.astype(np.float32, copy=False).reshape(n, width)
     out = np.empty((n, spec.width), dtype=np.float32)
     for j, name in enumerate(spec.columns):
         out[:, j] = batch.column(name).to_numpy(zero_copy_only=False)
     return out
+
+
+def _list_width(col: pa.Array, name: str, ids: np.ndarray | None, expected: int | None = None) -> int:
+    """The one length of a list column's non-null rows; PoolSchemaError naming a row that differs."""
+    lengths = pc.list_value_length(col).fill_null(-1).to_numpy(zero_copy_only=False)
+    present = np.flatnonzero(lengths >= 0)
+    if present.size == 0:
+        return max(expected or 0, 0)
+    width = int(lengths[present[0]]) if expected is None else expected
+    odd = present[lengths[present] != width]
+    if odd.size:
+        row = int(odd[0])
+        which = f"id {ids[row].item()!r}" if ids is not None else f"row {row} of a batch"
+        raise PoolSchemaError(f"Feature column {name!r} must hold {width} values in every row. Got {int(lengths[row])} in {which}.")
+    return width
 
 
 def _list_with_nulls(col: pa.Array, width: int) -> np.ndarray:

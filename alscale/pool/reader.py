@@ -94,7 +94,7 @@ def iter_shard(
                 continue
             for batch in _row_group_batches(current, piece, [id_column, *spec.columns], batch_size):
                 ids = ids_to_numpy(batch.column(id_column), id_column)
-                yield RowBatch(ids=ids, features=decode_features(batch, spec), path=current.path, row_group=group)
+                yield RowBatch(ids=ids, features=decode_features(batch, spec, ids), path=current.path, row_group=group)
 
 
 def iter_ids(filesystem_uri: str | None, shard: Shard, id_column: str, batch_size: int = 65_536) -> Iterator[RowBatch]:
