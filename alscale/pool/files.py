@@ -194,12 +194,21 @@ def _list_files(spec: str) -> tuple[str | None, list[str]]:
         return None, sorted(p for p in globlib.glob(spec, recursive=True) if os.path.isfile(p))
     if os.path.isdir(spec):
         found = []
-        for root, _dirs, names in os.walk(spec):
+        for root, _dirs, names in os.walk(spec, onerror=_raise):  # an unreadable folder is an error, not a smaller pool
             found += [os.path.join(root, n) for n in names if n.endswith(".parquet") and not n.startswith((".", "_"))]
         return None, sorted(found)
     if os.path.isfile(spec):
         return None, [spec]
     return None, []
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
+
+
+def _same_columns(a: pa.Schema, b: pa.Schema) -> bool:
+    """Same column names and types; nullability and metadata may differ (writers set them differently)."""
+    return a.names == b.names and all(x.type.equals(y.type) for x, y in zip(a, b))
 
 
 def _schema_difference(got: pa.Schema, expected: pa.Schema) -> str:
@@ -235,7 +244,7 @@ def resolve_pool(spec: str) -> PoolFiles:
         file_schema = pf.schema_arrow
         if schema is None:
             schema = file_schema
-        elif not file_schema.equals(schema):
+        elif not _same_columns(file_schema, schema):
             raise PoolSchemaError(f"Pool files disagree on their schema: {path!r} has {_schema_difference(file_schema, schema)}.")
         info = fs.get_file_info(path)
         groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))

@@ -68,6 +68,9 @@ def read_id_file(path: str | os.PathLike, id_column: str = "id", as_int: bool = 
                 values = []
             elif id_column in rows[0]:
                 j = rows[0].index(id_column)
+                short = next((i for i, r in enumerate(rows[1:], start=2) if r and len(r) <= j), None)
+                if short is not None:
+                    raise ConfigError(f"Id file {path!r}: expected a value in column {id_column!r} of every row. Got none in line {short}.")
                 values = [r[j] for r in rows[1:] if r]
             elif len(rows[0]) == 1:
                 values = [r[0] for r in rows if r]
@@ -86,9 +89,19 @@ def read_id_file(path: str | os.PathLike, id_column: str = "id", as_int: bool = 
         try:
             return np.asarray([integer_id(v) for v in values], dtype=np.int64)
         except (TypeError, ValueError, OverflowError):
-            bad = next(v for v in values if not _is_int(v))
-            raise ConfigError(f"Id file {path!r} holds {bad!r}, but the pool's ids are integers.") from None
+            bad = next((v for v in values if not _fits_int64(v)), None)
+            raise ConfigError(f"Id file {path!r} holds {bad!r}, but the pool's ids are integers (int64).") from None
+    bad = next((v for v in values if v is None or isinstance(v, float)), 0)
+    if bad != 0:  # a float column or a null would silently match no string id
+        raise ConfigError(f"Id file {path!r} holds {bad!r}, but the pool's ids are strings.")
     return np.asarray([str(v) for v in values], dtype=str)
+
+
+def _fits_int64(value) -> bool:
+    try:
+        return -(2**63) <= integer_id(value) < 2**63
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 def _is_int(value) -> bool:
