@@ -305,7 +305,10 @@ def make_settings(config: str | os.PathLike | None = None, **overrides: Any) -> 
     for key, value in given.items():
         if value is None or (key in _TUPLE_FIELDS and isinstance(value, (list, tuple)) and not value):
             continue
-        data[key] = value
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}  # --param beta=1 adds to the file's [strategy_params], key by key
+        else:
+            data[key] = value
     for key in ("pool", "model"):
         if key not in data:
             raise ConfigError(f"The {key!r} setting is required (flag --{key} or the config file).")

@@ -83,7 +83,7 @@ def command(pool, id_column, features, models, probs_output, embedding_output, s
         embedding_output=embedding_output,
         on_invalid=on_invalid,
         force=force,
-        progress=not quiet,
+        progress=False if quiet else _progress_default(config),
         strategy_params=_parse_params(params) or None,
         skip_bad_shards=skip_bad_shards,
         checkpoint_dir=checkpoint_dir,
@@ -100,3 +100,13 @@ def command(pool, id_column, features, models, probs_output, embedding_output, s
             f"in {elapsed:.1f} s; " + (f"wrote {manifest.path}" if manifest.path else "nothing written (no --out)"),
             err=True,
         )
+
+
+def _progress_default(config: str | None) -> bool | None:
+    """A progress bar unless --quiet; a config file's own ``progress`` setting wins over that default."""
+    if config:
+        from alscale.config import load_config_file
+
+        if "progress" in load_config_file(config):
+            return None  # not given on the command line: the file's value stands
+    return True
