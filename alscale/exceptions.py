@@ -101,13 +101,19 @@ class PoolExhaustedError(PoolError):
         Rows asked for.
     """
 
-    def __init__(self, available: int, requested: int):
+    def __init__(self, available: int, requested: int, *, at_most: bool = False):
         self.available = int(available)
         self.requested = int(requested)
-        super().__init__(f"Pool exhausted: {self.available} available / {self.requested} requested")
+        self.at_most = at_most
+        bound = "at most " if at_most else ""
+        super().__init__(f"Pool exhausted: {bound}{self.available} available / {self.requested} requested")
 
     def __reduce__(self):
-        return (self.__class__, (self.available, self.requested))
+        return (_pool_exhausted, (self.available, self.requested, self.at_most))
+
+
+def _pool_exhausted(available: int, requested: int, at_most: bool) -> PoolExhaustedError:
+    return PoolExhaustedError(available, requested, at_most=at_most)
 
 
 class ModelError(AlscaleError):
