@@ -91,7 +91,7 @@ def read_model_uri(uri: str) -> bytes:
     except FileNotFoundError:
         raise ModelError(f"Model file {uri!r} does not exist.") from None
     except (OSError, ValueError) as exc:
-        raise ModelError(f"Cannot read model {uri!r}: {str(exc).splitlines()[0]}") from None
+        raise ModelError(f"Cannot read model {uri!r}: {_one_line(exc)}") from None
 
 
 def sha256_file(path: str | Path) -> str:
@@ -121,7 +121,7 @@ def load_session(path: str | Path, threads: int = 1, data: bytes | None = None) 
         try:
             return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"Cannot load ONNX model {str(path)!r}: {str(exc).splitlines()[0]}") from None
+            raise ModelError(f"Cannot load ONNX model {str(path)!r}: {_one_line(exc)}") from None
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except FileNotFoundError:
@@ -129,7 +129,7 @@ def load_session(path: str | Path, threads: int = 1, data: bytes | None = None) 
     except Exception as exc:  # onnxruntime raises its own untyped errors
         if not Path(path).exists():
             raise ModelError(f"Model file {str(path)!r} does not exist.") from None
-        raise ModelError(f"Cannot load ONNX model {str(path)!r}: {str(exc).splitlines()[0]}") from None
+        raise ModelError(f"Cannot load ONNX model {str(path)!r}: {_one_line(exc)}") from None
 
 
 def _dim(value) -> int | None:
@@ -260,7 +260,9 @@ def inspect_model(
         if width is None:  # unknown width: cannot probe, trust the declared shape
             results = None
         else:
-            raise ModelError(f"Model {str(path)!r} failed on a probe input: {str(exc).splitlines()[0]}") from None
+            fixed = _dim(inp.shape[0]) if inp.shape else None
+            hint = f" Its input takes exactly {fixed} row(s) at a time: export it with a dynamic batch dimension." if fixed not in (None, 2) else ""
+            raise ModelError(f"Model {str(path)!r} failed on a probe input of 2 rows: {_one_line(exc)}.{hint}") from None
     if results is not None:
         values = np.asarray(results[0])
         n_classes = int(values.shape[1])
@@ -320,3 +322,8 @@ def check_probabilities(probs: np.ndarray, name: str, tol: float = 1e-3, sample:
         raise ModelContractError(
             f"Output {name!r} rows sum to {sums.min():.4g}..{sums.max():.4g}; expected 1 within {tol:g}."
         )
+
+
+def _one_line(exc: BaseException, limit: int = 400) -> str:
+    """An exception's whole message on one line (onnxruntime puts the useful part after the first)."""
+    return " ".join(str(exc).split())[:limit] or type(exc).__name__
