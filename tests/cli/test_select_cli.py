@@ -81,9 +81,17 @@ def _bad_pools(tmp_path):
     # a variable-length list column: the width is only known from the rows (9 here; the model takes 8)
     pq.write_table(pa.table({"id": np.arange(200), "features": pa.array([[0.5] * 9] * 200, pa.list_(pa.float32()))}),
                    tmp_path / "list9.parquet")
+    ragged = [[0.5] * 8] * 200
+    ragged[37] = [0.5] * 7
+    pq.write_table(pa.table({"id": np.arange(200), "features": pa.array(ragged, pa.list_(pa.float32()))}), tmp_path / "ragged.parquet")
+    holes = [[0.5] * 8] * 200
+    holes[41] = None
+    pq.write_table(pa.table({"id": np.arange(200), "features": pa.array(holes, pa.list_(pa.float32()))}), tmp_path / "null-row.parquet")
+    pq.write_table(pa.table({"id": np.arange(2), "features": pa.array([["a"] * 8] * 2, pa.list_(pa.string()))}), tmp_path / "strings.parquet")
     u64 = pa.array([*range(199), 2**63 + 5], pa.uint64())
     pq.write_table(pa.table({"id": u64, "features": pa.array([[0.5] * 8] * 200, pa.list_(pa.float32(), 8))}), tmp_path / "u64.parquet")
     pq.write_table(pa.table({"id": [1.5, 2.0]}), tmp_path / "float-ids.parquet")
+    (tmp_path / "some-ids.txt").write_text("1\n2\n")
 
 
 @pytest.mark.parametrize(
@@ -98,12 +106,18 @@ def _bad_pools(tmp_path):
         ("duplicate ids", ["--pool", "{tmp}/dup"], "Id 5 appears more than once"),
         ("k zero", ["--pool", "{pool}", "--k", "0"], "The 'k' parameter must be an int >= 1. Got 0 instead."),
         ("k too large", ["--pool", "{pool}", "--k", "5000"], "Pool exhausted: 800 available / 5000 requested"),
+        ("k larger than the pool, with exclusions", ["--pool", "{pool}", "--k", "5000", "--exclude", "{tmp}/some-ids.txt"],
+         "Pool exhausted: at most 800 available / 5000 requested"),
         ("unreadable exclusion", ["--pool", "{pool}", "--exclude", "{tmp}/missing-ids.txt"], "Cannot read id file"),
         ("unknown strategy", ["--pool", "{pool}", "--strategy", "entropi"], "Did you mean 'entropy'?"),
         ("batch size word", ["--pool", "{pool}", "--batch-size", "fast"], "The 'batch_size' parameter must be 'auto' or an int >= 1. Got 'fast' instead."),
         ("batch size zero", ["--pool", "{pool}", "--batch-size", "0"], "The 'batch_size' parameter must be 'auto' or an int >= 1. Got 0 instead."),
         ("k not a number", ["--pool", "{pool}", "--k", "abc"], "Invalid value for '--k': 'abc' is not a valid integer. (see alscale select --help)"),
-        ("list rows too wide", ["--pool", "{tmp}/list9.parquet"], "rows x 9 features: [ONNXRuntimeError]"),
+        ("list rows too wide", ["--pool", "{tmp}/list9.parquet"],
+         "Feature width does not match the model: column 'features' holds 9 values per row (id 0); the model takes 8."),
+        ("list rows of differing lengths", ["--pool", "{tmp}/ragged.parquet"], "Feature column 'features' must hold 8 values in every row. Got 7 in id 37."),
+        ("a null list row", ["--pool", "{tmp}/null-row.parquet"], "1 row(s) hold NaN or inf features (e.g. id 41)"),
+        ("a list of strings", ["--pool", "{tmp}/strings.parquet"], "Feature column 'features' must hold numbers. Got list<element: string>."),
         ("uint64 ids past int64", ["--pool", "{tmp}/u64.parquet"], "holds 9223372036854775813, which does not fit an int64 id"),
         ("fractional exclusion ids", ["--pool", "{pool}", "--exclude", "{tmp}/float-ids.parquet"], "holds 1.5, but the pool's ids are integers"),
         ("unknown strategy parameter", ["--pool", "{pool}", "--param", "foo=1"], "Strategy 'entropy' takes no parameters. Got 'foo'."),
@@ -143,6 +157,24 @@ def test_output_under_a_file_fails_before_scoring(tmp_path, pool, model_path):
     assert r.exit_code == 2 and "is a file, not a directory" in r.stderr
     assert "checkpoint" not in r.stderr  # refused before any shard ran
     assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_force_never_replaces_a_folder_that_is_not_an_output(tmp_path, pool, model_path):
+    """--out naming the pool's own folder (or any folder of other files) is refused even with --force."""
+    files = sorted(p.name for p in pool.iterdir())
+    r = run("select", "--pool", pool, "--model", model_path, "--out", pool, "--force", "--quiet")
+    assert r.exit_code == 2 and "holds files but no manifest.json" in r.stderr and "nothing was removed" in r.stderr
+    assert sorted(p.name for p in pool.iterdir()) == files
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = run("select", "--pool", pool, "--model", model_path, "--k", 3, "--out", empty, "--force", "--quiet")
+    assert r.exit_code == 0 and pq.read_table(empty / "batch.parquet").num_rows == 3
+
+
+def test_an_output_uri_is_refused_before_scoring(tmp_path, pool, model_path):
+    r = run("select", "--pool", pool, "--model", model_path, "--out", "s3://bucket/round-1", "--quiet")
+    assert r.exit_code == 2 and "Expected a local output directory. Got the URI 's3://bucket/round-1'" in r.stderr
+    assert not os.path.exists("s3:")
 
 
 def test_model_without_class_output_and_bad_probabilities(tmp_path, pool):

@@ -24,6 +24,7 @@ from alscale.manifest import write_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 LS_VENV = Path(os.environ.get("ALSCALE_LABEL_STUDIO_VENV", ROOT / ".labelstudio-venv"))
+TASK_PAGE_CAP = 25  # the test server's most tasks per page
 CLASSES = ["cat", "dog", "fox"]
 
 
@@ -60,6 +61,8 @@ class LabelStudioServer:
             "FRONTEND_SENTRY_DSN": "",
             "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir),
             "LOG_LEVEL": "WARNING",
+            # a server that caps task pages, as deployments may: listings must follow 'total', not page size
+            "TASK_API_PAGE_SIZE_MAX": str(TASK_PAGE_CAP),
         })
         return env
 

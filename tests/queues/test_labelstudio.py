@@ -14,7 +14,7 @@ from alscale.cli import main
 from alscale.exceptions import QueueAuthError, QueueError, QueueUnavailableError
 from alscale.queues import LabelStudioConnector, prediction_score, pull, push
 
-from .queue_support import CLASSES, free_port, make_manifest, write_pool
+from .queue_support import CLASSES, TASK_PAGE_CAP, free_port, make_manifest, write_pool
 
 pytestmark = pytest.mark.labelstudio
 
@@ -67,6 +67,18 @@ def test_push_twice_and_overlapping_batches_make_no_duplicates(ls_env, tmp_path,
     assert counts == collections.Counter(ids[:60])
     assert sorted(conn.pending()) == sorted(ids[:60])
     assert sorted(workspace.pending().column("id").to_pylist()) == sorted(ids[:60])
+
+
+def test_a_server_that_caps_task_pages_still_gets_no_duplicates(ls_env, tmp_path, pool, workspace):
+    project = ls_env.create_project()
+    ids = pq.read_table(pool, columns=["id"]).column("id").to_pylist()[:3 * TASK_PAGE_CAP + 5]
+    m = make_manifest(tmp_path / "b", pool, ids, run_id="run-cap")
+    conn = LabelStudioConnector(ls_env.url, project, data_columns=["text"])  # asks for 1,000 tasks a page
+    assert len(conn.push(m, workspace=workspace).pushed) == len(ids)
+    again = conn.push(m, workspace=workspace)
+    assert again.pushed == () and sorted(again.existing) == sorted(ids)
+    assert _ids_per_task(ls_env.tasks(project)) == collections.Counter(ids)
+    assert sorted(conn.pending()) == sorted(ids)
 
 
 def test_string_ids(ls_env, tmp_path):
@@ -241,6 +253,81 @@ def test_server_killed_mid_import_then_push_again_gives_exactly_one_task_each(ls
     assert result.total == n
     assert _ids_per_task(ls_env.tasks(project)) == collections.Counter(ids)
     assert sorted(ws.pending().column("id").to_pylist()) == sorted(ids)
+
+
+class _SlowImportProxy:
+    """A reverse proxy in front of the real server that holds each import ``delay`` seconds before passing it on
+    (``delay=None``: never passes it on), as a busy proxy or a slow server does."""
+
+    def __init__(self, upstream: str, delay: float | None):
+        import httpx
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.imports = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.split("?")[0].endswith("/import"):
+                    proxy.imports += 1
+                    if delay is None:
+                        time.sleep(30)  # the client gives up long before
+                        return
+                    time.sleep(delay)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")}
+                r = httpx.request(self.command, upstream + self.path, headers=headers, content=body, timeout=120)
+                self.send_response(r.status_code)
+                self.send_header("Content-Type", r.headers.get("Content-Type", "application/json"))
+                self.send_header("Content-Length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content)
+
+            do_GET = do_POST = do_PATCH = _forward
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_an_import_whose_answer_is_late_is_waited_for_not_sent_twice(ls_env, tmp_path, pool, workspace):
+    ids = pq.read_table(pool, columns=["id"]).column("id").to_pylist()[:12]
+    m = make_manifest(tmp_path / "b", pool, ids, run_id="run-late")
+    project = ls_env.create_project()
+    proxy = _SlowImportProxy(ls_env.url, delay=2.5)  # past the client's 1 s timeout
+    try:
+        conn = LabelStudioConnector(proxy.url, project, data_columns=["text"], chunk_size=5, timeout=1.0, backoff=0.3)
+        result = conn.push(m, workspace=workspace)
+    finally:
+        proxy.close()
+    assert sorted(result.pushed) == sorted(ids) and proxy.imports == 3  # one request per chunk, none repeated
+    assert _ids_per_task(ls_env.tasks(project)) == collections.Counter(ids)
+    assert sorted(workspace.pending().column("id").to_pylist()) == sorted(ids)
+
+
+def test_an_import_that_never_arrives_is_not_sent_again_and_not_pending(ls_env, tmp_path, pool, workspace):
+    ids = pq.read_table(pool, columns=["id"]).column("id").to_pylist()[:4]
+    m = make_manifest(tmp_path / "b", pool, ids, run_id="run-lost")
+    project = ls_env.create_project()
+    proxy = _SlowImportProxy(ls_env.url, delay=None)
+    try:
+        conn = LabelStudioConnector(proxy.url, project, data_columns=["text"], timeout=1.0, backoff=0.3)
+        with pytest.raises(QueueUnavailableError, match="did not appear within 5 s.*push again later"):
+            conn.push(m, workspace=workspace)
+    finally:
+        proxy.close()
+    assert proxy.imports == 1 and ls_env.tasks(project) == [] and workspace.pending().num_rows == 0
+    # pushing again (directly, the server answering at once) imports each task once
+    assert sorted(LabelStudioConnector(ls_env.url, project, data_columns=["text"]).push(m, workspace=workspace).pushed) == sorted(ids)
+    assert _ids_per_task(ls_env.tasks(project)) == collections.Counter(ids)
 
 
 def test_prediction_score_orders_by_rank():

@@ -63,3 +63,15 @@ def test_local_paths_become_absolute_and_uris_stay(tmp_path, monkeypatch):
     assert s.pool == str(tmp_path / "pool/*.parquet") and s.out == str(tmp_path / "batches/r1")
     assert s.model == (str(tmp_path / "m.onnx"), "s3://b/m2.onnx") and s.exclude == (str(tmp_path / "x.csv"),)
     assert s.checkpoint_dir == "gs://b/ck" and s.features == ("features",)
+
+
+def test_flags_add_strategy_params_to_the_files_and_leave_progress_alone(tmp_path):
+    from alscale.cli.select import _progress_default
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('pool = "p"\nmodel = "m.onnx"\nprogress = false\n[strategy_params]\noversampling = 2.0\nrounds = 5\n')
+    s = make_settings(cfg, strategy_params={"beta": 1, "rounds": 3})
+    assert s.strategy_params == {"oversampling": 2.0, "rounds": 3, "beta": 1}
+    assert make_settings(cfg, progress=_progress_default(str(cfg))).progress is False
+    cfg.write_text('pool = "p"\nmodel = "m.onnx"\n')
+    assert make_settings(cfg, progress=_progress_default(str(cfg))).progress is True

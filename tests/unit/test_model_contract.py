@@ -102,6 +102,21 @@ def test_outputs_that_are_not_probabilities(tmp_path):
         inspect_model(nothing)
 
 
+def test_a_model_with_a_fixed_batch_of_one_says_so(tmp_path):
+    graph = helper.make_graph(
+        [helper.make_node("Softmax", ["features"], ["probabilities"], axis=1)], "g",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [1, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "one.onnx")
+    with pytest.raises(ModelError) as err:
+        inspect_model(tmp_path / "one.onnx")
+    message = str(err.value)
+    assert "\n" not in message and "Got: 2 Expected: 1" in message  # onnxruntime's detail, past its first line
+    assert "takes exactly 1 row(s) at a time: export it with a dynamic batch dimension" in message
+
+
 def test_missing_and_corrupt_model_files(tmp_path):
     with pytest.raises(ModelError, match="does not exist"):
         inspect_model(tmp_path / "missing.onnx")

@@ -171,6 +171,21 @@ def test_id_files(tmp_path):
         read_id_file(tmp_path / "words.txt")
 
 
+def test_id_files_that_cannot_match_are_refused_with_one_line(tmp_path):
+    (tmp_path / "big.txt").write_text("5\n99999999999999999999\n")
+    with pytest.raises(ConfigError, match=r"holds '99999999999999999999', but the pool's ids are integers \(int64\)"):
+        read_id_file(tmp_path / "big.txt")
+    (tmp_path / "short.csv").write_text("name,id\na,1\nb\n")
+    with pytest.raises(ConfigError, match="expected a value in column 'id' of every row. Got none in line 3"):
+        read_id_file(tmp_path / "short.csv")
+    for values, bad in (([1.0, 2.0], "1.0"), (["a", None], "None")):
+        pq.write_table(pa.table({"id": values}), tmp_path / "ids.parquet")
+        with pytest.raises(ConfigError, match=f"holds {bad}, but the pool's ids are strings"):
+            read_id_file(tmp_path / "ids.parquet", as_int=False)
+    pq.write_table(pa.table({"id": [7, 8]}), tmp_path / "ints.parquet")  # integer ids of a string pool stay usable
+    assert read_id_file(tmp_path / "ints.parquet", as_int=False).tolist() == ["7", "8"]
+
+
 def test_iter_ids_matches_the_full_reader(tmp_path):
     from alscale.pool.reader import iter_ids
 
@@ -286,3 +301,32 @@ def test_a_file_shorter_than_its_plan_is_a_shard_error(tmp_path):
                  lambda: iter_ids(None, last, "id")):
         with pytest.raises(ShardError, match=r"row group 0: it has 600 rows, the plan expected 1000"):
             list(read())
+
+
+def test_files_that_differ_only_in_nullability_make_one_pool(tmp_path):
+    strict = pa.schema([pa.field("id", pa.int64(), nullable=False), pa.field("x", pa.float32())])
+    (tmp_path / "p").mkdir()
+    pq.write_table(pa.table({"id": [1, 2], "x": [0.5, 1.5]}, schema=strict), tmp_path / "p" / "a.parquet")
+    pq.write_table(pa.table({"id": pa.array([3], pa.int64()), "x": pa.array([2.5], pa.float32())}), tmp_path / "p" / "b.parquet")
+    assert resolve_pool(str(tmp_path / "p")).rows == 3
+    pq.write_table(pa.table({"id": pa.array([4], pa.int32()), "x": pa.array([2.5], pa.float32())}), tmp_path / "p" / "c.parquet")
+    with pytest.raises(PoolSchemaError, match="id: int32 where the first file has int64"):
+        resolve_pool(str(tmp_path / "p"))
+
+
+def test_an_unreadable_folder_inside_a_pool_is_an_error(tmp_path, monkeypatch):
+    import os
+
+    for sub in ("a", "b"):
+        (tmp_path / "p" / sub).mkdir(parents=True)
+        pq.write_table(pa.table({"id": [1 if sub == "a" else 2], "x": [0.5]}), tmp_path / "p" / sub / "f.parquet")
+    real = os.scandir
+
+    def scandir(path="."):  # root reads every folder: a permission error can only be staged
+        if str(path).endswith(os.sep + "b"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(PoolError, match=r"Cannot open pool .*Permission denied"):
+        resolve_pool(str(tmp_path / "p"))
