@@ -213,7 +213,7 @@ class LabelStudioConnector:
 
     def _access_token(self, client: httpx.Client, refresh: str) -> str:
         response = self._send(lambda: client.post("/api/token/refresh/", json={"refresh": refresh}), "Exchanging the Label Studio personal access token")
-        access = response_json(response, what="Exchanging the Label Studio personal access token")
+        access = response_json(response, what="Exchanging the Label Studio personal access token", secrets=self._secrets)
         if not isinstance(access, Mapping) or not access.get("access"):
             raise QueueError(f"Exchanging the Label Studio personal access token ({self.url}): expected an 'access' token in the answer. Got none.")
         return access["access"]
@@ -227,7 +227,7 @@ class LabelStudioConnector:
     def _get(self, path: str, params: Mapping[str, Any] | None = None, *, what: str) -> Any:
         client = self._http()
         response = self._send(lambda: client.get(path, params=params), what)
-        return response_json(response, what=f"{what} ({self.url})")
+        return response_json(response, what=f"{what} ({self.url})", secrets=self._secrets)
 
     # ------------------------------------------------------------------ project
     def project_info(self) -> dict:
@@ -238,7 +238,7 @@ class LabelStudioConnector:
                                      retries=self.retries, backoff=self.backoff, secrets=self._secrets)
         if response.status_code == 404:
             raise QueueError(f"Expected an existing Label Studio project id at {self.url}. Got project {self.project}, which does not exist (HTTP 404).")
-        info = response_json(check_response(response, what=what, secrets=self._secrets), what=what)
+        info = response_json(check_response(response, what=what, secrets=self._secrets), what=what, secrets=self._secrets)
         if not isinstance(info, Mapping):
             raise QueueError(f"{what}: expected a project object. Got {type(info).__name__}; is this a Label Studio server?")
         return info
@@ -305,7 +305,9 @@ class LabelStudioConnector:
             yield from tasks
             seen += len(tasks)
             total = body.get("total") if isinstance(body, Mapping) else None
-            if not tasks or len(tasks) < self.page_size or (total is not None and seen >= total):
+            # a server may cap the page size (TASK_API_PAGE_SIZE_MAX): a short page ends the listing
+            # only when the server gives no total to count against
+            if not tasks or (seen >= total if total is not None else len(tasks) < self.page_size):
                 return
             page += 1
 
@@ -426,7 +428,13 @@ class LabelStudioConnector:
             ws.add_pending(ids, batch_run_id=run_id, queue=self.name)
 
     def _import_chunk(self, tasks: list[dict]) -> None:
-        """Import tasks; after a failed attempt, look the ids up again and import only what is missing."""
+        """Import tasks, retrying only where a retry cannot make a second copy of a task.
+
+        A request that never reached the server (no connection; HTTP 429, 502, 503) is sent again
+        after the ids are looked up.  One that may have reached it (no answer in time, a dropped
+        connection, HTTP 500 or 504) may still be importing: the ids are looked up until they
+        appear or :meth:`_settle_seconds` pass, and what never appeared is not sent again here.
+        """
         client = self._http()
         what = f"Importing {len(tasks)} tasks into Label Studio project {self.project} ({self.url})"
         delays = backoff_delays(self.retries, self.backoff)
@@ -435,24 +443,56 @@ class LabelStudioConnector:
             if attempt:
                 time.sleep(delays[attempt - 1])
                 try:
-                    there = self.find_existing([t["data"][ID_FIELD] for t in tasks])
+                    tasks = self._still_missing(tasks)
                 except QueueUnavailableError as exc:
                     last = str(exc)
                     continue
-                tasks = [t for t in tasks if t["data"][ID_FIELD] not in there]
                 if not tasks:
                     return
             try:
                 response = client.post(f"/api/projects/{self.project}/import", json=tasks)
-            except httpx.TransportError as exc:
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # the request never left
                 last = describe_failure(exc, self._secrets)
                 continue
-            if response.status_code >= 500:
+            except httpx.TransportError as exc:
+                self._await_import(tasks, what, describe_failure(exc, self._secrets))
+                return
+            if response.status_code in (429, 502, 503):  # refused or not passed on: nothing was imported
                 last = f"HTTP {response.status_code}"
                 continue
+            if response.status_code >= 500:
+                self._await_import(tasks, what, f"HTTP {response.status_code}")
+                return
             check_response(response, what=what, secrets=self._secrets)
             return
         raise QueueUnavailableError(redact(f"{what} failed after {len(delays) + 1} attempts; last error: {last}.", self._secrets))
+
+    def _still_missing(self, tasks: list[dict]) -> list[dict]:
+        there = self.find_existing([t["data"][ID_FIELD] for t in tasks])
+        return [t for t in tasks if t["data"][ID_FIELD] not in there]
+
+    def _settle_seconds(self) -> float:
+        """How long an import whose answer was lost is waited for: the request timeout, 5 s at least."""
+        return max(self.timeout, 5.0)
+
+    def _await_import(self, tasks: list[dict], what: str, failure: str) -> None:
+        """Wait for an import whose answer was lost to show its tasks; QueueUnavailableError if they do not."""
+        deadline = time.monotonic() + self._settle_seconds()
+        while True:
+            time.sleep(max(self.backoff, 0.2))
+            try:
+                if not self._still_missing(tasks):
+                    return
+            except QueueUnavailableError as exc:  # the server is gone: whatever it imported is found next time
+                raise QueueUnavailableError(redact(
+                    f"{what} got no answer ({failure}), and checking what it imported failed: {exc} "
+                    "Push again once the server is back (tasks already in the project are not imported twice).",
+                    self._secrets)) from None
+            if time.monotonic() > deadline:
+                raise QueueUnavailableError(redact(
+                    f"{what} got no answer ({failure}) and its tasks did not appear within {self._settle_seconds():g} s. "
+                    "The import may still be running, so it is not sent again; push again later "
+                    "(tasks already in the project are found and not imported twice).", self._secrets))
 
     # ------------------------------------------------------------------ webhooks
     def register_webhook(self, url: str, *, secret: str, header: str = "X-Alscale-Secret") -> int:
@@ -471,9 +511,12 @@ class LabelStudioConnector:
         if same:
             response = send_with_retries(lambda: client.patch(f"/api/webhooks/{same[0]['id']}/", json=body), what=what,
                                          retries=self.retries, backoff=self.backoff, secrets=secrets)
-        else:
-            response = client.post("/api/webhooks/", json=body)
-        hook = response_json(check_response(response, what=what, secrets=secrets), what=what)
+        else:  # a POST is not repeated: a lost answer could leave two webhooks
+            try:
+                response = client.post("/api/webhooks/", json=body)
+            except httpx.HTTPError as exc:
+                raise QueueUnavailableError(f"{what} failed: {describe_failure(exc, secrets)}; run it again (it finds a webhook it made).") from None
+        hook = response_json(check_response(response, what=what, secrets=secrets), what=what, secrets=secrets)
         if not isinstance(hook, Mapping) or "id" not in hook:
             raise QueueError(f"{what}: expected the webhook's id in the answer. Got {hook!r:.80}.")
         return int(hook["id"])
