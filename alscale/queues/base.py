@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import decimal
 import glob
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,10 @@ import pyarrow.dataset as ds
 from alscale.exceptions import ConfigError, OutputError, PoolSchemaError, WorkspaceError
 from alscale.manifest import Manifest
 
-__all__ = ["BatchView", "Connector", "PushResult", "STATUSES", "load_batch", "load_batch_for", "normalize_data_columns", "open_workspace"]
+__all__ = ["BatchView", "Connector", "PushResult", "STATUSES", "load_batch", "load_batch_for", "normalize_data_columns", "open_workspace",
+           "sent_here"]
+
+logger = logging.getLogger("alscale.queues")
 
 STATUSES = ("labeled", "skipped", "cancelled")
 
@@ -265,6 +269,24 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):  # a decimal column: its exact text (JSON numbers are binary floats)
         return str(value)
     return value
+
+
+def sent_here(workspace: Any, queue: str, records: list[dict]) -> list[dict]:
+    """The label records for ids ``workspace`` sent to ``queue``: pending there, or answered from it before.
+
+    A project can hold tasks of several workspaces whose integer ids overlap; a label for an id
+    this workspace never sent there belongs to another pool's example and is left out.
+    """
+    pending = workspace.pending()
+    sent = {i for i, q in zip(pending.column("id").to_pylist(), pending.column("queue").to_pylist()) if q == queue}
+    labeled = workspace.labeled()
+    answered = {i for i, src in zip(labeled.column("id").to_pylist(), labeled.column("source").to_pylist()) if src == queue}
+    ours = [r for r in records if r["id"] in sent or r["id"] in answered]
+    if len(ours) < len(records):
+        left = len(records) - len(ours)
+        logger.warning("left out %d label record(s) of tasks this workspace did not send to %s (another workspace's, "
+                       "or pushed without the workspace), e.g. id %r", left, queue, next(r["id"] for r in records if r not in ours))
+    return ours
 
 
 def open_workspace(workspace: Any):

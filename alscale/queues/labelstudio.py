@@ -45,7 +45,7 @@ import httpx
 from alscale.exceptions import ConfigError, QueueError, QueueUnavailableError
 from alscale.queues._http import (backoff_delays, check_number, check_response, check_url, describe_failure, redact,
                                   response_json, secret_from_env, send_with_retries)
-from alscale.queues.base import BatchView, PushResult, load_batch_for, normalize_data_columns, open_workspace
+from alscale.queues.base import BatchView, PushResult, load_batch_for, normalize_data_columns, open_workspace, sent_here
 
 __all__ = ["DEFAULT_TOKEN_ENV", "WEBHOOK_ACTIONS", "LabelStudioConnector", "annotation_record", "prediction_score"]
 
@@ -357,8 +357,8 @@ class LabelStudioConnector:
         if malformed:
             logger.warning("left out %d annotation(s) of an unexpected shape, e.g. %s", len(malformed), malformed[0])
         if ws is not None and records:
-            # one annotation the workspace cannot take (another workspace's task in a shared
-            # project, a choice added later) must not keep every other label out
+            records = sent_here(ws, self.name, records)
+            # one annotation the workspace cannot take (a choice added later) must not keep every other label out
             ws.record_labels(records, skip_invalid=True)
         return records
 

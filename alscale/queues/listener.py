@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from alscale.exceptions import AlscaleError, ConfigError, QueueError
-from alscale.queues.base import open_workspace
+from alscale.queues.base import open_workspace, sent_here
 from alscale.queues.labelstudio import WEBHOOK_ACTIONS, LabelStudioConnector, annotation_record
 
 __all__ = ["DEFAULT_SECRET_ENV", "SECRET_HEADER", "WebhookListener"]
@@ -204,6 +204,8 @@ class WebhookListener:
             return 400, {"error": str(exc)}
         if rec is None:
             return 200, {"ignored": "not an alscale task"}
+        if self.connector is not None and not sent_here(self.workspace, self.connector.name, [rec]):
+            return 200, {"ignored": f"id {rec['id']!r} was not sent to {self.connector.name} by this workspace"}
         try:
             changed = self._record([rec])
         except AlscaleError as exc:

@@ -135,6 +135,24 @@ def test_pull_into_workspaces_sharing_a_project_takes_each_its_own(ls_env, tmp_p
     assert caplog.text.count("left out 3 label record(s)") == 2
 
 
+def test_two_workspaces_with_the_same_ids_in_one_project_each_take_only_what_they_sent(ls_env, tmp_path, pool, workspace):
+    from alscale.loop.workspace import Workspace
+
+    twin = Workspace.create(tmp_path / "ws-twin", pool=pool, classes=CLASSES, settings={"eval_size": 10, "stop_set_size": 10, "initial_size": 10})
+    free = [i for i in pq.read_table(pool, columns=["id"]).column("id").to_pylist()
+            if i not in set(workspace.excluded_ids().tolist()) | set(twin.excluded_ids().tolist())]
+    project = ls_env.create_project()
+    settings = {"kind": "label-studio", "url": ls_env.url, "project": project, "data_columns": ["text"]}
+    push(make_manifest(tmp_path / "mine", pool, free[:5], run_id="run-mine"), settings, workspace=workspace)
+    push(make_manifest(tmp_path / "theirs", pool, free[5:9], run_id="run-theirs"), settings, workspace=twin)
+    for t in ls_env.tasks(project):
+        ls_env.annotate(t["id"], "dog")
+    pull(settings, workspace=workspace)
+    pull(settings, workspace=twin)
+    assert sorted(workspace.labeled().column("id").to_pylist()) == sorted(free[:5])
+    assert sorted(twin.labeled().column("id").to_pylist()) == sorted(free[5:9])
+
+
 def test_pull_labels_skips_and_updates(ls_env, manifest, workspace):
     project = ls_env.create_project()
     settings = {"kind": "label-studio", "url": ls_env.url, "project": project}

@@ -30,6 +30,7 @@ def _choice(label):
 def listener(workspace):
     # a connector for project 6 that is never called: handle() needs no network
     lst = WebhookListener(workspace, secret=SECRET, connector=LabelStudioConnector("http://127.0.0.1:9", 6), port=0)
+    workspace.add_pending([1003], batch_run_id="run-0001", queue="label-studio:6")  # as a push to project 6 records it
     yield lst
     lst.server.server_close()
 
@@ -116,6 +117,7 @@ def test_a_request_without_the_secret_is_refused_before_its_body_is_read(workspa
 def test_the_webhook_reads_the_connectors_choices_control(workspace):
     connector = LabelStudioConnector("http://127.0.0.1:9", 6, from_name="label")
     lst = WebhookListener(workspace, secret=SECRET, connector=connector, port=0)
+    workspace.add_pending([1003], batch_run_id="run-0001", queue="label-studio:6")
     try:
         result = [{"type": "choices", "from_name": "sentiment", "to_name": "text", "value": {"choices": ["dog"]}}, *_choice("cat")]
         assert lst.handle(HEADERS, json.dumps(_payload({"alscale_id": 1003}, result)).encode()) == (200, {"recorded": 1})
@@ -131,3 +133,10 @@ def test_reconcile_every_must_be_a_second_or_more(workspace, every):
     res = CliRunner(env={"ALSCALE_WEBHOOK_SECRET": SECRET, "LABEL_STUDIO_API_KEY": "t"}).invoke(
         main, ["listen", "-w", str(workspace.path), "--url", "http://127.0.0.1:9", "--project", "1", "--reconcile-every", str(every)])
     assert res.exit_code == 2 and "reconcile_every" in res.output
+
+
+def test_a_label_for_an_id_this_workspace_did_not_send_is_ignored(listener, workspace):
+    """Another workspace's task in the same project, with an id this pool holds too."""
+    status, answer = listener.handle(HEADERS, json.dumps(_payload({"alscale_id": 1004}, _choice("fox"))).encode())
+    assert status == 200 and answer == {"ignored": "id 1004 was not sent to label-studio:6 by this workspace"}
+    assert workspace.label_log().num_rows == 0
