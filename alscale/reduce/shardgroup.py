@@ -115,7 +115,12 @@ class ColumnBuffer:
                     grown[: self.n] = arr[: self.n]
                     self._arrays[k] = grown
             for k, v in columns.items():
-                self._arrays[k][self.n : self.n + m] = v
+                arr = self._arrays[k]
+                if not np.can_cast(v.dtype, arr.dtype, "safe"):  # e.g. longer string ids than the first batch's
+                    wider = np.empty(arr.shape, np.result_type(arr.dtype, v.dtype))
+                    wider[: self.n] = arr[: self.n]
+                    self._arrays[k] = arr = wider
+                arr[self.n : self.n + m] = v
         else:
             for k, v in columns.items():
                 self._chunks.setdefault(k, []).append(np.ascontiguousarray(v))

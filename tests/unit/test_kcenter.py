@@ -113,3 +113,17 @@ def test_errors():
         select_coreset(_group(x, probs, 2), 51, 0)
     with pytest.raises(StrategyError, match="embedding"):
         make_coreset_builder({}).add(np.arange(2), id_keys(np.arange(2)), probs[:2], None, np.ones(2, bool), np.zeros(2, bool))
+
+
+def test_string_ids_longer_in_later_batches_come_back_whole():
+    """The engine preallocates each shard's columns from its first batch; ids grow longer later (row-9, row-10)."""
+    x, probs = _data(n=200)
+    ids = np.array([f"row-{i}" for i in range(200)])
+    keys = id_keys(ids)
+    b = make_coreset_builder({"capacity": 200})
+    lab = np.zeros(200, bool)
+    for s in range(0, 200, 8):
+        r = slice(s, s + 8)
+        b.add(np.array(ids[r].tolist()), keys[r], probs[r], x[r], ~lab[r], lab[r])  # each batch its own string width
+    picked = select_coreset(LocalShardGroup([b.finish()]), 20, 0)["id"].tolist()
+    assert len(set(picked)) == 20 and set(picked) <= set(ids.tolist())
