@@ -46,7 +46,7 @@ def test_kl_to_consensus_matches_formula():
 
 
 def test_float32_committees_score_like_float64_ones():
-    """Members' float32 outputs are scored in float32 (fast logs): within float32 rounding of float64."""
+    """Members' float32 outputs are scored in float32: within float32 rounding of float64."""
     p = _members(m=3, n=500, c=10, seed=4)
     np.testing.assert_allclose(kl_to_consensus(p), kl_to_consensus(p.astype(np.float64)), atol=2e-6)
     np.testing.assert_array_equal(vote_entropy(p), vote_entropy(p.astype(np.float64)))
@@ -72,3 +72,23 @@ def test_importing_pure_cores_leaves_ray_out():
     code = "import sys, alscale.strategies, alscale.reduce, alscale.reduce.kcenter, alscale.reduce.cluster_margin; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_members_that_nearly_agree_keep_their_order_in_float32():
+    """Divergences of 1e-7 survive float32: ranked as the exact float64 sum ranks them."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(1, 4000, 10)) + 1e-3 * rng.normal(size=(5, 4000, 10))
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p = (p / p.sum(-1, keepdims=True)).astype(np.float32)
+    q64 = p.astype(np.float64)
+    exact = (q64 * np.log(q64 / q64.mean(0))).sum(-1).mean(0)
+    got = kl_to_consensus(p)
+    np.testing.assert_allclose(got, exact, rtol=1e-3)
+    top = lambda s: set(np.argsort(-s)[:200].tolist())  # noqa: E731
+    assert len(top(got) & top(exact)) >= 195
+
+
+def test_zero_probabilities_add_nothing():
+    p = np.array([[[0.0, 0.5, 0.5]], [[0.0, 1.0, 0.0]]], np.float32)  # class 0: no member; class 2: one member
+    expected = np.mean([0.5 * np.log(0.5 / 0.75) + 0.5 * np.log(0.5 / 0.25), 1.0 * np.log(1.0 / 0.75)])
+    np.testing.assert_allclose(kl_to_consensus(p), [expected], rtol=1e-6)
