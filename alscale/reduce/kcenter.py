@@ -53,6 +53,23 @@ def _nearest_sq(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return np.maximum(dist[:, 0], 0.0)
 
 
+def _recentred(x: np.ndarray, centers: np.ndarray, ratio: float = 16.0) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` and ``centers`` moved by the mean of ``x`` when it lies far from the rows' spread.
+
+    Distances come from |a|^2 + |b|^2 - 2<a, b> in float32, which loses them when every row
+    shares a large offset (|mean|^2 >> spread); distances do not change with the move.  Rows
+    already near their mean are returned as they are (no copy).
+    """
+    if len(x) == 0:
+        return x, centers
+    mean = x.mean(axis=0, dtype=np.float64)
+    spread = float(x.var(axis=0, dtype=np.float64).sum())
+    if float(mean @ mean) <= ratio * max(spread, np.finfo(np.float32).tiny):
+        return x, centers
+    shift = mean.astype(np.float32)
+    return x - shift, (np.asarray(centers, dtype=np.float32) - shift if len(centers) else centers)
+
+
 def greedy_kcenter(
     x: np.ndarray, k: int, centers: np.ndarray | None = None, first: int = 0
 ) -> tuple[np.ndarray, np.ndarray, float]:
@@ -83,7 +100,9 @@ def greedy_kcenter(
     x = np.ascontiguousarray(x, dtype=np.float32)
     n = len(x)
     k = min(int(k), n)
-    d2 = _nearest_sq(x, centers if centers is not None else np.empty((0, x.shape[1]), np.float32)).astype(np.float32)
+    centers = centers if centers is not None else np.empty((0, x.shape[1]), np.float32)
+    x, centers = _recentred(x, centers)
+    d2 = _nearest_sq(x, centers).astype(np.float32)
     sq = np.einsum("ij,ij->i", x, x)
     picks, gains = [], []
     no_centers = n > 0 and bool(np.isinf(d2).all())  # only the first pick can see no centers
@@ -158,7 +177,7 @@ class CoresetShard:
         """Largest distance from a row of this shard to its nearest center (0 when empty)."""
         if len(self.keys) == 0:
             return 0.0
-        return float(np.sqrt(_nearest_sq(self.embeddings, centers).max()))
+        return float(np.sqrt(_nearest_sq(*_recentred(self.embeddings, centers)).max()))
 
 
 class CoresetBuilder:

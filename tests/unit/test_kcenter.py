@@ -127,3 +127,14 @@ def test_string_ids_longer_in_later_batches_come_back_whole():
         b.add(np.array(ids[r].tolist()), keys[r], probs[r], x[r], ~lab[r], lab[r])  # each batch its own string width
     picked = select_coreset(LocalShardGroup([b.finish()]), 20, 0)["id"].tolist()
     assert len(set(picked)) == 20 and set(picked) <= set(ids.tolist())
+
+
+def test_rows_sharing_a_large_offset_are_picked_as_without_it():
+    """float32 |a|^2 + |b|^2 - 2<a, b> loses distances of 0.05-spread rows 100 away from the origin."""
+    rng = np.random.default_rng(1)
+    x = (rng.normal(scale=0.05, size=(1500, 64)) + 100.0).astype(np.float32)
+    picks, _, radius = greedy_kcenter(x, 60, x[:10])
+    # reference: the same float32 rows, farthest-first in float64
+    ref_picks, ref_radius = _reference_greedy(x.astype(np.float64), 60, x[:10].astype(np.float64))
+    assert len(set(picks.tolist()) & set(ref_picks.tolist())) >= 57
+    assert radius == pytest.approx(ref_radius, rel=1e-3)
