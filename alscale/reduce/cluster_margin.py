@@ -296,7 +296,11 @@ class ClusterMarginBuilder:
     Parameters
     ----------
     embedding_dtype : {"float32", "float16"}
+        How the embeddings are kept when there are no ``centroids`` (single-process use); with
+        centroids (the engine's path) each row keeps only its cluster.
     capacity : int or None
+    centroids : ndarray of shape (n_clusters, d), optional
+        Assign each row to its nearest centroid while streaming.
     """
 
     def __init__(self, embedding_dtype: str = "float32", capacity: int | None = None, centroids: np.ndarray | None = None):
