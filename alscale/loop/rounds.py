@@ -239,6 +239,7 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
     out_dir = _round_dir(ws, number)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed = int(s["seed"]) + number if seed is None else int(seed)
+    explicit_model, explicit_strategy = model, strategy
     strategy = strategy or s["strategy"]
     train_ids, train_labels = ws.training_labels()
     if model is None and len(train_ids):
@@ -249,6 +250,10 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
         raise WorkspaceError(f"Expected training labels for round {number}. Got none; import labels with `alscale label`.")
     _check_resumed_inputs(out_dir, number, _round_inputs(ws, train_ids, train_labels, model=model, strategy=strategy, k=k, seed=seed))
     if len(train_ids) == 0:
+        given = [name for name, value in (("model", explicit_model), ("strategy", explicit_strategy)) if value is not None]
+        if given:
+            logger.warning("round %03d is the seed set (initial method %r): %s apply from the first round with labels",
+                           number, s["initial_method"], " and ".join(given))
         record.update(_seed_round(ws, out_dir, seed=seed, k=k), kind="seed", metrics=None)
     else:
         record.update(_model_round(ws, out_dir, train_ids, train_labels, model=model, strategy=strategy, k=k, seed=seed,

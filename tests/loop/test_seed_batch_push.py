@@ -54,3 +54,11 @@ def test_a_round_that_kept_nothing_can_be_run_again_with_other_inputs(tmp_path, 
     with pytest.raises(WorkspaceError, match=r"Round 000 was started with other inputs.*k: 20 then, 12 now"):
         run_round(ws)
     assert run_round(ws, k=20)["selected"] == 20
+
+
+def test_a_strategy_given_for_the_seed_round_is_said_to_wait(tmp_path, blob_pool, caplog):
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, settings={"eval_size": 60, "stop_set_size": 50, "initial_size": 12})
+    with caplog.at_level("WARNING", logger="alscale.loop.rounds"):
+        r0 = run_round(ws, strategy="margin")
+    assert r0["kind"] == "seed" and r0["strategy"] == "seed-random"
+    assert "round 000 is the seed set (initial method 'random'): strategy apply from the first round with labels" in caplog.text
