@@ -252,8 +252,8 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
     if len(train_ids) == 0:
         given = [name for name, value in (("model", explicit_model), ("strategy", explicit_strategy)) if value is not None]
         if given:
-            logger.warning("round %03d is the seed set (initial method %r): %s apply from the first round with labels",
-                           number, s["initial_method"], " and ".join(given))
+            logger.warning("round %03d is the seed set (initial method %r): the %s given %s from the first round with labels",
+                           number, s["initial_method"], " and ".join(given), "apply" if len(given) > 1 else "applies")
         record.update(_seed_round(ws, out_dir, seed=seed, k=k), kind="seed", metrics=None)
     else:
         record.update(_model_round(ws, out_dir, train_ids, train_labels, model=model, strategy=strategy, k=k, seed=seed,

@@ -61,4 +61,4 @@ def test_a_strategy_given_for_the_seed_round_is_said_to_wait(tmp_path, blob_pool
     with caplog.at_level("WARNING", logger="alscale.loop.rounds"):
         r0 = run_round(ws, strategy="margin")
     assert r0["kind"] == "seed" and r0["strategy"] == "seed-random"
-    assert "round 000 is the seed set (initial method 'random'): strategy apply from the first round with labels" in caplog.text
+    assert "round 000 is the seed set (initial method 'random'): the strategy given applies from the first round with labels" in caplog.text
