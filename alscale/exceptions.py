@@ -101,19 +101,13 @@ class PoolExhaustedError(PoolError):
         Rows asked for.
     """
 
-    def __init__(self, available: int, requested: int, *, at_most: bool = False):
+    def __init__(self, available: int, requested: int):
         self.available = int(available)
         self.requested = int(requested)
-        self.at_most = at_most
-        bound = "at most " if at_most else ""
-        super().__init__(f"Pool exhausted: {bound}{self.available} available / {self.requested} requested")
+        super().__init__(f"Pool exhausted: {self.available} available / {self.requested} requested")
 
     def __reduce__(self):
-        return (_pool_exhausted, (self.available, self.requested, self.at_most))
-
-
-def _pool_exhausted(available: int, requested: int, at_most: bool) -> PoolExhaustedError:
-    return PoolExhaustedError(available, requested, at_most=at_most)
+        return (self.__class__, (self.available, self.requested))
 
 
 class ModelError(AlscaleError):

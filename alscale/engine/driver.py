@@ -131,8 +131,8 @@ def prepare_run(settings: SelectSettings) -> PreparedRun:
             f"Strategy {s.strategy!r} needs an embedding output; model {contracts[0].path!r} has none among {outputs} "
             "(name one with --embedding-output)."
         )
-    if s.k > pool.rows:  # exclusions only lower the count (the scan would give the exact one)
-        raise PoolExhaustedError(pool.rows, s.k, at_most=bool(s.exclude or s.labeled))
+    if s.k > pool.rows and not (s.exclude or s.labeled):  # with exclusions, the scan gives the exact count
+        raise PoolExhaustedError(pool.rows, s.k)
     int_ids = pa.types.is_integer(id_type)
     labeled_keys = read_id_keys(s.labeled, s.id_column, as_int=int_ids)
     exclude_keys = np.union1d(read_id_keys(s.exclude, s.id_column, as_int=int_ids), labeled_keys)
