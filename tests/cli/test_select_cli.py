@@ -106,8 +106,6 @@ def _bad_pools(tmp_path):
         ("duplicate ids", ["--pool", "{tmp}/dup"], "Id 5 appears more than once"),
         ("k zero", ["--pool", "{pool}", "--k", "0"], "The 'k' parameter must be an int >= 1. Got 0 instead."),
         ("k too large", ["--pool", "{pool}", "--k", "5000"], "Pool exhausted: 800 available / 5000 requested"),
-        ("k larger than the pool, with exclusions", ["--pool", "{pool}", "--k", "5000", "--exclude", "{tmp}/some-ids.txt"],
-         "Pool exhausted: at most 800 available / 5000 requested"),
         ("unreadable exclusion", ["--pool", "{pool}", "--exclude", "{tmp}/missing-ids.txt"], "Cannot read id file"),
         ("unknown strategy", ["--pool", "{pool}", "--strategy", "entropi"], "Did you mean 'entropy'?"),
         ("batch size word", ["--pool", "{pool}", "--batch-size", "fast"], "The 'batch_size' parameter must be 'auto' or an int >= 1. Got 'fast' instead."),
