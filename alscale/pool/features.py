@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from alscale.exceptions import PoolSchemaError
 
@@ -152,6 +151,8 @@ def decode_features(batch: pa.RecordBatch, spec: FeatureSpec, ids: np.ndarray | 
 
 def _list_width(col: pa.Array, name: str, ids: np.ndarray | None, expected: int | None = None) -> int:
     """The one length of a list column's non-null rows; PoolSchemaError naming a row that differs."""
+    import pyarrow.compute as pc  # here, not at the top: it costs every actor memory, and only list columns need it
+
     lengths = pc.list_value_length(col).fill_null(-1).to_numpy(zero_copy_only=False)
     present = np.flatnonzero(lengths >= 0)
     if present.size == 0:
