@@ -281,11 +281,12 @@ def sent_here(workspace: Any, queue: str, records: list[dict]) -> list[dict]:
     sent = {i for i, q in zip(pending.column("id").to_pylist(), pending.column("queue").to_pylist()) if q == queue}
     labeled = workspace.labeled()
     answered = {i for i, src in zip(labeled.column("id").to_pylist(), labeled.column("source").to_pylist()) if src == queue}
-    ours = [r for r in records if r["id"] in sent or r["id"] in answered]
-    if len(ours) < len(records):
-        left = len(records) - len(ours)
+    ours, others = [], []
+    for r in records:
+        (ours if r["id"] in sent or r["id"] in answered else others).append(r)
+    if others:
         logger.warning("left out %d label record(s) of tasks this workspace did not send to %s (another workspace's, "
-                       "or pushed without the workspace), e.g. id %r", left, queue, next(r["id"] for r in records if r not in ours))
+                       "or pushed without the workspace), e.g. id %r", len(others), queue, others[0]["id"])
     return ours
 
 
