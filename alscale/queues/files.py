@@ -143,6 +143,14 @@ def read_labels(path: str | os.PathLike, *, source: str) -> list[dict]:
     return records
 
 
+def _holds(target: Path, data: bytes) -> bool:
+    """Whether ``target`` is a file holding exactly ``data`` (anything else there is the write's to report)."""
+    try:
+        return target.is_file() and target.stat().st_size == len(data) and target.read_bytes() == data
+    except OSError:
+        return False
+
+
 class FileConnector:
     """Export batches as files; read labels back from a labels file.
 
@@ -193,27 +201,19 @@ class FileConnector:
         else:
             data = {"jsonl": _jsonl, "csv": _csv, "parquet": _parquet}[self.format](batch)
         target = self.target(batch.run_id)
-        if not self._same_export_or_free(target, data):
+        if _holds(target, data):
+            pass  # a retry of the same batch: the file the tool may be reading is left as it is
+        elif self.overwrite or not target.is_file():
+            target = atomic_write(target, data)
+        else:
             ways = "remove it once the labeling tool has read it, or set overwrite (--overwrite)"
             if "{run_id}" not in self.path:
                 ways = "put '{run_id}' in the path, " + ways
             raise OutputError(f"{str(target)!r} holds a different export already; expected a new file: {ways}.")
-        target = atomic_write(target, data)
         if ws is not None:
             ws.add_pending(batch.ids, batch_run_id=batch.run_id, queue=self.name)
         return PushResult(queue=self.name, run_id=batch.run_id, pushed=tuple(batch.ids), seconds=time.perf_counter() - start,
                           details={"path": str(target), "format": self.format})
-
-    def _same_export_or_free(self, target: Path, data: bytes) -> bool:
-        """Whether ``target`` may be written: absent, overwritable, or holding these very bytes (a retry).
-
-        Anything but a file there is left for the write itself to report."""
-        if self.overwrite or not target.is_file():
-            return True
-        try:
-            return target.stat().st_size == len(data) and target.read_bytes() == data
-        except OSError:
-            return False
 
     def pull(self, *, workspace: Any = None) -> list[dict]:
         """Label records from the labels file (none configured: an error)."""

@@ -143,10 +143,10 @@ def test_a_file_holding_another_export_is_not_overwritten(tmp_path, pool, manife
 
     target = tmp_path / "next.jsonl"
     push(manifest, {"kind": "file", "path": str(target), "data_columns": ["text"]}, workspace=workspace)
-    first = target.read_bytes()
-    # the same batch again (a retry) rewrites the same bytes: allowed, nothing changes
+    first, inode = target.read_bytes(), target.stat().st_ino
+    # the same batch again (a retry): allowed, and the file is not written again
     push(manifest, {"kind": "file", "path": str(target), "data_columns": ["text"]}, workspace=workspace)
-    assert target.read_bytes() == first
+    assert target.read_bytes() == first and target.stat().st_ino == inode
     ids = pq.read_table(pool, columns=["id"]).column("id").to_pylist()[100:110]
     second = make_manifest(tmp_path / "batch-2", pool, ids, run_id="run-0002")
     with pytest.raises(OutputError, match="holds a different export already"):
