@@ -201,6 +201,8 @@ def predict_onnx(path, X: np.ndarray, *, batch_size: int = 8192) -> tuple[np.nda
     """
     import onnxruntime as ort
 
+    from alscale.model.contract import error_detail
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
@@ -221,7 +223,7 @@ def predict_onnx(path, X: np.ndarray, *, batch_size: int = 8192) -> tuple[np.nda
             return sess.run(wanted, {input_name: rows})
         except Exception as exc:  # noqa: BLE001  (onnxruntime raises its own types: InvalidArgument, Fail, ...)
             raise ModelContractError(
-                f"Model {str(path)!r} cannot score rows of {rows.shape[1]} features: {' '.join(str(exc).split())[:300]}"
+                f"Model {str(path)!r} cannot score rows of {rows.shape[1]} features: {error_detail(exc, 300)}"
             ) from None
 
     outs = [run(X[i:i + batch_size]) for i in range(0, len(X), batch_size)] or [run(X[:0])]

@@ -19,7 +19,7 @@ import onnxruntime as ort
 
 from alscale.exceptions import ModelContractError, ModelError
 
-__all__ = ["ModelContract", "inspect_model", "load_session", "read_model_uri", "sha256_file"]
+__all__ = ["ModelContract", "error_detail", "inspect_model", "load_session", "read_model_uri", "sha256_file"]
 
 PROBS_NAMES = ("probabilities", "output_probability", "probs", "probability", "prob", "proba", "softmax", "scores")
 LOGITS_NAMES = ("logits", "logit", "output_logits")
@@ -91,7 +91,7 @@ def read_model_uri(uri: str) -> bytes:
     except FileNotFoundError:
         raise ModelError(f"Model file {uri!r} does not exist.") from None
     except (OSError, ValueError) as exc:
-        raise ModelError(f"Cannot read model {uri!r}: {_one_line(exc)}") from None
+        raise ModelError(f"Cannot read model {uri!r}: {error_detail(exc)}") from None
 
 
 def sha256_file(path: str | Path) -> str:
@@ -121,7 +121,7 @@ def load_session(path: str | Path, threads: int = 1, data: bytes | None = None) 
         try:
             return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"Cannot load ONNX model {str(path)!r}: {_one_line(exc)}") from None
+            raise ModelError(f"Cannot load ONNX model {str(path)!r}: {error_detail(exc)}") from None
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except FileNotFoundError:
@@ -129,7 +129,7 @@ def load_session(path: str | Path, threads: int = 1, data: bytes | None = None) 
     except Exception as exc:  # onnxruntime raises its own untyped errors
         if not Path(path).exists():
             raise ModelError(f"Model file {str(path)!r} does not exist.") from None
-        raise ModelError(f"Cannot load ONNX model {str(path)!r}: {_one_line(exc)}") from None
+        raise ModelError(f"Cannot load ONNX model {str(path)!r}: {error_detail(exc)}") from None
 
 
 def _dim(value) -> int | None:
@@ -262,7 +262,7 @@ def inspect_model(
         else:
             fixed = _dim(inp.shape[0]) if inp.shape else None
             hint = f" Its input takes exactly {fixed} row(s) at a time: export it with a dynamic batch dimension." if fixed not in (None, 2) else ""
-            raise ModelError(f"Model {str(path)!r} failed on a probe input of 2 rows: {_one_line(exc)}.{hint}") from None
+            raise ModelError(f"Model {str(path)!r} failed on a probe input of 2 rows: {error_detail(exc)}.{hint}") from None
     if results is not None:
         values = np.asarray(results[0])
         n_classes = int(values.shape[1])
@@ -324,6 +324,10 @@ def check_probabilities(probs: np.ndarray, name: str, tol: float = 1e-3, sample:
         )
 
 
-def _one_line(exc: BaseException, limit: int = 400) -> str:
-    """An exception's whole message on one line (onnxruntime puts the useful part after the first)."""
+def error_detail(exc: BaseException, limit: int = 400) -> str:
+    """An exception's whole message on one line, cut at ``limit`` characters.
+
+    onnxruntime puts the useful part of its errors (the shapes it got and expected) after the
+    first line, so messages quote all of it rather than ``splitlines()[0]``.
+    """
     return " ".join(str(exc).split())[:limit] or type(exc).__name__

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from alscale.exceptions import ModelContractError
-from alscale.model.contract import ModelContract, check_probabilities, load_session
+from alscale.model.contract import ModelContract, check_probabilities, error_detail, load_session
 from alscale.rowwise import row_max, row_sum
 
 __all__ = ["BATCH_SIZE_CANDIDATES", "DEFAULT_BATCH_SIZE", "ModelOutputs", "ModelRunner", "check_committee", "choose_batch_size", "softmax"]
@@ -173,9 +173,9 @@ class ModelRunner:
             try:
                 results = session.run(fetch, {input_name: x})
             except Exception as exc:  # noqa: BLE001  (onnxruntime raises its own types: InvalidArgument, Fail, ...)
-                detail = " ".join(str(exc).split())[:300]
                 raise ModelContractError(
-                    f"Model {self.contracts[member].path!r} cannot score a batch of {x.shape[0]} rows x {x.shape[1]} features: {detail}"
+                    f"Model {self.contracts[member].path!r} cannot score a batch of {x.shape[0]} rows x {x.shape[1]} features: "
+                    f"{error_detail(exc, 300)}"
                 ) from None
             values = results[0]
             if logits:
