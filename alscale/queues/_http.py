@@ -18,12 +18,15 @@ import httpx
 
 from alscale.exceptions import ConfigError, QueueAuthError, QueueError, QueueUnavailableError
 
-__all__ = ["RETRY_STATUS", "backoff_delays", "check_number", "check_response", "check_url", "redact", "response_json",
+__all__ = ["NOT_PROCESSED_STATUS", "RETRY_STATUS", "backoff_delays", "check_number", "check_response", "check_url", "redact", "response_json",
            "secret_from_env", "send_with_retries"]
 
 logger = logging.getLogger("alscale.queues")
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+#: Of those, the answers that say the request was not processed (refused, or not passed on by a
+#: proxy); after a 500 or 504 the server may have done the work anyway.
+NOT_PROCESSED_STATUS = frozenset({429, 502, 503})
 
 
 def check_url(url: Any, *, what: str) -> str:

@@ -43,7 +43,7 @@ from typing import Any
 import httpx
 
 from alscale.exceptions import ConfigError, QueueError, QueueUnavailableError
-from alscale.queues._http import (backoff_delays, check_number, check_response, check_url, describe_failure, redact,
+from alscale.queues._http import (NOT_PROCESSED_STATUS, backoff_delays, check_number, check_response, check_url, describe_failure, redact,
                                   response_json, secret_from_env, send_with_retries)
 from alscale.queues.base import BatchView, PushResult, load_batch_for, normalize_data_columns, open_workspace, sent_here
 
@@ -457,7 +457,7 @@ class LabelStudioConnector:
             except httpx.TransportError as exc:
                 self._await_import(tasks, what, describe_failure(exc, self._secrets))
                 return
-            if response.status_code in (429, 502, 503):  # refused or not passed on: nothing was imported
+            if response.status_code in NOT_PROCESSED_STATUS:  # nothing was imported
                 last = f"HTTP {response.status_code}"
                 continue
             if response.status_code >= 500:
