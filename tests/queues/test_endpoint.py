@@ -16,6 +16,18 @@ from alscale.queues import HttpEndpointConnector, push
 SECRET = "s3cret-for-tests-only"
 
 
+class _QuietHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def _serve(handler: type[BaseHTTPRequestHandler], path: str = "") -> tuple[ThreadingHTTPServer, str]:
+    """A loopback server of ``handler`` in a background thread, and its URL (plus ``path``)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}{path}"
+
+
 class FlakyReceiver:
     """Answers 503 to the first ``fail_first`` requests, then stores each batch once per Idempotency-Key."""
 
@@ -25,7 +37,7 @@ class FlakyReceiver:
         self.stored: dict[str, dict] = {}
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(_QuietHandler):
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
@@ -44,12 +56,7 @@ class FlakyReceiver:
                 self.end_headers()
                 self.wfile.write(b"{}")
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/batches"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = _serve(Handler, "/batches")
 
     def close(self):
         self.server.shutdown()
@@ -177,7 +184,7 @@ class _HtmlServer:
     """Any web server that is not Label Studio: 200 and an HTML page for every request."""
 
     def __init__(self):
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(_QuietHandler):
             def do_GET(self):  # noqa: N802
                 body = b"<html><body>Welcome</body></html>"
                 self.send_response(200)
@@ -188,12 +195,7 @@ class _HtmlServer:
 
             do_POST = do_GET  # noqa: N815
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = _serve(Handler)
 
 
 def test_a_server_that_is_not_label_studio_gets_a_one_line_error(manifest, workspace, monkeypatch):
@@ -219,7 +221,7 @@ class _GarbledReceiver:
     """Answers 200 with 'Content-Encoding: gzip' on a body that is not gzip."""
 
     def __init__(self):
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(_QuietHandler):
             def do_POST(self):  # noqa: N802
                 self.rfile.read(int(self.headers["Content-Length"]))
                 self.send_response(200)
@@ -228,12 +230,7 @@ class _GarbledReceiver:
                 self.end_headers()
                 self.wfile.write(b"not gzip!")
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/batches"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = _serve(Handler, "/batches")
 
 
 def test_an_answer_that_cannot_be_decoded_is_one_error_and_records_nothing(manifest, workspace, monkeypatch):
