@@ -145,6 +145,7 @@ class SelectSettings:
             raise ConfigError("The 'pool' parameter is required: a Parquet file, directory or glob.")
         if not self.model:
             raise ConfigError("The 'model' parameter is required: an ONNX file (repeat it for a committee).")
+        _check_not_empty(self)
 
     def _normalize(self) -> None:
         """Accept what Python callers naturally pass (paths, one string or a list for the repeatable
@@ -185,6 +186,28 @@ _TUPLE_FIELDS = {"model", "exclude", "labeled", "features"}
 def _check_type(name: str, value: Any, types: type | tuple[type, ...], expected: str, got: Any = None) -> None:
     if not isinstance(value, types):
         raise ConfigError(f"The {name!r} setting must be {expected}. Got {value if got is None else got!r}.")
+
+
+#: What an optional setting means when it is left out, for the error about an empty value
+#: (an empty shell variable passed as ``--out "$OUT"`` must not quietly mean "write nothing").
+_LEFT_OUT = {
+    "out": "nothing written",
+    "address": "a private local Ray",
+    "probs_output": "detected",
+    "embedding_output": "detected",
+    "checkpoint_dir": "OUT.checkpoints",
+}
+
+
+def _check_not_empty(settings: SelectSettings) -> None:
+    """Refuse empty strings where a path, an address or a name is expected."""
+    for name, default in _LEFT_OUT.items():
+        if getattr(settings, name) == "":
+            raise ConfigError(f"The {name!r} parameter must not be empty. Got ''; leave it out for the default ({default}).")
+    for name in ("model", "exclude", "labeled", "features"):
+        values = getattr(settings, name) or ()
+        if any(v == "" for v in values):
+            raise ConfigError(f"The {name!r} parameter must not hold an empty string. Got {list(values)!r}.")
 
 
 def _check_int(name: str, value: Any, minimum: int, or_text: str = "") -> None:

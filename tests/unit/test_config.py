@@ -75,3 +75,20 @@ def test_flags_add_strategy_params_to_the_files_and_leave_progress_alone(tmp_pat
     assert make_settings(cfg, progress=_progress_default(str(cfg))).progress is False
     cfg.write_text('pool = "p"\nmodel = "m.onnx"\n')
     assert make_settings(cfg, progress=_progress_default(str(cfg))).progress is True
+
+
+@pytest.mark.parametrize(
+    "name,value,message",
+    [
+        ("out", "", "The 'out' parameter must not be empty. Got ''; leave it out for the default (nothing written)."),
+        ("address", "", "The 'address' parameter must not be empty. Got ''; leave it out for the default (a private local Ray)."),
+        ("checkpoint_dir", "", "The 'checkpoint_dir' parameter must not be empty."),
+        ("exclude", ["ids.txt", ""], "The 'exclude' parameter must not hold an empty string."),
+        ("features", [""], "The 'features' parameter must not hold an empty string. Got ['']."),
+    ],
+)
+def test_an_empty_string_is_refused_not_taken_for_the_default(tmp_path, name, value, message):
+    # an empty shell variable (--out "$OUT") must not quietly mean "write nothing" or "run locally"
+    with pytest.raises(ConfigError) as err:
+        make_settings(pool=str(tmp_path / "pool"), model=str(tmp_path / "m.onnx"), **{name: value})
+    assert message in str(err.value)
