@@ -12,10 +12,10 @@ __all__ = ["command"]
 
 @click.command("demo")
 @click.option("--dir", "workdir", default="alscale-demo", show_default=True, help="Folder for the generated pool, model and batch.")
-@click.option("--rows", type=int, default=200_000, show_default=True, help="Rows in the generated pool.")
+@click.option("--rows", type=click.IntRange(min=1), default=200_000, show_default=True, help="Rows in the generated pool.")
 @click.option("--strategy", default="margin", show_default=True, help="Selection strategy.")
-@click.option("--k", type=int, default=100, show_default=True, help="Batch size to select.")
-@click.option("--actors", type=int, default=None, help="Shard actors. [default: one per CPU]")
+@click.option("--k", type=click.IntRange(min=1), default=100, show_default=True, help="Batch size to select.")
+@click.option("--actors", type=click.IntRange(min=1), default=None, help="Shard actors. [default: one per CPU]")
 def command(workdir, rows, strategy, k, actors):
     """Run alscale end to end on a generated pool and a small trained model.
 
@@ -26,7 +26,9 @@ def command(workdir, rows, strategy, k, actors):
     """
     import alscale
     from alscale.datasets import make_model, make_pool
+    from alscale.strategies import get_strategy
 
+    get_strategy(strategy)  # an unknown name fails before minutes of generating
     work = Path(workdir)
     pool_dir, model_path, out = work / "pool", work / "model.onnx", work / "batch"
     if not pool_dir.exists() or sum(1 for _ in pool_dir.glob("*.parquet")) == 0 or _rows(pool_dir) != rows:

@@ -221,6 +221,20 @@ def test_demo_console_script(tmp_path):
     assert pq.read_table(tmp_path / "demo" / "batch" / "batch.parquet").num_rows == 15
 
 
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--rows", "0"], "Invalid value for '--rows': 0 is not in the range x>=1."),
+        (["--k", "0"], "Invalid value for '--k': 0 is not in the range x>=1."),
+        (["--actors", "0"], "Invalid value for '--actors': 0 is not in the range x>=1."),
+        (["--strategy", "margn"], "Unknown strategy 'margn'"),
+    ],
+)
+def test_demo_refuses_bad_input_before_generating_anything(tmp_path, args, message):
+    demo_dir = tmp_path / "demo"
+    assert_clean_failure(run("demo", "--dir", demo_dir, *args), demo_dir, message)
+
+
 @pytest.mark.slow
 def test_more_actors_than_cores_on_a_private_ray(tmp_path, pool, model_path):
     """A private local Ray gets a CPU per actor asked for (it used to wait forever), and prints nothing on success."""
