@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from typing import Any
 
 from alscale.exceptions import ConfigError
 
-__all__ = ["SelectSettings", "load_config_file", "make_settings", "read_settings_file"]
+__all__ = ["SelectSettings", "check_int", "load_config_file", "make_settings", "read_settings_file"]
 
 ON_INVALID = ("error", "skip")
 
@@ -132,13 +133,13 @@ class SelectSettings:
                     _check_type(name, item, str, "a list of strings", got=list(value))
         if not isinstance(self.strategy_params, Mapping):
             raise ConfigError(f"The 'strategy_params' setting must be a table. Got {type(self.strategy_params).__name__}.")
-        _check_int("k", self.k, 1)
+        check_int("k", self.k, 1)
         if self.batch_size != "auto":
-            _check_int("batch_size", self.batch_size, 1, or_text="'auto' or ")
-        _check_int("threads", self.threads, 1)
-        _check_int("seed", self.seed, 0)
+            check_int("batch_size", self.batch_size, 1, or_text="'auto' or ")
+        check_int("threads", self.threads, 1)
+        check_int("seed", self.seed, 0)
         if self.actors is not None:
-            _check_int("actors", self.actors, 1)
+            check_int("actors", self.actors, 1)
         if self.on_invalid not in ON_INVALID:
             raise ConfigError(f"The 'on_invalid' parameter must be one of {list(ON_INVALID)}. Got {self.on_invalid!r} instead.")
         if not self.pool:
@@ -210,9 +211,11 @@ def _check_not_empty(settings: SelectSettings) -> None:
             raise ConfigError(f"The {name!r} parameter must not hold an empty string. Got {list(values)!r}.")
 
 
-def _check_int(name: str, value: Any, minimum: int, or_text: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+def check_int(name: str, value: Any, minimum: int, or_text: str = "") -> int:
+    """``value`` as an int, or a :class:`ConfigError` that names the setting and what it got."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ConfigError(f"The {name!r} parameter must be {or_text}an int >= {minimum}. Got {value!r} instead.")
+    return int(value)
 
 
 def read_settings_file(path: str | os.PathLike, what: str = "config file") -> dict[str, Any]:

@@ -38,7 +38,7 @@ def resolve_size(size, n_pool: int, *, name: str) -> int:
     ConfigError
         If the size is negative, not a number, or larger than the pool.
     """
-    if isinstance(size, bool) or not isinstance(size, (int, float, np.integer, np.floating)):
+    if isinstance(size, bool) or not isinstance(size, (int, float, np.integer, np.floating)) or not np.isfinite(size):
         raise ConfigError(f"The {name!r} setting must be a row count or a fraction in (0, 1). Got {size!r} instead.")
     if isinstance(size, (float, np.floating)) and 0 < size < 1:
         count = int(round(float(size) * n_pool))

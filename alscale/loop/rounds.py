@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from alscale.config import check_int
 from alscale.exceptions import ConfigError, LabelError, WorkspaceError
 from alscale.loop import _pool
 from alscale.loop._io import atomic_write_bytes, atomic_write_json, atomic_write_parquet, read_json
@@ -233,6 +234,9 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
     WorkspaceError, LabelError, ModelContractError, ConfigError
         With nothing of the round recorded as complete.
     """
+    for name, value, minimum in (("k", k, 1), ("seed", seed, 0), ("actors", actors, 1)):
+        if value is not None:
+            check_int(name, value, minimum)  # before the round's folder exists, or its model is trained
     ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
     s = ws.settings
     number = _next_round(ws)

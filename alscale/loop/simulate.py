@@ -32,6 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
+from alscale.config import check_int
 from alscale.exceptions import ConfigError, PoolSchemaError
 from alscale.loop import _pool
 from alscale.loop._io import atomic_write_bytes, atomic_write_json
@@ -72,12 +73,6 @@ def labels_needed(labels: np.ndarray, values: np.ndarray, goal: float, *, higher
     hit = values >= goal if higher_is_better else values <= goal
     idx = np.flatnonzero(hit)
     return int(np.asarray(labels)[idx[0]]) if len(idx) else None
-
-
-def _check_int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(f"The {name!r} parameter must be an int >= {low}. Got {value!r} instead.")
-    return int(value)
 
 
 def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str] = ("random", "margin", "entropy"),
@@ -133,9 +128,9 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ConfigError("The 'seeds' parameter must list at least one seed. Got none.")
-    initial_size = _check_int("initial_size", initial_size, 2)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    budget = _check_int("budget", budget, initial_size)
+    initial_size = check_int("initial_size", initial_size, 2)
+    batch_size = check_int("batch_size", batch_size, 1)
+    budget = check_int("budget", budget, initial_size)
     if metric not in METRICS:
         raise ConfigError(f"The metric must be one of {list(METRICS)}. Got {metric!r} instead.")
 

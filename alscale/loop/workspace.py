@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import math
+import numbers
 import os
 import pathlib
 from collections.abc import Iterable, Sequence
@@ -71,6 +73,7 @@ DEFAULT_SETTINGS = {
 
 def _check_loop_settings(settings: dict) -> None:
     """Refuse, before a workspace is written, settings the first rounds would fail on."""
+    from alscale.config import check_int
     from alscale.exceptions import ConfigError
     from alscale.loop.metrics import METRICS
     from alscale.loop.seedset import INITIAL_METHODS
@@ -87,6 +90,16 @@ def _check_loop_settings(settings: dict) -> None:
     if settings["metric"] not in METRICS:
         raise ConfigError(f"The metric must be one of {list(METRICS)}. Got {settings['metric']!r} instead.")
     get_strategy(settings["strategy"])  # an unknown name: StrategyError with the close match
+    # rounds select with seed + round number, which the engine requires to be >= 0
+    for name, minimum in (("batch_size", 1), ("initial_size", 1), ("seed", 0), ("eval_seed", 0), ("patience", 1)):
+        check_int(name, settings[name], minimum)
+    if settings["budget"] is not None:
+        check_int("budget", settings["budget"], 1)
+    target = settings["target"]
+    if target is not None:
+        high = math.inf if settings["metric"] == "log_loss" else 1.0  # accuracy, macro F1 and ECE lie in [0, 1]
+        if isinstance(target, bool) or not isinstance(target, numbers.Real) or not (math.isfinite(target) and 0 <= target <= high):
+            raise ConfigError(f"The target of metric {settings['metric']!r} must be a number in [0, {high:g}]. Got {target!r} instead.")
 
 
 def _now() -> str:
@@ -227,6 +240,8 @@ class Workspace:
             col = dataset.to_table(columns=[label_column]).column(label_column)
             classes = sorted({v for v in col.to_pylist() if v is not None}, key=lambda v: (str(type(v)), v))
         classes = None if classes is None else [c.item() if isinstance(c, np.generic) else c for c in classes]
+        if classes is not None and not classes:
+            raise ConfigError("Expected at least one class name. Got an empty list; leave the classes out to accept any label.")
         if classes is not None and len({str(c) for c in classes}) != len(classes):
             raise ConfigError(f"Expected distinct class names. Got {classes}.")
 

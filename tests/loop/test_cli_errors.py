@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from click.testing import CliRunner
 
 from alscale.cli import main
@@ -134,8 +135,43 @@ def test_unusable_output_paths_exit_2_with_one_line(tmp_path, blob_pool):
     code, out = _run("init", a_file, "--pool", blob_pool, "--eval-size", 10)
     assert code == 2 and _one_line_error(out) and "a-file" in out and "Not a directory" in out
     ws = Workspace.create(tmp_path / "ws", pool=blob_pool, settings={"eval_size": 10})
-    code, out = _run("status", ws.path, "--plot", a_dir)
-    assert code == 2 and _one_line_error(out.splitlines()[-1]) and f"Cannot use '{a_dir}': Is a directory." in out
+    result = CliRunner().invoke(main, ["status", str(ws.path), "--plot", str(a_dir)])  # the table goes to stdout first
+    assert result.exit_code == 2 and _one_line_error(result.stderr) and f"Cannot use '{a_dir}': Is a directory." in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-dir", "a-file", "pool.parquet", "ws"]  # no temp file left
     code, out = _run("simulate", "--dataset", "digits", "--out", a_file, "--strategies", "random", "--seeds", 0)
     assert code == 2 and _one_line_error(out) and f"Cannot use '{a_file}'" in out
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--initial", 0], "The 'initial_size' parameter must be an int >= 1. Got 0 instead."),
+        (["--batch", 0], "The 'batch_size' parameter must be an int >= 1. Got 0 instead."),
+        (["--budget", 0], "The 'budget' parameter must be an int >= 1. Got 0 instead."),
+        (["--seed", -3], "The 'seed' parameter must be an int >= 0. Got -3 instead."),  # rounds would select with seed -2, -1, ...
+        (["--target", 2], "The target of metric 'accuracy' must be a number in [0, 1]. Got 2.0 instead."),
+        (["--metric", "log_loss", "--target", "nan"], "The target of metric 'log_loss' must be a number in [0, inf]. Got nan instead."),
+        (["--classes", " , "], "Expected at least one class name. Got an empty list"),
+        (["--eval-size", "nan"], "The 'evaluation set' setting must be a row count or a fraction in (0, 1). Got nan instead."),
+        (["--eval-size", "inf"], "The 'evaluation set' setting must be a row count or a fraction in (0, 1). Got inf instead."),
+    ],
+)
+def test_init_refuses_settings_the_rounds_would_fail_on(tmp_path, blob_pool, args, message):
+    code, out = _run("init", tmp_path / "ws", "--pool", blob_pool, "--eval-size", 50, *args)
+    assert code == 2 and _one_line_error(out) and message in out, out
+    assert not (tmp_path / "ws" / CONFIG_NAME).exists()
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--k", 0], "The 'k' parameter must be an int >= 1. Got 0 instead."),  # used to fall back to the workspace's batch
+        (["--seed", -1], "The 'seed' parameter must be an int >= 0. Got -1 instead."),
+        (["--actors", 0], "The 'actors' parameter must be an int >= 1. Got 0 instead."),
+    ],
+)
+def test_round_refuses_bad_options_before_starting_the_round(tmp_path, blob_pool, args, message):
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, label_column="label", settings={"eval_size": 50})
+    code, out = _run("round", ws.path, *args)
+    assert code == 2 and _one_line_error(out) and message in out, out
+    assert not (ws.path / "rounds").exists() or not any((ws.path / "rounds").iterdir())
