@@ -9,12 +9,13 @@ The driver (:func:`kmeans_parallel`) keeps only candidates; every shard keeps it
 factors and each row's distance to the nearest candidate (:class:`GradientShard`).
 
 1. First candidate: the row with the smallest ``row_uniform(key, seed, 0)`` (rows with a
-   zero gradient only if every row has one).
+   zero gradient only if every row of every shard has one).
 2. Each round ``r``: every shard samples row ``i`` when
    ``row_uniform(key_i, seed, r) < min(1, l * d2_i / phi)`` (``phi`` = sum of ``d2`` over the
-   pool, ``l`` = oversampling x k); the driver broadcasts the new candidates and the shards
-   update ``d2`` and each row's nearest candidate.  Rows draw their own numbers from
-   ``(seed, round, id)``, so the candidates do not depend on the sharding.
+   rows that can be sampled: those with a nonzero gradient; ``l`` = oversampling x k); the
+   driver broadcasts the new candidates and the shards update ``d2`` and each row's nearest
+   candidate.  Rows draw their own numbers from ``(seed, round, id)``, so the candidates do
+   not depend on the sharding.
 3. Candidate weights = pool rows nearest to each candidate; weighted k-means++ (greedy, with
    local trials as in scikit-learn) on exact factored distances picks exactly k distinct rows.
 
@@ -179,23 +180,33 @@ class GradientShard:
         self._reset()
         self.z = None if sketch == "none" or len(self.keys) == 0 else sketch_factors(self.a, self.h, seed, sketch, sketch_dim)
 
-    def first(self, seed: int) -> tuple[float, int] | None:
-        """``(u, key)`` of this shard's first-center proposal, or None if the shard is empty."""
+    def first(self, seed: int) -> tuple[bool, float, int] | None:
+        """``(zero_only, u, key)`` of this shard's first-center proposal, or None if the shard is empty.
+
+        ``zero_only`` is True when every row here has a zero gradient, so that the smallest
+        proposal is a row with a nonzero gradient whenever any shard has one.
+        """
         if len(self.keys) == 0:
             return None
         pool = np.flatnonzero(self.sq > 0)
-        if len(pool) == 0:
+        zero_only = len(pool) == 0
+        if zero_only:
             pool = np.arange(len(self.keys))
         u = row_uniform(self.keys[pool], seed, 0)
         best = pool[np.lexsort((self.keys[pool], u))[0]]
-        return float(u[np.searchsorted(pool, best)]), int(self.keys[best])
+        return zero_only, float(u[np.searchsorted(pool, best)]), int(self.keys[best])
 
     def rows(self, keys: np.ndarray) -> dict[str, np.ndarray]:
         """Payload of the rows with the given keys that live here (factors, sketch, labels)."""
         return self._payload(np.flatnonzero(np.isin(self.keys, np.asarray(keys, dtype=np.uint64))))
 
     def update(self, centers: dict[str, np.ndarray], offset: int) -> float:
-        """Fold new candidates (global indices ``offset...``) into ``d2``; return ``sum(d2)``."""
+        """Fold new candidates (global indices ``offset...``) into ``d2``; return ``phi``.
+
+        ``phi`` is ``sum(d2)`` over the rows :meth:`sample` can draw.  Rows with a zero gradient
+        are never drawn, so their distances stay out of it: there they would only lower every
+        other row's chance of being drawn.
+        """
         n = len(self.keys)
         if n == 0:
             return 0.0
@@ -230,7 +241,7 @@ class GradientShard:
             self.chosen[pos] = True
             self.nearest[pos] = (where + offset).astype(np.int32)
         self.d2[self.chosen] = 0.0
-        return float(np.sum(self.d2, dtype=np.float64))
+        return float(np.sum(self.d2[self.sq > 0], dtype=np.float64))
 
     def sample(self, seed: int, round_: int, oversample: float, phi: float) -> dict[str, np.ndarray]:
         """Rows drawn this round: ``row_uniform(key, seed, round) < oversample * d2 / phi``."""
@@ -430,7 +441,7 @@ def kmeans_parallel(
         raise PoolExhaustedError(total, k)
     group.map("prepare", seed, sketch, sketch_dim)
     proposals = [p for p in group.map("first", seed) if p is not None]
-    _, first_key = min(proposals)
+    first_key = min(proposals)[-1]  # a zero-gradient row only if no shard has another
     cands = concat_rows(group.map("rows", np.array([first_key], dtype=np.uint64)))
     center_cols = ("key", "z") if sketch != "none" else ("key", "a", "h")
     phi = float(sum(group.map("update", {c: cands[c] for c in center_cols}, 0)))

@@ -138,13 +138,36 @@ def test_exactly_k_distinct_selectable_nonzero_rows():
     assert sel["score"].dtype == np.float64 and (sel["score"] > 0).all()
 
 
-def test_fills_to_k_when_few_distinct_gradients():
+@pytest.mark.parametrize("params", [{}, {"sketch": "none"}])
+def test_fills_to_k_when_few_distinct_gradients(params):
+    """95 rows at the origin and 5 others, k=10: the 5 first, then the zero rows with the smallest fill draws.
+
+    The first shard holds only zero rows (for 2 and 3 shards), and they dominate the pool's cost.
+    """
+    from alscale.reduce.kmeans_parallel import _FILL_STREAM
+    from alscale.rowrandom import row_uniform
+
     probs, emb = _pool(100, 3, 4, seed=5)
-    probs[:95] = np.eye(3, dtype=np.float32)[0]  # 95 identical rows at the origin
-    group, ids = _group(probs, emb, 2)
-    sel = select_badge(group, 10, 0)
-    assert len(np.unique(sel["id"])) == 10
-    assert sel.info["filled"] >= 4
+    probs[:95] = np.eye(3, dtype=np.float32)[0]  # 95 rows with a zero gradient
+    a = probs - np.eye(3, dtype=np.float32)[probs.argmax(1)]  # the gradient is a (outer) emb
+    informative = np.flatnonzero((a * a).sum(1) * (emb * emb).sum(1) > 0)
+    assert informative.tolist() == [95, 96, 97, 98, 99]
+    results = []
+    for shards in (1, 2, 3):
+        group, ids = _group(probs, emb, shards)
+        sel = select_badge(group, 10, 0, params)
+        # reference: every informative row, then the zero rows with the smallest (fill draw, key)
+        zero_keys = id_keys(ids[:95])
+        fill = ids[:95][np.lexsort((zero_keys, row_uniform(zero_keys, 0, _FILL_STREAM)))[:5]]
+        assert sorted(sel["id"][:5].tolist()) == sorted(ids[informative].tolist()), f"{shards} shard(s)"
+        assert (sel["score"][:5] > 0).all()
+        np.testing.assert_array_equal(sel["id"][5:], fill)
+        np.testing.assert_array_equal(sel["score"][5:], 0.0)
+        assert sel.info["filled"] == 5
+        results.append(sel)
+    for other in results[1:]:  # the same batch for any shard count
+        np.testing.assert_array_equal(other["id"], results[0]["id"])
+        np.testing.assert_array_equal(other["score"], results[0]["score"])
 
 
 def test_float16_factors_and_errors():
