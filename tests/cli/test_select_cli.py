@@ -150,11 +150,19 @@ def test_config_values_of_the_wrong_type_change_nothing(tmp_path, pool, model_pa
         assert os.listdir(out) == ["keep.txt"]
 
 
-def test_output_under_a_file_fails_before_scoring(tmp_path, pool, model_path):
+def _pool_failing_in_the_scan(tmp_path):
+    """A pool whose fault only a scan of its rows finds: an error about it means scoring ran."""
+    X = tied_features(100)
+    X[3, 1] = np.nan
+    return write_pool(tmp_path / "nan-pool", X)
+
+
+def test_output_under_a_file_fails_before_scoring(tmp_path, model_path):
     (tmp_path / "afile").write_text("x")
+    pool = _pool_failing_in_the_scan(tmp_path)
     r = run("select", "--pool", pool, "--model", model_path, "--out", tmp_path / "afile" / "sub", "--quiet")
-    assert r.exit_code == 2 and "is a file, not a directory" in r.stderr
-    assert "checkpoint" not in r.stderr  # refused before any shard ran
+    assert r.exit_code == 2 and "is a file, not a directory" in r.stderr, r.stderr  # not the scan's NaN error
+    assert "NaN" not in r.stderr
     assert (tmp_path / "afile").read_text() == "x"
 
 
@@ -170,9 +178,11 @@ def test_force_never_replaces_a_folder_that_is_not_an_output(tmp_path, pool, mod
     assert r.exit_code == 0 and pq.read_table(empty / "batch.parquet").num_rows == 3
 
 
-def test_an_output_uri_is_refused_before_scoring(tmp_path, pool, model_path):
+def test_an_output_uri_is_refused_before_scoring(tmp_path, model_path):
+    pool = _pool_failing_in_the_scan(tmp_path)
     r = run("select", "--pool", pool, "--model", model_path, "--out", "s3://bucket/round-1", "--quiet")
-    assert r.exit_code == 2 and "Expected a local output directory. Got the URI 's3://bucket/round-1'" in r.stderr
+    assert r.exit_code == 2 and "Expected a local output directory. Got the URI 's3://bucket/round-1'" in r.stderr, r.stderr
+    assert "NaN" not in r.stderr
     assert not os.path.exists("s3:")
 
 

@@ -112,3 +112,12 @@ def test_a_corrupt_row_group_is_skipped_by_the_diversity_strategies_too(tmp_path
     assert m.data["counts"]["shards_skipped"] == 1 and bad.name in m.data["skipped_shards"][0]["pieces"][0]["path"]
     assert m.data["counts"]["rows_total"] == 2000
     assert len(m.ids) == 20 and not set(m.ids) & set(pq.read_table(clean / bad.name).column("id").to_pylist())  # the skipped shard's rows
+    # reference: an undisturbed run over the files that were read
+    rest = tmp_path / "rest"
+    rest.mkdir()
+    for f in sorted(clean.glob("*.parquet")):
+        if f.name != bad.name:
+            shutil.copy(f, rest / f.name)
+    reference = alscale.select(rest, model_path, strategy=strategy, k=20, actors=2, strategy_params=params)
+    assert m.ids == reference.ids
+    np.testing.assert_allclose(np.asarray(m.batch.column("score")), np.asarray(reference.batch.column("score")), rtol=1e-6)

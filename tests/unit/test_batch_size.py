@@ -12,7 +12,10 @@ from alscale.exceptions import ConfigError
 from alscale.model import ModelRunner, inspect_model
 from alscale.model.session import (
     BATCH_SIZE_CANDIDATES,
+    DEFAULT_BATCH_SIZE,
     MAX_AUTO_BATCH_BYTES,
+    PER_BATCH_OVERHEAD_S,
+    SWITCH_MARGIN,
     choose_batch_size,
 )
 
@@ -61,7 +64,7 @@ def test_runner_times_real_sizes_and_picks_from_them(model_path):
     assert size in BATCH_SIZE_CANDIDATES and size in seconds
     assert set(seconds) == set(BATCH_SIZE_CANDIDATES)
     assert all(s > 0 for s in seconds.values())
-    assert size == choose_batch_size(seconds)  # the pick follows from the timings it reports
+    assert size == _reference(seconds, PER_BATCH_OVERHEAD_S, DEFAULT_BATCH_SIZE, SWITCH_MARGIN)  # the pick follows from the timings it reports
 
 
 def test_runner_never_tries_a_feature_block_over_the_limit(model_factory):
@@ -84,7 +87,7 @@ def test_settings_take_auto_or_a_positive_int():
 def test_default_rule_on_measured_models(per_row_us, expected):
     """The module's overhead and margin keep narrow models at 2,048 and move wide ones down."""
     seconds = {b: us * 1e-6 * b for b, us in per_row_us.items()}
-    assert choose_batch_size(seconds) == expected
+    assert choose_batch_size(seconds) == expected == _reference(seconds, PER_BATCH_OVERHEAD_S, DEFAULT_BATCH_SIZE, SWITCH_MARGIN)
 
 
 @pytest.mark.parametrize(

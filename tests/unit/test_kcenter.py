@@ -70,6 +70,9 @@ def test_fewer_distinct_rows_than_k_still_gives_k_distinct_ids(shards):
     assert len(set(sel["id"].tolist())) == 6
     assert len({tuple(x[i]) for i in sel["id"][:3]}) == 3  # the three distinct vectors come first
     np.testing.assert_array_equal(sel["score"][3:], 0.0)
+    ids = np.arange(60)
+    rest = np.setdiff1d(ids, sel["id"][:3])
+    np.testing.assert_array_equal(sel["id"][3:], rest[np.argsort(id_keys(rest), kind="stable")][:3])  # the remaining rows in key order
     picks, gains, radius = greedy_kcenter(x, 60, np.empty((0, 4), np.float32))
     assert sorted(picks.tolist()) == list(range(60)) and radius == 0.0
 

@@ -232,11 +232,18 @@ def test_rle_hybrid_decodes_known_encodings(encoded, bit_width, n, expected):
     assert _rle_hybrid(padded, 0, len(padded), bit_width, n).tolist() == expected
 
 
-@pytest.mark.parametrize("encoded", [bytes([0x01]) + bytes(8), bytes([0x00, 0x00]), bytes([0x0A])])
-def test_rle_hybrid_refuses_empty_or_truncated_runs(encoded):
+@pytest.mark.parametrize(
+    ("encoded", "reason"),
+    [
+        (bytes([0x01]) + bytes(8), "bit-packed run"),  # zero groups of eight, then bytes that would decode
+        (bytes([0x00, 0x00]), "run"),  # a run of zero values
+        (bytes([0x0A]), "run"),  # a run of five whose value byte is missing
+    ],
+)
+def test_rle_hybrid_refuses_empty_or_truncated_runs(encoded, reason):
     from alscale.pool.pages import _rle_hybrid, _Unreadable
 
-    with pytest.raises((_Unreadable, IndexError)):
+    with pytest.raises(_Unreadable, match=f"^{reason}$"):  # refused by the run's own check, not by running out of bytes
         _rle_hybrid(encoded, 0, len(encoded), 1, 5)
 
 
