@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import click
 
+from alscale.loop.evalset import size_from_flag
 from alscale.loop.metrics import METRICS
 from alscale.loop.seedset import INITIAL_METHODS
 from alscale.loop.train import TRAINERS
@@ -51,8 +50,7 @@ def command(workspace, pool, id_column, label_column, classes, group_columns, mo
                 "strategy": strategy, "batch_size": batch_size, "trainer": trainer, "metric": metric, "target": target,
                 "budget": budget, "seed": seed, "eval_seed": seed}
     if eval_size is not None:
-        whole = math.isfinite(eval_size) and eval_size >= 1 and eval_size == int(eval_size)
-        settings["eval_size"] = int(eval_size) if whole else eval_size  # 1500.7, nan and inf are refused
+        settings["eval_size"] = size_from_flag(eval_size)
     class_list = None if classes is None else [c.strip() for c in classes.split(",") if c.strip()]
     ws = Workspace.create(workspace, pool=pool, model=model, id_column=id_column, label_column=label_column,
                           classes=class_list, group_columns=group_columns, settings=settings)

@@ -52,6 +52,7 @@ def command(pool, dataset, label_column, id_column, features, strategies, seeds,
     from pathlib import Path
 
     from alscale.exceptions import ConfigError
+    from alscale.loop.evalset import size_from_flag
     from alscale.loop.simulate import digits_pool, simulate
 
     if (pool is None) == (dataset is None):
@@ -62,9 +63,8 @@ def command(pool, dataset, label_column, id_column, features, strategies, seeds,
         fracs = [float(f) for f in fractions.split(",") if f.strip()]
     except ValueError:
         raise ConfigError(f"Expected comma-separated fractions for --fractions. Got {fractions!r}.") from None
-    size = int(eval_size) if eval_size >= 1 else eval_size
     summary = simulate(pool, out=out, label_column=label_column, strategies=[s.strip() for s in strategies.split(",") if s.strip()],
-                       seeds=_ints(seeds), initial_size=initial_size, batch_size=batch_size, budget=budget, eval_size=size,
+                       seeds=_ints(seeds), initial_size=initial_size, batch_size=batch_size, budget=budget, eval_size=size_from_flag(eval_size),
                        trainer=trainer, metric=metric, fractions=fracs, id_column=id_column, features=list(features) or None,
                        actors=actors, address=address)
     click.echo(f"full-data {metric}: {summary['full_metric']:.4f}  ({summary['wall_seconds']:.0f} s)")

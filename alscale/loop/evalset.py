@@ -13,12 +13,14 @@ Only the id column is read.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from alscale.exceptions import ConfigError
 from alscale.rowrandom import id_keys, row_uniform
 
-__all__ = ["EVAL_STREAM", "STOP_STREAM", "default_eval_size", "reserve_random", "resolve_size"]
+__all__ = ["EVAL_STREAM", "STOP_STREAM", "default_eval_size", "reserve_random", "resolve_size", "size_from_flag"]
 
 EVAL_STREAM = 0x65_76_61_6C  # "eval"
 STOP_STREAM = 0x73_74_6F_70  # "stop"
@@ -28,6 +30,12 @@ SEED_STREAM = 0x73_65_65_64  # "seed"
 def default_eval_size(n_pool: int) -> int:
     """Default evaluation-set size: a fifth of the pool, at most 1000 rows."""
     return int(min(1000, n_pool // 5))
+
+
+def size_from_flag(value: float) -> int | float:
+    """A size typed on the command line: a whole number >= 1 is a row count, anything else stays
+    as it is (a fraction, or a value :func:`resolve_size` refuses, such as 1500.7, nan or inf)."""
+    return int(value) if math.isfinite(value) and value >= 1 and value == int(value) else value
 
 
 def resolve_size(size, n_pool: int, *, name: str) -> int:

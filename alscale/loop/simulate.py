@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 import pathlib
 import shutil
 import time
@@ -125,9 +126,12 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
     strategies = list(dict.fromkeys(["random", *strategies]))
     for name in strategies:
         get_strategy(name)
-    seeds = [int(s) for s in seeds]
+    seeds = [check_int("seed", s, 0) for s in seeds]
     if not seeds:
         raise ConfigError("The 'seeds' parameter must list at least one seed. Got none.")
+    fractions = [float(f) for f in fractions]
+    if not all(math.isfinite(f) and f > 0 for f in fractions):
+        raise ConfigError(f"The 'fractions' parameter must hold numbers > 0 (of the full-data metric). Got {fractions}.")
     initial_size = check_int("initial_size", initial_size, 2)
     batch_size = check_int("batch_size", batch_size, 1)
     budget = check_int("budget", budget, initial_size)

@@ -175,3 +175,18 @@ def test_round_refuses_bad_options_before_starting_the_round(tmp_path, blob_pool
     code, out = _run("round", ws.path, *args)
     assert code == 2 and _one_line_error(out) and message in out, out
     assert not (ws.path / "rounds").exists() or not any((ws.path / "rounds").iterdir())
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--seeds=0,-1"], "The 'seed' parameter must be an int >= 0. Got -1 instead."),  # was sklearn's traceback
+        (["--fractions", "0.9,nan"], "The 'fractions' parameter must hold numbers > 0 (of the full-data metric). Got [0.9, nan]."),
+        (["--eval-size", "inf"], "The 'evaluation set' setting must be a row count or a fraction in (0, 1). Got inf instead."),
+        (["--eval-size", "150.5"], "The 'evaluation set' setting must be a row count >= 0 or a fraction in (0, 1). Got 150.5 instead."),
+    ],
+)
+def test_simulate_refuses_bad_numbers_with_one_line(tmp_path, blob_pool, args, message):
+    code, out = _run("simulate", "--pool", blob_pool, "--out", tmp_path / "sim", *args)
+    assert code == 2 and _one_line_error(out) and message in out, out
+    assert not (tmp_path / "sim" / "summary.json").exists()
