@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 from pathlib import Path
 
 
@@ -31,12 +30,21 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from alscale.bench import _finish, _scratch
+
+    with _scratch(prefix="alscale-bs-") as work:  # removed even when a run fails
+        results = _measure(args, work)
+    _finish(results, args.json)
+    print(f"results written to {args.json}")
+    return results
+
+
+def _measure(args: argparse.Namespace, work: Path) -> dict:
     import alscale
-    from alscale.bench import _finish, machine_info
+    from alscale.bench import machine_info
     from alscale.datasets import make_pool, random_mlp
     from alscale.engine.runtime import ray_session
 
-    work = Path(tempfile.mkdtemp(prefix="alscale-bs-"))
     pool = make_pool(work / "pool", args.rows, n_features=64, n_classes=10, files=4, row_group_size=131_072)
     results: dict = {"machine": machine_info(), "rows": args.rows, "runs": []}
     with ray_session(num_cpus=max(args.actors)):
@@ -58,8 +66,6 @@ def main(argv: list[str] | None = None) -> dict:
                 results["runs"].append(row)
                 print(f"MLP 64-{hidden}-10, {actors} actor(s): 2048 rows {fixed:,.0f} rows/s, auto {auto:,.0f} rows/s "
                       f"({auto / fixed:.2f}x), auto chose {sorted(set(chosen))}", flush=True)
-    _finish(results, args.json, work)
-    print(f"results written to {args.json}")
     return results
 
 

@@ -26,7 +26,7 @@ import time
 
 
 def _parse() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # the first sentence spans two lines
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--quality-rows", type=int, default=50_000)
     ap.add_argument("--classes", type=int, default=10)
@@ -237,7 +237,7 @@ def main() -> int:
         result["others"] = others(args)
     from alscale.bench import _finish
 
-    _finish(result, args.out, None)  # atomically, creating the folder
+    _finish(result, args.out)  # atomically, creating the folder
     ok = True
     if "quality" in result and "speed" in result:
         d_q = result["quality"]["configs"].get("default", {}).get("cost_ratio_median", 0)

@@ -125,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "driver_memory", "results": results, "ratio": ratio, "limit": args.limit, "ok": ok,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    from alscale.bench import _finish
+
+    _finish(report, args.out)  # atomically (a temp file, then a rename), creating the folder
     return 0 if ok else 1
 
 

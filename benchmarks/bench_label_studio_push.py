@@ -15,7 +15,6 @@ writes a JSON result.  The server is started from ``.labelstudio-venv`` (see
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -31,6 +30,7 @@ sys.path.insert(0, str(ROOT / "tests" / "queues"))
 
 from queue_support import LabelStudioServer, make_manifest, write_pool  # noqa: E402
 
+from alscale.bench import _finish  # noqa: E402
 from alscale.queues import LabelStudioConnector, load_batch  # noqa: E402
 
 
@@ -88,8 +88,7 @@ def main() -> int:
         "ratio_push_over_single": round(ratio, 3), "limit": args.limit, "passed": ratio <= args.limit,
         "python": platform.python_version(), "httpx": httpx.__version__,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    _finish(out, args.out)  # atomically (a temp file, then a rename), creating the folder
     print(f"single import: {args.n} tasks in {single:.2f}s ({args.n / single:,.0f} tasks/s)")
     print(f"alscale push : {args.n} tasks in {pushed:.2f}s ({args.n / pushed:,.0f} tasks/s), chunks of {args.chunk_size}")
     print(f"re-push (all already there): {repush:.2f}s")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 import time
 from multiprocessing import get_context
 from pathlib import Path
@@ -69,16 +68,25 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from alscale.bench import _finish, _scratch
+
+    with _scratch(prefix="alscale-rayoh-") as work:  # removed even when a run fails
+        results = _measure(args, work)
+    _finish(results, args.json)
+    print(f"results written to {args.json}")
+    return results
+
+
+def _measure(args: argparse.Namespace, work: Path) -> dict:
     import ray
 
-    from alscale.bench import _finish, machine_info, raw_onnxruntime_rate
+    from alscale.bench import machine_info, raw_onnxruntime_rate
     from alscale.config import SelectSettings
     from alscale.datasets import make_pool, random_mlp
     from alscale.engine.driver import prepare_run
     from alscale.engine.runtime import ray_session
     from alscale.pool.shards import plan_shards
 
-    work = Path(tempfile.mkdtemp(prefix="alscale-rayoh-"))
     model = str(random_mlp(work / "model.onnx", (64, 256, 10)))
     pool = make_pool(work / "pool", args.rows, n_features=64, n_classes=10, files=4, row_group_size=131_072)
     run = prepare_run(SelectSettings(pool=str(pool), model=(model,), strategy="entropy", k=1000, batch_size=BATCH))
@@ -140,7 +148,6 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"Ray actors / plain processes: scan {results['ray_over_plain_scan']:.2f}, raw {results['ray_over_plain_raw']:.2f}")
     print(f"scan / raw in {len(shards)} processes at once: {results['scan_over_concurrent_raw']:.2f}; "
           f"scan / ({len(shards)} x raw alone): {results['scan_over_workers_x_single_raw']:.2f}")
-    _finish(results, args.json, work)
     return results
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,15 +38,24 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", default="bench-results/read.json")
     args = parser.parse_args(argv)
 
+    from alscale.bench import _finish, _scratch
+
+    with _scratch(prefix="alscale-read-") as work:  # removed even when a measurement fails
+        results = _measure(args, work)
+    _finish(results, args.json)
+    print(f"results written to {args.json}")
+    return results
+
+
+def _measure(args: argparse.Namespace, work: Path) -> dict:
     import numpy as np
 
-    from alscale.bench import _finish, machine_info
+    from alscale.bench import machine_info
     from alscale.datasets import make_pool, random_mlp
     from alscale.model import ModelRunner, inspect_model
     from alscale.pool import detect_features, iter_shard, plan_shards, resolve_pool
     from alscale.strategies.uncertainty import entropy
 
-    work = Path(tempfile.mkdtemp(prefix="alscale-read-"))
     make_pool(work / "pool", args.rows, n_features=64, n_classes=10, files=4, row_group_size=131_072)
     pool = resolve_pool(str(work / "pool"))
     spec = detect_features(pool.schema, "id")
@@ -115,8 +123,6 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name:14s} {value * 1000:6.1f} ms per 1M rows")
     print(f"the scan reaches {results['scan_ratio_pages']:.3f} of the model alone with the page reader, "
           f"{results['scan_ratio_arrow']:.3f} with Arrow's decoder")
-    _finish(results, args.json, work)
-    print(f"results written to {args.json}")
     return results
 
 

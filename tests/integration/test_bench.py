@@ -7,13 +7,23 @@ the reported run is the median one, and the selection it timed is a real, comple
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner
 
-from alscale.bench import run_bench
+from alscale import bench as bench_module
+from alscale.bench import run_bench, run_strategy_bench
+from alscale.cli import main
 from alscale.model.session import BATCH_SIZE_CANDIDATES
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_local")]
@@ -61,3 +71,159 @@ def test_the_timed_selection_is_a_complete_manifest(bench):
     assert batch.num_rows == 50
     assert np.unique(batch.column("id").to_numpy()).size == 50
     assert not list(work.glob("*.checkpoints"))  # removed once the manifest was written
+
+
+# --- what the benchmarks do with bad input, failures and their own arithmetic (no timing) -------
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def temp_root(tmp_path, monkeypatch):
+    """Where tempfile makes its directories during the test, to see what is left behind."""
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rows", "0"], "The 'rows' parameter must be an int >= 1. Got 0 instead."),
+        (["--rows", "-5"], "The 'rows' parameter must be an int >= 1. Got -5 instead."),
+        (["--features", "0"], "The 'n_features' parameter must be an int >= 1. Got 0 instead."),
+        (["--hidden", "0"], "The 'hidden' parameter must be an int >= 1. Got 0 instead."),
+        (["--classes", "1"], "The 'n_classes' parameter must be an int >= 2. Got 1 instead."),
+        (["--actors", "0"], "The 'actors' parameter must be an int >= 1. Got 0 instead."),
+        (["--k", "0"], "The 'k' parameter must be an int >= 1. Got 0 instead."),
+        (["--k", "5000"], "Pool exhausted: 1000 available / 5000 requested"),
+        (["--batch-size", "0"], "The 'batch_size' parameter must be 'auto' or an int >= 1. Got 0 instead."),
+        (["--scaling", "0"], "The 'scaling' parameter must be an int >= 1. Got 0 instead."),
+        (["--strategy", "qbc-vote"], "needs a committee"),
+        (["--strategies", "--coreset-rows", "1000"], "The 'coreset_rows' parameter must be an int below 'rows' (1000)."),
+        (["--strategies", "--coreset-rows", "500", "--k", "10", "--cm-k", "2000"], "Pool exhausted: 1000 available / 2000 requested"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2_before_anything_is_generated(args, message, temp_root, tmp_path):
+    out = tmp_path / "results" / "engine.json"
+    r = CliRunner().invoke(main, ["bench", "--rows", "1000", *args, "--json", str(out)], catch_exceptions=False)
+    assert r.exit_code == 2, r.output
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("alscale: error: ") and message in lines[0], r.stderr
+    assert not any(temp_root.iterdir())  # no pool generated, nothing left behind
+    assert not out.parent.exists()
+
+
+@pytest.mark.parametrize("where", ["a directory", "under a file"])
+def test_an_unwritable_json_fails_before_measuring(where, temp_root, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path if where == "a directory" else tmp_path / "a-file" / "engine.json"
+    r = CliRunner().invoke(main, ["bench", "--rows", "1000", "--json", str(out)], catch_exceptions=False)
+    assert r.exit_code == 2 and r.stderr.startswith(f"alscale: error: Cannot write the results to {str(out)!r}"), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "generating pool" not in r.stderr
+    assert not any(temp_root.iterdir())
+
+
+def test_a_failed_run_removes_its_temporary_directory(temp_root, monkeypatch):
+    def fail(*_args, **_kwargs):
+        raise RuntimeError("the limit could not be measured")
+
+    monkeypatch.setattr(bench_module, "raw_onnxruntime_rate", fail)
+    with pytest.raises(RuntimeError, match="the limit"):
+        run_bench(rows=1000, n_features=4, hidden=8, n_classes=3, actors=(1,), k=10, echo=lambda _m: None)
+    monkeypatch.setattr(bench_module, "_exact_kmeanspp_seconds", fail)
+    with pytest.raises(RuntimeError, match="the limit"):
+        run_strategy_bench(rows=2000, k=10, cm_k=100, coreset_rows=1000, ref_k=2, echo=lambda _m: None)
+    assert not any(temp_root.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "target"),
+    [
+        ("bench_read", ["--rows", "2000", "--repeats", "1"], "alscale.pool.iter_shard"),
+        ("bench_batch_size", ["--rows", "2000", "--repeats", "1"], "alscale.engine.runtime.ray_session"),
+        ("bench_ray_overhead", ["--rows", "2000", "--repeats", "1"], "alscale.engine.driver.prepare_run"),
+    ],
+)
+def test_a_failed_script_removes_its_pool(script, args, target, temp_root, tmp_path, monkeypatch):
+    def fail(*_args, **_kwargs):
+        raise RuntimeError("failed after the pool was written")
+
+    monkeypatch.setattr(target, fail)
+    with pytest.raises(RuntimeError, match="after the pool"):
+        load_script(script).main([*args, "--json", str(tmp_path / "out.json")])
+    assert not any(temp_root.iterdir())
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_the_median_of_an_even_number_of_runs_is_the_lower_middle_one(monkeypatch):
+    rates = iter([1.0, 4.0, 1.0, 3.0, 2.0])  # the warm-up, then against a raw rate of 1 with 2 actors: ratios 2, 0.5, 1.5, 1
+
+    def pipeline(pool, model, actors, k, batch_size, strategy):
+        return {"actors": actors, "rows_per_s": next(rates), "batch_sizes": [2048] * actors,
+                "actor_busy_fraction": 1.0, "actor_peak_rss_mb": [100.0] * actors}
+
+    monkeypatch.setattr(bench_module, "_pipeline", pipeline)
+    monkeypatch.setattr(bench_module, "raw_onnxruntime_rate", lambda *a, **kw: {"rows_per_s": 1.0, "batch_size": 2048, "by_batch_size": {2048: 1.0}})
+    monkeypatch.setattr(bench_module, "raw_concurrent_rate", lambda *a, **kw: 2.0)
+    monkeypatch.setattr("alscale.engine.runtime.ray_session", lambda **kw: contextlib.nullcontext())
+    results = run_bench(rows=1000, n_features=4, hidden=8, n_classes=3, actors=(2,), k=10, repeats=4, echo=lambda _m: None)
+    (run,) = results["pipeline"]
+    assert run["ratios_of_all_runs"] == [2.0, 0.5, 1.5, 1.0]
+    assert run["ratio"] == 1.0  # not 1.5: of two middle runs, the better one is not reported
+
+
+def test_strategy_verdicts_divide_the_measured_seconds_not_rounded_ones(monkeypatch, tmp_path):
+    rows, coreset_rows, k, cm_k, actors = 2000, 1000, 10, 100, 2
+    seconds = {("entropy", k): 0.1, ("badge", k): 0.5, ("qbc-vote", k): 0.2, ("qbc-kl", k): 0.2, ("entropy", cm_k): 0.004,
+               ("cluster-margin", cm_k): 0.011, ("coreset", k): 0.3}
+    rss = {("badge", rows): 300.0, ("badge", coreset_rows): 250.0}
+
+    def select(pool, model, *, strategy, k, actors, **_kw):
+        n = int(Path(pool).name.split("-")[1])
+        return SimpleNamespace(data={"timings": {"score": seconds[strategy, k]}, "counts": {"rows_total": n},
+                                     "memory": {"actor_peak_rss_mb": [rss.get((strategy, n), 200.0)] * actors}})
+
+    monkeypatch.setattr("alscale.select", select)
+    monkeypatch.setattr("alscale.engine.runtime.ray_session", lambda **kw: contextlib.nullcontext())
+    monkeypatch.setattr(bench_module, "_pipeline", lambda *a, **kw: None)
+    monkeypatch.setattr(bench_module, "_exact_kmeanspp_seconds", lambda pool, model, k, ref_k: {"seconds_per_center": 2.5, "seconds_for_k": 25.0})
+    results = run_strategy_bench(rows=rows, k=k, cm_k=cm_k, coreset_rows=coreset_rows, ref_k=2, actors=actors,
+                                 workdir=str(tmp_path / "work"), echo=lambda _m: None)
+    v = results["verdicts"]
+    assert v["cluster_margin_over_entropy"] == pytest.approx(0.011 / 0.004)  # rounded to 0.01 s: 0.01 / 0.00
+    assert v["badge_speedup_vs_exact_kmeanspp"] == pytest.approx(25.0 / 0.5)
+    per_actor = (rows - coreset_rows) / actors
+    assert v["badge_actor_bytes_per_row"] == pytest.approx(50.0 * 2**20 / per_actor)
+    assert v["badge_actor_fixed_mb"] == pytest.approx(300.0 - 50.0 * (rows / actors) / per_actor)
+
+
+def test_driver_memory_results_are_written_atomically(tmp_path, monkeypatch):
+    written = []
+
+    def finish(results, out_json):
+        written.append(out_json)
+        return real_finish(results, out_json)
+
+    real_finish = bench_module._finish
+    monkeypatch.setattr(bench_module, "_finish", finish)
+    script = load_script("bench_driver_memory")
+    monkeypatch.setattr(script, "measure", lambda pool, model, out, k, actors: {"peak_rss_mib": 200.0, "rss_after_import_mib": 150.0, "seconds": 1.0})
+    out = tmp_path / "results" / "driver_memory.json"
+    assert script.main(["--rows", "1000", "2000", "--out", str(out)]) == 0
+    assert written == [str(out)] and json.loads(out.read_text())["ratio"] == 1.0
+    assert not list(out.parent.glob("*.tmp"))
+
+
+def test_bench_diversity_help_says_the_whole_first_sentence():
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "bench_diversity.py"), "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "core-set, QBC and Cluster-Margin timings" in " ".join(proc.stdout.split())
