@@ -9,8 +9,13 @@ from alscale.cli.options import BatchSize
 __all__ = ["command"]
 
 
+#: Options of the engine benchmark that the strategy benchmark does not take, and the other way round.
+_ENGINE_ONLY = ("n_features", "hidden", "n_classes", "batch_size", "strategy", "scaling", "repeats")
+_STRATEGY_ONLY = ("cm_k", "coreset_rows")
+
+
 @click.command("bench")
-@click.option("--rows", type=int, default=2_000_000, show_default=True, help="Rows in the generated pool.")
+@click.option("--rows", type=int, default=None, help="Rows in the generated pool. [default: 2,000,000; 1,000,000 with --strategies]")
 @click.option("--features", "n_features", type=int, default=64, show_default=True, help="float32 features per row.")
 @click.option("--hidden", type=int, default=256, show_default=True, help="Hidden units of the MLP (features-hidden-classes).")
 @click.option("--classes", "n_classes", type=int, default=10, show_default=True, help="Classes of the generated MLP.")
@@ -25,7 +30,8 @@ __all__ = ["command"]
 @click.option("--strategies", "strategies", is_flag=True, help="Benchmark the selection strategies end to end instead (badge, qbc, cluster-margin, coreset).")
 @click.option("--cm-k", type=int, default=100_000, show_default=True, help="With --strategies: batch size for Cluster-Margin vs entropy.")
 @click.option("--coreset-rows", type=int, default=200_000, show_default=True, help="With --strategies: pool size for the core-set timing.")
-def command(rows, n_features, hidden, n_classes, actors, k, batch_size, strategy, scaling, repeats, workdir, out_json, strategies, cm_k, coreset_rows):
+@click.pass_context
+def command(ctx, rows, n_features, hidden, n_classes, actors, k, batch_size, strategy, scaling, repeats, workdir, out_json, strategies, cm_k, coreset_rows):
     """Measure select throughput against raw ONNX Runtime on the same model.
 
     With --strategies: time badge, qbc-vote, qbc-kl, cluster-margin and coreset end to end
@@ -38,16 +44,24 @@ def command(rows, n_features, hidden, n_classes, actors, k, batch_size, strategy
     """
     from alscale.bench import run_bench, run_strategy_bench
 
+    from alscale.exceptions import ConfigError
+
     echo = lambda m: click.echo(m, err=True)  # noqa: E731
+    flags = {param.name: param.opts[0] for param in ctx.command.params}
+    only = _STRATEGY_ONLY if not strategies else _ENGINE_ONLY
+    given = [flags[name] for name in only if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
+    if given:
+        where = "to the engine benchmark (without --strategies)" if strategies else "with --strategies"
+        raise ConfigError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only {where}.")
     if strategies:
         out_json = out_json or "bench-results/strategies.json"
-        run_strategy_bench(rows=rows if rows != 2_000_000 else 1_000_000, k=k, cm_k=cm_k, coreset_rows=coreset_rows,
+        run_strategy_bench(rows=1_000_000 if rows is None else rows, k=k, cm_k=cm_k, coreset_rows=coreset_rows,
                            actors=max(actors) if actors else 2, workdir=workdir, out_json=out_json, echo=echo)
         click.echo(f"results written to {out_json}", err=True)
         return
     out_json = out_json or "bench-results/engine.json"
     run_bench(
-        rows=rows,
+        rows=2_000_000 if rows is None else rows,
         n_features=n_features,
         hidden=hidden,
         n_classes=n_classes,

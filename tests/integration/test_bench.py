@@ -108,6 +108,8 @@ def temp_root(tmp_path, monkeypatch):
         (["--batch-size", "0"], "The 'batch_size' parameter must be 'auto' or an int >= 1. Got 0 instead."),
         (["--scaling", "0"], "The 'scaling' parameter must be an int >= 1. Got 0 instead."),
         (["--strategy", "qbc-vote"], "needs a committee"),
+        (["--strategies", "--features", "8"], "--features applies only to the engine benchmark (without --strategies)."),
+        (["--cm-k", "5", "--coreset-rows", "10"], "--cm-k, --coreset-rows apply only with --strategies."),
         (["--strategies", "--coreset-rows", "1000"], "The 'coreset_rows' parameter must be an int below 'rows' (1000)."),
         (["--strategies", "--coreset-rows", "500", "--k", "10", "--cm-k", "2000"], "Pool exhausted: 1000 available / 2000 requested"),
     ],
@@ -120,6 +122,19 @@ def test_bad_input_is_one_line_and_exit_2_before_anything_is_generated(args, mes
     assert len(lines) == 1 and lines[0].startswith("alscale: error: ") and message in lines[0], r.stderr
     assert not any(temp_root.iterdir())  # no pool generated, nothing left behind
     assert not out.parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "which", "rows"),
+    [([], "run_bench", 2_000_000), (["--strategies"], "run_strategy_bench", 1_000_000),
+     (["--strategies", "--rows", "2000000"], "run_strategy_bench", 2_000_000)],  # 2M asked for used to run 1M
+)
+def test_rows_default_to_each_benchmark_own_size_and_an_explicit_size_is_kept(args, which, rows, monkeypatch, tmp_path):
+    seen = {}
+    monkeypatch.setattr(bench_module, which, lambda **kw: seen.update(kw))
+    r = CliRunner().invoke(main, ["bench", *args, "--json", str(tmp_path / "r.json")], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert seen["rows"] == rows
 
 
 @pytest.mark.parametrize("where", ["a directory", "under a file"])
