@@ -201,8 +201,9 @@ class FileConnector:
         else:
             data = {"jsonl": _jsonl, "csv": _csv, "parquet": _parquet}[self.format](batch)
         target = self.target(batch.run_id)
-        if _holds(target, data):
-            pass  # a retry of the same batch: the file the tool may be reading is left as it is
+        pushed, existing = tuple(batch.ids), ()
+        if _holds(target, data):  # a retry of the same batch: the file the tool may be reading is left as it is
+            pushed, existing = existing, pushed
         elif self.overwrite or not target.is_file():
             target = atomic_write(target, data)
         else:
@@ -212,7 +213,7 @@ class FileConnector:
             raise OutputError(f"{str(target)!r} holds a different export already; expected a new file: {ways}.")
         if ws is not None:
             ws.add_pending(batch.ids, batch_run_id=batch.run_id, queue=self.name)
-        return PushResult(queue=self.name, run_id=batch.run_id, pushed=tuple(batch.ids), seconds=time.perf_counter() - start,
+        return PushResult(queue=self.name, run_id=batch.run_id, pushed=pushed, existing=existing, seconds=time.perf_counter() - start,
                           details={"path": str(target), "format": self.format})
 
     def pull(self, *, workspace: Any = None) -> list[dict]:

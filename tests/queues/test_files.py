@@ -142,11 +142,14 @@ def test_a_file_holding_another_export_is_not_overwritten(tmp_path, pool, manife
     from .queue_support import make_manifest
 
     target = tmp_path / "next.jsonl"
-    push(manifest, {"kind": "file", "path": str(target), "data_columns": ["text"]}, workspace=workspace)
+    sent = push(manifest, {"kind": "file", "path": str(target), "data_columns": ["text"]}, workspace=workspace)
     first, inode = target.read_bytes(), target.stat().st_ino
-    # the same batch again (a retry): allowed, and the file is not written again
-    push(manifest, {"kind": "file", "path": str(target), "data_columns": ["text"]}, workspace=workspace)
+    # the same batch again (a retry): allowed, the file is not written again, and it says so
+    again = push(manifest, {"kind": "file", "path": str(target), "data_columns": ["text"]}, workspace=workspace)
     assert target.read_bytes() == first and target.stat().st_ino == inode
+    batch_ids = pq.read_table(pool, columns=["id"]).column("id").to_pylist()[:30]  # the manifest fixture's ids, in rank order
+    assert (list(sent.pushed), sent.existing) == (batch_ids, ())
+    assert (again.pushed, list(again.existing)) == ((), batch_ids)
     ids = pq.read_table(pool, columns=["id"]).column("id").to_pylist()[100:110]
     second = make_manifest(tmp_path / "batch-2", pool, ids, run_id="run-0002")
     with pytest.raises(OutputError, match="holds a different export already"):
