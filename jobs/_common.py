@@ -6,14 +6,23 @@ own folder (``jobs/`` is first on ``sys.path``).
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 EXIT_OK, EXIT_FAILED, EXIT_ALSCALE_ERROR = 0, 1, 2
 
 log = logging.getLogger("alscale.jobs")
+
+
+class JobArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are bad input like any other: one line on stderr, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ALSCALE_ERROR, f"alscale: error: {message} (see {self.prog} --help)\n")
 
 
 def connect_ray(address: str | None = None) -> None:

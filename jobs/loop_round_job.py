@@ -9,7 +9,8 @@ rules and selects the next batch on the cluster the job was submitted to::
         -- python jobs/loop_round_job.py --workspace /mnt/alscale/ws
 
 A round interrupted anywhere is finished by submitting the job again.  Exit status: 0 on
-success, 2 for an alscale error, 1 for anything else; the reason is one line on stderr.  On
+success, 2 for bad input (workspace, labels, model, flags...), 1 for anything else (the cluster
+lost an actor or node for good: a retry may succeed); the reason is one line on stderr.  On
 success the round record is printed as one JSON line.
 """
 
@@ -19,13 +20,13 @@ import argparse
 import json
 import sys
 
-from _common import connect_ray, run_job
+from _common import JobArgumentParser, connect_ray, run_job
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the job's command line."""
-    parser = argparse.ArgumentParser(prog="loop_round_job.py",
-                                     description="Run the next round of an alscale workspace on this Ray cluster.")
+    parser = JobArgumentParser(prog="loop_round_job.py",
+                               description="Run the next round of an alscale workspace on this Ray cluster.")
     parser.add_argument("--workspace", required=True, help="workspace folder (created by `alscale init`)")
     parser.add_argument("--model", help="bring-your-own ONNX model for this round")
     parser.add_argument("--strategy", help="override the workspace's strategy")

@@ -10,7 +10,9 @@ or run it in a KubeRay RayJob (``k8s/rayjob.yaml``).  The config file has the fo
 ``alscale select --config``; flags given here override it.  The manifest goes to the
 configured ``out``: a local path, or any URI pyarrow opens (``s3://``, ``gs://``, ``hdfs://``,
 ``file://``), written first to a local temporary folder and then copied in under a staging
-name and renamed, so a reader never sees half a manifest where the filesystem can rename.
+name and renamed, so a reader never sees half a manifest.  Where the filesystem renames no
+folders (S3, GCS), the files are copied in one by one, ``manifest.json`` last.  ``--force``
+replaces an earlier manifest there, never a file or a folder of other files.
 
 Exit status: 0 on success, 2 for bad input (config, pool, model, output...), 1 for anything
 else (the cluster lost an actor or node for good: a retry may succeed); the reason is one line
@@ -22,17 +24,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import posixpath
 import sys
 import tempfile
 import uuid
 from typing import Any
 
-from _common import connect_ray, run_job
+from _common import JobArgumentParser, connect_ray, run_job
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the job's command line (the config file and a few overrides)."""
-    parser = argparse.ArgumentParser(
+    parser = JobArgumentParser(
         prog="select_job.py",
         description="Run one alscale selection on the Ray cluster this job was submitted to.",
     )
@@ -63,24 +66,81 @@ def is_remote(location: str) -> bool:
     return "://" in location
 
 
+def _filesystem(uri: str):
+    """(filesystem, path) of a URI, the path without a trailing slash."""
+    from pyarrow import fs as pafs
+
+    filesystem, path = pafs.FileSystem.from_uri(uri)
+    return filesystem, path.rstrip("/")
+
+
 def _open_destination(uri: str, *, force: bool):
-    """(filesystem, path) of an output URI that may be written; OutputError if it may not."""
+    """(filesystem, path) of an output URI that may be written; OutputError if it may not.
+
+    As for a local output, ``force`` replaces an earlier manifest (or an empty folder, or the
+    ``batch.parquet`` of a copy cut short), never a file or a folder of other files.
+    """
     from pyarrow import fs as pafs
 
     from alscale.exceptions import OutputError
+    from alscale.manifest import BATCH_FILE, MANIFEST_FILE
 
     try:
-        filesystem, path = pafs.FileSystem.from_uri(uri)
-        exists = filesystem.get_file_info(path.rstrip("/")).type != pafs.FileType.NotFound
+        filesystem, path = _filesystem(uri)
+        kind = filesystem.get_file_info(path).type
+        names = set()
+        if force and kind == pafs.FileType.Directory:
+            names = {posixpath.basename(info.path) for info in filesystem.get_file_info(pafs.FileSelector(path))}
     except (ValueError, OSError) as exc:
         raise OutputError(f"Cannot open output location {uri!r}: {exc}".splitlines()[0]) from None
-    if exists and not force:
+    if kind == pafs.FileType.NotFound:
+        return filesystem, path
+    if not force:
         raise OutputError(f"Output {uri!r} exists already; pass --force to replace it.")
-    return filesystem, path.rstrip("/")
+    if kind != pafs.FileType.Directory:
+        raise OutputError(f"Output {uri!r} exists and is not a directory.")
+    if MANIFEST_FILE not in names and names - {BATCH_FILE}:
+        raise OutputError(f"Output {uri!r} holds files but no {MANIFEST_FILE}: expected an earlier output to replace, "
+                          "or a new or empty directory. Got a directory of other files; nothing was removed.")
+    return filesystem, path
+
+
+def _copy_manifest_last(filesystem, staging: str, path: str) -> None:
+    """Copy the files of ``staging`` into ``path`` one by one, ``manifest.json`` last.
+
+    For filesystems that rename no folders (S3, GCS): a reader that finds ``manifest.json``
+    finds the whole batch beside it.
+    """
+    from pyarrow import fs as pafs
+
+    from alscale.manifest import MANIFEST_FILE
+
+    files = [info.path for info in filesystem.get_file_info(pafs.FileSelector(staging, recursive=True))
+             if info.type == pafs.FileType.File]
+    files.sort(key=lambda name: posixpath.basename(name) == MANIFEST_FILE)  # stable: the manifest goes last
+    for source in files:
+        target = path + source[len(staging):]
+        filesystem.create_dir(posixpath.dirname(target), recursive=True)
+        filesystem.copy_file(source, target)
+
+
+def _remove_dir(filesystem, path: str) -> None:
+    """Delete the folder ``path`` if it is there; a failure here must not hide the error being reported."""
+    from pyarrow import fs as pafs
+
+    try:
+        if filesystem.get_file_info(path).type != pafs.FileType.NotFound:
+            filesystem.delete_dir(path)
+    except OSError:
+        pass
 
 
 def publish(local_dir: str, uri: str, *, force: bool) -> None:
     """Copy a finished manifest folder to ``uri``: staged beside it, then renamed into place.
+
+    Where the filesystem renames no folders (S3, GCS), the staged files are copied in one by
+    one, ``manifest.json`` last.  A failure leaves nothing at ``uri`` (an earlier output that
+    ``force`` replaces is gone by then), so the job can be submitted again.
 
     Parameters
     ----------
@@ -89,7 +149,7 @@ def publish(local_dir: str, uri: str, *, force: bool) -> None:
     uri : str
         Destination, any URI pyarrow opens.
     force : bool
-        Replace an existing destination.
+        Replace an earlier manifest at the destination.
     """
     from pyarrow import fs as pafs
 
@@ -97,25 +157,26 @@ def publish(local_dir: str, uri: str, *, force: bool) -> None:
 
     filesystem, path = _open_destination(uri, force=force)
     staging = f"{path}.partial-{uuid.uuid4().hex[:12]}"
+    writing = False  # True once the destination itself is being replaced or written
     try:
         filesystem.create_dir(staging, recursive=True)
         pafs.copy_files(local_dir, staging, source_filesystem=pafs.LocalFileSystem(),
                         destination_filesystem=filesystem)
+        writing = True
         if filesystem.get_file_info(path).type != pafs.FileType.NotFound:
             filesystem.delete_dir(path)
         try:
             filesystem.move(staging, path)  # a rename where the filesystem has one
         except (OSError, NotImplementedError):
-            pafs.copy_files(staging, path, source_filesystem=filesystem, destination_filesystem=filesystem)
-            filesystem.delete_dir(staging)
-    except OSError as exc:
-        raise OutputError(f"Cannot write the manifest to {uri!r}: {exc}".splitlines()[0]) from None
+            _copy_manifest_last(filesystem, staging, path)
+    except BaseException as exc:
+        if writing:  # no half-copied manifest left behind to block the next attempt
+            _remove_dir(filesystem, path)
+        if isinstance(exc, OSError):
+            raise OutputError(f"Cannot write the manifest to {uri!r}: {exc}".splitlines()[0]) from None
+        raise
     finally:
-        try:
-            if filesystem.get_file_info(staging).type != pafs.FileType.NotFound:
-                filesystem.delete_dir(staging)
-        except OSError:
-            pass
+        _remove_dir(filesystem, staging)
 
 
 def _record_destination(local_dir, uri: str) -> None:

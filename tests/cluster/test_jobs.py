@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 
+import pyarrow.fs as pafs
 import pytest
 
 from tests.cluster.clusterkit import REPO
@@ -140,3 +142,147 @@ def test_checkpoints_stay_until_the_manifest_is_published(select_job, data_dir, 
     assert data["counts"]["shards_resumed"] == data["counts"]["shards"] == 2  # nothing scored twice
     assert data["settings"]["out"] == f"file://{good}"
     assert not (tmp_path / "ck").exists()  # removed once published
+
+
+def test_usage_errors_are_one_line_and_exit_2(monkeypatch, capsys):
+    select_job = load_job("select_job", monkeypatch)
+    with pytest.raises(SystemExit) as info:
+        select_job.main(["--config", "select.toml", "--k", "ten"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "alscale: error: argument --k: invalid int value: 'ten' (see select_job.py --help)\n"
+    loop_round_job = load_job("loop_round_job", monkeypatch)
+    with pytest.raises(SystemExit) as info:
+        loop_round_job.main([])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("alscale: error: the following arguments are required: --workspace")
+
+
+def test_force_replaces_an_earlier_manifest_only(select_job, tmp_path, capsys):
+    """As for a local output: --force never removes a file or a folder of other files at the URI."""
+    from alscale.exceptions import OutputError
+
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "manifest.json").write_text(json.dumps({"k": 3}))
+    others = tmp_path / "data"
+    others.mkdir()
+    (others / "part-000.parquet").write_bytes(b"rows")
+    with pytest.raises(OutputError, match="holds files but no manifest.json"):
+        select_job.publish(str(local), f"file://{others}", force=True)
+    assert [p.name for p in others.iterdir()] == ["part-000.parquet"]
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("notes")
+    with pytest.raises(OutputError, match="exists and is not a directory"):
+        select_job.publish(str(local), f"file://{a_file}", force=True)
+    assert a_file.read_text() == "notes"
+    (tmp_path / "empty").mkdir()
+    select_job.publish(str(local), f"file://{tmp_path / 'empty'}", force=True)
+    assert [p.name for p in (tmp_path / "empty").iterdir()] == ["manifest.json"]
+    cut_short = tmp_path / "cut-short"  # a copy into an object store killed before manifest.json
+    cut_short.mkdir()
+    (cut_short / "batch.parquet").write_bytes(b"half")
+    select_job.publish(str(local), f"file://{cut_short}", force=True)
+    assert [p.name for p in cut_short.iterdir()] == ["manifest.json"]
+
+    # refused before any work: the job names the output, not the pool it never opened
+    config = tmp_path / "select.toml"
+    config.write_text(f'pool = "{tmp_path / "no-pool"}"\nmodel = "m.onnx"\nout = "file://{others}"\n')
+    assert select_job.main(["--config", str(config), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds files but no manifest.json" in err
+    assert [p.name for p in others.iterdir()] == ["part-000.parquet"]
+
+
+class NoFolderRename(pafs.FileSystemHandler):
+    """The local filesystem as S3 and GCS behave: no folder is renamed, and a file is written
+    whether its folder exists or not.  Copies into ``fail_in`` of a file named ``fail_on`` fail;
+    ``copied`` records the copies made there, in order."""
+
+    def __init__(self, fail_in: str = "", fail_on: str = ""):
+        self.fs = pafs.LocalFileSystem()
+        self.fail_in, self.fail_on, self.copied = fail_in, fail_on, []
+
+    def _copy_into(self, dest):
+        if self.fail_in and dest.startswith(self.fail_in + "/"):
+            if dest.endswith("/" + self.fail_on):
+                raise OSError(f"connection reset while writing {dest}")
+            self.copied.append(dest[len(self.fail_in) + 1:])
+        self.fs.create_dir(os.path.dirname(dest), recursive=True)
+
+    def get_type_name(self):
+        return "no-folder-rename"
+
+    def equals(self, other):
+        return other is self
+
+    def normalize_path(self, path):
+        return path
+
+    def get_file_info(self, paths):
+        return self.fs.get_file_info(paths)
+
+    def get_file_info_selector(self, selector):
+        return self.fs.get_file_info(selector)
+
+    def create_dir(self, path, recursive):
+        self.fs.create_dir(path, recursive=recursive)
+
+    def delete_dir(self, path):
+        self.fs.delete_dir(path)
+
+    def delete_dir_contents(self, path, missing_dir_ok=False):
+        self.fs.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
+
+    def delete_root_dir_contents(self):
+        raise OSError("not here")
+
+    def delete_file(self, path):
+        self.fs.delete_file(path)
+
+    def move(self, src, dest):
+        if self.fs.get_file_info(src).type == pafs.FileType.Directory:
+            raise NotImplementedError("moving folders is not supported")
+        self.fs.move(src, dest)
+
+    def copy_file(self, src, dest):
+        self._copy_into(dest)
+        self.fs.copy_file(src, dest)
+
+    def open_input_stream(self, path):
+        return self.fs.open_input_stream(path)
+
+    def open_input_file(self, path):
+        return self.fs.open_input_file(path)
+
+    def open_output_stream(self, path, metadata):
+        self._copy_into(path)
+        return self.fs.open_output_stream(path, metadata=metadata)
+
+    def open_append_stream(self, path, metadata):
+        return self.fs.open_append_stream(path, metadata=metadata)
+
+
+def test_publish_without_a_folder_rename(select_job, tmp_path, monkeypatch):
+    """S3 and GCS rename no folders: the files go in one by one, manifest.json last, and a copy
+    that fails half-way leaves nothing behind to block the next attempt."""
+    from alscale.exceptions import OutputError
+
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "manifest.json").write_text(json.dumps({"k": 3}))
+    (local / "batch.parquet").write_bytes(b"PAR1-not-really")
+    dest = tmp_path / "remote" / "round-1"
+    handler = NoFolderRename(fail_in=str(dest), fail_on="manifest.json")
+    monkeypatch.setattr(select_job, "_filesystem", lambda uri: (pafs.PyFileSystem(handler), str(dest)))
+
+    with pytest.raises(OutputError, match="Cannot write the manifest.*connection reset"):
+        select_job.publish(str(local), "s3://bucket/round-1", force=False)
+    assert list(dest.parent.iterdir()) == []  # no partial batch, no staging folder
+
+    handler.fail_on, handler.copied = "", []
+    select_job.publish(str(local), "s3://bucket/round-1", force=False)
+    assert handler.copied[-1] == "manifest.json" and sorted(handler.copied) == ["batch.parquet", "manifest.json"]
+    assert (dest / "batch.parquet").read_bytes() == b"PAR1-not-really"
+    assert [p.name for p in dest.parent.iterdir()] == ["round-1"]
