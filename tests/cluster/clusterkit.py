@@ -219,6 +219,7 @@ class HeadNode:
             self.stop()
             raise RuntimeError(f"ray start failed ({result.returncode}): {result.stderr[-2000:]}")
         self._wait_for_dashboard()
+        self._wait_for_job_agent()
 
     def _wait_for_dashboard(self, timeout: float = 60.0) -> None:
         import httpx
@@ -232,6 +233,21 @@ class HeadNode:
                 pass
             time.sleep(0.5)
         raise RuntimeError(f"the Ray dashboard at {self.dashboard_url} did not come up in {timeout}s")
+
+    def _wait_for_job_agent(self, timeout: float = 120.0) -> None:
+        """Wait until the head takes jobs: the dashboard answers before its job agent is up, and a
+        submission meanwhile fails with "No available agent" (after 10 s: seen on a loaded machine)."""
+        from ray.job_submission import JobSubmissionClient
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                JobSubmissionClient(self.dashboard_url).submit_job(entrypoint="true")
+                return
+            except Exception as exc:  # "No available agent", or a dashboard too busy to answer
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the Ray head at {self.dashboard_url} took no job in {timeout}s: {exc}") from exc
+                time.sleep(1.0)
 
     def stop(self) -> None:
         stop_processes(processes_under(str(self.temp_dir)))

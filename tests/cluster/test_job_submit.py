@@ -49,8 +49,19 @@ def wait_for(client, job_id: str, timeout: float = 240.0) -> str:
     raise AssertionError(f"job {job_id} did not finish in {timeout}s:\n{client.get_job_logs(job_id)[-3000:]}")
 
 
+def shard_actors(head_node) -> set[str]:
+    """Ids of the shard actors the head node has seen: a job's selection ran on this cluster, not
+    on a private local Ray of its own."""
+    from ray.util.state import list_actors
+
+    actors = list_actors(address=head_node.dashboard_url, filters=[("class_name", "=", "ShardWorker")],
+                         limit=10_000, raise_on_missing_output=False)
+    return {actor.actor_id for actor in actors}
+
+
 def test_ray_job_submit_cli(head_node, data_dir, tmp_path):
     out = tmp_path / "batch"
+    before = shard_actors(head_node)
     config = write_config(tmp_path / "select.toml", data_dir, str(out))
     cmd = [
         str(Path(sys.executable).parent / "ray"), "job", "submit",
@@ -66,6 +77,7 @@ def test_ray_job_submit_cli(head_node, data_dir, tmp_path):
     assert manifest.data["k"] == K
     assert manifest.data["counts"]["rows_scored"] == 2400
     assert_matches_reference(manifest.batch, data_dir / "pool", K)
+    assert len(shard_actors(head_node) - before) == 2  # actors = 2
 
 
 def test_job_client_writes_to_a_uri_and_reports_errors(head_node, data_dir, tmp_path):
@@ -147,7 +159,9 @@ def test_loop_round_job_runs_rounds_on_the_cluster(head_node, tmp_path):
     ws.record_labels({"id": i, "label": lab, "source": "oracle"}
                      for i, lab in zip(labels.column("id").to_pylist(), labels.column("label").to_pylist()))
 
+    before = shard_actors(head_node)
     model_round = round_job("--strategy", "margin", "--actors", "2")
+    assert len(shard_actors(head_node) - before) == 2
     assert model_round["round"] == 1 and model_round["selected"] == 15
     picked = pq.read_table(ws.path / "rounds/001/batch/batch.parquet").column("id").to_pylist()
     # reference: margin over every selectable row with the round's model, in this process

@@ -8,7 +8,9 @@ validates) and unknown fields are rejected (``additionalProperties: false`` adde
 schema lists its properties).  The rules the schema does not hold -- the operator's own checks
 -- are checked in Python beside it, and so are alscale's own: the image matches the Ray pin in
 ``pyproject.toml``, resources are requested and limited, the dashboard and client ports stay
-inside the cluster, and the mounted config is the one the entrypoint reads.
+inside the cluster, the mounted config is the one the entrypoint reads, the job scripts the
+manifests run are where the image has them, and the documented ``kubectl apply`` brings the
+ConfigMaps the pods mount.
 
 The negative tests break one thing at a time in a valid manifest and expect the check to name
 it, so a validator that accepts everything fails here.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import os
+import posixpath
 import re
 import shlex
 import tomllib
@@ -297,6 +300,47 @@ def test_config_is_mounted_where_the_entrypoint_reads_it(docs, rayjob, tmp_path,
     assert settings.pool.startswith("s3://") and settings.out.startswith("s3://")
     assert all(m.startswith("s3://") for m in settings.model)
     assert settings.k == tomllib.loads(data[config_path.name])["k"]
+
+
+def test_the_manifests_run_the_job_scripts_where_the_image_has_them():
+    """Every ``python .../jobs/<script>.py`` in k8s/ (the RayJob entrypoint, the header commands)
+    names the folder k8s/Dockerfile copies ``jobs/`` to, and a script that exists."""
+    workdir, jobs_dir = "/", None
+    for line in (K8S_DIR / "Dockerfile").read_text().splitlines():
+        if match := re.match(r"WORKDIR\s+(\S+)", line):
+            workdir = posixpath.join(workdir, match.group(1))
+        elif match := re.match(r"COPY\s+(?:--\S+\s+)*jobs/?\s+(\S+)", line):
+            jobs_dir = posixpath.normpath(posixpath.join(workdir, match.group(1)))
+    assert jobs_dir, "k8s/Dockerfile copies no jobs/ folder"
+    scripts = [script for path in sorted(K8S_DIR.glob("*.y*ml"))
+               for script in re.findall(r"python\s+(\S+\.py)\b", path.read_text())]
+    assert len(scripts) >= 2, scripts
+    for script in scripts:
+        assert posixpath.dirname(script) == jobs_dir, (script, jobs_dir)
+        assert (REPO / "jobs" / posixpath.basename(script)).is_file(), script
+
+
+def test_the_documented_apply_brings_the_configmaps_the_pods_mount(docs):
+    """A pod whose ConfigMap volume names no ConfigMap never starts, so the ``kubectl apply``
+    line in a manifest's header applies the ConfigMaps its pods mount (unless optional)."""
+    configmap_files = {doc["metadata"]["name"]: f"k8s/{name}" for name, doc in docs if doc["kind"] == "ConfigMap"}
+    checked = 0
+    for path in sorted(K8S_DIR.glob("*.y*ml")):
+        text = path.read_text()
+        applied = {f for line in re.findall(r"^#\s+kubectl apply (.*)$", text, flags=re.MULTILINE)
+                   for f in re.findall(r"-f\s+(\S+)", line)}
+        for doc in yaml.load_all(text, Loader=Loader):
+            if not doc or doc["kind"] not in CRD_FILES:
+                continue
+            assert f"k8s/{path.name}" in applied, f"{path.name}: no `kubectl apply -f k8s/{path.name}` line"
+            for label, pod in _pod_templates(doc):
+                for volume in pod.get("volumes") or []:
+                    ref = volume.get("configMap")
+                    if ref and not ref.get("optional"):
+                        assert ref["name"] in configmap_files, f"{path.name} {label}: ConfigMap {ref['name']!r} is not in k8s/"
+                        assert configmap_files[ref["name"]] in applied, f"{path.name} {label}: apply {configmap_files[ref['name']]} too"
+                        checked += 1
+    assert checked >= 2
 
 
 def test_ray_pods_take_object_store_credentials_from_an_optional_secret(docs):
