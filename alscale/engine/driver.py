@@ -38,6 +38,7 @@ from alscale.exceptions import (
     EngineError,
     InvalidFeaturesError,
     ModelContractError,
+    OutputError,
     PoolExhaustedError,
     PoolSchemaError,
     ShardError,
@@ -47,7 +48,7 @@ from alscale.manifest import SCHEMA_VERSION, Manifest, check_output_free, write_
 from alscale.model.contract import ModelContract, inspect_model
 from alscale.model.session import check_committee
 from alscale.pool.features import FeatureSpec, detect_features
-from alscale.pool.files import PoolFiles, resolve_pool
+from alscale.pool.files import PoolFiles, resolve_pool, split_location
 from alscale.pool.idfiles import read_id_keys
 from alscale.pool.shards import Shard, plan_shards
 from alscale.reduce._params import resolve_params
@@ -105,6 +106,11 @@ def prepare_run(settings: SelectSettings) -> PreparedRun:
     s = settings
     if s.out:
         check_output_free(s.out, s.force)
+    if s.checkpoint_dir:
+        try:
+            split_location(s.checkpoint_dir)
+        except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise OutputError(f"Cannot open checkpoint location {s.checkpoint_dir!r}: {exc}".splitlines()[0]) from None
     strategy = get_strategy(s.strategy)
     resolve_params(strategy.name, strategy.defaults, s.strategy_params, from_user=True)  # unknown or ill-typed ones fail here, before Ray
     models = _expand_model_dirs(s.model)

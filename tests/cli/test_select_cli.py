@@ -119,6 +119,8 @@ def _bad_pools(tmp_path):
         ("uint64 ids past int64", ["--pool", "{tmp}/u64.parquet"], "holds 9223372036854775813, which does not fit an int64 id"),
         ("fractional exclusion ids", ["--pool", "{pool}", "--exclude", "{tmp}/float-ids.parquet"], "holds 1.5, but the pool's ids are integers"),
         ("an empty model path", ["--pool", "{pool}", "--model", ""], "The 'model' parameter must not hold an empty string. Got ['']."),
+        ("a checkpoint URI no filesystem opens", ["--pool", "{pool}", "--checkpoint-dir", "foo://bar"],
+         "Cannot open checkpoint location 'foo://bar': Unrecognized filesystem type in URI: foo://bar"),
         ("unknown strategy parameter", ["--pool", "{pool}", "--param", "foo=1"], "Strategy 'entropy' takes no parameters. Got 'foo'."),
         ("the engine's own parameter", ["--pool", "{pool}", "--param", "capacity=5"], "Strategy 'entropy' takes no parameters. Got 'capacity'."),
         ("a flag that is not true or false", ["--pool", "{pool}", "--strategy", "coreset", "--param", "report_radius=maybe"],
