@@ -25,7 +25,8 @@ __all__ = ["command"]
 @click.option("--eval-size", type=float, default=None, help="Evaluation-set rows, or a fraction (< 1). [default: min(1000, pool/5)]")
 @click.option("--initial", "initial_size", type=int, default=100, show_default=True, help="Size of the seed set.")
 @click.option("--initial-method", type=click.Choice(INITIAL_METHODS), default="random", show_default=True,
-              help="How round 0 picks the seed set: uniform random, k-means centers of the features, or spread over --hint-column.")
+              help="How round 0 picks the seed set: uniform random, random rows stratified over k-means clusters of the features, "
+              "or spread over --hint-column.")
 @click.option("--hint-column", default=None, help="Column to spread the seed set over (weak label, source).")
 @click.option("--strategy", default="margin", show_default=True,
               help="Selection strategy of rounds 1+ (entropy, margin, least-confidence, random, badge, coreset, cluster-margin).")
