@@ -83,5 +83,6 @@ def command(manifest, settings, workspace):
     from alscale.queues import push
 
     result = push(manifest, settings, workspace=workspace)
+    written = f" -> {result.details['path']}" if "path" in result.details else ""  # a file queue's path with {run_id} filled in
     click.echo(f"{result.queue}: pushed {len(result.pushed)} new, {len(result.existing)} already there "
-               f"(batch {result.run_id}, {result.seconds:.2f}s)")
+               f"(batch {result.run_id}, {result.seconds:.2f}s){written}")

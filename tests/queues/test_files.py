@@ -167,6 +167,9 @@ def test_a_file_holding_another_export_is_not_overwritten(tmp_path, pool, manife
     assert "{run_id}" not in str(err.value)  # the path has it already: no such advice
     replaced = CliRunner().invoke(main, [*args, "--overwrite"])
     assert replaced.exit_code == 0, replaced.output
+    assert replaced.output.strip().endswith(f"-> {target}")  # where the batch went
+    templated = CliRunner().invoke(main, [*args[:-4], "--path", per_run, "--data-column", "text"])
+    assert f"-> {tmp_path / 'out-run-0002.jsonl'}" in templated.output, templated.output  # {run_id} filled in
     assert [json.loads(line)["alscale_id"] for line in target.read_text().splitlines()] == ids
     with pytest.raises(ConfigError, match="'overwrite' must be true or false"):
         FileConnector(target, overwrite="yes")
