@@ -26,9 +26,14 @@ def command(workdir, rows, strategy, k, actors):
     """
     import alscale
     from alscale.datasets import make_model, make_pool
+    from alscale.exceptions import PoolExhaustedError, StrategyError
     from alscale.strategies import get_strategy
 
-    get_strategy(strategy)  # an unknown name fails before minutes of generating
+    # what select would refuse fails before minutes of generating
+    if get_strategy(strategy).needs_committee:
+        raise StrategyError(f"Strategy {strategy!r} needs a committee of models; the demo has one model.")
+    if k > rows:
+        raise PoolExhaustedError(rows, k)
     work = Path(workdir)
     pool_dir, model_path, out = work / "pool", work / "model.onnx", work / "batch"
     if not pool_dir.exists() or sum(1 for _ in pool_dir.glob("*.parquet")) == 0 or _rows(pool_dir) != rows:

@@ -240,6 +240,8 @@ def test_demo_console_script(tmp_path):
         (["--k", "0"], "Invalid value for '--k': 0 is not in the range x>=1."),
         (["--actors", "0"], "Invalid value for '--actors': 0 is not in the range x>=1."),
         (["--strategy", "margn"], "Unknown strategy 'margn'"),
+        (["--rows", "50", "--k", "100"], "Pool exhausted: 50 available / 100 requested"),
+        (["--strategy", "qbc-vote"], "Strategy 'qbc-vote' needs a committee of models; the demo has one model."),
     ],
 )
 def test_demo_refuses_bad_input_before_generating_anything(tmp_path, args, message):
