@@ -51,7 +51,9 @@ def select(
     model : path-like or sequence of path-like
         An ONNX classifier; several (or a directory) form a committee.
     strategy : str, default "entropy"
-        ``entropy``, ``margin``, ``least-confidence``, ``random`` or a diversity strategy.
+        ``entropy``, ``margin``, ``least-confidence``, ``random``, a committee strategy
+        (``qbc-vote``, ``qbc-kl``) or a diversity strategy (``badge``, ``coreset``,
+        ``cluster-margin``): the names of :data:`alscale.strategies.STRATEGIES`.
     k : int, default 100
     out : path-like, optional
         Write ``batch.parquet`` and ``manifest.json`` there (atomically).  Without it the batch
@@ -71,6 +73,20 @@ def select(
     -------
     Manifest
         ``.batch`` (pyarrow.Table in rank order), ``.data`` (manifest.json), ``.path``.
+
+    Raises
+    ------
+    ConfigError
+        A setting of the wrong type or out of range, or a config file that cannot be used;
+        raised before Ray starts.
+    StrategyError
+        An unknown strategy, or one whose needs the model cannot meet.
+    PoolError, ModelError
+        The pool or the model cannot be used (``PoolExhaustedError``: fewer rows than ``k``).
+    OutputError
+        ``out`` exists (without ``force``) or cannot be written.
+    EngineError
+        The cluster cannot be reached or failed (``ClusterError``), or a shard fails.
 
     Examples
     --------
@@ -101,7 +117,7 @@ def select(
         on_invalid=on_invalid,
         force=force,
         progress=progress,
-        strategy_params=None if strategy_params is None else dict(strategy_params),
+        strategy_params=dict(strategy_params) if isinstance(strategy_params, Mapping) else strategy_params,  # else refused
         skip_bad_shards=skip_bad_shards,
         checkpoint_dir=checkpoint_dir,
         keep_checkpoints=keep_checkpoints,

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alscale.exceptions import ConfigError
+from alscale.exceptions import AlscaleError, ConfigError
 
-__all__ = ["SelectSettings", "check_int", "load_config_file", "make_settings", "read_settings_file"]
+__all__ = ["SelectSettings", "check_int", "check_path", "load_config_file", "make_settings", "read_settings_file"]
 
 ON_INVALID = ("error", "skip")
 
@@ -133,13 +133,14 @@ class SelectSettings:
                     _check_type(name, item, str, "a list of strings", got=list(value))
         if not isinstance(self.strategy_params, Mapping):
             raise ConfigError(f"The 'strategy_params' setting must be a table. Got {type(self.strategy_params).__name__}.")
-        check_int("k", self.k, 1)
+        # numpy integers are accepted and kept as int: manifest.json would record them as strings
+        object.__setattr__(self, "k", check_int("k", self.k, 1))
         if self.batch_size != "auto":
-            check_int("batch_size", self.batch_size, 1, or_text="'auto' or ")
-        check_int("threads", self.threads, 1)
-        check_int("seed", self.seed, 0)
+            object.__setattr__(self, "batch_size", check_int("batch_size", self.batch_size, 1, or_text="'auto' or "))
+        object.__setattr__(self, "threads", check_int("threads", self.threads, 1))
+        object.__setattr__(self, "seed", check_int("seed", self.seed, 0))
         if self.actors is not None:
-            check_int("actors", self.actors, 1)
+            object.__setattr__(self, "actors", check_int("actors", self.actors, 1))
         if self.on_invalid not in ON_INVALID:
             raise ConfigError(f"The 'on_invalid' parameter must be one of {list(ON_INVALID)}. Got {self.on_invalid!r} instead.")
         if not self.pool:
@@ -165,6 +166,8 @@ class SelectSettings:
             if isinstance(value, os.PathLike):
                 value = os.fspath(value)
             object.__setattr__(self, name, _absolute(value))
+        if isinstance(self.batch_size, str) and self.batch_size.strip().lower() == "auto":  # as --batch-size takes it
+            object.__setattr__(self, "batch_size", "auto")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the settings."""
@@ -218,15 +221,24 @@ def check_int(name: str, value: Any, minimum: int, or_text: str = "") -> int:
     return int(value)
 
 
+def check_path(name: str, value: Any, error: type[AlscaleError] = ConfigError) -> str:
+    """``value`` (a str or an ``os.PathLike``) as a str, or ``error`` naming the parameter and what it got."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise error(f"The {name!r} parameter must be a path (str or os.PathLike). Got {value!r} instead.")
+    return value
+
+
 def read_settings_file(path: str | os.PathLike, what: str = "config file") -> dict[str, Any]:
     """Parse a TOML (default) or YAML (``.yaml``/``.yml``) file that must hold a table.
 
     Raises
     ------
     ConfigError
-        The file cannot be read, does not parse, or is not a table.
+        The path is not a path, the file cannot be read, does not parse, or is not a table.
     """
-    path = Path(path)
+    path = Path(check_path("path", path))
     try:
         text = path.read_text()
     except OSError as exc:
@@ -271,7 +283,7 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     ConfigError
         The file cannot be read or parsed, or holds an unknown key (with the close match).
     """
-    path = Path(path)
+    path = Path(check_path("config", path))
     data = read_settings_file(path, what="config file")
     data = {str(key).replace("-", "_"): value for key, value in data.items()}
     _reject_unknown(data, source=f"config file {str(path)!r}")

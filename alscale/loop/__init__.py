@@ -8,6 +8,7 @@ engine (``alscale.select``) when called.
 from __future__ import annotations
 
 from alscale.loop.composition import compare_distributions, composition_report, js_divergence
+from alscale.loop.labels import import_labels
 from alscale.loop.metrics import cohen_kappa, evaluate, expected_calibration_error
 from alscale.loop.rounds import load_history, run_round
 from alscale.loop.simulate import digits_pool, simulate
@@ -26,6 +27,7 @@ __all__ = [
     "evaluate",
     "expected_calibration_error",
     "export_model",
+    "import_labels",
     "js_divergence",
     "load_history",
     "predict_onnx",

@@ -22,15 +22,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from alscale.exceptions import PoolError, PoolSchemaError
+from alscale.exceptions import ConfigError, PoolError, PoolSchemaError
 from alscale.pool.idfiles import integer_id
 
 __all__ = ["as_ids", "feature_columns", "pool_dataset", "read_columns", "read_features"]
 
 
+def check_pool_spec(pool) -> list:
+    """A pool spec (a path, or a non-empty list of paths) as a list; ConfigError for anything else."""
+    specs = [pool] if isinstance(pool, (str, os.PathLike)) else pool
+    if not isinstance(specs, (list, tuple)) or not specs or not all(isinstance(p, (str, os.PathLike)) for p in specs):
+        raise ConfigError(f"The 'pool' parameter must be a path or a list of paths. Got {pool!r} instead.")
+    return list(specs)
+
+
 def pool_files(pool: str | os.PathLike | Sequence) -> list[str]:
     """Expand a pool spec (file, directory, glob, or a list of them) to Parquet file paths."""
-    specs = [pool] if isinstance(pool, (str, os.PathLike)) else list(pool)
+    specs = check_pool_spec(pool)
     files: list[str] = []
     for spec in specs:
         spec = str(spec)

@@ -14,10 +14,12 @@ under-represented (difference of shares), and warns past a threshold.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
+
+from alscale.exceptions import ConfigError
 
 __all__ = ["compare_distributions", "composition_report", "js_divergence"]
 
@@ -35,9 +37,16 @@ def js_divergence(p: npt.ArrayLike, q: npt.ArrayLike) -> float:
     float
         ``0.5*KL(p||m) + 0.5*KL(q||m)`` with ``m = (p+q)/2`` and log base 2, in [0, 1]; equals
         ``scipy.spatial.distance.jensenshannon(p, q, base=2) ** 2``.  O(k).
+
+    Raises
+    ------
+    ConfigError
+        ``p`` and ``q`` are not 1-D of one length.
     """
     p = np.asarray(p, dtype=np.float64)
     q = np.asarray(q, dtype=np.float64)
+    if p.ndim != 1 or p.shape != q.shape:
+        raise ConfigError(f"Expected two distributions over the same values, of shape (k,). Got shapes {p.shape} and {q.shape}.")
     p = p / p.sum() if p.sum() > 0 else p
     q = q / q.sum() if q.sum() > 0 else q
     m = 0.5 * (p + q)
@@ -79,7 +88,16 @@ def compare_distributions(sample: Sequence, reference: Sequence, *, threshold: f
     dict
         name, js_divergence, n_sample, n_reference, shares {value: {"labeled", "population"}},
         over / under [{"value", "labeled", "population", "difference"}], warn, message.
+
+    Raises
+    ------
+    ConfigError
+        ``sample`` or ``reference`` is not a sequence of values (a string is refused, not
+        taken letter by letter).
     """
+    for what, values in (("sample", sample), ("reference", reference)):
+        if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+            raise ConfigError(f"The {what!r} parameter must be a sequence of values. Got {values!r} instead.")
     sample = ["<null>" if v is None else str(v) for v in sample]
     reference = ["<null>" if v is None else str(v) for v in reference]
     support = sorted(set(sample) | set(reference))

@@ -17,6 +17,11 @@ __all__ = ["import_labels", "read_label_file"]
 def read_label_file(path, *, id_column: str = "id", label_column: str = "label") -> pa.Table:
     """Read the id and label columns of a CSV or Parquet file.
 
+    Returns
+    -------
+    pyarrow.Table
+        The two columns, in that order; a CSV's both as strings.
+
     Raises
     ------
     LabelError
@@ -38,14 +43,43 @@ def read_label_file(path, *, id_column: str = "id", label_column: str = "label")
     return table.select([id_column, label_column])
 
 
-def import_labels(ws: Workspace, path, *, id_column: str = "id", label_column: str = "label", source: str | None = None,
-                  annotator: str | None = None) -> tuple[int, int]:
+def import_labels(ws: Workspace | str | pathlib.Path, path, *, id_column: str = "id", label_column: str = "label",
+                  source: str | None = None, annotator: str | None = None) -> tuple[int, int]:
     """Record every row of a label file; a row with an empty label is recorded as skipped.
+
+    The Python side of ``alscale label``, with the same defaults.  Importing the same file
+    again changes nothing; a corrected label replaces the old one.
+
+    Parameters
+    ----------
+    ws : Workspace or path
+    path : str or path
+        A CSV or Parquet file (``.parquet``/``.pq``; anything else is read as CSV).
+    id_column, label_column : str, default "id", "label"
+        The file's columns holding the ids and the labels.
+    source : str, optional
+        Where the labels come from; by default the file name.
+    annotator : str, optional
+        Who gave these labels, kept with each record.
 
     Returns
     -------
-    (rows read, records new or changed)
+    (rows read, records new or changed) : tuple of int
+
+    Raises
+    ------
+    ConfigError
+        ``path`` or ``ws`` is not a path.
+    WorkspaceError
+        There is no workspace at ``ws``.
+    LabelError
+        The file cannot be read or lacks a column, or a label or id is not acceptable (the
+        whole file is then rejected).
     """
+    from alscale.config import check_path
+
+    path = check_path("path", path)
+    ws = ws if isinstance(ws, Workspace) else Workspace.open(check_path("ws", ws))
     table = read_label_file(path, id_column=id_column, label_column=label_column)
     src = source or pathlib.Path(path).name
     records = [{"id": i, "label": lab, "status": "labeled" if lab not in (None, "") else "skipped", "source": src,

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from alscale.exceptions import ModelContractError
+from alscale.exceptions import ConfigError, ModelContractError
 
 __all__ = ["METRICS", "accuracy", "cohen_kappa", "evaluate", "expected_calibration_error", "log_loss", "macro_f1", "per_class_recall"]
 
@@ -84,9 +84,19 @@ def expected_calibration_error(y_true: npt.ArrayLike, probs: npt.ArrayLike, n_bi
     -------
     float
         ``sum_b |B_b|/n * |acc(B_b) - conf(B_b)|``.
+
+    Raises
+    ------
+    ConfigError
+        ``n_bins`` is not an int >= 1, or ``probs`` is not (n, c) with one row per label.
     """
+    from alscale.config import check_int
+
+    n_bins = check_int("n_bins", n_bins, 1)
     p = np.asarray(probs, dtype=np.float64)
     y = np.asarray(y_true)
+    if p.ndim != 2 or p.shape[1] < 1 or y.shape != p.shape[:1]:
+        raise ConfigError(f"Expected y_true of shape (n,) and probs of shape (n, c). Got {y.shape} and {p.shape}.")
     conf = p.max(axis=1)
     correct = (p.argmax(axis=1) == y).astype(np.float64)
     bins = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
@@ -98,9 +108,25 @@ def expected_calibration_error(y_true: npt.ArrayLike, probs: npt.ArrayLike, n_bi
 def cohen_kappa(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
     """Cohen's kappa between two labelings of the same items (1 = identical, 0 = chance).
 
-    Returns 1.0 when both labelings are identical and constant (expected agreement 1).
+    Parameters
+    ----------
+    a, b : array-like of shape (n,)
+        The two labelings, item by item (any comparable labels).
+
+    Returns
+    -------
+    float
+        In [-1, 1]; 1.0 when both labelings are identical and constant (expected agreement
+        1), NaN for n = 0.
+
+    Raises
+    ------
+    ConfigError
+        ``a`` and ``b`` are not 1-D of one length.
     """
     a, b = np.asarray(a), np.asarray(b)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ConfigError(f"Expected two labelings of the same items, of shape (n,). Got shapes {a.shape} and {b.shape}.")
     if len(a) == 0:
         return float("nan")
     values, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
@@ -125,6 +151,8 @@ def evaluate(y_true: npt.ArrayLike, probs: npt.ArrayLike, classes: Sequence, *, 
     probs : array-like of shape (n, c)
         The model's probabilities, columns in ``classes`` order.
     classes : sequence of length c
+    n_bins : int, default 15
+        Bins of the expected calibration error (:func:`expected_calibration_error`).
 
     Returns
     -------

@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from alscale.config import check_int
+from alscale.config import check_int, check_path
 from alscale.exceptions import ConfigError, LabelError, WorkspaceError
 from alscale.loop import _pool
 from alscale.loop._io import atomic_write_bytes, atomic_write_json, atomic_write_parquet, read_json
@@ -39,7 +39,7 @@ from alscale.loop.metrics import evaluate
 from alscale.loop.seedset import INITIAL_METHODS, seed_by_hint, seed_kmeans, seed_random
 from alscale.loop.stopping import check_stopping
 from alscale.loop.train import check_model_classes, export_model, model_classes, predict_onnx, train_model
-from alscale.loop.workspace import Workspace
+from alscale.loop.workspace import Workspace, check_loop_strategy
 
 __all__ = ["load_history", "run_round", "select_batch"]
 
@@ -51,8 +51,24 @@ def _round_dir(ws: Workspace, number: int) -> pathlib.Path:
     return ws.rounds_dir / f"{number:03d}"
 
 
-def load_history(ws: Workspace) -> list[dict]:
-    """The records (``round.json``) of the completed rounds, oldest first."""
+def load_history(ws: Workspace | str | pathlib.Path) -> list[dict]:
+    """The records (``round.json``) of the completed rounds, oldest first.
+
+    Parameters
+    ----------
+    ws : Workspace or path
+
+    Returns
+    -------
+    list of dict
+        One record per completed round, as :func:`run_round` returned it.
+
+    Raises
+    ------
+    WorkspaceError
+        There is no workspace at the path given.
+    """
+    ws = ws if isinstance(ws, Workspace) else Workspace.open(check_path("ws", ws))
     out = []
     for d in sorted(ws.rounds_dir.glob("[0-9][0-9][0-9]")):
         if (d / ROUND_FILE).is_file():
@@ -231,13 +247,20 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
 
     Raises
     ------
+    StrategyError
+        An unknown ``strategy``, or one that needs a committee, before anything of the round
+        is written.
     WorkspaceError, LabelError, ModelContractError, ConfigError
         With nothing of the round recorded as complete.
     """
     for name, value, minimum in (("k", k, 1), ("seed", seed, 0), ("actors", actors, 1)):
         if value is not None:
             check_int(name, value, minimum)  # before the round's folder exists, or its model is trained
-    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
+    if strategy is not None:
+        check_loop_strategy(strategy)  # found after training, it would leave the round started with it
+    if model is not None:
+        check_path("model", model)
+    ws = ws if isinstance(ws, Workspace) else Workspace.open(check_path("ws", ws))
     s = ws.settings
     number = _next_round(ws)
     out_dir = _round_dir(ws, number)

@@ -25,10 +25,11 @@ import csv
 import io
 import logging
 import math
+import numbers
 import pathlib
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -42,7 +43,7 @@ from alscale.loop.metrics import METRICS, evaluate
 from alscale.loop.plots import plot_learning_curves
 from alscale.loop.seedset import seed_random
 from alscale.loop.stopping import HIGHER_IS_BETTER
-from alscale.loop.train import export_model, predict_onnx, train_model
+from alscale.loop.train import TRAINERS, export_model, predict_onnx, train_model
 
 __all__ = ["area_under_curve", "digits_pool", "labels_needed", "simulate"]
 
@@ -91,9 +92,9 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
         Output folder (created; files inside are replaced).
     label_column : str
         The oracle labels.
-    strategies : sequence of str, default ("random", "margin", "entropy")
-        Registered strategy names; "random" is always added.
-    seeds : sequence of int, default (0, 1, 2)
+    strategies : str or sequence of str, default ("random", "margin", "entropy")
+        Registered strategy names for one model (not ``qbc-*``); "random" is always added.
+    seeds : int or sequence of int, default (0, 1, 2)
         One run per strategy and seed; the initial set and every selection depend on it.
     initial_size, batch_size, budget : int, default 20, 20, 200
         Random initial labels, labels per round, and total labels (initial included).
@@ -107,7 +108,7 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
     fractions : sequence of float
         Fractions of the full-data metric for the labels-needed table.
     id_column : str, default "id"
-    features : sequence of str, optional
+    features : str or sequence of str, optional
         Feature column(s); by default the one obvious feature column.
     actors : int, optional
         Ray actors per selection.
@@ -119,24 +120,52 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
     dict
         The summary (also ``summary.json``): full_metric, per-strategy AULC and labels
         needed, the table as markdown, and the output paths.
+
+    Raises
+    ------
+    ConfigError, StrategyError
+        An argument of the wrong type or out of range, or an unknown (or committee) strategy,
+        trainer or metric: checked before the pool is read or anything is written.
+    PoolError
+        The pool cannot be read, or a row has no oracle label.
     """
-    from alscale.strategies import get_strategy
+    from alscale.config import check_path
+    from alscale.loop.workspace import check_loop_strategy
 
     t_start = time.perf_counter()
+    # one name where a list is expected is one name, as select's repeatable settings take it
+    strategies, features = ([v] if isinstance(v, str) else v for v in (strategies, features))
+    seeds = [seeds] if isinstance(seeds, numbers.Integral) else seeds
+    for name, value in (("strategies", strategies), ("seeds", seeds), ("fractions", fractions), ("features", features)):
+        if not isinstance(value, Iterable) and not (value is None and name == "features"):
+            raise ConfigError(f"The {name!r} parameter must be a list. Got {value!r} instead.")
     strategies = list(dict.fromkeys(["random", *strategies]))
     for name in strategies:
-        get_strategy(name)
+        check_loop_strategy(name)
     seeds = [check_int("seed", s, 0) for s in seeds]
     if not seeds:
         raise ConfigError("The 'seeds' parameter must list at least one seed. Got none.")
-    fractions = [float(f) for f in fractions]
-    if not all(math.isfinite(f) and f > 0 for f in fractions):
+    fractions = list(fractions)
+    if not all(isinstance(f, numbers.Real) and not isinstance(f, bool) and math.isfinite(f) and f > 0 for f in fractions):
         raise ConfigError(f"The 'fractions' parameter must hold numbers > 0 (of the full-data metric). Got {fractions}.")
+    fractions = [float(f) for f in fractions]
     initial_size = check_int("initial_size", initial_size, 2)
     batch_size = check_int("batch_size", batch_size, 1)
     budget = check_int("budget", budget, initial_size)
+    eval_seed = check_int("eval_seed", eval_seed, 0)
+    if actors is not None:
+        actors = check_int("actors", actors, 1)
     if metric not in METRICS:
         raise ConfigError(f"The metric must be one of {list(METRICS)}. Got {metric!r} instead.")
+    if trainer not in TRAINERS:  # before the output folder's earlier runs are removed
+        raise ConfigError(f"The trainer must be one of {list(TRAINERS)}. Got {trainer!r} instead.")
+    for name, value in (("label_column", label_column), ("id_column", id_column), *(("features", f) for f in features or ())):
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"The {name!r} parameter must be a column name. Got {value!r} instead.")
+    if address is not None and not isinstance(address, str):
+        raise ConfigError(f"The 'address' parameter must be a string. Got {address!r} instead.")
+    _pool.check_pool_spec(pool)
+    out = check_path("out", out)
 
     dataset = _pool.pool_dataset(pool)
     feats = list(features) if features else _pool.feature_columns(dataset.schema, id_column=id_column, exclude=[label_column])
@@ -285,7 +314,18 @@ def _write_outputs(out: pathlib.Path, rows: list[dict], summary: dict, metric: s
 def digits_pool(path) -> pathlib.Path:
     """Write scikit-learn's bundled digits (1797 rows, 64 features, 10 classes) as a labeled pool.
 
-    Columns: ``id`` int64, ``features`` fixed_size_list<float32>[64], ``label`` int64.
+    The pool of ``alscale simulate --dataset digits``.
+
+    Parameters
+    ----------
+    path : str or path
+        The Parquet file to write (atomically).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``, with columns ``id`` int64, ``features`` fixed_size_list<float32>[64],
+        ``label`` int64.
     """
     from sklearn.datasets import load_digits
 

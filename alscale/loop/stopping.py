@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from alscale.config import check_int
 from alscale.exceptions import ConfigError
 from alscale.loop.metrics import cohen_kappa
 
@@ -85,8 +86,7 @@ def diminishing_returns(history: Sequence[dict], *, metric: str = "accuracy", pa
     losses); rounds that added no labels are skipped.
     """
     _check_metric(metric)
-    if patience < 1:
-        raise ConfigError(f"The 'patience' parameter must be an int >= 1. Got {patience} instead.")
+    patience = check_int("patience", patience, 1)
     sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
     gains = []
     for prev, cur in zip(history[:-1], history[1:]):
@@ -117,6 +117,7 @@ def stabilizing_predictions(stop_set_predictions: Sequence[np.ndarray], *, kappa
     patience : int
         How many successive kappas (the paper's window is 3) must all exceed the threshold.
     """
+    patience = check_int("patience", patience, 1)
     kappas = [cohen_kappa(a, b) for a, b in zip(stop_set_predictions[:-1], stop_set_predictions[1:])]
     recent = kappas[-patience:]
     evidence = {"kappas": recent, "threshold": kappa_threshold, "window": patience}
@@ -143,10 +144,33 @@ def check_stopping(history: Sequence[dict], stop_set_predictions: Sequence[np.nd
                    kappa_threshold: float = 0.99, budget: int | None = None) -> dict:
     """Run every rule.
 
+    Parameters
+    ----------
+    history : sequence of dict
+        One entry per round, oldest first: ``labels`` (training labels) and ``metrics``
+        (:func:`alscale.loop.metrics.evaluate`).
+    stop_set_predictions : sequence of ndarray of shape (n_stop,)
+        Each round's predicted classes on the stop set, oldest first.
+    metric : {"accuracy", "macro_f1", "log_loss", "ece"}
+        What the target and diminishing-returns rules watch.
+    target : float, optional
+        Stop once ``metric`` reaches it; None: the rule never stops.
+    patience : int, default 3
+        Rounds (gains) and model pairs (kappas) the two windowed rules look at.
+    min_gain_per_label : float, default 1e-4
+    kappa_threshold : float, default 0.99
+    budget : int, optional
+        Stop once this many labels are used; None: the rule never stops.
+
     Returns
     -------
     dict
         ``{"stop": bool, "rules": [Verdict.to_dict(), ...], "reasons": [reasons of stopping rules]}``.
+
+    Raises
+    ------
+    ConfigError
+        An unknown ``metric``, or ``patience`` < 1.
     """
     verdicts = [
         target_reached(history, metric=metric, target=target),

@@ -148,7 +148,24 @@ def _expand(w: np.ndarray, b: np.ndarray, fitted: np.ndarray, n_classes: int):
 
 
 def export_model(estimator, path) -> pathlib.Path:
-    """Write ``estimator`` as ONNX (probabilities, label, embedding) to ``path`` atomically."""
+    """Write ``estimator`` as ONNX (probabilities, label, embedding) to ``path`` atomically.
+
+    Parameters
+    ----------
+    estimator : LogisticRegression or MLPClassifier
+        Fitted by :func:`train_model` (its ``classes_`` become the model's class names).
+    path : str or path
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    ModelError
+        ``estimator`` is not a fitted estimator of a built-in trainer.
+    """
     from alscale.model.export import sklearn_to_onnx
 
     return atomic_write_bytes(path, sklearn_to_onnx(estimator))
@@ -192,16 +209,32 @@ def predict_onnx(path, X: np.ndarray, *, batch_size: int = 8192) -> tuple[np.nda
     ----------
     path : str or path
     X : ndarray of shape (n, d)
+    batch_size : int, default 8192
+        Rows per model run.
 
     Returns
     -------
     probs : ndarray of shape (n, c), float64
         Softmax of ``logits`` when the model has no ``probabilities`` output.
     embedding : ndarray of shape (n, h) or None
+
+    Raises
+    ------
+    ModelError
+        ``path`` is not a path, or the model cannot be loaded.
+    ModelContractError
+        The model has no ``probabilities``/``logits`` output, or cannot score ``X`` (a
+        feature width it does not take).
+    ConfigError
+        ``batch_size`` is not an int >= 1.
     """
     import onnxruntime as ort
 
+    from alscale.config import check_int, check_path
     from alscale.model.contract import error_detail
+
+    path = check_path("path", path, ModelError)
+    batch_size = check_int("batch_size", batch_size, 1)
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1

@@ -27,9 +27,8 @@ import datetime as _dt
 import logging
 import math
 import numbers
-import os
 import pathlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -41,7 +40,7 @@ from alscale.loop import _pool
 from alscale.loop._io import atomic_write_json, atomic_write_parquet, file_lock, read_json
 from alscale.loop.evalset import EVAL_STREAM, STOP_STREAM, default_eval_size, reserve_random, resolve_size
 
-__all__ = ["CONFIG_NAME", "SCHEMA_VERSION", "STATUSES", "Workspace"]
+__all__ = ["CONFIG_NAME", "SCHEMA_VERSION", "STATUSES", "Workspace", "check_loop_strategy"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,14 +70,37 @@ DEFAULT_SETTINGS = {
 }
 
 
+def check_loop_strategy(name: str) -> None:
+    """Refuse a strategy that a round of the loop cannot select with.
+
+    Checked before a workspace is created, a round trains, or a simulation starts: found at
+    the selection, it would leave a round started with it.
+
+    Parameters
+    ----------
+    name : str
+        A strategy name.
+
+    Raises
+    ------
+    StrategyError
+        An unknown name, or a committee strategy (``qbc-*``): a round selects with one model.
+    """
+    from alscale.exceptions import StrategyError
+    from alscale.strategies import get_strategy
+
+    if get_strategy(name).needs_committee:
+        raise StrategyError(f"Expected a strategy for one model: each round of the loop selects with one. "
+                            f"Got {name!r}, which needs a committee of models.")
+
+
 def _check_loop_settings(settings: dict) -> None:
-    """Refuse, before a workspace is written, settings the first rounds would fail on."""
+    """Refuse, before a workspace is written, settings the first rounds would fail on (integers made int in place)."""
     from alscale.config import check_int
     from alscale.exceptions import ConfigError
     from alscale.loop.metrics import METRICS
     from alscale.loop.seedset import INITIAL_METHODS
     from alscale.loop.train import TRAINERS
-    from alscale.strategies import get_strategy
 
     method = settings["initial_method"]
     if method not in INITIAL_METHODS:
@@ -89,12 +111,19 @@ def _check_loop_settings(settings: dict) -> None:
         raise ConfigError(f"The trainer must be one of {list(TRAINERS)}. Got {settings['trainer']!r} instead.")
     if settings["metric"] not in METRICS:
         raise ConfigError(f"The metric must be one of {list(METRICS)}. Got {settings['metric']!r} instead.")
-    get_strategy(settings["strategy"])  # an unknown name: StrategyError with the close match
+    check_loop_strategy(settings["strategy"])  # an unknown name: StrategyError with the close match
     # rounds select with seed + round number, which the engine requires to be >= 0
     for name, minimum in (("batch_size", 1), ("initial_size", 1), ("seed", 0), ("eval_seed", 0), ("patience", 1)):
-        check_int(name, settings[name], minimum)
+        settings[name] = check_int(name, settings[name], minimum)  # numpy integers kept as int
     if settings["budget"] is not None:
-        check_int("budget", settings["budget"], 1)
+        settings["budget"] = check_int("budget", settings["budget"], 1)
+    for name in ("min_gain_per_label", "kappa_threshold", "composition_threshold"):
+        value = settings[name]
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ConfigError(f"The {name!r} setting must be a finite number. Got {value!r} instead.")
+    features = settings["features"]
+    if features is not None and (not isinstance(features, list) or not features or not all(isinstance(c, str) for c in features)):
+        raise ConfigError(f"The 'features' setting must be a column name or a list of them. Got {features!r} instead.")
     target = settings["target"]
     if target is not None:
         high = math.inf if settings["metric"] == "log_loss" else 1.0  # accuracy, macro F1 and ECE lie in [0, 1]
@@ -195,21 +224,48 @@ class Workspace:
         group_columns : sequence of str
             Pool columns whose distribution the composition report watches.
         settings : dict, optional
-            Loop settings (see ``DEFAULT_SETTINGS``); unknown keys are an error.
+            Loop settings (see ``DEFAULT_SETTINGS``); unknown keys are an error.  ``eval_seed``
+            defaults to ``seed``, as with ``alscale init --seed``.
+
+        Returns
+        -------
+        Workspace
 
         Raises
         ------
         WorkspaceError
             If ``path`` already holds a workspace.
         ConfigError, PoolError
-            For bad settings, a missing column, or an evaluation set larger than the pool.
+            For an argument of the wrong type, bad settings, a missing column, or an evaluation
+            set larger than the pool.
         """
+        from alscale.config import check_path
         from alscale.exceptions import ConfigError
 
-        path = pathlib.Path(path)
+        path = pathlib.Path(check_path("path", path))
+        pool = _pool.check_pool_spec(pool)
+        if model is not None:
+            check_path("model", model)
+        for name, value in (("id_column", id_column), ("label_column", label_column)):
+            if not (isinstance(value, str) and value) and not (value is None and name == "label_column"):
+                raise ConfigError(f"The {name!r} parameter must be a column name. Got {value!r} instead.")
+        if classes is not None and (isinstance(classes, (str, bytes)) or not isinstance(classes, Iterable)):
+            raise ConfigError(f"The 'classes' parameter must be a list of class names. Got {classes!r} instead.")
+        group_columns = [group_columns] if isinstance(group_columns, str) else group_columns or []
+        group_columns = list(group_columns) if isinstance(group_columns, Iterable) else group_columns
+        if not isinstance(group_columns, list) or not all(isinstance(c, str) and c for c in group_columns):
+            raise ConfigError(f"The 'group_columns' parameter must be a column name or a list of them. Got {group_columns!r} instead.")
         if (path / CONFIG_NAME).exists():
             raise WorkspaceError(f"Expected no workspace at {path}. Got an existing {CONFIG_NAME}.")
+        if settings is not None and not isinstance(settings, Mapping):
+            raise ConfigError(f"The 'settings' parameter must be a dict of loop settings. Got {settings!r} instead.")
         settings = dict(settings or {})
+        if "seed" in settings and "eval_seed" not in settings:  # as `alscale init --seed` does
+            settings["eval_seed"] = settings["seed"]
+        if isinstance(settings.get("features"), str):  # one column, as `alscale select --features` takes it
+            settings["features"] = [settings["features"]]
+        elif isinstance(settings.get("features"), tuple):
+            settings["features"] = list(settings["features"])
         unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
         if unknown:
             import difflib
@@ -222,8 +278,7 @@ class Workspace:
         if model is not None and not pathlib.Path(model).is_file():
             raise ModelError(f"Expected the workspace's model to be an ONNX file. Got {str(model)!r}, which is not a file.")
 
-        pool_spec = [str(pathlib.Path(p).resolve()) if pathlib.Path(p).exists() else str(p)
-                     for p in ([pool] if isinstance(pool, (str, os.PathLike)) else list(pool))]
+        pool_spec = [str(pathlib.Path(p).resolve()) if pathlib.Path(p).exists() else str(p) for p in pool]
         pool_value = pool_spec[0] if len(pool_spec) == 1 else pool_spec
         dataset = _pool.pool_dataset(pool_value)
         needed = [id_column, *( [label_column] if label_column else []), *group_columns]
@@ -282,12 +337,25 @@ class Workspace:
     def open(cls, path) -> Workspace:
         """Open an existing workspace.
 
+        Parameters
+        ----------
+        path : str or path
+            The workspace directory.
+
+        Returns
+        -------
+        Workspace
+
         Raises
         ------
+        ConfigError
+            If ``path`` is not a str or os.PathLike.
         WorkspaceError
             If there is no workspace at ``path`` or it was written by a newer alscale.
         """
-        path = pathlib.Path(path)
+        from alscale.config import check_path
+
+        path = pathlib.Path(check_path("path", path))
         cfg_path = path / CONFIG_NAME
         if not cfg_path.is_file():
             raise WorkspaceError(f"Expected a workspace ({CONFIG_NAME}) in {path}. Got none; run `alscale init` first.")

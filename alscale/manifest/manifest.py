@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alscale._atomic import fsync_dir
+from alscale.config import check_path
 from alscale.exceptions import OutputError
 
 __all__ = ["BATCH_FILE", "MANIFEST_FILE", "SCHEMA_VERSION", "Manifest", "check_output_free", "manifest_json", "write_manifest"]
@@ -52,8 +53,23 @@ class Manifest:
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> Manifest:
-        """Read a manifest directory written by :func:`write_manifest`."""
-        path = Path(path)
+        """Read a manifest directory written by :func:`write_manifest`.
+
+        Parameters
+        ----------
+        path : str or path
+            The directory holding ``manifest.json`` and ``batch.parquet``.
+
+        Returns
+        -------
+        Manifest
+
+        Raises
+        ------
+        OutputError
+            ``path`` is not a path, or holds no readable manifest.
+        """
+        path = Path(check_path("path", path, OutputError))
         try:
             data = json.loads((path / MANIFEST_FILE).read_text())
             batch = pq.read_table(path / BATCH_FILE)

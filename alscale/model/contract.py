@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from alscale.config import check_path
 from alscale.exceptions import ModelContractError, ModelError
 
 __all__ = ["ModelContract", "error_detail", "inspect_model", "load_session", "read_model_uri", "sha256_file"]
@@ -189,12 +190,13 @@ def inspect_model(
     Raises
     ------
     ModelError
-        The file is missing or not ONNX.
+        ``path`` is not a path, or the file is missing or not ONNX.
     ModelContractError
         No usable class output, a ZipMap output, several inputs, or an output that is not a
         probability distribution.
     """
-    path = str(path) if _is_uri(path) else Path(path)  # Path() would fold the '//' of a URI
+    path = check_path("path", path, ModelError)
+    path = path if _is_uri(path) else Path(path)  # Path() would fold the '//' of a URI
     data = read_model_uri(path) if _is_uri(path) else None  # read once: for the session, the sha256 and the class names
     session = session or load_session(path, data=data)
     inputs = session.get_inputs()

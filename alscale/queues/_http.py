@@ -9,6 +9,7 @@ never reaches a log line or a traceback.  Network code takes an optional httpx t
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -42,7 +43,7 @@ def check_url(url: Any, *, what: str) -> str:
 
 def check_number(name: str, value: Any, *, minimum: float = 0.0) -> float:
     """``value`` as a float >= ``minimum``; ConfigError naming the setting otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= minimum:
         raise ConfigError(f"The {name!r} setting must be a number >= {minimum:g}. Got {value!r}.")
     return float(value)
 

@@ -27,7 +27,7 @@ from alscale.exceptions import ConfigError
 from alscale.queues.base import Connector, PushResult, open_workspace
 from alscale.queues.endpoint import HttpEndpointConnector
 from alscale.queues.files import FileConnector
-from alscale.config import read_settings_file
+from alscale.config import check_path, read_settings_file
 from alscale.queues.labelstudio import LabelStudioConnector
 
 __all__ = ["KINDS", "load_queue_settings", "make_connector", "pull", "push"]
@@ -42,8 +42,25 @@ _POSITIONAL = {"label-studio": ("url", "project"), "http": ("url",), "file": ("p
 
 
 def load_queue_settings(path: str | os.PathLike) -> dict[str, Any]:
-    """Read the ``[queue]`` table (or the whole document if it has none) of a TOML/YAML file."""
-    path = Path(path)
+    """Read the ``[queue]`` table (or the whole document if it has none) of a TOML/YAML file.
+
+    Parameters
+    ----------
+    path : str or path
+        The file (``--config`` of ``alscale push`` and ``pull``).
+
+    Returns
+    -------
+    dict
+        The queue settings, keys with dashes turned into underscores; pass it to :func:`push`,
+        :func:`pull` or :func:`make_connector`.
+
+    Raises
+    ------
+    ConfigError
+        The file cannot be read or parsed, or its ``[queue]`` is not a table.
+    """
+    path = Path(check_path("config", path))
     data = read_settings_file(path, what="queue config")
     table = data.get("queue", data)
     if not isinstance(table, dict):
@@ -54,17 +71,38 @@ def load_queue_settings(path: str | os.PathLike) -> dict[str, Any]:
 def make_connector(settings: Mapping[str, Any] | Connector, **overrides: Any) -> Connector:
     """A connector from settings (``kind`` + that kind's keys); a connector is returned as is.
 
-    Overrides whose value is None leave the settings' value in place.  Unknown keys are an
-    error that suggests the closest known key.
+    Parameters
+    ----------
+    settings : dict or Connector
+        ``kind`` (``"label-studio"``, ``"http"`` or ``"file"``; ``"label-studio"`` when left
+        out and ``project`` is given, as with ``alscale push --project``) and that kind's
+        settings (see the module docstring).
+    **overrides
+        Settings over ``settings``; those whose value is None leave the settings' value in
+        place.
+
+    Returns
+    -------
+    Connector
+
+    Raises
+    ------
+    ConfigError
+        No kind, an unknown kind or key (the message suggests the closest known key), a
+        missing ``url``/``project``/``path``, or a value of the wrong type.
     """
     if not isinstance(settings, Mapping) and isinstance(settings, Connector):
         return settings
+    if settings is not None and not isinstance(settings, Mapping):
+        raise ConfigError(f"Expected queue settings as a dict (or a connector; a file: load_queue_settings). Got {settings!r}.")
     data = {str(k).replace("-", "_"): v for k, v in dict(settings or {}).items()}
     data.update({k.replace("-", "_"): v for k, v in overrides.items() if v is not None and v != ()})
     kind = data.pop("kind", None)
+    if kind is None and "project" in data:  # as `alscale push --project` takes it
+        kind = "label-studio"
     if kind is None:
         raise ConfigError(f"Expected a queue kind among {sorted(KINDS)} (--to, or 'kind' in the queue config). Got none.")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ConfigError(f"The queue 'kind' must be one of {sorted(KINDS)}. Got {kind!r}.")
     cls, known = KINDS[kind]
     for key in data:
@@ -77,12 +115,9 @@ def make_connector(settings: Mapping[str, Any] | Connector, **overrides: Any) ->
         if key not in data:
             raise ConfigError(f"The {kind} queue needs the {key!r} setting. Got none.")
         args.append(data.pop(key))
-    if kind == "label-studio":
-        try:
-            args[1] = int(args[1])
-        except (TypeError, ValueError):
-            raise ConfigError(f"The Label Studio 'project' must be an int >= 1. Got {args[1]!r}.") from None
-    return cls(*args, **data)
+    if kind == "label-studio" and isinstance(args[1], str) and args[1].strip().isdigit():  # "3" from a YAML file or env
+        args[1] = int(args[1])
+    return cls(*args, **data)  # the connector checks its values (a project of 3.7 is refused, not cut to 3)
 
 
 def push(manifest: Any, queue: Mapping[str, Any] | Connector, *, workspace: Any = None) -> PushResult:
@@ -102,6 +137,15 @@ def push(manifest: Any, queue: Mapping[str, Any] | Connector, *, workspace: Any 
     Returns
     -------
     PushResult
+
+    Raises
+    ------
+    ConfigError
+        Bad queue settings (see :func:`make_connector`) or not a manifest.
+    OutputError, PoolSchemaError, WorkspaceError
+        The manifest cannot be read, or its ids are not the workspace's pool's: nothing is sent.
+    QueueAuthError, QueueUnavailableError, QueueError
+        The queue refused the credentials, could not be reached, or refused the batch.
     """
     connector = make_connector(queue)
     return connector.push(manifest, workspace=open_workspace(workspace))
@@ -122,6 +166,15 @@ def pull(queue: Mapping[str, Any] | Connector, *, workspace: Any = None) -> list
     list of dict
         Label records ``{"id", "label", "status", "source", "annotation_id", "annotator",
         "answered_at"}`` (the last where the queue gives a time).
+
+    Raises
+    ------
+    ConfigError
+        Bad queue settings (see :func:`make_connector`).
+    WorkspaceError, LabelError
+        No workspace at the path, or labels it refuses (a file's labels are refused whole).
+    QueueAuthError, QueueUnavailableError, QueueError
+        The queue refused the credentials, could not be reached, or answered unexpectedly.
     """
     connector = make_connector(queue)
     return connector.pull(workspace=open_workspace(workspace))

@@ -22,7 +22,7 @@ import decimal
 import glob
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -129,6 +129,8 @@ def normalize_data_columns(columns: Sequence[str] | Mapping[str, str] | None) ->
         out = {str(k): str(v) for k, v in columns.items()}
     elif isinstance(columns, str):
         raise ConfigError(f"The 'data_columns' setting must be a list of column names. Got the string {columns!r}.")
+    elif not isinstance(columns, Iterable):
+        raise ConfigError(f"The 'data_columns' setting must be a list of column names. Got {columns!r}.")
     else:
         out = {}
         for item in columns:

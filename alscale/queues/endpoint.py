@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from alscale.config import check_int
 from alscale.exceptions import ConfigError, QueueError
 from alscale.queues._http import (
     check_number,
@@ -44,7 +45,21 @@ SIGNATURE_HEADER = "X-Alscale-Signature"
 
 
 def sign(body: bytes, secret: str) -> str:
-    """``sha256=<hex>``: the HMAC-SHA256 of ``body`` under ``secret``."""
+    """The ``X-Alscale-Signature`` value of a request body.
+
+    Parameters
+    ----------
+    body : bytes
+        The exact bytes POSTed.
+    secret : str
+        The shared signing secret (``$ALSCALE_HTTP_SECRET`` by default).
+
+    Returns
+    -------
+    str
+        ``sha256=<hex>``: the HMAC-SHA256 of ``body`` under ``secret``; a receiver recomputes
+        it and compares in constant time (:func:`hmac.compare_digest`).
+    """
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
@@ -82,8 +97,7 @@ class HttpEndpointConnector:
                  retries: int = 5, backoff: float = 0.5, timeout: float = 60.0, headers: Mapping[str, str] | None = None,
                  transport: httpx.BaseTransport | None = None):
         check_url(url, what="endpoint 'url'")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ConfigError(f"The 'retries' parameter must be an int >= 0. Got {retries!r} instead.")
+        retries = check_int("retries", retries, 0)
         self.url, self.secret_env, self.data_columns = url, secret_env, data_columns
         if headers is not None and (not isinstance(headers, Mapping) or not all(isinstance(v, str) for v in headers.values())):
             kinds = {name: type(v).__name__ for name, v in headers.items()} if isinstance(headers, Mapping) else type(headers).__name__

@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alscale._atomic import atomic_write_bytes
+from alscale.config import check_path
 from alscale.exceptions import ConfigError, OutputError, QueueError
 from alscale.queues.base import STATUSES, BatchView, PushResult, load_batch_for, open_workspace
 
@@ -173,7 +174,7 @@ class FileConnector:
 
     def __init__(self, path: str | os.PathLike, *, format: str | None = None, data_columns: Sequence[str] | Mapping[str, str] | None = None,
                  source_column: str | None = None, labels: str | os.PathLike | None = None, overwrite: bool = False):
-        self.path = str(path)
+        self.path = check_path("path", path)
         suffix = Path(self.path).suffix.lower().lstrip(".")
         fmt = format or {"manifest": "groundtruth", "json": "jsonl"}.get(suffix, suffix)
         if fmt not in FORMATS:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import numbers
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping, Sequence
@@ -42,6 +43,7 @@ from typing import Any
 
 import httpx
 
+from alscale.config import check_int
 from alscale.exceptions import ConfigError, QueueError, QueueUnavailableError
 from alscale.queues._http import (NOT_PROCESSED_STATUS, backoff_delays, check_number, check_response, check_url, describe_failure, redact,
                                   response_json, secret_from_env, send_with_retries)
@@ -58,7 +60,23 @@ RUN_FIELD = "alscale_run"
 
 
 def prediction_score(rank: int, k: int) -> float:
-    """Label Studio prediction score for a batch row: 0.0 for rank 1, 1.0 for rank k."""
+    """Label Studio prediction score for a batch row: 0.0 for rank 1, 1.0 for rank k.
+
+    Label Studio's "uncertainty sampling" serves the lowest score first, so annotators see the
+    most informative example (rank 1) first.
+
+    Parameters
+    ----------
+    rank : int
+        The row's rank in the batch, 1-based.
+    k : int
+        Rows in the batch.
+
+    Returns
+    -------
+    float
+        ``(rank - 1) / (k - 1)``, in [0, 1]; 0.0 when ``k <= 1``.
+    """
     return 0.0 if k <= 1 else (int(rank) - 1) / (int(k) - 1)
 
 
@@ -163,13 +181,12 @@ class LabelStudioConnector:
         transport: httpx.BaseTransport | None = None,
     ):
         check_url(url, what="Label Studio 'url'")
-        if isinstance(project, bool) or not isinstance(project, int) or project < 1:
+        if isinstance(project, bool) or not isinstance(project, numbers.Integral) or project < 1:
             raise ConfigError(f"The Label Studio 'project' must be an int >= 1. Got {project!r}.")
-        for name, value in (("chunk_size", chunk_size), ("lookup_chunk", lookup_chunk), ("page_size", page_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"The {name!r} parameter must be an int >= 1. Got {value!r} instead.")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ConfigError(f"The 'retries' parameter must be an int >= 0. Got {retries!r} instead.")
+        project = int(project)  # numpy integers are accepted; requests carry a plain int
+        chunk_size, lookup_chunk, page_size = (check_int(name, value, 1) for name, value in (
+            ("chunk_size", chunk_size), ("lookup_chunk", lookup_chunk), ("page_size", page_size)))
+        retries = check_int("retries", retries, 0)
         self.url = url.rstrip("/")
         self.project = project
         self.token_env = token_env

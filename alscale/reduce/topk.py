@@ -9,6 +9,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from alscale.config import check_int
+from alscale.exceptions import ConfigError
+
 __all__ = ["TopK", "top_k_order"]
 
 
@@ -21,10 +24,16 @@ def top_k_order(scores: npt.ArrayLike, ids: npt.ArrayLike, k: int) -> np.ndarray
     ids : array-like of shape (n,)
         Integer or string ids; unique in a well-formed pool.
     k : int
+        >= 0; numpy integers are accepted.
 
     Returns
     -------
     ndarray of shape (min(k, n),), dtype intp
+
+    Raises
+    ------
+    ConfigError
+        ``k`` is not an int >= 0, or ``scores`` and ``ids`` are not of one length.
 
     Notes
     -----
@@ -33,6 +42,8 @@ def top_k_order(scores: npt.ArrayLike, ids: npt.ArrayLike, k: int) -> np.ndarray
     """
     scores = np.asarray(scores, dtype=np.float64)
     ids = np.asarray(ids)
+    k = check_int("k", k, 0)
+    _check_lengths(scores, ids)
     n = scores.shape[0]
     if k <= 0 or n == 0:
         return np.empty(0, dtype=np.intp)
@@ -45,13 +56,25 @@ def top_k_order(scores: npt.ArrayLike, ids: npt.ArrayLike, k: int) -> np.ndarray
     return candidates[order[:k]]
 
 
+def _check_lengths(scores: np.ndarray, ids: np.ndarray, **payload: np.ndarray) -> None:
+    """Refuse arrays that are not one value per row: a mismatch would pair scores with the wrong ids."""
+    shapes = {"scores": scores.shape, "ids": ids.shape, **{name: col.shape[:1] for name, col in payload.items()}}
+    if scores.ndim != 1 or ids.ndim != 1 or len({shape[:1] for shape in shapes.values()}) != 1:
+        raise ConfigError(f"Expected scores and ids of shape (n,) and payload columns of length n. Got shapes {shapes}.")
+
+
 class TopK:
     """Keep the ``k`` highest-scoring rows seen so far, with any payload columns.
 
     Parameters
     ----------
     k : int
-        How many rows to keep.
+        How many rows to keep (>= 0; numpy integers are accepted).
+
+    Raises
+    ------
+    ConfigError
+        ``k`` is not an int >= 0.
 
     Examples
     --------
@@ -62,7 +85,7 @@ class TopK:
     """
 
     def __init__(self, k: int):
-        self.k = int(k)
+        self.k = check_int("k", k, 0)
         self.columns: dict[str, np.ndarray] | None = None
         self._pending: list[dict[str, np.ndarray]] = []  # admitted blocks not yet merged
         self._pending_rows = 0
@@ -82,11 +105,18 @@ class TopK:
         return float(self.columns["score"][-1])  # from the last compaction: never too high
 
     def add(self, scores: npt.ArrayLike, ids: npt.ArrayLike, **payload: npt.ArrayLike) -> None:
-        """Offer a block of rows: ``scores`` (n,), ``ids`` (n,), payload arrays of length n."""
+        """Offer a block of rows: ``scores`` (n,), ``ids`` (n,), payload arrays of length n.
+
+        Raises
+        ------
+        ConfigError
+            The arrays differ in length, or the payload columns differ from earlier blocks'.
+        """
         block = {"score": np.asarray(scores, dtype=np.float64), "id": np.asarray(ids)}
         block.update({name: np.asarray(col) for name, col in payload.items()})
+        _check_lengths(block["score"], block["id"], **{name: block[name] for name in payload})
         if self.columns is not None and set(block) != set(self.columns):
-            raise ValueError(f"payload columns differ: {sorted(block)} vs {sorted(self.columns)}")
+            raise ConfigError(f"Expected the payload columns of the earlier blocks, {sorted(self.columns)}. Got {sorted(block)}.")
         threshold = self.threshold()
         if threshold > -np.inf:  # drop rows that cannot enter before any sorting
             keep = block["score"] >= threshold
@@ -104,7 +134,7 @@ class TopK:
             return
         parts = ([self.columns] if self.columns is not None else []) + self._pending
         if any(set(p) != set(parts[0]) for p in parts):
-            raise ValueError("payload columns differ between blocks")
+            raise ConfigError(f"Expected the same payload columns in every block. Got {[sorted(p) for p in parts]}.")
         block = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
         keep = top_k_order(block["score"], block["id"], self.k)
         self.columns = {name: col[keep] for name, col in block.items()}

@@ -89,15 +89,48 @@ STRATEGIES: dict[str, Strategy] = {}
 
 
 def register(strategy: Strategy) -> Strategy:
-    """Add ``strategy`` to the registry (names are unique)."""
+    """Add ``strategy`` to the registry.
+
+    Parameters
+    ----------
+    strategy : Strategy
+        Its ``name`` becomes a ``--strategy`` value.
+
+    Returns
+    -------
+    Strategy
+        ``strategy`` itself.
+
+    Raises
+    ------
+    StrategyError
+        A strategy of that name is registered already.
+    """
     if strategy.name in STRATEGIES:
-        raise ValueError(f"strategy {strategy.name!r} registered twice")
+        raise StrategyError(f"Expected a new strategy name. Got {strategy.name!r}, which is registered already.")
     STRATEGIES[strategy.name] = strategy
     return strategy
 
 
 def get_strategy(name: str) -> Strategy:
-    """Look a strategy up by name; unknown names suggest the closest."""
+    """Look a strategy up by name.
+
+    Parameters
+    ----------
+    name : str
+        A registered name (:data:`STRATEGIES`), e.g. ``"margin"``.
+
+    Returns
+    -------
+    Strategy
+
+    Raises
+    ------
+    StrategyError
+        ``name`` is not a registered name (the message suggests the closest one).
+    """
+    if not isinstance(name, str):
+        raise StrategyError(f"The strategy must be a name, one of {sorted(STRATEGIES)}. Got {name!r} instead.")
     try:
         return STRATEGIES[name]
     except KeyError:

@@ -44,6 +44,11 @@ def vote_entropy(member_probs: npt.ArrayLike) -> np.ndarray:
     Returns
     -------
     ndarray of shape (n,), float32, in [0, log(min(m, c))].
+
+    Raises
+    ------
+    StrategyError
+        ``member_probs`` is not of shape (m, n, c) with m >= 1.
     """
     p = _check(member_probs)
     m, n, c = p.shape
@@ -69,6 +74,11 @@ def kl_to_consensus(member_probs: npt.ArrayLike) -> np.ndarray:
     Returns
     -------
     ndarray of shape (n,), float32, >= 0.
+
+    Raises
+    ------
+    StrategyError
+        ``member_probs`` is not of shape (m, n, c) with m >= 1.
     """
     p = _check(member_probs)
     # Each class adds pbar * ((1 + r) log(1 + r) - r) with r = p / pbar - 1: the same sum (the

@@ -66,11 +66,16 @@ def gradient_factors(probs: npt.ArrayLike, embeddings: npt.ArrayLike) -> tuple[n
     a : ndarray of shape (n, C), float32
         ``p - onehot(argmax p)`` (ties go to the lowest class index).
     h : ndarray of shape (n, D), float32
+
+    Raises
+    ------
+    StrategyError
+        The arrays are not (n, C) and (n, D) with the same n.
     """
     a = np.array(probs, dtype=np.float32, copy=True)
     h = np.asarray(embeddings, dtype=np.float32)
     if a.ndim != 2 or h.ndim != 2 or len(a) != len(h):
-        raise ValueError(f"expected probs (n, C) and embeddings (n, D); got {a.shape} and {h.shape}")
+        raise StrategyError(f"Expected probs of shape (n, C) and embeddings of shape (n, D). Got {a.shape} and {h.shape}.")
     a[np.arange(len(a)), np.argmax(a, axis=1)] -= 1.0
     return a, h
 

@@ -13,15 +13,43 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from alscale.exceptions import StrategyError
 from alscale.rowrandom import row_uniform
 from alscale.rowwise import row_max, row_top2
 
 __all__ = ["entropy", "entropy_last_axis", "least_confidence", "margin", "random_scores"]
 
 
-def entropy(probs: npt.NDArray[np.floating]) -> np.ndarray:
-    """Shannon entropy ``-sum_c p_c log p_c`` of each row (0 log 0 = 0)."""
-    return entropy_last_axis(np.asarray(probs, dtype=np.float32)) + np.float32(0.0)  # + 0: never -0.0
+def _check_probs(probs: npt.ArrayLike) -> np.ndarray:
+    """``probs`` as a float32 array of shape (n, c), c >= 1."""
+    try:
+        p = np.asarray(probs, dtype=np.float32)
+    except (TypeError, ValueError):
+        p = None
+    if p is None or p.ndim != 2 or p.shape[1] < 1:
+        got = f"shape {p.shape}" if p is not None else repr(probs)
+        raise StrategyError(f"Probabilities must be numbers of shape (n, classes) with classes >= 1. Got {got} instead.")
+    return p
+
+
+def entropy(probs: npt.ArrayLike) -> np.ndarray:
+    """Shannon entropy ``-sum_c p_c log p_c`` of each row (0 log 0 = 0), in nats.
+
+    Parameters
+    ----------
+    probs : array-like of shape (n, c)
+        Class probabilities, rows summing to 1.
+
+    Returns
+    -------
+    ndarray of shape (n,), float32, in [0, log c].
+
+    Raises
+    ------
+    StrategyError
+        ``probs`` is not a 2-D array of numbers with at least one column.
+    """
+    return entropy_last_axis(_check_probs(probs)) + np.float32(0.0)  # + 0: never -0.0
 
 
 def entropy_last_axis(p: np.ndarray) -> np.ndarray:
@@ -46,18 +74,48 @@ def entropy_last_axis(p: np.ndarray) -> np.ndarray:
     return np.einsum("...c,...c->...", p, log2p) * -np.log(p.dtype.type(2))
 
 
-def margin(probs: npt.NDArray[np.floating]) -> np.ndarray:
-    """One minus the gap between the two most probable classes: ``1 - (p_(1) - p_(2))``."""
-    p = np.asarray(probs, dtype=np.float32)
+def margin(probs: npt.ArrayLike) -> np.ndarray:
+    """One minus the gap between the two most probable classes: ``1 - (p_(1) - p_(2))``.
+
+    Parameters
+    ----------
+    probs : array-like of shape (n, c)
+        Class probabilities, rows summing to 1.
+
+    Returns
+    -------
+    ndarray of shape (n,), float32, in [0, 1]; 1 for every row when c = 1.
+
+    Raises
+    ------
+    StrategyError
+        ``probs`` is not a 2-D array of numbers with at least one column.
+    """
+    p = _check_probs(probs)
     if p.shape[1] < 2:
         return np.ones(p.shape[0], dtype=np.float32)
     first, second = row_top2(p)
     return (1.0 - (first - second)).astype(np.float32)
 
 
-def least_confidence(probs: npt.NDArray[np.floating]) -> np.ndarray:
-    """One minus the highest class probability: ``1 - max_c p_c``."""
-    p = np.asarray(probs, dtype=np.float32)
+def least_confidence(probs: npt.ArrayLike) -> np.ndarray:
+    """One minus the highest class probability: ``1 - max_c p_c``.
+
+    Parameters
+    ----------
+    probs : array-like of shape (n, c)
+        Class probabilities, rows summing to 1.
+
+    Returns
+    -------
+    ndarray of shape (n,), float32, in [0, 1 - 1/c].
+
+    Raises
+    ------
+    StrategyError
+        ``probs`` is not a 2-D array of numbers with at least one column.
+    """
+    p = _check_probs(probs)
     return (1.0 - row_max(p)).astype(np.float32)
 
 
@@ -69,5 +127,9 @@ def random_scores(keys: np.ndarray, seed: int) -> np.ndarray:
     keys : ndarray of shape (n,), dtype uint64
         Row keys (:func:`alscale.rowrandom.id_keys`).
     seed : int
+
+    Returns
+    -------
+    ndarray of shape (n,), float64, in [0, 1).
     """
     return row_uniform(keys, seed, stream=0)
