@@ -220,7 +220,7 @@ class FileConnector:
     def pull(self, *, workspace: Any = None) -> list[dict]:
         """Label records from the labels file (none configured: an error)."""
         if self.labels is None:
-            raise QueueError(f"Expected a labels file to pull from for {self.path!r}. Got none; pass labels=PATH.")
+            raise QueueError(f"Expected a labels file to pull from for {self.path!r}. Got none; pass labels=PATH (alscale pull --labels PATH).")
         records = read_labels(self.labels, source=f"file:{Path(self.labels).name}")
         ws = open_workspace(workspace)
         if ws is not None and records:

@@ -186,3 +186,13 @@ def test_push_and_pull_show_only_their_own_options():
     assert "--labels" in pull_help and "--data-column" not in pull_help and "--overwrite" not in pull_help
     example = next(line for line in push_help.splitlines() if "--to file --path" in line)
     assert example.strip().endswith("--data-column text")  # one line: pasting it runs one command
+
+
+def test_a_file_pull_without_labels_names_the_flag(tmp_path, workspace):
+    from click.testing import CliRunner
+
+    from alscale.cli import main
+
+    res = CliRunner().invoke(main, ["pull", "-w", str(workspace.path), "--to", "file", "--path", str(tmp_path / "out.jsonl")])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
+    assert "Expected a labels file to pull from" in res.output and "alscale pull --labels PATH" in res.output
