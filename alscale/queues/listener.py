@@ -64,8 +64,8 @@ class WebhookListener:
     def __init__(self, workspace: Any, *, secret: str, connector: LabelStudioConnector | None = None, host: str = "127.0.0.1",
                  port: int = 0, header: str = SECRET_HEADER, reconcile_every: float | None = 300.0,
                  next_round_after: int | None = None, on_next_round: Callable[[int], Any] | str | None = None):
-        if not secret:
-            raise ConfigError("Expected a non-empty webhook secret. Got an empty one.")
+        if not isinstance(secret, str) or not secret:
+            raise ConfigError(f"Expected a non-empty webhook secret (a str). Got {'an empty one' if secret == '' else type(secret).__name__}.")
         if next_round_after is not None and (isinstance(next_round_after, bool) or not isinstance(next_round_after, int) or next_round_after < 1):
             raise ConfigError(f"The 'next_round_after' parameter must be an int >= 1. Got {next_round_after!r} instead.")
         if next_round_after is not None and on_next_round is None:

@@ -140,3 +140,9 @@ def test_a_label_for_an_id_this_workspace_did_not_send_is_ignored(listener, work
     status, answer = listener.handle(HEADERS, json.dumps(_payload({"alscale_id": 1004}, _choice("fox"))).encode())
     assert status == 200 and answer == {"ignored": "id 1004 was not sent to label-studio:6 by this workspace"}
     assert workspace.label_log().num_rows == 0
+
+
+@pytest.mark.parametrize("secret,got", [("", "an empty one"), (5, "int"), (b"bytes", "bytes"), (None, "NoneType")])
+def test_the_secret_must_be_a_non_empty_string(workspace, secret, got):
+    with pytest.raises(ConfigError, match=f"Expected a non-empty webhook secret \\(a str\\). Got {got}."):
+        WebhookListener(workspace, secret=secret, port=0)
