@@ -228,6 +228,10 @@ def main() -> int:
     except ImportError:
         pass
     names = [n.strip() for n in args.configs.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:  # before the reference is timed (minutes)
+        print(f"bench_diversity.py: error: unknown --configs {unknown}; expected names among {sorted(CONFIGS)}", file=sys.stderr)
+        return 2
     result = {"k": args.k, "classes": args.classes, "dim": args.dim, "shards": args.shards, "threads": args.threads}
     if not args.skip_quality:
         result["quality"] = quality(args, names)

@@ -242,3 +242,14 @@ def test_bench_diversity_help_says_the_whole_first_sentence():
     proc = subprocess.run([sys.executable, str(BENCHMARKS / "bench_diversity.py"), "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "core-set, QBC and Cluster-Margin timings" in " ".join(proc.stdout.split())
+
+
+def test_bench_diversity_refuses_an_unknown_configuration_before_timing(tmp_path):
+    out = tmp_path / "diversity.json"
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "bench_diversity.py"), "--configs", "default,nope", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bench_diversity.py: error: unknown --configs ['nope']; expected names among ["), lines
+    assert "'default'" in lines[0] and "'tensor64'" in lines[0]
+    assert not out.exists()
