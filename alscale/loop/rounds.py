@@ -126,8 +126,8 @@ def select_batch(pool, model, *, out_dir: pathlib.Path, exclude_ids: np.ndarray,
                   seed=int(seed), id_column=id_column, features=features, actors=actors, force=True)
 
 
-def _evaluation_labels(ws: Workspace, class_index: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Evaluation-set ids that have a label, and their class indices."""
+def _evaluation_rows(ws: Workspace) -> tuple[np.ndarray, list[str]]:
+    """Evaluation-set ids that have a label, and their labels."""
     eval_ids = ws.evaluation_ids()
     label_column = ws.config.get("label_column")
     if label_column:
@@ -141,11 +141,28 @@ def _evaluation_labels(ws: Workspace, class_index: dict) -> tuple[np.ndarray, np
         ids = ids_all[mask]
         labels = np.array(lab.column("label").to_pylist(), dtype=object)[mask].tolist()
     keep = [i for i, v in enumerate(labels) if v is not None]
+    return ids[keep], [str(labels[i]) for i in keep]
+
+
+def _evaluation_labels(ws: Workspace, class_index: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluation-set ids that have a label, and their class indices."""
+    ids, labels = _evaluation_rows(ws)
     try:
-        y = np.array([class_index[str(labels[i])] for i in keep], dtype=np.int64)
+        y = np.array([class_index[v] for v in labels], dtype=np.int64)
     except KeyError as exc:
         raise LabelError(f"Expected evaluation labels among the known classes {list(class_index)}. Got {exc.args[0]!r}.") from None
-    return ids[keep], y
+    return ids, y
+
+
+def _round_classes(ws: Workspace, train_labels) -> list:
+    """The workspace's classes; without a class list, the labels seen so far, the evaluation set's included.
+
+    A class that only the evaluation set holds yet gets an output the model was not trained
+    on: its rows count as misses in the metrics instead of failing the round.
+    """
+    if ws.classes is not None:
+        return ws.classes
+    return sorted({str(v) for v in train_labels} | set(_evaluation_rows(ws)[1]))
 
 
 def _save_npy(path: pathlib.Path, arr: np.ndarray) -> None:
@@ -301,11 +318,14 @@ def _round_inputs(ws: Workspace, train_ids, train_labels, *, model, strategy: st
     if len(train_ids) == 0:
         return {"kind": "seed", "k": int(k or s["initial_size"]), "seed": seed, "initial_method": s["initial_method"]}
     pairs = sorted(zip(map(str, np.asarray(train_ids).tolist()), map(str, train_labels)))
-    return {
+    inputs = {
         "kind": "model", "k": int(k or s["batch_size"]), "seed": seed, "strategy": strategy,
         "model": _model_input(model) if model is not None else f"trainer:{s['trainer']}",
         "training_labels": hashlib.sha256(json.dumps(pairs).encode()).hexdigest(),
     }
+    if ws.classes is None:  # the model's outputs follow the labels seen, which a new evaluation label can extend
+        inputs["classes"] = [str(c) for c in _round_classes(ws, train_labels)]
+    return inputs
 
 
 def _model_input(model) -> str:
@@ -342,9 +362,7 @@ def _check_resumed_inputs(out_dir: pathlib.Path, number: int, inputs: dict) -> N
 
 def _model_round(ws: Workspace, out_dir: pathlib.Path, train_ids, train_labels, *, model, strategy, k, seed, actors) -> dict:
     s = ws.settings
-    classes = ws.classes
-    if classes is None:
-        classes = sorted({str(v) for v in train_labels})
+    classes = _round_classes(ws, train_labels)
     class_index = {str(c): i for i, c in enumerate(classes)}
     id_column = ws.config["id_column"]
     features = _feature_columns(ws)

@@ -108,3 +108,22 @@ def test_the_workspace_model_serves_every_round_without_model(tmp_path, blob_poo
     scores = margin(probs[cand])
     expected = cand[np.lexsort((cand, -scores.astype(np.float64)))[:10]]
     assert pq.read_table(ws.path / "rounds/001/batch/batch.parquet").column("id").to_pylist() == expected.tolist()
+
+
+def test_without_classes_an_evaluation_label_of_a_class_not_trained_on_counts_as_missed(tmp_path, blob_pool, ray_local):
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, group_columns=["site"],
+                          settings={"eval_size": 60, "stop_set_size": 50, "initial_size": 30, "batch_size": 10, "seed": 1})
+    run_round(ws)
+    seed_ids = pq.read_table(ws.path / "rounds/000/batch/batch.parquet").column("id").to_pylist()
+    ws.record_labels([r for r in _oracle(ws, seed_ids) if r["label"] != 2])  # class 2 not labeled for training yet
+    ws.record_labels(_oracle(ws, ws.evaluation_ids()))
+    r1 = run_round(ws, strategy="margin", actors=1)
+
+    table = _pool.read_columns(blob_pool, ["label"], ids=ws.evaluation_ids())
+    y_ev = np.array(table.column("label").to_pylist())
+    probs, _ = predict_onnx(ws.path / "rounds/001/model.onnx", _pool.read_features(blob_pool, table.column("id").to_numpy())[1])
+    assert probs.shape[1] == 3  # an output for class 2, which the model never predicts
+    pred = probs.argmax(1)
+    assert not (pred == 2).any()
+    assert r1["metrics"]["accuracy"] == pytest.approx(skm.accuracy_score(y_ev, pred))
+    assert r1["metrics"]["per_class_recall"]["2"] == 0.0
