@@ -8,7 +8,7 @@ returns a :class:`Verdict`.  :func:`check_stopping` runs them all.
 * :func:`diminishing_returns` - over the last ``patience`` rounds, the metric gained less than
   ``min_gain_per_label`` per labeled example (Δmetric / Δlabels, round over round).
 * :func:`stabilizing_predictions` - Cohen's kappa between the predictions of successive models
-  on a fixed random *stop set* stayed above ``kappa_threshold`` for ``patience`` comparisons.
+  on a fixed random *stop set* stayed at or above ``kappa_threshold`` for ``patience`` comparisons.
 * :func:`budget_spent` - the labels used reached the budget.
 
 References
@@ -97,9 +97,11 @@ def diminishing_returns(history: Sequence[dict], *, metric: str = "accuracy", pa
     evidence = {"metric": metric, "gains_per_label": recent, "threshold": min_gain_per_label, "patience": patience}
     if len(recent) < patience:
         return Verdict("diminishing_returns", False, f"{len(recent)} of {patience} rounds with a gain so far", evidence)
-    stop = all(g < min_gain_per_label for g in recent if not math.isnan(g))
-    worst = max(recent)
+    known = [g for g in recent if not math.isnan(g)]  # a round without a metric tells nothing either way
+    stop = bool(known) and all(g < min_gain_per_label for g in known)
+    worst = max(known) if known else math.nan
     reason = (f"gain per label below {min_gain_per_label:g} for {patience} rounds (max {worst:.2e})" if stop
+              else f"no {metric} in the last {patience} rounds" if not known
               else f"gain per label {worst:.2e} >= {min_gain_per_label:g} within the last {patience} rounds")
     return Verdict("diminishing_returns", bool(stop), reason, evidence)
 
@@ -115,7 +117,7 @@ def stabilizing_predictions(stop_set_predictions: Sequence[np.ndarray], *, kappa
     kappa_threshold : float
         The paper uses 0.99.
     patience : int
-        How many successive kappas (the paper's window is 3) must all exceed the threshold.
+        How many successive kappas (the paper's window is 3) must all reach the threshold (>=).
     """
     patience = check_int("patience", patience, 1)
     kappas = [cohen_kappa(a, b) for a, b in zip(stop_set_predictions[:-1], stop_set_predictions[1:])]

@@ -41,6 +41,15 @@ def test_diminishing_returns_uses_gain_per_label():
     assert not diminishing_returns(h2, patience=3, min_gain_per_label=1e-3).stop
 
 
+
+def test_rounds_without_a_metric_never_count_as_diminishing_returns():
+    nan = float("nan")
+    h = _history([10, 20, 30, 40], [nan, nan, nan, nan])  # no evaluation labels yet
+    v = diminishing_returns(h, patience=3, min_gain_per_label=1e-3)
+    assert not v.stop and v.reason == "no accuracy in the last 3 rounds"
+    mixed = _history([10, 20, 30, 40], [0.5, 0.5001, nan, nan])  # one known gain, below the threshold
+    assert diminishing_returns(mixed, patience=3, min_gain_per_label=1e-3).stop
+
 def test_stabilizing_predictions_kappa_window():
     rng = np.random.default_rng(0)
     base = rng.integers(0, 4, 500)
