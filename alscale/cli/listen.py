@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 import click
@@ -24,7 +25,7 @@ __all__ = ["command"]
 @click.option("--on-next-round", help="Shell command to run (gets ALSCALE_NEW_LABELS).")
 @click.option("--register/--no-register", default=False, help="Register this receiver as the project's webhook first.")
 @click.option("--register-only", is_flag=True, help="Register the webhook and exit.")
-@click.option("--public-url", help="URL Label Studio should call [http://HOST:PORT/webhook].")
+@click.option("--public-url", help="URL Label Studio should call (needed with --host 0.0.0.0) [http://HOST:PORT/webhook].")
 def command(workspace, url, project, token_env, secret_env, header, host, port, reconcile_every, next_round_after, on_next_round,
             register, register_only, public_url):
     """Write each ANNOTATION_CREATED / ANNOTATION_UPDATED webhook into the workspace.
@@ -39,6 +40,10 @@ def command(workspace, url, project, token_env, secret_env, header, host, port, 
     from alscale.queues._http import secret_from_env
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if (register or register_only) and not public_url and _unspecified(host):
+        # Label Studio cannot call http://0.0.0.0/...: the webhook would never arrive
+        raise click.UsageError(f"--register with --host {host} (every interface) needs --public-url, the URL Label Studio "
+                               "calls (e.g. http://THIS-HOST:PORT/webhook).")
     secret = secret_from_env(secret_env, what="webhook secret")
     connector = LabelStudioConnector(url, project, token_env=token_env)
     if register_only:
@@ -51,6 +56,13 @@ def command(workspace, url, project, token_env, secret_env, header, host, port, 
         _register(connector, public_url or listener.url, secret, header)
     click.echo(f"listening on {listener.url} (workspace {workspace})", err=True)
     listener.serve_forever()
+
+
+def _unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:  # a host name
+        return False
 
 
 def _register(connector, hook_url: str, secret: str, header: str) -> None:

@@ -139,10 +139,16 @@ class WebhookListener:
 
     # ------------------------------------------------------------------ work
     def reconcile(self) -> int:
-        """Pull every annotation and record it; returns the number of new or changed records."""
+        """Pull every annotation and record it; returns the number of new or changed records.
+
+        Only answers for ids this workspace sent to the project are recorded, as with a webhook:
+        a shared project's other tasks are left out.
+        """
         if self.connector is None:
             return 0
         records = self.connector.pull()
+        if records:
+            records = sent_here(self.workspace, self.connector.name, records)
         return self._record(records, skip_invalid=True)
 
     def _reconcile_loop(self) -> None:

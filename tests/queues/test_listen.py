@@ -65,6 +65,31 @@ def test_webhooks_record_labels_and_reject_missing_secret(ls_env, manifest, work
         assert workspace.label_log().num_rows == before + 1
 
 
+def test_reconcile_takes_only_what_this_workspace_sent(ls_env, tmp_path, pool, workspace):
+    """A project shared by two workspaces of one pool: the reconcile pull, like a webhook, leaves the other's answers out."""
+    import pyarrow.parquet as pq
+
+    from alscale.loop.workspace import Workspace
+
+    from .queue_support import make_manifest
+
+    twin = Workspace.create(tmp_path / "ws-twin", pool=pool, classes=CLASSES, settings={"eval_size": 10, "stop_set_size": 10, "initial_size": 10})
+    taken = set(workspace.excluded_ids().tolist()) | set(twin.excluded_ids().tolist())
+    free = [i for i in pq.read_table(pool, columns=["id"]).column("id").to_pylist() if i not in taken]
+    project = ls_env.create_project()
+    conn = LabelStudioConnector(ls_env.url, project, data_columns=["text"])
+    conn.push(make_manifest(tmp_path / "mine", pool, free[:4], run_id="run-mine"), workspace=workspace)
+    conn.push(make_manifest(tmp_path / "theirs", pool, free[4:8], run_id="run-theirs"), workspace=twin)
+    for t in ls_env.tasks(project):
+        ls_env.annotate(t["id"], "dog")
+    listener = WebhookListener(workspace, secret=SECRET, connector=conn, reconcile_every=None)
+    try:
+        assert listener.reconcile() == 4
+    finally:
+        listener.server.server_close()
+    assert sorted(workspace.labeled().column("id").to_pylist()) == sorted(free[:4])
+
+
 def _listen(ls_env, project, workspace, port):
     env = {**os.environ, "LABEL_STUDIO_API_KEY": ls_env.token, "ALSCALE_WEBHOOK_SECRET": SECRET}
     proc = subprocess.Popen(
@@ -119,3 +144,17 @@ def test_listen_without_secret_exits_2(ls_env, workspace, monkeypatch):
     monkeypatch.delenv("ALSCALE_WEBHOOK_SECRET", raising=False)
     res = CliRunner().invoke(main, ["listen", "-w", str(workspace.path), "--url", ls_env.url, "--project", "1"])
     assert res.exit_code == 2 and "ALSCALE_WEBHOOK_SECRET" in res.output
+
+
+def test_register_on_every_interface_needs_the_public_url(workspace, monkeypatch):
+    """http://0.0.0.0:PORT/webhook is no address Label Studio can call: refused before anything is registered."""
+    from click.testing import CliRunner
+
+    from alscale.cli import main
+
+    monkeypatch.setenv("ALSCALE_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "0" * 40)
+    for host in ("0.0.0.0", "::"):
+        res = CliRunner().invoke(main, ["listen", "-w", str(workspace.path), "--url", f"http://127.0.0.1:{free_port()}",
+                                        "--project", "1", "--host", host, "--register-only"])
+        assert res.exit_code == 2 and "needs --public-url" in res.output, res.output
