@@ -276,8 +276,9 @@ def _jsonable(value: Any) -> Any:
 def sent_here(workspace: Any, queue: str, records: list[dict]) -> list[dict]:
     """The label records for ids ``workspace`` sent to ``queue``: pending there, or answered from it before.
 
-    A project can hold tasks of several workspaces whose integer ids overlap; a label for an id
-    this workspace never sent there belongs to another pool's example and is left out.
+    A project can hold tasks of several workspaces over one pool; a label for an id this
+    workspace never sent there belongs to another workspace's task and is left out.  (Tasks are
+    matched on the id alone: pools whose ids overlap need a project each.)
     """
     pending = workspace.pending()
     sent = {i for i, q in zip(pending.column("id").to_pylist(), pending.column("queue").to_pylist()) if q == queue}
