@@ -36,6 +36,7 @@ import numpy as np
 import ray
 from pyarrow import fs as pafs
 
+from alscale.engine.errors import discard_errors, unwrap_ray_error
 from alscale.engine.worker import ShardResult, state_file_name
 from alscale.pool.files import read_file, split_location, write_file_atomic
 
@@ -196,7 +197,10 @@ class ShardCheckpoints:
         try:
             result = ray.get(refs[0])
         except Exception as exc:  # a damaged checkpoint is scored again
-            logger.warning("checkpoint of shard %d in %s is unreadable (%s); scoring it again", index, self.directory, exc)
+            discard_errors(refs[1:])
+            err = unwrap_ray_error(exc)
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            logger.warning("checkpoint of shard %d in %s is unreadable (%s); scoring it again", index, self.directory, reason)
             return None
         if result.index != index:
             return None

@@ -27,7 +27,7 @@ import ray
 from alscale import __version__
 from alscale.config import SelectSettings, _expand_model_dirs
 from alscale.engine.checkpoint import open_checkpoints
-from alscale.engine.errors import unwrap_ray_error
+from alscale.engine.errors import discard_errors, unwrap_ray_error
 from alscale.engine.liveness import STALL_SECONDS, ActorWatch
 from alscale.engine.raygroup import RayShardGroup
 from alscale.engine.runtime import ray_session
@@ -364,6 +364,7 @@ def _scan_shards(scan: _Scan) -> None:
                     result = ray.get(ref)
                 except Exception as exc:
                     err = unwrap_ray_error(exc)
+                    discard_errors(bucket_refs)  # they hold the same error: no traceback printed per bucket
                     if any(other.index == shard.index for _, other, _ in pending.values()):
                         logger.warning("shard %d failed on one actor (%s); waiting for its other attempt", shard.index, err)
                         continue

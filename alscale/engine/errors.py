@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import ray
 import ray.exceptions
 
 from alscale.exceptions import AlscaleError, ClusterError
 
-__all__ = ["unwrap_ray_error"]
+__all__ = ["discard_errors", "unwrap_ray_error"]
+
+
+def discard_errors(refs) -> None:
+    """Read the refs of a task that failed, so that Ray does not print each error again as unhandled.
+
+    A failed task's other return values (a shard's key buckets) hold its error too; dropped
+    unread, Ray prints the task's traceback once per value.
+    """
+    for ref in refs:
+        try:
+            ray.get(ref, timeout=10)
+        except Exception:  # noqa: BLE001  (the error is the point: it is now read)
+            pass
 
 
 def unwrap_ray_error(exc: BaseException) -> BaseException:

@@ -239,3 +239,50 @@ def test_a_model_at_a_filesystem_uri(tmp_path, pool, model_path, reference):
     assert m.data["model"]["sha256"] == [hashlib.sha256(Path(model_path).read_bytes()).hexdigest()]
     with pytest.raises(ModelError, match="Model file 'file://.*nope.onnx' does not exist"):
         alscale.select(pool, f"file://{tmp_path}/nope.onnx", k=5)
+
+
+@pytest.fixture
+def unhandled_ray_errors(monkeypatch):
+    """The errors Ray would print as unhandled (an error object dropped without being read)."""
+    import ray._private.worker as ray_worker
+
+    seen: list = []
+    monkeypatch.setattr(ray_worker, "_unhandled_error_handler", seen.append)
+    return seen
+
+
+def _settle() -> None:
+    """Give Ray time to report the errors of the objects just dropped."""
+    import gc
+    import time
+
+    gc.collect()
+    time.sleep(3)
+
+
+def test_a_skipped_shard_leaves_no_unhandled_errors(tmp_path, model_path, unhandled_ray_errors):
+    """The failed shard's key buckets are errors too: they are read, not printed by Ray one traceback each."""
+    from tests.cluster.clusterkit import corrupt_row_group
+
+    pool = write_pool(tmp_path / "pool", tied_features(1500), files=3, row_group_size=250)
+    corrupt_row_group(sorted(pool.glob("*.parquet"))[1], row_group=1)
+    m = alscale.select(pool, model_path, k=10, actors=3, skip_bad_shards=True)
+    assert m.data["counts"]["shards_skipped"] == 1
+    _settle()
+    assert unhandled_ray_errors == []
+
+
+def test_a_truncated_checkpoint_is_scored_again(tmp_path, pool, model_path, reference, unhandled_ray_errors, caplog):
+    out = tmp_path / "batch"
+    alscale.select(pool, model_path, k=25, actors=3, out=out, keep_checkpoints=True)
+    saved = sorted((tmp_path / "batch.checkpoints").glob("*/shard-*.npz"))
+    assert len(saved) == 3
+    saved[1].write_bytes(saved[1].read_bytes()[:100])
+    m = alscale.select(pool, model_path, k=25, actors=3, out=out, force=True)
+    assert m.data["counts"]["shards_resumed"] == 2
+    assert m.ids == _expected(reference, "entropy", 25)
+    assert not (tmp_path / "batch.checkpoints").exists()
+    warning = next(r.getMessage() for r in caplog.records if "unreadable" in r.getMessage())
+    assert "checkpoint of shard 1" in warning and "\n" not in warning  # one line, not the task's traceback
+    _settle()
+    assert unhandled_ray_errors == []
