@@ -144,25 +144,26 @@ def _evaluation_rows(ws: Workspace) -> tuple[np.ndarray, list[str]]:
     return ids[keep], [str(labels[i]) for i in keep]
 
 
-def _evaluation_labels(ws: Workspace, class_index: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Evaluation-set ids that have a label, and their class indices."""
-    ids, labels = _evaluation_rows(ws)
+def _evaluation_classes(labels: list[str], class_index: dict) -> np.ndarray:
+    """The class indices of the evaluation labels, shape (n,)."""
     try:
-        y = np.array([class_index[v] for v in labels], dtype=np.int64)
+        return np.array([class_index[v] for v in labels], dtype=np.int64)
     except KeyError as exc:
         raise LabelError(f"Expected evaluation labels among the known classes {list(class_index)}. Got {exc.args[0]!r}.") from None
-    return ids, y
 
 
-def _round_classes(ws: Workspace, train_labels) -> list:
+def _round_classes(ws: Workspace, train_labels, eval_labels: list[str] | None = None) -> list:
     """The workspace's classes; without a class list, the labels seen so far, the evaluation set's included.
 
     A class that only the evaluation set holds yet gets an output the model was not trained
-    on: its rows count as misses in the metrics instead of failing the round.
+    on: its rows count as misses in the metrics instead of failing the round.  ``eval_labels``:
+    the evaluation set's labels when the caller has them already (read here otherwise).
     """
     if ws.classes is not None:
         return ws.classes
-    return sorted({str(v) for v in train_labels} | set(_evaluation_rows(ws)[1]))
+    if eval_labels is None:
+        eval_labels = _evaluation_rows(ws)[1]
+    return sorted({str(v) for v in train_labels} | set(eval_labels))
 
 
 def _save_npy(path: pathlib.Path, arr: np.ndarray) -> None:
@@ -362,7 +363,8 @@ def _check_resumed_inputs(out_dir: pathlib.Path, number: int, inputs: dict) -> N
 
 def _model_round(ws: Workspace, out_dir: pathlib.Path, train_ids, train_labels, *, model, strategy, k, seed, actors) -> dict:
     s = ws.settings
-    classes = _round_classes(ws, train_labels)
+    eval_ids, eval_labels = _evaluation_rows(ws)  # read once: the classes and the metrics see the same labels
+    classes = _round_classes(ws, train_labels, eval_labels)
     class_index = {str(c): i for i, c in enumerate(classes)}
     id_column = ws.config["id_column"]
     features = _feature_columns(ws)
@@ -389,7 +391,7 @@ def _model_round(ws: Workspace, out_dir: pathlib.Path, train_ids, train_labels, 
             est = train_model(X, y, classes, trainer=trainer, seed=seed)
             export_model(est, model_path)
 
-    eval_ids, y_eval = _evaluation_labels(ws, class_index)
+    y_eval = _evaluation_classes(eval_labels, class_index)
     metrics = None
     if len(eval_ids):
         _, X_eval = _pool.read_features(ws.config["pool"], eval_ids, id_column=id_column, features=features)
