@@ -112,6 +112,18 @@ def _scratch(workdir: str | None = None, prefix: str = "alscale-bench-") -> Iter
         shutil.rmtree(work, ignore_errors=True)
 
 
+def measure_in_scratch(measure, args, out_json: str, prefix: str) -> dict:
+    """``measure(args, work)`` in a scratch folder removed even when it fails; the results go to ``out_json``.
+
+    The shared ``main`` of the scripts in ``benchmarks/``.
+    """
+    with _scratch(prefix=prefix) as work:
+        results = measure(args, work)
+    _finish(results, out_json)
+    print(f"results written to {out_json}")
+    return results
+
+
 def _check_out_json(out_json: str | None) -> None:
     """Fail before measuring anything when the results could not be written to ``out_json``."""
     if not out_json:

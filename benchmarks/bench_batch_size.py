@@ -30,13 +30,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    from alscale.bench import _finish, _scratch
+    from alscale.bench import measure_in_scratch
 
-    with _scratch(prefix="alscale-bs-") as work:  # removed even when a run fails
-        results = _measure(args, work)
-    _finish(results, args.json)
-    print(f"results written to {args.json}")
-    return results
+    return measure_in_scratch(_measure, args, args.json, prefix="alscale-bs-")  # the pool goes even when a run fails
 
 
 def _measure(args: argparse.Namespace, work: Path) -> dict:

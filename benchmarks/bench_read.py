@@ -38,13 +38,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", default="bench-results/read.json")
     args = parser.parse_args(argv)
 
-    from alscale.bench import _finish, _scratch
+    from alscale.bench import measure_in_scratch
 
-    with _scratch(prefix="alscale-read-") as work:  # removed even when a measurement fails
-        results = _measure(args, work)
-    _finish(results, args.json)
-    print(f"results written to {args.json}")
-    return results
+    return measure_in_scratch(_measure, args, args.json, prefix="alscale-read-")  # the pool goes even when a run fails
 
 
 def _measure(args: argparse.Namespace, work: Path) -> dict:
