@@ -3,7 +3,7 @@
 Layout::
 
     <workspace>/
-      alscale-workspace.json     config: schema_version, pool, model, id/label/group columns,
+      alscale-workspace.json     config: schema_version, pool and its key, model, id/label/group columns,
                                  classes, settings, evaluation/stop set sizes and seeds
       .lock                      fcntl lock taken by every writer
       state/HEAD.json            {"version": n, "labels": ..., "pending": ...}
@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from alscale.exceptions import AlscaleError, LabelError, ModelError, WorkspaceError
 from alscale.loop import _pool
 from alscale.loop._io import atomic_write_json, atomic_write_parquet, file_lock, read_json
+from alscale.pool.identity import pool_key
 from alscale.loop.evalset import EVAL_STREAM, STOP_STREAM, default_eval_size, reserve_random, resolve_size
 
 __all__ = ["CONFIG_NAME", "SCHEMA_VERSION", "STATUSES", "Workspace", "check_loop_strategy"]
@@ -313,6 +314,7 @@ class Workspace:
             "schema_version": SCHEMA_VERSION,
             "created_at": _now(),
             "pool": pool_value,
+            "pool_key": pool_key(pool_value),  # tells this pool's tasks from another's in a shared labeling queue
             "model": None if model is None else str(pathlib.Path(model).resolve()),
             "id_column": id_column,
             "id_type": id_kind,
@@ -375,6 +377,17 @@ class Workspace:
     @property
     def id_type(self) -> str:
         return self.config.get("id_type", "int64")
+
+    @property
+    def pool_key(self) -> str:
+        """The pool's key (:func:`alscale.pool.identity.pool_key`), fixed when the workspace was made.
+
+        It marks this pool's tasks in a shared labeling queue, and stays the same if the pool's
+        path in ``alscale-workspace.json`` is edited after the pool moved.  Workspaces made before
+        it was stored get the key of their pool's path.
+        """
+        key = self.config.get("pool_key")
+        return key if isinstance(key, str) and key else pool_key(self.config["pool"])
 
     @property
     def classes(self) -> list | None:

@@ -33,6 +33,7 @@ import pyarrow.dataset as ds
 
 from alscale.exceptions import ConfigError, OutputError, PoolSchemaError, WorkspaceError
 from alscale.manifest import Manifest
+from alscale.pool.identity import pool_key
 
 __all__ = ["BatchView", "Connector", "PushResult", "STATUSES", "load_batch", "load_batch_for", "normalize_data_columns", "open_workspace",
            "sent_here"]
@@ -114,6 +115,17 @@ class BatchView:
     @property
     def ids(self) -> list:
         return [r["id"] for r in self.rows]
+
+    @property
+    def pool_key(self) -> str | None:
+        """The key of the manifest's pool (its ``pool.spec``, else its files); None if it names none."""
+        pool = self.manifest.get("pool") if isinstance(self.manifest, Mapping) else None
+        if not isinstance(pool, Mapping):
+            return None
+        spec = pool.get("spec") or pool.get("paths")
+        if isinstance(spec, (str, list)) and spec and all(isinstance(s, str) for s in ([spec] if isinstance(spec, str) else spec)):
+            return pool_key(spec)
+        return None
 
     def subset(self, ids: Sequence) -> BatchView:
         """The rows whose id is in ``ids`` (rank order kept)."""
@@ -277,8 +289,8 @@ def sent_here(workspace: Any, queue: str, records: list[dict]) -> list[dict]:
     """The label records for ids ``workspace`` sent to ``queue``: pending there, or answered from it before.
 
     A project can hold tasks of several workspaces over one pool; a label for an id this
-    workspace never sent there belongs to another workspace's task and is left out.  (Tasks are
-    matched on the id alone: pools whose ids overlap need a project each.)
+    workspace never sent there belongs to another workspace's task and is left out.  (Tasks of
+    other pools, whose ids may be the same, are told apart by their pool key before this.)
     """
     pending = workspace.pending()
     sent = {i for i, q in zip(pending.column("id").to_pylist(), pending.column("queue").to_pylist()) if q == queue}

@@ -4,28 +4,33 @@ Tasks
 -----
 Each selected example becomes one task::
 
-    {"data": {<named pool columns>, "alscale_id": id, "alscale_run": run_id},
-     "meta": {"alscale_id", "alscale_run", "alscale_rank", "alscale_score", "alscale_confidence",
-              "alscale_strategy"},
+    {"data": {<named pool columns>, "alscale_id": id, "alscale_run": run_id, "alscale_pool": key},
+     "meta": {"alscale_id", "alscale_run", "alscale_pool", "alscale_rank", "alscale_score",
+              "alscale_confidence", "alscale_strategy"},
      "predictions": [{"model_version": ..., "score": s,
                       "result": [{"from_name", "to_name", "type": "choices",
                                   "value": {"choices": [predicted_class]}}]}]}
 
-The id sits in ``data`` too because Label Studio's Data Manager filters on ``data`` fields, not
-on ``meta``.  The prediction ``score`` is ``s = (rank - 1) / (k - 1)``: 0 for the most
-informative example and 1 for the least.  Label Studio's "uncertainty sampling" serves the
-lowest prediction score first, so annotators see the batch in alscale's order whatever the
-strategy (the model's confidence is kept in ``meta.alscale_confidence``).
+``alscale_pool`` is the pool's key (:func:`alscale.pool.identity.pool_key`: the workspace's, or
+the one of the manifest's pool without a workspace).  Ids are unique within a pool, not across
+pools, so a project shared by pools whose ids overlap tells their tasks apart by the id and the
+key together.  The id sits in ``data`` too because Label Studio's Data Manager filters on
+``data`` fields, not on ``meta``.  The prediction ``score`` is ``s = (rank - 1) / (k - 1)``: 0
+for the most informative example and 1 for the least.  Label Studio's "uncertainty sampling"
+serves the lowest prediction score first, so annotators see the batch in alscale's order
+whatever the strategy (the model's confidence is kept in ``meta.alscale_confidence``).
 
 No duplicates
 -------------
 Label Studio does not deduplicate imports.  Before importing, :meth:`push` asks which alscale
-ids the project already holds (a Data Manager ``in_list`` filter on ``data.alscale_id``,
-``lookup_chunk`` ids per request, paginated) and imports only the missing ones, ``chunk_size``
-tasks per request.  A chunk whose request fails is never re-sent blindly: the ids are looked up
-again first, so a chunk the server committed before the connection dropped is not imported
-twice.  Every chunk that was imported (or found) is recorded as pending in the workspace right
-away, so a push killed half-way records exactly what reached Label Studio.
+ids the project already holds for this pool (a Data Manager ``in_list`` filter on
+``data.alscale_id``, ``lookup_chunk`` ids per request, paginated; then the pool key is
+compared) and imports only the missing ones, ``chunk_size`` tasks per request.  A task without
+a pool key (pushed before tasks carried one) matches on its id alone, as it did then.  A chunk
+whose request fails is never re-sent blindly: the ids are looked up again first, so a chunk the
+server committed before the connection dropped is not imported twice.  Every chunk that was
+imported (or found) is recorded as pending in the workspace right away, so a push killed
+half-way records exactly what reached Label Studio.
 
 Cost: O(k) rows read from the pool, ``ceil(k / lookup_chunk) + ceil(missing / chunk_size)``
 requests.
@@ -49,7 +54,7 @@ from alscale.queues._http import (NOT_PROCESSED_STATUS, backoff_delays, check_nu
                                   response_json, secret_from_env, send_with_retries)
 from alscale.queues.base import BatchView, PushResult, load_batch_for, normalize_data_columns, open_workspace, sent_here
 
-__all__ = ["DEFAULT_TOKEN_ENV", "WEBHOOK_ACTIONS", "LabelStudioConnector", "annotation_record", "prediction_score"]
+__all__ = ["DEFAULT_TOKEN_ENV", "WEBHOOK_ACTIONS", "LabelStudioConnector", "annotation_record", "of_pool", "prediction_score", "task_pool"]
 
 logger = logging.getLogger("alscale.queues")
 
@@ -57,6 +62,22 @@ DEFAULT_TOKEN_ENV = "LABEL_STUDIO_API_KEY"
 WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 ID_FIELD = "alscale_id"
 RUN_FIELD = "alscale_run"
+POOL_FIELD = "alscale_pool"
+
+
+def task_pool(task: Mapping[str, Any]) -> str | None:
+    """The pool key a task was pushed with (None: a task pushed before tasks carried one)."""
+    data, meta = task.get("data"), task.get("meta")
+    for holder in (data, meta):
+        if isinstance(holder, Mapping) and isinstance(holder.get(POOL_FIELD), str):
+            return holder[POOL_FIELD]
+    return None
+
+
+def of_pool(task: Mapping[str, Any], key: str | None) -> bool:
+    """Whether ``task`` may be the pool ``key``'s: its key is ``key``, or it has none, or ``key`` is None."""
+    tagged = task_pool(task)
+    return key is None or tagged is None or tagged == key
 
 
 def prediction_score(rank: int, k: int) -> float:
@@ -289,7 +310,7 @@ class LabelStudioConnector:
     def check_classes(self, classes: Sequence[str], project: Mapping[str, Any] | None = None) -> tuple[str, str]:
         """Check the project's choices are the model's classes and its data keys are sent; returns (from_name, to_name)."""
         project = self.project_info() if project is None else project
-        needed = self.data_keys(project) - set(self.data_columns) - {ID_FIELD, RUN_FIELD}
+        needed = self.data_keys(project) - set(self.data_columns) - {ID_FIELD, RUN_FIELD, POOL_FIELD}
         if needed:
             raise QueueError(
                 f"Label Studio project {self.project}'s label config reads {sorted('$' + k for k in needed)} from each task: "
@@ -328,8 +349,16 @@ class LabelStudioConnector:
                 return
             page += 1
 
-    def find_existing(self, ids: Sequence) -> dict:
-        """{alscale id: Label Studio task id} for the ids the project already holds."""
+    def find_existing(self, ids: Sequence, *, pool: str | None = None) -> dict:
+        """{alscale id: Label Studio task id} for the ids the project already holds.
+
+        Parameters
+        ----------
+        ids : sequence
+        pool : str, optional
+            A pool key: tasks of another pool with the same id are not counted (tasks without a
+            key are).  None counts every task with the id.
+        """
         found: dict = {}
         for chunk in _chunks(list(ids), self.lookup_chunk):
             filters = {"conjunction": "and", "items": [
@@ -337,7 +366,7 @@ class LabelStudioConnector:
             wanted = set(chunk)
             for task in self._tasks(filters):
                 value = (task.get("data") or {}).get(ID_FIELD)
-                if value in wanted:  # the filter narrows; this check makes the answer exact
+                if value in wanted and of_pool(task, pool):  # the filter narrows; this check makes the answer exact
                     found.setdefault(value, task["id"])
         return found
 
@@ -348,8 +377,16 @@ class LabelStudioConnector:
             {"filter": "filter:tasks:cancelled_annotations", "operator": "equal", "type": "Number", "value": 0}]}
         return [t["data"][ID_FIELD] for t in self._tasks(filters) if ID_FIELD in (t.get("data") or {})]
 
-    def pull(self, *, workspace: Any = None) -> list[dict]:
+    def pull(self, *, workspace: Any = None, pool: str | None = None) -> list[dict]:
         """Every annotation on alscale tasks as a label record; recorded in ``workspace`` when given.
+
+        Parameters
+        ----------
+        workspace : str, path or Workspace, optional
+            Where the labels are recorded: only answers on tasks of its pool, for ids it sent here.
+        pool : str, optional
+            Keep only tasks of this pool key (and tasks without one); the workspace's key by
+            default, every task without a workspace.
 
         Returns
         -------
@@ -357,12 +394,17 @@ class LabelStudioConnector:
             ``{"id", "label", "status", "source", "annotation_id", "annotator"}``, one per annotation.
         """
         ws = open_workspace(workspace)
+        if pool is None and ws is not None:
+            pool = ws.pool_key
         from_name, _, _ = self.choices_control()
         filters = {"conjunction": "or", "items": [
             {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0},
             {"filter": "filter:tasks:cancelled_annotations", "operator": "greater", "type": "Number", "value": 0}]}
-        records, malformed = [], []
+        records, malformed, other_pool = [], [], 0
         for task in self._tasks(filters, fields="all"):
+            if not of_pool(task, pool):
+                other_pool += 1
+                continue
             for annotation in task.get("annotations") or []:
                 try:
                     rec = annotation_record(annotation, task, source=self.name, from_name=from_name)
@@ -371,6 +413,8 @@ class LabelStudioConnector:
                     continue
                 if rec is not None:
                     records.append(rec)
+        if other_pool:
+            logger.warning("left out %d answered task(s) of other pools in %s (this pool's key is %s)", other_pool, self.name, pool)
         if malformed:
             logger.warning("left out %d annotation(s) of an unexpected shape, e.g. %s", len(malformed), malformed[0])
         if ws is not None and records:
@@ -380,12 +424,13 @@ class LabelStudioConnector:
         return records
 
     # ------------------------------------------------------------------ push
-    def build_task(self, row: Mapping[str, Any], batch: BatchView, from_name: str, to_name: str) -> dict:
-        """The Label Studio task JSON for one batch row."""
+    def build_task(self, row: Mapping[str, Any], batch: BatchView, from_name: str, to_name: str, pool: str | None = None) -> dict:
+        """The Label Studio task JSON for one batch row (``pool``: the pool key it carries)."""
         k = len(batch.rows)
-        meta = {ID_FIELD: row["id"], RUN_FIELD: batch.run_id, "alscale_rank": row["rank"], "alscale_score": row["score"],
+        ident = {ID_FIELD: row["id"], RUN_FIELD: batch.run_id, **({POOL_FIELD: pool} if pool is not None else {})}
+        meta = {**ident, "alscale_rank": row["rank"], "alscale_score": row["score"],
                 "alscale_confidence": row["confidence"], "alscale_strategy": row["strategy"]}
-        task = {"data": {**row["data"], ID_FIELD: row["id"], RUN_FIELD: batch.run_id}, "meta": meta}
+        task = {"data": {**row["data"], **ident}, "meta": meta}
         if row["predicted_class"] is not None:
             model = batch.manifest.get("model") or {}
             sha = model.get("sha256")
@@ -418,8 +463,9 @@ class LabelStudioConnector:
         start = time.perf_counter()
         ws = open_workspace(workspace)
         batch = load_batch_for(ws, manifest, self.data_columns)
+        pool = ws.pool_key if ws is not None else batch.pool_key
         from_name, to_name = self.check_classes(batch.classes)
-        existing = self.find_existing(batch.ids)
+        existing = self.find_existing(batch.ids, pool=pool)
         if ws is not None and existing:
             labeled = set(ws.labeled().column("id").to_pylist())
             self._record(ws, [i for i in batch.ids if i in existing and i not in labeled], batch.run_id)
@@ -427,7 +473,7 @@ class LabelStudioConnector:
         pushed: list = []
         for chunk in _chunks(missing, self.chunk_size):
             try:
-                self._import_chunk([self.build_task(r, batch, from_name, to_name) for r in chunk])
+                self._import_chunk([self.build_task(r, batch, from_name, to_name, pool) for r in chunk])
             except QueueError as exc:
                 note = f" {len(pushed) + len(existing)} of {len(batch.rows)} tasks were in the project before this failure"
                 note += " and are recorded as pending; push again to import the rest." if ws is not None else "."
@@ -485,7 +531,8 @@ class LabelStudioConnector:
         raise QueueUnavailableError(redact(f"{what} failed after {len(delays) + 1} attempts; last error: {last}.", self._secrets))
 
     def _still_missing(self, tasks: list[dict]) -> list[dict]:
-        there = self.find_existing([t["data"][ID_FIELD] for t in tasks])
+        """The tasks (of one push, so of one pool) that the project does not hold yet."""
+        there = self.find_existing([t["data"][ID_FIELD] for t in tasks], pool=task_pool(tasks[0]) if tasks else None)
         return [t for t in tasks if t["data"][ID_FIELD] not in there]
 
     def _settle_seconds(self) -> float:

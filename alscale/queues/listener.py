@@ -28,7 +28,7 @@ from typing import Any
 
 from alscale.exceptions import AlscaleError, ConfigError, QueueError
 from alscale.queues.base import open_workspace, sent_here
-from alscale.queues.labelstudio import WEBHOOK_ACTIONS, LabelStudioConnector, annotation_record
+from alscale.queues.labelstudio import WEBHOOK_ACTIONS, LabelStudioConnector, annotation_record, of_pool, task_pool
 
 __all__ = ["DEFAULT_SECRET_ENV", "SECRET_HEADER", "WebhookListener"]
 
@@ -141,12 +141,12 @@ class WebhookListener:
     def reconcile(self) -> int:
         """Pull every annotation and record it; returns the number of new or changed records.
 
-        Only answers for ids this workspace sent to the project are recorded, as with a webhook:
-        a shared project's other tasks are left out.
+        Only answers on tasks of this workspace's pool, for ids it sent to the project, are
+        recorded, as with a webhook: a shared project's other tasks are left out.
         """
         if self.connector is None:
             return 0
-        records = self.connector.pull()
+        records = self.connector.pull(pool=self.workspace.pool_key)
         if records:
             records = sent_here(self.workspace, self.connector.name, records)
         return self._record(records, skip_invalid=True)
@@ -210,6 +210,8 @@ class WebhookListener:
             return 400, {"error": str(exc)}
         if rec is None:
             return 200, {"ignored": "not an alscale task"}
+        if not of_pool(task, self.workspace.pool_key):
+            return 200, {"ignored": f"task of another pool (key {task_pool(task)!r}; this workspace's pool is {self.workspace.pool_key!r})"}
         if self.connector is not None and not sent_here(self.workspace, self.connector.name, [rec]):
             return 200, {"ignored": f"id {rec['id']!r} was not sent to {self.connector.name} by this workspace"}
         try:

@@ -284,3 +284,23 @@ def test_settings_the_first_round_would_fail_on_are_refused_at_create(tmp_path, 
     with pytest.raises(AlscaleError, match=match):
         _ws(tmp_path, blob_pool, settings=settings)
     assert not (tmp_path / "ws").exists()
+
+
+def test_pool_key_is_fixed_at_creation_and_derived_for_older_workspaces(tmp_path, blob_pool):
+    """The key marks this pool's tasks in a shared queue: it survives an edited pool path."""
+    import hashlib
+    import os
+    import pathlib
+
+    ws = _ws(tmp_path, blob_pool)
+    expected = hashlib.sha256(os.path.realpath(blob_pool).encode("utf-8")).hexdigest()[:16]
+    assert ws.config["pool_key"] == ws.pool_key == expected
+    cfg = pathlib.Path(ws.path) / CONFIG_NAME
+    config = json.loads(cfg.read_text())
+    config["pool"] = str(tmp_path / "moved" / "pool.parquet")  # the pool moved; its tasks did not change
+    cfg.write_text(json.dumps(config))
+    assert Workspace.open(ws.path).pool_key == expected
+    del config["pool_key"]  # a workspace made before the key was stored
+    cfg.write_text(json.dumps(config))
+    moved = hashlib.sha256(os.path.realpath(tmp_path / "moved" / "pool.parquet").encode("utf-8")).hexdigest()[:16]
+    assert Workspace.open(ws.path).pool_key == moved

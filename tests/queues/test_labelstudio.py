@@ -132,7 +132,8 @@ def test_pull_into_workspaces_sharing_a_project_takes_each_its_own(ls_env, tmp_p
         pull(settings, workspace=other_ws)
     assert sorted(r["id"] for r in workspace.labeled().to_pylist()) == sorted(mine)
     assert sorted(r["id"] for r in other_ws.labeled().to_pylist()) == sorted(theirs)
-    assert caplog.text.count("left out 3 label record(s)") == 2
+    assert caplog.text.count("left out 3 answered task(s) of other pools") == 2  # each pool's tasks carry its own key
+    assert "label record(s)" not in caplog.text
 
 
 def test_two_workspaces_with_the_same_ids_in_one_project_each_take_only_what_they_sent(ls_env, tmp_path, pool, workspace):
@@ -151,6 +152,79 @@ def test_two_workspaces_with_the_same_ids_in_one_project_each_take_only_what_the
     pull(settings, workspace=twin)
     assert sorted(workspace.labeled().column("id").to_pylist()) == sorted(free[:5])
     assert sorted(twin.labeled().column("id").to_pylist()) == sorted(free[5:9])
+
+
+def _two_pools_with_the_same_ids(tmp_path):
+    """Two pools whose ids are both 1000-1059, a workspace on each, and ids neither reserved."""
+    from alscale.loop.workspace import Workspace
+
+    pools = [write_pool(tmp_path / f"pool-{name}.parquet", 60) for name in ("a", "b")]
+    spaces = [Workspace.create(tmp_path / f"ws-{name}", pool=p, classes=CLASSES,
+                               settings={"eval_size": 5, "stop_set_size": 5, "initial_size": 5}) for name, p in zip("ab", pools)]
+    taken = set().union(*(set(ws.excluded_ids().tolist()) for ws in spaces))
+    free = [i for i in pq.read_table(pools[0], columns=["id"]).column("id").to_pylist() if i not in taken]
+    assert spaces[0].pool_key != spaces[1].pool_key
+    return pools, spaces, free
+
+
+def test_pools_with_overlapping_ids_share_a_project_each_with_its_own_tasks_and_labels(ls_env, tmp_path):
+    (pool_a, pool_b), (ws_a, ws_b), free = _two_pools_with_the_same_ids(tmp_path)
+    ids_a, ids_b = free[:6], free[3:9]  # three ids in both batches, each meaning another row
+    project = ls_env.create_project()
+    settings = {"kind": "label-studio", "url": ls_env.url, "project": project, "data_columns": ["text"]}
+    batch_a = make_manifest(tmp_path / "batch-a", pool_a, ids_a, run_id="run-a")
+    batch_b = make_manifest(tmp_path / "batch-b", pool_b, ids_b, run_id="run-b")
+    assert list(push(batch_a, settings, workspace=ws_a).pushed) == ids_a
+    first_b = push(batch_b, settings, workspace=ws_b)
+    assert list(first_b.pushed) == ids_b and first_b.existing == ()
+    for ws, m, ids in ((ws_a, batch_a, ids_a), (ws_b, batch_b, ids_b)):  # retries make no second task
+        again = push(m, settings, workspace=ws)
+        assert again.pushed == () and list(again.existing) == ids
+    tasks = ls_env.tasks(project)
+    per_pool = collections.Counter((t["data"]["alscale_id"], t["data"]["alscale_pool"]) for t in tasks)
+    assert per_pool == collections.Counter([(i, ws_a.pool_key) for i in ids_a] + [(i, ws_b.pool_key) for i in ids_b])
+    assert all(t["meta"]["alscale_pool"] == t["data"]["alscale_pool"] for t in tasks)
+
+    truth = {ws_a.pool_key: "cat", ws_b.pool_key: "dog"}
+    for t in tasks:
+        ls_env.annotate(t["id"], truth[t["data"]["alscale_pool"]])
+    got_a, got_b = pull(settings, workspace=ws_a), pull(settings, workspace=ws_b)
+    assert sorted((r["id"], r["label"]) for r in got_a) == [(i, "cat") for i in ids_a]
+    assert sorted((r["id"], r["label"]) for r in got_b) == [(i, "dog") for i in ids_b]
+    assert {r["id"]: r["label"] for r in ws_a.labeled().to_pylist()} == {i: "cat" for i in ids_a}
+    assert {r["id"]: r["label"] for r in ws_b.labeled().to_pylist()} == {i: "dog" for i in ids_b}
+    assert len(pull(settings)) == 12  # without a workspace: every answer in the project
+
+
+def test_a_push_without_a_workspace_carries_the_key_its_workspace_finds_again(ls_env, tmp_path, pool, workspace):
+    """The manifest's pool and the workspace's pool are the same pool, whichever way it is spelled."""
+    import os
+
+    link = tmp_path / "through-a-link.parquet"
+    os.symlink(pool, link)
+    taken = set(workspace.excluded_ids().tolist())
+    ids = [i for i in pq.read_table(pool, columns=["id"]).column("id").to_pylist() if i not in taken][:5]
+    m = make_manifest(tmp_path / "b-link", link, ids, run_id="run-link")
+    project = ls_env.create_project()
+    conn = LabelStudioConnector(ls_env.url, project, data_columns=["text"])
+    assert list(conn.push(m).pushed) == ids
+    assert {t["data"]["alscale_pool"] for t in ls_env.tasks(project)} == {workspace.pool_key}
+    again = conn.push(m, workspace=workspace)
+    assert again.pushed == () and list(again.existing) == ids
+
+
+def test_tasks_pushed_without_a_pool_key_still_count_as_there(ls_env, tmp_path, pool, workspace):
+    """A task from before tasks carried a pool key matches on its id, as it did then: no second copy."""
+    taken = set(workspace.excluded_ids().tolist())
+    ids = [i for i in pq.read_table(pool, columns=["id"]).column("id").to_pylist() if i not in taken][:4]
+    project = ls_env.create_project()
+    with ls_env.client() as c:
+        r = c.post(f"/api/projects/{project}/import", json=[{"data": {"text": "old", "alscale_id": ids[0], "alscale_run": "old"}}])
+        r.raise_for_status()
+    result = push(make_manifest(tmp_path / "b-old", pool, ids, run_id="run-new"),
+                  {"kind": "label-studio", "url": ls_env.url, "project": project, "data_columns": ["text"]}, workspace=workspace)
+    assert list(result.existing) == ids[:1] and list(result.pushed) == ids[1:]
+    assert _ids_per_task(ls_env.tasks(project)) == collections.Counter(ids)
 
 
 def test_pull_labels_skips_and_updates(ls_env, manifest, workspace):

@@ -90,6 +90,47 @@ def test_reconcile_takes_only_what_this_workspace_sent(ls_env, tmp_path, pool, w
     assert sorted(workspace.labeled().column("id").to_pylist()) == sorted(free[:4])
 
 
+def test_webhooks_and_reconcile_leave_out_another_pools_task_with_the_same_id(ls_env, tmp_path):
+    """Two pools hold id 1003: a webhook or a reconcile pull for one pool's task never labels the other's."""
+    from alscale.loop.workspace import Workspace
+
+    from .queue_support import make_manifest, write_pool
+
+    pools = [write_pool(tmp_path / f"pool-{name}.parquet", 40) for name in "ab"]
+    ws_a, ws_b = (Workspace.create(tmp_path / f"ws-{name}", pool=p, classes=CLASSES,
+                                   settings={"eval_size": 4, "stop_set_size": 4, "initial_size": 4}) for name, p in zip("ab", pools))
+    taken = set(ws_a.excluded_ids().tolist()) | set(ws_b.excluded_ids().tolist())
+    ids = [i for i in range(1000, 1040) if i not in taken][:3]
+    project = ls_env.create_project()
+    conn = LabelStudioConnector(ls_env.url, project, data_columns=["text"])
+    conn.push(make_manifest(tmp_path / "batch-a", pools[0], ids, run_id="run-a"), workspace=ws_a)
+    conn.push(make_manifest(tmp_path / "batch-b", pools[1], ids, run_id="run-b"), workspace=ws_b)
+    of_b = [t for t in ls_env.tasks(project) if t["data"]["alscale_pool"] == ws_b.pool_key]
+    assert sorted(t["data"]["alscale_id"] for t in of_b) == ids
+    with WebhookListener(ws_a, secret=SECRET, connector=conn, reconcile_every=None) as listener:
+        conn.register_webhook(listener.url, secret=SECRET)
+        for t in of_b:
+            ls_env.annotate(t["id"], "fox")  # Label Studio calls the webhook before answering
+        assert _labels(ws_a) == {}
+        payload = {"action": "ANNOTATION_CREATED", "annotation": {"id": 777777, "result": [], "was_cancelled": True},
+                   "task": {"id": of_b[0]["id"], "data": of_b[0]["data"]}}
+        r = httpx.post(listener.url, json=payload, headers={"X-Alscale-Secret": SECRET})
+        assert r.status_code == 200 and "another pool" in r.json()["ignored"]
+        assert listener.reconcile() == 0
+        assert ws_a.label_log().num_rows == 0
+        of_a = [t for t in ls_env.tasks(project) if t["data"]["alscale_pool"] == ws_a.pool_key]
+        ls_env.annotate(of_a[0]["id"], "cat")
+        assert _labels(ws_a) == {of_a[0]["data"]["alscale_id"]: "cat"}
+    for t in of_a[1:]:
+        ls_env.annotate(t["id"], "dog")
+    listener = WebhookListener(ws_b, secret=SECRET, connector=conn, reconcile_every=None)
+    try:
+        assert listener.reconcile() == 3
+    finally:
+        listener.server.server_close()
+    assert _labels(ws_b) == {i: "fox" for i in ids}
+
+
 def _listen(ls_env, project, workspace, port):
     env = {**os.environ, "LABEL_STUDIO_API_KEY": ls_env.token, "ALSCALE_WEBHOOK_SECRET": SECRET}
     proc = subprocess.Popen(
