@@ -214,10 +214,11 @@ def _check_not_empty(settings: SelectSettings) -> None:
             raise ConfigError(f"The {name!r} parameter must not hold an empty string. Got {list(values)!r}.")
 
 
-def check_int(name: str, value: Any, minimum: int, or_text: str = "") -> int:
-    """``value`` as an int, or a :class:`ConfigError` that names the setting and what it got."""
+def check_int(name: str, value: Any, minimum: int, or_text: str = "", flag: str | None = None) -> int:
+    """``value`` as an int, or a :class:`ConfigError` that names the setting (and its ``flag``) and what it got."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ConfigError(f"The {name!r} parameter must be {or_text}an int >= {minimum}. Got {value!r} instead.")
+        named = f"{name!r} parameter" + (f" ({flag})" if flag else "")
+        raise ConfigError(f"The {named} must be {or_text}an int >= {minimum}. Got {value!r} instead.")
     return int(value)
 
 

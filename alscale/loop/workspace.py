@@ -114,10 +114,11 @@ def _check_loop_settings(settings: dict) -> None:
         raise ConfigError(f"The metric must be one of {list(METRICS)}. Got {settings['metric']!r} instead.")
     check_loop_strategy(settings["strategy"])  # an unknown name: StrategyError with the close match
     # rounds select with seed + round number, which the engine requires to be >= 0
+    flags = {"batch_size": "--batch", "initial_size": "--initial", "seed": "--seed", "eval_seed": "--seed", "budget": "--budget"}
     for name, minimum in (("batch_size", 1), ("initial_size", 1), ("seed", 0), ("eval_seed", 0), ("patience", 1)):
-        settings[name] = check_int(name, settings[name], minimum)  # numpy integers kept as int
+        settings[name] = check_int(name, settings[name], minimum, flag=flags.get(name))  # numpy integers kept as int
     if settings["budget"] is not None:
-        settings["budget"] = check_int("budget", settings["budget"], 1)
+        settings["budget"] = check_int("budget", settings["budget"], 1, flag=flags["budget"])
     for name in ("min_gain_per_label", "kappa_threshold", "composition_threshold"):
         value = settings[name]
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
@@ -129,7 +130,7 @@ def _check_loop_settings(settings: dict) -> None:
     if target is not None:
         high = math.inf if settings["metric"] == "log_loss" else 1.0  # accuracy, macro F1 and ECE lie in [0, 1]
         if isinstance(target, bool) or not isinstance(target, numbers.Real) or not (math.isfinite(target) and 0 <= target <= high):
-            raise ConfigError(f"The target of metric {settings['metric']!r} must be a number in [0, {high:g}]. Got {target!r} instead.")
+            raise ConfigError(f"The target (--target) of metric {settings['metric']!r} must be a number in [0, {high:g}]. Got {target!r} instead.")
 
 
 def _now() -> str:

@@ -145,12 +145,12 @@ def test_unusable_output_paths_exit_2_with_one_line(tmp_path, blob_pool):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--initial", 0], "The 'initial_size' parameter must be an int >= 1. Got 0 instead."),
-        (["--batch", 0], "The 'batch_size' parameter must be an int >= 1. Got 0 instead."),
-        (["--budget", 0], "The 'budget' parameter must be an int >= 1. Got 0 instead."),
-        (["--seed", -3], "The 'seed' parameter must be an int >= 0. Got -3 instead."),  # rounds would select with seed -2, -1, ...
-        (["--target", 2], "The target of metric 'accuracy' must be a number in [0, 1]. Got 2.0 instead."),
-        (["--metric", "log_loss", "--target", "nan"], "The target of metric 'log_loss' must be a number in [0, inf]. Got nan instead."),
+        (["--initial", 0], "The 'initial_size' parameter (--initial) must be an int >= 1. Got 0 instead."),
+        (["--batch", 0], "The 'batch_size' parameter (--batch) must be an int >= 1. Got 0 instead."),
+        (["--budget", 0], "The 'budget' parameter (--budget) must be an int >= 1. Got 0 instead."),
+        (["--seed", -3], "The 'seed' parameter (--seed) must be an int >= 0. Got -3 instead."),  # rounds would select with seed -2, -1, ...
+        (["--target", 2], "The target (--target) of metric 'accuracy' must be a number in [0, 1]. Got 2.0 instead."),
+        (["--metric", "log_loss", "--target", "nan"], "The target (--target) of metric 'log_loss' must be a number in [0, inf]. Got nan instead."),
         (["--classes", " , "], "Expected at least one class name. Got an empty list"),
         (["--eval-size", "nan"], "The 'evaluation set' setting must be a row count or a fraction in (0, 1). Got nan instead."),
         (["--eval-size", "inf"], "The 'evaluation set' setting must be a row count or a fraction in (0, 1). Got inf instead."),
