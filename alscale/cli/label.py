@@ -25,4 +25,6 @@ def command(workspace, file, id_column, label_column, source, annotator):
 
     ws = Workspace.open(workspace)
     n, changed = import_labels(ws, file, id_column=id_column, label_column=label_column, source=source, annotator=annotator)
-    click.echo(f"{n} labels read from {file}, {changed} new or changed; labeled set now {ws.labeled().num_rows}")
+    counts = ws.label_counts()
+    click.echo(f"{n} labels read from {file}, {changed} new or changed; labeled set now {counts['training']:,} for training, "
+               f"{counts['evaluation']:,} of the evaluation set, {counts['skipped']:,} skipped")

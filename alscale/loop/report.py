@@ -35,11 +35,11 @@ def status_rows(ws: Workspace) -> list[dict]:
 def status_table(ws: Workspace) -> str:
     """The workspace summary and round table as text."""
     metric = ws.settings["metric"]
-    lab = ws.labeled()
-    n_labeled = sum(1 for s in lab.column("status").to_pylist() if s == "labeled")
+    counts = ws.label_counts()
     lines = [
         f"workspace {ws.path}  pool {ws.config['pool_rows']:,} rows  evaluation set {ws.config['evaluation']['size']:,}  "
-        f"labeled {n_labeled:,}  pending {ws.pending().num_rows:,}",
+        f"labeled {counts['training']:,} for training, {counts['evaluation']:,} of the evaluation set  "
+        f"skipped {counts['skipped']:,}  pending {ws.pending().num_rows:,}",
         "",
     ]
     header = f"{'round':>5}  {'kind':<5}  {'labels':>7}  {'selected':>8}  {metric:>9}  {'gain/batch':>10}  {'gain/label':>10}  verdict"

@@ -747,5 +747,21 @@ class Workspace:
         keep = ~np.isin(ids, self.evaluation_ids())
         return ids[keep], labels[keep]
 
+    def label_counts(self) -> dict[str, int]:
+        """How many ids of the labeled set are what.
+
+        Returns
+        -------
+        dict
+            ``training`` (labeled, outside the evaluation set: what the budget counts),
+            ``evaluation`` (labeled, in the evaluation set) and ``skipped``.
+        """
+        table = self.labeled()
+        statuses = np.array(table.column("status").to_pylist(), dtype=object)
+        in_eval = np.isin(self._ids(table.column("id")), self.evaluation_ids())
+        labeled = statuses == "labeled"
+        return {"training": int((labeled & ~in_eval).sum()), "evaluation": int((labeled & in_eval).sum()),
+                "skipped": int((statuses == "skipped").sum())}
+
     def __repr__(self) -> str:
         return f"Workspace({str(self.path)!r})"

@@ -190,3 +190,18 @@ def test_simulate_refuses_bad_numbers_with_one_line(tmp_path, blob_pool, args, m
     code, out = _run("simulate", "--pool", blob_pool, "--out", tmp_path / "sim", *args)
     assert code == 2 and _one_line_error(out) and message in out, out
     assert not (tmp_path / "sim" / "summary.json").exists()
+
+
+def test_label_and_status_count_training_and_evaluation_labels_apart(tmp_path, blob_pool):
+    """The budget counts training labels only: status and label say how many of each there are."""
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, label_column="label", settings={"eval_size": 50})
+    evaluation = ws.evaluation_ids()[:3].tolist()
+    outside = [i for i in range(300) if i not in set(ws.evaluation_ids().tolist())]
+    training, skipped = outside[:5], outside[5:7]
+    f = tmp_path / "labels.csv"
+    f.write_text("id,label\n" + "".join(f"{i},1\n" for i in evaluation + training) + "".join(f"{i},\n" for i in skipped))
+    code, out = _run("label", ws.path, f)
+    assert code == 0 and "labeled set now 5 for training, 3 of the evaluation set, 2 skipped" in out, out
+    assert ws.label_counts() == {"training": len(ws.training_labels()[0]), "evaluation": 3, "skipped": 2}
+    code, out = _run("status", ws.path)
+    assert code == 0 and "labeled 5 for training, 3 of the evaluation set  skipped 2  pending 0" in out, out
