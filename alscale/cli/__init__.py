@@ -51,6 +51,9 @@ class _LazyGroup(click.Group):
             return super().invoke(ctx)
         except AlscaleError as exc:
             _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:  # Ctrl-C: what the command started is cleaned up by now; 130 as a shell reports SIGINT
+            click.echo("alscale: interrupted", err=True)
+            sys.exit(130)
         except click.UsageError as exc:  # a bad flag value: the same one line, not click's usage block
             _fail(f"{exc.format_message()} (see {_help_command(exc.ctx)})")
         except OSError as exc:

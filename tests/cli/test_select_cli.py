@@ -289,3 +289,40 @@ def test_batch_size_auto_in_any_case_and_a_run_without_out(pool, model_path):
     assert result.exit_code == 0, result.output
     assert "nothing written (no --out)" in result.stderr and "wrote None" not in result.stderr
     assert "--batch-size INTEGER|auto" in run("select", "--help").output
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_with_one_line_and_leaves_no_output_nor_processes(tmp_path, model_path):
+    """Ctrl-C in a terminal sends SIGINT to the whole foreground group: the driver and the Ray it started."""
+    import glob
+    import signal
+    import tempfile
+    import time
+
+    pool = write_pool(tmp_path / "pool", tied_features(200_000), files=1, row_group_size=20_000)
+    exe = os.path.join(os.path.dirname(sys.executable), "alscale")
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "alscale-ray-*")))
+    err = tmp_path / "stderr.txt"
+    with open(err, "w") as stderr:
+        proc = subprocess.Popen([exe, "select", "--pool", str(pool), "--model", str(model_path), "--k", "10", "--actors", "1",
+                                 "--batch-size", "1", "--out", str(tmp_path / "out")],  # one row per model run: ~10 s here
+                                stdout=subprocess.PIPE, stderr=stderr, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while "k/200k" not in err.read_text() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, err.read_text()[-2000:]
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 130, err.read_text()[-2000:]
+    last = err.read_text().replace("\r", "\n").strip().splitlines()[-1]
+    assert last == "alscale: interrupted"
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.tmp*"))
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "alscale-ray-*"))) <= before  # its Ray's folder is gone
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # and so are its processes
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("processes of the interrupted select are still running")
