@@ -3,10 +3,12 @@
 A run uses the Ray that is already initialised in this process (a notebook, a Ray job, a test
 fixture) and leaves it running.  Otherwise it connects to ``address`` or starts a private
 local Ray in its own temporary directory, with usage statistics off, and shuts it down after.
+The folder of a driver that was killed (SIGKILL, a lost machine) is removed by a later run.
 """
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import shutil
@@ -20,12 +22,14 @@ import ray
 
 from alscale.exceptions import ClusterUnreachableError, ConfigError
 
-__all__ = ["check_reachable", "connect_cluster", "ray_session"]
+__all__ = ["check_reachable", "connect_cluster", "ray_session", "remove_stale_temp_dirs"]
 
 logger = logging.getLogger(__name__)
 
 
 _RAY_AUTH_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
+TEMP_PREFIX = "alscale-ray-"  # a private local Ray's folder in the system's temporary folder
+DRIVER_PID_FILE = "driver.pid"
 
 
 @contextmanager
@@ -108,7 +112,10 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     if address:
         connect_cluster(address, **kwargs)
     else:
-        temp_dir = tempfile.mkdtemp(prefix="alscale-ray-")
+        remove_stale_temp_dirs()
+        temp_dir = tempfile.mkdtemp(prefix=TEMP_PREFIX)
+        with open(os.path.join(temp_dir, DRIVER_PID_FILE), "w") as f:  # for remove_stale_temp_dirs of a later run
+            f.write(str(os.getpid()))
         # address="local": always a new private Ray, never one found on this machine.  Ray logs a
         # notice that token auth (its default) is on; stderr is for alscale's one-line errors
         with _quiet(_RAY_AUTH_NOTICE_LOGGER):
@@ -119,6 +126,48 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         ray.shutdown()
         if temp_dir:
             _remove_tree(temp_dir)
+
+
+def remove_stale_temp_dirs(root: str | None = None) -> list[str]:
+    """Remove the private Ray folders of alscale drivers that were killed before they could.
+
+    A driver writes its process id into its folder (``alscale-ray-*/driver.pid``); a folder whose
+    driver no longer runs, and that has not changed for a minute, is removed.  Folders without
+    that file, or of a process that still runs (or of another user), are left alone.
+
+    Parameters
+    ----------
+    root : str, optional
+        Where the folders are (default: the system's temporary folder).
+
+    Returns
+    -------
+    list of str
+        The folders removed.
+    """
+    root = root or tempfile.gettempdir()
+    removed = []
+    for path in glob.glob(os.path.join(root, TEMP_PREFIX + "*")):
+        try:
+            with open(os.path.join(path, DRIVER_PID_FILE)) as f:
+                pid = int(f.read().strip())
+            if os.stat(path).st_uid != os.getuid() or time.time() - os.stat(path).st_mtime < 60 or _running(pid):
+                continue
+        except (OSError, ValueError):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _remove_tree(path: str, seconds: float = 3.0) -> None:

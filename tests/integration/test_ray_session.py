@@ -27,3 +27,39 @@ def test_a_private_ray_leaves_no_temp_dir(monkeypatch):
             assert os.listdir(base) == []
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_the_folder_of_a_killed_driver_is_removed_by_the_next_run(monkeypatch):
+    """SIGKILL leaves a driver no time to clean up; the next private Ray removes what it left."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from alscale.engine.runtime import remove_stale_temp_dirs
+
+    assert not ray.is_initialized()
+    base = tempfile.mkdtemp(prefix="rt-", dir="/tmp")
+    monkeypatch.setattr(tempfile, "tempdir", base)
+    script = ("import sys, time\nfrom alscale.engine.runtime import ray_session\n"
+              "with ray_session(num_cpus=1):\n    print('up', flush=True)\n    time.sleep(120)\n")
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "TMPDIR": base}, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "up"
+        (killed,) = [os.path.join(base, p) for p in os.listdir(base) if p.startswith("alscale-ray-")]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        alive = tempfile.mkdtemp(prefix="alscale-ray-", dir=base)  # a driver that still runs: this process
+        with open(os.path.join(alive, "driver.pid"), "w") as f:
+            f.write(str(os.getpid()))
+        unknown = tempfile.mkdtemp(prefix="alscale-ray-", dir=base)  # no driver.pid: not ours to judge
+        assert remove_stale_temp_dirs(base) == []  # changed less than a minute ago: maybe still being cleaned up
+        old = time.time() - 120
+        for path in (killed, alive, unknown):
+            os.utime(path, (old, old))
+        with ray_session(num_cpus=1):
+            assert not os.path.exists(killed)
+        left = sorted(p for p in os.listdir(base) if p.startswith("alscale-ray-"))  # Ray itself may write a file there
+        assert left == sorted(os.path.basename(p) for p in (alive, unknown))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
