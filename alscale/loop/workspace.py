@@ -384,11 +384,25 @@ class Workspace:
         """The pool's key (:func:`alscale.pool.identity.pool_key`), fixed when the workspace was made.
 
         It marks this pool's tasks in a shared labeling queue, and stays the same if the pool's
-        path in ``alscale-workspace.json`` is edited after the pool moved.  Workspaces made before
-        it was stored get the key of their pool's path.
+        path in ``alscale-workspace.json`` is edited after the pool moved.  A workspace made before
+        the key was stored gets the key of its pool's path, written into its config on first use
+        (where the folder is writable), so that it too keeps it.
         """
         key = self.config.get("pool_key")
-        return key if isinstance(key, str) and key else pool_key(self.config["pool"])
+        if isinstance(key, str) and key:
+            return key
+        key = pool_key(self.config["pool"])
+        try:
+            with self._lock():
+                config = read_json(self.path / CONFIG_NAME)
+                if not (isinstance(config.get("pool_key"), str) and config["pool_key"]):
+                    config["pool_key"] = key
+                    atomic_write_json(self.path / CONFIG_NAME, config)
+                key = config["pool_key"]
+        except (OSError, ValueError, AttributeError) as exc:  # a read-only workspace: the derived key, not kept
+            logger.debug("could not store the pool key in %s: %s", self.path, exc)
+        self.config["pool_key"] = key
+        return key
 
     @property
     def classes(self) -> list | None:

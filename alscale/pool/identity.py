@@ -4,7 +4,8 @@ A row's id is unique within its pool, not across pools: two pools may both hold 
 queue shared by several pools (one Label Studio project) tells their rows apart by the id and
 the pool's key together.  The key is a short hash of where the pool lives, so every workspace
 and every batch over the same pool gets the same key, and a pool that grows (new files under
-its folder) keeps it.
+its folder) keeps it.  A folder and a glob within it are one location; a single file, or a
+list of files, is a location of its own.
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ __all__ = ["pool_key", "pool_location"]
 
 
 def pool_location(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
-    """The pool's location(s) in one spelling: local paths absolute with links resolved, URIs as given.
+    """The pool's location(s) in one spelling.
+
+    Local paths (also ``file://`` URIs) are made absolute with links resolved; other URIs are
+    kept as given.  A glob counts as the folder it reads from (``pool/*.parquet`` and
+    ``pool/**/*.parquet`` are ``pool``), so a folder and a glob within it are one location.
 
     Parameters
     ----------
@@ -33,10 +38,18 @@ def pool_location(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> list
     out = set()
     for item in specs:
         text = os.fspath(item)
-        if "://" in text:
-            out.add(text.rstrip("/"))
-        else:  # realpath keeps glob characters as they are and resolves the folders before them
+        if text.startswith("file://"):
+            text = text[len("file://"):]
+        local = "://" not in text
+        parts = text.split(os.sep if local else "/")
+        magic = [i for i, part in enumerate(parts) if any(ch in part for ch in "*?[")]
+        if magic:  # the folder a glob reads from
+            parts = parts[: magic[0]]
+            text = (os.sep if local else "/").join(parts) or (os.sep if text.startswith(os.sep) else ".")
+        if local:
             out.add(os.path.realpath(text).rstrip(os.sep) or os.sep)
+        else:
+            out.add(text.rstrip("/"))
     return sorted(out)
 
 
@@ -52,7 +65,7 @@ def pool_key(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> str:
     -------
     str
         The same key for every spelling of the same location (relative or absolute, through a
-        symbolic link, with or without a trailing ``/``).
+        symbolic link, with or without a trailing ``/``, a folder or a glob in it).
 
     Examples
     --------

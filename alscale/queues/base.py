@@ -218,17 +218,35 @@ def load_batch_for(workspace: Any, manifest: Any, data_columns: Sequence[str] | 
 
     A batch whose ids the workspace's pool does not hold (a manifest of another pool, string
     ids for an integer pool) would reach the queue and then fail to be recorded as pending;
-    this refuses it first.
+    this refuses it first.  So is a batch of another pool whose ids the workspace's pool holds
+    too: its answers would be taken for labels of the workspace's rows.
 
     Raises
     ------
     WorkspaceError
-        Some of the batch's ids are not in the workspace's pool.
+        The manifest names another pool than the workspace's, or some of the batch's ids are
+        not in the workspace's pool.
     """
     batch = load_batch(manifest, data_columns)
+    if workspace is not None:
+        _require_same_pool(workspace, batch)
     if workspace is not None and batch.rows:
         workspace.require_in_pool(batch.ids, what=f"the ids of batch {batch.run_id}")
     return batch
+
+
+def _require_same_pool(workspace: Any, batch: BatchView) -> None:
+    """WorkspaceError if the manifest's ``pool.spec`` is not the workspace's pool (where it was made, or where it is now)."""
+    pool = batch.manifest.get("pool") if isinstance(batch.manifest, Mapping) else None
+    spec = pool.get("spec") if isinstance(pool, Mapping) else None
+    if not spec or not (isinstance(spec, str) or (isinstance(spec, list) and all(isinstance(s, str) for s in spec))):
+        return  # a manifest that does not say where its pool was: the ids are all there is to check
+    theirs = pool_key(spec)
+    if theirs not in (workspace.pool_key, pool_key(workspace.config["pool"])):
+        raise WorkspaceError(
+            f"Expected a batch of workspace {str(workspace.path)!r}'s pool {workspace.config['pool']!r} "
+            f"(key {workspace.pool_key}). Got batch {batch.run_id} of the pool {spec!r} (key {theirs}); "
+            "select it from the workspace's pool, or push it with that pool's workspace.")
 
 
 def _pool_files(pool: Mapping[str, Any]) -> list[str]:

@@ -370,12 +370,18 @@ class LabelStudioConnector:
                     found.setdefault(value, task["id"])
         return found
 
-    def pending(self) -> list:
-        """Alscale ids in the project without any annotation (nor skip), in task order."""
+    def pending(self, *, pool: str | None = None) -> list:
+        """Alscale ids in the project without any annotation (nor skip), in task order.
+
+        Parameters
+        ----------
+        pool : str, optional
+            Only tasks of this pool key (and tasks without one); None: every pool's.
+        """
         filters = {"conjunction": "and", "items": [
             {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0},
             {"filter": "filter:tasks:cancelled_annotations", "operator": "equal", "type": "Number", "value": 0}]}
-        return [t["data"][ID_FIELD] for t in self._tasks(filters) if ID_FIELD in (t.get("data") or {})]
+        return [t["data"][ID_FIELD] for t in self._tasks(filters) if ID_FIELD in (t.get("data") or {}) and of_pool(t, pool)]
 
     def pull(self, *, workspace: Any = None, pool: str | None = None) -> list[dict]:
         """Every annotation on alscale tasks as a label record; recorded in ``workspace`` when given.

@@ -40,7 +40,12 @@ def test_different_pools_get_different_keys(tmp_path):
     assert len(keys) == 50 and all(len(k) == 16 and int(k, 16) >= 0 for k in keys)
 
 
-def test_a_glob_is_kept_as_written_below_its_resolved_folder(tmp_path):
+def test_a_glob_is_the_folder_it_reads_from(tmp_path):
     (tmp_path / "real").mkdir()
     (tmp_path / "alias").symlink_to(tmp_path / "real")
-    assert pool_location(str(tmp_path / "alias" / "*.parquet")) == [os.path.realpath(tmp_path / "real") + "/*.parquet"]
+    folder = os.path.realpath(tmp_path / "real")
+    for spec in ("alias/*.parquet", "alias/**/*.parquet", "alias/part-[0-9].parquet", "alias/", "file://{}/real"):
+        text = spec.format(tmp_path) if spec.startswith("file") else str(tmp_path / spec)
+        assert pool_location(text) == [folder], spec
+    assert pool_key("s3://bucket/pool/*.parquet") == pool_key("s3://bucket/pool/") == _sha16("s3://bucket/pool")
+    assert pool_location(str(tmp_path / "real" / "one.parquet")) == [os.path.join(folder, "one.parquet")]  # a file is itself
