@@ -61,7 +61,9 @@ def select(
     exclude, labeled : path-like or sequence of path-like
         Id files (Parquet/CSV/one per line) never to select; labeled ids also seed core-set.
     config : path-like, optional
-        A TOML/YAML file with any of these settings; explicit arguments override it.
+        A TOML/YAML file with any of these settings; explicit arguments override it, except
+        that ``exclude`` and ``labeled`` add their files to the file's, and a ``strategy``
+        other than the file's leaves out the file's ``strategy_params``.
     actors, address, seed, batch_size, threads, id_column, features : optional
         As in :class:`alscale.SelectSettings`, whose defaults apply to any left as None.
     probs_output, embedding_output, on_invalid, force, progress, strategy_params : optional

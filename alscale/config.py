@@ -320,7 +320,10 @@ def make_settings(config: str | os.PathLike | None = None, **overrides: Any) -> 
     """Build :class:`SelectSettings` from a config file and keyword overrides.
 
     Overrides whose value is None (or an empty sequence for repeatable options) leave the
-    config file's value in place, so CLI flags that were not given do not erase it.
+    config file's value in place, so CLI flags that were not given do not erase it.  The id
+    files of ``exclude`` and ``labeled`` are added to the file's (a flag never lets labeled
+    rows be selected again); ``strategy_params`` are merged key by key; a ``strategy`` other
+    than the one the file names leaves out the file's ``strategy_params``, which were for it.
 
     Parameters
     ----------
@@ -341,11 +344,16 @@ def make_settings(config: str | os.PathLike | None = None, **overrides: Any) -> 
     data: dict[str, Any] = load_config_file(config) if config else {}
     given = {k.replace("-", "_"): v for k, v in overrides.items()}
     _reject_unknown(given, source="the arguments")
+    if given.get("strategy") is not None and data.get("strategy") is not None and given["strategy"] != data["strategy"]:
+        data.pop("strategy_params", None)  # the file's parameters were for the strategy it names
     for key, value in given.items():
         if value is None or (key in _TUPLE_FIELDS and isinstance(value, (list, tuple)) and not value):
             continue
         if isinstance(value, dict) and isinstance(data.get(key), dict):
             data[key] = {**data[key], **value}  # --param beta=1 adds to the file's [strategy_params], key by key
+        elif key in ("exclude", "labeled") and isinstance(data.get(key), list):
+            more = [value] if isinstance(value, (str, os.PathLike)) else list(value) if isinstance(value, (list, tuple)) else value
+            data[key] = [*data[key], *more] if isinstance(more, list) else more  # a wrong type is refused by SelectSettings
         else:
             data[key] = value
     for key in ("pool", "model"):

@@ -92,3 +92,25 @@ def test_an_empty_string_is_refused_not_taken_for_the_default(tmp_path, name, va
     with pytest.raises(ConfigError) as err:
         make_settings(pool=str(tmp_path / "pool"), model=str(tmp_path / "m.onnx"), **{name: value})
     assert message in str(err.value)
+
+
+def test_exclusion_flags_add_to_the_files_lists(tmp_path):
+    """A flag must never let the file's already-labeled ids be selected again."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('pool = "p"\nmodel = "m.onnx"\nexclude = ["labeled.parquet", "pending.txt"]\nlabeled = "done.csv"\n')
+    s = make_settings(cfg, exclude=["more.csv"], labeled=("extra.csv",))
+    assert s.exclude[:2] == (str(tmp_path / "labeled.parquet"), str(tmp_path / "pending.txt")) and s.exclude[2].endswith("more.csv")
+    assert len(s.exclude) == 3
+    assert s.labeled[0] == str(tmp_path / "done.csv") and s.labeled[1].endswith("extra.csv") and len(s.labeled) == 2
+    assert make_settings(cfg, exclude=[]).exclude == (str(tmp_path / "labeled.parquet"), str(tmp_path / "pending.txt"))
+
+
+def test_a_strategy_flag_other_than_the_files_leaves_its_parameters_out(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('pool = "p"\nmodel = "m.onnx"\nstrategy = "badge"\n[strategy_params]\nrounds = 3\n')
+    assert make_settings(cfg).strategy_params == {"rounds": 3}
+    assert make_settings(cfg, strategy="badge", strategy_params={"oversampling": 4}).strategy_params == {"rounds": 3, "oversampling": 4}
+    assert make_settings(cfg, strategy="margin").strategy_params == {}
+    assert make_settings(cfg, strategy="coreset", strategy_params={"x": 1}).strategy_params == {"x": 1}
+    cfg.write_text('pool = "p"\nmodel = "m.onnx"\n[strategy_params]\nrounds = 3\n')  # names no strategy: its parameters are for the flag's
+    assert make_settings(cfg, strategy="badge").strategy_params == {"rounds": 3}
