@@ -47,7 +47,8 @@ def _quiet(name: str) -> Iterator[None]:
 def check_reachable(address: str, timeout: float = 5.0) -> None:
     """Refuse, within ``timeout`` seconds, a ``host:port`` or ``ray://host:port`` where nothing listens.
 
-    Ray itself retries an unreachable address for minutes before it gives up.  ``"auto"`` and
+    Ray itself retries an unreachable address for minutes before it gives up.  ``"auto"`` is
+    checked at the address Ray finds for it (``RAY_ADDRESS``, or a Ray running on this machine);
     other forms Ray resolves itself are left to Ray.
 
     Raises
@@ -57,6 +58,15 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
     ClusterUnreachableError
         The connection is refused, times out or the host does not resolve.
     """
+    if address == "auto":
+        found = _auto_address()
+        if found is None or found == "auto":
+            return
+        try:
+            check_reachable(found, timeout)
+        except ClusterUnreachableError as exc:
+            raise ClusterUnreachableError(f"--address auto found {found!r}, {str(exc)[0].lower()}{str(exc)[1:]}") from None
+        return
     target = address.removeprefix("ray://")
     if "://" in target or ":" not in target:
         return
@@ -74,6 +84,16 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
             f"Cannot reach a Ray cluster at {address!r}: {reason}. Expected the address of a running head node "
             "(host:6379, or ray://host:10001 for Ray Client)."
         ) from None
+
+
+def _auto_address() -> str | None:
+    """The address ``ray.init(address="auto")`` would connect to; None where Ray finds none (it says so itself)."""
+    try:
+        from ray._private.services import get_ray_address_from_environment  # Ray's own lookup, as ray.init does it
+
+        return get_ray_address_from_environment("auto", None)
+    except Exception:  # noqa: BLE001 - no cluster, or another Ray version's internals: leave it to ray.init
+        return None
 
 
 def connect_cluster(address: str, **init_kwargs) -> None:

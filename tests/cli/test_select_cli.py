@@ -284,6 +284,21 @@ def test_an_address_where_no_cluster_listens_fails_at_once(tmp_path, pool, model
         assert not out.exists()
 
 
+def test_address_auto_that_finds_a_dead_cluster_fails_at_once(tmp_path, pool, model_path):
+    """`--address auto` goes where Ray would (here RAY_ADDRESS); Ray alone retries a dead one for minutes."""
+    import time
+
+    exe = os.path.join(os.path.dirname(sys.executable), "alscale")
+    dead = f"127.0.0.1:{_closed_port()}"
+    start = time.monotonic()
+    proc = subprocess.run([exe, "select", "--pool", str(pool), "--model", str(model_path), "--k", "5", "--address", "auto",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "RAY_ADDRESS": dead})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(f"alscale: error: --address auto found '{dead}', cannot reach"), proc.stderr
+    assert time.monotonic() - start < 60 and not (tmp_path / "out").exists()
+
+
 def test_batch_size_auto_in_any_case_and_a_run_without_out(pool, model_path):
     result = run("select", "--pool", pool, "--model", model_path, "--k", 5, "--batch-size", "AUTO")
     assert result.exit_code == 0, result.output
