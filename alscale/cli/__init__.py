@@ -46,6 +46,14 @@ class _LazyGroup(click.Group):
             return None
         return importlib.import_module(f"alscale.cli.{module}").command
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:  # `alscale --bogus`: one line too
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `alscale`: click's help, as before
+                raise
+            _fail(f"{exc.format_message()} (see alscale --help)")
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -55,7 +63,7 @@ class _LazyGroup(click.Group):
             click.echo("alscale: interrupted", err=True)
             sys.exit(130)
         except click.UsageError as exc:  # a bad flag value: the same one line, not click's usage block
-            _fail(f"{exc.format_message()} (see {_help_command(exc.ctx)})")
+            _fail(f"{exc.format_message()} (see {_help_command(exc.ctx, ctx)})")
         except OSError as exc:
             if exc.filename is None:  # not about a path the user gave: a real fault, with its traceback
                 raise
@@ -64,8 +72,14 @@ class _LazyGroup(click.Group):
             _fail(f"Cannot use {str(where)!r}: {exc.strerror or type(exc).__name__}.")
 
 
-def _help_command(ctx: click.Context | None) -> str:
-    """``alscale SUBCOMMAND --help`` for the command whose flags were wrong (whatever argv[0] was)."""
+def _help_command(ctx: click.Context | None, group: click.Context | None = None) -> str:
+    """``alscale SUBCOMMAND --help`` for the command whose flags were wrong (whatever argv[0] was).
+
+    ``ctx`` is the failing command's context; click gives none for a flag that lacks its value,
+    and then the ``group`` context names the subcommand being invoked.
+    """
+    if ctx is None and group is not None and group.invoked_subcommand:
+        return f"alscale {group.invoked_subcommand} --help"
     names = []
     while ctx is not None and ctx.parent is not None:
         names.append(ctx.info_name)

@@ -13,7 +13,9 @@ __all__ = ["command"]
 @click.command("demo")
 @click.option("--dir", "workdir", default="alscale-demo", show_default=True, help="Folder for the generated pool, model and batch.")
 @click.option("--rows", type=click.IntRange(min=1), default=200_000, show_default=True, help="Rows in the generated pool.")
-@click.option("--strategy", default="margin", show_default=True, help="Selection strategy.")
+@click.option("--strategy", default="margin", show_default=True,
+              help="Selection strategy: entropy, margin, least-confidence, random, badge, coreset or cluster-margin "
+                   "(the committee strategies need more models than the demo's one).")
 @click.option("--k", type=click.IntRange(min=1), default=100, show_default=True, help="Batch size to select.")
 @click.option("--actors", type=click.IntRange(min=1), default=None, help="Shard actors. [default: one per CPU]")
 def command(workdir, rows, strategy, k, actors):

@@ -222,6 +222,24 @@ def test_help_explains_every_command():
     assert "--exclude" in run("select", "--help").output
 
 
+def test_demo_help_offers_exactly_the_strategies_it_can_run():
+    from alscale.strategies import STRATEGIES, get_strategy
+
+    text = " ".join(run("demo", "--help").output.split())
+    runnable = [n for n in STRATEGIES if not get_strategy(n).needs_committee]
+    offered = text.split("Selection strategy: ")[1].split(" (the committee")[0].replace(" or ", ", ").split(", ")
+    assert offered == runnable
+
+
+@pytest.mark.parametrize("argv,command", [(["select", "--pool", "p", "--strategy"], "alscale select --help"),
+                                          (["--bogus"], "alscale --help"), (["frobnicate"], "alscale --help")])
+def test_a_flag_without_its_value_or_an_unknown_flag_is_one_line_pointing_at_the_right_help(argv, command):
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("alscale: error: ") and lines[0].endswith(f"(see {command})"), result.stderr
+
+
 @pytest.mark.slow
 def test_demo_console_script(tmp_path):
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
