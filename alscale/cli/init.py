@@ -58,6 +58,6 @@ def command(workspace, pool, id_column, label_column, classes, group_columns, mo
     click.echo(f"workspace {ws.path}: pool of {ws.config['pool_rows']:,} rows, evaluation set "
                f"{ws.config['evaluation']['size']:,}, stop set {ws.config['stop_set']['size']:,}, "
                f"classes {'any (none given)' if ws.classes is None else ', '.join(map(str, ws.classes))}")
-    if not label_column:
+    if not label_column and ws.config["evaluation"]["size"]:  # an empty evaluation set (--eval-size 0) has nothing to label
         click.echo(f"label the evaluation set too (its ids: {ws.path / ws.config['evaluation']['file']}): "
                    "rounds report metrics, and the target and gain stopping rules act, only on its labeled rows")

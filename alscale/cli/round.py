@@ -27,6 +27,13 @@ def command(workspace, model, strategy, k, seed, actors, mark_pending):
 
     rec = run_round(workspace, model=model, strategy=strategy, k=k, seed=seed, actors=actors, mark_pending=mark_pending)
     click.echo(f"round {rec['round']:03d}: {rec['selected']} selected ({rec.get('strategy')}) with {rec['labels']} training labels")
+    budget = rec.get("budget")
+    if budget and budget["left"]:
+        click.echo(f"  budget: {budget['left']} of {budget['budget']} labels left ({budget['used']} used), "
+                   f"so {budget['left']} selected instead of {budget['asked']}")
+    elif budget:
+        click.echo(f"  budget: spent ({budget['used']} training labels used of {budget['budget']}), so nothing selected; "
+                   f"raise 'budget' in {workspace}/alscale-workspace.json to go on")
     if rec.get("metrics"):
         m = rec["metrics"]
         click.echo(f"  accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  log loss {m['log_loss']:.4f}  ECE {m['ece']:.4f}"
@@ -35,10 +42,14 @@ def command(workspace, model, strategy, k, seed, actors, mark_pending):
         from alscale.loop.workspace import Workspace
 
         ws = Workspace.open(workspace)
-        click.echo(f"  no metrics: none of the {ws.config['evaluation']['size']:,} evaluation-set ids is labeled; label them "
-                   f"(ids in {ws.path / ws.config['evaluation']['file']}) for metrics and the target and gain stopping rules")
+        if not ws.config["evaluation"]["size"]:
+            click.echo("  no metrics: the evaluation set is empty (init --eval-size 0)")
+        else:
+            click.echo(f"  no metrics: none of the {ws.config['evaluation']['size']:,} evaluation-set ids is labeled; label them "
+                       f"(ids in {ws.path / ws.config['evaluation']['file']}) for metrics and the target and gain stopping rules")
     for reason in (rec.get("stopping") or {}).get("reasons", []):
         click.echo(f"  stop: {reason}")
     for warning in rec.get("composition_warnings", []):
         click.echo(f"  warning: composition {warning}")
-    click.echo(f"  batch: {workspace}/rounds/{rec['round']:03d}/batch/batch.parquet")
+    if rec.get("batch"):
+        click.echo(f"  batch: {workspace}/rounds/{rec['round']:03d}/batch/batch.parquet")

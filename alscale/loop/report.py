@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from alscale.loop.rounds import load_history
+from alscale.loop.rounds import _evaluation_rows, load_history
 from alscale.loop.workspace import Workspace
 
 __all__ = ["status_rows", "status_table"]
@@ -33,12 +33,23 @@ def status_rows(ws: Workspace) -> list[dict]:
 
 
 def status_table(ws: Workspace) -> str:
-    """The workspace summary and round table as text."""
+    """The workspace summary and round table as text.
+
+    The summary counts the training labels (what the budget counts), the skips and the
+    pending ids; and the evaluation set's labels: those recorded for its ids, or, for a
+    workspace with a label column, the rows that column labels (what rounds evaluate on).
+    """
     metric = ws.settings["metric"]
     counts = ws.label_counts()
+    label_column = ws.config.get("label_column")
+    if label_column:  # rounds take the evaluation labels from the pool's column, not from the labels recorded
+        evaluation = (f"evaluation set {ws.config['evaluation']['size']:,} ({len(_evaluation_rows(ws)[0]):,} labeled from column "
+                      f"{label_column!r})  labeled {counts['training']:,} for training")
+    else:
+        evaluation = (f"evaluation set {ws.config['evaluation']['size']:,}  "
+                      f"labeled {counts['training']:,} for training, {counts['evaluation']:,} of the evaluation set")
     lines = [
-        f"workspace {ws.path}  pool {ws.config['pool_rows']:,} rows  evaluation set {ws.config['evaluation']['size']:,}  "
-        f"labeled {counts['training']:,} for training, {counts['evaluation']:,} of the evaluation set  "
+        f"workspace {ws.path}  pool {ws.config['pool_rows']:,} rows  {evaluation}  "
         f"skipped {counts['skipped']:,}  pending {ws.pending().num_rows:,}",
         "",
     ]

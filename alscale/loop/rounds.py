@@ -6,7 +6,7 @@
     metrics.json           evaluation-set metrics
     stop_predictions.npy   predicted class names on the stop set (stabilizing-predictions rule)
     exclude.parquet        ids the selection skipped (labeled + pending + evaluation set)
-    batch/                 the engine's batch manifest (batch.parquet + manifest.json)
+    batch/                 the engine's batch manifest (batch.parquet + manifest.json); none once the budget is spent
     round.json             the round's record; written last, it marks the round complete
 
 A workspace with no training labels yet gets round 000, the *seed* round: no model, the
@@ -39,7 +39,7 @@ from alscale.loop.metrics import evaluate
 from alscale.loop.seedset import INITIAL_METHODS, seed_by_hint, seed_kmeans, seed_random
 from alscale.loop.stopping import check_stopping
 from alscale.loop.train import check_model_classes, export_model, model_classes, predict_onnx, train_model
-from alscale.loop.workspace import Workspace, check_loop_strategy
+from alscale.loop.workspace import CONFIG_NAME, Workspace, check_loop_strategy
 
 __all__ = ["load_history", "run_round", "select_batch"]
 
@@ -179,7 +179,7 @@ def _sha256(path) -> str:
 def _seed_round(ws: Workspace, out_dir: pathlib.Path, *, seed: int, k: int | None) -> dict:
     """Round 000: choose the initial labeled set without a model."""
     s = ws.settings
-    n = int(k or s["initial_size"])
+    n = int(s["initial_size"] if k is None else k)
     batch_dir = out_dir / "batch"
     if not (batch_dir / "manifest.json").is_file():  # written with batch.parquet in one rename
         excluded = ws.excluded_ids()
@@ -249,7 +249,10 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
     strategy : str, optional
         Defaults to the workspace's ``strategy`` setting.
     k : int, optional
-        Batch size; defaults to ``batch_size`` (``initial_size`` for the seed round).
+        Batch size; defaults to ``batch_size`` (``initial_size`` for the seed round).  With a
+        ``budget`` setting, cut to the training labels the budget has left (the record's
+        ``budget`` entry says so); once it is spent, the round trains and evaluates and selects
+        nothing.
     seed : int, optional
         Defaults to the workspace seed plus the round number.
     actors : int, optional
@@ -269,7 +272,13 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
         An unknown ``strategy``, or one that needs a committee, before anything of the round
         is written.
     WorkspaceError, LabelError, ModelContractError, ConfigError
-        With nothing of the round recorded as complete.
+        With nothing of the round recorded as complete; a WorkspaceError, before the round's
+        folder exists, where the budget is spent and the latest round trained on as many labels.
+
+    Notes
+    -----
+    Where the latest round's batch has no answer and none of its ids is pending (neither
+    labeled nor pushed), a warning says that this round may select the same examples.
     """
     for name, value, minimum in (("k", k, 1), ("seed", seed, 0), ("actors", actors, 1)):
         if value is not None:
@@ -282,7 +291,6 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
     s = ws.settings
     number = _next_round(ws)
     out_dir = _round_dir(ws, number)
-    out_dir.mkdir(parents=True, exist_ok=True)
     seed = int(s["seed"]) + number if seed is None else int(seed)
     explicit_model, explicit_strategy = model, strategy
     strategy = strategy or s["strategy"]
@@ -293,7 +301,16 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
 
     if len(train_ids) == 0 and number != 0 and model is None:
         raise WorkspaceError(f"Expected training labels for round {number}. Got none; import labels with `alscale label`.")
+    history = load_history(ws)
+    k, budget = _batch_size_within_budget(ws, number, int(len(train_ids)), k, history)  # refuses before the folder exists
+    if budget is not None:
+        record["budget"] = budget
+    out_dir.mkdir(parents=True, exist_ok=True)
     _check_resumed_inputs(out_dir, number, _round_inputs(ws, train_ids, train_labels, model=model, strategy=strategy, k=k, seed=seed))
+    previous = _unanswered_batch(ws, history)
+    if previous is not None and k and not (out_dir / "batch" / "manifest.json").is_file():
+        logger.warning("round %03d's batch has no labels and was not pushed: this round may select the same examples; "
+                       "push or label it first", previous)
     if len(train_ids) == 0:
         given = [name for name, value in (("model", explicit_model), ("strategy", explicit_strategy)) if value is not None]
         if given:
@@ -303,11 +320,69 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
     else:
         record.update(_model_round(ws, out_dir, train_ids, train_labels, model=model, strategy=strategy, k=k, seed=seed,
                                    actors=actors))
-    if mark_pending:
+    if mark_pending and record["batch"] is not None:
         batch = pq.read_table(out_dir / "batch" / "batch.parquet")
         ws.add_pending(batch.column("id"), batch_run_id=f"round-{number:03d}", queue="manual")
     atomic_write_json(out_dir / ROUND_FILE, record)
     return record
+
+
+def _batch_size_within_budget(ws: Workspace, number: int, used: int, k: int | None, history: list[dict]) -> tuple[int, dict | None]:
+    """The round's batch size: ``k`` (or the workspace's) cut to what the budget has left.
+
+    The budget counts training labels, as its stopping rule does.
+
+    Parameters
+    ----------
+    ws : Workspace
+    number : int
+        The round's number.
+    used : int
+        Training labels so far.
+    k : int or None
+        The batch size asked for; None: ``initial_size`` for the seed round, else ``batch_size``.
+    history : list of dict
+        The completed rounds (:func:`load_history`).
+
+    Returns
+    -------
+    k : int
+        0 when the budget is spent: the round trains and evaluates on the labels it has and
+        selects nothing.
+    budget : dict or None
+        ``{"budget", "used", "left", "asked"}`` where the budget cut the batch; None otherwise.
+
+    Raises
+    ------
+    WorkspaceError
+        The budget is spent and the latest round trained on as many labels already.
+    """
+    s = ws.settings
+    asked = int((s["initial_size"] if used == 0 else s["batch_size"]) if k is None else k)
+    limit = s["budget"]
+    if limit is None or used + asked <= int(limit):
+        return asked, None
+    left = max(int(limit) - used, 0)
+    if left == 0 and history and int(history[-1]["labels"]) >= used:
+        raise WorkspaceError(
+            f"Expected labels left in the budget of {limit} for round {number:03d}. Got {used} training labels used, which "
+            f"round {int(history[-1]['round']):03d} trained on already; raise 'budget' in the settings of "
+            f"{str(ws.path / CONFIG_NAME)!r} to select more.")
+    return left, {"budget": int(limit), "used": used, "left": left, "asked": asked}
+
+
+def _unanswered_batch(ws: Workspace, history: list[dict]) -> int | None:
+    """The latest round's number if its batch has no answer (labeled or skipped) and none of its ids is pending."""
+    if not history or not history[-1].get("batch"):
+        return None
+    path = _round_dir(ws, int(history[-1]["round"])) / history[-1]["batch"] / "batch.parquet"
+    if not path.is_file():
+        return None
+    ids = ws._ids(pq.read_table(path, columns=["id"]).column("id"))
+    handled = np.concatenate([ws._ids(ws.labeled().column("id")), ws._ids(ws.pending().column("id"))])
+    if len(ids) == 0 or np.isin(ids, handled).any():
+        return None
+    return int(history[-1]["round"])
 
 
 INPUTS_FILE = "inputs.json"
@@ -317,10 +392,10 @@ def _round_inputs(ws: Workspace, train_ids, train_labels, *, model, strategy: st
     """What decides a round's model and batch: a rerun of an unfinished round must ask for the same."""
     s = ws.settings
     if len(train_ids) == 0:
-        return {"kind": "seed", "k": int(k or s["initial_size"]), "seed": seed, "initial_method": s["initial_method"]}
+        return {"kind": "seed", "k": int(s["initial_size"] if k is None else k), "seed": seed, "initial_method": s["initial_method"]}
     pairs = sorted(zip(map(str, np.asarray(train_ids).tolist()), map(str, train_labels)))
     inputs = {
-        "kind": "model", "k": int(k or s["batch_size"]), "seed": seed, "strategy": strategy,
+        "kind": "model", "k": int(s["batch_size"] if k is None else k), "seed": seed, "strategy": strategy,
         "model": _model_input(model) if model is not None else f"trainer:{s['trainer']}",
         "training_labels": hashlib.sha256(json.dumps(pairs).encode()).hexdigest(),
     }
@@ -414,9 +489,10 @@ def _model_round(ws: Workspace, out_dir: pathlib.Path, train_ids, train_labels, 
         threshold=float(s["composition_threshold"]))
     atomic_write_json(out_dir / "composition.json", composition)
 
-    manifest = select_batch(ws.config["pool"], model_path, out_dir=out_dir, exclude_ids=ws.excluded_ids(), id_type=ws.id_type,
-                            strategy=strategy, k=int(k or s["batch_size"]), seed=seed, id_column=id_column, features=features,
-                            actors=actors, labeled_ids=train_ids)
+    k = int(s["batch_size"] if k is None else k)
+    manifest = None if k == 0 else select_batch(  # 0: the budget is spent, the round only trains and evaluates
+        ws.config["pool"], model_path, out_dir=out_dir, exclude_ids=ws.excluded_ids(), id_type=ws.id_type, strategy=strategy, k=k,
+        seed=seed, id_column=id_column, features=features, actors=actors, labeled_ids=train_ids)
 
     history = [h for h in load_history(ws) if h.get("metrics")]
     current = {"labels": int(len(train_ids)), "metrics": metrics or {}}
@@ -426,7 +502,8 @@ def _model_round(ws: Workspace, out_dir: pathlib.Path, train_ids, train_labels, 
         min_gain_per_label=float(s["min_gain_per_label"]), kappa_threshold=float(s["kappa_threshold"]), budget=s["budget"])
     return {
         "kind": "model", "trainer": trainer, "strategy": strategy, "model": "model.onnx", "model_sha256": _sha256(model_path),
-        "metrics": metrics, "batch": "batch", "batch_run_id": manifest.data.get("run_id"), "selected": manifest.batch.num_rows,
+        "metrics": metrics, "batch": None if manifest is None else "batch",
+        "batch_run_id": None if manifest is None else manifest.data.get("run_id"), "selected": 0 if manifest is None else manifest.batch.num_rows,
         "stopping": stopping, "composition_warnings": composition["warnings"],
         "composition": {"classes_jsd": composition["classes"]["js_divergence"],
                         "groups_jsd": {g: r["js_divergence"] for g, r in composition["groups"].items()}},

@@ -108,6 +108,10 @@ def _check_loop_settings(settings: dict) -> None:
         raise ConfigError(f"The initial method must be one of {list(INITIAL_METHODS)}. Got {method!r} instead.")
     if method == "hint" and not settings["hint_column"]:
         raise ConfigError("The 'hint' initial method needs the 'hint_column' setting (--hint-column). Got none.")
+    if method != "hint" and settings["hint_column"]:  # only the 'hint' method reads it: ignored, it would be a silent no-op
+        raise ConfigError(f"Expected the 'hint' initial method (--initial-method hint) with a hint column (--hint-column "
+                          f"{settings['hint_column']!r}). Got initial method {method!r}, which ignores it; add --initial-method hint "
+                          f"(the 'initial_method' setting), or leave the hint column out.")
     if settings["trainer"] not in TRAINERS:
         raise ConfigError(f"The trainer must be one of {list(TRAINERS)}. Got {settings['trainer']!r} instead.")
     if settings["metric"] not in METRICS:
@@ -119,6 +123,9 @@ def _check_loop_settings(settings: dict) -> None:
         settings[name] = check_int(name, settings[name], minimum, flag=flags.get(name))  # numpy integers kept as int
     if settings["budget"] is not None:
         settings["budget"] = check_int("budget", settings["budget"], 1, flag=flags["budget"])
+        if settings["budget"] < settings["initial_size"]:  # the seed set alone would spend it
+            raise ConfigError(f"Expected a budget (--budget) of at least the seed set's {settings['initial_size']} labels (--initial). "
+                              f"Got {settings['budget']}.")
     for name in ("min_gain_per_label", "kappa_threshold", "composition_threshold"):
         value = settings[name]
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
@@ -216,7 +223,8 @@ class Workspace:
         model : str or path, optional
             An ONNX model file that every round uses instead of the built-in trainer, for teams
             that train their own model: write the retrained model to the same path between
-            rounds (``run_round(model=...)`` overrides it for one round).
+            rounds (``run_round(model=...)`` overrides it for one round).  Its class names, where
+            it has them, must be the workspace's classes, in order.
         id_column : str
         label_column : str, optional
             An oracle label column in the pool (simulation, or a pool that is partly labeled).
@@ -238,8 +246,11 @@ class Workspace:
         WorkspaceError
             If ``path`` already holds a workspace.
         ConfigError, PoolError
-            For an argument of the wrong type, bad settings, a missing column, or an evaluation
-            set larger than the pool.
+            For an argument of the wrong type, bad settings (a budget smaller than the seed set,
+            a hint column without the 'hint' initial method), a missing column, values of
+            ``label_column`` outside ``classes``, or an evaluation set larger than the pool.
+        ModelContractError
+            ``model`` names classes (metadata ``alscale.classes``) other than the workspace's.
         """
         from alscale.config import check_path
         from alscale.exceptions import ConfigError
@@ -293,14 +304,31 @@ class Workspace:
             from alscale.exceptions import DuplicateIdError
 
             raise DuplicateIdError(f"Expected unique ids in column {id_column!r}. Got {len(ids) - len(np.unique(ids))} duplicates.")
+        column_values = None  # the label column's distinct values, nulls left out
+        if label_column:
+            column_values = [v for v in dataset.to_table(columns=[label_column]).column(label_column).unique().to_pylist() if v is not None]
         if classes is None and label_column:
-            col = dataset.to_table(columns=[label_column]).column(label_column)
-            classes = sorted({v for v in col.to_pylist() if v is not None}, key=lambda v: (str(type(v)), v))
+            classes = sorted(column_values, key=lambda v: (str(type(v)), v))
         classes = None if classes is None else [c.item() if isinstance(c, np.generic) else c for c in classes]
         if classes is not None and not classes:
             raise ConfigError("Expected at least one class name. Got an empty list; leave the classes out to accept any label.")
         if classes is not None and len({str(c) for c in classes}) != len(classes):
             raise ConfigError(f"Expected distinct class names. Got {classes}.")
+        if column_values is not None:  # rounds compare labels as text: the column's evaluation labels must be classes
+            outside = sorted({str(v) for v in column_values} - {str(c) for c in classes})
+            if outside:
+                more = f" (and {len(outside) - 1} other value(s) outside them)" if len(outside) > 1 else ""
+                raise ConfigError(f"Expected the values of label column {label_column!r} among the classes {classes}. "
+                                  f"Got {outside[0]!r}{more}; give every class, or leave the classes out to take them from the column.")
+        if model is not None and classes is not None:
+            from alscale.loop.train import check_model_classes, model_classes
+
+            try:
+                found = model_classes(model)  # what rounds check the model with
+            except ModelError:  # not readable as ONNX (yet): the first round that uses it says so
+                found = None
+            if found is not None:  # a model without class names is not judged here
+                check_model_classes(found, classes, path=model)
 
         n_pool = len(ids)
         eval_n = default_eval_size(n_pool) if merged["eval_size"] is None else resolve_size(merged["eval_size"], n_pool, name="evaluation set")

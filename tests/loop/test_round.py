@@ -127,3 +127,85 @@ def test_without_classes_an_evaluation_label_of_a_class_not_trained_on_counts_as
     assert not (pred == 2).any()
     assert r1["metrics"]["accuracy"] == pytest.approx(skm.accuracy_score(y_ev, pred))
     assert r1["metrics"]["per_class_recall"]["2"] == 0.0
+
+
+def _batch_ids(ws, number):
+    return pq.read_table(ws.path / f"rounds/{number:03d}/batch/batch.parquet").column("id").to_pylist()
+
+
+def test_rounds_select_no_more_than_the_budget_leaves(tmp_path, blob_pool, ray_local):
+    import json
+
+    from click.testing import CliRunner
+
+    from alscale.cli import main
+
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, label_column="label",
+                          settings={"eval_size": 60, "stop_set_size": 50, "initial_size": 12, "batch_size": 10, "budget": 17})
+    run_round(ws)
+    ws.record_labels(_oracle(ws, _batch_ids(ws, 0)))
+    result = CliRunner().invoke(main, ["round", str(ws.path), "--actors", "1"])
+    assert result.exit_code == 0 and "budget: 5 of 17 labels left (12 used), so 5 selected instead of 10" in result.output, result.output
+    r1 = load_history(ws)[-1]
+    assert r1["selected"] == 5 and r1["budget"] == {"budget": 17, "used": 12, "left": 5, "asked": 10}
+    # the 5 are the top of the margin ranking a full batch would have taken
+    ids, X = _pool.read_features(blob_pool, np.arange(300))
+    probs, _ = predict_onnx(ws.path / "rounds/001/model.onnx", X)
+    cand = np.setdiff1d(ids, np.concatenate([_batch_ids(ws, 0), ws.evaluation_ids()]))
+    assert _batch_ids(ws, 1) == cand[np.lexsort((cand, -margin(probs[cand]).astype(np.float64)))[:5]].tolist()
+
+    # the budget spent: the round trains and evaluates on the 17 labels and selects nothing
+    ws.record_labels(_oracle(ws, _batch_ids(ws, 1)))
+    result = CliRunner().invoke(main, ["round", str(ws.path), "--actors", "1"])
+    assert result.exit_code == 0 and "so nothing selected; raise 'budget'" in result.output and "batch:" not in result.output, result.output
+    r2 = load_history(ws)[-1]
+    assert r2["labels"] == 17 and r2["selected"] == 0 and r2["batch"] is None and r2["metrics"]["n"] == 60
+    assert not (ws.path / "rounds/002/batch").exists()
+    assert r2["stopping"]["reasons"] == ["budget: 17 labels used of a budget of 17"]
+    # ... and the next one, with no new label, is refused before its folder exists
+    with pytest.raises(WorkspaceError, match=r"Expected labels left in the budget of 17 for round 003. Got 17 training labels used, "
+                                             r"which round 002 trained on already; raise 'budget'"):
+        run_round(ws, actors=1)
+    result = CliRunner().invoke(main, ["round", str(ws.path), "--actors", "1"])
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "alscale: error: Expected labels left" in result.output
+    assert not (ws.path / "rounds/003").exists()
+    # raised in the settings, as the error says: the next round selects again
+    config = json.loads((ws.path / "alscale-workspace.json").read_text())
+    config["settings"]["budget"] = 30
+    (ws.path / "alscale-workspace.json").write_text(json.dumps(config))
+    r3 = run_round(ws.path, actors=1)
+    assert r3["selected"] == 10 and "budget" not in r3
+
+
+def test_a_round_after_a_batch_neither_labeled_nor_pushed_warns_that_it_may_select_it_again(tmp_path, blob_pool, ray_local, caplog):
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, label_column="label",
+                          settings={"eval_size": 60, "stop_set_size": 50, "initial_size": 12, "batch_size": 10})
+    run_round(ws)
+    ws.record_labels(_oracle(ws, _batch_ids(ws, 0)))
+    warning = "round 001's batch has no labels and was not pushed: this round may select the same examples; push or label it first"
+    with caplog.at_level("WARNING", logger="alscale.loop.rounds"):
+        run_round(ws, actors=1)
+        assert "was not pushed" not in caplog.text  # the seed batch was labeled
+        run_round(ws, actors=1)
+    assert warning in caplog.text
+    assert _batch_ids(ws, 2) == _batch_ids(ws, 1)  # what it warns of: nothing changed, so the same batch
+    caplog.clear()
+    ws.add_pending(_batch_ids(ws, 2), batch_run_id="r2", queue="q")  # pushed: the next selection skips it
+    with caplog.at_level("WARNING", logger="alscale.loop.rounds"):
+        run_round(ws, actors=1)
+    assert "was not pushed" not in caplog.text
+    assert not set(_batch_ids(ws, 3)) & set(_batch_ids(ws, 2))
+
+
+def test_a_round_with_an_empty_evaluation_set_says_so_instead_of_asking_to_label_it(tmp_path, blob_pool, ray_local):
+    """--eval-size 0 is a working loop (stop set and budget rules): no metrics, and nothing to label for them."""
+    from click.testing import CliRunner
+
+    from alscale.cli import main
+
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, settings={"eval_size": 0, "stop_set_size": 50, "initial_size": 12, "batch_size": 10})
+    run_round(ws)
+    ws.record_labels(_oracle(ws, _batch_ids(ws, 0)))
+    result = CliRunner().invoke(main, ["round", str(ws.path), "--actors", "1"])
+    assert result.exit_code == 0 and "no metrics: the evaluation set is empty (init --eval-size 0)" in result.output, result.output
+    assert "label them" not in result.output and load_history(ws)[-1]["selected"] == 10

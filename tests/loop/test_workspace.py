@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -279,6 +280,11 @@ def test_a_label_never_seen_before_is_warned_of_without_a_class_list(tmp_path, b
     ({"metric": "auc"}, "metric must be one of"),
     ({"strategy": "margn"}, "margin"),
     ({"eval_size": 1500.7}, "row count >= 0 or a fraction"),
+    # the seed set alone would spend the budget
+    ({"budget": 99, "initial_size": 100}, r"Expected a budget \(--budget\) of at least the seed set's 100 labels \(--initial\). Got 99."),
+    # only the 'hint' initial method reads the hint column: it would be ignored without a word
+    ({"hint_column": "site"}, r"Got initial method 'random', which ignores it; add --initial-method hint"),
+    ({"hint_column": "site", "initial_method": "kmeans"}, "Got initial method 'kmeans', which ignores it"),
 ])
 def test_settings_the_first_round_would_fail_on_are_refused_at_create(tmp_path, blob_pool, settings, match):
     with pytest.raises(AlscaleError, match=match):
@@ -304,3 +310,55 @@ def test_pool_key_is_fixed_at_creation_and_derived_for_older_workspaces(tmp_path
     cfg.write_text(json.dumps(config))
     moved = hashlib.sha256(os.path.realpath(tmp_path / "moved" / "pool.parquet").encode("utf-8")).hexdigest()[:16]
     assert Workspace.open(ws.path).pool_key == moved
+
+
+def test_a_budget_of_the_seed_set_and_a_hint_column_with_its_method_are_taken(tmp_path, blob_pool):
+    ws = _ws(tmp_path, blob_pool, settings={"budget": 100, "initial_size": 100, "initial_method": "hint", "hint_column": "site"})
+    assert ws.settings["budget"] == ws.settings["initial_size"] == 100 and ws.settings["hint_column"] == "site"
+
+
+def test_label_column_values_outside_the_classes_are_refused_at_create(tmp_path, pool_writer):
+    """Round 1 would fail on the first evaluation label outside the classes: refused when the workspace is made."""
+    X = np.zeros((40, 2), np.float32)
+    truth = ["cat", "dog", None, "fox"] * 10  # a partly labeled column: nulls are no class
+    pool = pool_writer(tmp_path / "p.parquet", X, truth)
+    for classes, example in ((["cat", "dog"], "'fox'"), (["cat"], "'dog' (and 1 other value(s) outside them)")):
+        with pytest.raises(ConfigError, match=re.escape(f"Expected the values of label column 'label' among the classes {classes}. Got {example}")):
+            Workspace.create(tmp_path / "ws", pool=pool, label_column="label", classes=classes, settings={"eval_size": 4, "initial_size": 2})
+        assert not (tmp_path / "ws").exists()
+    ws = Workspace.create(tmp_path / "ws", pool=pool, label_column="label", classes=["dog", "cat", "fox", "owl"],
+                          settings={"eval_size": 4, "initial_size": 2})  # more classes than the column holds, in any order
+    assert ws.classes == ["dog", "cat", "fox", "owl"]
+
+
+def test_class_names_compare_as_text_with_the_label_column(tmp_path, blob_pool):
+    """Labels are compared as text (the round's rule): classes '0'..'2' fit an integer column of 0..2, '0','1' do not."""
+    assert _ws(tmp_path, blob_pool, classes=["0", "1", "2"]).classes == ["0", "1", "2"]
+    with pytest.raises(ConfigError, match="Got '2'"):
+        Workspace.create(tmp_path / "ws2", pool=blob_pool, label_column="label", classes=["0", "1"], settings={"eval_size": 50})
+
+
+def test_a_model_of_other_classes_is_refused_at_create_and_one_without_class_names_is_not(tmp_path, blob_pool):
+    import onnx
+
+    from alscale.exceptions import ModelContractError
+    from alscale.model.export import linear_to_onnx
+
+    other = tmp_path / "other.onnx"
+    other.write_bytes(linear_to_onnx(np.ones((2, 4)), np.zeros(2), classes=["cat", "dog"]))
+    with pytest.raises(ModelContractError, match=r"Expected the model .*other.onnx to have classes \['0', '1', '2'\]. Got \['cat', 'dog'\]."):
+        _ws(tmp_path, blob_pool, model=other)
+    assert not (tmp_path / "ws").exists()
+    reordered = tmp_path / "reordered.onnx"  # rounds need the outputs in the workspace's class order
+    reordered.write_bytes(linear_to_onnx(np.ones((3, 4)), np.zeros(3), classes=[2, 1, 0]))
+    with pytest.raises(ModelContractError, match=r"Got \['2', '1', '0'\]"):
+        _ws(tmp_path, blob_pool, model=reordered)
+    unnamed = onnx.load_from_string(linear_to_onnx(np.ones((2, 4)), np.zeros(2), classes=["cat", "dog"]))
+    del unnamed.metadata_props[:]  # no class names: nothing to compare at creation
+    (tmp_path / "unnamed.onnx").write_bytes(unnamed.SerializeToString())
+    assert _ws(tmp_path, blob_pool, model=tmp_path / "unnamed.onnx").config["model"].endswith("unnamed.onnx")
+    same = tmp_path / "same.onnx"
+    same.write_bytes(linear_to_onnx(np.ones((3, 4)), np.zeros(3), classes=[0, 1, 2]))
+    assert Workspace.create(tmp_path / "ws2", pool=blob_pool, label_column="label", model=same, settings={"eval_size": 50}).classes == [0, 1, 2]
+    # without a class list there is nothing to compare with
+    assert Workspace.create(tmp_path / "ws3", pool=blob_pool, model=other, settings={"eval_size": 50}).classes is None
