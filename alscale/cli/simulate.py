@@ -38,9 +38,10 @@ def _ints(text: str) -> list[int]:
 @click.option("--fractions", default="0.9,0.95,0.98", show_default=True, help="Fractions of the full-data metric for the table.")
 @click.option("--actors", type=int, default=None, help="Ray actors per selection. [default: one per CPU]")
 @click.option("--address", default=None, help="Ray cluster address. [default: one local Ray for the whole run]")
-@click.option("--out", required=True, help="Output folder (curves.csv/json, learning_curve.png, table.md, summary.json).")
+@click.option("--out", required=True, help="Output folder (curves.csv/json, learning_curve.png, table.md, summary.json, runs/).")
+@click.option("--force", is_flag=True, help="Replace an earlier simulation's results in --out (other files there are kept).")
 def command(pool, dataset, label_column, id_column, features, strategies, seeds, initial_size, batch_size, budget, eval_size,
-            trainer, metric, fractions, actors, address, out):
+            trainer, metric, fractions, actors, address, out, force):
     """Simulate the loop on a labeled pool and compare strategies with random sampling.
 
     Every round trains the built-in model on the labels so far, exports it as ONNX, evaluates
@@ -48,25 +49,38 @@ def command(pool, dataset, label_column, id_column, features, strategies, seeds,
     `alscale select` (one Ray session for the whole simulation).  Writes learning curves, a
     plot with a band over seeds, and a table of the labels needed to reach fractions of the
     full-data metric with the saving against random.
+
+    Everything is checked before anything is written: a refused run leaves --out as it was.
+    An --out holding an earlier simulation's results is refused unless --force.
     """
+    import tempfile
     from pathlib import Path
 
-    from alscale.exceptions import ConfigError
+    from alscale.exceptions import AlscaleError, ConfigError
     from alscale.loop.evalset import size_from_flag
-    from alscale.loop.simulate import digits_pool, simulate
+    from alscale.loop.simulate import check_simulation, digits_pool, simulate
 
     if (pool is None) == (dataset is None):
         raise ConfigError("Expected exactly one of --pool and --dataset. Got " + ("both." if pool else "neither."))
-    if dataset == "digits":
-        pool = digits_pool(Path(out) / "pool.parquet")
     try:
         fracs = [float(f) for f in fractions.split(",") if f.strip()]
     except ValueError:
         raise ConfigError(f"Expected comma-separated fractions for --fractions. Got {fractions!r}.") from None
-    summary = simulate(pool, out=out, label_column=label_column, strategies=[s.strip() for s in strategies.split(",") if s.strip()],
-                       seeds=_ints(seeds), initial_size=initial_size, batch_size=batch_size, budget=budget, eval_size=size_from_flag(eval_size),
-                       trainer=trainer, metric=metric, fractions=fracs, id_column=id_column, features=list(features) or None,
-                       actors=actors, address=address)
+    settings = dict(out=out, label_column=label_column, strategies=[s.strip() for s in strategies.split(",") if s.strip()],
+                    seeds=_ints(seeds), initial_size=initial_size, batch_size=batch_size, budget=budget,
+                    eval_size=size_from_flag(eval_size), trainer=trainer, metric=metric, fractions=fracs, id_column=id_column,
+                    features=list(features) or None, actors=actors, address=address, force=force)
+    if dataset == "digits":
+        # the pool goes into OUT: check the whole simulation on a copy elsewhere first, so a refused one writes nothing
+        with tempfile.TemporaryDirectory(prefix="alscale-digits-") as tmp:
+            copy = digits_pool(Path(tmp) / "digits.parquet")
+            try:
+                check_simulation(copy, **settings)
+            except AlscaleError as exc:  # the message names the dataset, not the copy (whatever the error's own arguments)
+                exc.args = (str(exc).replace(str(copy), "digits"),)
+                raise exc from None
+        pool = digits_pool(Path(out) / "pool.parquet")
+    summary = simulate(pool, **settings)
     click.echo(f"full-data {metric}: {summary['full_metric']:.4f}  ({summary['wall_seconds']:.0f} s)")
     click.echo(summary["table_markdown"])
     for name, path in summary["outputs"].items():

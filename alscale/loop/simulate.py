@@ -15,8 +15,13 @@ Outputs in ``out``::
     table.md                  labels needed to reach fractions of the full-data metric, and the
                               saving against random
     runs/<strategy>/seed<N>/<round>/   each round's model.onnx, exclude.parquet, batch/
+    full_model.onnx           the model trained on every non-evaluation row
 
-Re-running with the same arguments reuses every batch already selected (a crash resumes).
+Every argument, the output folder and the pool are checked before anything is written, so a
+refused simulation leaves ``out`` as it was.  An ``out`` that holds an earlier simulation's
+results (any of the files above, or an interrupted run's ``runs/``) is refused unless
+``force``; ``force`` replaces those results and leaves every other file in ``out`` (a pool
+kept there, as ``alscale simulate --dataset digits`` writes it) as it is.
 """
 
 from __future__ import annotations
@@ -26,16 +31,19 @@ import io
 import logging
 import math
 import numbers
+import os
 import pathlib
+import re
 import shutil
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
 from alscale.config import check_int
-from alscale.exceptions import ConfigError, PoolSchemaError
+from alscale.exceptions import ConfigError, OutputError, PoolSchemaError
 from alscale.loop import _pool
 from alscale.loop._io import atomic_write_bytes, atomic_write_json
 from alscale.loop.evalset import EVAL_STREAM, reserve_random, resolve_size
@@ -48,6 +56,10 @@ from alscale.loop.train import TRAINERS, export_model, predict_onnx, train_model
 __all__ = ["area_under_curve", "digits_pool", "labels_needed", "simulate"]
 
 logger = logging.getLogger(__name__)
+
+#: What a simulation writes in its output folder (``force`` replaces these, and nothing else).
+_OUTPUT_FILES = ("curves.csv", "curves.json", "summary.json", "learning_curve.png", "table.md", "full_model.onnx")
+_RUNS_DIR = "runs"
 
 
 def area_under_curve(labels: np.ndarray, values: np.ndarray) -> float:
@@ -81,7 +93,7 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
              seeds: Sequence[int] = (0, 1, 2), initial_size: int = 20, batch_size: int = 20, budget: int = 200,
              eval_size=0.25, eval_seed: int = 0, trainer: str = "logistic", metric: str = "accuracy",
              fractions: Sequence[float] = (0.9, 0.95, 0.98), id_column: str = "id", features: Sequence[str] | None = None,
-             actors: int | None = None, address: str | None = None) -> dict:
+             actors: int | None = None, address: str | None = None, force: bool = False) -> dict:
     """Simulate active learning with an oracle label column.
 
     Parameters
@@ -89,7 +101,8 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
     pool : str or path or list
         A labeled Parquet pool.
     out : str or path
-        Output folder (created; files inside are replaced).
+        Output folder (created when missing).  One that holds an earlier simulation's results
+        is refused unless ``force``.
     label_column : str
         The oracle labels.
     strategies : str or sequence of str, default ("random", "margin", "entropy")
@@ -114,6 +127,9 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
         Ray actors per selection.
     address : str, optional
         A Ray cluster to use; by default a local Ray is started once for the whole run.
+    force : bool, default False
+        Replace an earlier simulation's results in ``out`` (its ``runs/`` and the output files
+        listed in the module docstring); other files there are kept.
 
     Returns
     -------
@@ -125,14 +141,111 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
     ------
     ConfigError, StrategyError
         An argument of the wrong type or out of range, or an unknown (or committee) strategy,
-        trainer or metric: checked before the pool is read or anything is written.
+        trainer or metric.
+    OutputError
+        ``out`` holds an earlier simulation's results and ``force`` is False, or it cannot be
+        an output folder.
     PoolError
-        The pool cannot be read, or a row has no oracle label.
+        The pool cannot be read, lacks a column, has a row without an oracle label, or is too
+        small for the evaluation set plus the budget.
+
+    Every one of these is raised before anything is written: a refused simulation leaves
+    ``out`` as it was (or absent).
     """
+    t_start = time.perf_counter()
+    plan = _prepare(pool, out=out, label_column=label_column, strategies=strategies, seeds=seeds, initial_size=initial_size,
+                    batch_size=batch_size, budget=budget, eval_size=eval_size, eval_seed=eval_seed, trainer=trainer,
+                    metric=metric, fractions=fractions, id_column=id_column, features=features, actors=actors,
+                    address=address, force=force)
+    out, ids, X_all, y_all, classes = plan.out, plan.ids, plan.X_all, plan.y_all, plan.classes
+    eval_rows, is_eval = plan.eval_rows, plan.is_eval
+    candidates = ids[~is_eval]
+
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_earlier_outputs(out)  # only with force (else there are none): rounds of an earlier run must not be reused as this one's
+    full = train_model(X_all[~is_eval], y_all[~is_eval], classes, trainer=trainer, seed=0)
+    full_path = export_model(full, out / "full_model.onnx")
+    full_metrics = evaluate(y_all[eval_rows], predict_onnx(full_path, X_all[eval_rows])[0], classes)
+
+    rows: list[dict] = []
+    from alscale.engine.runtime import ray_session  # Ray itself is the engine's business
+
+    with ray_session(address, num_cpus=plan.actors):
+        for seed in plan.seeds:
+            initial = seed_random(candidates, plan.initial_size, seed=seed)
+            for strategy in plan.strategies:
+                rows += _run_one(pool, X_all, y_all, plan.row_of, classes, initial, plan.eval_ids, eval_rows, strategy=strategy,
+                                 seed=seed, batch_size=plan.batch_size, budget=plan.budget, trainer=trainer, id_kind=plan.id_kind,
+                                 id_column=id_column, feats=plan.feats, actors=plan.actors,
+                                 run_dir=out / _RUNS_DIR / strategy / f"seed{seed}")
+                logger.info("simulated %s seed %d: %d rounds", strategy, seed, sum(1 for r in rows if r["strategy"] == strategy and r["seed"] == seed))
+
+    summary = _summarise(rows, plan.strategies, plan.seeds, full_metrics, metric, plan.fractions)
+    summary.update({
+        "config": {"pool": str(pool), "label_column": label_column, "strategies": plan.strategies, "seeds": plan.seeds,
+                   "initial_size": plan.initial_size, "batch_size": plan.batch_size, "budget": plan.budget, "eval_size": plan.n_eval,
+                   "trainer": trainer, "metric": metric, "pool_rows": int(len(ids)), "classes": classes},
+        "wall_seconds": round(time.perf_counter() - t_start, 2),
+    })
+    _write_outputs(out, rows, summary, metric)
+    return summary
+
+
+def check_simulation(pool, **kwargs) -> None:
+    """Check a simulation's arguments, output folder and pool as :func:`simulate` does, writing nothing.
+
+    For a caller that must write something before the simulation (``alscale simulate
+    --dataset digits`` writes the pool into the output folder) and should not when the
+    simulation would be refused.
+
+    Parameters
+    ----------
+    pool : str or path or list
+    **kwargs
+        :func:`simulate`'s keyword arguments.
+
+    Raises
+    ------
+    ConfigError, StrategyError, OutputError, PoolError
+        What :func:`simulate` would raise before it writes anything.
+    """
+    _prepare(pool, **kwargs)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A simulation's checked arguments and its pool, read: everything :func:`simulate` needs before it writes."""
+
+    out: pathlib.Path
+    strategies: list
+    seeds: list
+    fractions: list
+    initial_size: int
+    batch_size: int
+    budget: int
+    actors: int | None
+    feats: list
+    id_kind: str
+    ids: np.ndarray
+    classes: list
+    y_all: np.ndarray
+    X_all: np.ndarray
+    row_of: dict
+    n_eval: int
+    eval_ids: np.ndarray
+    eval_rows: np.ndarray
+    is_eval: np.ndarray
+
+
+def _prepare(pool, *, out, label_column: str = "label", strategies: Sequence[str] = ("random", "margin", "entropy"),
+             seeds: Sequence[int] = (0, 1, 2), initial_size: int = 20, batch_size: int = 20, budget: int = 200,
+             eval_size=0.25, eval_seed: int = 0, trainer: str = "logistic", metric: str = "accuracy",
+             fractions: Sequence[float] = (0.9, 0.95, 0.98), id_column: str = "id", features: Sequence[str] | None = None,
+             actors: int | None = None, address: str | None = None, force: bool = False) -> _Plan:
+    """Every check of :func:`simulate` (arguments, then ``out``, then the pool), and the pool read; nothing written."""
     from alscale.config import check_path
     from alscale.loop.workspace import check_loop_strategy
 
-    t_start = time.perf_counter()
     # one name where a list is expected is one name, as select's repeatable settings take it
     strategies, features = ([v] if isinstance(v, str) else v for v in (strategies, features))
     seeds = [seeds] if isinstance(seeds, numbers.Integral) else seeds
@@ -157,15 +270,18 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
         actors = check_int("actors", actors, 1)
     if metric not in METRICS:
         raise ConfigError(f"The metric must be one of {list(METRICS)}. Got {metric!r} instead.")
-    if trainer not in TRAINERS:  # before the output folder's earlier runs are removed
+    if trainer not in TRAINERS:
         raise ConfigError(f"The trainer must be one of {list(TRAINERS)}. Got {trainer!r} instead.")
     for name, value in (("label_column", label_column), ("id_column", id_column), *(("features", f) for f in features or ())):
         if not isinstance(value, str) or not value:
             raise ConfigError(f"The {name!r} parameter must be a column name. Got {value!r} instead.")
     if address is not None and not isinstance(address, str):
         raise ConfigError(f"The 'address' parameter must be a string. Got {address!r} instead.")
+    if not isinstance(force, bool):
+        raise ConfigError(f"The 'force' parameter must be true or false. Got {force!r} instead.")
     _pool.check_pool_spec(pool)
-    out = check_path("out", out)
+    out = pathlib.Path(check_path("out", out))
+    _check_output_folder(out, force)
 
     dataset = _pool.pool_dataset(pool)
     feats = list(features) if features else _pool.feature_columns(dataset.schema, id_column=id_column, exclude=[label_column])
@@ -190,36 +306,50 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
     eval_rows = np.array([row_of[v] for v in eval_ids.tolist()])
     is_eval = np.zeros(len(ids), dtype=bool)
     is_eval[eval_rows] = True
-    candidates = ids[~is_eval]
+    return _Plan(out=out, strategies=strategies, seeds=seeds, fractions=fractions, initial_size=initial_size, batch_size=batch_size,
+                 budget=budget, actors=actors, feats=feats, id_kind=id_kind, ids=ids, classes=classes, y_all=y_all, X_all=X_all,
+                 row_of=row_of, n_eval=n_eval, eval_ids=eval_ids, eval_rows=eval_rows, is_eval=is_eval)
 
-    out = pathlib.Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out / "runs", ignore_errors=True)  # an earlier simulation's rounds would be reused as if they were this one's
-    full = train_model(X_all[~is_eval], y_all[~is_eval], classes, trainer=trainer, seed=0)
-    full_path = export_model(full, out / "full_model.onnx")
-    full_metrics = evaluate(y_all[eval_rows], predict_onnx(full_path, X_all[eval_rows])[0], classes)
 
-    rows: list[dict] = []
-    from alscale.engine.runtime import ray_session  # Ray itself is the engine's business
+def _earlier_outputs(out: pathlib.Path) -> list[str]:
+    """The names of an earlier simulation's outputs in ``out`` (``runs/`` first)."""
+    names = [f"{_RUNS_DIR}/"] if (out / _RUNS_DIR).exists() else []
+    return names + [name for name in _OUTPUT_FILES if (out / name).exists()]
 
-    with ray_session(address, num_cpus=actors):
-        for seed in seeds:
-            initial = seed_random(candidates, initial_size, seed=seed)
-            for strategy in strategies:
-                rows += _run_one(pool, X_all, y_all, row_of, classes, initial, eval_ids, eval_rows, strategy=strategy,
-                                 seed=seed, batch_size=batch_size, budget=budget, trainer=trainer, id_kind=id_kind,
-                                 id_column=id_column, feats=feats, actors=actors, run_dir=out / "runs" / strategy / f"seed{seed}")
-                logger.info("simulated %s seed %d: %d rounds", strategy, seed, sum(1 for r in rows if r["strategy"] == strategy and r["seed"] == seed))
 
-    summary = _summarise(rows, strategies, seeds, full_metrics, metric, fractions)
-    summary.update({
-        "config": {"pool": str(pool), "label_column": label_column, "strategies": strategies, "seeds": seeds,
-                   "initial_size": initial_size, "batch_size": batch_size, "budget": budget, "eval_size": n_eval,
-                   "trainer": trainer, "metric": metric, "pool_rows": int(len(ids)), "classes": classes},
-        "wall_seconds": round(time.perf_counter() - t_start, 2),
-    })
-    _write_outputs(out, rows, summary, metric)
-    return summary
+def _check_output_folder(out: pathlib.Path, force: bool) -> None:
+    """Refuse ``out`` when it cannot be the output folder, or holds earlier results without ``force``."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"Expected an output folder at {str(out)!r}. Got a file.")
+    if out.is_dir():
+        earlier = _earlier_outputs(out)
+        if earlier and not force:
+            raise OutputError(f"Expected an output folder without an earlier simulation's results. Got {str(out)!r} holding "
+                              f"{', '.join(earlier)}; set force (--force) to replace them.")
+        runs = out / _RUNS_DIR
+        if runs.exists() and not _holds_rounds(runs):  # force replaces a simulation's rounds, never other files called runs
+            raise OutputError(f"Expected {str(runs)!r} to hold an earlier simulation's rounds (runs/<strategy>/seed<N>/). "
+                              "Got other files there; nothing was removed.")
+        return
+    parent = out.absolute().parent
+    while not parent.exists():  # the folders mkdir would create
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"Expected a folder that can be created at {str(out)!r}. Got {str(parent)!r}, "
+                          f"{'a file' if not parent.is_dir() else 'which is not writable'}.")
+
+
+def _holds_rounds(runs: pathlib.Path) -> bool:
+    """Whether ``runs`` is laid out as a simulation's ``runs/<strategy>/seed<N>/`` folders."""
+    return runs.is_dir() and all(strategy.is_dir() and all(seed.is_dir() and re.fullmatch(r"seed\d+", seed.name) for seed in strategy.iterdir())
+                                 for strategy in runs.iterdir())
+
+
+def _remove_earlier_outputs(out: pathlib.Path) -> None:
+    """Remove an earlier simulation's results from ``out`` (checked by :func:`_check_output_folder`); other files stay."""
+    shutil.rmtree(out / _RUNS_DIR, ignore_errors=True)
+    for name in _OUTPUT_FILES:
+        (out / name).unlink(missing_ok=True)
 
 
 def _run_one(pool, X_all, y_all, row_of, classes, initial, eval_ids, eval_rows, *, strategy, seed, batch_size, budget,

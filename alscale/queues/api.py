@@ -38,7 +38,7 @@ KINDS = {
     "http": (HttpEndpointConnector, {"url", "secret_env", "data_columns", "retries", "backoff", "timeout", "headers"}),
     "file": (FileConnector, {"path", "format", "data_columns", "source_column", "labels", "overwrite"}),
 }
-_POSITIONAL = {"label-studio": ("url", "project"), "http": ("url",), "file": ("path",)}
+_POSITIONAL = {"label-studio": ("url", "project"), "http": ("url",), "file": ()}  # a file queue: path to push, labels to pull
 
 
 def load_queue_settings(path: str | os.PathLike) -> dict[str, Any]:

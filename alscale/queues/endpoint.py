@@ -141,7 +141,8 @@ class HttpEndpointConnector:
                           details={"status": response.status_code})
 
     def pull(self, *, workspace: Any = None) -> list[dict]:
-        raise QueueError(f"The HTTP endpoint {self.url} is push-only: expected labels back through `alscale listen` or a file. Got a pull request.")
+        raise QueueError(f"The HTTP endpoint {self.url} is push-only: expected its labels back as a labels file "
+                         "(alscale label WS FILE, or alscale pull --to file --labels FILE). Got a pull request.")
 
     def pending(self) -> list:
         raise QueueError(f"The HTTP endpoint {self.url} cannot list pending ids: expected them from the workspace (Workspace.pending()).")

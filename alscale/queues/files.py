@@ -20,7 +20,8 @@ Every file is written atomically (temporary file beside it, fsync, rename), so a
 sees half a batch.  ``{run_id}`` in the path is replaced by the batch's run id.
 
 Labels come back through :meth:`FileConnector.pull` from a labels file (CSV, JSONL or Parquet
-with ``id``/``alscale_id`` and ``label`` columns, optional ``status`` and ``annotator``).
+with ``id``/``alscale_id`` and ``label`` columns, optional ``status`` and ``annotator``), read by
+:func:`read_labels`, which ``alscale label`` shares.  A pull needs no ``path``: only ``labels``.
 """
 
 from __future__ import annotations
@@ -39,10 +40,10 @@ import pyarrow.parquet as pq
 
 from alscale._atomic import atomic_write_bytes
 from alscale.config import check_path
-from alscale.exceptions import ConfigError, OutputError, QueueError
+from alscale.exceptions import AlscaleError, ConfigError, OutputError, QueueError
 from alscale.queues.base import STATUSES, BatchView, PushResult, load_batch_for, open_workspace
 
-__all__ = ["FORMATS", "FileConnector", "atomic_write", "export_records", "read_labels"]
+__all__ = ["FORMATS", "FileConnector", "LABEL_FILE_FORMATS", "atomic_write", "export_records", "read_labels"]
 
 FORMATS = ("jsonl", "csv", "parquet", "groundtruth")
 _FLAT = ("alscale_id", "alscale_run", "rank", "score", "prediction", "confidence")
@@ -111,36 +112,96 @@ def _groundtruth(batch: BatchView, source_key: str | None) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
 
 
-def read_labels(path: str | os.PathLike, *, source: str) -> list[dict]:
-    """Label records from a labels file (CSV, JSONL/JSON lines or Parquet)."""
+#: The labels files :func:`read_labels` reads, by suffix (``alscale label`` and ``alscale pull --to file``).
+LABEL_FILE_FORMATS = ("CSV (.csv), JSON lines (.jsonl, .json, .ndjson) or Parquet (.parquet, .pq); "
+                      "another suffix is JSON lines if the file starts with '{', else CSV")
+
+
+_LABEL_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def _label_file_format(path: Path) -> str:
+    """"csv", "jsonl" or "parquet": by suffix, else JSON lines when the file starts with '{'."""
+    fmt = _LABEL_SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        with open(path, "rb") as fh:
+            fmt = "jsonl" if fh.read(64).decode("utf-8-sig", errors="replace").lstrip().startswith("{") else "csv"
+    return fmt
+
+
+def _label_file_rows(path: Path, wanted: Sequence[str]) -> tuple[list, list[str]]:
+    """The rows of a labels file (a Parquet file's ``wanted`` columns only) and its column names."""
+    fmt = _label_file_format(path)
+    if fmt == "parquet":
+        names = pq.read_schema(path).names
+        return pq.read_table(path, columns=[c for c in names if c in wanted]).to_pylist(), names
+    if fmt == "csv":
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: spreadsheets write a byte-order mark
+            reader = csv.DictReader(fh)  # every value as text: "00003" stays an id, "true" a label
+            rows = list(reader)
+            return rows, list(reader.fieldnames or [])
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    return rows, list(rows[0]) if rows and isinstance(rows[0], dict) else []
+
+
+def read_labels(path: str | os.PathLike, *, source: str, id_column: str | None = None, label_column: str = "label",
+                error: type[AlscaleError] = QueueError) -> list[dict]:
+    """Label records from a labels file: what ``alscale pull --to file`` and ``alscale label`` read.
+
+    Parameters
+    ----------
+    path : str or path
+        A CSV file (``.csv``, every value read as text), JSON lines (``.jsonl``, ``.json``,
+        ``.ndjson``) or Parquet (``.parquet``, ``.pq``); a file of another suffix is read as
+        JSON lines when it starts with ``{``, else as CSV.
+    source : str
+        Where the labels come from, kept with each record.
+    id_column : str, optional
+        The column of ids; by default ``alscale_id`` where a row has one (an exported batch with
+        labels added), else ``id``.
+    label_column : str, default "label"
+        The column of labels; an empty label is a skip.
+    error : type, default QueueError
+        The error raised for a file that cannot be read or used.
+
+    Returns
+    -------
+    list of dict
+        One ``{"id", "label", "status", "source", "annotation_id", "annotator"}`` per row;
+        ``status`` is the row's ``status`` column, else "labeled" or "skipped" from its label,
+        and ``annotator`` the row's ``annotator`` column.
+
+    Raises
+    ------
+    QueueError (or ``error``)
+        The file cannot be read, has no label or id column, or a row is not an object, has no
+        id or an unknown status: the whole file is refused.
+    """
     path = Path(path)
+    ids = (id_column,) if id_column else ("alscale_id", "id")
     try:
-        if path.suffix.lower() == ".parquet":
-            rows = pq.read_table(path).to_pylist()
-        elif path.suffix.lower() == ".csv":
-            with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: spreadsheets write a byte-order mark
-                rows = list(csv.DictReader(fh))
-        else:
-            rows = [json.loads(line) for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        raise QueueError(f"Cannot read labels file {str(path)!r}: {str(exc).splitlines()[0]}") from None
-    if rows and all(isinstance(row, dict) and "label" not in row for row in rows):
-        # without it every row would read as skipped, and leave the pending set unlabeled
-        raise QueueError(f"Expected a 'label' column in {str(path)!r}. Got columns {list(rows[0])}.")
+        rows, columns = _label_file_rows(path, (*ids, label_column, "status", "annotator"))
+    except (OSError, ValueError, csv.Error, pa.ArrowException) as exc:
+        raise error(f"Cannot read labels file {str(path)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    named = " or ".join(repr(c) for c in reversed(ids))  # 'id' or 'alscale_id'
+    for what, keys in ((repr(label_column), (label_column,)), (named, ids)):
+        if rows and all(isinstance(row, dict) and not any(k in row for k in keys) for row in rows):
+            # a missing label column would read every row as skipped, and leave the pending set unlabeled
+            raise error(f"Expected a {what} column in {str(path)!r}. Got columns {columns}.")
     records = []
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
-            raise QueueError(f"Expected each row of {str(path)!r} to be an object with an 'id' and a 'label'. Got {row!r:.60} in row {i + 1}.")
-        key = "alscale_id" if "alscale_id" in row else "id"
+            raise error(f"Expected each row of {str(path)!r} to be an object with an {ids[-1]!r} and a {label_column!r}. Got {row!r:.60} in row {i + 1}.")
+        key = next((k for k in ids if k in row), ids[-1])
         if row.get(key) in (None, ""):
-            raise QueueError(f"Expected an 'id' or 'alscale_id' in every row of {str(path)!r}. Got none in row {i + 1}.")
-        label = row.get("label")
+            raise error(f"Expected an {named} in every row of {str(path)!r}. Got none in row {i + 1}.")
+        label = row.get(label_column)
         label = None if label in (None, "") else str(label)
         status = row.get("status") or ("labeled" if label is not None else "skipped")
         if status not in STATUSES:
-            raise QueueError(f"Expected a status among {list(STATUSES)} in {str(path)!r}. Got {status!r} in row {i + 1}.")
+            raise error(f"Expected a status among {list(STATUSES)} in {str(path)!r}. Got {status!r} in row {i + 1}.")
         records.append({"id": row[key], "label": label if status == "labeled" else None, "status": status, "source": source,
-                        "annotation_id": None, "annotator": row.get("annotator")})
+                        "annotation_id": None, "annotator": row.get("annotator") or None})
     return records
 
 
@@ -157,34 +218,39 @@ class FileConnector:
 
     Parameters
     ----------
-    path : str or path
-        Output file; ``{run_id}`` is replaced by the batch's run id.
+    path : str or path, optional
+        Output file of :meth:`push`; ``{run_id}`` is replaced by the batch's run id.  Only a
+        push needs it: :meth:`pull` reads ``labels``.  One of the two must be given.
     format : {"jsonl", "csv", "parquet", "groundtruth"}, optional
         Taken from the suffix when omitted (``.manifest`` means groundtruth).
     data_columns : list of str or dict, optional
     source_column : str, optional
         The data column that is the Ground Truth ``source``/``source-ref``.
     labels : str or path, optional
-        A labels file :meth:`pull` reads.
+        A labels file :meth:`pull` reads (see :func:`read_labels`).
     overwrite : bool, default False
         Replace a file that holds a different export.  By default such a push is refused, so
         an export the labeling tool has not read yet is never lost; pushing the same batch
         again (a retry) rewrites nothing and is always allowed.
     """
 
-    def __init__(self, path: str | os.PathLike, *, format: str | None = None, data_columns: Sequence[str] | Mapping[str, str] | None = None,
+    def __init__(self, path: str | os.PathLike | None = None, *, format: str | None = None, data_columns: Sequence[str] | Mapping[str, str] | None = None,
                  source_column: str | None = None, labels: str | os.PathLike | None = None, overwrite: bool = False):
-        self.path = check_path("path", path)
-        suffix = Path(self.path).suffix.lower().lstrip(".")
+        if path is None and labels is None:
+            raise ConfigError("Expected 'labels' to pull from (alscale pull --labels PATH) or a 'path' to push to "
+                              "(alscale push --path PATH) for the file queue. Got neither.")
+        self.path = None if path is None else check_path("path", path)
+        suffix = "" if path is None else Path(self.path).suffix.lower().lstrip(".")
         fmt = format or {"manifest": "groundtruth", "json": "jsonl"}.get(suffix, suffix)
-        if fmt not in FORMATS:
-            raise ConfigError(f"The file 'format' must be one of {list(FORMATS)}. Got {format or suffix!r} (from {self.path!r}).")
-        self.format, self.data_columns, self.source_column = fmt, data_columns, source_column
+        if fmt not in FORMATS and (path is not None or format is not None):  # no path and no format: a queue to pull from
+            origin = "" if path is None else f" (from {self.path!r})"
+            raise ConfigError(f"The file 'format' must be one of {list(FORMATS)}. Got {format or suffix!r}{origin}.")
+        self.format, self.data_columns, self.source_column = fmt or None, data_columns, source_column
         self.labels = None if labels is None else str(labels)
         if not isinstance(overwrite, bool):
             raise ConfigError(f"The file queue setting 'overwrite' must be true or false. Got {overwrite!r}.")
         self.overwrite = overwrite
-        self.name = f"file:{Path(self.path).name}"
+        self.name = "file" if path is None else f"file:{Path(self.path).name}"
 
     def __repr__(self) -> str:
         return f"FileConnector(path={self.path!r}, format={self.format!r})"
@@ -195,6 +261,8 @@ class FileConnector:
     def push(self, manifest: Any, *, workspace: Any = None) -> PushResult:
         """Write the batch file atomically; its ids become pending in ``workspace``."""
         start = time.perf_counter()
+        if self.path is None:
+            raise ConfigError("Expected a 'path' to write the batch to (--path). Got none: a file queue without one can only pull.")
         ws = open_workspace(workspace)
         batch = load_batch_for(ws, manifest, self.data_columns)
         if self.format == "groundtruth":

@@ -139,7 +139,7 @@ def test_unusable_output_paths_exit_2_with_one_line(tmp_path, blob_pool):
     assert result.exit_code == 2 and _one_line_error(result.stderr) and f"Cannot use '{a_dir}': Is a directory." in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-dir", "a-file", "pool.parquet", "ws"]  # no temp file left
     code, out = _run("simulate", "--dataset", "digits", "--out", a_file, "--strategies", "random", "--seeds", 0)
-    assert code == 2 and _one_line_error(out) and f"Cannot use '{a_file}'" in out
+    assert code == 2 and _one_line_error(out) and f"Expected an output folder at '{a_file}'. Got a file." in out
 
 
 @pytest.mark.parametrize(
@@ -154,6 +154,9 @@ def test_unusable_output_paths_exit_2_with_one_line(tmp_path, blob_pool):
         (["--classes", " , "], "Expected at least one class name. Got an empty list"),
         (["--eval-size", "nan"], "The 'evaluation set' setting must be a row count or a fraction in (0, 1). Got nan instead."),
         (["--eval-size", "inf"], "The 'evaluation set' setting must be a row count or a fraction in (0, 1). Got inf instead."),
+        (["--budget", 50, "--initial", 100], "Expected a budget (--budget) of at least the seed set's 100 labels (--initial). Got 50."),
+        (["--hint-column", "site"], "Got initial method 'random', which ignores it; add --initial-method hint"),
+        (["--label-column", "label", "--classes", "0,1"], "Expected the values of label column 'label' among the classes ['0', '1']. Got '2';"),
     ],
 )
 def test_init_refuses_settings_the_rounds_would_fail_on(tmp_path, blob_pool, args, message):
@@ -204,4 +207,31 @@ def test_label_and_status_count_training_and_evaluation_labels_apart(tmp_path, b
     assert code == 0 and "labeled set now 5 for training, 3 of the evaluation set, 2 skipped" in out, out
     assert ws.label_counts() == {"training": len(ws.training_labels()[0]), "evaluation": 3, "skipped": 2}
     code, out = _run("status", ws.path)
-    assert code == 0 and "labeled 5 for training, 3 of the evaluation set  skipped 2  pending 0" in out, out
+    # a label column labels the evaluation set (what rounds evaluate on): the 3 recorded by hand are not what counts there
+    assert code == 0 and "evaluation set 50 (50 labeled from column 'label')  labeled 5 for training  skipped 2  pending 0" in out, out
+
+
+def test_status_counts_the_evaluation_labels_a_workspace_evaluates_on(tmp_path, blob_pool, pool_writer):
+    """Without a label column: the labels recorded for evaluation ids; with one: the column's non-null rows."""
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, settings={"eval_size": 50})
+    evaluation = ws.evaluation_ids()[:3].tolist()
+    outside = [i for i in range(300) if i not in set(ws.evaluation_ids().tolist())][:4]
+    ws.record_labels([{"id": i, "label": "a", "source": "t"} for i in evaluation + outside])
+    code, out = _run("status", ws.path)
+    assert code == 0 and "evaluation set 50  labeled 4 for training, 3 of the evaluation set  skipped 0  pending 0" in out, out
+
+    X = pq.read_table(blob_pool, columns=["features"]).column("features").combine_chunks().flatten().to_numpy().reshape(300, 4)
+    truth = [None if i % 3 == 0 else f"c{i % 2}" for i in range(300)]  # a partly labeled pool
+    partly = pool_writer(tmp_path / "partly.parquet", X, truth)
+    ws = Workspace.create(tmp_path / "ws2", pool=partly, label_column="label", settings={"eval_size": 60})
+    expected = sum(truth[i] is not None for i in ws.evaluation_ids().tolist())
+    assert 0 < expected < 60
+    code, out = _run("status", ws.path)
+    assert code == 0 and f"evaluation set 60 ({expected} labeled from column 'label')  labeled 0 for training  skipped 0" in out, out
+
+
+def test_init_with_an_empty_evaluation_set_does_not_ask_to_label_it(tmp_path, blob_pool):
+    code, out = _run("init", tmp_path / "ws", "--pool", blob_pool, "--eval-size", 0)
+    assert code == 0 and "evaluation set 0," in out and "label the evaluation set" not in out, out
+    code, out = _run("init", tmp_path / "ws2", "--pool", blob_pool, "--eval-size", 10)
+    assert code == 0 and "label the evaluation set too" in out, out

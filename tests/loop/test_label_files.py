@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from alscale.exceptions import LabelError, QueueError
@@ -37,8 +39,9 @@ def test_a_labels_file_without_a_label_column_is_refused(tmp_path):
         path.write_text(body)
         with pytest.raises(QueueError, match=r"Expected a 'label' column in .*Got columns \['id', 'class'\]"):
             read_labels(path, source="t")
-    with pytest.raises(LabelError, match=r"Expected columns \['label'\]"):
-        import_labels(Workspace.__new__(Workspace), tmp_path / "a.csv")
+    for name in ("a.csv", "b.jsonl"):  # the same reader and message, as a LabelError
+        with pytest.raises(LabelError, match=r"Expected a 'label' column in .*Got columns \['id', 'class'\]"):
+            import_labels(Workspace.__new__(Workspace), tmp_path / name)
 
 
 def test_a_byte_order_mark_does_not_hide_the_first_column(tmp_path):
@@ -48,3 +51,53 @@ def test_a_byte_order_mark_does_not_hide_the_first_column(tmp_path):
     path = tmp_path / "bom.jsonl"
     path.write_bytes('\ufeff{"id": 2, "label": "dog"}\n'.encode())
     assert [(r["id"], r["label"]) for r in read_labels(path, source="t")] == [(2, "dog")]
+
+
+def _workspace(tmp_path, pool_writer):
+    pool = pool_writer(tmp_path / "p.parquet", np.zeros((20, 2), np.float32))
+    return Workspace.create(tmp_path / "ws", pool=pool, classes=["a", "b"], settings={"eval_size": 4, "initial_size": 2})
+
+
+@pytest.mark.parametrize("name, write", [
+    ("l.jsonl", lambda p: p.write_text('{"id": 3, "label": "a"}\n{"id": 7, "label": "b", "annotator": "ann"}\n{"id": 8, "label": ""}\n')),
+    ("l.json", lambda p: p.write_text('{"alscale_id": 3, "label": "a", "text": "x"}\n{"alscale_id": 7, "label": "b", "annotator": "ann"}\n'
+                                      '{"alscale_id": 8, "label": null}\n')),
+    ("l.pq", lambda p: pq.write_table(pa.table({"id": [3, 7, 8], "label": ["a", "b", None], "annotator": [None, "ann", None]}), p)),
+    ("l.txt", lambda p: p.write_text("id,label,annotator\n3,a,\n7,b,ann\n8,,\n")),  # no known suffix, not '{': CSV
+])
+def test_label_reads_the_labels_files_a_file_pull_reads(tmp_path, pool_writer, name, write):
+    """JSONL was read as CSV ("Expected columns ['id', 'label'] ... Got columns ['{"id": 3', ...]")."""
+    from click.testing import CliRunner
+
+    from alscale.cli import main
+
+    ws = _workspace(tmp_path, pool_writer)
+    path = tmp_path / name
+    write(path)
+    res = CliRunner().invoke(main, ["label", str(ws.path), str(path)])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith(f"3 labels read from {path}, 3 new or changed;"), res.output
+    got = {r["id"]: (r["label"], r["status"], r["annotator"]) for r in ws.label_log().to_pylist()}
+    assert got == {3: ("a", "labeled", None), 7: ("b", "labeled", "ann"), 8: (None, "skipped", None)}
+
+
+def test_label_says_label_for_one_and_lists_its_formats(tmp_path, pool_writer):
+    from click.testing import CliRunner
+
+    from alscale.cli import main
+
+    ws = _workspace(tmp_path, pool_writer)
+    path = tmp_path / "one.csv"
+    path.write_text("id,label\n3,a\n")
+    res = CliRunner().invoke(main, ["label", str(ws.path), str(path)])
+    assert res.exit_code == 0 and res.output.startswith(f"1 label read from {path}, 1 new or changed;"), res.output
+    help_text = " ".join(CliRunner().invoke(main, ["label", "--help"]).output.split())
+    assert all(s in help_text for s in ("CSV (.csv)", "JSON lines (.jsonl, .json, .ndjson)", "Parquet (.parquet, .pq)")), help_text
+
+
+def test_annotator_option_overrides_the_files_column(tmp_path, pool_writer):
+    ws = _workspace(tmp_path, pool_writer)
+    path = tmp_path / "l.jsonl"
+    path.write_text('{"id": 3, "label": "a", "annotator": "file"}\n')
+    assert import_labels(ws, path, annotator="opt") == (1, 1)
+    assert ws.label_log().to_pylist()[0]["annotator"] == "opt"

@@ -9,9 +9,24 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from alscale.exceptions import OutputError
 from alscale.loop.simulate import area_under_curve, digits_pool, labels_needed, simulate
 
 pytestmark = pytest.mark.ray
+
+
+def _snapshot(folder):
+    """Every path under ``folder`` with its bytes (None for a folder)."""
+    return {str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes() for p in sorted(folder.rglob("*"))}
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from alscale.cli import main
+
+    res = CliRunner().invoke(main, ["simulate", *map(str, args)])
+    return res.exit_code, res.output
 
 
 def test_aulc_and_labels_needed_reference():
@@ -44,12 +59,19 @@ def test_digits_simulation_end_to_end(tmp_path, ray_local):
         assert s["aulc"][st]["mean"] == pytest.approx(ref)
     assert 0.8 < s["full_metric"] <= 1.0
 
-    # the same folder again with other settings: nothing of the first run is reused
-    simulate(pool, out=out, strategies=["margin"], seeds=[0], initial_size=20, batch_size=30, budget=50, eval_size=300, actors=1)
+    # the same folder again: refused (it silently replaced the first run's results), then replaced with force
+    (out / "notes.txt").write_text("mine")
+    again = dict(strategies=["margin"], seeds=[0], initial_size=20, batch_size=30, budget=50, eval_size=300, actors=1)
+    before = _snapshot(out)
+    with pytest.raises(OutputError, match="Expected an output folder without an earlier simulation's results"):
+        simulate(pool, out=out, **again)
+    assert _snapshot(out) == before
+    simulate(pool, out=out, force=True, **again)  # nothing of the first run is reused
     rows = list(csv.DictReader(open(out / "curves.csv")))
     assert sorted({int(r["labels"]) for r in rows}) == [20, 50]
     batch = out / "runs" / "margin" / "seed0" / "000" / "batch" / "batch.parquet"
     assert pq.read_table(batch).num_rows == 30
+    assert not (out / "runs" / "margin" / "seed1").exists() and (out / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.slow
@@ -60,3 +82,51 @@ def test_margin_beats_random_on_digits(tmp_path, ray_local):
     assert s["aulc"]["margin"]["mean"] > s["aulc"]["random"]["mean"] + 0.01
     wins = sum(m > r for m, r in zip(s["aulc"]["margin"]["per_seed"], s["aulc"]["random"]["per_seed"]))
     assert wins >= 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--strategies", "margn"], "Unknown strategy 'margn'"),
+    (["--strategies", "qbc-vote"], "Got 'qbc-vote', which needs a committee of models."),
+    (["--budget", 10], "The 'budget' parameter must be an int >= 20. Got 10 instead."),
+    (["--eval-size", 300, "--budget", 1500], "The evaluation set (300) plus the budget (1500) must fit in the pool (1797 rows)."),
+    (["--label-column", "oracle"], "Expected columns ['oracle'] in pool digits."),
+])
+def test_a_refused_digits_simulation_writes_nothing(tmp_path, args, message):
+    """--dataset digits wrote OUT/pool.parquet before the arguments were checked."""
+    code, out = _cli("--dataset", "digits", "--out", tmp_path / "new", *args)
+    assert code == 2 and out.startswith("alscale: error: ") and len(out.strip().splitlines()) == 1 and message in out, out
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "notes.txt").write_text("mine")
+    code, out = _cli("--dataset", "digits", "--out", tmp_path / "old", *args)
+    assert code == 2 and message in out, out
+    assert _snapshot(tmp_path / "old") == {"notes.txt": b"mine"}
+
+
+def test_an_earlier_simulation_is_kept_unless_force(tmp_path, blob_pool):
+    out = tmp_path / "sim"
+    (out / "runs" / "margin" / "seed0" / "000").mkdir(parents=True)
+    (out / "runs" / "margin" / "seed0" / "000" / "model.onnx").write_bytes(b"onnx")
+    (out / "summary.json").write_text("{}")
+    before = _snapshot(out)
+    with pytest.raises(OutputError, match=r"Got '.*sim' holding runs/, summary.json; set force \(--force\) to replace them\."):
+        simulate(blob_pool, out=out, strategies=["margin"], budget=40)
+    code, text = _cli("--pool", blob_pool, "--out", out, "--budget", 40)
+    assert code == 2 and "holding runs/, summary.json" in text and "--force" in text, text
+    assert _snapshot(out) == before
+    assert "--force" in _cli("--help")[1]
+
+
+def test_force_never_removes_a_runs_folder_of_other_files(tmp_path, blob_pool):
+    out = tmp_path / "project"
+    (out / "runs").mkdir(parents=True)
+    (out / "runs" / "events.out.tfevents.1").write_bytes(b"tensorboard")  # TensorBoard's default folder is runs/
+    before = _snapshot(out)
+    with pytest.raises(OutputError, match="to hold an earlier simulation's rounds .* nothing was removed"):
+        simulate(blob_pool, out=out, strategies=["margin"], budget=40, force=True)
+    with pytest.raises(OutputError, match="set force"):
+        simulate(blob_pool, out=out, strategies=["margin"], budget=40)
+    assert _snapshot(out) == before
+    (out / "file").write_text("")
+    with pytest.raises(OutputError, match="Expected an output folder at .*file'. Got a file."):
+        simulate(blob_pool, out=out / "file", strategies=["margin"], budget=40)

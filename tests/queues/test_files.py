@@ -196,3 +196,44 @@ def test_a_file_pull_without_labels_names_the_flag(tmp_path, workspace):
     res = CliRunner().invoke(main, ["pull", "-w", str(workspace.path), "--to", "file", "--path", str(tmp_path / "out.jsonl")])
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
     assert "Expected a labels file to pull from" in res.output and "alscale pull --labels PATH" in res.output
+
+
+def test_a_file_pull_needs_only_labels_and_says_what_was_new(tmp_path, manifest, workspace):
+    """--path was required but never read; the counts said 'pulled 1 annotations' and nothing of what changed."""
+    from click.testing import CliRunner
+
+    from alscale.cli import main
+
+    ids = manifest.batch.column("id").to_pylist()
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"id,label\n{ids[0]},dog\n")
+    args = ["pull", "-w", str(workspace.path), "--to", "file", "--labels", str(labels)]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert res.output.strip() == "pulled 1 annotation: 1 labeled, 0 skipped, 0 cancelled; 1 new or changed"
+    labels.write_text(f"id,label\n{ids[0]},dog\n{ids[1]},\n")
+    res = CliRunner().invoke(main, args)
+    assert res.output.strip() == "pulled 2 annotations: 1 labeled, 1 skipped, 0 cancelled; 1 new or changed", res.output
+    res = CliRunner().invoke(main, args)  # the same file again: nothing new
+    assert res.output.strip() == "pulled 2 annotations: 1 labeled, 1 skipped, 0 cancelled; 0 new or changed", res.output
+    assert {r["id"]: r["label"] for r in workspace.labeled().to_pylist()} == {ids[0]: "dog", ids[1]: None}
+
+
+def test_a_file_queue_without_a_path_pulls_but_does_not_push(tmp_path, manifest, workspace):
+    from click.testing import CliRunner
+
+    from alscale.cli import main
+
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text(f'{{"alscale_id": {manifest.batch.column("id")[0].as_py()}, "label": "fox"}}\n')
+    assert [r["label"] for r in FileConnector(labels=labels).pull(workspace=workspace)] == ["fox"]
+    with pytest.raises(ConfigError, match="Expected a 'path' to write the batch to"):
+        FileConnector(labels=labels).push(manifest, workspace=workspace)
+    assert workspace.pending().num_rows == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["batch-1", "labels.jsonl", "pool.parquet", "ws"]
+    with pytest.raises(ConfigError, match="Got neither"):
+        FileConnector()
+    res = CliRunner().invoke(main, ["pull", "-w", str(workspace.path), "--to", "file"])  # neither: it names --labels first
+    assert res.exit_code == 2 and res.output.strip() == ("alscale: error: Expected 'labels' to pull from (alscale pull --labels PATH) "
+                                                         "or a 'path' to push to (alscale push --path PATH) for the file queue. Got neither."), res.output
+    res = CliRunner().invoke(main, ["push", str(manifest.path), "-w", str(workspace.path), "--to", "file"])
+    assert res.exit_code == 2 and "'path'" in res.output  # a push still needs --path

@@ -299,7 +299,7 @@ def test_cli_push_pull_and_exit_code_2(ls_env, manifest, workspace):
     task = ls_env.tasks(project)[0]
     ls_env.annotate(task["id"], "fox")
     res = runner.invoke(main, ["pull", *args])
-    assert res.exit_code == 0 and "pulled 1 annotations: 1 labeled" in res.output
+    assert res.exit_code == 0 and "pulled 1 annotation: 1 labeled" in res.output
     assert workspace.labeled().to_pylist()[0]["label"] == "fox"
 
     before = workspace.pending().num_rows
