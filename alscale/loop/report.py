@@ -50,7 +50,7 @@ def status_table(ws: Workspace) -> str:
                       f"labeled {counts['training']:,} for training, {counts['evaluation']:,} of the evaluation set")
     lines = [
         f"workspace {ws.path}  pool {ws.config['pool_rows']:,} rows  {evaluation}  "
-        f"skipped {counts['skipped']:,}  pending {ws.pending().num_rows:,}",
+        f"skipped {counts['skipped']:,}  pending {len(set(ws.pending().column('id').to_pylist())):,}",  # an id may wait in two queues
         "",
     ]
     header = f"{'round':>5}  {'kind':<5}  {'labels':>7}  {'selected':>8}  {metric:>9}  {'gain/batch':>10}  {'gain/label':>10}  verdict"

@@ -548,25 +548,28 @@ class Workspace:
 
     # ------------------------------------------------------------------ pending
     def pending(self) -> pa.Table:
-        """Ids sent to annotators and not answered: columns id, batch_run_id, queue, sent_at."""
+        """Ids sent to annotators and not answered: columns id, batch_run_id, queue, sent_at (a row per id and queue)."""
         return self._read_current("pending", _pending_schema(self.id_type))
 
     def add_pending(self, ids, *, batch_run_id: str, queue: str) -> int:
-        """Mark ids as sent to a labeling queue; ids already pending or answered are left as they are.
+        """Mark ids as sent to a labeling queue; ids already pending there, or answered, are left as they are.
 
         An id that has a label (or was skipped) is not pending even when it is sent again: a
-        new answer replaces the old one when it comes.
+        new answer replaces the old one when it comes.  An id may be pending in several queues
+        (a batch pushed to a second project after the first was the wrong one): answers from
+        each are taken, and the first one ends its pending in all of them.
 
         Returns
         -------
         int
-            The number of ids newly added.
+            The number of ids newly pending in ``queue``.
         """
         new_ids = self._ids(ids)
         with self._lock():
             head = self._head()
             table = self._read_table(head.get("pending"), _pending_schema(self.id_type))
-            have = set(self._ids(table.column("id")).tolist())
+            ids_there = self._ids(table.column("id")).tolist()
+            have = {v for v, q in zip(ids_there, table.column("queue").to_pylist()) if q == str(queue)}
             have.update(self._answered_ids(head))
             fresh, seen = [], set()
             for v in new_ids.tolist():

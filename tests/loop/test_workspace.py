@@ -362,3 +362,15 @@ def test_a_model_of_other_classes_is_refused_at_create_and_one_without_class_nam
     assert Workspace.create(tmp_path / "ws2", pool=blob_pool, label_column="label", model=same, settings={"eval_size": 50}).classes == [0, 1, 2]
     # without a class list there is nothing to compare with
     assert Workspace.create(tmp_path / "ws3", pool=blob_pool, model=other, settings={"eval_size": 50}).classes is None
+
+
+def test_an_id_sent_to_a_second_queue_is_pending_in_both_until_answered(tmp_path, blob_pool):
+    ws = _ws(tmp_path, blob_pool)
+    assert ws.add_pending([1, 2], batch_run_id="r1", queue="label-studio:1") == 2
+    assert ws.add_pending([1, 2, 3], batch_run_id="r1", queue="label-studio:7") == 3  # the right project, after the wrong one
+    assert ws.add_pending([2, 3], batch_run_id="r1", queue="label-studio:7") == 0
+    rows = sorted(zip(ws.pending().column("id").to_pylist(), ws.pending().column("queue").to_pylist()))
+    assert rows == [(1, "label-studio:1"), (1, "label-studio:7"), (2, "label-studio:1"), (2, "label-studio:7"), (3, "label-studio:7")]
+    ws.record_labels([{"id": 1, "label": 0, "status": "labeled", "source": "label-studio:7", "annotation_id": "a", "annotator": None}])
+    assert sorted(set(ws.pending().column("id").to_pylist())) == [2, 3]
+    assert 1 not in set(ws.pending().column("id").to_pylist())

@@ -227,6 +227,21 @@ def test_tasks_pushed_without_a_pool_key_still_count_as_there(ls_env, tmp_path, 
     assert _ids_per_task(ls_env.tasks(project)) == collections.Counter(ids)
 
 
+def test_a_batch_pushed_to_the_wrong_project_and_then_the_right_one_takes_the_right_ones_answers(ls_env, manifest, workspace):
+    """Pending keeps an id per queue: the second project's answers are this workspace's too."""
+    wrong, right = ls_env.create_project(), ls_env.create_project()
+    settings = {"kind": "label-studio", "url": ls_env.url, "data_columns": ["text"]}
+    ids = manifest.batch.column("id").to_pylist()
+    assert list(push(manifest, {**settings, "project": wrong}, workspace=workspace).pushed) == ids
+    assert list(push(manifest, {**settings, "project": right}, workspace=workspace).pushed) == ids
+    task = next(t for t in ls_env.tasks(right) if t["data"]["alscale_id"] == ids[0])
+    ls_env.annotate(task["id"], "fox")
+    got = pull({**settings, "project": right}, workspace=workspace)
+    assert [(r["id"], r["label"]) for r in got] == [(ids[0], "fox")]
+    assert {r["id"]: r["label"] for r in workspace.labeled().to_pylist()} == {ids[0]: "fox"}
+    assert sorted(set(workspace.pending().column("id").to_pylist())) == sorted(ids[1:])
+
+
 def test_pull_labels_skips_and_updates(ls_env, manifest, workspace):
     project = ls_env.create_project()
     settings = {"kind": "label-studio", "url": ls_env.url, "project": project}
