@@ -160,11 +160,10 @@ def run_selection(settings: SelectSettings) -> Manifest:
             raise
     batch = _batch_table(run, selected)
     data = _manifest_data(run, results, info, skipped, created)
-    if not settings.out:
-        return Manifest(path=None, data=data, batch=batch)
     # written once, atomically; the write itself is the one stage manifest.json cannot time
-    manifest = write_manifest(settings.out, batch, data, force=settings.force)
-    if run.checkpoints is not None and not settings.keep_checkpoints:  # the manifest is safe: drop the checkpoints
+    manifest = Manifest(path=None, data=data, batch=batch) if not settings.out else write_manifest(
+        settings.out, batch, data, force=settings.force)
+    if run.checkpoints is not None and not settings.keep_checkpoints:  # the result is safe (or returned): drop the checkpoints
         run.checkpoints.remove()
     return manifest
 

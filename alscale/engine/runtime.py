@@ -125,6 +125,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
+        _check_same_cluster(address)
         yield
         return
     temp_dir = None
@@ -188,6 +189,29 @@ def _running(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def _check_same_cluster(address: str | None) -> None:
+    """Refuse an ``address`` other than the cluster this process's Ray is already connected to.
+
+    The Ray that is up is reused (a notebook, a Ray job); an explicit other address would be
+    silently ignored otherwise.
+
+    Raises
+    ------
+    ConfigError
+        ``address`` is neither None, ``"auto"`` nor the current cluster's GCS address.
+    """
+    if address is None or address == "auto":
+        return
+    try:
+        current = ray.get_runtime_context().gcs_address
+    except Exception:  # noqa: BLE001 - a Ray Client connection or another Ray version: nothing to compare with
+        return
+    if address.removeprefix("ray://") != current:
+        raise ConfigError(
+            f"Expected no address, 'auto' or {current!r}: Ray is already initialised in this process and connected there. "
+            f"Got {address!r}; call ray.shutdown() first to use another cluster.")
 
 
 def _remove_tree(path: str, seconds: float = 3.0) -> None:

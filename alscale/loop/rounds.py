@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alscale.config import check_int, check_path
-from alscale.exceptions import ConfigError, LabelError, WorkspaceError
+from alscale.exceptions import ConfigError, LabelError, ModelError, WorkspaceError
 from alscale.loop import _pool
 from alscale.loop._io import atomic_write_bytes, atomic_write_json, atomic_write_parquet, read_json
 from alscale.loop.composition import composition_report
@@ -285,8 +285,8 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
             check_int(name, value, minimum)  # before the round's folder exists, or its model is trained
     if strategy is not None:
         check_loop_strategy(strategy)  # found after training, it would leave the round started with it
-    if model is not None:
-        check_path("model", model)
+    if model is not None and "://" not in check_path("model", model) and not pathlib.Path(model).is_file():
+        raise ModelError(f"Expected the round's model to be an ONNX file. Got {str(model)!r}, which is not a file.")
     ws = ws if isinstance(ws, Workspace) else Workspace.open(check_path("ws", ws))
     s = ws.settings
     number = _next_round(ws)
@@ -299,7 +299,7 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
         model = ws.config.get("model")  # the workspace's own model (alscale init --model), if it has one
     record = {"round": number, "created_at": _now(), "seed": seed, "labels": int(len(train_ids))}
 
-    if len(train_ids) == 0 and number != 0 and model is None:
+    if len(train_ids) == 0 and number != 0:  # with a model too: the seed round is done, and it is not run twice
         raise WorkspaceError(f"Expected training labels for round {number}. Got none; import labels with `alscale label`.")
     history = load_history(ws)
     k, budget = _batch_size_within_budget(ws, number, int(len(train_ids)), k, history)  # refuses before the folder exists

@@ -63,3 +63,24 @@ def test_the_folder_of_a_killed_driver_is_removed_by_the_next_run(monkeypatch):
         assert left == sorted(os.path.basename(p) for p in (alive, unknown))
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_an_address_other_than_the_ray_already_up_is_refused_not_ignored():
+    """alscale.select(address=...) inside a process whose Ray is up: the same cluster or 'auto' is used, another refused."""
+    from alscale.exceptions import ConfigError
+
+    assert not ray.is_initialized()
+    base = tempfile.mkdtemp(prefix="rt-", dir="/tmp")
+    try:
+        ray.init(address="local", num_cpus=1, include_dashboard=False, _temp_dir=base)
+        current = ray.get_runtime_context().gcs_address
+        for same in (None, "auto", current):
+            with ray_session(same):
+                assert ray.is_initialized()
+        with pytest.raises(ConfigError, match=r"Expected no address, 'auto' or '.*': Ray is already initialised .* Got '127.0.0.1:1'"):
+            with ray_session("127.0.0.1:1"):
+                pass
+        assert ray.is_initialized()  # the caller's Ray is left as it was
+    finally:
+        ray.shutdown()
+        shutil.rmtree(base, ignore_errors=True)

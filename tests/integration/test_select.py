@@ -231,6 +231,19 @@ def test_checkpoints_of_earlier_attempts_go_with_the_output_s_own(tmp_path, pool
     assert [p.name for p in shared.iterdir()] == ["0123456789abcdef01234567"]
 
 
+def test_a_run_without_out_removes_the_checkpoints_it_wrote_unless_kept(tmp_path, pool, model_path, reference):
+    """Checkpoints are for resuming a run that did not finish; a finished one returns its batch and needs none."""
+    folder = tmp_path / "ck"
+    m = alscale.select(pool, model_path, k=10, actors=2, checkpoint_dir=folder)
+    assert m.ids == _expected(reference, "entropy", 10) and m.data["checkpoints"] is None
+    assert not folder.exists() or list(folder.iterdir()) == []
+    kept = alscale.select(pool, model_path, k=10, actors=2, checkpoint_dir=folder, keep_checkpoints=True)
+    assert kept.ids == m.ids and len(list(folder.rglob("shard-*.npz"))) == 2
+    again = alscale.select(pool, model_path, k=10, actors=2, checkpoint_dir=folder)
+    assert again.data["counts"]["shards_resumed"] == 2 and again.ids == m.ids
+    assert not list(folder.rglob("shard-*.npz"))
+
+
 def test_a_model_at_a_filesystem_uri(tmp_path, pool, model_path, reference):
     """Every actor reads the model from the URI itself (no shared volume on a cluster)."""
     m = alscale.select(pool, f"file://{model_path}", k=25, actors=2)

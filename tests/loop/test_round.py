@@ -209,3 +209,14 @@ def test_a_round_with_an_empty_evaluation_set_says_so_instead_of_asking_to_label
     result = CliRunner().invoke(main, ["round", str(ws.path), "--actors", "1"])
     assert result.exit_code == 0 and "no metrics: the evaluation set is empty (init --eval-size 0)" in result.output, result.output
     assert "label them" not in result.output and load_history(ws)[-1]["selected"] == 10
+
+
+def test_a_model_that_is_not_a_file_or_a_round_without_labels_writes_no_round(tmp_path, blob_pool, ray_local, model_factory):
+    """Both used to start a round: a missing model after writing its inputs, a model without labels as a second seed round."""
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, settings={"eval_size": 50, "initial_size": 10})
+    run_round(ws)  # round 000, the seed set; nothing labeled yet
+    with pytest.raises(ModelError, match=r"Expected the round's model to be an ONNX file. Got '.*missing.onnx', which is not a file."):
+        run_round(ws, model=tmp_path / "missing.onnx")
+    with pytest.raises(WorkspaceError, match="Expected training labels for round 1. Got none"):
+        run_round(ws, model=model_factory())
+    assert sorted(p.name for p in ws.rounds_dir.iterdir()) == ["000"]
