@@ -92,6 +92,9 @@ def make_connector(settings: Mapping[str, Any] | Connector, **overrides: Any) ->
         missing ``url``/``project``/``path``, or a value of the wrong type.
     """
     if not isinstance(settings, Mapping) and isinstance(settings, Connector):
+        given = sorted(k for k, v in overrides.items() if v is not None and v != ())
+        if given:  # a built connector keeps its own settings: silently dropping these would mislead
+            raise ConfigError(f"Expected settings (a dict) to apply {given} to. Got a connector, {settings!r}, whose settings are fixed.")
         return settings
     if settings is not None and not isinstance(settings, Mapping):
         raise ConfigError(f"Expected queue settings as a dict (or a connector; a file: load_queue_settings). Got {settings!r}.")

@@ -240,6 +240,9 @@ class FileConnector:
             raise ConfigError("Expected 'labels' to pull from (alscale pull --labels PATH) or a 'path' to push to "
                               "(alscale push --path PATH) for the file queue. Got neither.")
         self.path = None if path is None else check_path("path", path)
+        if path is not None and Path(self.path).is_dir():
+            raise ConfigError(f"Expected a file for the file queue's 'path' (e.g. {os.path.join(self.path, '{run_id}.jsonl')!r}). "
+                              f"Got the folder {self.path!r}.")
         suffix = "" if path is None else Path(self.path).suffix.lower().lstrip(".")
         fmt = format or {"manifest": "groundtruth", "json": "jsonl"}.get(suffix, suffix)
         if fmt not in FORMATS and (path is not None or format is not None):  # no path and no format: a queue to pull from

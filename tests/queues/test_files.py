@@ -92,7 +92,7 @@ def test_write_errors_are_one_line_and_leave_nothing(tmp_path, manifest, workspa
     res = CliRunner().invoke(main, ["push", str(manifest.path), "-w", str(workspace.path), "--to", "file", "--path", str(target),
                                     "--format", "jsonl"])
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1
-    assert f"Cannot write {str(target)!r}" in res.output
+    assert f"Got the folder {str(target)!r}." in res.output  # refused before anything is written
     assert list(target.iterdir()) == [] and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert workspace.pending().num_rows == 0
 
@@ -237,3 +237,17 @@ def test_a_file_queue_without_a_path_pulls_but_does_not_push(tmp_path, manifest,
                                                          "or a 'path' to push to (alscale push --path PATH) for the file queue. Got neither."), res.output
     res = CliRunner().invoke(main, ["push", str(manifest.path), "-w", str(workspace.path), "--to", "file"])
     assert res.exit_code == 2 and "'path'" in res.output  # a push still needs --path
+
+
+def test_a_folder_as_the_file_queue_path_and_overrides_of_a_built_connector_are_refused(tmp_path):
+    from alscale.exceptions import ConfigError
+    from alscale.queues import FileConnector, make_connector
+
+    folder = tmp_path / "q"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match=r"Expected a file for the file queue's 'path' \(e.g. '.*q/\{run_id\}.jsonl'\). Got the folder '.*q'."):
+        make_connector({"kind": "file", "path": str(folder)})
+    built = FileConnector(str(tmp_path / "out.jsonl"))
+    assert make_connector(built) is built and make_connector(built, path=None) is built
+    with pytest.raises(ConfigError, match=r"Expected settings \(a dict\) to apply \['path'\] to. Got a connector"):
+        make_connector(built, path=str(tmp_path / "other.jsonl"))
