@@ -108,7 +108,7 @@ def connect_cluster(address: str, **init_kwargs) -> None:
     try:
         ray.init(address=address, **init_kwargs)
     except ConnectionError as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = str(exc).splitlines()[0].rstrip(".") if str(exc) else type(exc).__name__
         raise ClusterUnreachableError(f"Cannot connect to a Ray cluster at {address!r}: {detail}.") from None
 
 
