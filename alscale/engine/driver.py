@@ -11,6 +11,7 @@ Stages (each timed in the manifest): ``plan`` (footers, model contract, id files
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import os
@@ -51,7 +52,7 @@ from alscale.pool.features import FeatureSpec, detect_features
 from alscale.pool.files import PoolFiles, resolve_pool, split_location
 from alscale.pool.idfiles import read_id_keys
 from alscale.pool.shards import Shard, plan_shards
-from alscale.reduce._params import resolve_params
+from alscale.reduce._params import user_params
 from alscale.reduce.topk import TopK
 from alscale.strategies import Strategy, get_strategy
 
@@ -112,7 +113,9 @@ def prepare_run(settings: SelectSettings) -> PreparedRun:
         except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             raise OutputError(f"Cannot open checkpoint location {s.checkpoint_dir!r}: {exc}".splitlines()[0]) from None
     strategy = get_strategy(s.strategy)
-    resolve_params(strategy.name, strategy.defaults, s.strategy_params, from_user=True)  # unknown or ill-typed ones fail here, before Ray
+    # unknown or ill-typed parameters fail here, before Ray; the checked values (ints as int, floats
+    # as float) are what the actors use and what the manifest records
+    s = dataclasses.replace(s, strategy_params=user_params(strategy.name, strategy.defaults, s.strategy_params))
     models = _expand_model_dirs(s.model)
     if strategy.needs_committee and len(models) < 2:
         raise StrategyError(f"Strategy {s.strategy!r} needs a committee: give >= 2 models (repeat --model). Got {len(models)}.")

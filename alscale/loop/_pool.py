@@ -15,7 +15,8 @@ from __future__ import annotations
 import glob as _glob
 import os
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence, ValuesView
+from collections.abc import Set as AbstractSet
 
 import numpy as np
 import pyarrow as pa
@@ -96,11 +97,36 @@ def read_columns(pool, columns: Sequence[str], *, id_column: str = "id", ids=Non
 
 
 def as_ids(ids, id_type: pa.DataType | str) -> np.ndarray:
-    """Convert ids to the pool's id type: int64 ndarray or an object ndarray of str."""
+    """Convert ids to the pool's id type: int64 ndarray or an object ndarray of str.
+
+    Parameters
+    ----------
+    ids : array-like of shape (m,), set or iterator
+        The ids (a pyarrow array or a list, not one id).
+    id_type : pyarrow.DataType or {"int64", "string"}
+
+    Returns
+    -------
+    ndarray of shape (m,)
+
+    Raises
+    ------
+    PoolSchemaError
+        ``ids`` is not a flat list (None, one id, a nested list), or holds a value that is not
+        an integer where the pool's ids are integers.
+    """
     kind = id_type if isinstance(id_type, str) else ("int64" if pa.types.is_integer(id_type) else "string")
     if isinstance(ids, (pa.Array, pa.ChunkedArray)):
         ids = ids.to_numpy(zero_copy_only=False)
-    arr = np.asarray(ids)
+    elif isinstance(ids, (AbstractSet, Iterator, ValuesView)):  # numpy would make one object of them
+        ids = list(ids)
+    try:
+        arr = np.asarray(ids)
+    except ValueError:  # ragged nested lists
+        arr = None
+    if arr is None or arr.ndim != 1:  # None, one id, a nested list: a list of ids was meant
+        shown = repr(ids) if len(repr(ids)) <= 80 and "\n" not in repr(ids) else f"a {type(ids).__name__}"
+        raise PoolSchemaError(f"Expected a list of ids. Got {shown} instead.")
     if kind == "int64":
         if arr.dtype.kind in "iu":
             return arr.astype(np.int64, copy=False)

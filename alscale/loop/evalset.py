@@ -33,29 +33,48 @@ def default_eval_size(n_pool: int) -> int:
 
 
 def size_from_flag(value: float) -> int | float:
-    """A size typed on the command line: a whole number >= 1 is a row count, anything else stays
-    as it is (a fraction, or a value :func:`resolve_size` refuses, such as 1500.7, nan or inf)."""
-    return int(value) if math.isfinite(value) and value >= 1 and value == int(value) else value
+    """A size typed on the command line (``--eval-size``, read as a float): a whole number >= 0
+    is a row count (``500`` and ``0`` as ints), anything else stays as it is (a fraction, or a
+    value :func:`resolve_size` refuses, such as 1500.7, nan or inf)."""
+    return int(value) if math.isfinite(value) and value >= 0 and value == int(value) else value
 
 
 def resolve_size(size, n_pool: int, *, name: str) -> int:
-    """Turn a count (int >= 0) or a fraction in (0, 1) into a row count, checked against the pool.
+    """Turn a count (an int >= 0) or a fraction (a float in [0, 1)) into a row count, checked against the pool.
+
+    A float is always a fraction of the pool: a whole-number float such as ``2.0`` is refused
+    rather than read as 2 rows, which would be easy to take for 200%.
+
+    Parameters
+    ----------
+    size : int or float
+    n_pool : int
+        Rows in the pool.
+    name : str
+        The setting's name, for the messages (e.g. ``"eval_size"``).
+
+    Returns
+    -------
+    int
 
     Raises
     ------
     ConfigError
-        If the size is negative, not a number, or larger than the pool.
+        If the size is not a number, a negative int, a float outside [0, 1) (``0.0`` is 0 rows),
+        or larger than the pool.
     """
     if isinstance(size, bool) or not isinstance(size, (int, float, np.integer, np.floating)) or not np.isfinite(size):
         raise ConfigError(f"The {name!r} setting must be a row count or a fraction in (0, 1). Got {size!r} instead.")
-    if isinstance(size, (float, np.floating)) and 0 < size < 1:
+    if isinstance(size, (float, np.floating)) and 0 <= size < 1:
         count = int(round(float(size) * n_pool))
-    elif float(size) == int(size) and size >= 0:
+    elif isinstance(size, (int, np.integer)) and size >= 0:
         count = int(size)
     else:
-        raise ConfigError(f"The {name!r} setting must be a row count >= 0 or a fraction in (0, 1). Got {size!r} instead.")
+        whole = isinstance(size, (float, np.floating)) and size >= 1 and size == int(size)
+        hint = f"; a float is a fraction of the pool: pass the int {int(size)} for {int(size)} rows" if whole else ""
+        raise ConfigError(f"The {name!r} setting must be a row count >= 0 or a fraction in (0, 1). Got {size!r} instead{hint}.")
     if count > n_pool:
-        raise ConfigError(f"The {name} ({count} rows) must not be larger than the pool ({n_pool} rows).")
+        raise ConfigError(f"The {name!r} setting ({count} rows) must not be larger than the pool ({n_pool} rows).")
     return count
 
 

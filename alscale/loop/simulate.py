@@ -112,14 +112,15 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
     initial_size, batch_size, budget : int, default 20, 20, 200
         Random initial labels, labels per round, and total labels (initial included).
     eval_size : int or float, default 0.25
-        Evaluation-set rows, or a fraction of the pool.
+        Evaluation-set rows (an int), or a fraction of the pool (a float in (0, 1)); a float of
+        1 or more is refused: pass an int for a count.
     eval_seed : int, default 0
         Seed of the evaluation set (the same for every strategy and seed).
     trainer : {"logistic", "mlp"}
     metric : {"accuracy", "macro_f1", "log_loss", "ece"}
         The metric of the table and plot.
-    fractions : sequence of float
-        Fractions of the full-data metric for the labels-needed table.
+    fractions : float or sequence of float
+        Fractions of the full-data metric for the labels-needed table (numbers > 0).
     id_column : str, default "id"
     features : str or sequence of str, optional
         Feature column(s); by default the one obvious feature column.
@@ -248,14 +249,23 @@ def _prepare(pool, *, out, label_column: str = "label", strategies: Sequence[str
 
     # one name where a list is expected is one name, as select's repeatable settings take it
     strategies, features = ([v] if isinstance(v, str) else v for v in (strategies, features))
+    # one seed or one fraction is a list of one; a string is neither (it would be read letter by letter)
     seeds = [seeds] if isinstance(seeds, numbers.Integral) else seeds
+    fractions = [fractions] if isinstance(fractions, numbers.Real) and not isinstance(fractions, bool) else fractions
+    for name, what in (("seeds", "an int or a list of ints"), ("fractions", "a number or a list of numbers")):
+        value = {"seeds": seeds, "fractions": fractions}[name]
+        if isinstance(value, (str, bytes)):
+            raise ConfigError(f"The {name!r} parameter must be {what}. Got the string {value!r} instead.")
     for name, value in (("strategies", strategies), ("seeds", seeds), ("fractions", fractions), ("features", features)):
         if not isinstance(value, Iterable) and not (value is None and name == "features"):
             raise ConfigError(f"The {name!r} parameter must be a list. Got {value!r} instead.")
     strategies = list(dict.fromkeys(["random", *strategies]))
     for name in strategies:
         check_loop_strategy(name)
-    seeds = [check_int("seed", s, 0) for s in seeds]
+    seeds = list(seeds)
+    if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise ConfigError(f"The 'seeds' parameter must hold ints >= 0. Got {seeds!r} instead.")
+    seeds = [int(s) for s in seeds]  # numpy integers kept as int
     if not seeds:
         raise ConfigError("The 'seeds' parameter must list at least one seed. Got none.")
     fractions = list(fractions)
@@ -297,9 +307,9 @@ def _prepare(pool, *, out, label_column: str = "label", strategies: Sequence[str
     X_all = _pool.features_from_table(table, feats)
     row_of = {v: i for i, v in enumerate(ids.tolist())}
 
-    n_eval = resolve_size(eval_size, len(ids), name="evaluation set")
+    n_eval = resolve_size(eval_size, len(ids), name="eval_size")
     if n_eval < 1:
-        raise ConfigError(f"The evaluation set must have at least 1 row. Got {eval_size!r}.")
+        raise ConfigError(f"The 'eval_size' setting must give an evaluation set of at least 1 row. Got {eval_size!r}.")
     if n_eval + budget > len(ids):
         raise ConfigError(f"The evaluation set ({n_eval}) plus the budget ({budget}) must fit in the pool ({len(ids)} rows).")
     eval_ids = reserve_random(ids, n_eval, seed=eval_seed, stream=EVAL_STREAM)

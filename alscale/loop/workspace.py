@@ -28,7 +28,7 @@ import logging
 import math
 import numbers
 import pathlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -50,7 +50,7 @@ CONFIG_NAME = "alscale-workspace.json"
 STATUSES = ("labeled", "skipped", "cancelled")
 
 DEFAULT_SETTINGS = {
-    "eval_size": None,  # None: default_eval_size(n_pool); int count or fraction
+    "eval_size": None,  # None: default_eval_size(n_pool); an int count, or a float fraction in (0, 1)
     "eval_seed": 0,
     "stop_set_size": None,  # None: same rule as eval_size
     "seed": 0,
@@ -138,6 +138,12 @@ def _check_loop_settings(settings: dict) -> None:
         high = math.inf if settings["metric"] == "log_loss" else 1.0  # accuracy, macro F1 and ECE lie in [0, 1]
         if isinstance(target, bool) or not isinstance(target, numbers.Real) or not (math.isfinite(target) and 0 <= target <= high):
             raise ConfigError(f"The target (--target) of metric {settings['metric']!r} must be a number in [0, {high:g}]. Got {target!r} instead.")
+
+
+def _short(value) -> str:
+    """``value``'s repr where it is one short line, else its type (a table's repr spans lines)."""
+    text = repr(value)
+    return text if len(text) <= 120 and "\n" not in text else f"a {type(value).__name__}"
 
 
 def _now() -> str:
@@ -297,6 +303,7 @@ class Workspace:
         needed = [id_column, *( [label_column] if label_column else []), *group_columns]
         if merged["hint_column"]:
             needed.append(merged["hint_column"])
+        needed += merged["features"] or []  # rounds read them: a missing one is refused now, not at the first round
         _pool._check_columns(dataset, needed, pool_value)
         id_kind = "int64" if pa.types.is_integer(dataset.schema.field(id_column).type) else "string"
         ids = _pool.as_ids(dataset.to_table(columns=[id_column]).column(id_column), id_kind)
@@ -331,8 +338,8 @@ class Workspace:
                 check_model_classes(found, classes, path=model)
 
         n_pool = len(ids)
-        eval_n = default_eval_size(n_pool) if merged["eval_size"] is None else resolve_size(merged["eval_size"], n_pool, name="evaluation set")
-        stop_n = default_eval_size(n_pool) if merged["stop_set_size"] is None else resolve_size(merged["stop_set_size"], n_pool, name="stop set")
+        eval_n = default_eval_size(n_pool) if merged["eval_size"] is None else resolve_size(merged["eval_size"], n_pool, name="eval_size")
+        stop_n = default_eval_size(n_pool) if merged["stop_set_size"] is None else resolve_size(merged["stop_set_size"], n_pool, name="stop_set_size")
         eval_ids = reserve_random(ids, eval_n, seed=int(merged["eval_seed"]), stream=EVAL_STREAM)
         stop_ids = reserve_random(ids, stop_n, seed=int(merged["eval_seed"]), stream=STOP_STREAM)
         if merged["initial_size"] is not None and eval_n + int(merged["initial_size"]) > n_pool:
@@ -559,11 +566,25 @@ class Workspace:
         (a batch pushed to a second project after the first was the wrong one): answers from
         each are taken, and the first one ends its pending in all of them.
 
+        Parameters
+        ----------
+        ids : array-like of shape (m,)
+            Ids of the pool.
+        batch_run_id, queue : str
+
         Returns
         -------
         int
             The number of ids newly pending in ``queue``.
+
+        Raises
+        ------
+        WorkspaceError
+            ``ids`` is not a list of the pool's ids (an id of another type, or not in the pool);
+            nothing is recorded.
         """
+        ids = list(ids) if isinstance(ids, Iterator) else ids  # read once, checked and recorded
+        self.require_in_pool(ids, what="pending ids")
         new_ids = self._ids(ids)
         with self._lock():
             head = self._head()
@@ -591,7 +612,22 @@ class Workspace:
         return self._ids(log.column("id").filter(answered)).tolist()
 
     def remove_pending(self, ids) -> int:
-        """Drop ids from the pending table; returns how many were there."""
+        """Drop ids from the pending table.
+
+        Parameters
+        ----------
+        ids : array-like of shape (m,)
+
+        Returns
+        -------
+        int
+            How many of them were pending.
+
+        Raises
+        ------
+        LabelError
+            ``ids`` is not a list of ids of the pool's type (None, one id, strings for integer ids).
+        """
         drop = set(self._ids(ids).tolist())
         with self._lock():
             head = self._head()
@@ -616,8 +652,9 @@ class Workspace:
 
         Parameters
         ----------
-        records : iterable of dict
-            Each ``{"id", "label", "status", "source", "annotation_id", "annotator"}``;
+        records : iterable of dict, or pyarrow.Table
+            Each ``{"id", "label", "status", "source", "annotation_id", "annotator"}`` (a
+            table: one record per row, its columns those keys);
             ``label`` is None for a skipped or cancelled task; ``status`` defaults to
             "labeled".  Without an ``annotation_id`` the key is ``(source, id)``.  An optional
             ``answered_at`` (ISO 8601, the queue's own time of the answer) orders versions of one
@@ -636,8 +673,9 @@ class Workspace:
         Raises
         ------
         LabelError
-            For a label outside the known classes, an unknown status, an id not in the pool, or
-            two different answers under one key in the same call.  Unless ``skip_invalid``, the
+            For records that are not a list of dicts (or a table) with an ``id``, a label outside
+            the known classes, an unknown status, an id not in the pool, or two different
+            answers under one key in the same call.  Unless ``skip_invalid``, the
             whole call is rejected; nothing is written.
         """
         rows, problems = self._label_rows(records)
@@ -695,10 +733,14 @@ class Workspace:
     def _label_rows(self, records: Iterable[dict]) -> tuple[list[dict], list[tuple[int, str]]]:
         """Normalized label rows, and ``(row index, reason)`` for each one the workspace cannot take."""
         known = None if self.classes is None else {str(c) for c in self.classes}
+        if isinstance(records, pa.Table):
+            records = records.to_pylist()
+        if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
+            raise LabelError(f"Expected label records as a list of dicts or a pyarrow Table. Got {_short(records)} instead.")
         rows, problems = [], []
         for rec in records:
             if not isinstance(rec, dict) or "id" not in rec:
-                raise LabelError(f"Expected each label record to be a dict with an 'id'. Got {rec!r}.")
+                raise LabelError(f"Expected each label record to be a dict with an 'id'. Got {_short(rec)}.")
             status = rec.get("status") or "labeled"
             ann = rec.get("annotation_id")
             try:

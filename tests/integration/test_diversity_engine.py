@@ -122,3 +122,14 @@ def test_k_larger_than_pool_and_unknown_labeled_ids(ray_local, setup, tmp_path):
     man = alscale.select(setup["pool"], setup["models"][0], strategy="coreset", k=5, out=tmp_path / "o2", actors=2, labeled=[lab_file])
     assert man.data["counts"]["labeled_ids_not_in_pool"] == 2
     assert man.data["counts"]["labeled_ids_given"] == 4
+
+
+def test_the_manifest_records_the_checked_parameter_values(ray_local, setup, tmp_path):
+    """numpy numbers given as parameters are recorded as the int or float the strategy used, not as strings."""
+    m = alscale.select(setup["pool"], setup["models"][0], strategy="badge", k=5, actors=2,
+                       strategy_params={"rounds": np.int64(3), "oversampling": np.float32(2)})
+    params = m.data["strategy"]["params"]
+    assert params == {"rounds": 3, "oversampling": 2.0}
+    assert type(params["rounds"]) is int and type(params["oversampling"]) is float
+    assert m.ids == alscale.select(setup["pool"], setup["models"][0], strategy="badge", k=5, actors=2,
+                                   strategy_params={"rounds": 3, "oversampling": 2.0}).ids

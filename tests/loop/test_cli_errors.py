@@ -152,8 +152,8 @@ def test_unusable_output_paths_exit_2_with_one_line(tmp_path, blob_pool):
         (["--target", 2], "The target (--target) of metric 'accuracy' must be a number in [0, 1]. Got 2.0 instead."),
         (["--metric", "log_loss", "--target", "nan"], "The target (--target) of metric 'log_loss' must be a number in [0, inf]. Got nan instead."),
         (["--classes", " , "], "Expected at least one class name. Got an empty list"),
-        (["--eval-size", "nan"], "The 'evaluation set' setting must be a row count or a fraction in (0, 1). Got nan instead."),
-        (["--eval-size", "inf"], "The 'evaluation set' setting must be a row count or a fraction in (0, 1). Got inf instead."),
+        (["--eval-size", "nan"], "The 'eval_size' setting must be a row count or a fraction in (0, 1). Got nan instead."),
+        (["--eval-size", "inf"], "The 'eval_size' setting must be a row count or a fraction in (0, 1). Got inf instead."),
         (["--budget", 50, "--initial", 100], "Expected a budget (--budget) of at least the seed set's 100 labels (--initial). Got 50."),
         (["--hint-column", "site"], "Got initial method 'random', which ignores it; add --initial-method hint"),
         (["--label-column", "label", "--classes", "0,1"], "Expected the values of label column 'label' among the classes ['0', '1']. Got '2';"),
@@ -183,10 +183,10 @@ def test_round_refuses_bad_options_before_starting_the_round(tmp_path, blob_pool
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--seeds=0,-1"], "The 'seed' parameter must be an int >= 0. Got -1 instead."),  # was sklearn's traceback
+        (["--seeds=0,-1"], "The 'seeds' parameter must hold ints >= 0. Got [0, -1] instead."),  # was sklearn's traceback
         (["--fractions", "0.9,nan"], "The 'fractions' parameter must hold numbers > 0 (of the full-data metric). Got [0.9, nan]."),
-        (["--eval-size", "inf"], "The 'evaluation set' setting must be a row count or a fraction in (0, 1). Got inf instead."),
-        (["--eval-size", "150.5"], "The 'evaluation set' setting must be a row count >= 0 or a fraction in (0, 1). Got 150.5 instead."),
+        (["--eval-size", "inf"], "The 'eval_size' setting must be a row count or a fraction in (0, 1). Got inf instead."),
+        (["--eval-size", "150.5"], "The 'eval_size' setting must be a row count >= 0 or a fraction in (0, 1). Got 150.5 instead."),
     ],
 )
 def test_simulate_refuses_bad_numbers_with_one_line(tmp_path, blob_pool, args, message):

@@ -130,3 +130,30 @@ def test_force_never_removes_a_runs_folder_of_other_files(tmp_path, blob_pool):
     (out / "file").write_text("")
     with pytest.raises(OutputError, match="Expected an output folder at .*file'. Got a file."):
         simulate(blob_pool, out=out / "file", strategies=["margin"], budget=40)
+
+
+def test_one_fraction_or_seed_is_a_list_of_one(tmp_path, blob_pool):
+    from alscale.loop.simulate import _prepare
+
+    plan = _prepare(blob_pool, out=tmp_path / "sim", fractions=0.9, seeds=np.int64(4), budget=40)
+    assert (plan.fractions, plan.seeds, type(plan.seeds[0])) == ([0.9], [4], int)
+    assert not (tmp_path / "sim").exists()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"fractions": "0.9"}, "The 'fractions' parameter must be a number or a list of numbers. Got the string '0.9' instead."),
+    ({"seeds": "0"}, "The 'seeds' parameter must be an int or a list of ints. Got the string '0' instead."),
+    ({"seeds": [0, -1]}, "The 'seeds' parameter must hold ints >= 0. Got [0, -1] instead."),
+    ({"seeds": [0, 1.0]}, "The 'seeds' parameter must hold ints >= 0. Got [0, 1.0] instead."),
+    ({"eval_size": 2.0}, "The 'eval_size' setting must be a row count >= 0 or a fraction in (0, 1). Got 2.0 instead; "
+                         "a float is a fraction of the pool: pass the int 2 for 2 rows."),
+    ({"eval_size": 0}, "The 'eval_size' setting must give an evaluation set of at least 1 row. Got 0."),
+])
+def test_strings_negative_seeds_and_whole_float_eval_sizes_are_refused_in_one_line(tmp_path, blob_pool, kwargs, message):
+    from alscale.exceptions import ConfigError
+    from alscale.loop.simulate import check_simulation
+
+    with pytest.raises(ConfigError) as err:
+        check_simulation(blob_pool, out=tmp_path / "sim", budget=40, **kwargs)
+    assert str(err.value) == message
+    assert not (tmp_path / "sim").exists()

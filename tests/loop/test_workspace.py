@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from alscale.exceptions import AlscaleError, ConfigError, LabelError, WorkspaceError
+from alscale.exceptions import AlscaleError, ConfigError, LabelError, PoolSchemaError, WorkspaceError
 from alscale.loop.workspace import CONFIG_NAME, SCHEMA_VERSION, Workspace
 from alscale.rowrandom import id_keys, row_uniform
 from alscale.loop.evalset import EVAL_STREAM
@@ -374,3 +374,82 @@ def test_an_id_sent_to_a_second_queue_is_pending_in_both_until_answered(tmp_path
     ws.record_labels([{"id": 1, "label": 0, "status": "labeled", "source": "label-studio:7", "annotation_id": "a", "annotator": None}])
     assert sorted(set(ws.pending().column("id").to_pylist())) == [2, 3]
     assert 1 not in set(ws.pending().column("id").to_pylist())
+
+
+def test_remove_pending_needs_a_list_of_ids(tmp_path, blob_pool):
+    ws = _ws(tmp_path, blob_pool)
+    ws.add_pending([1, 2], batch_run_id="r1", queue="q")
+    for bad in (None, 5, "7", [[1, 2], [3]]):
+        with pytest.raises(LabelError) as err:
+            ws.remove_pending(bad)
+        assert str(err.value) == f"Expected a list of ids. Got {bad!r} instead."
+    assert ws.remove_pending({2, 9}) == 1 and ws.pending().column("id").to_pylist() == [1]  # a set is a list of ids
+
+
+def test_add_pending_refuses_ids_outside_the_pool(tmp_path, blob_pool, pool_writer):
+    ws = _ws(tmp_path, blob_pool)
+    ws.add_pending([1, 2], batch_run_id="r1", queue="q")
+    with pytest.raises(WorkspaceError) as err:  # the pool's ids are 0..299
+        ws.add_pending([-1, 2, 300], batch_run_id="r2", queue="q")
+    assert re.fullmatch(r"Expected pending ids in workspace '.*'s pool '.*'\. Got 2 ids not in it, e.g\. \[-1, 300\]\.", str(err.value))
+    with pytest.raises(WorkspaceError, match=r"^pending ids do not fit workspace .*: Expected integer ids\. Got \['doc-1'\]"):
+        ws.add_pending(["doc-1"], batch_run_id="r2", queue="q")
+    assert ws.pending().column("id").to_pylist() == [1, 2]  # nothing recorded
+    assert ws.add_pending(iter([3, 299]), batch_run_id="r3", queue="q") == 2  # an iterator is read once
+    strings = Workspace.create(tmp_path / "ws-s", pool=pool_writer(tmp_path / "s.parquet", np.zeros((20, 2)), ids=[f"d{i}" for i in range(20)]),
+                               settings={"eval_size": 2, "stop_set_size": 2, "initial_size": 2})
+    with pytest.raises(WorkspaceError, match=r"Got 1 ids not in it, e\.g\. \['d20'\]\.$"):
+        strings.add_pending(["d1", "d20"], batch_run_id="r", queue="q")
+    assert strings.add_pending(["d1", "d19"], batch_run_id="r", queue="q") == 2
+
+
+def test_label_records_may_be_a_table_and_anything_else_is_one_line(tmp_path, blob_pool):
+    ws = _ws(tmp_path, blob_pool)
+    ws.add_pending([3, 4, 5], batch_run_id="r1", queue="q")
+    table = pa.table({"id": [3, 4], "label": [0, None], "status": ["labeled", "skipped"], "source": ["t", "t"]})
+    assert ws.record_labels(table) == 2
+    assert ws.labeled().select(["id", "label", "status"]).to_pylist() == [
+        {"id": 3, "label": "0", "status": "labeled"}, {"id": 4, "label": None, "status": "skipped"}]
+    assert ws.pending().column("id").to_pylist() == [5]
+    for bad, shown in ((None, "None"), ({"id": 5, "label": 1}, "{'id': 5, 'label': 1}"), ("5", "'5'")):
+        with pytest.raises(LabelError) as err:
+            ws.record_labels(bad)
+        assert str(err.value) == f"Expected label records as a list of dicts or a pyarrow Table. Got {shown} instead."
+    with pytest.raises(LabelError) as err:  # a record that is a table's column: its repr spans lines
+        ws.record_labels([pa.chunked_array([[5]])])
+    assert str(err.value) == "Expected each label record to be a dict with an 'id'. Got a ChunkedArray."
+    assert ws.labeled().num_rows == 2
+
+
+def test_feature_columns_must_be_in_the_pool_at_creation(tmp_path, blob_pool):
+    for features in ("nope", ["features", "nope"]):
+        with pytest.raises(PoolSchemaError, match=r"Expected columns \['nope'\] in pool .*\. Got columns \["):
+            _ws(tmp_path, blob_pool, settings={"features": features})
+        assert not (tmp_path / "ws").exists()
+    assert _ws(tmp_path, blob_pool, settings={"features": "features"}).settings["features"] == ["features"]
+
+
+@pytest.mark.parametrize("name", ["eval_size", "stop_set_size"])
+@pytest.mark.parametrize("size", [1.0, 2.0, np.float64(50.0)])
+def test_a_float_size_is_a_fraction_and_a_whole_float_is_refused(tmp_path, blob_pool, name, size):
+    with pytest.raises(ConfigError) as err:
+        _ws(tmp_path, blob_pool, settings={name: size})
+    n = int(size)
+    assert str(err.value) == (f"The {name!r} setting must be a row count >= 0 or a fraction in (0, 1). Got {size!r} instead; "
+                              f"a float is a fraction of the pool: pass the int {n} for {n} rows.")
+    assert not (tmp_path / "ws").exists()
+
+
+def test_sizes_as_ints_fractions_and_flags(tmp_path, blob_pool):
+    from alscale.loop.evalset import resolve_size, size_from_flag
+
+    ws = _ws(tmp_path, blob_pool, settings={"eval_size": 0.2, "stop_set_size": np.int64(7)})
+    assert (ws.config["evaluation"]["size"], ws.config["stop_set"]["size"]) == (60, 7)  # 0.2 * 300 rows; 7 rows
+    # the command line reads --eval-size as a float: whole numbers are counts (500 rows, 0 rows), the rest fractions
+    assert [(v, type(v)) for v in map(size_from_flag, (500.0, 1.0, 0.0, 0.25, 150.5))] == [
+        (500, int), (1, int), (0, int), (0.25, float), (150.5, float)]
+    assert resolve_size(size_from_flag(1.0), 300, name="eval_size") == 1 and resolve_size(0.0, 300, name="eval_size") == 0
+    with pytest.raises(ConfigError, match=r"^The 'eval_size' setting \(301 rows\) must not be larger than the pool \(300 rows\)\.$"):
+        resolve_size(301, 300, name="eval_size")
+    with pytest.raises(ConfigError, match=r"^The 'eval_size' setting must be a row count >= 0 or a fraction in \(0, 1\)\. Got 1.5 instead\.$"):
+        resolve_size(1.5, 300, name="eval_size")
