@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import signal
+import threading
 
 import click
 
@@ -21,9 +23,11 @@ __all__ = ["command"]
               help="Interface to listen on (0.0.0.0: every interface, for a Label Studio on another machine).")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on (0: any free one).")
 @click.option("--reconcile-every", default=300.0, show_default=True, type=float, help="Seconds between reconcile pulls (0: start only).")
-@click.option("--next-round-after", type=int, help="Run --on-next-round after this many new labels.")
+@click.option("--next-round-after", type=int,
+              help="Run --on-next-round after this many new labels (ids labeled for the first time; skips and edits do not count).")
 @click.option("--on-next-round", help="Shell command to run (gets ALSCALE_NEW_LABELS).")
-@click.option("--register/--no-register", default=False, help="Register this receiver as the project's webhook first.")
+@click.option("--register/--no-register", default=False,
+              help="Register this receiver as the project's webhook first; one this run created is removed again on Ctrl-C or SIGTERM.")
 @click.option("--register-only", is_flag=True, help="Register the webhook and exit.")
 @click.option("--public-url", help="URL Label Studio should call (needed with --host 0.0.0.0) [http://HOST:PORT/webhook].")
 def command(workspace, url, project, token_env, secret_env, header, host, port, reconcile_every, next_round_after, on_next_round,
@@ -33,6 +37,8 @@ def command(workspace, url, project, token_env, secret_env, header, host, port, 
     The secret is read from $ALSCALE_WEBHOOK_SECRET (see --secret-env) and must arrive in the
     X-Alscale-Secret header; requests without it get 401.  Every annotation is pulled at start
     and every --reconcile-every seconds, so a webhook missed while this was down costs nothing.
+    With --register, a webhook this run created is removed when it stops (Ctrl-C, SIGTERM); one it
+    found for the same URL is kept.  Each webhook is logged: recorded, ignored or refused, and why.
 
       alscale listen -w ws --url http://127.0.0.1:8080 --project 3 --register
     """
@@ -40,6 +46,7 @@ def command(workspace, url, project, token_env, secret_env, header, host, port, 
     from alscale.queues._http import secret_from_env
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would bury the one line per webhook
     if (register or register_only) and not public_url and _unspecified(host):
         # Label Studio cannot call http://0.0.0.0/...: the webhook would never arrive
         raise click.UsageError(f"--register with --host {host} (every interface) needs --public-url, the URL Label Studio "
@@ -52,10 +59,20 @@ def command(workspace, url, project, token_env, secret_env, header, host, port, 
     # bind first: a port already taken fails here, before a webhook points at it
     listener = WebhookListener(workspace, secret=secret, connector=connector, host=host, port=port, header=header,
                                reconcile_every=reconcile_every or None, next_round_after=next_round_after, on_next_round=on_next_round)
-    if register:
-        _register(connector, public_url or listener.url, secret, header)
-    click.echo(f"listening on {listener.url} (workspace {workspace})", err=True)
-    listener.serve_forever()
+    main = threading.current_thread() is threading.main_thread()  # signal handlers can only be set there
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None  # SIGTERM stops as cleanly as Ctrl-C
+    created = None
+    try:
+        if register:
+            hook_id, is_new = _register(connector, public_url or listener.url, secret, header)
+            created = hook_id if is_new else None
+        click.echo(f"listening on {listener.url} (workspace {workspace})", err=True)
+        listener.serve_forever()
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+        if created is not None:  # a webhook found and reused stays; one made for this run's URL goes with it
+            _unregister(connector, created)
 
 
 def _unspecified(host: str) -> bool:
@@ -65,6 +82,22 @@ def _unspecified(host: str) -> bool:
         return False
 
 
-def _register(connector, hook_url: str, secret: str, header: str) -> None:
-    hook_id = connector.register_webhook(hook_url, secret=secret, header=header)
+def _register(connector, hook_url: str, secret: str, header: str) -> tuple[int, bool]:
+    hook_id, created = connector.ensure_webhook(hook_url, secret=secret, header=header)
     click.echo(f"registered webhook {hook_id} -> {hook_url} in project {connector.project}")
+    return hook_id, created
+
+
+def _unregister(connector, hook_id: int) -> None:
+    from alscale.exceptions import AlscaleError
+
+    try:
+        connector.delete_webhook(hook_id)
+    except AlscaleError as exc:  # the server may be gone: say so, the stop itself went well
+        click.echo(f"alscale: warning: could not remove webhook {hook_id} from project {connector.project}: {exc}", err=True)
+    else:
+        click.echo(f"removed webhook {hook_id} from project {connector.project}", err=True)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt

@@ -244,8 +244,8 @@ def _require_same_pool(workspace: Any, batch: BatchView) -> None:
     theirs = pool_key(spec)
     if theirs not in (workspace.pool_key, pool_key(workspace.config["pool"])):
         raise WorkspaceError(
-            f"Expected a batch of workspace {str(workspace.path)!r}'s pool {workspace.config['pool']!r} "
-            f"(key {workspace.pool_key}). Got batch {batch.run_id} of the pool {spec!r} (key {theirs}); "
+            f"Expected a batch of the pool of workspace {str(workspace.path)!r} ({workspace.config['pool']!r}, "
+            f"key {workspace.pool_key}). Got batch {batch.run_id} of the pool {spec!r} (key {theirs}); "
             "select it from the workspace's pool, or push it with that pool's workspace.")
 
 
@@ -303,11 +303,12 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def sent_here(workspace: Any, queue: str, records: list[dict]) -> list[dict]:
+def sent_here(workspace: Any, queue: str, records: list[dict], *, warn: bool = True) -> list[dict]:
     """The label records for ids ``workspace`` sent to ``queue``: pending there, or answered from it before.
 
     A project can hold tasks of several workspaces over one pool; a label for an id this
-    workspace never sent there belongs to another workspace's task and is left out.  (Tasks of
+    workspace never sent there belongs to another workspace's task and is left out, with a
+    warning that counts them unless ``warn`` is False (the caller says so itself).  (Tasks of
     other pools, whose ids may be the same, are told apart by their pool key before this.)
     """
     pending = workspace.pending()
@@ -317,7 +318,7 @@ def sent_here(workspace: Any, queue: str, records: list[dict]) -> list[dict]:
     ours, others = [], []
     for r in records:
         (ours if r["id"] in sent or r["id"] in answered else others).append(r)
-    if others:
+    if others and warn:
         logger.warning("left out %d label record(s) of tasks this workspace did not send to %s (another workspace's, "
                        "or pushed without the workspace), e.g. id %r", len(others), queue, others[0]["id"])
     return ours

@@ -154,6 +154,17 @@ def annotation_record(annotation: Mapping[str, Any], task: Mapping[str, Any], *,
     }
 
 
+def _check_base_url(url: str) -> None:
+    """ConfigError for a page or API address (``.../projects/2``, ``.../api/...``) given as the base URL."""
+    parsed = httpx.URL(url)
+    segments = [s for s in parsed.path.split("/") if s]
+    at = next((i for i, s in enumerate(segments) if s in ("projects", "api")), None)
+    if at is not None:
+        base = f"{parsed.scheme}://{parsed.netloc.decode('ascii')}" + "".join(f"/{s}" for s in segments[:at])
+        raise ConfigError(f"Expected the Label Studio base URL (e.g. {base}). Got {url!r}, the address of a page or API "
+                          f"endpoint ('/{segments[at]}/'); give the base URL and the project id separately.")
+
+
 class LabelStudioConnector:
     """A Label Studio project as a labeling queue.
 
@@ -202,6 +213,7 @@ class LabelStudioConnector:
         transport: httpx.BaseTransport | None = None,
     ):
         check_url(url, what="Label Studio 'url'")
+        _check_base_url(url)
         if isinstance(project, bool) or not isinstance(project, numbers.Integral) or project < 1:
             raise ConfigError(f"The Label Studio 'project' must be an int >= 1. Got {project!r}.")
         project = int(project)  # numpy integers are accepted; requests carry a plain int
@@ -307,22 +319,33 @@ class LabelStudioConnector:
             return set()
         return {el.get("value")[1:] for el in root.iter() if (el.get("value") or "").startswith("$") and el.tag != "Choice"}
 
-    def check_classes(self, classes: Sequence[str], project: Mapping[str, Any] | None = None) -> tuple[str, str]:
-        """Check the project's choices are the model's classes and its data keys are sent; returns (from_name, to_name)."""
+    def check_classes(self, classes: Sequence[str], project: Mapping[str, Any] | None = None, *, whose: str = "model") -> tuple[str, str]:
+        """Check the project's choices are ``classes`` and its data keys are sent; returns (from_name, to_name).
+
+        Parameters
+        ----------
+        classes : sequence of str
+            The classes the choices must be (none: not checked).
+        project : dict, optional
+            The project's JSON (read when not given).
+        whose : str, default "model"
+            Whose classes they are, for the error message ("model", "workspace").
+        """
         project = self.project_info() if project is None else project
         needed = self.data_keys(project) - set(self.data_columns) - {ID_FIELD, RUN_FIELD, POOL_FIELD}
         if needed:
             raise QueueError(
                 f"Label Studio project {self.project}'s label config reads {sorted('$' + k for k in needed)} from each task: "
-                f"expected data_columns naming them (e.g. --data-column {sorted(needed)[0]}). Got data_columns {sorted(self.data_columns)}."
+                f"expected data_columns naming them (e.g. --data-column {sorted(needed)[0]}=COLUMN, COLUMN a pool column). "
+                f"Got data_columns {sorted(self.data_columns)}."
             )
         from_name, to_name, choices = self.choices_control(project)
         if classes and set(choices) != {str(c) for c in classes}:
             missing = sorted({str(c) for c in classes} - set(choices))
             extra = sorted(set(choices) - {str(c) for c in classes})
             raise QueueError(
-                f"Label Studio project {self.project}'s choices {choices} do not match the model classes "
-                f"{list(classes)}: missing {missing}, not in the model {extra}."
+                f"Label Studio project {self.project}'s choices {choices} do not match the {whose} classes "
+                f"{list(classes)}: missing {missing}, not in the {whose} {extra}."
             )
         return from_name, to_name
 
@@ -464,13 +487,18 @@ class LabelStudioConnector:
         ------
         QueueAuthError, QueueUnavailableError, QueueError
             Wrong token, server unreachable, unknown project, label config not matching the model
-            classes.  On a failure half-way the chunks imported before it are already pending.
+            classes (the workspace's classes for a batch without model classes, such as the seed
+            set of round 000).  On a failure half-way the chunks imported before it are already
+            pending.
         """
         start = time.perf_counter()
         ws = open_workspace(workspace)
         batch = load_batch_for(ws, manifest, self.data_columns)
         pool = ws.pool_key if ws is not None else batch.pool_key
-        from_name, to_name = self.check_classes(batch.classes)
+        # a seed batch (round 000) has no model classes: the workspace's are what its answers must be
+        use_workspace = not batch.classes and ws is not None and bool(ws.classes)
+        from_name, to_name = self.check_classes([str(c) for c in ws.classes] if use_workspace else batch.classes,
+                                                whose="workspace" if use_workspace else "model")
         existing = self.find_existing(batch.ids, pool=pool)
         if ws is not None and existing:
             labeled = set(ws.labeled().column("id").to_pylist())
@@ -481,8 +509,9 @@ class LabelStudioConnector:
             try:
                 self._import_chunk([self.build_task(r, batch, from_name, to_name, pool) for r in chunk])
             except QueueError as exc:
-                note = f" {len(pushed) + len(existing)} of {len(batch.rows)} tasks were in the project before this failure"
-                note += " and are recorded as pending; push again to import the rest." if ws is not None else "."
+                note = (f" Of the batch's {len(batch.rows)} tasks, this push imported {len(pushed)} before this failure "
+                        f"and {len(existing)} were in the project already")
+                note += "; both are recorded as pending; push again to import the rest." if ws is not None else "."
                 raise type(exc)(f"{exc}{note}") from None
             ids = [r["id"] for r in chunk]
             self._record(ws, ids, batch.run_id)
@@ -570,6 +599,10 @@ class LabelStudioConnector:
 
         The shared ``secret`` travels in the custom ``header`` of every webhook call.
         """
+        return self.ensure_webhook(url, secret=secret, header=header)[0]
+
+    def ensure_webhook(self, url: str, *, secret: str, header: str = "X-Alscale-Secret") -> tuple[int, bool]:
+        """:meth:`register_webhook`, also saying whether the webhook was created (True) or found and updated (False)."""
         client = self._http()
         self.project_info()
         secrets = (*self._secrets, secret)
@@ -589,4 +622,13 @@ class LabelStudioConnector:
         hook = response_json(check_response(response, what=what, secrets=secrets), what=what, secrets=secrets)
         if not isinstance(hook, Mapping) or "id" not in hook:
             raise QueueError(f"{what}: expected the webhook's id in the answer. Got {hook!r:.80}.")
-        return int(hook["id"])
+        return int(hook["id"]), not same
+
+    def delete_webhook(self, hook_id: int) -> None:
+        """Remove the webhook ``hook_id`` (one already gone is no error)."""
+        client = self._http()
+        what = f"Removing webhook {hook_id} from Label Studio project {self.project} ({self.url})"
+        response = send_with_retries(lambda: client.delete(f"/api/webhooks/{int(hook_id)}/"), what=what,
+                                     retries=self.retries, backoff=self.backoff, secrets=self._secrets)
+        if response.status_code != 404:
+            check_response(response, what=what, secrets=self._secrets)

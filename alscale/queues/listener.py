@@ -6,11 +6,16 @@ Label Studio neither signs nor retries webhooks, so the receiver
   constant time with :func:`hmac.compare_digest`; a request without it gets 401;
 * handles ``ANNOTATION_CREATED`` and ``ANNOTATION_UPDATED``: each annotation becomes one label
   record written durably into the workspace (atomic, idempotent on the annotation id) before
-  the 200 answer, which comes within milliseconds; other actions get 200 and are ignored;
+  the 200 answer, which comes within milliseconds; other actions get 200 and are ignored; a
+  body that is not a JSON object with an ``action`` gets 400;
 * reconciles by pulling every annotation from the project at start and every
   ``reconcile_every`` seconds, so a webhook missed while the receiver was down costs nothing;
 * optionally calls a hook once ``next_round_after`` new labels have arrived (a Python callable,
-  or a shell command run in the background with ``ALSCALE_NEW_LABELS`` in its environment).
+  or a shell command run in the background with ``ALSCALE_NEW_LABELS`` in its environment).  A
+  new label is an id's first "labeled" answer: skips, edits of an answer and a second annotation
+  of a task do not count;
+* logs one line per webhook at INFO (recorded, ignored and why), or at WARNING (refused and why),
+  naming the id where the request names one.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any
 
 from alscale.exceptions import AlscaleError, ConfigError, QueueError
 from alscale.queues.base import open_workspace, sent_here
-from alscale.queues.labelstudio import WEBHOOK_ACTIONS, LabelStudioConnector, annotation_record, of_pool, task_pool
+from alscale.queues.labelstudio import ID_FIELD, WEBHOOK_ACTIONS, LabelStudioConnector, annotation_record, of_pool, task_pool
 
 __all__ = ["DEFAULT_SECRET_ENV", "SECRET_HEADER", "WebhookListener"]
 
@@ -56,7 +61,8 @@ class WebhookListener:
     reconcile_every : float or None, default 300
         Seconds between reconcile pulls after the first (None: only at start).
     next_round_after : int, optional
-        Call ``on_next_round`` after this many new labels.
+        Call ``on_next_round`` after this many new labels: ids that get their first "labeled"
+        answer (skips, edits and second annotations of a labeled id do not count).
     on_next_round : callable or str, optional
         ``callable(n_new_labels)``, or a shell command.
     """
@@ -162,8 +168,11 @@ class WebhookListener:
         if not records:
             return 0
         with self._lock:
+            counting = self.next_round_after is not None
+            before = self._labeled_ids() if counting else set()
             changed = self.workspace.record_labels(records, skip_invalid=skip_invalid)
-            self._new += changed
+            if counting and changed:
+                self._new += len(self._labeled_ids() - before)
             fire = self.next_round_after is not None and self._new >= self.next_round_after
             count = self._new
             if fire:
@@ -171,6 +180,11 @@ class WebhookListener:
         if fire:
             self._fire(count)
         return changed
+
+    def _labeled_ids(self) -> set:
+        """The ids the workspace holds a label for (skipped ones left out)."""
+        table = self.workspace.labeled()
+        return {i for i, status in zip(table.column("id").to_pylist(), table.column("status").to_pylist()) if status == "labeled"}
 
     def _fire(self, count: int) -> None:
         hook = self.on_next_round
@@ -186,17 +200,45 @@ class WebhookListener:
         return hmac.compare_digest(given.encode("utf-8"), self._secret)
 
     def handle(self, headers, body: bytes) -> tuple[int, dict]:
-        """Process one webhook request; returns (HTTP status, JSON answer)."""
+        """Process one webhook request; returns (HTTP status, JSON answer).
+
+        One line is logged per request: at INFO what was recorded or ignored and why, at
+        WARNING what was refused and why, naming the alscale id where the payload gives one.
+        """
+        about: dict = {}
+        status, answer = self._handle(headers, body, about)
+        self.log_webhook(status, answer, about.get("action"), about.get("id"), about.get("answer"))
+        return status, answer
+
+    def log_webhook(self, status: int, answer: dict, action: Any = None, alscale_id: Any = None, label: Any = None) -> None:
+        """Log one line for a webhook request and the answer it got (``label``: what it carried, e.g. "label 'fox'")."""
+        what = "webhook" + (f" {action}" if isinstance(action, str) else "") + (f" for id {alscale_id!r}" if alscale_id is not None else "")
+        if "recorded" in answer:
+            logger.info("%s: recorded %s" if answer["recorded"] else "%s: already recorded (%s)", what, label)
+        elif "ignored" in answer:
+            logger.info("%s: ignored (%s)", what, answer["ignored"])
+        else:
+            logger.warning("%s: refused with HTTP %d (%s)", what, status, answer.get("error"))
+
+    def _handle(self, headers, body: bytes, about: dict) -> tuple[int, dict]:
         if not self.authorized(headers):
             return 401, {"error": f"missing or wrong {self.header} header"}
         try:
-            payload = json.loads(body or b"{}")
+            payload = json.loads(body or b"null")
         except ValueError:
             return 400, {"error": "expected a JSON body"}
-        action = payload.get("action") if isinstance(payload, dict) else None
+        if not isinstance(payload, dict) or not isinstance(payload.get("action"), str):
+            got = ("an object without a string 'action'" if isinstance(payload, dict)
+                   else "an empty body" if payload is None else f"a JSON {type(payload).__name__}")
+            return 400, {"error": f"expected a JSON object with an 'action' (a Label Studio webhook), got {got}"}
+        action = about["action"] = payload["action"]
         if action not in WEBHOOK_ACTIONS:
             return 200, {"ignored": action}
         annotation, task = payload.get("annotation"), payload.get("task")
+        if isinstance(task, dict):
+            data, meta = task.get("data"), task.get("meta")
+            found = [h.get(ID_FIELD) for h in (meta, data) if isinstance(h, dict) and h.get(ID_FIELD) is not None]
+            about["id"] = found[0] if found else None
         if not isinstance(annotation, dict) or not isinstance(task, dict) or "id" not in annotation:
             return 400, {"error": "expected 'annotation' and 'task' objects in the payload"}
         project = payload.get("project")
@@ -212,7 +254,8 @@ class WebhookListener:
             return 200, {"ignored": "not an alscale task"}
         if not of_pool(task, self.workspace.pool_key):
             return 200, {"ignored": f"task of another pool (key {task_pool(task)!r}; this workspace's pool is {self.workspace.pool_key!r})"}
-        if self.connector is not None and not sent_here(self.workspace, self.connector.name, [rec]):
+        about["answer"] = f"label {rec['label']!r}" if rec["label"] is not None else f"as {rec['status']}"
+        if self.connector is not None and not sent_here(self.workspace, self.connector.name, [rec], warn=False):
             return 200, {"ignored": f"id {rec['id']!r} was not sent to {self.connector.name} by this workspace"}
         try:
             changed = self._record([rec])
@@ -240,7 +283,9 @@ class WebhookListener:
                     status, answer = 413, {"error": "body too large"}
                     self.close_connection = True  # the body is left unread
                 else:
-                    status, answer = listener.handle(self.headers, self.rfile.read(length))
+                    status, answer = listener.handle(self.headers, self.rfile.read(length))  # logs its own line
+                if status in (401, 413) or length < 0:
+                    listener.log_webhook(status, answer)  # refused before its body was read
                 data = json.dumps(answer).encode("utf-8")
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

@@ -364,9 +364,10 @@ def test_server_killed_mid_import_then_push_again_gives_exactly_one_task_each(ls
 
 class _SlowImportProxy:
     """A reverse proxy in front of the real server that holds each import ``delay`` seconds before passing it on
-    (``delay=None``: never passes it on), as a busy proxy or a slow server does."""
+    (``delay=None``: never passes it on), as a busy proxy or a slow server does; imports after the first
+    ``unavailable_after`` get HTTP 503, as from a server that went away."""
 
-    def __init__(self, upstream: str, delay: float | None):
+    def __init__(self, upstream: str, delay: float | None, *, unavailable_after: int | None = None):
         import httpx
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -378,6 +379,11 @@ class _SlowImportProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.path.split("?")[0].endswith("/import"):
                     proxy.imports += 1
+                    if unavailable_after is not None and proxy.imports > unavailable_after:  # the server went away
+                        self.send_response(503)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
                     if delay is None:
                         time.sleep(30)  # the client gives up long before
                         return
@@ -442,3 +448,95 @@ def test_prediction_score_orders_by_rank():
     scores = [prediction_score(r, k) for r in range(1, k + 1)]
     assert scores == sorted(scores) and scores[0] == 0.0 and scores[-1] == 1.0
     assert prediction_score(1, 1) == 0.0
+
+
+def _seed_manifest(out, pool, ids, run_id="seed-ws-0"):
+    """A batch like round 000's seed set: no model, so no classes and no predictions."""
+    import pyarrow as pa
+
+    from alscale.manifest import write_manifest
+
+    m = make_manifest(out.with_name(out.name + "-model"), pool, ids, run_id=run_id)
+    batch = m.batch
+    for name, kind in (("predicted_class", pa.string()), ("predicted_index", pa.int32()), ("confidence", pa.float32())):
+        batch = batch.set_column(batch.schema.get_field_index(name), name, pa.nulls(len(ids), kind))
+    return write_manifest(out, batch, {**m.data, "model": None, "strategy": {"name": "seed-random", "params": {}}}, force=True)
+
+
+def test_a_seed_batch_is_checked_against_the_workspaces_classes(ls_env, tmp_path, pool, workspace):
+    """Round 000's manifest names no model classes: the workspace's classes are what its answers must be."""
+    ids = pq.read_table(pool, columns=["id"]).column("id").to_pylist()[:6]
+    ids = [i for i in ids if i not in set(workspace.excluded_ids().tolist())]
+    seed = _seed_manifest(tmp_path / "seed", pool, ids)
+    for classes, words in ((["cat", "dog"], "missing ['fox'], not in the workspace []"),
+                           (["Cat", "Dog", "Fox"], "missing ['cat', 'dog', 'fox'], not in the workspace ['Cat', 'Dog', 'Fox']")):
+        project = ls_env.create_project(classes=classes)
+        with pytest.raises(QueueError, match="do not match the workspace classes") as info:
+            LabelStudioConnector(ls_env.url, project, data_columns=["text"]).push(seed, workspace=workspace)
+        assert words in str(info.value)
+        assert ls_env.tasks(project) == [] and workspace.pending().num_rows == 0
+    project = ls_env.create_project()  # cat, dog, fox: taken, without pre-annotations
+    assert list(LabelStudioConnector(ls_env.url, project, data_columns=["text"]).push(seed, workspace=workspace).pushed) == ids
+    assert all(not t["predictions"] for t in ls_env.tasks(project))
+
+
+def test_a_seed_batch_without_a_workspace_or_its_classes_is_not_checked(ls_env, tmp_path, pool):
+    from alscale.loop.workspace import Workspace
+
+    ws = Workspace.create(tmp_path / "ws-any", pool=pool, settings={"eval_size": 10, "stop_set_size": 10, "initial_size": 10})
+    ids = [i for i in pq.read_table(pool, columns=["id"]).column("id").to_pylist() if i not in set(ws.excluded_ids().tolist())][:3]
+    seed = _seed_manifest(tmp_path / "seed", pool, ids)
+    for workspace in (None, ws):  # no workspace; a workspace that takes any label
+        project = ls_env.create_project(classes=["cat", "dog"])
+        assert len(LabelStudioConnector(ls_env.url, project, data_columns=["text"]).push(seed, workspace=workspace).pushed) == 3
+
+
+@pytest.mark.parametrize("path", ["/projects/2", "/projects/2/data?tab=1", "/projects/", "/api/projects/2", "/api", "/ls/projects/2"])
+def test_a_page_or_api_address_as_the_base_url_is_refused(path):
+    from alscale.exceptions import ConfigError
+
+    base = "http://127.0.0.1:8080" + ("/ls" if path.startswith("/ls") else "")
+    with pytest.raises(ConfigError, match=f"Expected the Label Studio base URL \\(e.g. {base}\\)\\. Got "):
+        LabelStudioConnector("http://127.0.0.1:8080" + path, 2)
+    LabelStudioConnector(base, 2)  # the base itself, under a prefix or not, is taken
+    LabelStudioConnector(base + "/", 2)
+
+
+def test_the_cli_refuses_a_project_page_as_the_url_before_any_request(workspace, manifest, monkeypatch):
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "0" * 40)
+    url = f"http://127.0.0.1:{free_port()}/projects/2"  # nothing listens there: a request would fail otherwise
+    for args in (["push", str(manifest.path), "--data-column", "text"], ["pull"]):
+        res = CliRunner().invoke(main, [*args, "-w", str(workspace.path), "--url", url, "--project", "2"])
+        assert res.exit_code == 2 and "alscale: error: Expected the Label Studio base URL (e.g. http://127.0.0.1:" in res.output, res.output
+        assert "give the base URL and the project id separately" in res.output
+
+
+def test_the_data_column_hint_names_a_pool_column(ls_env, manifest, workspace):
+    """--data-column sentence fails where the pool has no 'sentence' column: the hint maps the key onto a pool column."""
+    with ls_env.client() as c:
+        config = ('<View><Text name="s" value="$sentence"/><Choices name="label" toName="s">'
+                  + "".join(f'<Choice value="{k}"/>' for k in CLASSES) + "</Choices></View>")
+        project = c.post("/api/projects/", json={"title": "sentences", "label_config": config}).json()["id"]
+    with pytest.raises(QueueError) as info:
+        LabelStudioConnector(ls_env.url, project, data_columns=["text"]).push(manifest, workspace=workspace)
+    assert "reads ['$sentence'] from each task: expected data_columns naming them (e.g. --data-column sentence=COLUMN" in str(info.value)
+    assert "--data-column sentence)" not in str(info.value)
+    pushed = LabelStudioConnector(ls_env.url, project, data_columns=["sentence=text"]).push(manifest, workspace=workspace)
+    assert len(pushed.pushed) == 30  # what the hint says works
+
+
+def test_a_push_cut_off_half_way_says_what_it_imported_and_what_was_there(ls_env, tmp_path, pool, workspace):
+    ids = pq.read_table(pool, columns=["id"]).column("id").to_pylist()[:15]
+    project = ls_env.create_project()
+    LabelStudioConnector(ls_env.url, project, data_columns=["text"]).push(make_manifest(tmp_path / "b0", pool, ids[:5], run_id="run-0"),
+                                                                        workspace=workspace)
+    proxy = _SlowImportProxy(ls_env.url, delay=0, unavailable_after=1)  # the first chunk goes through, then the server is gone
+    try:
+        conn = LabelStudioConnector(proxy.url, project, data_columns=["text"], chunk_size=5, retries=0)
+        with pytest.raises(QueueUnavailableError) as info:
+            conn.push(make_manifest(tmp_path / "b1", pool, ids, run_id="run-1"), workspace=workspace)
+    finally:
+        proxy.close()
+    assert ("Of the batch's 15 tasks, this push imported 5 before this failure and 5 were in the project already; "
+            "both are recorded as pending; push again to import the rest.") in str(info.value)
+    assert sorted(workspace.pending().column("id").to_pylist()) == sorted(ids[:10])

@@ -199,3 +199,104 @@ def test_register_on_every_interface_needs_the_public_url(workspace, monkeypatch
         res = CliRunner().invoke(main, ["listen", "-w", str(workspace.path), "--url", f"http://127.0.0.1:{free_port()}",
                                         "--project", "1", "--host", host, "--register-only"])
         assert res.exit_code == 2 and "needs --public-url" in res.output, res.output
+
+
+def test_only_an_ids_first_label_counts_toward_the_next_round(ls_env, manifest, workspace):
+    """Skips, edits of an answer and a second annotation of a labeled task are no new labels."""
+    project = ls_env.create_project()
+    conn = LabelStudioConnector(ls_env.url, project, data_columns=["text"])
+    conn.push(manifest, workspace=workspace)
+    tasks = sorted(ls_env.tasks(project), key=lambda t: t["id"])
+    fired = []
+    with WebhookListener(workspace, secret=SECRET, connector=conn, reconcile_every=None,
+                         next_round_after=2, on_next_round=fired.append) as listener:
+        conn.register_webhook(listener.url, secret=SECRET)
+        ls_env.annotate(tasks[0]["id"], None, skip=True)
+        ls_env.annotate(tasks[1]["id"], None, skip=True)
+        ann = ls_env.annotate(tasks[2]["id"], "cat")  # the first new label
+        ls_env.update_annotation(ann["id"], "dog")  # an edit
+        ls_env.annotate(tasks[2]["id"], "fox")  # a second annotation of the same task
+        assert _labels(workspace) == {tasks[2]["data"]["alscale_id"]: "fox"}
+        time.sleep(0.5)
+        assert fired == []
+        ls_env.annotate(tasks[0]["id"], "cat")  # a skipped id labeled at last: the second new label
+        assert _wait(lambda: fired == [2])
+        time.sleep(0.3)
+        assert fired == [2]
+
+
+def _start_listen(ls_env, project, workspace, *args):
+    """``alscale listen`` in a process of its own; returns it and a list its output lines are read into."""
+    import threading
+
+    env = {**os.environ, "LABEL_STUDIO_API_KEY": ls_env.token, "ALSCALE_WEBHOOK_SECRET": SECRET}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "alscale", "listen", "-w", str(workspace.path), "--url", ls_env.url, "--project", str(project),
+         "--reconcile-every", "0", *args],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # Ctrl-C reaches it even from a background job
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+    # the line logged once the start's reconcile pull is done and requests are served
+    ok = _wait(lambda: proc.poll() is not None or any("listening for Label Studio webhooks" in line for line in lines), timeout=60)
+    assert ok and proc.poll() is None, "".join(lines)[-2000:]
+    return proc, lines
+
+
+def _stop(proc, lines, sig=signal.SIGTERM):
+    os.kill(proc.pid, sig)
+    try:
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    time.sleep(0.2)  # the reader thread takes the last lines
+    return "".join(lines)
+
+
+def _hooks(ls_env, project):
+    with ls_env.client() as c:
+        return [(h["id"], h["url"]) for h in c.get("/api/webhooks/", params={"project": project}).json() if h.get("project") == project]
+
+
+def test_listen_logs_one_line_per_webhook_and_no_http_request_lines(ls_env, manifest, workspace):
+    project = ls_env.create_project()
+    LabelStudioConnector(ls_env.url, project, data_columns=["text"]).push(manifest, workspace=workspace)
+    tasks = sorted(ls_env.tasks(project), key=lambda t: t["id"])
+    port = free_port()
+    proc, lines = _start_listen(ls_env, project, workspace, "--port", str(port), "--register")
+    try:
+        ls_env.annotate(tasks[0]["id"], "dog")  # Label Studio calls the webhook before answering
+        bird = {"action": "ANNOTATION_CREATED", "project": {"id": project},
+                "annotation": {"id": 424242, "result": [{"type": "choices", "from_name": "label", "to_name": "text",
+                                                         "value": {"choices": ["bird"]}}]},
+                "task": {"id": tasks[1]["id"], "data": tasks[1]["data"]}}
+        url = f"http://127.0.0.1:{port}/webhook"
+        assert httpx.post(url, json=bird, headers={"X-Alscale-Secret": SECRET}).status_code == 422
+        assert httpx.post(url, json=[1, 2], headers={"X-Alscale-Secret": SECRET}).status_code == 400
+    finally:
+        out = _stop(proc, lines)
+    first, second = tasks[0]["data"]["alscale_id"], tasks[1]["data"]["alscale_id"]
+    assert f"webhook ANNOTATION_CREATED for id {first!r}: recorded label 'dog'" in out, out
+    assert f"webhook ANNOTATION_CREATED for id {second!r}: refused with HTTP 422 (Expected a label among" in out and "'bird'" in out
+    assert "webhook: refused with HTTP 400 (expected a JSON object with an 'action'" in out
+    assert "HTTP Request:" not in out, out  # the reconcile pull's requests stay out of it
+
+
+def test_a_stopped_listen_removes_the_webhook_it_created_and_keeps_one_it_reused(ls_env, manifest, workspace):
+    """With --port 0 every run has a new URL: a webhook left behind at each stop would pile up, dead."""
+    project = ls_env.create_project()
+    LabelStudioConnector(ls_env.url, project, data_columns=["text"]).push(manifest, workspace=workspace)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        proc, lines = _start_listen(ls_env, project, workspace, "--port", "0", "--register")
+        assert len(_hooks(ls_env, project)) == 1
+        out = _stop(proc, lines, sig)
+        assert _hooks(ls_env, project) == [], out
+        assert "removed webhook" in out
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/webhook"
+    kept = LabelStudioConnector(ls_env.url, project).register_webhook(url, secret=SECRET)
+    proc, lines = _start_listen(ls_env, project, workspace, "--port", str(port), "--register")
+    out = _stop(proc, lines)
+    assert _hooks(ls_env, project) == [(kept, url)], out  # found and reused: a later run at this port uses it again
+    assert "removed webhook" not in out

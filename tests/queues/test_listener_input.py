@@ -146,3 +146,46 @@ def test_a_label_for_an_id_this_workspace_did_not_send_is_ignored(listener, work
 def test_the_secret_must_be_a_non_empty_string(workspace, secret, got):
     with pytest.raises(ConfigError, match=f"Expected a non-empty webhook secret \\(a str\\). Got {got}."):
         WebhookListener(workspace, secret=secret, port=0)
+
+
+@pytest.mark.parametrize("body", [b"[1,2]", b"{}", b"", b"null", b'"x"', b'{"action": 5}', b'{"task": {"id": 1}}'])
+def test_a_body_that_is_not_an_object_with_an_action_gets_400(listener, workspace, body):
+    status, answer = listener.handle(HEADERS, body)
+    assert status == 400 and "expected a JSON object with an 'action'" in answer["error"]
+    assert workspace.label_log().num_rows == 0
+
+
+def test_other_label_studio_actions_are_still_ignored_with_200(listener, workspace):
+    for action in ("PROJECT_UPDATED", "TASKS_CREATED", "ANNOTATIONS_DELETED"):
+        assert listener.handle(HEADERS, json.dumps({"action": action, "project": {"id": 6}}).encode()) == (200, {"ignored": action})
+    assert workspace.label_log().num_rows == 0
+
+
+def test_each_webhook_is_logged_once_naming_its_id_and_what_became_of_it(listener, workspace, caplog):
+    caplog.set_level("INFO", logger="alscale.queues")
+
+    def lines(payload):
+        caplog.clear()
+        listener.handle(HEADERS, json.dumps(payload).encode())
+        return [(r.levelname, r.getMessage()) for r in caplog.records]
+
+    assert lines(_payload({"alscale_id": 1003}, _choice("bird"))) == [
+        ("WARNING", "webhook ANNOTATION_CREATED for id 1003: refused with HTTP 422 (Expected a label among the known classes "
+                    "['cat', 'dog', 'fox']. Got 'bird'.)")]
+    assert lines(_payload({"alscale_id": 1003}, _choice("fox"))) == [("INFO", "webhook ANNOTATION_CREATED for id 1003: recorded label 'fox'")]
+    assert lines(_payload({"alscale_id": 1003}, _choice("fox"))) == [("INFO", "webhook ANNOTATION_CREATED for id 1003: already recorded (label 'fox')")]
+    assert lines(_payload({"alscale_id": 1004}, _choice("dog"))) == [
+        ("INFO", "webhook ANNOTATION_CREATED for id 1004: ignored (id 1004 was not sent to label-studio:6 by this workspace)")]
+    assert lines({"action": "PROJECT_UPDATED"}) == [("INFO", "webhook PROJECT_UPDATED: ignored (PROJECT_UPDATED)")]
+    assert lines(_payload({"alscale_id": 1003}, [], was_cancelled=True)) == [
+        ("INFO", "webhook ANNOTATION_CREATED for id 1003: recorded as skipped")]
+    assert lines([1, 2]) == [("WARNING", "webhook: refused with HTTP 400 (expected a JSON object with an 'action' "
+                                         "(a Label Studio webhook), got a JSON list)")]
+
+
+def test_a_request_refused_before_its_body_is_read_is_logged_too(workspace, caplog):
+    caplog.set_level("INFO", logger="alscale.queues")
+    with WebhookListener(workspace, secret=SECRET, port=0) as lst:
+        assert httpx.post(lst.url, json={"action": "ANNOTATION_CREATED"}, headers={"X-Alscale-Secret": "wrong"}).status_code == 401
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.getMessage().startswith("webhook")] == [
+        ("WARNING", "webhook: refused with HTTP 401 (missing or wrong X-Alscale-Secret header)")]

@@ -77,7 +77,8 @@ def test_another_pools_manifest_with_overlapping_ids_is_not_tagged_with_this_wor
     ids = _free(ws_a, pool_a, 4)
     m_b = _with_spec(make_manifest(tmp_path / "batch-b0", pool_b, ids, run_id="run-b"), tmp_path / "batch-b", str(pool_b))
     project = ls_env.create_project()
-    with pytest.raises(WorkspaceError, match=r"Expected a batch of workspace .*'s pool .* Got batch run-b of the pool '.*b\.parquet'"):
+    with pytest.raises(WorkspaceError, match=r"Expected a batch of the pool of workspace '.*ws-a' \('.*a\.parquet', key \w+\)\. "
+                       r"Got batch run-b of the pool '.*b\.parquet'"):
         push(m_b, _settings(ls_env, project), workspace=ws_a)
     assert ls_env.tasks(project) == [] and ws_a.pending().num_rows == 0
     m_a = _with_spec(make_manifest(tmp_path / "batch-a0", pool_a, ids, run_id="run-a"), tmp_path / "batch-a", str(pool_a))
