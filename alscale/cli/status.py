@@ -11,7 +11,11 @@ __all__ = ["command"]
 @click.argument("workspace")
 @click.option("--plot", default=None, help="Also write a composition-over-rounds PNG here.")
 def command(workspace, plot):
-    """Print WORKSPACE's rounds: labels, metric, gain per batch, stopping verdict, warnings."""
+    """Print WORKSPACE's labels and rounds: labels, metric, gain per batch, stopping verdict, warnings.
+
+    Ids whose answers disagree (two annotators, or a label file and a queue) are listed with
+    the answer used, the latest.
+    """
     from alscale.loop.report import status_table
     from alscale.loop.workspace import Workspace
 

@@ -38,6 +38,7 @@ def status_table(ws: Workspace) -> str:
     The summary counts the training labels (what the budget counts), the skips and the
     pending ids; and the evaluation set's labels: those recorded for its ids, or, for a
     workspace with a label column, the rows that column labels (what rounds evaluate on).
+    Ids whose answers disagree follow it, each with the answer used.
     """
     metric = ws.settings["metric"]
     counts = ws.label_counts()
@@ -53,6 +54,7 @@ def status_table(ws: Workspace) -> str:
         f"skipped {counts['skipped']:,}  pending {len(set(ws.pending().column('id').to_pylist())):,}",  # an id may wait in two queues
         "",
     ]
+    lines[-1:-1] = _disagreement_lines(ws)
     header = f"{'round':>5}  {'kind':<5}  {'labels':>7}  {'selected':>8}  {metric:>9}  {'gain/batch':>10}  {'gain/label':>10}  verdict"
     lines += [header, "-" * len(header)]
 
@@ -64,6 +66,20 @@ def status_table(ws: Workspace) -> str:
                      f"{fmt(r['gain'], '+.4f'):>10}  {fmt(r['gain_per_label'], '+.2e'):>10}  {r['verdict']}")
         for w in r["warnings"]:
             lines.append(f"{'':>5}  warning: composition {w}")
-    if len(lines) == 4:
+    if lines[-1].startswith("-----"):  # the header's rule: no rounds below it
         lines.append("(no rounds yet: run `alscale round`)")
     return "\n".join(lines)
+
+
+def _disagreement_lines(ws: Workspace, shown: int = 10) -> list[str]:
+    """Lines naming the ids whose answers disagree (the labeled set uses the latest answer)."""
+    found = ws.disagreements()
+    if not found:
+        return []
+    lines = [f"answers disagree on {len(found):,} id(s); the latest answer is used:"]
+    for d in found[:shown]:
+        answers = ", ".join(f"{label!r} ({annotator or source})" for label, annotator, source in d["labels"])
+        lines.append(f"  id {d['id']!r}: {answers} -> {d['used']!r}")
+    if len(found) > shown:
+        lines.append(f"  ... {len(found) - shown:,} more (Workspace.disagreements())")
+    return lines

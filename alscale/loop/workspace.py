@@ -717,9 +717,12 @@ class Workspace:
             keep = np.array([v not in resolved for v in self._ids(pending.column("id")).tolist()], dtype=bool)
             if changed == 0 and keep.all():
                 return 0
-            labels = pa.Table.from_pylist(sorted(log.values(), key=lambda r: r["seq"]), schema=_labels_schema(self.id_type))
+            ordered = sorted(log.values(), key=lambda r: r["seq"])
+            labels = pa.Table.from_pylist(ordered, schema=_labels_schema(self.id_type))
             self._commit(head, labels=labels if changed else None, pending=pending.filter(pa.array(keep)) if not keep.all() else None)
-            return changed
+        if changed:
+            _warn_of_disagreements(_disagreeing(ordered, {r["id"] for r in rows}))
+        return changed
 
     @staticmethod
     def _warn_of_new_classes(rows: list[dict], kept: Iterable[dict]) -> None:
@@ -811,6 +814,22 @@ class Workspace:
         rows = sorted(best.values(), key=lambda r: r["seq"])
         return pa.Table.from_pylist(rows, schema=_labels_schema(self.id_type)).select(cols)
 
+    def disagreements(self) -> list[dict]:
+        """Ids whose kept answers disagree: "labeled" records of two or more labels.
+
+        Several annotators on one task, or a label file and a queue, may answer one id
+        differently.  The labeled set (:meth:`labeled`) trains on the latest of them; this says
+        where that choice was made, for a second look.
+
+        Returns
+        -------
+        list of dict
+            One per such id, in id order: ``{"id", "labels", "used"}``, ``labels`` the
+            ``(label, annotator, source)`` of each kept record, oldest first, and ``used`` the
+            label the labeled set holds.
+        """
+        return _disagreeing(self.label_log().to_pylist())
+
     def excluded_ids(self) -> np.ndarray:
         """Ids selection must skip: labeled (or skipped), pending, and the evaluation set.
 
@@ -852,3 +871,27 @@ class Workspace:
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.path)!r})"
+
+
+def _disagreeing(log: list[dict], ids: set | None = None) -> list[dict]:
+    """The disagreements among label-log rows ordered by seq (``ids``: only these ids)."""
+    by_id: dict = {}
+    for r in log:
+        if r["status"] == "labeled" and (ids is None or r["id"] in ids):
+            by_id.setdefault(r["id"], []).append(r)
+    out = []
+    for ident in sorted(by_id, key=lambda v: (isinstance(v, str), v)):
+        answers = by_id[ident]
+        if len({r["label"] for r in answers}) > 1:
+            out.append({"id": ident, "labels": [(r["label"], r["annotator"], r["source"]) for r in answers],
+                        "used": answers[-1]["label"]})
+    return out
+
+
+def _warn_of_disagreements(found: list[dict]) -> None:
+    if not found:
+        return
+    first = found[0]
+    answers = ", ".join(f"{label!r} ({annotator or source})" for label, annotator, source in first["labels"])
+    logger.warning("%d id(s) have answers that disagree, e.g. id %r: %s; the latest (%r) is used "
+                   "(`alscale status` lists them)", len(found), first["id"], answers, first["used"])

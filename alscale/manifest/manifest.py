@@ -104,7 +104,7 @@ def check_output_free(out: str | os.PathLike, force: bool) -> None:
                           "or submit jobs/select_job.py, which publishes a manifest to a filesystem URI.")
     out = Path(out)
     if out.exists() and not force:
-        raise OutputError(f"Output directory {str(out)!r} exists already; pass --force to replace it.")
+        raise OutputError(f"Output directory {str(out)!r} exists already; set force (--force) to replace it.")
     if out.exists() and not out.is_dir():
         raise OutputError(f"Output {str(out)!r} exists and is not a directory.")
     if out.is_dir() and not (out / MANIFEST_FILE).is_file() and any(out.iterdir()):

@@ -29,6 +29,7 @@ from alscale.queues.endpoint import HttpEndpointConnector
 from alscale.queues.files import FileConnector
 from alscale.config import check_path, read_settings_file
 from alscale.queues.labelstudio import LabelStudioConnector
+from alscale.pool.identity import pool_key
 
 __all__ = ["KINDS", "load_queue_settings", "make_connector", "pull", "push"]
 
@@ -154,7 +155,7 @@ def push(manifest: Any, queue: Mapping[str, Any] | Connector, *, workspace: Any 
     return connector.push(manifest, workspace=open_workspace(workspace))
 
 
-def pull(queue: Mapping[str, Any] | Connector, *, workspace: Any = None) -> list[dict]:
+def pull(queue: Mapping[str, Any] | Connector, *, workspace: Any = None, pool: Any = None) -> list[dict]:
     """Take finished annotations back from a labeling queue (recorded in ``workspace`` when given).
 
     Parameters
@@ -163,21 +164,35 @@ def pull(queue: Mapping[str, Any] | Connector, *, workspace: Any = None) -> list
         Queue settings (see the module docstring) or a connector.
     workspace : str, path or Workspace, optional
         Where the labels are recorded (idempotent: pulling twice records nothing new).
+    pool : str, path or list of them, optional
+        Only the answers on tasks of this pool (where it lives, as ``select`` was given it: a
+        file, folder, glob or URI), for a Label Studio project that holds tasks of several
+        pools; tasks pushed before tasks carried their pool match any.  By default the
+        workspace's pool, or every pool without a workspace.  Only Label Studio tasks carry
+        their pool.
 
     Returns
     -------
     list of dict
         Label records ``{"id", "label", "status", "source", "annotation_id", "annotator",
-        "answered_at"}`` (the last where the queue gives a time).
+        "answered_at"}`` (the last where the queue gives a time); a Label Studio record also
+        has ``"pool"``, the key of its task's pool (None for a task pushed without one).
 
     Raises
     ------
     ConfigError
-        Bad queue settings (see :func:`make_connector`).
+        Bad queue settings (see :func:`make_connector`), or ``pool`` for a queue that is not
+        Label Studio.
     WorkspaceError, LabelError
         No workspace at the path, or labels it refuses (a file's labels are refused whole).
     QueueAuthError, QueueUnavailableError, QueueError
         The queue refused the credentials, could not be reached, or answered unexpectedly.
     """
     connector = make_connector(queue)
-    return connector.pull(workspace=open_workspace(workspace))
+    if pool is None:
+        return connector.pull(workspace=open_workspace(workspace))
+    if not isinstance(connector, LabelStudioConnector):
+        raise ConfigError(f"Expected no pool for a {connector.name.split(':')[0]} queue: only Label Studio tasks carry their pool. Got pool={pool!r}.")
+    if not isinstance(pool, (str, os.PathLike, list, tuple)) or not pool:
+        raise ConfigError(f"Expected the pool as a path, glob or URI (or a list of them). Got {pool!r}.")
+    return connector.pull(workspace=open_workspace(workspace), pool=pool_key(pool))

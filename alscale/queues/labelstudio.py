@@ -150,7 +150,7 @@ def annotation_record(annotation: Mapping[str, Any], task: Mapping[str, Any], *,
     return {
         "id": alscale_id, "label": label, "status": status, "source": source,
         "annotation_id": str(annotation["id"]), "annotator": None if who is None else str(who),
-        "answered_at": answered if isinstance(answered, str) else None,
+        "answered_at": answered if isinstance(answered, str) else None, "pool": task_pool(task),
     }
 
 
@@ -420,7 +420,8 @@ class LabelStudioConnector:
         Returns
         -------
         list of dict
-            ``{"id", "label", "status", "source", "annotation_id", "annotator"}``, one per annotation.
+            ``{"id", "label", "status", "source", "annotation_id", "annotator", "answered_at", "pool"}``,
+            one per annotation (``pool``: the task's pool key, None for a task pushed without one).
         """
         ws = open_workspace(workspace)
         if pool is None and ws is not None:

@@ -453,3 +453,27 @@ def test_sizes_as_ints_fractions_and_flags(tmp_path, blob_pool):
         resolve_size(301, 300, name="eval_size")
     with pytest.raises(ConfigError, match=r"^The 'eval_size' setting must be a row count >= 0 or a fraction in \(0, 1\)\. Got 1.5 instead\.$"):
         resolve_size(1.5, 300, name="eval_size")
+
+
+def test_disagreeing_answers_are_warned_of_listed_and_the_latest_is_used(tmp_path, blob_pool, caplog):
+    from alscale.loop.report import status_table
+
+    ws = _ws(tmp_path, blob_pool)
+    ws.record_labels([{"id": 7, "label": 0, "source": "ls", "annotation_id": "a1", "annotator": "ann"},
+                      {"id": 8, "label": 1, "source": "ls", "annotation_id": "a2", "annotator": "ann"},
+                      {"id": 9, "label": 2, "source": "ls", "annotation_id": "a3", "annotator": "ann"}])
+    assert ws.disagreements() == []
+    caplog.clear()
+    # a second annotator: agrees on 8, disagrees on 7; an edit of one annotation (a3) is no disagreement
+    ws.record_labels([{"id": 7, "label": 1, "source": "ls", "annotation_id": "b1", "annotator": "bob"},
+                      {"id": 8, "label": 1, "source": "ls", "annotation_id": "b2", "annotator": "bob"},
+                      {"id": 9, "label": 0, "source": "ls", "annotation_id": "a3", "annotator": "ann"}])
+    found = ws.disagreements()
+    assert found == [{"id": 7, "labels": [("0", "ann", "ls"), ("1", "bob", "ls")], "used": "1"}]
+    assert {r["id"]: r["label"] for r in ws.labeled().to_pylist()}[7] == found[0]["used"]
+    warned = [r.getMessage() for r in caplog.records if "disagree" in r.getMessage()]
+    assert len(warned) == 1 and "1 id(s)" in warned[0] and "id 7" in warned[0] and "the latest ('1') is used" in warned[0]
+    assert "id 7: '0' (ann), '1' (bob) -> '1'" in status_table(ws)
+    # a label file agreeing with the latest keeps the id listed (three answers, two labels); a skip adds none
+    ws.record_labels([{"id": 7, "label": 1, "source": "fix.csv"}, {"id": 8, "label": None, "status": "skipped", "source": "x"}])
+    assert [d["id"] for d in ws.disagreements()] == [7] and len(ws.disagreements()[0]["labels"]) == 3

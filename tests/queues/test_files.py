@@ -64,6 +64,8 @@ def test_labels_file_pull(tmp_path, manifest, workspace):
     assert set(workspace.pending().column("id").to_pylist()) == set(ids[2:])
     with pytest.raises(QueueError, match="labels file"):
         FileConnector(tmp_path / "out.csv").pull()
+    with pytest.raises(ConfigError, match="Expected no pool for a file queue: only Label Studio tasks carry their pool"):
+        pull({"kind": "file", "labels": str(labels)}, workspace=workspace, pool=str(tmp_path))
 
 
 def test_settings_errors():

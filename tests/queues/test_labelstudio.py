@@ -193,7 +193,12 @@ def test_pools_with_overlapping_ids_share_a_project_each_with_its_own_tasks_and_
     assert sorted((r["id"], r["label"]) for r in got_b) == [(i, "dog") for i in ids_b]
     assert {r["id"]: r["label"] for r in ws_a.labeled().to_pylist()} == {i: "cat" for i in ids_a}
     assert {r["id"]: r["label"] for r in ws_b.labeled().to_pylist()} == {i: "dog" for i in ids_b}
-    assert len(pull(settings)) == 12  # without a workspace: every answer in the project
+    everything = pull(settings)  # without a workspace: every answer in the project, each with its task's pool
+    assert sorted((r["pool"], r["id"], r["label"]) for r in everything) == sorted(
+        [(ws_a.pool_key, i, "cat") for i in ids_a] + [(ws_b.pool_key, i, "dog") for i in ids_b])
+    only_b = pull(settings, pool=str(pool_b))  # a pool named by where it lives, as select takes it
+    assert sorted((r["id"], r["label"]) for r in only_b) == [(i, "dog") for i in ids_b]
+    assert {r["pool"] for r in pull(settings, workspace=ws_a, pool=[str(pool_a)])} == {ws_a.pool_key}
 
 
 def test_a_push_without_a_workspace_carries_the_key_its_workspace_finds_again(ls_env, tmp_path, pool, workspace):
