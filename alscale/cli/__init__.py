@@ -63,13 +63,28 @@ class _LazyGroup(click.Group):
             click.echo("alscale: interrupted", err=True)
             sys.exit(130)
         except click.UsageError as exc:  # a bad flag value: the same one line, not click's usage block
-            _fail(f"{exc.format_message()} (see {_help_command(exc.ctx, ctx)})")
+            _fail(f"{_sibling_option(exc, ctx) or exc.format_message()} (see {_help_command(exc.ctx, ctx)})")
         except OSError as exc:
             if exc.filename is None:  # not about a path the user gave: a real fault, with its traceback
                 raise
             # a path the user named cannot be used (a file where a folder is expected, no permission, ...)
             where = exc.filename2 or exc.filename  # a failed rename: its target is the user's path
             _fail(f"Cannot use {str(where)!r}: {exc.strerror or type(exc).__name__}.")
+
+
+#: Commands whose options are easily given to the other one: ``alscale pull --path`` is push's.
+_SIBLINGS = {"push": "pull", "pull": "push"}
+
+
+def _sibling_option(exc: click.UsageError, group: click.Context) -> str | None:
+    """For an option of the sibling command (``pull --path``), a message that says whose it is."""
+    name = group.invoked_subcommand
+    if not isinstance(exc, click.NoSuchOption) or name not in _SIBLINGS:
+        return None
+    sibling = group.command.get_command(group, _SIBLINGS[name])
+    if not any(exc.option_name in p.opts for p in sibling.params if isinstance(p, click.Option)):
+        return None
+    return f"No such option {exc.option_name!r} for `alscale {name}`: it is an option of `alscale {_SIBLINGS[name]}`."
 
 
 def _help_command(ctx: click.Context | None, group: click.Context | None = None) -> str:

@@ -16,7 +16,8 @@ __all__ = ["command"]
 @click.argument("workspace")
 @click.option("--pool", required=True, help="Parquet file, directory or glob.")
 @click.option("--id-column", default="id", show_default=True, help="Pool column holding row ids (int64 or string).")
-@click.option("--label-column", default=None, help="Oracle label column (simulation or partly labeled pool).")
+@click.option("--label-column", default=None, help="Pool column of true labels: the evaluation set's labels come from it (nothing to "
+              "label there), and its values give the classes. Training labels still come from `alscale label` or a queue.")
 @click.option("--classes", default=None,
               help="Comma-separated class names; labels outside them are refused. [default: from --label-column, else any label]")
 @click.option("--group-column", "group_columns", multiple=True, help="Column whose distribution to watch (repeatable).")
@@ -59,5 +60,7 @@ def command(workspace, pool, id_column, label_column, classes, group_columns, mo
                f"{ws.config['evaluation']['size']:,}, stop set {ws.config['stop_set']['size']:,}, "
                f"classes {'any (none given)' if ws.classes is None else ', '.join(map(str, ws.classes))}")
     if not label_column and ws.config["evaluation"]["size"]:  # an empty evaluation set (--eval-size 0) has nothing to label
-        click.echo(f"label the evaluation set too (its ids: {ws.path / ws.config['evaluation']['file']}): "
-                   "rounds report metrics, and the target and gain stopping rules act, only on its labeled rows")
+        click.echo(f"label the evaluation set too: push {ws.evaluation_batch()} like a round's batch (`alscale push "
+                   f"{ws.evaluation_batch()} -w {ws.path} ...`), or `alscale label` its ids "
+                   f"({ws.path / ws.config['evaluation']['file']}); rounds report metrics, and the target and gain stopping "
+                   "rules act, only on its labeled rows")

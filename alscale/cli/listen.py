@@ -84,7 +84,10 @@ def _unspecified(host: str) -> bool:
 
 def _register(connector, hook_url: str, secret: str, header: str) -> tuple[int, bool]:
     hook_id, created = connector.ensure_webhook(hook_url, secret=secret, header=header)
-    click.echo(f"registered webhook {hook_id} -> {hook_url} in project {connector.project}")
+    if created:
+        click.echo(f"registered webhook {hook_id} -> {hook_url} in project {connector.project}")
+    else:  # one pointing here already: it was someone's before this run, so it stays after it
+        click.echo(f"found webhook {hook_id} -> {hook_url} in project {connector.project} (updated; kept when this stops)")
     return hook_id, created
 
 

@@ -40,8 +40,7 @@ def command(config, workspace, **flags):
     """Record the queue's finished annotations in the workspace (idempotent).
 
     Skipped and cancelled annotations are recorded as such, not as labels.  A file queue
-    (--to file) reads --labels only: CSV, JSON lines or Parquet, as `alscale label` does; it
-    needs no --path.  Examples:
+    (--to file) reads --labels: CSV, JSON lines or Parquet, as `alscale label` does.  Examples:
 
     \b
       alscale pull -w ws --url http://127.0.0.1:8080 --project 3
@@ -52,7 +51,7 @@ def command(config, workspace, **flags):
 
     settings = queue_settings(config, **flags)
     if settings.get("kind") == "file":
-        settings.setdefault("path", None)  # a file queue's path is where a push writes; a pull reads only --labels
+        settings.setdefault("path", None)  # a file queue's path (a config file's) is where a push writes; a pull reads --labels
     connector = make_connector(settings)
     ws = _CountingWorkspace(Workspace.open(workspace))
     records = pull(connector, workspace=ws)

@@ -18,11 +18,11 @@ def queue_options(command: str):
         click.option("--url", help="Label Studio base URL, or the HTTP endpoint."),
         click.option("--project", type=int, help="Label Studio project id."),
         click.option("--token-env", help="Env variable holding the Label Studio token. [default: LABEL_STUDIO_API_KEY]"),
-        click.option("--secret-env", help="Env variable holding the HTTP signing secret. [default: ALSCALE_HTTP_SECRET]"),
-        click.option("--path", help="The file of --to file ('{run_id}' is replaced by the batch's run id)."),
     ]
     only = {
         "push": [
+            click.option("--secret-env", help="Env variable holding the HTTP signing secret. [default: ALSCALE_HTTP_SECRET]"),
+            click.option("--path", help="The file of --to file ('{run_id}' is replaced by the batch's run id)."),
             click.option("--data-column", "data_columns", multiple=True, help="Pool column to send, 'col' or 'key=col' (repeat)."),
             click.option("--format", "format", type=click.Choice(["jsonl", "csv", "parquet", "groundtruth"]),
                          help="File format. [default: from the --path suffix; .manifest is groundtruth]"),
@@ -64,11 +64,12 @@ def _flags(func):
 
 
 @click.command("push")
-@click.argument("manifest", type=click.Path(exists=True, file_okay=False))
+@click.argument("manifest", type=click.Path(exists=True))
 @queue_options("push")
 @_flags
 def command(manifest, settings, workspace):
-    """Send the batch in MANIFEST (a directory written by `alscale select`) to a queue.
+    """Send the batch in MANIFEST (a directory written by `alscale select` or `alscale round`:
+    ws/rounds/NNN/batch, or the batch.parquet in it) to a queue.
 
     Examples, where the token is in $LABEL_STUDIO_API_KEY:
 

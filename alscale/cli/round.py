@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 __all__ = ["command"]
@@ -45,11 +47,14 @@ def command(workspace, model, strategy, k, seed, actors, mark_pending):
         if not ws.config["evaluation"]["size"]:
             click.echo("  no metrics: the evaluation set is empty (init --eval-size 0)")
         else:
-            click.echo(f"  no metrics: none of the {ws.config['evaluation']['size']:,} evaluation-set ids is labeled; label them "
-                       f"(ids in {ws.path / ws.config['evaluation']['file']}) for metrics and the target and gain stopping rules")
+            click.echo(f"  no metrics: none of the {ws.config['evaluation']['size']:,} evaluation-set ids is labeled; push "
+                       f"{ws.evaluation_batch()} to a queue or `alscale label` its ids (in {ws.path / ws.config['evaluation']['file']}) "
+                       "for metrics and the target and gain stopping rules")
     for reason in (rec.get("stopping") or {}).get("reasons", []):
         click.echo(f"  stop: {reason}")
     for warning in rec.get("composition_warnings", []):
         click.echo(f"  warning: composition {warning}")
     if rec.get("batch"):
-        click.echo(f"  batch: {workspace}/rounds/{rec['round']:03d}/batch/batch.parquet")
+        batch = os.path.join(workspace, "rounds", f"{rec['round']:03d}", "batch")
+        click.echo(f"  batch: {batch} (send it with `alscale push {batch} -w {workspace} ...`, or label it with "
+                   f"`alscale label {workspace} FILE`)")

@@ -35,6 +35,7 @@ from alscale.exceptions import ConfigError, LabelError, ModelError, WorkspaceErr
 from alscale.loop import _pool
 from alscale.loop._io import atomic_write_bytes, atomic_write_json, atomic_write_parquet, read_json
 from alscale.loop.composition import composition_report
+from alscale.loop.idbatch import write_id_batch
 from alscale.loop.metrics import evaluate
 from alscale.loop.seedset import INITIAL_METHODS, seed_by_hint, seed_kmeans, seed_random
 from alscale.loop.stopping import check_stopping
@@ -206,29 +207,9 @@ def _seed_round(ws: Workspace, out_dir: pathlib.Path, *, seed: int, k: int | Non
 
 
 def _write_seed_batch(ws: Workspace, batch_dir: pathlib.Path, chosen: np.ndarray, *, method: str, seed: int) -> None:
-    """The seed set as a batch manifest of the engine's schema, so any queue takes it.
-
-    There is no model yet: every ``score`` is 0, ``predicted_class``, ``predicted_index`` and
-    ``confidence`` are null, and the queues send no pre-annotation.
-    """
-    from alscale.manifest.manifest import write_manifest
-
-    n, strategy = len(chosen), f"seed-{method}"
-    batch = pa.table({
-        "id": pa.array(chosen.tolist(), pa.int64() if ws.id_type == "int64" else pa.string()),
-        "rank": pa.array(np.arange(1, n + 1, dtype=np.int32)),
-        "score": pa.array(np.zeros(n)),
-        "strategy": pa.array([strategy] * n, pa.string()),
-        "predicted_class": pa.nulls(n, pa.string()),
-        "predicted_index": pa.nulls(n, pa.int32()),
-        "confidence": pa.nulls(n, pa.float32()),
-    })
-    pool = ws.config["pool"]
-    write_manifest(batch_dir, batch, {
-        "schema_version": 1, "run_id": f"seed-{ws.path.name}-{seed}", "created_at": _now(), "k": n, "seed": seed,
-        "strategy": {"name": strategy, "params": {}}, "model": None,
-        "pool": {"spec": pool, "paths": [pool] if isinstance(pool, str) else list(pool), "id_column": ws.config["id_column"]},
-        "counts": {"rows_selected": n}}, force=True)
+    """The seed set as a batch manifest of the engine's schema, so any queue takes it (no model: no predictions)."""
+    write_id_batch(batch_dir, chosen, id_type=ws.id_type, strategy=f"seed-{method}", run_id=f"seed-{ws.path.name}-{seed}",
+                   seed=seed, pool=ws.config["pool"], id_column=ws.config["id_column"])
 
 
 def _now() -> str:
@@ -306,6 +287,7 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
     if budget is not None:
         record["budget"] = budget
     out_dir.mkdir(parents=True, exist_ok=True)
+    ws.evaluation_batch()  # a workspace made before it had one gets it here
     _check_resumed_inputs(out_dir, number, _round_inputs(ws, train_ids, train_labels, model=model, strategy=strategy, k=k, seed=seed))
     previous = _unanswered_batch(ws, history)
     if previous is not None and k and not (out_dir / "batch" / "manifest.json").is_file():

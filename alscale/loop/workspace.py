@@ -11,6 +11,7 @@ Layout::
       state/pending-<n>.parquet  ids sent to annotators and not answered yet
       state/evaluation.parquet   the evaluation set (reserved once, at creation)
       state/stopset.parquet      the stop set (for the stabilizing-predictions rule)
+      evaluation/                the evaluation set as a batch manifest, to push to a labeling queue
       rounds/NNN/                one folder per round: model.onnx, metrics.json, batch, ...
 
 Every change to the labels and pending tables writes *new* versioned files (temp file, fsync,
@@ -40,6 +41,7 @@ from alscale.loop import _pool
 from alscale.loop._io import atomic_write_json, atomic_write_parquet, file_lock, read_json
 from alscale.pool.identity import pool_key
 from alscale.loop.evalset import EVAL_STREAM, STOP_STREAM, default_eval_size, reserve_random, resolve_size
+from alscale.loop.idbatch import write_id_batch
 
 __all__ = ["CONFIG_NAME", "SCHEMA_VERSION", "STATUSES", "Workspace", "check_loop_strategy"]
 
@@ -366,9 +368,10 @@ class Workspace:
         (path / "rounds").mkdir(exist_ok=True)
         atomic_write_parquet(path / "state" / "evaluation.parquet", pa.table({"id": pa.array(eval_ids, _id_type(id_kind))}))
         atomic_write_parquet(path / "state" / "stopset.parquet", pa.table({"id": pa.array(stop_ids, _id_type(id_kind))}))
-        atomic_write_json(path / CONFIG_NAME, config)  # last: its presence makes the workspace
         ws = cls(path, config)
         ws._pool_ids = ids
+        ws.evaluation_batch()
+        atomic_write_json(path / CONFIG_NAME, config)  # last: its presence makes the workspace
         return ws
 
     @classmethod
@@ -682,7 +685,8 @@ class Workspace:
         if problems and not skip_invalid:
             raise LabelError(problems[0][1])
         if problems:
-            logger.warning("left out %d label record(s) this workspace cannot take, e.g. %s", len(problems), problems[0][1])
+            logger.warning("left out %d label record(s) this workspace cannot take, e.g. id %r: %s", len(problems),
+                           rows[problems[0][0]]["id"], problems[0][1])
             bad = {i for i, _ in problems}
             rows = [r for i, r in enumerate(rows) if i not in bad]
         if not rows:
@@ -813,6 +817,27 @@ class Workspace:
                 best[r["id"]] = r
         rows = sorted(best.values(), key=lambda r: r["seq"])
         return pa.Table.from_pylist(rows, schema=_labels_schema(self.id_type)).select(cols)
+
+    def evaluation_batch(self) -> pathlib.Path | None:
+        """The evaluation set as a batch manifest, ``<workspace>/evaluation``, to send to a labeling queue.
+
+        Push it like any batch (``alscale push WS/evaluation -w WS ...``): its ids become pending
+        in that queue, and the queue's answers on them are recorded as the evaluation set's
+        labels.  Written at creation, or on first use for a workspace made before that.
+
+        Returns
+        -------
+        pathlib.Path or None
+            None for an empty evaluation set, or a workspace whose label column labels it.
+        """
+        if self.config.get("label_column") or not self.config["evaluation"]["size"]:
+            return None
+        out = self.path / "evaluation"
+        if not (out / "manifest.json").is_file():
+            write_id_batch(out, self.evaluation_ids(), id_type=self.id_type, strategy="evaluation",
+                           run_id=f"evaluation-{self.path.name}-{self.config['evaluation']['seed']}",
+                           seed=int(self.config["evaluation"]["seed"]), pool=self.config["pool"], id_column=self.config["id_column"])
+        return out
 
     def disagreements(self) -> list[dict]:
         """Ids whose kept answers disagree: "labeled" records of two or more labels.

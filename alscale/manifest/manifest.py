@@ -58,7 +58,8 @@ class Manifest:
         Parameters
         ----------
         path : str or path
-            The directory holding ``manifest.json`` and ``batch.parquet``.
+            The directory holding ``manifest.json`` and ``batch.parquet`` (or one of those two
+            files: its directory is read).
 
         Returns
         -------
@@ -70,6 +71,8 @@ class Manifest:
             ``path`` is not a path, or holds no readable manifest.
         """
         path = Path(check_path("path", path, OutputError))
+        if path.name in (MANIFEST_FILE, BATCH_FILE) and path.is_file():
+            path = path.parent
         try:
             data = json.loads((path / MANIFEST_FILE).read_text())
             batch = pq.read_table(path / BATCH_FILE)

@@ -130,18 +130,49 @@ def _label_file_format(path: Path) -> str:
 
 
 def _label_file_rows(path: Path, wanted: Sequence[str]) -> tuple[list, list[str]]:
-    """The rows of a labels file (a Parquet file's ``wanted`` columns only) and its column names."""
+    """The rows of a labels file (a Parquet file's ``wanted`` columns only) and its column names.
+
+    Raises
+    ------
+    ValueError
+        An empty file, a CSV row whose fields do not match the header (a quote left open, a
+        comma too many or too few), or a JSON line that does not parse; the message names the line.
+    """
+    if path.stat().st_size == 0:
+        raise ValueError("the file is empty: expected a header row (CSV), JSON lines or Parquet")
     fmt = _label_file_format(path)
     if fmt == "parquet":
         names = pq.read_schema(path).names
         return pq.read_table(path, columns=[c for c in names if c in wanted]).to_pylist(), names
     if fmt == "csv":
-        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: spreadsheets write a byte-order mark
-            reader = csv.DictReader(fh)  # every value as text: "00003" stays an id, "true" a label
-            rows = list(reader)
-            return rows, list(reader.fieldnames or [])
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+        return _csv_rows(path)
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"line {number} is not JSON ({exc.msg}; column {exc.colno})") from None
     return rows, list(rows[0]) if rows and isinstance(rows[0], dict) else []
+
+
+def _csv_rows(path: Path) -> tuple[list[dict], list[str]]:
+    """A CSV labels file's rows (every value as text: "00003" stays an id, "true" a label) and header."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: spreadsheets write a byte-order mark
+        reader = csv.reader(fh, strict=True)
+        try:
+            header = next(reader, [])
+            rows, start = [], reader.line_num + 1
+            for values in reader:
+                if values and len(values) != len(header):
+                    raise ValueError(f"line {start} has {len(values)} field(s), the header {len(header)} ({','.join(header)}); "
+                                     "a quote left open or a comma too many or too few?")
+                if values:
+                    rows.append(dict(zip(header, values)))
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            raise ValueError(f"line {start}: {exc} (a quote left open?)") from None
+    return rows, header
 
 
 def read_labels(path: str | os.PathLike, *, source: str, id_column: str | None = None, label_column: str = "label",

@@ -345,7 +345,8 @@ class LabelStudioConnector:
             extra = sorted(set(choices) - {str(c) for c in classes})
             raise QueueError(
                 f"Label Studio project {self.project}'s choices {choices} do not match the {whose} classes "
-                f"{list(classes)}: missing {missing}, not in the {whose} {extra}."
+                f"{list(classes)}: " + "; ".join(part for part in (f"missing {missing}" if missing else "",
+                                                       f"not in the {whose} {extra}" if extra else "") if part) + "."
             )
         return from_name, to_name
 

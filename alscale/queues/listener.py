@@ -155,7 +155,9 @@ class WebhookListener:
         records = self.connector.pull(pool=self.workspace.pool_key)
         if records:
             records = sent_here(self.workspace, self.connector.name, records)
-        return self._record(records, skip_invalid=True)
+        changed = self._record(records, skip_invalid=True)
+        logger.info("pulled %d answer(s) to this workspace's tasks from %s: %d new or changed", len(records), self.connector.name, changed)
+        return changed
 
     def _reconcile_loop(self) -> None:
         while not self._stop.wait(self.reconcile_every):

@@ -101,3 +101,27 @@ def test_annotator_option_overrides_the_files_column(tmp_path, pool_writer):
     path.write_text('{"id": 3, "label": "a", "annotator": "file"}\n')
     assert import_labels(ws, path, annotator="opt") == (1, 1)
     assert ws.label_log().to_pylist()[0]["annotator"] == "opt"
+
+
+@pytest.mark.parametrize("name, body, match", [
+    ("open-quote.csv", 'id,label\n3148,cat\n3796,"dog\n3085,fox,extra\n', r"line 3: unexpected end of data \(a quote left open\?\)"),
+    ("extra.csv", "id,label\n1,cat\n2,cat,extra\n", r"line 3 has 3 field\(s\), the header 2 \(id,label\)"),
+    ("short.csv", "id,label\n1,cat\n2\n", r"line 3 has 1 field\(s\), the header 2"),
+    ("empty.csv", "", r"the file is empty"),
+    ("empty.jsonl", "", r"the file is empty"),
+    ("bad.jsonl", '{"id": 1, "label": "cat"}\n\n{"id": 2, "lab\n', r"line 3 is not JSON \(Unterminated string"),
+])
+def test_a_malformed_labels_file_is_refused_naming_the_line(tmp_path, name, body, match):
+    """A quote left open would swallow the rest of the file into one label; a short row would read as a skip."""
+    path = tmp_path / name
+    path.write_text(body)
+    with pytest.raises(QueueError, match=rf"Cannot read labels file .*{name}'?: {match}"):
+        read_labels(path, source="t")
+
+
+def test_a_quoted_multi_line_value_and_a_header_only_file_are_read(tmp_path):
+    path = tmp_path / "text.csv"
+    path.write_text('id,label,text\n1,cat,"two\nlines"\n2,dog,one\n')
+    assert [(r["id"], r["label"]) for r in read_labels(path, source="t")] == [("1", "cat"), ("2", "dog")]
+    path.write_text("id,label\n")
+    assert read_labels(path, source="t") == []

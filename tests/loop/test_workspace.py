@@ -118,6 +118,7 @@ def test_skip_invalid_records_the_rest_and_warns(tmp_path, blob_pool, caplog):
         assert ws.record_labels(records, skip_invalid=True) == 2
     assert {r["id"]: r["label"] for r in ws.labeled().to_pylist()} == {1: "1", 3: "0"}
     assert "left out 3 label record(s)" in caplog.text
+    assert "e.g. id 5000: Expected label ids from the pool" in caplog.text  # the id names the task to look at
 
 
 def test_require_in_pool(tmp_path, blob_pool):

@@ -10,6 +10,7 @@ import pytest
 
 import alscale.queues as queues
 from alscale.exceptions import ConfigError, QueueError
+from alscale.manifest import Manifest
 from alscale.queues import FileConnector, load_batch, make_connector, pull, push
 
 
@@ -195,9 +196,15 @@ def test_a_file_pull_without_labels_names_the_flag(tmp_path, workspace):
 
     from alscale.cli import main
 
-    res = CliRunner().invoke(main, ["pull", "-w", str(workspace.path), "--to", "file", "--path", str(tmp_path / "out.jsonl")])
+    res = CliRunner().invoke(main, ["pull", "-w", str(workspace.path), "--to", "file"])
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
-    assert "Expected a labels file to pull from" in res.output and "alscale pull --labels PATH" in res.output
+    assert "alscale pull --labels PATH" in res.output
+    # --path (where a push writes) and --secret-env (the http queue, push only) are not pull's
+    res = CliRunner().invoke(main, ["pull", "-w", str(workspace.path), "--to", "file", "--path", str(tmp_path / "out.jsonl")])
+    assert res.exit_code == 2 and "No such option '--path' for `alscale pull`: it is an option of `alscale push`" in res.output
+    res = CliRunner().invoke(main, ["pull", "-w", str(workspace.path), "--to", "file", "--pathh", "x"])
+    assert res.exit_code == 2 and "No such option '--pathh'" in res.output and "alscale push" not in res.output
+    assert "--path" not in CliRunner().invoke(main, ["pull", "--help"]).output
 
 
 def test_a_file_pull_needs_only_labels_and_says_what_was_new(tmp_path, manifest, workspace):
@@ -253,3 +260,22 @@ def test_a_folder_as_the_file_queue_path_and_overrides_of_a_built_connector_are_
     assert make_connector(built) is built and make_connector(built, path=None) is built
     with pytest.raises(ConfigError, match=r"Expected settings \(a dict\) to apply \['path'\] to. Got a connector"):
         make_connector(built, path=str(tmp_path / "other.jsonl"))
+
+
+def test_the_evaluation_set_goes_through_a_queue_like_a_batch(tmp_path, workspace):
+    """`alscale push WS/evaluation`: its ids are pending in the queue, and the answers pulled back are evaluation labels."""
+    batch = workspace.evaluation_batch()
+    assert batch == workspace.path / "evaluation"
+    eval_ids = workspace.evaluation_ids().tolist()
+    result = push(batch, {"kind": "file", "path": str(tmp_path / "{run_id}.csv"), "data_columns": ["text"]}, workspace=workspace)
+    assert sorted(result.pushed) == sorted(eval_ids)
+    with open(tmp_path / f"{result.run_id}.csv", newline="") as fh:
+        assert sorted(int(r["alscale_id"] if "alscale_id" in r else r["id"]) for r in csv.DictReader(fh)) == sorted(eval_ids)
+    assert sorted(workspace.pending().column("id").to_pylist()) == sorted(eval_ids)
+    labels = tmp_path / "answers.csv"
+    labels.write_text("id,label\n" + "".join(f"{i},cat\n" for i in eval_ids))
+    pull({"kind": "file", "labels": str(labels)}, workspace=workspace)
+    assert workspace.label_counts() == {"training": 0, "evaluation": len(eval_ids), "skipped": 0}
+    assert workspace.pending().num_rows == 0
+    # the batch is written once, at creation: the same ids in the same order, whatever is labeled since
+    assert Manifest.read(batch).batch.column("id").to_pylist() == eval_ids

@@ -289,7 +289,7 @@ def test_bad_inputs_fail_clearly_and_record_nothing(ls_env, manifest, workspace,
     cases = [
         ({"project": project}, {"LABEL_STUDIO_API_KEY": "0" * 40}, QueueAuthError, "refused with HTTP 401"),
         ({"project": 987654}, {}, QueueError, "987654, which does not exist"),
-        ({"project": wrong_classes}, {}, QueueError, "missing ['fox'], not in the model ['wolf']"),
+        ({"project": wrong_classes}, {}, QueueError, "missing ['fox']; not in the model ['wolf']"),
         ({"project": project, "url": f"http://127.0.0.1:{free_port()}", "retries": 1, "backoff": 0.01}, {},
          QueueUnavailableError, "failed after 2 attempts"),
         ({"project": project, "token_env": "ALSCALE_NO_SUCH_TOKEN"}, {}, QueueAuthError, "ALSCALE_NO_SUCH_TOKEN"),
@@ -473,8 +473,8 @@ def test_a_seed_batch_is_checked_against_the_workspaces_classes(ls_env, tmp_path
     ids = pq.read_table(pool, columns=["id"]).column("id").to_pylist()[:6]
     ids = [i for i in ids if i not in set(workspace.excluded_ids().tolist())]
     seed = _seed_manifest(tmp_path / "seed", pool, ids)
-    for classes, words in ((["cat", "dog"], "missing ['fox'], not in the workspace []"),
-                           (["Cat", "Dog", "Fox"], "missing ['cat', 'dog', 'fox'], not in the workspace ['Cat', 'Dog', 'Fox']")):
+    for classes, words in ((["cat", "dog"], "classes ['cat', 'dog', 'fox']: missing ['fox']."),
+                           (["Cat", "Dog", "Fox"], "missing ['cat', 'dog', 'fox']; not in the workspace ['Cat', 'Dog', 'Fox']")):
         project = ls_env.create_project(classes=classes)
         with pytest.raises(QueueError, match="do not match the workspace classes") as info:
             LabelStudioConnector(ls_env.url, project, data_columns=["text"]).push(seed, workspace=workspace)

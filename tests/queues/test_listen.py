@@ -65,7 +65,7 @@ def test_webhooks_record_labels_and_reject_missing_secret(ls_env, manifest, work
         assert workspace.label_log().num_rows == before + 1
 
 
-def test_reconcile_takes_only_what_this_workspace_sent(ls_env, tmp_path, pool, workspace):
+def test_reconcile_takes_only_what_this_workspace_sent(ls_env, tmp_path, pool, workspace, caplog):
     """A project shared by two workspaces of one pool: the reconcile pull, like a webhook, leaves the other's answers out."""
     import pyarrow.parquet as pq
 
@@ -84,7 +84,9 @@ def test_reconcile_takes_only_what_this_workspace_sent(ls_env, tmp_path, pool, w
         ls_env.annotate(t["id"], "dog")
     listener = WebhookListener(workspace, secret=SECRET, connector=conn, reconcile_every=None)
     try:
-        assert listener.reconcile() == 4
+        with caplog.at_level("INFO", logger="alscale.queues"):
+            assert listener.reconcile() == 4
+        assert f"pulled 4 answer(s) to this workspace's tasks from {conn.name}: 4 new or changed" in caplog.text
     finally:
         listener.server.server_close()
     assert sorted(workspace.labeled().column("id").to_pylist()) == sorted(free[:4])
