@@ -257,7 +257,10 @@ def read_settings_file(path: str | os.PathLike, what: str = "config file") -> di
             data = tomllib.loads(text)
     except Exception as exc:  # the parsers raise several unrelated types
         kind = "YAML" if path.suffix.lower() in (".yaml", ".yml") else "TOML"
-        raise ConfigError(f"{what[0].upper() + what[1:]} {str(path)!r} is not valid {kind}: {str(exc).splitlines()[0]}") from None
+        mark = getattr(exc, "problem_mark", None)  # YAML's errors keep the line in a mark (TOML's say it in the first line)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError(f"{what[0].upper() + what[1:]} {str(path)!r} is not valid {kind}: {problem}{where}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{what[0].upper() + what[1:]} {str(path)!r} must hold a table of settings. Got {type(data).__name__}.")
     return data
@@ -285,9 +288,9 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
         The file cannot be read or parsed, or holds an unknown key (with the close match).
     """
     path = Path(check_path("config", path))
-    data = read_settings_file(path, what="config file")
-    data = {str(key).replace("-", "_"): value for key, value in data.items()}
-    _reject_unknown(data, source=f"config file {str(path)!r}")
+    raw = read_settings_file(path, what="config file")
+    data = {str(key).replace("-", "_"): value for key, value in raw.items()}
+    _reject_unknown(data, source=f"config file {str(path)!r}", spelled={str(key).replace("-", "_"): str(key) for key in raw})
     base = path.parent
     for key in ("pool", "out", "checkpoint_dir"):
         if isinstance(data.get(key), str):
@@ -306,14 +309,15 @@ def _resolve(base: Path, value: str) -> str:
     return str(base / value)
 
 
-def _reject_unknown(data: Mapping[str, Any], *, source: str) -> None:
+def _reject_unknown(data: Mapping[str, Any], *, source: str, spelled: Mapping[str, str] | None = None) -> None:
+    """ConfigError for a key that is no setting (``spelled``: each key as the user wrote it, dashes and all)."""
     for key in data:
         if key not in _FIELDS:
             close = difflib.get_close_matches(key, _FIELDS, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else f" Expected one of {sorted(_FIELDS)}."
             if key == "param":
                 hint = " Strategy parameters go in a [strategy_params] table."
-            raise ConfigError(f"Unknown setting {key!r} in {source}.{hint}")
+            raise ConfigError(f"Unknown setting {(spelled or {}).get(key, key)!r} in {source}.{hint}")
 
 
 def make_settings(config: str | os.PathLike | None = None, **overrides: Any) -> SelectSettings:
@@ -358,7 +362,7 @@ def make_settings(config: str | os.PathLike | None = None, **overrides: Any) -> 
             data[key] = value
     for key in ("pool", "model"):
         if key not in data:
-            raise ConfigError(f"The {key!r} setting is required (flag --{key} or the config file).")
+            raise ConfigError(f"The {key!r} setting is required ({key}=, the flag --{key} or the config file).")
     return SelectSettings(**data)
 
 

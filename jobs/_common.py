@@ -41,6 +41,53 @@ def connect_ray(address: str | None = None) -> None:
         connect_cluster(address, log_to_driver=True)
 
 
+def in_submitted_working_dir() -> bool:
+    """Whether the job runs in Ray's copy of a working directory (``ray job submit --working-dir``)."""
+    return "_ray_pkg_" in os.getcwd()
+
+
+def require_cluster_paths(*, outputs: dict, inputs: dict) -> None:
+    """Refuse local paths that point into Ray's copy of the submitted working directory.
+
+    ``ray job submit --working-dir .`` runs the entrypoint in a copy of that folder, made for the
+    job and deleted with it, without what its excludes leave out (the pool, the model).  An
+    output there (a relative path, or one in a config file of the copy) would be lost; an input
+    there that the copy does not hold is not the file the submitter meant.  Elsewhere (KubeRay,
+    a job without a working directory) nothing is checked.
+
+    Parameters
+    ----------
+    outputs, inputs : dict
+        Setting name -> a path, a list of paths or None (relative: to the current directory).
+
+    Raises
+    ------
+    ConfigError
+        An output in the copy, or an input in it that the copy does not hold.
+    """
+    if not in_submitted_working_dir():
+        return
+    from alscale.exceptions import ConfigError
+
+    copy = os.path.realpath(os.getcwd())
+
+    def in_copy(value) -> list[str]:
+        values = [value] if isinstance(value, (str, os.PathLike)) else list(value or ()) if isinstance(value, (list, tuple)) else []
+        paths = [os.fspath(v) for v in values if isinstance(v, (str, os.PathLike)) and "://" not in os.fspath(v)]
+        return [p for p in paths if (os.path.realpath(p) + os.sep).startswith(copy + os.sep)]
+
+    for name, value in outputs.items():
+        for path in in_copy(value):
+            raise ConfigError(f"Expected an absolute path (on storage the cluster shares) or a URI for {name!r} in a job submitted "
+                              f"with --working-dir: the job runs in Ray's copy of that folder, deleted after it. Got {path!r}, in that copy.")
+    for name, value in inputs.items():
+        for path in in_copy(value):
+            if not os.path.exists(path) and not any(ch in path for ch in "*?["):
+                raise ConfigError(f"Expected an absolute path or a URI for {name!r} in a job submitted with --working-dir: the "
+                                  f"job runs in Ray's copy of that folder, which does not hold {path!r} (left out by the "
+                                  "submit's excludes?).")
+
+
 def run_job(body: Callable[[], str], *, verbose: bool) -> int:
     """Run ``body`` (which returns a line to print on success) and turn failures into exit codes.
 

@@ -20,7 +20,7 @@ import argparse
 import json
 import sys
 
-from _common import JobArgumentParser, connect_ray, run_job
+from _common import JobArgumentParser, connect_ray, require_cluster_paths, run_job
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> str:
         from alscale.loop.rounds import run_round
 
+        require_cluster_paths(outputs={"workspace": args.workspace}, inputs={"model": args.model})
         connect_ray()
         record = run_round(args.workspace, model=args.model, strategy=args.strategy, k=args.k, seed=args.seed,
                            actors=args.actors, mark_pending=args.mark_pending)

@@ -30,7 +30,7 @@ import tempfile
 import uuid
 from typing import Any
 
-from _common import JobArgumentParser, connect_ray, run_job
+from _common import JobArgumentParser, connect_ray, require_cluster_paths, run_job
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -78,12 +78,13 @@ def _open_destination(uri: str, *, force: bool):
     """(filesystem, path) of an output URI that may be written; OutputError if it may not.
 
     As for a local output, ``force`` replaces an earlier manifest (or an empty folder, or the
-    ``batch.parquet`` of a copy cut short), never a file or a folder of other files.
+    ``batch.parquet`` of a copy cut short), never a file, nor a folder holding other files.
     """
     from pyarrow import fs as pafs
 
     from alscale.exceptions import OutputError
     from alscale.manifest import BATCH_FILE, MANIFEST_FILE
+    from alscale.manifest.manifest import other_files_message
 
     try:
         filesystem, path = _filesystem(uri)
@@ -99,9 +100,9 @@ def _open_destination(uri: str, *, force: bool):
         raise OutputError(f"Output {uri!r} exists already; pass --force to replace it.")
     if kind != pafs.FileType.Directory:
         raise OutputError(f"Output {uri!r} exists and is not a directory.")
-    if MANIFEST_FILE not in names and names - {BATCH_FILE}:
-        raise OutputError(f"Output {uri!r} holds files but no {MANIFEST_FILE}: expected an earlier output to replace, "
-                          "or a new or empty directory. Got a directory of other files; nothing was removed.")
+    others = sorted(names - {MANIFEST_FILE, BATCH_FILE})
+    if others:
+        raise OutputError(other_files_message(repr(uri), others))
     return filesystem, path
 
 
@@ -224,9 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def body() -> str:
-        from alscale.config import make_settings
+        from alscale.config import load_config_file, make_settings
         from alscale.exceptions import ConfigError
 
+        given = {**(load_config_file(args.config) if args.config else {}), **_overrides(args)}  # before any is checked for existence
+        require_cluster_paths(outputs={key: given.get(key) for key in ("out", "checkpoint_dir")},
+                              inputs={key: given.get(key) for key in ("pool", "model", "exclude", "labeled")})
         settings = make_settings(args.config, **_overrides(args))
         if not settings.out:  # a job's batch is only worth its manifest: refused before any work
             raise ConfigError("The 'out' setting is required for a job: a local path or a URI (s3://, gs://, file://, ...). Got none.")

@@ -52,7 +52,7 @@ from alscale.pool.features import FeatureSpec, detect_features
 from alscale.pool.files import PoolFiles, resolve_pool, split_location
 from alscale.pool.idfiles import read_id_keys
 from alscale.pool.shards import Shard, plan_shards
-from alscale.reduce._params import user_params
+from alscale.reduce._params import ENGINE_KEYS, resolve_params, user_params
 from alscale.reduce.topk import TopK
 from alscale.strategies import Strategy, get_strategy
 
@@ -118,7 +118,7 @@ def prepare_run(settings: SelectSettings) -> PreparedRun:
     s = dataclasses.replace(s, strategy_params=user_params(strategy.name, strategy.defaults, s.strategy_params))
     models = _expand_model_dirs(s.model)
     if strategy.needs_committee and len(models) < 2:
-        raise StrategyError(f"Strategy {s.strategy!r} needs a committee: give >= 2 models (repeat --model). Got {len(models)}.")
+        raise StrategyError(f"Strategy {s.strategy!r} needs a committee: give >= 2 models (a list of models, or repeat --model). Got {len(models)}.")
     pool = resolve_pool(s.pool)
     if s.id_column not in pool.schema.names:
         raise PoolSchemaError(f"The pool has no id column {s.id_column!r}; its columns are {pool.schema.names}.")
@@ -138,7 +138,7 @@ def prepare_run(settings: SelectSettings) -> PreparedRun:
         outputs = [o[0] for o in contracts[0].outputs]
         raise StrategyError(
             f"Strategy {s.strategy!r} needs an embedding output; model {contracts[0].path!r} has none among {outputs} "
-            "(name one with --embedding-output)."
+            "(name one with embedding_output=, --embedding-output)."
         )
     if s.k > pool.rows and not (s.exclude or s.labeled):  # with exclusions, the scan gives the exact count
         raise PoolExhaustedError(pool.rows, s.k)
@@ -622,7 +622,7 @@ def _check_counts(run: PreparedRun, results: list[ShardResult]) -> None:
     if invalid and s.on_invalid == "error":
         example = next(r.invalid_example for r in results if r.invalid_example is not None)
         raise InvalidFeaturesError(
-            f"{invalid} row(s) hold NaN or inf features (e.g. id {example!r}); fix the pool or pass --on-invalid skip to skip and count them."
+            f"{invalid} row(s) hold NaN or inf features (e.g. id {example!r}); fix the pool or set on_invalid='skip' (--on-invalid skip) to skip and count them."
         )
     available = sum(r.rows_scored for r in results)
     if available < s.k:
@@ -677,6 +677,12 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def _parameter_values(run: PreparedRun) -> dict:
+    """Every parameter of the strategy as this run used it: the ones given over the defaults."""
+    values = resolve_params(run.strategy.name, run.strategy.defaults, run.settings.strategy_params, from_user=True)
+    return {key: value for key, value in values.items() if key not in ENGINE_KEYS}
+
+
 def _manifest_data(run: PreparedRun, results: list[ShardResult], info: dict, skipped: list[dict], created: str) -> dict:
     s = run.settings
     fingerprint = run.pool.fingerprint()
@@ -699,11 +705,14 @@ def _manifest_data(run: PreparedRun, results: list[ShardResult], info: dict, ski
     }
     if counts["labeled_ids_not_in_pool"]:
         logger.warning("%d labeled id(s) are not in the pool", counts["labeled_ids_not_in_pool"])
+    if counts["exclude_ids_given"] and not counts["rows_excluded"] and counts["rows_scored"]:
+        logger.warning("none of the %d id(s) of the exclude files is in the pool, so nothing was excluded (ids of another "
+                       "pool, or of another form: '7' against 'doc-7'?)", counts["exclude_ids_given"])
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": uuid.uuid4().hex,
         "created_at": created,
-        "strategy": {"name": s.strategy, "params": dict(s.strategy_params), "info": info},
+        "strategy": {"name": s.strategy, "params": dict(s.strategy_params), "values": _parameter_values(run), "info": info},
         "k": s.k,
         "seed": s.seed,
         "model": {

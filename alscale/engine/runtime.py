@@ -54,7 +54,7 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
     Raises
     ------
     ConfigError
-        The port is not a number.
+        An HTTP (dashboard) address, or a port that is not a number.
     ClusterUnreachableError
         The connection is refused, times out or the host does not resolve.
     """
@@ -67,6 +67,9 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         except ClusterUnreachableError as exc:
             raise ClusterUnreachableError(f"--address auto found {found!r}, {str(exc)[0].lower()}{str(exc)[1:]}") from None
         return
+    if address.startswith(("http://", "https://")):
+        raise ConfigError(f"Expected the address of a Ray cluster's head node (host:6379, ray://host:10001, or auto). Got the "
+                          f"HTTP address {address!r}: that is the dashboard's, which `ray job submit --address` takes.")
     target = address.removeprefix("ray://")
     if "://" in target or ":" not in target:
         return
@@ -101,15 +104,31 @@ def connect_cluster(address: str, **init_kwargs) -> None:
 
     Raises
     ------
+    ConfigError
+        An HTTP (dashboard) address, one Ray cannot parse, or a token that cannot be read.
     ClusterUnreachableError
         Nothing listens at ``address``, or what listens is not a Ray head node that lets us in.
     """
     check_reachable(address)
+    auth_error = getattr(ray.exceptions, "AuthenticationError", ())
     try:
         ray.init(address=address, **init_kwargs)
+    except auth_error as exc:  # a token that cannot be read: the submitter's set-up, not the cluster
+        raise ConfigError(f"Cannot join the Ray cluster at {address!r}: {_first_line(exc)}. {TOKEN_HINT}") from None
     except ConnectionError as exc:
-        detail = str(exc).splitlines()[0].rstrip(".") if str(exc) else type(exc).__name__
-        raise ClusterUnreachableError(f"Cannot connect to a Ray cluster at {address!r}: {detail}.") from None
+        raise ClusterUnreachableError(f"Cannot connect to a Ray cluster at {address!r}: {_first_line(exc)}. If it uses "
+                                      f"token authentication (Ray's default), a wrong token fails this way: {TOKEN_HINT}") from None
+    except ValueError as exc:  # an address Ray cannot parse
+        raise ConfigError(f"Cannot use the Ray address {address!r}: {_first_line(exc)}.") from None
+
+
+#: What a driver needs to join a cluster with token authentication (Ray 2.60's default).
+TOKEN_HINT = ("expected RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN, in the file RAY_AUTH_TOKEN_PATH "
+              "names, or in ~/.ray/auth_token.")
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
 
 
 @contextmanager

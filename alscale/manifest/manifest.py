@@ -100,6 +100,13 @@ class Manifest:
         return "\n".join(lines)
 
 
+def other_files_message(where: str, others: list[str]) -> str:
+    """The error for an output folder that holds more than an earlier output (``where``: how to name it)."""
+    shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+    return (f"Output {where} holds files of its own ({shown}) besides an earlier output's {MANIFEST_FILE} and {BATCH_FILE}: "
+            "force replaces an output alscale wrote, never other files; move them or choose another output. Nothing was removed.")
+
+
 def check_output_free(out: str | os.PathLike, force: bool) -> None:
     """Fail early if ``out`` exists and ``force`` is not set, or is not a place this can write to."""
     if "://" in str(out):
@@ -110,10 +117,9 @@ def check_output_free(out: str | os.PathLike, force: bool) -> None:
         raise OutputError(f"Output directory {str(out)!r} exists already; set force (--force) to replace it.")
     if out.exists() and not out.is_dir():
         raise OutputError(f"Output {str(out)!r} exists and is not a directory.")
-    if out.is_dir() and not (out / MANIFEST_FILE).is_file() and any(out.iterdir()):
-        # --force replaces an earlier output, never a folder of other files (a pool, a project)
-        raise OutputError(f"Output directory {str(out)!r} holds files but no {MANIFEST_FILE}: expected an earlier "
-                          "output to replace, or a new or empty directory. Got a directory of other files; nothing was removed.")
+    others = sorted(p.name for p in out.iterdir() if p.name not in (MANIFEST_FILE, BATCH_FILE)) if out.is_dir() else []
+    if others:  # --force replaces an earlier output, never files of the user's beside it (notes, a pool, a project)
+        raise OutputError(other_files_message(repr(str(out)), others))
     parent = out.absolute().parent
     while not parent.exists():  # the directories write_manifest would create
         parent = parent.parent

@@ -92,14 +92,14 @@ def detect_features(schema: pa.Schema, id_column: str, features: Sequence[str] |
     if len(preferred) == 1:
         return _column_spec(schema, preferred[0])
     if vectors:
-        raise PoolSchemaError(f"Several vector columns could be the features: {vectors}; choose one with --features.")
+        raise PoolSchemaError(f"Several vector columns could be the features: {vectors}; choose one with features= (--features).")
     numeric = [n for n in names if n != id_column and _is_number(schema.field(n).type)]
     if not numeric:
         raise PoolSchemaError(f"The pool has no feature column: expected a vector column or numeric columns besides {id_column!r}; columns are {names}.")
     non_numeric = [n for n in names if n != id_column and n not in numeric]
     if non_numeric:
         raise PoolSchemaError(
-            f"Cannot tell the feature columns apart: numeric {numeric} and other {non_numeric}; choose them with --features."
+            f"Cannot tell the feature columns apart: numeric {numeric} and other {non_numeric}; choose them with features= (--features)."
         )
     return FeatureSpec("columns", tuple(numeric), len(numeric))
 

@@ -423,7 +423,10 @@ def _fit_centroids(sample: dict[str, np.ndarray], seed: int, p: dict, m: int) ->
     n_clusters = min(p["n_clusters"], len(x))
     import faiss
 
-    km = faiss.Kmeans(x.shape[1], n_clusters, niter=p["niter"], seed=int(seed) & 0x7FFFFFFF, verbose=False, max_points_per_centroid=1 << 20)
+    if len(x) < 39 * n_clusters:  # FAISS's own rule of thumb; it would print a warning to stderr whatever -q says
+        logger.info("clustering %d sample rows into %d clusters (fewer than 39 per cluster)", len(x), n_clusters)
+    km = faiss.Kmeans(x.shape[1], n_clusters, niter=p["niter"], seed=int(seed) & 0x7FFFFFFF, verbose=False,
+                      max_points_per_centroid=1 << 20, min_points_per_centroid=1)
     km.train(x)
     centroids = np.asarray(km.centroids, dtype=np.float32)
     path = _cache_path(p, seed)

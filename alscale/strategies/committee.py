@@ -98,7 +98,7 @@ def committee_scorer(func, name: str):
 
     def score(batch) -> np.ndarray:
         if batch.member_probs is None:
-            raise StrategyError(f"Strategy {name!r} needs a committee of models (repeat --model); got a single model.")
+            raise StrategyError(f"Strategy {name!r} needs a committee of models (a list of models, or repeat --model); got a single model.")
         return func(batch.member_probs)
 
     score.__name__ = f"score_{name.replace('-', '_')}"

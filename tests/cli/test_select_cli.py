@@ -172,8 +172,17 @@ def test_force_never_replaces_a_folder_that_is_not_an_output(tmp_path, pool, mod
     """--out naming the pool's own folder (or any folder of other files) is refused even with --force."""
     files = sorted(p.name for p in pool.iterdir())
     r = run("select", "--pool", pool, "--model", model_path, "--out", pool, "--force", "--quiet")
-    assert r.exit_code == 2 and "holds files but no manifest.json" in r.stderr and "nothing was removed" in r.stderr
+    assert r.exit_code == 2 and "holds files of its own (" in r.stderr and "Nothing was removed" in r.stderr
     assert sorted(p.name for p in pool.iterdir()) == files
+    earlier = tmp_path / "earlier"  # an earlier output the user added notes to: the notes stay, and so does the output
+    r = run("select", "--pool", pool, "--model", model_path, "--k", 3, "--out", earlier, "--quiet")
+    assert r.exit_code == 0
+    (earlier / "notes.txt").write_text("why these")
+    (earlier / "sub").mkdir()
+    before = (earlier / "batch.parquet").read_bytes()
+    r = run("select", "--pool", pool, "--model", model_path, "--k", 4, "--out", earlier, "--force", "--quiet")
+    assert r.exit_code == 2 and "holds files of its own (notes.txt, sub) besides an earlier output's" in r.stderr, r.stderr
+    assert (earlier / "notes.txt").read_text() == "why these" and (earlier / "batch.parquet").read_bytes() == before
     empty = tmp_path / "empty"
     empty.mkdir()
     r = run("select", "--pool", pool, "--model", model_path, "--k", 3, "--out", empty, "--force", "--quiet")
@@ -294,12 +303,31 @@ def test_an_address_where_no_cluster_listens_fails_at_once(tmp_path, pool, model
     exe = os.path.join(os.path.dirname(sys.executable), "alscale")
     out = tmp_path / "out"
     for address, message in ((f"127.0.0.1:{_closed_port()}", "Cannot reach a Ray cluster at '127.0.0.1:"),
-                             ("ray://head:client", "must end in a port number")):
+                             ("ray://head:client", "must end in a port number"),
+                             ("http://127.0.0.1:8265", "Got the HTTP address 'http://127.0.0.1:8265': that is the dashboard's")):
         proc = subprocess.run([exe, "select", "--pool", str(pool), "--model", str(model_path), "--k", "5", "--address", address,
                                "--out", str(out)], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("alscale: error: ") and message in proc.stderr, proc.stderr
         assert not out.exists()
+
+
+def test_a_token_that_cannot_be_read_is_one_line_naming_what_is_needed(tmp_path, pool, model_path):
+    """Ray raises its AuthenticationError (a traceback before) as it joins; the port only has to be open."""
+    import socket
+
+    exe = os.path.join(os.path.dirname(sys.executable), "alscale")
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        address = f"127.0.0.1:{listening.getsockname()[1]}"
+        proc = subprocess.run([exe, "select", "--pool", str(pool), "--model", str(model_path), "--k", "5", "--address", address,
+                               "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(tmp_path / "no-token")})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(f"alscale: error: Cannot join the Ray cluster at '{address}': "), proc.stderr
+    assert "expected RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN" in proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_address_auto_that_finds_a_dead_cluster_fails_at_once(tmp_path, pool, model_path):

@@ -169,8 +169,12 @@ def test_force_replaces_an_earlier_manifest_only(select_job, tmp_path, capsys):
     others = tmp_path / "data"
     others.mkdir()
     (others / "part-000.parquet").write_bytes(b"rows")
-    with pytest.raises(OutputError, match="holds files but no manifest.json"):
+    with pytest.raises(OutputError, match=r"holds files of its own \(part-000.parquet\)"):
         select_job.publish(str(local), f"file://{others}", force=True)
+    (others / "manifest.json").write_text("{}")  # an earlier output with a file of the user's beside it: refused too
+    with pytest.raises(OutputError, match=r"holds files of its own \(part-000.parquet\)"):
+        select_job.publish(str(local), f"file://{others}", force=True)
+    (others / "manifest.json").unlink()
     assert [p.name for p in others.iterdir()] == ["part-000.parquet"]
     a_file = tmp_path / "notes.txt"
     a_file.write_text("notes")
@@ -191,7 +195,7 @@ def test_force_replaces_an_earlier_manifest_only(select_job, tmp_path, capsys):
     config.write_text(f'pool = "{tmp_path / "no-pool"}"\nmodel = "m.onnx"\nout = "file://{others}"\n')
     assert select_job.main(["--config", str(config), "--force"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "holds files but no manifest.json" in err
+    assert err.count("\n") == 1 and "holds files of its own" in err
     assert [p.name for p in others.iterdir()] == ["part-000.parquet"]
 
 
@@ -286,3 +290,31 @@ def test_publish_without_a_folder_rename(select_job, tmp_path, monkeypatch):
     assert handler.copied[-1] == "manifest.json" and sorted(handler.copied) == ["batch.parquet", "manifest.json"]
     assert (dest / "batch.parquet").read_bytes() == b"PAR1-not-really"
     assert [p.name for p in dest.parent.iterdir()] == ["round-1"]
+
+
+def test_in_a_submitted_working_dir_relative_outputs_and_missing_inputs_are_refused(select_job, tmp_path, monkeypatch, capsys):
+    """`ray job submit --working-dir .` runs the job in Ray's copy of the folder: a relative out would be lost with it."""
+    package = tmp_path / "runtime_resources" / "working_dir_files" / "_ray_pkg_0123abcd"
+    (package / "data").mkdir(parents=True)
+    (package / "data" / "small.parquet").write_bytes(b"uploaded with the folder")
+    monkeypatch.chdir(package)
+    config = package / "select.toml"
+    config.write_text('pool = "data/pool"\nmodel = "model.onnx"\nout = "/abs/out"\n')
+    assert select_job.main(["--config", "select.toml"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Expected an absolute path or a URI for 'pool' in a job submitted with --working-dir" in err
+    assert "does not hold 'data/pool' (left out by the submit's excludes?)" in err
+    config.write_text(f'pool = "data/small.parquet"\nmodel = "{tmp_path / "m.onnx"}"\nout = "batches/round-1"\n')
+    assert select_job.main(["--config", "select.toml"]) == 2
+    err = capsys.readouterr().err
+    assert ("for 'out' in a job submitted with --working-dir: the job runs in Ray's copy of that folder, deleted after it. "
+            "Got 'batches/round-1', in that copy.") in err
+    assert not (package / "batches").exists()
+    loop_job = load_job("loop_round_job", monkeypatch)
+    assert loop_job.main(["--workspace", "ws"]) == 2
+    assert "for 'workspace' in a job submitted with --working-dir" in capsys.readouterr().err
+    # outside such a copy (KubeRay, a job without --working-dir) relative paths are the driver's business, as before
+    monkeypatch.chdir(tmp_path)
+    config.write_text('pool = "data/pool"\nmodel = "model.onnx"\nout = "batches/round-1"\n')
+    assert select_job.main(["--config", str(config)]) == 2
+    assert "in a job submitted" not in capsys.readouterr().err

@@ -131,5 +131,10 @@ def test_the_manifest_records_the_checked_parameter_values(ray_local, setup, tmp
     params = m.data["strategy"]["params"]
     assert params == {"rounds": 3, "oversampling": 2.0}
     assert type(params["rounds"]) is int and type(params["oversampling"]) is float
+    from alscale.strategies import get_strategy
+
+    # every value the run used: the given ones over the strategy's defaults, taken from the strategy itself
+    assert m.data["strategy"]["values"] == {**get_strategy("badge").defaults, "rounds": 3, "oversampling": 2.0}
+    assert set(m.data["strategy"]["values"]) >= {"sketch", "sketch_dim", "local_trials", "factor_dtype"}
     assert m.ids == alscale.select(setup["pool"], setup["models"][0], strategy="badge", k=5, actors=2,
                                    strategy_params={"rounds": 3, "oversampling": 2.0}).ids

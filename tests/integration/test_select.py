@@ -149,6 +149,23 @@ def test_other_layouts_and_string_ids(tmp_path, model_path, layout):
     assert m.ids == expected and isinstance(m.ids[0], str)
 
 
+def test_exclude_files_of_which_no_id_is_in_the_pool_are_warned_of(tmp_path, model_path, caplog):
+    """Integer ids (another pool's, or the row numbers) excluding from a pool of string ids match none of its rows."""
+    X = tied_features(300, distinct=100)
+    ids = np.array([f"doc-{i:05d}" for i in range(300)])
+    pool = write_pool(tmp_path / "pool", X, ids, row_group_size=100)
+    (tmp_path / "numbers.txt").write_text("\n".join(map(str, range(10))) + "\n")
+    with caplog.at_level("WARNING", logger="alscale"):
+        m = alscale.select(pool, model_path, k=5, actors=1, exclude=[tmp_path / "numbers.txt"])
+    assert m.data["counts"]["exclude_ids_given"] == 10 and m.data["counts"]["rows_excluded"] == 0
+    assert "none of the 10 id(s) of the exclude files is in the pool, so nothing was excluded" in caplog.text
+    (tmp_path / "some.txt").write_text("doc-00001\n7\n")  # one of two in the pool: no warning
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="alscale"):
+        assert alscale.select(pool, model_path, k=5, actors=1, exclude=[tmp_path / "some.txt"]).data["counts"]["rows_excluded"] == 1
+    assert "nothing was excluded" not in caplog.text
+
+
 def test_duplicate_ids_across_files_name_an_id(tmp_path, model_path):
     X = tied_features(600)
     ids = np.arange(600)

@@ -31,6 +31,15 @@ def test_unknown_keys_and_bad_values(tmp_path):
         make_settings(pool="p", model=["m"], on_invalid="ignore")
 
 
+def test_an_unknown_key_is_named_as_written_and_a_yaml_error_by_its_line(tmp_path):
+    (tmp_path / "c.yaml").write_text("pool: p\nmodel: m\nbatch-sise: 3\n")
+    with pytest.raises(ConfigError, match=r"Unknown setting 'batch-sise' in config file .* Did you mean 'batch_size'\?"):
+        make_settings(tmp_path / "c.yaml")
+    (tmp_path / "bad.yaml").write_text("pool: p\nmodel: [a, b\nk: 3\n")
+    with pytest.raises(ConfigError, match=r"is not valid YAML: expected ',' or '\]', but got ':' \(line 3, column 2\)"):
+        make_settings(tmp_path / "bad.yaml")
+
+
 def test_settings_built_directly_take_paths_lists_and_one_string(tmp_path):
     from alscale.config import SelectSettings
 
