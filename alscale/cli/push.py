@@ -85,5 +85,9 @@ def command(manifest, settings, workspace):
 
     result = push(manifest, settings, workspace=workspace)
     written = f" -> {result.details['path']}" if "path" in result.details else ""  # a file queue's path with {run_id} filled in
+    if result.queue.startswith("http:"):  # an endpoint cannot be asked what it holds: it dedups on the Idempotency-Key
+        click.echo(f"{result.queue}: sent {len(result.pushed)} (batch {result.run_id} as Idempotency-Key, HTTP "
+                   f"{result.details.get('status')}, {result.seconds:.2f}s)")
+        return
     click.echo(f"{result.queue}: pushed {len(result.pushed)} new, {len(result.existing)} already there "
                f"(batch {result.run_id}, {result.seconds:.2f}s){written}")

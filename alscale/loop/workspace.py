@@ -683,7 +683,8 @@ class Workspace:
         """
         rows, problems = self._label_rows(records)
         if problems and not skip_invalid:
-            raise LabelError(problems[0][1])
+            more = f" ({len(problems) - 1} more record(s) refused too, e.g. id {rows[problems[1][0]]['id']!r}: {problems[1][1]})" if len(problems) > 1 else ""
+            raise LabelError(problems[0][1] + more)
         if problems:
             logger.warning("left out %d label record(s) this workspace cannot take, e.g. id %r: %s", len(problems),
                            rows[problems[0][0]]["id"], problems[0][1])

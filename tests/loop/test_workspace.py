@@ -73,6 +73,8 @@ def test_label_not_in_classes_is_rejected_and_nothing_written(tmp_path, blob_poo
     with pytest.raises(LabelError, match="known classes"):
         ws.record_labels([{"id": 2, "label": 0, "source": "csv"}, {"id": 3, "label": "cat", "source": "csv"}])
     assert ws.label_log().equals(before)
+    with pytest.raises(LabelError, match=r"Got 'Cat'\. \(1 more record\(s\) refused too, e.g. id 5: .*Got 'wolf'\.\)"):
+        ws.record_labels([{"id": 4, "label": "Cat", "source": "csv"}, {"id": 5, "label": "wolf", "source": "csv"}])
 
 
 def test_label_for_id_not_in_pool(tmp_path, blob_pool):

@@ -95,6 +95,23 @@ def test_retries_until_accepted_with_same_signature_and_key(receiver_factory, ma
     assert len(rx.stored) == 1 and rx.requests[-1]["key"] == "run-0001"
 
 
+def test_the_cli_says_a_batch_was_sent_not_that_it_was_new(receiver_factory, manifest, workspace, monkeypatch):
+    """An endpoint cannot be asked what it holds: a second push is sent again, deduplicated on the Idempotency-Key."""
+    from click.testing import CliRunner
+
+    from alscale.cli import main
+
+    monkeypatch.setenv("ALSCALE_HTTP_SECRET", SECRET)
+    rx = receiver_factory()
+    args = ["push", str(manifest.path), "-w", str(workspace.path), "--to", "http", "--url", rx.url, "--data-column", "text"]
+    for _ in range(2):
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 0, res.output
+        assert f"http:{rx.url}: sent {manifest.batch.num_rows} (batch run-0001 as Idempotency-Key, HTTP 201" in res.output
+        assert "new" not in res.output
+    assert len(rx.requests) == 2 and len(rx.stored) == 1
+
+
 def test_gives_up_after_retries_and_records_nothing(receiver_factory, manifest, workspace, monkeypatch):
     monkeypatch.setenv("ALSCALE_HTTP_SECRET", SECRET)
     rx = receiver_factory(fail_first=100)
