@@ -89,7 +89,7 @@ class WebhookListener:
         self.on_next_round = on_next_round
         self._secret = secret.encode("utf-8")
         self._lock = threading.Lock()
-        self._new = 0
+        self._new = self._due = 0  # new labels counted toward the next round; a count that reached it, not yet fired
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.source = connector.name if connector is not None else "label-studio"
@@ -157,6 +157,7 @@ class WebhookListener:
             records = sent_here(self.workspace, self.connector.name, records)
         changed = self._record(records, skip_invalid=True)
         logger.info("pulled %d answer(s) to this workspace's tasks from %s: %d new or changed", len(records), self.connector.name, changed)
+        self._fire_if_due()
         return changed
 
     def _reconcile_loop(self) -> None:
@@ -175,13 +176,16 @@ class WebhookListener:
             changed = self.workspace.record_labels(records, skip_invalid=skip_invalid)
             if counting and changed:
                 self._new += len(self._labeled_ids() - before)
-            fire = self.next_round_after is not None and self._new >= self.next_round_after
-            count = self._new
-            if fire:
-                self._new = 0
-        if fire:
-            self._fire(count)
+            if self.next_round_after is not None and self._new >= self.next_round_after:
+                self._due, self._new = self._due + self._new, 0  # fired once the request's own line is logged
         return changed
+
+    def _fire_if_due(self) -> None:
+        """Start the next round if the labels recorded so far reached ``next_round_after``."""
+        with self._lock:
+            count, self._due = self._due, 0
+        if count:
+            self._fire(count)
 
     def _labeled_ids(self) -> set:
         """The ids the workspace holds a label for (skipped ones left out)."""
@@ -190,7 +194,7 @@ class WebhookListener:
 
     def _fire(self, count: int) -> None:
         hook = self.on_next_round
-        logger.info("%d new labels: starting the next round", count)
+        logger.info("%d new label(s): starting the next round", count)
         if callable(hook):
             threading.Thread(target=hook, args=(count,), name="alscale-next-round", daemon=True).start()
         else:
@@ -210,6 +214,7 @@ class WebhookListener:
         about: dict = {}
         status, answer = self._handle(headers, body, about)
         self.log_webhook(status, answer, about.get("action"), about.get("id"), about.get("answer"))
+        self._fire_if_due()
         return status, answer
 
     def log_webhook(self, status: int, answer: dict, action: Any = None, alscale_id: Any = None, label: Any = None) -> None:

@@ -189,3 +189,25 @@ def test_a_request_refused_before_its_body_is_read_is_logged_too(workspace, capl
         assert httpx.post(lst.url, json={"action": "ANNOTATION_CREATED"}, headers={"X-Alscale-Secret": "wrong"}).status_code == 401
     assert [(r.levelname, r.getMessage()) for r in caplog.records if r.getMessage().startswith("webhook")] == [
         ("WARNING", "webhook: refused with HTTP 401 (missing or wrong X-Alscale-Secret header)")]
+
+
+def test_the_next_round_starts_after_the_line_of_the_webhook_that_made_it_due(workspace, caplog):
+    fired = []
+    lst = WebhookListener(workspace, secret=SECRET, connector=LabelStudioConnector("http://127.0.0.1:9", 6), port=0,
+                          next_round_after=1, on_next_round=fired.append)
+    workspace.add_pending([1003], batch_run_id="run-0001", queue="label-studio:6")
+    try:
+        with caplog.at_level("INFO", logger="alscale.queues"):
+            assert lst.handle(HEADERS, json.dumps(_payload({"alscale_id": 1003}, _choice("fox"))).encode()) == (200, {"recorded": 1})
+    finally:
+        lst.server.server_close()
+    lines = [r.getMessage() for r in caplog.records]
+    recorded = next(i for i, line in enumerate(lines) if "webhook ANNOTATION_CREATED for id 1003: recorded label 'fox'" in line)
+    starting = next(i for i, line in enumerate(lines) if "1 new label(s): starting the next round" in line)
+    assert recorded < starting
+    import time
+
+    deadline = time.monotonic() + 5
+    while not fired and time.monotonic() < deadline:  # the hook runs in a thread of its own
+        time.sleep(0.05)
+    assert fired == [1]
