@@ -46,6 +46,8 @@ def command(workspace, model, strategy, k, seed, actors, mark_pending):
         ws = Workspace.open(workspace)
         if not ws.config["evaluation"]["size"]:
             click.echo("  no metrics: the evaluation set is empty (init --eval-size 0)")
+        elif ws.config.get("label_column"):
+            click.echo(f"  no metrics: no evaluation-set row has a value in the label column {ws.config['label_column']!r}")
         else:
             click.echo(f"  no metrics: none of the {ws.config['evaluation']['size']:,} evaluation-set ids is labeled; push "
                        f"{ws.evaluation_batch()} to a queue or `alscale label` its ids (in {ws.path / ws.config['evaluation']['file']}) "

@@ -705,7 +705,8 @@ def _manifest_data(run: PreparedRun, results: list[ShardResult], info: dict, ski
     }
     if counts["labeled_ids_not_in_pool"]:
         logger.warning("%d labeled id(s) are not in the pool", counts["labeled_ids_not_in_pool"])
-    if counts["exclude_ids_given"] and not counts["rows_excluded"] and counts["rows_scored"]:
+    if s.exclude and not s.labeled and counts["exclude_ids_given"] and not counts["rows_excluded"] and counts["rows_scored"]:
+        # (with labeled files too, the exclusions count their rows: their own warning above covers them)
         logger.warning("none of the %d id(s) of the exclude files is in the pool, so nothing was excluded (ids of another "
                        "pool, or of another form: '7' against 'doc-7'?)", counts["exclude_ids_given"])
     return {

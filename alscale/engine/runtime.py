@@ -118,8 +118,8 @@ def connect_cluster(address: str, **init_kwargs) -> None:
     except ConnectionError as exc:
         raise ClusterUnreachableError(f"Cannot connect to a Ray cluster at {address!r}: {_first_line(exc)}. If it uses "
                                       f"token authentication (Ray's default), a wrong token fails this way: {TOKEN_HINT}") from None
-    except ValueError as exc:  # an address Ray cannot parse
-        raise ConfigError(f"Cannot use the Ray address {address!r}: {_first_line(exc)}.") from None
+    except ValueError as exc:  # an address Ray cannot parse, or settings it refuses with it
+        raise ConfigError(f"Cannot join the Ray cluster at {address!r}: {_first_line(exc)}.") from None
 
 
 #: What a driver needs to join a cluster with token authentication (Ray 2.60's default).

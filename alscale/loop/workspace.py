@@ -42,6 +42,7 @@ from alscale.loop._io import atomic_write_json, atomic_write_parquet, file_lock,
 from alscale.pool.identity import pool_key
 from alscale.loop.evalset import EVAL_STREAM, STOP_STREAM, default_eval_size, reserve_random, resolve_size
 from alscale.loop.idbatch import write_id_batch
+from alscale.manifest import Manifest
 
 __all__ = ["CONFIG_NAME", "SCHEMA_VERSION", "STATUSES", "Workspace", "check_loop_strategy"]
 
@@ -684,7 +685,7 @@ class Workspace:
         rows, problems = self._label_rows(records)
         if problems and not skip_invalid:
             more = f" ({len(problems) - 1} more record(s) refused too, e.g. id {rows[problems[1][0]]['id']!r}: {problems[1][1]})" if len(problems) > 1 else ""
-            raise LabelError(problems[0][1] + more)
+            raise LabelError(f"id {rows[problems[0][0]]['id']!r}: {problems[0][1]}{more}")
         if problems:
             logger.warning("left out %d label record(s) this workspace cannot take, e.g. id %r: %s", len(problems),
                            rows[problems[0][0]]["id"], problems[0][1])
@@ -708,7 +709,7 @@ class Workspace:
             if self.classes is None:
                 self._warn_of_new_classes(rows, log.values())
             seq = max((r["seq"] for r in log.values()), default=0)
-            changed = 0
+            changed, changed_ids = 0, set()
             for r in rows:
                 key = self._key(r)
                 old = log.get(key)
@@ -717,6 +718,7 @@ class Workspace:
                 seq += 1
                 log[key] = {**r, "labeled_at": _now(), "seq": seq}
                 changed += 1
+                changed_ids.add(r["id"])
             resolved = {r["id"] for r in rows}
             pending = self._read_table(head.get("pending"), _pending_schema(self.id_type))
             keep = np.array([v not in resolved for v in self._ids(pending.column("id")).tolist()], dtype=bool)
@@ -725,8 +727,8 @@ class Workspace:
             ordered = sorted(log.values(), key=lambda r: r["seq"])
             labels = pa.Table.from_pylist(ordered, schema=_labels_schema(self.id_type))
             self._commit(head, labels=labels if changed else None, pending=pending.filter(pa.array(keep)) if not keep.all() else None)
-        if changed:
-            _warn_of_disagreements(_disagreeing(ordered, {r["id"] for r in rows}))
+        if changed:  # only ids this call changed: a pull sends every answer again, and each is warned of once
+            _warn_of_disagreements(_disagreeing(ordered, changed_ids))
         return changed
 
     @staticmethod
@@ -768,12 +770,13 @@ class Workspace:
         try:
             ids = self._ids([r["id"] for r in rows]).tolist()
         except LabelError:  # some id is not of the pool's type: find which
-            ids = []
+            ids, refused = [], {i for i, _ in problems}
             for i, r in enumerate(rows):
                 try:
                     ids.append(self._ids([r["id"]]).tolist()[0])
                 except LabelError as exc:
-                    problems.append((i, str(exc)))
+                    if i not in refused:  # one problem per record: a record refused for its label is counted once
+                        problems.append((i, str(exc)))
                     ids.append(r["id"])
         bad = {i for i, _ in problems}
         good = [i for i in range(len(rows)) if i not in bad]
@@ -834,10 +837,13 @@ class Workspace:
         if self.config.get("label_column") or not self.config["evaluation"]["size"]:
             return None
         out = self.path / "evaluation"
-        if not (out / "manifest.json").is_file():
-            write_id_batch(out, self.evaluation_ids(), id_type=self.id_type, strategy="evaluation",
-                           run_id=f"evaluation-{self.path.name}-{self.config['evaluation']['seed']}",
-                           seed=int(self.config["evaluation"]["seed"]), pool=self.config["pool"], id_column=self.config["id_column"])
+        ids = self.evaluation_ids()
+        run_id = f"evaluation-{self.path.name}-{self.config['evaluation']['seed']}"
+        if not _holds_batch(out, run_id, ids):  # none yet, or one left by an earlier workspace at this path
+            with self._lock():
+                if not _holds_batch(out, run_id, ids):
+                    write_id_batch(out, ids, id_type=self.id_type, strategy="evaluation", run_id=run_id,
+                                   seed=int(self.config["evaluation"]["seed"]), pool=self.config["pool"], id_column=self.config["id_column"])
         return out
 
     def disagreements(self) -> list[dict]:
@@ -921,3 +927,12 @@ def _warn_of_disagreements(found: list[dict]) -> None:
     answers = ", ".join(f"{label!r} ({annotator or source})" for label, annotator, source in first["labels"])
     logger.warning("%d id(s) have answers that disagree, e.g. id %r: %s; the latest (%r) is used "
                    "(`alscale status` lists them)", len(found), first["id"], answers, first["used"])
+
+
+def _holds_batch(folder: pathlib.Path, run_id: str, ids: np.ndarray) -> bool:
+    """Whether ``folder`` holds the batch manifest ``run_id`` of exactly ``ids``, in that order."""
+    try:
+        m = Manifest.read(folder)
+    except AlscaleError:
+        return False
+    return m.data.get("run_id") == run_id and m.batch.column("id").to_pylist() == ids.tolist()

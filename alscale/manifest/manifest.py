@@ -73,6 +73,9 @@ class Manifest:
         path = Path(check_path("path", path, OutputError))
         if path.name in (MANIFEST_FILE, BATCH_FILE) and path.is_file():
             path = path.parent
+        elif path.is_file():
+            raise OutputError(f"Expected a batch folder (written by select or round), or the {BATCH_FILE} or {MANIFEST_FILE} "
+                              f"in it. Got the file {str(path)!r}.")
         try:
             data = json.loads((path / MANIFEST_FILE).read_text())
             batch = pq.read_table(path / BATCH_FILE)

@@ -182,7 +182,7 @@ def pull(queue: Mapping[str, Any] | Connector, *, workspace: Any = None, pool: A
     ------
     ConfigError
         Bad queue settings (see :func:`make_connector`), or ``pool`` for a queue that is not
-        Label Studio.
+        Label Studio, or another pool than the workspace's.
     WorkspaceError, LabelError
         No workspace at the path, or labels it refuses (a file's labels are refused whole).
     QueueAuthError, QueueUnavailableError, QueueError
@@ -195,4 +195,9 @@ def pull(queue: Mapping[str, Any] | Connector, *, workspace: Any = None, pool: A
         raise ConfigError(f"Expected no pool for a {connector.name.split(':')[0]} queue: only Label Studio tasks carry their pool. Got pool={pool!r}.")
     if not isinstance(pool, (str, os.PathLike, list, tuple)) or not pool:
         raise ConfigError(f"Expected the pool as a path, glob or URI (or a list of them). Got {pool!r}.")
-    return connector.pull(workspace=open_workspace(workspace), pool=pool_key(pool))
+    ws, key = open_workspace(workspace), pool_key(pool)
+    if ws is not None and key not in (ws.pool_key, pool_key(ws.config["pool"])):
+        # another pool's answers on ids this workspace also sent would be taken for its own
+        raise ConfigError(f"Expected pool= to be the pool of workspace {str(ws.path)!r} ({ws.config['pool']!r}), or no pool. "
+                          f"Got {pool!r}, another pool.")
+    return connector.pull(workspace=ws, pool=key)

@@ -147,7 +147,7 @@ def _label_file_rows(path: Path, wanted: Sequence[str]) -> tuple[list, list[str]
     if fmt == "csv":
         return _csv_rows(path)
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").split("\n"), 1):  # not splitlines: U+2028 may be in a string
         if line.strip():
             try:
                 rows.append(json.loads(line))
@@ -160,9 +160,10 @@ def _csv_rows(path: Path) -> tuple[list[dict], list[str]]:
     """A CSV labels file's rows (every value as text: "00003" stays an id, "true" a label) and header."""
     with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: spreadsheets write a byte-order mark
         reader = csv.reader(fh, strict=True)
+        start, rows = 1, []  # the line the row being read starts on
         try:
             header = next(reader, [])
-            rows, start = [], reader.line_num + 1
+            start = reader.line_num + 1
             for values in reader:
                 if values and len(values) != len(header):
                     raise ValueError(f"line {start} has {len(values)} field(s), the header {len(header)} ({','.join(header)}); "

@@ -164,6 +164,10 @@ def test_exclude_files_of_which_no_id_is_in_the_pool_are_warned_of(tmp_path, mod
     with caplog.at_level("WARNING", logger="alscale"):
         assert alscale.select(pool, model_path, k=5, actors=1, exclude=[tmp_path / "some.txt"]).data["counts"]["rows_excluded"] == 1
     assert "nothing was excluded" not in caplog.text
+    caplog.clear()  # labeled files alone are no exclude files: their own warning says what did not match
+    with caplog.at_level("WARNING", logger="alscale"):
+        alscale.select(pool, model_path, k=5, actors=1, labeled=[tmp_path / "numbers.txt"])
+    assert "10 labeled id(s) are not in the pool" in caplog.text and "exclude files" not in caplog.text
 
 
 def test_duplicate_ids_across_files_name_an_id(tmp_path, model_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -110,6 +111,7 @@ def test_annotator_option_overrides_the_files_column(tmp_path, pool_writer):
     ("empty.csv", "", r"the file is empty"),
     ("empty.jsonl", "", r"the file is empty"),
     ("bad.jsonl", '{"id": 1, "label": "cat"}\n\n{"id": 2, "lab\n', r"line 3 is not JSON \(Unterminated string"),
+    ("open-header.csv", 'id,"label\n1,cat\n', r"line 1: unexpected end of data"),
 ])
 def test_a_malformed_labels_file_is_refused_naming_the_line(tmp_path, name, body, match):
     """A quote left open would swallow the rest of the file into one label; a short row would read as a skip."""
@@ -125,3 +127,6 @@ def test_a_quoted_multi_line_value_and_a_header_only_file_are_read(tmp_path):
     assert [(r["id"], r["label"]) for r in read_labels(path, source="t")] == [("1", "cat"), ("2", "dog")]
     path.write_text("id,label\n")
     assert read_labels(path, source="t") == []
+    jsonl = tmp_path / "sep.jsonl"  # U+2028 is a line break to str.splitlines, not to JSON lines
+    jsonl.write_text(json.dumps({"id": 1, "label": "a\u2028b"}, ensure_ascii=False) + "\r\n" + json.dumps({"id": 2, "label": "c"}) + "\n")
+    assert [(r["id"], r["label"]) for r in read_labels(jsonl, source="t")] == [(1, "a\u2028b"), (2, "c")]

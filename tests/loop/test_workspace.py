@@ -73,8 +73,11 @@ def test_label_not_in_classes_is_rejected_and_nothing_written(tmp_path, blob_poo
     with pytest.raises(LabelError, match="known classes"):
         ws.record_labels([{"id": 2, "label": 0, "source": "csv"}, {"id": 3, "label": "cat", "source": "csv"}])
     assert ws.label_log().equals(before)
-    with pytest.raises(LabelError, match=r"Got 'Cat'\. \(1 more record\(s\) refused too, e.g. id 5: .*Got 'wolf'\.\)"):
+    with pytest.raises(LabelError, match=r"^id 4: .*Got 'Cat'\. \(1 more record\(s\) refused too, e.g. id 5: .*Got 'wolf'\.\)$"):
         ws.record_labels([{"id": 4, "label": "Cat", "source": "csv"}, {"id": 5, "label": "wolf", "source": "csv"}])
+    # a record refused for its label and its id is one refused record, not two
+    with pytest.raises(LabelError, match=r"^id 'x': Expected a label among the known classes .* Got 'zzz'\.$"):
+        ws.record_labels([{"id": "x", "label": "zzz", "source": "csv"}, {"id": 3, "label": 0, "source": "csv"}])
 
 
 def test_label_for_id_not_in_pool(tmp_path, blob_pool):
@@ -477,6 +480,10 @@ def test_disagreeing_answers_are_warned_of_listed_and_the_latest_is_used(tmp_pat
     warned = [r.getMessage() for r in caplog.records if "disagree" in r.getMessage()]
     assert len(warned) == 1 and "1 id(s)" in warned[0] and "id 7" in warned[0] and "the latest ('1') is used" in warned[0]
     assert "id 7: '0' (ann), '1' (bob) -> '1'" in status_table(ws)
+    caplog.clear()  # pulled again, with a new answer on another id: the disagreement is not warned of again
+    ws.record_labels([{"id": 7, "label": 1, "source": "ls", "annotation_id": "b1", "annotator": "bob"},
+                      {"id": 10, "label": 0, "source": "ls", "annotation_id": "c1", "annotator": "ann"}])
+    assert not [r for r in caplog.records if "disagree" in r.getMessage()]
     # a label file agreeing with the latest keeps the id listed (three answers, two labels); a skip adds none
     ws.record_labels([{"id": 7, "label": 1, "source": "fix.csv"}, {"id": 8, "label": None, "status": "skipped", "source": "x"}])
     assert [d["id"] for d in ws.disagreements()] == [7] and len(ws.disagreements()[0]["labels"]) == 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -277,5 +278,19 @@ def test_the_evaluation_set_goes_through_a_queue_like_a_batch(tmp_path, workspac
     pull({"kind": "file", "labels": str(labels)}, workspace=workspace)
     assert workspace.label_counts() == {"training": 0, "evaluation": len(eval_ids), "skipped": 0}
     assert workspace.pending().num_rows == 0
-    # the batch is written once, at creation: the same ids in the same order, whatever is labeled since
-    assert Manifest.read(batch).batch.column("id").to_pylist() == eval_ids
+    # written at creation; kept while it is the evaluation set's, and written again where it is not
+    written = (batch / "manifest.json").stat().st_mtime_ns
+    assert workspace.evaluation_batch() == batch and (batch / "manifest.json").stat().st_mtime_ns == written
+    from alscale.loop.idbatch import write_id_batch
+
+    stale = [i for i in workspace.pool_ids().tolist() if i not in eval_ids][:len(eval_ids)]  # another set, left at this path
+    write_id_batch(batch, np.array(stale), id_type=workspace.id_type, strategy="evaluation", run_id=result.run_id,
+                   seed=0, pool=workspace.config["pool"], id_column="id")
+    assert workspace.evaluation_batch() == batch
+    assert Manifest.read(batch).batch.column("id").to_pylist() == eval_ids and Manifest.read(batch).run_id == result.run_id
+    # the batch.parquet or manifest.json of a batch is the batch; another file is refused in one line
+    assert Manifest.read(batch / "batch.parquet").path == batch == Manifest.read(batch / "manifest.json").path
+    from alscale.exceptions import OutputError
+
+    with pytest.raises(OutputError, match=r"Expected a batch folder .* Got the file .*pool.parquet'\.$"):
+        Manifest.read(workspace.config["pool"])

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from alscale.cli import main
-from alscale.exceptions import QueueAuthError, QueueError, QueueUnavailableError
+from alscale.exceptions import ConfigError, QueueAuthError, QueueError, QueueUnavailableError
 from alscale.queues import LabelStudioConnector, prediction_score, pull, push
 
 from .queue_support import CLASSES, TASK_PAGE_CAP, free_port, make_manifest, write_pool
@@ -199,6 +199,10 @@ def test_pools_with_overlapping_ids_share_a_project_each_with_its_own_tasks_and_
     only_b = pull(settings, pool=str(pool_b))  # a pool named by where it lives, as select takes it
     assert sorted((r["id"], r["label"]) for r in only_b) == [(i, "dog") for i in ids_b]
     assert {r["pool"] for r in pull(settings, workspace=ws_a, pool=[str(pool_a)])} == {ws_a.pool_key}
+    before = ws_a.label_log()
+    with pytest.raises(ConfigError, match="Expected pool= to be the pool of workspace .* Got .*, another pool"):
+        pull(settings, workspace=ws_a, pool=str(pool_b))  # pool b's answers on ids ws_a also sent must not become ws_a's
+    assert ws_a.label_log().equals(before)
 
 
 def test_a_push_without_a_workspace_carries_the_key_its_workspace_finds_again(ls_env, tmp_path, pool, workspace):

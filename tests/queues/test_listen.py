@@ -280,7 +280,7 @@ def test_listen_logs_one_line_per_webhook_and_no_http_request_lines(ls_env, mani
         out = _stop(proc, lines)
     first, second = tasks[0]["data"]["alscale_id"], tasks[1]["data"]["alscale_id"]
     assert f"webhook ANNOTATION_CREATED for id {first!r}: recorded label 'dog'" in out, out
-    assert f"webhook ANNOTATION_CREATED for id {second!r}: refused with HTTP 422 (Expected a label among" in out and "'bird'" in out
+    assert f"webhook ANNOTATION_CREATED for id {second!r}: refused with HTTP 422 (id {second!r}: Expected a label among" in out and "'bird'" in out
     assert "webhook: refused with HTTP 400 (expected a JSON object with an 'action'" in out
     assert "HTTP Request:" not in out, out  # the reconcile pull's requests stay out of it
 

@@ -170,7 +170,7 @@ def test_each_webhook_is_logged_once_naming_its_id_and_what_became_of_it(listene
         return [(r.levelname, r.getMessage()) for r in caplog.records]
 
     assert lines(_payload({"alscale_id": 1003}, _choice("bird"))) == [
-        ("WARNING", "webhook ANNOTATION_CREATED for id 1003: refused with HTTP 422 (Expected a label among the known classes "
+        ("WARNING", "webhook ANNOTATION_CREATED for id 1003: refused with HTTP 422 (id 1003: Expected a label among the known classes "
                     "['cat', 'dog', 'fox']. Got 'bird'.)")]
     assert lines(_payload({"alscale_id": 1003}, _choice("fox"))) == [("INFO", "webhook ANNOTATION_CREATED for id 1003: recorded label 'fox'")]
     assert lines(_payload({"alscale_id": 1003}, _choice("fox"))) == [("INFO", "webhook ANNOTATION_CREATED for id 1003: already recorded (label 'fox')")]
