@@ -14,12 +14,14 @@ pools of two sizes, to show it does not grow with the pool.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
 import platform
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -30,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from alscale.config import check_int
-from alscale.exceptions import ConfigError, OutputError, PoolExhaustedError, StrategyError
+from alscale.exceptions import AlscaleError, ConfigError, OutputError, PoolExhaustedError, StrategyError
 
 __all__ = ["machine_info", "raw_onnxruntime_rate", "run_bench"]
 
@@ -112,6 +114,54 @@ def _scratch(workdir: str | None = None, prefix: str = "alscale-bench-") -> Iter
         shutil.rmtree(work, ignore_errors=True)
 
 
+class ScriptArgumentParser(argparse.ArgumentParser):
+    """argparse for the scripts in ``benchmarks/``: every default in ``--help``, a usage error in one line (exit 2)."""
+
+    class _Formatter(argparse.HelpFormatter):
+        def _get_help_string(self, action):
+            text = (action.help or "").strip()
+            if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in text:
+                text = f"{text} (default: %(default)s)".strip()
+            return text
+
+    def __init__(self, **kwargs):
+        super().__init__(formatter_class=self._Formatter, **kwargs)
+
+    def add_argument(self, *args, **kwargs):
+        kwargs.setdefault("help", "")  # argparse prints no line, and so no default, for an option without help
+        if not kwargs["help"] and kwargs.get("default") not in (None, False):
+            kwargs["help"] = "(default: %(default)s)"
+        return super().add_argument(*args, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def count(minimum: int = 1):
+    """An argparse type: an int >= ``minimum`` (sizes, repeats), refused in one line otherwise."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an int >= {minimum}. Got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an int >= {minimum}. Got {value}")
+        return value
+
+    parse.__name__ = f"int >= {minimum}"
+    return parse
+
+
+def run_script(main) -> int:
+    """Run a benchmark script's ``main``: an AlscaleError (bad input) is one line on stderr and exit code 2."""
+    try:
+        code = main()
+    except AlscaleError as exc:
+        print(f"alscale: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    return code if isinstance(code, int) else 0
+
+
 def measure_in_scratch(measure, args, out_json: str, prefix: str) -> dict:
     """``measure(args, work)`` in a scratch folder removed even when it fails; the results go to ``out_json``.
 
@@ -168,6 +218,24 @@ def _pipeline(pool: Path, model: Path, actors: int, k: int, batch_size: int | st
         "read_batch_rows": manifest.data["read_batch_rows"],
         "timings": t,
     }
+
+
+def _check_disk(workdir: str | None, pools: dict[str, int], n_features: int) -> None:
+    """OutputError when the pools to generate (folder name -> rows) would not fit where they go.
+
+    A row takes its float32 features and about 16 bytes of id and label; a pool folder that
+    is there already is replaced, so its room counts as free.
+    """
+    where = Path(workdir) if workdir else Path(tempfile.gettempdir())
+    probe = where
+    while not probe.exists():
+        probe = probe.parent
+    need = sum(rows for rows in pools.values()) * (n_features * 4 + 16)
+    there = sum(f.stat().st_size for name in pools for f in (where / name).rglob("*") if (where / name).is_dir() and f.is_file())
+    free = shutil.disk_usage(probe).free + there
+    if need > 0.9 * free:
+        raise OutputError(f"Expected room for the generated pool(s) in {str(where)!r}: about {need / 2**30:.1f} GiB. "
+                          f"Got {free / 2**30:.1f} GiB free; pass fewer rows, or a --workdir on a larger disk.")
 
 
 def _check_engine_args(rows, n_features, hidden, n_classes, actors, k, batch_size, strategy, scaling, repeats) -> None:
@@ -233,6 +301,7 @@ def run_bench(
     actors, scaling = tuple(actors), tuple(scaling)
     _check_engine_args(rows, n_features, hidden, n_classes, actors, k, batch_size, strategy, scaling, repeats)
     _check_out_json(out_json)
+    _check_disk(workdir, {f"pool-{n}": n for n in (rows, *scaling)}, n_features)
     own_dir = workdir is None
     with _scratch(workdir) as work:
         results: dict[str, Any] = {"machine": machine_info(), "config": {"rows": rows, "model": f"MLP {n_features}-{hidden}-{n_classes}", "k": k, "batch_size": batch_size, "strategy": strategy}}
@@ -364,6 +433,7 @@ def run_strategy_bench(
     if ref_k > rows:
         raise ConfigError(f"The 'ref_k' parameter must be an int from 1 to 'rows' ({rows}). Got {ref_k!r} instead.")
     _check_out_json(out_json)
+    _check_disk(workdir, {f"pool-{rows}": rows, f"pool-{coreset_rows}": coreset_rows}, 64)
     with _scratch(workdir) as work:
         n_features, hidden, n_classes = 64, 256, 10
         models = [random_mlp(work / f"model-{i}.onnx", (n_features, hidden, n_classes), seed=i) for i in range(3)]
@@ -405,7 +475,8 @@ def run_strategy_bench(
                        "prepare_seconds": t.get("prepare", 0), "scan_seconds": t["score"], "reduce_seconds": t.get("reduce", 0),
                        "actor_peak_rss_mb": manifest.data["memory"]["actor_peak_rss_mb"]}
                 table.append(row)
-                echo(f"{name:>15} rows={n_rows:>9,} k={kk:>7,}: {seconds:6.2f} s (scan {t['score']:.2f}, reduce {t.get('reduce', 0):.2f}); actor RSS {row['actor_peak_rss_mb']} MiB")
+                echo(f"{name:>15} rows={n_rows:>9,} k={kk:>7,}: {seconds:6.2f} s (prepare {t.get('prepare', 0):.2f}, scan {t['score']:.2f}, "
+                     f"id check {t.get('check_ids', 0):.2f}, reduce {t.get('reduce', 0):.2f}); actor RSS {row['actor_peak_rss_mb']} MiB")
         results["strategies"] = table
 
     def find(name, k_, rows_):
@@ -430,8 +501,13 @@ def run_strategy_bench(
         "badge_bytes_per_row_bound": (n_classes + hidden) * 4,
     }
     v = results["verdicts"]
-    echo(f"BADGE: {v['badge_speedup_vs_exact_kmeanspp']:.1f}x faster than exact k-means++ (goal >= 20x)")
-    echo(f"Cluster-Margin k={cm_k:,}: {v['cluster_margin_over_entropy']:.2f}x an entropy top-K (goal <= 3x)")
+    def verdict(ok: bool) -> str:
+        return "OK" if ok else "FAIL"
+
+    echo(f"BADGE: {v['badge_speedup_vs_exact_kmeanspp']:.1f}x faster than exact k-means++ (goal >= 20x): "
+         f"{verdict(v['badge_speedup_vs_exact_kmeanspp'] >= v['badge_speedup_goal'])}")
+    echo(f"Cluster-Margin k={cm_k:,}: {v['cluster_margin_over_entropy']:.2f}x an entropy top-K (goal <= 3x): "
+         f"{verdict(v['cluster_margin_over_entropy'] <= v['cluster_margin_goal'])}")
     echo(
         f"BADGE actor memory: {v['badge_actor_bytes_per_row']:.0f} B/row from {coreset_rows:,} to {rows:,} rows, plus {v['badge_actor_fixed_mb']:.0f} MiB fixed "
         f"(bound (C+D)x4 = {v['badge_bytes_per_row_bound']} B/row plus a fixed amount; {v['badge_actor_bytes_per_row_over_entropy']:.0f} B/row over the entropy run)"

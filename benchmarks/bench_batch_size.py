@@ -15,17 +15,20 @@ shared machine from favouring either.
 from __future__ import annotations
 
 import argparse
+import sys
 import os
 import statistics
 from pathlib import Path
 
+from alscale.bench import ScriptArgumentParser, count, run_script
+
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--hidden", type=int, nargs="+", default=[256, 1024, 4096])
-    parser.add_argument("--actors", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=count(), default=1_000_000)
+    parser.add_argument("--hidden", type=count(), nargs="+", default=[256, 1024, 4096])
+    parser.add_argument("--actors", type=count(), nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=count(), default=3)
     parser.add_argument("--json", default="bench-results/batch_size.json")
     args = parser.parse_args(argv)
 
@@ -66,4 +69,4 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -252,4 +252,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from alscale.bench import run_script
+
+    sys.exit(run_script(main))

@@ -17,7 +17,6 @@ Exit status 1 when the ratio exceeds the limit.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -30,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from alscale.bench import ScriptArgumentParser, count, run_script
 
 N_FEATURES, N_CLASSES = 4, 3
 ROWS_PER_FILE = 500_000
@@ -87,10 +88,10 @@ def measure(pool: Path, model: Path, out: Path, k: int, actors: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000])
-    parser.add_argument("--k", type=int, default=1000)
-    parser.add_argument("--actors", type=int, default=2)
+    parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=count(), nargs="+", default=[1_000_000, 5_000_000])
+    parser.add_argument("--k", type=count(), default=1000)
+    parser.add_argument("--actors", type=count(), default=2)
     parser.add_argument("--limit", type=float, default=1.25,
                         help="largest allowed peak(largest pool) / peak(smallest pool)")
     parser.add_argument("--out", default="bench-results/driver_memory.json")
@@ -132,4 +133,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

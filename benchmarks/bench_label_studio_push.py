@@ -14,7 +14,6 @@ writes a JSON result.  The server is started from ``.labelstudio-venv`` (see
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import httpx
 import pyarrow.parquet as pq
+
+from alscale.bench import ScriptArgumentParser, count, run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "queues"))
@@ -35,9 +36,9 @@ from alscale.queues import LabelStudioConnector, load_batch  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=10_000)
-    parser.add_argument("--chunk-size", type=int, default=1000)
+    parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=count(), default=10_000)
+    parser.add_argument("--chunk-size", type=count(), default=1000)
     parser.add_argument("--limit", type=float, default=1.5, help="max allowed push_time / single_import_time")
     parser.add_argument("--out", default=str(ROOT / "bench-results" / "label_studio_push.json"))
     args = parser.parse_args()
@@ -97,4 +98,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -17,6 +17,7 @@ Alternating the four runs keeps a slow minute on a shared machine from favouring
 from __future__ import annotations
 
 import argparse
+import sys
 import os
 import statistics
 import time
@@ -24,6 +25,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+
+from alscale.bench import ScriptArgumentParser, count, run_script
 
 BATCH = 2048
 
@@ -60,10 +63,10 @@ def _plain_process(conn, job, model: str, shard) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=2_000_000)
-    parser.add_argument("--actors", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=6)
+    parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=count(), default=2_000_000)
+    parser.add_argument("--actors", type=count(), default=2)
+    parser.add_argument("--repeats", type=count(), default=6)
     parser.add_argument("--json", default="bench-results/ray_overhead.json")
     args = parser.parse_args(argv)
 
@@ -148,4 +151,4 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -23,18 +23,21 @@ alone::
 from __future__ import annotations
 
 import argparse
+import sys
 import statistics
 import time
 from pathlib import Path
+
+from alscale.bench import ScriptArgumentParser, count, run_script
 
 BATCH = 4096
 RUN = 2048
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=count(), default=1_000_000)
+    parser.add_argument("--repeats", type=count(), default=7)
     parser.add_argument("--json", default="bench-results/read.json")
     args = parser.parse_args(argv)
 
@@ -123,4 +126,4 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -23,7 +23,7 @@ __all__ = ["command"]
 @click.option("--group-column", "group_columns", multiple=True, help="Column whose distribution to watch (repeatable).")
 @click.option("--model", default=None, help="Your own ONNX model file, used by every round instead of the built-in trainer "
               "(write the retrained model to the same path between rounds; `alscale round --model` overrides it).")
-@click.option("--eval-size", type=float, default=None, help="Evaluation-set rows, or a fraction (< 1). [default: min(1000, pool/5)]")
+@click.option("--eval-size", default=None, help="Evaluation-set rows (500), or a fraction of the pool (0.2). [default: min(1000, pool/5)]")
 @click.option("--initial", "initial_size", type=int, default=100, show_default=True, help="Size of the seed set.")
 @click.option("--initial-method", type=click.Choice(INITIAL_METHODS), default="random", show_default=True,
               help="How round 0 picks the seed set: uniform random, random rows stratified over k-means clusters of the features, "

@@ -30,7 +30,7 @@ def _ints(text: str) -> list[int]:
 @click.option("--initial", "initial_size", type=int, default=20, show_default=True, help="Random initial labels.")
 @click.option("--batch", "batch_size", type=int, default=20, show_default=True, help="Labels per round.")
 @click.option("--budget", type=int, default=200, show_default=True, help="Total labels, initial included.")
-@click.option("--eval-size", type=float, default=0.25, show_default=True, help="Evaluation rows, or a fraction (< 1) of the pool.")
+@click.option("--eval-size", default="0.25", show_default=True, help="Evaluation rows (500), or a fraction of the pool (0.25).")
 @click.option("--trainer", type=click.Choice(TRAINERS), default="logistic", show_default=True,
               help="Model trained each round (exported to ONNX and scored by the engine).")
 @click.option("--metric", type=click.Choice(METRICS), default="accuracy", show_default=True,
@@ -40,8 +40,9 @@ def _ints(text: str) -> list[int]:
 @click.option("--address", default=None, help="Ray cluster address. [default: one local Ray for the whole run]")
 @click.option("--out", required=True, help="Output folder (curves.csv/json, learning_curve.png, table.md, summary.json, runs/).")
 @click.option("--force", is_flag=True, help="Replace an earlier simulation's results in --out (other files there are kept).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar (one step per strategy and seed).")
 def command(pool, dataset, label_column, id_column, features, strategies, seeds, initial_size, batch_size, budget, eval_size,
-            trainer, metric, fractions, actors, address, out, force):
+            trainer, metric, fractions, actors, address, out, force, quiet):
     """Simulate the loop on a labeled pool and compare strategies with random sampling.
 
     Every round trains the built-in model on the labels so far, exports it as ONNX, evaluates
@@ -80,7 +81,7 @@ def command(pool, dataset, label_column, id_column, features, strategies, seeds,
                 exc.args = (str(exc).replace(str(copy), "digits"),)
                 raise exc from None
         pool = digits_pool(Path(out) / "pool.parquet")
-    summary = simulate(pool, **settings)
+    summary = simulate(pool, **settings, progress=not quiet)
     click.echo(f"full-data {metric}: {summary['full_metric']:.4f}  ({summary['wall_seconds']:.0f} s)")
     click.echo(summary["table_markdown"])
     for name, path in summary["outputs"].items():

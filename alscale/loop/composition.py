@@ -86,7 +86,8 @@ def compare_distributions(sample: Sequence, reference: Sequence, *, threshold: f
     Returns
     -------
     dict
-        name, js_divergence, n_sample, n_reference, shares {value: {"labeled", "population"}},
+        name, js_divergence (None when either side is empty), n_sample, n_reference,
+        shares {value: {"labeled", "population"}},
         over / under [{"value", "labeled", "population", "difference"}], warn, message.
 
     Raises
@@ -102,14 +103,14 @@ def compare_distributions(sample: Sequence, reference: Sequence, *, threshold: f
     reference = ["<null>" if v is None else str(v) for v in reference]
     support = sorted(set(sample) | set(reference))
     ps, pr = _shares(sample, support), _shares(reference, support)
-    jsd = js_divergence(ps, pr) if len(sample) and len(reference) else 0.0
+    jsd = js_divergence(ps, pr) if len(sample) and len(reference) else None  # nothing to compare: not a perfect match
     diff = ps - pr
     order = np.argsort(-diff, kind="stable")
     rows = [{"value": support[i], "labeled": float(ps[i]), "population": float(pr[i]), "difference": float(diff[i])}
             for i in range(len(support))]
     over = [rows[i] for i in order[:top] if diff[i] > 0]
     under = [rows[i] for i in order[::-1][:top] if diff[i] < 0]
-    warn = bool(jsd > threshold)
+    warn = jsd is not None and bool(jsd > threshold)
     message = ""
     if warn:
         parts = []

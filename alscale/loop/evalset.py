@@ -32,10 +32,26 @@ def default_eval_size(n_pool: int) -> int:
     return int(min(1000, n_pool // 5))
 
 
-def size_from_flag(value: float) -> int | float:
-    """A size typed on the command line (``--eval-size``, read as a float): a whole number >= 0
-    is a row count (``500`` and ``0`` as ints), anything else stays as it is (a fraction, or a
-    value :func:`resolve_size` refuses, such as 1500.7, nan or inf)."""
+def size_from_flag(value: str | float) -> int | float:
+    """A size typed on the command line (``--eval-size``), read as the Python API reads it.
+
+    Digits alone (``500``, ``0``) are a row count; anything else is a float, a fraction of the
+    pool, so ``1.0`` and ``2.0`` are refused by :func:`resolve_size` as they are from Python, as
+    are 1500.7, nan or inf.  A float given (not text) that is a whole number >= 0 is a count.
+
+    Raises
+    ------
+    ConfigError
+        Text that is no number.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return int(text)
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"Expected a size as a row count (500) or a fraction of the pool (0.2). Got {value!r}.") from None
     return int(value) if math.isfinite(value) and value >= 0 and value == int(value) else value
 
 

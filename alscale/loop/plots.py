@@ -67,10 +67,14 @@ def plot_composition(history: Sequence[dict], path) -> pathlib.Path:
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     rounds = [h for h in history if h.get("composition")]
     x = [h["labels"] for h in rounds]
-    ax.plot(x, [h["composition"]["classes_jsd"] for h in rounds], marker="o", label="classes vs evaluation set")
+
+    def value(v):  # a round with nothing to compare (no labeled evaluation rows) is a gap, not a 0
+        return np.nan if v is None else v
+
+    ax.plot(x, [value(h["composition"]["classes_jsd"]) for h in rounds], marker="o", label="classes vs evaluation set")
     groups = sorted({g for h in rounds for g in h["composition"].get("groups_jsd", {})})
     for g in groups:
-        ax.plot(x, [h["composition"]["groups_jsd"].get(g, np.nan) for h in rounds], marker="s", label=f"{g} vs pool")
+        ax.plot(x, [value(h["composition"]["groups_jsd"].get(g)) for h in rounds], marker="s", label=f"{g} vs pool")
     ax.set_xlabel("labeled examples")
     ax.set_ylabel("Jensen-Shannon divergence (bits)")
     ax.set_title("Labeled-set composition over rounds")

@@ -245,7 +245,10 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
     Returns
     -------
     dict
-        The round record (also ``rounds/NNN/round.json``).
+        The round record (also ``rounds/NNN/round.json``).  Its ``metrics`` are None for the
+        seed round, and while no evaluation-set row is labeled (push
+        :meth:`Workspace.evaluation_batch` or label its ids); its ``composition`` divergences
+        are None while there is nothing to compare with.
 
     Raises
     ------

@@ -35,6 +35,7 @@ import os
 import pathlib
 import re
 import shutil
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -93,7 +94,7 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
              seeds: Sequence[int] = (0, 1, 2), initial_size: int = 20, batch_size: int = 20, budget: int = 200,
              eval_size=0.25, eval_seed: int = 0, trainer: str = "logistic", metric: str = "accuracy",
              fractions: Sequence[float] = (0.9, 0.95, 0.98), id_column: str = "id", features: Sequence[str] | None = None,
-             actors: int | None = None, address: str | None = None, force: bool = False) -> dict:
+             actors: int | None = None, address: str | None = None, force: bool = False, progress: bool = False) -> dict:
     """Simulate active learning with an oracle label column.
 
     Parameters
@@ -131,6 +132,8 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
     force : bool, default False
         Replace an earlier simulation's results in ``out`` (its ``runs/`` and the output files
         listed in the module docstring); other files there are kept.
+    progress : bool, default False
+        Show a progress bar on stderr: one step per strategy and seed, each a loop of rounds.
 
     Returns
     -------
@@ -171,15 +174,22 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
     rows: list[dict] = []
     from alscale.engine.runtime import ray_session  # Ray itself is the engine's business
 
+    bar = _progress_bar(len(plan.seeds) * len(plan.strategies), progress)
     with ray_session(address, num_cpus=plan.actors):
         for seed in plan.seeds:
             initial = seed_random(candidates, plan.initial_size, seed=seed)
             for strategy in plan.strategies:
+                if bar is not None:
+                    bar.set_postfix_str(f"{strategy}, seed {seed}")
                 rows += _run_one(pool, X_all, y_all, plan.row_of, classes, initial, plan.eval_ids, eval_rows, strategy=strategy,
                                  seed=seed, batch_size=plan.batch_size, budget=plan.budget, trainer=trainer, id_kind=plan.id_kind,
                                  id_column=id_column, feats=plan.feats, actors=plan.actors,
                                  run_dir=out / _RUNS_DIR / strategy / f"seed{seed}")
                 logger.info("simulated %s seed %d: %d rounds", strategy, seed, sum(1 for r in rows if r["strategy"] == strategy and r["seed"] == seed))
+                if bar is not None:
+                    bar.update()
+    if bar is not None:
+        bar.close()
 
     summary = _summarise(rows, plan.strategies, plan.seeds, full_metrics, metric, plan.fractions)
     summary.update({
@@ -268,6 +278,8 @@ def _prepare(pool, *, out, label_column: str = "label", strategies: Sequence[str
     seeds = [int(s) for s in seeds]  # numpy integers kept as int
     if not seeds:
         raise ConfigError("The 'seeds' parameter must list at least one seed. Got none.")
+    if len(set(seeds)) != len(seeds):  # a repeated seed is the same run twice: its curve would count twice
+        raise ConfigError(f"The 'seeds' parameter must not repeat a seed (each seed is one run of every strategy). Got {seeds}.")
     fractions = list(fractions)
     if not all(isinstance(f, numbers.Real) and not isinstance(f, bool) and math.isfinite(f) and f > 0 for f in fractions):
         raise ConfigError(f"The 'fractions' parameter must hold numbers > 0 (of the full-data metric). Got {fractions}.")
@@ -392,6 +404,19 @@ def _run_one(pool, X_all, y_all, row_of, classes, initial, eval_ids, eval_rows, 
     return out_rows
 
 
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="run", file=sys.stderr, desc="simulating", dynamic_ncols=True)
+
+
+def _goal(fraction: float, full: float, higher_is_better: bool) -> float:
+    """The metric value that counts as ``fraction`` of the full-data one (for a loss: the full loss over it)."""
+    return fraction * full if higher_is_better else full / fraction
+
+
 def _summarise(rows, strategies, seeds, full_metrics, metric, fractions) -> dict:
     hib = HIGHER_IS_BETTER[metric]
     full = float(full_metrics[metric])
@@ -405,7 +430,7 @@ def _summarise(rows, strategies, seeds, full_metrics, metric, fractions) -> dict
         aulc[s] = {"mean": float(np.mean(per)), "std": float(np.std(per)), "per_seed": per}
     needed = {}
     for f in fractions:
-        goal = f * full if hib else full / f
+        goal = _goal(f, full, hib)
         needed[str(f)] = {s: labels_needed(xs[s], curves[s].mean(axis=0), goal, higher_is_better=hib) for s in strategies}
     return {
         "metric": metric, "full_metric": full, "full_metrics": full_metrics,
@@ -418,7 +443,8 @@ def _summarise(rows, strategies, seeds, full_metrics, metric, fractions) -> dict
 
 
 def _table(needed, aulc, strategies, full, metric, fractions, budget) -> str:
-    head = ["strategy", f"AULC ({metric})"] + [f"labels to {f:.0%} of full ({f * full:.3f})" for f in fractions] + ["saving vs random"]
+    hib = HIGHER_IS_BETTER[metric]
+    head = ["strategy", f"AULC ({metric})"] + [f"labels to {f:.0%} of full ({_goal(f, full, hib):.3f})" for f in fractions] + ["saving vs random"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in strategies:
         cells = [s, f"{aulc[s]['mean']:.4f} ± {aulc[s]['std']:.4f}"]

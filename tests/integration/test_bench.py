@@ -112,6 +112,8 @@ def temp_root(tmp_path, monkeypatch):
         (["--cm-k", "5", "--coreset-rows", "10"], "--cm-k, --coreset-rows apply only with --strategies."),
         (["--strategies", "--coreset-rows", "1000"], "The 'coreset_rows' parameter must be an int below 'rows' (1000)."),
         (["--strategies", "--coreset-rows", "500", "--k", "10", "--cm-k", "2000"], "Pool exhausted: 1000 available / 2000 requested"),
+        (["--rows", "10000000000000"], "Expected room for the generated pool(s) in"),  # it used to fill the disk, then fail
+        (["--strategies", "--rows", "10000000000000"], "GiB free; pass fewer rows, or a --workdir on a larger disk."),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2_before_anything_is_generated(args, message, temp_root, tmp_path):
@@ -253,3 +255,30 @@ def test_bench_diversity_refuses_an_unknown_configuration_before_timing(tmp_path
     assert len(lines) == 1 and lines[0].startswith("bench_diversity.py: error: unknown --configs ['nope']; expected names among ["), lines
     assert "'default'" in lines[0] and "'tensor64'" in lines[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("script", ["bench_read", "bench_batch_size", "bench_ray_overhead", "bench_driver_memory"])
+def test_a_script_refuses_a_bad_size_in_one_line_and_shows_its_defaults(script, temp_root, tmp_path, capsys):
+    """They blamed a temporary pool folder the user never named (--rows 0), or had no median (--repeats 0)."""
+    module = load_script(script)
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--rows", "0", "--json" if script != "bench_driver_memory" else "--out", str(tmp_path / "o.json")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert ".py: error: argument --rows: expected an int >= 1. Got 0 (see " in err and err.endswith(".py --help)\n"), err
+    assert not any(temp_root.iterdir()) and not (tmp_path / "o.json").exists()
+    with pytest.raises(SystemExit):
+        module.main(["--help"])
+    assert "(default: " in capsys.readouterr().out
+
+
+def test_run_script_turns_bad_input_into_one_line_and_exit_2(capsys):
+    from alscale.bench import run_script
+    from alscale.exceptions import PoolExhaustedError
+
+    def main():
+        raise PoolExhaustedError(100, 1000)
+
+    assert run_script(main) == 2
+    assert capsys.readouterr().err == f"alscale: error: {PoolExhaustedError(100, 1000)}\n"
+    assert run_script(lambda: 1) == 1 and run_script(lambda: None) == 0

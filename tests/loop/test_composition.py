@@ -35,3 +35,18 @@ def test_report_collects_warnings():
     assert len(rep["warnings"]) == 2
     rep = composition_report([0, 1], [0, 1], {"src": (["x", "y"], ["y", "x"])}, threshold=0.05)
     assert rep["warnings"] == []
+
+
+def test_nothing_to_compare_is_no_divergence_and_no_warning():
+    """An evaluation set with no labels yet: the labeled set's classes match nothing, which is not a JSD of 0."""
+    r = compare_distributions(["a", "b"], [], threshold=0.05)
+    assert r["js_divergence"] is None and r["warn"] is False and r["message"] == ""
+    assert composition_report(["a"], [])["classes"]["js_divergence"] is None
+
+
+def test_the_composition_plot_leaves_a_gap_for_a_round_without_a_divergence(tmp_path):
+    from alscale.loop.plots import plot_composition
+
+    history = [{"labels": 20, "composition": {"classes_jsd": None, "groups_jsd": {}}},
+               {"labels": 40, "composition": {"classes_jsd": 0.02, "groups_jsd": {}}}]
+    assert plot_composition(history, tmp_path / "c.png").stat().st_size > 0

@@ -29,6 +29,18 @@ def _cli(*args):
     return res.exit_code, res.output
 
 
+def test_the_tables_goal_for_a_loss_is_the_full_loss_over_the_fraction():
+    """90% of a full-data log loss of 0.1183 is a loss of 0.131 (what the labels-needed column counts), not 0.106."""
+    from alscale.loop.simulate import _table
+
+    needed = {"0.9": {"random": 40}}
+    aulc = {"random": {"mean": 0.2, "std": 0.01}}
+    head = _table(needed, aulc, ["random"], 0.1183, "log_loss", [0.9], 60).splitlines()[0]
+    assert f"labels to 90% of full ({0.1183 / 0.9:.3f})" in head
+    head = _table(needed, aulc, ["random"], 0.9, "accuracy", [0.9], 60).splitlines()[0]
+    assert f"labels to 90% of full ({0.9 * 0.9:.3f})" in head
+
+
 def test_aulc_and_labels_needed_reference():
     x, y = np.array([10, 20, 40]), np.array([0.5, 0.7, 0.8])
     assert area_under_curve(x, y) == pytest.approx(np.trapezoid(y, x) / 30)
@@ -90,6 +102,8 @@ def test_margin_beats_random_on_digits(tmp_path, ray_local):
     (["--budget", 10], "The 'budget' parameter must be an int >= 20. Got 10 instead."),
     (["--eval-size", 300, "--budget", 1500], "The evaluation set (300) plus the budget (1500) must fit in the pool (1797 rows)."),
     (["--label-column", "oracle"], "Expected columns ['oracle'] in pool digits."),
+    (["--seeds", "0,0"], "The 'seeds' parameter must not repeat a seed (each seed is one run of every strategy). Got [0, 0]."),
+    (["--eval-size", "2.0"], "Got 2.0 instead; a float is a fraction of the pool: pass the int 2 for 2 rows."),
 ])
 def test_a_refused_digits_simulation_writes_nothing(tmp_path, args, message):
     """--dataset digits wrote OUT/pool.parquet before the arguments were checked."""

@@ -451,10 +451,14 @@ def test_sizes_as_ints_fractions_and_flags(tmp_path, blob_pool):
 
     ws = _ws(tmp_path, blob_pool, settings={"eval_size": 0.2, "stop_set_size": np.int64(7)})
     assert (ws.config["evaluation"]["size"], ws.config["stop_set"]["size"]) == (60, 7)  # 0.2 * 300 rows; 7 rows
-    # the command line reads --eval-size as a float: whole numbers are counts (500 rows, 0 rows), the rest fractions
-    assert [(v, type(v)) for v in map(size_from_flag, (500.0, 1.0, 0.0, 0.25, 150.5))] == [
-        (500, int), (1, int), (0, int), (0.25, float), (150.5, float)]
-    assert resolve_size(size_from_flag(1.0), 300, name="eval_size") == 1 and resolve_size(0.0, 300, name="eval_size") == 0
+    # the command line reads --eval-size as the Python API does: digits are counts (500 rows, 0 rows), the rest fractions
+    assert [(v, type(v)) for v in map(size_from_flag, ("500", " 0", "0.25", "1.0", "2.0", "150.5"))] == [
+        (500, int), (0, int), (0.25, float), (1.0, float), (2.0, float), (150.5, float)]
+    assert resolve_size(size_from_flag("1"), 300, name="eval_size") == 1 and resolve_size(0.0, 300, name="eval_size") == 0
+    with pytest.raises(ConfigError, match=r"a whole-number float such as|must be a row count >= 0 or a fraction"):
+        resolve_size(size_from_flag("2.0"), 300, name="eval_size")  # not 2 rows, as from Python
+    with pytest.raises(ConfigError, match=r"^Expected a size as a row count \(500\) or a fraction of the pool \(0.2\)\. Got 'half'\.$"):
+        size_from_flag("half")
     with pytest.raises(ConfigError, match=r"^The 'eval_size' setting \(301 rows\) must not be larger than the pool \(300 rows\)\.$"):
         resolve_size(301, 300, name="eval_size")
     with pytest.raises(ConfigError, match=r"^The 'eval_size' setting must be a row count >= 0 or a fraction in \(0, 1\)\. Got 1.5 instead\.$"):
