@@ -220,6 +220,10 @@ def _pipeline(pool: Path, model: Path, actors: int, k: int, batch_size: int | st
     }
 
 
+#: A pipeline scan shorter than this is mostly fixed cost: its ratio is printed with a note.
+SHORT_SCAN_SECONDS = 0.5
+
+
 def _check_disk(workdir: str | None, pools: dict[str, int], n_features: int) -> None:
     """OutputError when the pools to generate (folder name -> rows) would not fit where they go.
 
@@ -347,6 +351,9 @@ def run_bench(
                     f"median of {len(runs)} runs {res['ratios_of_all_runs']}; actors busy {res['actor_busy_fraction']:.0%} of the scan; "
                     f"actor peak RSS {res['actor_peak_rss_mb']} MiB"
                 )
+                if res["seconds_pipeline"] < SHORT_SCAN_SECONDS:  # Ray's fixed costs (~10-20 ms a scan) weigh on the ratio
+                    echo(f"  note: a scan of {res['seconds_pipeline']:.2f} s is too short for a meaningful ratio; "
+                         "measure with --rows 1000000 or more")
             results["scaling"] = []
             for n_rows in scaling:
                 p = make_pool(work / f"pool-{n_rows}", n_rows, n_features=n_features, n_classes=n_classes, files=4, row_group_size=131_072)

@@ -35,9 +35,20 @@ ROWS = 20_000
 def bench(tmp_path_factory):
     work = tmp_path_factory.mktemp("bench")
     out_json = work / "results" / "engine.json"
+    ECHOED.clear()
     results = run_bench(rows=ROWS, n_features=8, hidden=16, n_classes=4, actors=(1, 2), k=50,
-                        repeats=3, workdir=str(work), out_json=str(out_json), echo=lambda _m: None)
+                        repeats=3, workdir=str(work), out_json=str(out_json), echo=ECHOED.append)
     return work, out_json, results
+
+
+#: What the module's benchmark run printed.
+ECHOED: list[str] = []
+
+
+def test_a_scan_too_short_to_measure_is_said_to_be(bench):
+    _, _, results = bench
+    notes = [line for line in ECHOED if "too short for a meaningful ratio" in line]
+    assert len(notes) == sum(r["seconds_pipeline"] < 0.5 for r in results["pipeline"]) >= 1  # this tiny pool scans in ms
 
 
 def test_results_are_written_and_match_what_was_returned(bench):
