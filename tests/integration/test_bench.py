@@ -197,7 +197,7 @@ def test_the_median_of_an_even_number_of_runs_is_the_lower_middle_one(monkeypatc
 
     def pipeline(pool, model, actors, k, batch_size, strategy):
         return {"actors": actors, "rows_per_s": next(rates), "batch_sizes": [2048] * actors,
-                "actor_busy_fraction": 1.0, "actor_peak_rss_mb": [100.0] * actors}
+                "actor_busy_fraction": 1.0, "actor_peak_rss_mb": [100.0] * actors, "seconds_pipeline": 1.0}
 
     monkeypatch.setattr(bench_module, "_pipeline", pipeline)
     monkeypatch.setattr(bench_module, "raw_onnxruntime_rate", lambda *a, **kw: {"rows_per_s": 1.0, "batch_size": 2048, "by_batch_size": {2048: 1.0}})
