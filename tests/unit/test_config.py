@@ -31,15 +31,6 @@ def test_unknown_keys_and_bad_values(tmp_path):
         make_settings(pool="p", model=["m"], on_invalid="ignore")
 
 
-def test_an_unknown_key_is_named_as_written_and_a_yaml_error_by_its_line(tmp_path):
-    (tmp_path / "c.yaml").write_text("pool: p\nmodel: m\nbatch-sise: 3\n")
-    with pytest.raises(ConfigError, match=r"Unknown setting 'batch-sise' in config file .* Did you mean 'batch_size'\?"):
-        make_settings(tmp_path / "c.yaml")
-    (tmp_path / "bad.yaml").write_text("pool: p\nmodel: [a, b\nk: 3\n")
-    with pytest.raises(ConfigError, match=r"is not valid YAML: expected ',' or '\]', but got ':' \(line 3, column 2\)"):
-        make_settings(tmp_path / "bad.yaml")
-
-
 def test_settings_built_directly_take_paths_lists_and_one_string(tmp_path):
     from alscale.config import SelectSettings
 
@@ -53,13 +44,17 @@ def test_settings_built_directly_take_paths_lists_and_one_string(tmp_path):
         SelectSettings(pool="p", model=["m"], exclude=5)
 
 
-def test_unknown_keys_without_a_close_match_list_the_known_ones(tmp_path):
-    (tmp_path / "c.toml").write_text('pool = "p"\nmodel = "m"\nparam = "rounds=3"\n')
-    with pytest.raises(ConfigError, match=r"Unknown setting 'param' .* go in a \[strategy_params\] table"):
-        make_settings(tmp_path / "c.toml")
-    (tmp_path / "c.toml").write_text('pool = "p"\nmodel = "m"\nzzz = 1\n')
-    with pytest.raises(ConfigError, match=r"Unknown setting 'zzz' .* Expected one of \['actors', 'address'"):
-        make_settings(tmp_path / "c.toml")
+@pytest.mark.parametrize("name, body, match", [
+    ("c.toml", 'pool = "p"\nmodel = "m"\nparam = "rounds=3"\n', r"Unknown setting 'param' .* go in a \[strategy_params\] table"),
+    ("c.toml", 'pool = "p"\nmodel = "m"\nzzz = 1\n', r"Unknown setting 'zzz' .* Expected one of \['actors', 'address'"),
+    ("c.yaml", "pool: p\nmodel: m\nbatch-sise: 3\n", r"Unknown setting 'batch-sise' in config file .* Did you mean 'batch_size'\?"),
+    ("bad.yaml", "pool: p\nmodel: [a, b\nk: 3\n", r"is not valid YAML: expected ',' or '\]', but got ':' \(line 3, column 2\)"),
+])
+def test_config_file_errors_name_the_key_as_written_and_the_line(tmp_path, name, body, match):
+    """Without a close match the known keys are listed; a YAML error says where it is."""
+    (tmp_path / name).write_text(body)
+    with pytest.raises(ConfigError, match=match):
+        make_settings(tmp_path / name)
 
 
 def test_local_paths_become_absolute_and_uris_stay(tmp_path, monkeypatch):
