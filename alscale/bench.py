@@ -224,19 +224,25 @@ def _pipeline(pool: Path, model: Path, actors: int, k: int, batch_size: int | st
 SHORT_SCAN_SECONDS = 0.5
 
 
-def _check_disk(workdir: str | None, pools: dict[str, int], n_features: int) -> None:
+def _check_disk(workdir: str | None, pools: dict[str, int], n_features: int, *, one_at_a_time: bool = False) -> None:
     """OutputError when the pools to generate (folder name -> rows) would not fit where they go.
 
-    A row takes its float32 features and about 16 bytes of id and label; a pool folder that
-    is there already is replaced, so its room counts as free.
+    A row takes its float32 features and about 16 bytes of id and label.  A pool folder of
+    ``workdir`` that is there already is replaced file by file, so its room counts as free but
+    for a quarter of it (the new part written beside the old one).  ``one_at_a_time``: each
+    pool but the first is removed before the next is made (a run without ``workdir``).
     """
     where = Path(workdir) if workdir else Path(tempfile.gettempdir())
     probe = where
     while not probe.exists():
         probe = probe.parent
-    need = sum(rows for rows in pools.values()) * (n_features * 4 + 16)
-    there = sum(f.stat().st_size for name in pools for f in (where / name).rglob("*") if (where / name).is_dir() and f.is_file())
-    free = shutil.disk_usage(probe).free + there
+    sizes = list(pools.values())
+    rows = sizes[0] + max(sizes[1:], default=0) if one_at_a_time else sum(sizes)
+    need = rows * (n_features * 4 + 16)
+    there = 0
+    if workdir:  # a fresh temporary folder holds no earlier pool
+        there = sum(f.stat().st_size for name in pools if (where / name).is_dir() for f in (where / name).rglob("*") if f.is_file())
+    free = shutil.disk_usage(probe).free + 0.75 * there
     if need > 0.9 * free:
         raise OutputError(f"Expected room for the generated pool(s) in {str(where)!r}: about {need / 2**30:.1f} GiB. "
                           f"Got {free / 2**30:.1f} GiB free; pass fewer rows, or a --workdir on a larger disk.")
@@ -305,7 +311,7 @@ def run_bench(
     actors, scaling = tuple(actors), tuple(scaling)
     _check_engine_args(rows, n_features, hidden, n_classes, actors, k, batch_size, strategy, scaling, repeats)
     _check_out_json(out_json)
-    _check_disk(workdir, {f"pool-{n}": n for n in (rows, *scaling)}, n_features)
+    _check_disk(workdir, {f"pool-{n}": n for n in (rows, *scaling)}, n_features, one_at_a_time=workdir is None)
     own_dir = workdir is None
     with _scratch(workdir) as work:
         results: dict[str, Any] = {"machine": machine_info(), "config": {"rows": rows, "model": f"MLP {n_features}-{hidden}-{n_classes}", "k": k, "batch_size": batch_size, "strategy": strategy}}

@@ -37,7 +37,8 @@ def size_from_flag(value: str | float) -> int | float:
 
     Digits alone (``500``, ``0``) are a row count; anything else is a float, a fraction of the
     pool, so ``1.0`` and ``2.0`` are refused by :func:`resolve_size` as they are from Python, as
-    are 1500.7, nan or inf.  A float given (not text) that is a whole number >= 0 is a count.
+    are 1500.7, nan or inf.  (A float given, not text, that is a whole number >= 0 is a count:
+    how the flags were read before they were read as text.)
 
     Raises
     ------
@@ -46,10 +47,8 @@ def size_from_flag(value: str | float) -> int | float:
     """
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
-            return int(text)
         try:
-            return float(text)
+            return int(text) if text.isascii() and text.isdigit() else float(text)
         except ValueError:
             raise ConfigError(f"Expected a size as a row count (500) or a fraction of the pool (0.2). Got {value!r}.") from None
     return int(value) if math.isfinite(value) and value >= 0 and value == int(value) else value

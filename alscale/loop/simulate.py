@@ -26,6 +26,7 @@ kept there, as ``alscale simulate --dataset digits`` writes it) as it is.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -175,7 +176,7 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
     from alscale.engine.runtime import ray_session  # Ray itself is the engine's business
 
     bar = _progress_bar(len(plan.seeds) * len(plan.strategies), progress)
-    with ray_session(address, num_cpus=plan.actors):
+    with ray_session(address, num_cpus=plan.actors), (bar if bar is not None else contextlib.nullcontext()):  # closed on an error too
         for seed in plan.seeds:
             initial = seed_random(candidates, plan.initial_size, seed=seed)
             for strategy in plan.strategies:
@@ -188,8 +189,6 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
                 logger.info("simulated %s seed %d: %d rounds", strategy, seed, sum(1 for r in rows if r["strategy"] == strategy and r["seed"] == seed))
                 if bar is not None:
                     bar.update()
-    if bar is not None:
-        bar.close()
 
     summary = _summarise(rows, plan.strategies, plan.seeds, full_metrics, metric, plan.fractions)
     summary.update({
@@ -409,7 +408,7 @@ def _progress_bar(total: int, enabled: bool):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="run", file=sys.stderr, desc="simulating", dynamic_ncols=True)
+    return tqdm(total=total, unit="run", file=sys.stderr, desc="simulating", dynamic_ncols=True, leave=True)
 
 
 def _goal(fraction: float, full: float, higher_is_better: bool) -> float:
@@ -444,7 +443,8 @@ def _summarise(rows, strategies, seeds, full_metrics, metric, fractions) -> dict
 
 def _table(needed, aulc, strategies, full, metric, fractions, budget) -> str:
     hib = HIGHER_IS_BETTER[metric]
-    head = ["strategy", f"AULC ({metric})"] + [f"labels to {f:.0%} of full ({_goal(f, full, hib):.3f})" for f in fractions] + ["saving vs random"]
+    bound = "" if hib else f"{metric} <= "  # for a loss, 90% of full is the full loss over 0.9
+    head = ["strategy", f"AULC ({metric})"] + [f"labels to {f:.0%} of full ({bound}{_goal(f, full, hib):.3f})" for f in fractions] + ["saving vs random"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in strategies:
         cells = [s, f"{aulc[s]['mean']:.4f} ± {aulc[s]['std']:.4f}"]

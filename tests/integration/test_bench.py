@@ -293,3 +293,21 @@ def test_run_script_turns_bad_input_into_one_line_and_exit_2(capsys):
     assert run_script(main) == 2
     assert capsys.readouterr().err == f"alscale: error: {PoolExhaustedError(100, 1000)}\n"
     assert run_script(lambda: 1) == 1 and run_script(lambda: None) == 0
+
+
+def test_the_disk_check_counts_what_is_on_disk_at_once(tmp_path, monkeypatch):
+    """Without a workdir the scaling pools are made one after another (each removed after use); with one, all stay."""
+    from collections import namedtuple
+
+    from alscale.bench import _check_disk
+    from alscale.exceptions import OutputError
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(bench_module.shutil, "disk_usage", lambda _p: usage(10**6, 0, 1500))
+    pools = {"pool-10": 10, "pool-20": 20, "pool-25": 25}  # 32 bytes a row at 4 features: 320 + 640 + 800
+    _check_disk(None, pools, 4, one_at_a_time=True)  # 10 + 25 rows at most: 1,120 bytes of 1,350
+    with pytest.raises(OutputError, match="Expected room for the generated pool"):
+        _check_disk(str(tmp_path), pools, 4)  # all three kept: 1,760 bytes
+    (tmp_path / "pool-25").mkdir()
+    (tmp_path / "pool-25" / "part-0.parquet").write_bytes(b"x" * 1000)  # replaced: three quarters of it count as free
+    _check_disk(str(tmp_path), pools, 4)

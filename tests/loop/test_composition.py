@@ -47,6 +47,22 @@ def test_nothing_to_compare_is_no_divergence_and_no_warning():
 def test_the_composition_plot_leaves_a_gap_for_a_round_without_a_divergence(tmp_path):
     from alscale.loop.plots import plot_composition
 
-    history = [{"labels": 20, "composition": {"classes_jsd": None, "groups_jsd": {}}},
+    import matplotlib.pyplot as plt
+
+    history = [{"labels": 20, "composition": {"classes_jsd": None, "groups_jsd": {"site": 0.1}}},
                {"labels": 40, "composition": {"classes_jsd": 0.02, "groups_jsd": {}}}]
-    assert plot_composition(history, tmp_path / "c.png").stat().st_size > 0
+    drawn = []
+    real_plot = plt.Axes.plot
+
+    def spy(ax, x, y, *args, **kwargs):
+        drawn.append(list(y))  # as given: None would be drawn as a gap only by matplotlib's grace
+        return real_plot(ax, x, y, *args, **kwargs)
+
+    plt.Axes.plot = spy
+    try:
+        assert plot_composition(history, tmp_path / "c.png").stat().st_size > 0
+    finally:
+        plt.Axes.plot = real_plot
+    classes, site = drawn
+    assert isinstance(classes[0], float) and np.isnan(classes[0]) and classes[1] == 0.02  # a gap, never a 0 or a None
+    assert site[0] == 0.1 and np.isnan(site[1])  # a group the round did not report

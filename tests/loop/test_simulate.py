@@ -36,7 +36,7 @@ def test_the_tables_goal_for_a_loss_is_the_full_loss_over_the_fraction():
     needed = {"0.9": {"random": 40}}
     aulc = {"random": {"mean": 0.2, "std": 0.01}}
     head = _table(needed, aulc, ["random"], 0.1183, "log_loss", [0.9], 60).splitlines()[0]
-    assert f"labels to 90% of full ({0.1183 / 0.9:.3f})" in head
+    assert f"labels to 90% of full (log_loss <= {0.1183 / 0.9:.3f})" in head
     head = _table(needed, aulc, ["random"], 0.9, "accuracy", [0.9], 60).splitlines()[0]
     assert f"labels to 90% of full ({0.9 * 0.9:.3f})" in head
 
@@ -171,3 +171,22 @@ def test_strings_negative_seeds_and_whole_float_eval_sizes_are_refused_in_one_li
         check_simulation(blob_pool, out=tmp_path / "sim", budget=40, **kwargs)
     assert str(err.value) == message
     assert not (tmp_path / "sim").exists()
+
+
+def test_a_failed_simulation_closes_its_progress_bar_first(tmp_path, blob_pool, ray_local, monkeypatch, capsys):
+    """The one-line error came glued to the unfinished bar's line."""
+    import importlib
+
+    sim = importlib.import_module("alscale.loop.simulate")  # the package's `simulate` is the function
+
+    def fail(*_args, **_kwargs):
+        raise RuntimeError("a round failed")
+
+    bars = []
+    make_bar = sim._progress_bar
+    monkeypatch.setattr(sim, "_run_one", fail)
+    monkeypatch.setattr(sim, "_progress_bar", lambda total, enabled: bars.append(make_bar(total, enabled)) or bars[-1])
+    with pytest.raises(RuntimeError, match="a round failed"):
+        simulate(blob_pool, out=tmp_path / "sim", strategies=["margin"], budget=40, progress=True)
+    assert len(bars) == 1 and bars[0].disable  # tqdm's mark of a closed bar: its line ended before the error's
+    assert "simulating" in capsys.readouterr().err

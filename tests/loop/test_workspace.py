@@ -459,6 +459,8 @@ def test_sizes_as_ints_fractions_and_flags(tmp_path, blob_pool):
         resolve_size(size_from_flag("2.0"), 300, name="eval_size")  # not 2 rows, as from Python
     with pytest.raises(ConfigError, match=r"^Expected a size as a row count \(500\) or a fraction of the pool \(0.2\)\. Got 'half'\.$"):
         size_from_flag("half")
+    with pytest.raises(ConfigError, match="Got '²'"):  # a digit to str.isdigit, not to int()
+        size_from_flag("²")
     with pytest.raises(ConfigError, match=r"^The 'eval_size' setting \(301 rows\) must not be larger than the pool \(300 rows\)\.$"):
         resolve_size(301, 300, name="eval_size")
     with pytest.raises(ConfigError, match=r"^The 'eval_size' setting must be a row count >= 0 or a fraction in \(0, 1\)\. Got 1.5 instead\.$"):
