@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alscale.loop.rounds import _evaluation_rows, load_history
-from alscale.loop.workspace import Workspace
+from alscale.loop.workspace import Workspace, describe_answers
 
 __all__ = ["status_rows", "status_table"]
 
@@ -78,8 +78,7 @@ def _disagreement_lines(ws: Workspace, shown: int = 10) -> list[str]:
         return []
     lines = [f"answers disagree on {len(found):,} id(s); the latest answer is used:"]
     for d in found[:shown]:
-        answers = ", ".join(f"{label!r} ({annotator or source})" for label, annotator, source in d["labels"])
-        lines.append(f"  id {d['id']!r}: {answers} -> {d['used']!r}")
+        lines.append(f"  id {d['id']!r}: {describe_answers(d)} -> {d['used']!r}")
     if len(found) > shown:
         lines.append(f"  ... {len(found) - shown:,} more (Workspace.disagreements())")
     return lines

@@ -920,13 +920,17 @@ def _disagreeing(log: list[dict], ids: set | None = None) -> list[dict]:
     return out
 
 
+def describe_answers(disagreement: dict) -> str:
+    """One of :meth:`Workspace.disagreements` as text: ``'cat' (ann), 'dog' (bob)`` (the source where no annotator is known)."""
+    return ", ".join(f"{label!r} ({annotator or source})" for label, annotator, source in disagreement["labels"])
+
+
 def _warn_of_disagreements(found: list[dict]) -> None:
     if not found:
         return
     first = found[0]
-    answers = ", ".join(f"{label!r} ({annotator or source})" for label, annotator, source in first["labels"])
     logger.warning("%d id(s) have answers that disagree, e.g. id %r: %s; the latest (%r) is used "
-                   "(`alscale status` lists them)", len(found), first["id"], answers, first["used"])
+                   "(`alscale status` lists them)", len(found), first["id"], describe_answers(first), first["used"])
 
 
 def _holds_batch(folder: pathlib.Path, run_id: str, ids: np.ndarray) -> bool:
