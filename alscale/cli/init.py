@@ -60,7 +60,8 @@ def command(workspace, pool, id_column, label_column, classes, group_columns, mo
                f"{ws.config['evaluation']['size']:,}, stop set {ws.config['stop_set']['size']:,}, "
                f"classes {'any (none given)' if ws.classes is None else ', '.join(map(str, ws.classes))}")
     if not label_column and ws.config["evaluation"]["size"]:  # an empty evaluation set (--eval-size 0) has nothing to label
-        click.echo(f"label the evaluation set too: push {ws.evaluation_batch()} like a round's batch (`alscale push "
-                   f"{ws.evaluation_batch()} -w {ws.path} ...`), or `alscale label` its ids "
+        batch = ws.evaluation_batch()
+        click.echo(f"label the evaluation set too: push {batch} like a round's batch (`alscale push "
+                   f"{batch} -w {ws.path} ...`), or `alscale label` its ids "
                    f"({ws.path / ws.config['evaluation']['file']}); rounds report metrics, and the target and gain stopping "
                    "rules act, only on its labeled rows")
