@@ -343,10 +343,10 @@ class LabelStudioConnector:
         if classes and set(choices) != {str(c) for c in classes}:
             missing = sorted({str(c) for c in classes} - set(choices))
             extra = sorted(set(choices) - {str(c) for c in classes})
+            parts = ([f"missing {missing}"] if missing else []) + ([f"not in the {whose} {extra}"] if extra else [])
             raise QueueError(
                 f"Label Studio project {self.project}'s choices {choices} do not match the {whose} classes "
-                f"{list(classes)}: " + "; ".join(part for part in (f"missing {missing}" if missing else "",
-                                                       f"not in the {whose} {extra}" if extra else "") if part) + "."
+                f"{list(classes)}: {'; '.join(parts)}."
             )
         return from_name, to_name
 
