@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from alscale.loop.rounds import _evaluation_rows, load_history
-from alscale.loop.workspace import Workspace, describe_answers
+from alscale.loop.labellog import describe_answers
+from alscale.loop.workspace import Workspace
 
 __all__ = ["status_rows", "status_table"]
 

@@ -38,9 +38,10 @@ from alscale.loop.composition import composition_report
 from alscale.loop.idbatch import write_id_batch
 from alscale.loop.metrics import evaluate
 from alscale.loop.seedset import INITIAL_METHODS, seed_by_hint, seed_kmeans, seed_random
+from alscale.loop.settings import check_loop_strategy
 from alscale.loop.stopping import check_stopping
 from alscale.loop.train import check_model_classes, export_model, model_classes, predict_onnx, train_model
-from alscale.loop.workspace import CONFIG_NAME, Workspace, check_loop_strategy
+from alscale.loop.workspace import CONFIG_NAME, Workspace
 
 __all__ = ["load_history", "run_round", "select_batch"]
 

@@ -254,7 +254,7 @@ def _prepare(pool, *, out, label_column: str = "label", strategies: Sequence[str
              actors: int | None = None, address: str | None = None, force: bool = False) -> _Plan:
     """Every check of :func:`simulate` (arguments, then ``out``, then the pool), and the pool read; nothing written."""
     from alscale.config import check_path
-    from alscale.loop.workspace import check_loop_strategy
+    from alscale.loop.settings import check_loop_strategy
 
     # one name where a list is expected is one name, as select's repeatable settings take it
     strategies, features = ([v] if isinstance(v, str) else v for v in (strategies, features))

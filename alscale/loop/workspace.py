@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import math
-import numbers
 import pathlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
@@ -42,105 +40,25 @@ from alscale.loop._io import atomic_write_json, atomic_write_parquet, file_lock,
 from alscale.pool.identity import pool_key
 from alscale.loop.evalset import EVAL_STREAM, STOP_STREAM, default_eval_size, reserve_random, resolve_size
 from alscale.loop.idbatch import write_id_batch
+from alscale.loop.labellog import (
+    STATUSES,
+    disagreeing,
+    id_arrow_type,
+    is_older,
+    labels_schema,
+    pending_schema,
+    record_key,
+    warn_of_disagreements,
+)
+from alscale.loop.settings import DEFAULT_SETTINGS, merge_settings
 from alscale.manifest import Manifest
 
-__all__ = ["CONFIG_NAME", "SCHEMA_VERSION", "STATUSES", "Workspace", "check_loop_strategy"]
+__all__ = ["CONFIG_NAME", "SCHEMA_VERSION", "Workspace"]
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 CONFIG_NAME = "alscale-workspace.json"
-STATUSES = ("labeled", "skipped", "cancelled")
-
-DEFAULT_SETTINGS = {
-    "eval_size": None,  # None: default_eval_size(n_pool); an int count, or a float fraction in (0, 1)
-    "eval_seed": 0,
-    "stop_set_size": None,  # None: same rule as eval_size
-    "seed": 0,
-    "strategy": "margin",
-    "batch_size": 100,
-    "initial_size": 100,
-    "initial_method": "random",  # random | kmeans | hint
-    "hint_column": None,
-    "trainer": "logistic",
-    "metric": "accuracy",
-    "target": None,
-    "budget": None,
-    "patience": 3,
-    "min_gain_per_label": 1e-4,
-    "kappa_threshold": 0.99,
-    "composition_threshold": 0.05,
-    "features": None,
-}
-
-
-def check_loop_strategy(name: str) -> None:
-    """Refuse a strategy that a round of the loop cannot select with.
-
-    Checked before a workspace is created, a round trains, or a simulation starts: found at
-    the selection, it would leave a round started with it.
-
-    Parameters
-    ----------
-    name : str
-        A strategy name.
-
-    Raises
-    ------
-    StrategyError
-        An unknown name, or a committee strategy (``qbc-*``): a round selects with one model.
-    """
-    from alscale.exceptions import StrategyError
-    from alscale.strategies import get_strategy
-
-    if get_strategy(name).needs_committee:
-        raise StrategyError(f"Expected a strategy for one model: each round of the loop selects with one. "
-                            f"Got {name!r}, which needs a committee of models.")
-
-
-def _check_loop_settings(settings: dict) -> None:
-    """Refuse, before a workspace is written, settings the first rounds would fail on (integers made int in place)."""
-    from alscale.config import check_int
-    from alscale.exceptions import ConfigError
-    from alscale.loop.metrics import METRICS
-    from alscale.loop.seedset import INITIAL_METHODS
-    from alscale.loop.train import TRAINERS
-
-    method = settings["initial_method"]
-    if method not in INITIAL_METHODS:
-        raise ConfigError(f"The initial method must be one of {list(INITIAL_METHODS)}. Got {method!r} instead.")
-    if method == "hint" and not settings["hint_column"]:
-        raise ConfigError("The 'hint' initial method needs the 'hint_column' setting (--hint-column). Got none.")
-    if method != "hint" and settings["hint_column"]:  # only the 'hint' method reads it: ignored, it would be a silent no-op
-        raise ConfigError(f"Expected the 'hint' initial method (--initial-method hint) with a hint column (--hint-column "
-                          f"{settings['hint_column']!r}). Got initial method {method!r}, which ignores it; add --initial-method hint "
-                          f"(the 'initial_method' setting), or leave the hint column out.")
-    if settings["trainer"] not in TRAINERS:
-        raise ConfigError(f"The trainer must be one of {list(TRAINERS)}. Got {settings['trainer']!r} instead.")
-    if settings["metric"] not in METRICS:
-        raise ConfigError(f"The metric must be one of {list(METRICS)}. Got {settings['metric']!r} instead.")
-    check_loop_strategy(settings["strategy"])  # an unknown name: StrategyError with the close match
-    # rounds select with seed + round number, which the engine requires to be >= 0
-    flags = {"batch_size": "--batch", "initial_size": "--initial", "seed": "--seed", "eval_seed": "--seed", "budget": "--budget"}
-    for name, minimum in (("batch_size", 1), ("initial_size", 1), ("seed", 0), ("eval_seed", 0), ("patience", 1)):
-        settings[name] = check_int(name, settings[name], minimum, flag=flags.get(name))  # numpy integers kept as int
-    if settings["budget"] is not None:
-        settings["budget"] = check_int("budget", settings["budget"], 1, flag=flags["budget"])
-        if settings["budget"] < settings["initial_size"]:  # the seed set alone would spend it
-            raise ConfigError(f"Expected a budget (--budget) of at least the seed set's {settings['initial_size']} labels (--initial). "
-                              f"Got {settings['budget']}.")
-    for name in ("min_gain_per_label", "kappa_threshold", "composition_threshold"):
-        value = settings[name]
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-            raise ConfigError(f"The {name!r} setting must be a finite number. Got {value!r} instead.")
-    features = settings["features"]
-    if features is not None and (not isinstance(features, list) or not features or not all(isinstance(c, str) for c in features)):
-        raise ConfigError(f"The 'features' setting must be a column name or a list of them. Got {features!r} instead.")
-    target = settings["target"]
-    if target is not None:
-        high = math.inf if settings["metric"] == "log_loss" else 1.0  # accuracy, macro F1 and ECE lie in [0, 1]
-        if isinstance(target, bool) or not isinstance(target, numbers.Real) or not (math.isfinite(target) and 0 <= target <= high):
-            raise ConfigError(f"The target (--target) of metric {settings['metric']!r} must be a number in [0, {high:g}]. Got {target!r} instead.")
 
 
 def _short(value) -> str:
@@ -151,39 +69,6 @@ def _short(value) -> str:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
-
-
-def _id_type(kind: str) -> pa.DataType:
-    return pa.int64() if kind == "int64" else pa.string()
-
-
-def _labels_schema(kind: str) -> pa.Schema:
-    return pa.schema([
-        ("id", _id_type(kind)), ("label", pa.string()), ("status", pa.string()), ("source", pa.string()),
-        ("annotation_id", pa.string()), ("annotator", pa.string()), ("labeled_at", pa.string()), ("seq", pa.int64()),
-        ("answered_at", pa.string()),  # the queue's own time of the answer (Label Studio's updated_at), if it gave one
-    ])
-
-
-def _answer_time(value) -> _dt.datetime | None:
-    """A queue's timestamp as an aware datetime (naive ones are taken as UTC); None if absent or unreadable."""
-    if value is None:
-        return None
-    try:
-        when = value if isinstance(value, _dt.datetime) else _dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=_dt.timezone.utc)
-
-
-def _is_older(new: dict, old: dict) -> bool:
-    """Whether record ``new`` answers before ``old`` by the queue's own clock (a late or replayed webhook)."""
-    new_time, old_time = _answer_time(new.get("answered_at")), _answer_time(old.get("answered_at"))
-    return new_time is not None and old_time is not None and new_time < old_time
-
-
-def _pending_schema(kind: str) -> pa.Schema:
-    return pa.schema([("id", _id_type(kind)), ("batch_run_id", pa.string()), ("queue", pa.string()), ("sent_at", pa.string())])
 
 
 class Workspace:
@@ -243,7 +128,7 @@ class Workspace:
         group_columns : sequence of str
             Pool columns whose distribution the composition report watches.
         settings : dict, optional
-            Loop settings (see ``DEFAULT_SETTINGS``); unknown keys are an error.  ``eval_seed``
+            Loop settings (see :data:`alscale.loop.settings.DEFAULT_SETTINGS`); unknown keys are an error.  ``eval_seed``
             defaults to ``seed``, as with ``alscale init --seed``.
 
         Returns
@@ -279,24 +164,7 @@ class Workspace:
             raise ConfigError(f"The 'group_columns' parameter must be a column name or a list of them. Got {group_columns!r} instead.")
         if (path / CONFIG_NAME).exists():
             raise WorkspaceError(f"Expected no workspace at {path}. Got an existing {CONFIG_NAME}.")
-        if settings is not None and not isinstance(settings, Mapping):
-            raise ConfigError(f"The 'settings' parameter must be a dict of loop settings. Got {settings!r} instead.")
-        settings = dict(settings or {})
-        if "seed" in settings and "eval_seed" not in settings:  # as `alscale init --seed` does
-            settings["eval_seed"] = settings["seed"]
-        if isinstance(settings.get("features"), str):  # one column, as `alscale select --features` takes it
-            settings["features"] = [settings["features"]]
-        elif isinstance(settings.get("features"), tuple):
-            settings["features"] = list(settings["features"])
-        unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
-        if unknown:
-            import difflib
-
-            hints = [difflib.get_close_matches(k, DEFAULT_SETTINGS, n=1) for k in unknown]
-            hint = "".join(f" Did you mean {h[0]!r}?" for h in hints if h)
-            raise ConfigError(f"Unknown workspace settings {unknown}; expected keys among {sorted(DEFAULT_SETTINGS)}.{hint}")
-        merged = {**DEFAULT_SETTINGS, **settings}
-        _check_loop_settings(merged)
+        merged = merge_settings(settings)
         if model is not None and not pathlib.Path(model).is_file():
             raise ModelError(f"Expected the workspace's model to be an ONNX file. Got {str(model)!r}, which is not a file.")
 
@@ -367,8 +235,8 @@ class Workspace:
         }
         (path / "state").mkdir(parents=True, exist_ok=True)
         (path / "rounds").mkdir(exist_ok=True)
-        atomic_write_parquet(path / "state" / "evaluation.parquet", pa.table({"id": pa.array(eval_ids, _id_type(id_kind))}))
-        atomic_write_parquet(path / "state" / "stopset.parquet", pa.table({"id": pa.array(stop_ids, _id_type(id_kind))}))
+        atomic_write_parquet(path / "state" / "evaluation.parquet", pa.table({"id": pa.array(eval_ids, id_arrow_type(id_kind))}))
+        atomic_write_parquet(path / "state" / "stopset.parquet", pa.table({"id": pa.array(stop_ids, id_arrow_type(id_kind))}))
         ws = cls(path, config)
         ws._pool_ids = ids
         ws.evaluation_batch()
@@ -560,7 +428,7 @@ class Workspace:
     # ------------------------------------------------------------------ pending
     def pending(self) -> pa.Table:
         """Ids sent to annotators and not answered: columns id, batch_run_id, queue, sent_at (a row per id and queue)."""
-        return self._read_current("pending", _pending_schema(self.id_type))
+        return self._read_current("pending", pending_schema(self.id_type))
 
     def add_pending(self, ids, *, batch_run_id: str, queue: str) -> int:
         """Mark ids as sent to a labeling queue; ids already pending there, or answered, are left as they are.
@@ -592,7 +460,7 @@ class Workspace:
         new_ids = self._ids(ids)
         with self._lock():
             head = self._head()
-            table = self._read_table(head.get("pending"), _pending_schema(self.id_type))
+            table = self._read_table(head.get("pending"), pending_schema(self.id_type))
             ids_there = self._ids(table.column("id")).tolist()
             have = {v for v, q in zip(ids_there, table.column("queue").to_pylist()) if q == str(queue)}
             have.update(self._answered_ids(head))
@@ -604,14 +472,14 @@ class Workspace:
             if not fresh:
                 return 0
             now = _now()
-            add = pa.table({"id": pa.array(fresh, _id_type(self.id_type)), "batch_run_id": [str(batch_run_id)] * len(fresh),
-                            "queue": [str(queue)] * len(fresh), "sent_at": [now] * len(fresh)}, schema=_pending_schema(self.id_type))
+            add = pa.table({"id": pa.array(fresh, id_arrow_type(self.id_type)), "batch_run_id": [str(batch_run_id)] * len(fresh),
+                            "queue": [str(queue)] * len(fresh), "sent_at": [now] * len(fresh)}, schema=pending_schema(self.id_type))
             self._commit(head, pending=pa.concat_tables([table, add]))
             return len(fresh)
 
     def _answered_ids(self, head: dict) -> list:
         """Ids with a labeled or skipped record in the label log of ``head`` (caller holds the lock)."""
-        log = self._read_table(head.get("labels"), _labels_schema(self.id_type))
+        log = self._read_table(head.get("labels"), labels_schema(self.id_type))
         answered = pc.is_in(log.column("status"), value_set=pa.array(["labeled", "skipped"]))
         return self._ids(log.column("id").filter(answered)).tolist()
 
@@ -635,7 +503,7 @@ class Workspace:
         drop = set(self._ids(ids).tolist())
         with self._lock():
             head = self._head()
-            table = self._read_table(head.get("pending"), _pending_schema(self.id_type))
+            table = self._read_table(head.get("pending"), pending_schema(self.id_type))
             keep = np.array([v not in drop for v in self._ids(table.column("id")).tolist()], dtype=bool)
             removed = int(len(keep) - keep.sum())
             if removed:
@@ -695,40 +563,40 @@ class Workspace:
             return 0
         seen: dict[tuple, dict] = {}
         for r in rows:
-            first = seen.setdefault(self._key(r), r)
+            first = seen.setdefault(record_key(r), r)
             if first is not r and (first["label"], first["status"]) != (r["label"], r["status"]):
                 raise LabelError(f"Expected one answer per id from {r['source']!r}. Got {first['label'] or first['status']!r} "
                                  f"and {r['label'] or r['status']!r} for id {r['id']!r}.")
 
         with self._lock():
             head = self._head()
-            table = self._read_table(head.get("labels"), _labels_schema(self.id_type))
+            table = self._read_table(head.get("labels"), labels_schema(self.id_type))
             log = {}
             for r in table.to_pylist():
-                log[self._key(r)] = r
+                log[record_key(r)] = r
             if self.classes is None:
                 self._warn_of_new_classes(rows, log.values())
             seq = max((r["seq"] for r in log.values()), default=0)
             changed, changed_ids = 0, set()
             for r in rows:
-                key = self._key(r)
+                key = record_key(r)
                 old = log.get(key)
-                if old is not None and (all(old[f] == r[f] for f in ("id", "label", "status", "annotator")) or _is_older(r, old)):
+                if old is not None and (all(old[f] == r[f] for f in ("id", "label", "status", "annotator")) or is_older(r, old)):
                     continue  # the same answer again, or an older version of the one kept
                 seq += 1
                 log[key] = {**r, "labeled_at": _now(), "seq": seq}
                 changed += 1
                 changed_ids.add(r["id"])
             resolved = {r["id"] for r in rows}
-            pending = self._read_table(head.get("pending"), _pending_schema(self.id_type))
+            pending = self._read_table(head.get("pending"), pending_schema(self.id_type))
             keep = np.array([v not in resolved for v in self._ids(pending.column("id")).tolist()], dtype=bool)
             if changed == 0 and keep.all():
                 return 0
             ordered = sorted(log.values(), key=lambda r: r["seq"])
-            labels = pa.Table.from_pylist(ordered, schema=_labels_schema(self.id_type))
+            labels = pa.Table.from_pylist(ordered, schema=labels_schema(self.id_type))
             self._commit(head, labels=labels if changed else None, pending=pending.filter(pa.array(keep)) if not keep.all() else None)
         if changed:  # only ids this call changed: a pull sends every answer again, and each is warned of once
-            _warn_of_disagreements(_disagreeing(ordered, changed_ids))
+            warn_of_disagreements(disagreeing(ordered, changed_ids))
         return changed
 
     @staticmethod
@@ -789,13 +657,9 @@ class Workspace:
                 problems += [(i, reason) for i, out in zip(good, outside.tolist()) if out]
         return rows, sorted(problems)
 
-    @staticmethod
-    def _key(r: dict) -> tuple:
-        return (r["source"], r["annotation_id"]) if r["annotation_id"] is not None else (r["source"], "id", r["id"])
-
     def label_log(self) -> pa.Table:
         """Every label record ever kept (one per ``(source, annotation_id)``), oldest first."""
-        return self._read_current("labels", _labels_schema(self.id_type))
+        return self._read_current("labels", labels_schema(self.id_type))
 
     def labeled(self) -> pa.Table:
         """The current labeled set, one row per id.
@@ -820,7 +684,7 @@ class Workspace:
             if cur is None or r["status"] == "labeled" or cur["status"] == "skipped":
                 best[r["id"]] = r
         rows = sorted(best.values(), key=lambda r: r["seq"])
-        return pa.Table.from_pylist(rows, schema=_labels_schema(self.id_type)).select(cols)
+        return pa.Table.from_pylist(rows, schema=labels_schema(self.id_type)).select(cols)
 
     def evaluation_batch(self) -> pathlib.Path | None:
         """The evaluation set as a batch manifest, ``<workspace>/evaluation``, to send to a labeling queue.
@@ -860,7 +724,7 @@ class Workspace:
             ``(label, annotator, source)`` of each kept record, oldest first, and ``used`` the
             label the labeled set holds.
         """
-        return _disagreeing(self.label_log().to_pylist())
+        return disagreeing(self.label_log().to_pylist())
 
     def excluded_ids(self) -> np.ndarray:
         """Ids selection must skip: labeled (or skipped), pending, and the evaluation set.
@@ -903,34 +767,6 @@ class Workspace:
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.path)!r})"
-
-
-def _disagreeing(log: list[dict], ids: set | None = None) -> list[dict]:
-    """The disagreements among label-log rows ordered by seq (``ids``: only these ids)."""
-    by_id: dict = {}
-    for r in log:
-        if r["status"] == "labeled" and (ids is None or r["id"] in ids):
-            by_id.setdefault(r["id"], []).append(r)
-    out = []
-    for ident in sorted(by_id, key=lambda v: (isinstance(v, str), v)):
-        answers = by_id[ident]
-        if len({r["label"] for r in answers}) > 1:
-            out.append({"id": ident, "labels": [(r["label"], r["annotator"], r["source"]) for r in answers],
-                        "used": answers[-1]["label"]})
-    return out
-
-
-def describe_answers(disagreement: dict) -> str:
-    """One of :meth:`Workspace.disagreements` as text: ``'cat' (ann), 'dog' (bob)`` (the source where no annotator is known)."""
-    return ", ".join(f"{label!r} ({annotator or source})" for label, annotator, source in disagreement["labels"])
-
-
-def _warn_of_disagreements(found: list[dict]) -> None:
-    if not found:
-        return
-    first = found[0]
-    logger.warning("%d id(s) have answers that disagree, e.g. id %r: %s; the latest (%r) is used "
-                   "(`alscale status` lists them)", len(found), first["id"], describe_answers(first), first["used"])
 
 
 def _holds_batch(folder: pathlib.Path, run_id: str, ids: np.ndarray) -> bool:

@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from alscale.exceptions import ConfigError, OutputError, PoolSchemaError, WorkspaceError
+from alscale.loop.labellog import STATUSES
 from alscale.manifest import Manifest
 from alscale.pool.identity import pool_key
 
@@ -40,7 +41,6 @@ __all__ = ["BatchView", "Connector", "PushResult", "STATUSES", "load_batch", "lo
 
 logger = logging.getLogger("alscale.queues")
 
-STATUSES = ("labeled", "skipped", "cancelled")
 
 
 @dataclass(frozen=True)

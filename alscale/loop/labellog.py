@@ -1,0 +1,90 @@
+"""The label log's records: their schema, their key, their order in time, and disagreements.
+
+The workspace keeps every answer a queue or a file gave as one record (a row of
+``state/labels-<n>.parquet``), keyed on ``(source, annotation_id)``, or ``(source, id)`` where
+the queue gives no annotation id; ids sent and not answered yet are rows of the pending table.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+
+import pyarrow as pa
+
+__all__ = ["STATUSES", "describe_answers", "disagreeing", "id_arrow_type", "is_older", "labels_schema", "pending_schema",
+           "record_key", "warn_of_disagreements"]
+
+logger = logging.getLogger("alscale.loop.workspace")  # its warnings are the workspace's
+
+STATUSES = ("labeled", "skipped", "cancelled")
+
+
+def id_arrow_type(kind: str) -> pa.DataType:
+    """The Arrow type of a workspace's ids: ``kind`` is its ``id_type``, "int64" or "string"."""
+    return pa.int64() if kind == "int64" else pa.string()
+
+
+def labels_schema(kind: str) -> pa.Schema:
+    """The label log's columns, ``kind`` the id type; ``seq`` orders the records as they were kept."""
+    return pa.schema([
+        ("id", id_arrow_type(kind)), ("label", pa.string()), ("status", pa.string()), ("source", pa.string()),
+        ("annotation_id", pa.string()), ("annotator", pa.string()), ("labeled_at", pa.string()), ("seq", pa.int64()),
+        ("answered_at", pa.string()),  # the queue's own time of the answer (Label Studio's updated_at), if it gave one
+    ])
+
+
+def _answer_time(value) -> _dt.datetime | None:
+    """A queue's timestamp as an aware datetime (naive ones are taken as UTC); None if absent or unreadable."""
+    if value is None:
+        return None
+    try:
+        when = value if isinstance(value, _dt.datetime) else _dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=_dt.timezone.utc)
+
+
+def is_older(new: dict, old: dict) -> bool:
+    """Whether record ``new`` answers before ``old`` by the queue's own clock (a late or replayed webhook)."""
+    new_time, old_time = _answer_time(new.get("answered_at")), _answer_time(old.get("answered_at"))
+    return new_time is not None and old_time is not None and new_time < old_time
+
+
+def pending_schema(kind: str) -> pa.Schema:
+    """The pending table's columns: one row per id and queue it was sent to."""
+    return pa.schema([("id", id_arrow_type(kind)), ("batch_run_id", pa.string()), ("queue", pa.string()), ("sent_at", pa.string())])
+
+
+def record_key(r: dict) -> tuple:
+    """The key a record is kept under: ``(source, annotation_id)``, or ``(source, "id", id)`` without an annotation id."""
+    return (r["source"], r["annotation_id"]) if r["annotation_id"] is not None else (r["source"], "id", r["id"])
+
+
+def disagreeing(log: list[dict], ids: set | None = None) -> list[dict]:
+    """The disagreements among label-log rows ordered by seq (``ids``: only these ids)."""
+    by_id: dict = {}
+    for r in log:
+        if r["status"] == "labeled" and (ids is None or r["id"] in ids):
+            by_id.setdefault(r["id"], []).append(r)
+    out = []
+    for ident in sorted(by_id, key=lambda v: (isinstance(v, str), v)):
+        answers = by_id[ident]
+        if len({r["label"] for r in answers}) > 1:
+            out.append({"id": ident, "labels": [(r["label"], r["annotator"], r["source"]) for r in answers],
+                        "used": answers[-1]["label"]})
+    return out
+
+
+def describe_answers(disagreement: dict) -> str:
+    """One of :meth:`Workspace.disagreements` as text: ``'cat' (ann), 'dog' (bob)`` (the source where no annotator is known)."""
+    return ", ".join(f"{label!r} ({annotator or source})" for label, annotator, source in disagreement["labels"])
+
+
+def warn_of_disagreements(found: list[dict]) -> None:
+    """Log one warning for :func:`disagreeing`'s list, naming the first and counting them (nothing if empty)."""
+    if not found:
+        return
+    first = found[0]
+    logger.warning("%d id(s) have answers that disagree, e.g. id %r: %s; the latest (%r) is used "
+                   "(`alscale status` lists them)", len(found), first["id"], describe_answers(first), first["used"])

@@ -1,0 +1,148 @@
+"""The loop's settings: their defaults, and the checks a workspace, a round and a simulation share.
+
+A workspace stores its settings in ``alscale-workspace.json`` (``settings``); ``alscale init``
+flags and :meth:`alscale.loop.workspace.Workspace.create`'s ``settings`` argument set them.
+Everything here is checked before anything is written.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+
+__all__ = ["DEFAULT_SETTINGS", "check_loop_settings", "check_loop_strategy", "merge_settings"]
+
+DEFAULT_SETTINGS = {
+    "eval_size": None,  # None: default_eval_size(n_pool); an int count, or a float fraction in (0, 1)
+    "eval_seed": 0,
+    "stop_set_size": None,  # None: same rule as eval_size
+    "seed": 0,
+    "strategy": "margin",
+    "batch_size": 100,
+    "initial_size": 100,
+    "initial_method": "random",  # random | kmeans | hint
+    "hint_column": None,
+    "trainer": "logistic",
+    "metric": "accuracy",
+    "target": None,
+    "budget": None,
+    "patience": 3,
+    "min_gain_per_label": 1e-4,
+    "kappa_threshold": 0.99,
+    "composition_threshold": 0.05,
+    "features": None,
+}
+
+
+def check_loop_strategy(name: str) -> None:
+    """Refuse a strategy that a round of the loop cannot select with.
+
+    Checked before a workspace is created, a round trains, or a simulation starts: found at
+    the selection, it would leave a round started with it.
+
+    Parameters
+    ----------
+    name : str
+        A strategy name.
+
+    Raises
+    ------
+    StrategyError
+        An unknown name, or a committee strategy (``qbc-*``): a round selects with one model.
+    """
+    from alscale.exceptions import StrategyError
+    from alscale.strategies import get_strategy
+
+    if get_strategy(name).needs_committee:
+        raise StrategyError(f"Expected a strategy for one model: each round of the loop selects with one. "
+                            f"Got {name!r}, which needs a committee of models.")
+
+
+def check_loop_settings(settings: dict) -> None:
+    """Refuse, before a workspace is written, settings the first rounds would fail on (integers made int in place)."""
+    from alscale.config import check_int
+    from alscale.exceptions import ConfigError
+    from alscale.loop.metrics import METRICS
+    from alscale.loop.seedset import INITIAL_METHODS
+    from alscale.loop.train import TRAINERS
+
+    method = settings["initial_method"]
+    if method not in INITIAL_METHODS:
+        raise ConfigError(f"The initial method must be one of {list(INITIAL_METHODS)}. Got {method!r} instead.")
+    if method == "hint" and not settings["hint_column"]:
+        raise ConfigError("The 'hint' initial method needs the 'hint_column' setting (--hint-column). Got none.")
+    if method != "hint" and settings["hint_column"]:  # only the 'hint' method reads it: ignored, it would be a silent no-op
+        raise ConfigError(f"Expected the 'hint' initial method (--initial-method hint) with a hint column (--hint-column "
+                          f"{settings['hint_column']!r}). Got initial method {method!r}, which ignores it; add --initial-method hint "
+                          f"(the 'initial_method' setting), or leave the hint column out.")
+    if settings["trainer"] not in TRAINERS:
+        raise ConfigError(f"The trainer must be one of {list(TRAINERS)}. Got {settings['trainer']!r} instead.")
+    if settings["metric"] not in METRICS:
+        raise ConfigError(f"The metric must be one of {list(METRICS)}. Got {settings['metric']!r} instead.")
+    check_loop_strategy(settings["strategy"])  # an unknown name: StrategyError with the close match
+    # rounds select with seed + round number, which the engine requires to be >= 0
+    flags = {"batch_size": "--batch", "initial_size": "--initial", "seed": "--seed", "eval_seed": "--seed", "budget": "--budget"}
+    for name, minimum in (("batch_size", 1), ("initial_size", 1), ("seed", 0), ("eval_seed", 0), ("patience", 1)):
+        settings[name] = check_int(name, settings[name], minimum, flag=flags.get(name))  # numpy integers kept as int
+    if settings["budget"] is not None:
+        settings["budget"] = check_int("budget", settings["budget"], 1, flag=flags["budget"])
+        if settings["budget"] < settings["initial_size"]:  # the seed set alone would spend it
+            raise ConfigError(f"Expected a budget (--budget) of at least the seed set's {settings['initial_size']} labels (--initial). "
+                              f"Got {settings['budget']}.")
+    for name in ("min_gain_per_label", "kappa_threshold", "composition_threshold"):
+        value = settings[name]
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ConfigError(f"The {name!r} setting must be a finite number. Got {value!r} instead.")
+    features = settings["features"]
+    if features is not None and (not isinstance(features, list) or not features or not all(isinstance(c, str) for c in features)):
+        raise ConfigError(f"The 'features' setting must be a column name or a list of them. Got {features!r} instead.")
+    target = settings["target"]
+    if target is not None:
+        high = math.inf if settings["metric"] == "log_loss" else 1.0  # accuracy, macro F1 and ECE lie in [0, 1]
+        if isinstance(target, bool) or not isinstance(target, numbers.Real) or not (math.isfinite(target) and 0 <= target <= high):
+            raise ConfigError(f"The target (--target) of metric {settings['metric']!r} must be a number in [0, {high:g}]. Got {target!r} instead.")
+
+
+def merge_settings(settings: Mapping | None) -> dict:
+    """The defaults overridden by ``settings``, checked (integers made int).
+
+    Parameters
+    ----------
+    settings : dict, optional
+        Keys among ``DEFAULT_SETTINGS``.  ``seed`` sets ``eval_seed`` too unless that is given,
+        as ``alscale init --seed`` does; a single ``features`` column may be a str.
+
+    Returns
+    -------
+    dict
+        Every setting.
+
+    Raises
+    ------
+    ConfigError
+        A key that is not a setting (with the close match), or a value out of range.
+    StrategyError
+        An unknown strategy, or one that needs a committee.
+    """
+    from alscale.exceptions import ConfigError
+
+    if settings is not None and not isinstance(settings, Mapping):
+        raise ConfigError(f"The 'settings' parameter must be a dict of loop settings. Got {settings!r} instead.")
+    settings = dict(settings or {})
+    if "seed" in settings and "eval_seed" not in settings:  # as `alscale init --seed` does
+        settings["eval_seed"] = settings["seed"]
+    if isinstance(settings.get("features"), str):  # one column, as `alscale select --features` takes it
+        settings["features"] = [settings["features"]]
+    elif isinstance(settings.get("features"), tuple):
+        settings["features"] = list(settings["features"])
+    unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
+    if unknown:
+        import difflib
+
+        hints = [difflib.get_close_matches(k, DEFAULT_SETTINGS, n=1) for k in unknown]
+        hint = "".join(f" Did you mean {h[0]!r}?" for h in hints if h)
+        raise ConfigError(f"Unknown workspace settings {unknown}; expected keys among {sorted(DEFAULT_SETTINGS)}.{hint}")
+    merged = {**DEFAULT_SETTINGS, **settings}
+    check_loop_settings(merged)
+    return merged
