@@ -85,7 +85,7 @@ class PreparedRun:
             feature_spec=self.feature_spec,
             id_column=s.id_column,
             contracts=self.contracts,
-            strategy=s.strategy,
+            strategy=self.strategy,  # the object: a strategy registered only in this process reaches the actors
             strategy_params=params,
             seed=s.seed,
             batch_size=s.batch_size,
@@ -196,12 +196,12 @@ def _execute(run: PreparedRun) -> tuple[dict, list[ShardResult], dict, list[dict
     # a second thread per actor, only for the progress query, so it is answered mid-shard
     worker_cls = ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3, concurrency_groups={"progress": 1})(ShardWorker)
     actors = [worker_cls.remote(run.job()) for _ in range(n_actors)]
-    try:
-        _wait_for_actors(actors, cpus)
-    except Exception as exc:
-        raise unwrap_ray_error(exc) from None
-    run.timings["startup"] = time.perf_counter() - t0
-    try:
+    try:  # the actors are killed however this ends: an error at start-up or Ctrl-C while waiting too
+        try:
+            _wait_for_actors(actors, cpus)
+        except Exception as exc:
+            raise unwrap_ray_error(exc) from None
+        run.timings["startup"] = time.perf_counter() - t0
         return _scan_and_reduce(run, shards, actors)
     finally:
         for actor in actors:
@@ -214,11 +214,11 @@ def _wait_for_actors(actors: list, cpus: int, warn_after: float = 30.0) -> None:
     An existing cluster with fewer CPUs than actors places the rest only when its autoscaler
     adds nodes, so this waits rather than fails, and tells the user what it is waiting for.
     """
-    pending = [a.progress.remote() for a in actors]
+    pending = [a.ready.remote() for a in actors]
     waited = 0.0
     while pending:
         ready, pending = ray.wait(pending, num_returns=len(pending), timeout=warn_after)
-        ray.get(ready)  # raises an actor's start-up error (bad model, ...)
+        ray.get(ready)  # raises an actor's start-up error (a model this node cannot load, ...)
         waited += warn_after
         if pending:
             logger.warning("%d of %d actors are up after %.0f s; each takes one CPU and the cluster has %d: waiting for "

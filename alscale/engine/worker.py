@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import ray
 
-from alscale.exceptions import PoolSchemaError, ShardStateLostError
+from alscale.exceptions import AlscaleError, PoolSchemaError, ShardStateLostError
 from alscale.model.contract import ModelContract
 from alscale.model.session import DEFAULT_BATCH_SIZE, ModelOutputs, ModelRunner
 from alscale.pool.features import FeatureSpec
@@ -25,7 +25,7 @@ from alscale.pool.reader import iter_ids, iter_shard
 from alscale.pool.shards import Shard
 from alscale.reduce.topk import TopK
 from alscale.rowrandom import id_keys
-from alscale.strategies import ScoringBatch, get_strategy
+from alscale.strategies import ScoringBatch, Strategy, get_strategy
 
 __all__ = ["KeyOrder", "ScoringJob", "ShardResult", "ShardWorker", "state_file_name"]
 
@@ -40,13 +40,18 @@ MAX_READ_RUNS = 8
 
 @dataclass(frozen=True)
 class ScoringJob:
-    """What every shard worker of one run shares (small, picklable)."""
+    """What every shard worker of one run shares (small, picklable).
+
+    ``strategy`` is the :class:`Strategy` itself, not its name: one registered in the driver's
+    process only (``alscale.strategies.register``) is unknown to the actors' registries.  A
+    registered name is accepted too.
+    """
 
     filesystem_uri: str | None
     feature_spec: FeatureSpec
     id_column: str
     contracts: tuple[ModelContract, ...]
-    strategy: str
+    strategy: Strategy | str
     strategy_params: dict = field(default_factory=dict)
     seed: int = 0
     batch_size: int | str = "auto"
@@ -237,13 +242,33 @@ class ShardWorker:
     def __init__(self, job: ScoringJob):
         self.job = job
         self.rows_read = 0
-        self.strategy = get_strategy(job.strategy)
+        self.states: dict[int, Any] = {}
+        self.startup_error: AlscaleError | None = None
+        try:
+            self._start(job)
+        except AlscaleError as exc:  # kept for ready(): raised here, Ray would restart the actor, then report a crash
+            self.startup_error = exc
+
+    def _start(self, job: ScoringJob) -> None:
+        """Load the model (and time batch sizes): what ``__init__`` does once per actor."""
+        self.strategy = job.strategy if isinstance(job.strategy, Strategy) else get_strategy(job.strategy)
         self.runner = ModelRunner(job.contracts, threads=job.threads, want_embeddings=self.strategy.needs_embedding)
         self.batch_size = self._choose_batch_size()
         self.runner.rows_per_run = self.batch_size
         width = job.contracts[0].input_width or job.feature_spec.width  # -1: a list column of unknown width
         self.read_rows = read_batch_rows(self.batch_size, 4 * width) if width > 0 else self.batch_size
-        self.states: dict[int, Any] = {}
+
+    def ready(self) -> None:
+        """Return once the worker is up; raise the error its start-up met, if any.
+
+        Raises
+        ------
+        AlscaleError
+            What loading the model on this node raised (a model file the node cannot read, an
+            output that does not fit the strategy, ...).
+        """
+        if self.startup_error is not None:
+            raise self.startup_error
 
     def _choose_batch_size(self) -> int:
         # at start-up, with the model loading: a one-off 0.1-0.3 s, outside the scan
@@ -275,6 +300,7 @@ class ShardWorker:
         case (finite features, nothing excluded or labeled) then costs no mask at all.
         Returns whether the shard's keys strictly increase (memory stays bounded by one batch).
         """
+        self.ready()  # a worker whose start-up failed (restarted after its node was lost) says why
         job = self.job
         order = KeyOrder()
         t = result.timings
@@ -431,6 +457,7 @@ class ShardWorker:
         Returns ``(rows, selectable_count)`` with rows ``u`` (m,), ``key`` (m,) and
         ``embedding`` (m, d).
         """
+        self.ready()
         cut = sample_cut(m, shard.rows)
         while True:
             top, passed, selectable_count = self._sample_pass(shard, exclude_keys, m, stream, cut)
