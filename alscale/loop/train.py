@@ -43,7 +43,6 @@ with a :class:`~alscale.exceptions.ModelContractError`.
 
 from __future__ import annotations
 
-import json
 import pathlib
 import warnings
 from collections.abc import Sequence
@@ -172,8 +171,18 @@ def export_model(estimator, path) -> pathlib.Path:
 
 
 def model_classes(path) -> list | None:
-    """Class names from an ONNX model's ``alscale.classes`` metadata (None if absent)."""
+    """Class names from an ONNX model's ``alscale.classes`` metadata (None if absent).
+
+    Raises
+    ------
+    ModelError
+        The file is not an ONNX model.
+    ModelContractError
+        The metadata is not a JSON list of distinct class names.
+    """
     import onnx
+
+    from alscale.model.contract import parse_class_names
 
     try:
         model = onnx.load(str(path), load_external_data=False)
@@ -181,7 +190,7 @@ def model_classes(path) -> list | None:
         raise ModelError(f"Cannot read the ONNX model {path}: {exc}") from None
     for prop in model.metadata_props:
         if prop.key == "alscale.classes":
-            return json.loads(prop.value)
+            return parse_class_names(prop.value, path)
     return None
 
 

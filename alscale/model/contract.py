@@ -20,7 +20,7 @@ import onnxruntime as ort
 from alscale.config import check_path
 from alscale.exceptions import ModelContractError, ModelError
 
-__all__ = ["ModelContract", "error_detail", "inspect_model", "load_session", "read_model_uri", "sha256_file"]
+__all__ = ["ModelContract", "error_detail", "inspect_model", "load_session", "parse_class_names", "read_model_uri", "sha256_file"]
 
 PROBS_NAMES = ("probabilities", "output_probability", "probs", "probability", "prob", "proba", "softmax", "scores")
 LOGITS_NAMES = ("logits", "logit", "output_logits")
@@ -137,10 +137,41 @@ def _dim(value) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
 
+def parse_class_names(value: str, path: Path | str) -> list:
+    """The class names a model's ``alscale.classes`` metadata holds: a JSON list of names.
+
+    Parameters
+    ----------
+    value : str
+        The metadata's value, e.g. ``'["cat", "dog"]'``.
+    path : str or path
+        The model, for the message.
+
+    Returns
+    -------
+    list of str or int
+
+    Raises
+    ------
+    ModelContractError
+        ``value`` is not a JSON list of distinct strings or integers.
+    """
+    try:
+        names = json.loads(value)
+    except ValueError:
+        names = None
+    if not (isinstance(names, list) and all(isinstance(c, (str, int)) and not isinstance(c, bool) for c in names)
+            and len({str(c) for c in names}) == len(names)):
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        raise ModelContractError(f"Expected the 'alscale.classes' metadata of model {str(path)!r} to be a JSON list of distinct "
+                                 f"class names, e.g. [\"cat\", \"dog\"]. Got {shown!r}.")
+    return names
+
+
 def _class_names(session: ort.InferenceSession, path: Path | str, n_classes: int, data: bytes | None = None) -> tuple[str, ...]:
     meta = session.get_modelmeta().custom_metadata_map
     if "alscale.classes" in meta:
-        names = json.loads(meta["alscale.classes"])
+        names = parse_class_names(meta["alscale.classes"], path)
         if len(names) == n_classes:
             return tuple(str(c) for c in names)
     try:  # skl2onnx keeps class labels as node attributes

@@ -62,8 +62,7 @@ def read_id_file(path: str | os.PathLike, id_column: str = "id", as_int: bool = 
                 raise ConfigError(f"Id file {path!r} has no {id_column!r} column; its columns are {table.column_names}.")
             values = table.column(name).to_pylist()
         elif path.endswith(".csv"):
-            with open(path, newline="") as fh:
-                rows = list(csv.reader(fh))
+            rows = _csv_rows(path)
             if not rows:
                 values = []
             elif id_column in rows[0]:
@@ -95,6 +94,20 @@ def read_id_file(path: str | os.PathLike, id_column: str = "id", as_int: bool = 
     if bad != 0:  # a float column or a null would silently match no string id
         raise ConfigError(f"Id file {path!r} holds {bad!r}, but the pool's ids are strings.")
     return np.asarray([str(v) for v in values], dtype=str)
+
+
+def _csv_rows(path: str) -> list[list[str]]:
+    """A CSV file's rows; a quote left open (or a field past csv's size limit) is refused, naming its line."""
+    with open(path, newline="") as fh:
+        reader = csv.reader(fh, strict=True)
+        rows, start = [], 1  # the line the row being read starts on
+        try:
+            for row in reader:
+                rows.append(row)
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            raise ConfigError(f"Cannot read id file {path!r}: line {start}: {exc} (a quote left open?).") from None
+    return rows
 
 
 def _fits_int64(value) -> bool:

@@ -40,6 +40,30 @@ def test_zipmap_is_refused_with_the_fix(tmp_path):
         inspect_model(path)
 
 
+@pytest.mark.parametrize("value", ["cat,dog,eel", "3", '{"cat": 0}', '["cat", "cat", "eel"]', '[["cat"], "dog", "eel"]'])
+def test_class_metadata_that_is_not_a_list_of_names_is_refused(tmp_path, value):
+    """``alscale.classes`` set by hand: inspect-model and the loop's class check say what it must be."""
+    from alscale.loop.train import model_classes
+
+    path, _, _ = _skl(tmp_path, zipmap=False)
+    model = onnx.load(str(path))
+    helper.set_model_props(model, {"alscale.classes": value})
+    onnx.save(model, str(path))
+    for read in (inspect_model, model_classes):
+        with pytest.raises(ModelContractError, match=r"'alscale.classes' metadata .* JSON list of distinct class names"):
+            read(path)
+
+
+def test_class_metadata_names_the_classes(tmp_path):
+    from alscale.loop.train import model_classes
+
+    path, _, _ = _skl(tmp_path, zipmap=False)
+    model = onnx.load(str(path))
+    helper.set_model_props(model, {"alscale.classes": '["ant", "bee", 3]'})
+    onnx.save(model, str(path))
+    assert inspect_model(path).classes == ("ant", "bee", "3") and model_classes(path) == ["ant", "bee", 3]
+
+
 def test_an_embedding_output_that_is_not_a_float_matrix_is_refused(tmp_path):
     path, _, _ = _skl(tmp_path, zipmap=False)
     # skl2onnx's 'label' is a vector (n,) of class names, not an (n, d) embedding

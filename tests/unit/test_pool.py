@@ -186,6 +186,14 @@ def test_id_files_that_cannot_match_are_refused_with_one_line(tmp_path):
     assert read_id_file(tmp_path / "ints.parquet", as_int=False).tolist() == ["7", "8"]
 
 
+@pytest.mark.parametrize("tail", ["", "".join(f"{i}\n" for i in range(100, 40_000))])
+def test_a_csv_id_file_with_a_quote_left_open_is_refused_naming_its_line(tmp_path, tail):
+    """Short or past csv's field limit, the rest of the file would be one id: refused in one line."""
+    (tmp_path / "ids.csv").write_text('id\n5\n"17\n' + tail)
+    with pytest.raises(ConfigError, match=r"ids.csv': line 3: .*\(a quote left open\?\)\.$"):
+        read_id_file(tmp_path / "ids.csv")
+
+
 def test_iter_ids_matches_the_full_reader(tmp_path):
     from alscale.pool.reader import iter_ids
 
