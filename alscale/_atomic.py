@@ -13,7 +13,7 @@ import pathlib
 import tempfile
 from collections.abc import Iterator
 
-__all__ = ["atomic_write_bytes", "fsync_dir", "temp_beside"]
+__all__ = ["atomic_write_bytes", "fsync_dir", "fsync_file", "temp_beside"]
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)  # read once, at import, while no other thread can race on it
@@ -33,6 +33,12 @@ def fsync_dir(directory: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def fsync_file(path: str | os.PathLike) -> None:
+    """fsync a file written by another library (pyarrow), so that its bytes are on disk before a rename."""
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
 @contextlib.contextmanager
 def temp_beside(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     """Yield a temporary path next to ``path``; on success fsync it and move it over ``path``."""
@@ -44,8 +50,7 @@ def temp_beside(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     tmp_path = pathlib.Path(tmp)
     try:
         yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
+        fsync_file(tmp_path)
         os.replace(tmp_path, path)
         fsync_dir(path.parent)
     finally:

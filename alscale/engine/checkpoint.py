@@ -38,7 +38,7 @@ from pyarrow import fs as pafs
 
 from alscale.engine.errors import discard_errors, unwrap_ray_error
 from alscale.engine.worker import ShardResult, state_file_name
-from alscale.pool.files import read_file, split_location, write_file_atomic
+from alscale.engine.storage import read_file, split_location, write_file_atomic
 
 __all__ = ["ShardCheckpoints", "checkpoint_key", "open_checkpoints", "remove_checkpoints"]
 

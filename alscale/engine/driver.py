@@ -32,6 +32,7 @@ from alscale.engine.errors import discard_errors, unwrap_ray_error
 from alscale.engine.liveness import STALL_SECONDS, ActorWatch
 from alscale.engine.raygroup import RayShardGroup
 from alscale.engine.runtime import ray_session
+from alscale.engine.storage import split_location
 from alscale.engine.worker import ScoringJob, ShardResult, ShardWorker
 from alscale.exceptions import (
     AlscaleError,
@@ -49,7 +50,7 @@ from alscale.manifest import SCHEMA_VERSION, Manifest, check_output_free, write_
 from alscale.model.contract import ModelContract, inspect_model
 from alscale.model.session import check_committee
 from alscale.pool.features import FeatureSpec, detect_features
-from alscale.pool.files import PoolFiles, resolve_pool, split_location
+from alscale.pool.files import PoolFiles, resolve_pool
 from alscale.pool.idfiles import read_id_keys
 from alscale.pool.shards import Shard, plan_shards
 from alscale.reduce._params import ENGINE_KEYS, resolve_params, user_params

@@ -20,7 +20,7 @@ from alscale.exceptions import AlscaleError, PoolSchemaError, ShardStateLostErro
 from alscale.model.contract import ModelContract
 from alscale.model.session import DEFAULT_BATCH_SIZE, ModelOutputs, ModelRunner
 from alscale.pool.features import FeatureSpec
-from alscale.pool.files import read_file, write_file_atomic
+from alscale.engine.storage import read_file, write_file_atomic
 from alscale.pool.reader import iter_ids, iter_shard
 from alscale.pool.shards import Shard
 from alscale.reduce.topk import TopK

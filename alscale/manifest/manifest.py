@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from alscale._atomic import fsync_dir
+from alscale._atomic import fsync_dir, fsync_file
 from alscale.config import check_path
 from alscale.exceptions import OutputError
 
@@ -155,6 +155,7 @@ def write_manifest(out: str | os.PathLike, batch: pa.Table, data: dict[str, Any]
         parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
         pq.write_table(batch, tmp / BATCH_FILE, compression="zstd", write_statistics=True)
+        fsync_file(tmp / BATCH_FILE)  # on disk before the rename: a crash never leaves a manifest beside an empty batch
         with open(tmp / MANIFEST_FILE, "wb") as fh:
             fh.write(manifest_json(data))
             fh.flush()

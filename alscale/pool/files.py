@@ -13,7 +13,6 @@ import io
 import json
 import mmap
 import os
-import uuid
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -22,10 +21,7 @@ import pyarrow.parquet as pq
 
 from alscale.exceptions import PoolError, PoolSchemaError
 
-__all__ = [
-    "OpenPoolFile", "PoolFile", "PoolFiles", "filesystem_for", "open_parquet", "open_pool_file", "read_file", "resolve_pool",
-    "split_location", "write_file_atomic",
-]
+__all__ = ["OpenPoolFile", "PoolFile", "PoolFiles", "filesystem_for", "open_parquet", "open_pool_file", "resolve_pool"]
 
 
 @dataclass(frozen=True)
@@ -82,34 +78,6 @@ def filesystem_for(uri: str | None) -> pafs.FileSystem:
         return pafs.LocalFileSystem()
     fs, _ = pafs.FileSystem.from_uri(uri)
     return fs
-
-
-def split_location(location: str) -> tuple[pafs.FileSystem, str]:
-    """A folder given as a local path or a filesystem URI, as (filesystem, path without a trailing /)."""
-    if "://" in location:
-        filesystem, path = pafs.FileSystem.from_uri(location)
-        return filesystem, path.rstrip("/")
-    return pafs.LocalFileSystem(), os.path.abspath(location)
-
-
-def write_file_atomic(directory: str, name: str, data: bytes) -> str:
-    """Write ``directory/name`` (a local folder or a filesystem URI) under a temporary name, then
-    move it into place; returns its path.  The folder is created if needed."""
-    filesystem, path = split_location(directory)
-    filesystem.create_dir(path, recursive=True)
-    final = f"{path}/{name}"
-    temp = f"{path}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
-    with filesystem.open_output_stream(temp) as stream:
-        stream.write(data)
-    filesystem.move(temp, final)
-    return final
-
-
-def read_file(directory: str, name: str) -> bytes:
-    """The bytes of ``directory/name`` (a local folder or a filesystem URI)."""
-    filesystem, path = split_location(directory)
-    with filesystem.open_input_stream(f"{path}/{name}") as stream:
-        return stream.read()
 
 
 def open_parquet(filesystem: pafs.FileSystem, path: str) -> pq.ParquetFile:

@@ -285,7 +285,7 @@ def test_a_file_rewritten_in_place_changes_the_fingerprint(tmp_path):
 
 @pytest.mark.parametrize("as_uri", [False, True])
 def test_write_file_atomic_and_read_file_round_trip(tmp_path, as_uri):
-    from alscale.pool.files import read_file, write_file_atomic
+    from alscale.engine.storage import read_file, write_file_atomic
 
     folder = tmp_path / "deep" / "folder"
     location = f"file://{folder}" if as_uri else str(folder)
@@ -338,3 +338,18 @@ def test_an_unreadable_folder_inside_a_pool_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "scandir", scandir)
     with pytest.raises(PoolError, match=r"Cannot open pool .*Permission denied"):
         resolve_pool(str(tmp_path / "p"))
+
+
+def test_a_failed_write_to_another_filesystem_leaves_no_temporary_file(monkeypatch):
+    """On a remote filesystem (here pyarrow's in-memory one) the move fails: its temporary file goes too."""
+    import pyarrow.fs as pafs
+
+    from alscale.engine import storage
+
+    filesystem = pafs._MockFileSystem()
+    monkeypatch.setattr(storage, "split_location", lambda location: (filesystem, "bucket/run"))
+    filesystem.create_dir("bucket/run/state-00001.pkl")  # a folder where the file should go: the move fails
+    with pytest.raises(OSError):
+        storage.write_file_atomic("mock://bucket/run", "state-00001.pkl", b"state")
+    left = filesystem.get_file_info(pafs.FileSelector("bucket/run"))
+    assert [(info.base_name, info.type) for info in left] == [("state-00001.pkl", pafs.FileType.Directory)]
