@@ -1,7 +1,8 @@
 """An exact, mergeable top-K accumulator (in the manner of FAISS contrib's ``ResultHeap``).
 
-Order: score descending, then id ascending.  ``add`` and ``merge`` are associative, so any
-number of shards and any batch size give the same K rows in the same order.
+Order: score descending, then id ascending; a NaN score ranks as ``-inf``.  ``add`` and
+``merge`` are associative, so any number of shards and any batch size give the same K rows in
+the same order.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ def top_k_order(scores: npt.ArrayLike, ids: npt.ArrayLike, k: int) -> np.ndarray
     Parameters
     ----------
     scores : array-like of shape (n,)
+        A NaN ranks as ``-inf`` (last, ties broken on the id like any other).
     ids : array-like of shape (n,)
         Integer or string ids; unique in a well-formed pool.
     k : int
@@ -47,6 +49,9 @@ def top_k_order(scores: npt.ArrayLike, ids: npt.ArrayLike, k: int) -> np.ndarray
     n = scores.shape[0]
     if k <= 0 or n == 0:
         return np.empty(0, dtype=np.intp)
+    nan = np.isnan(scores)
+    if nan.any():  # NaN compares false with everything: partition and lexsort would each put it elsewhere
+        scores = np.where(nan, -np.inf, scores)
     if n > k:
         kth = -np.partition(-scores, k - 1)[k - 1]
         candidates = np.flatnonzero(scores >= kth)
@@ -100,6 +105,8 @@ class TopK:
         A row scoring below it can never be selected, so callers may skip building its payload.
         Rows scoring exactly the threshold can still enter on the id tie-break.
         """
+        if self.k == 0:
+            return np.inf  # nothing can enter
         if self.columns is None or len(self.columns["score"]) < self.k:
             return -np.inf
         return float(self.columns["score"][-1])  # from the last compaction: never too high
@@ -117,6 +124,8 @@ class TopK:
         _check_lengths(block["score"], block["id"], **{name: block[name] for name in payload})
         if self.columns is not None and set(block) != set(self.columns):
             raise ConfigError(f"Expected the payload columns of the earlier blocks, {sorted(self.columns)}. Got {sorted(block)}.")
+        if self.k == 0:
+            return
         threshold = self.threshold()
         if threshold > -np.inf:  # drop rows that cannot enter before any sorting
             keep = block["score"] >= threshold
