@@ -140,7 +140,19 @@ def open_pool_file(filesystem: pafs.FileSystem, path: str, memory_map: bool = Fa
         raise PoolSchemaError(f"Pool file {path!r} is not readable Parquet: {str(exc).splitlines()[0]}") from None
 
 
+def _is_pool_file(path: str, root: str) -> bool:
+    """A ``.parquet`` file of folder ``root``, none of whose names below ``root`` starts with "." or "_".
+
+    Hidden and underscore names are a writer's work in progress (Spark's ``_temporary/``) or its
+    metadata (``_SUCCESS``, ``_metadata``): pyarrow's datasets skip them too, so the engine and
+    the loop read the same files.
+    """
+    relative = path[len(root.rstrip("/")) + 1:] if path.startswith(root.rstrip("/") + "/") else os.path.basename(path)
+    return path.endswith(".parquet") and not any(part.startswith((".", "_")) for part in relative.split("/"))
+
+
 def _list_files(spec: str) -> tuple[str | None, list[str]]:
+    """The pool's filesystem URI (None: local) and its Parquet files, sorted."""
     if "://" in spec:
         fs, root = pafs.FileSystem.from_uri(spec)
         scheme_root = spec[: spec.index("://") + 3]
@@ -154,7 +166,7 @@ def _list_files(spec: str) -> tuple[str | None, list[str]]:
         info = fs.get_file_info(root)
         if info.type == pafs.FileType.Directory:
             infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
-            return uri, sorted(i.path for i in infos if i.is_file and i.path.endswith(".parquet"))
+            return uri, sorted(i.path for i in infos if i.is_file and _is_pool_file(i.path, root))
         if info.type == pafs.FileType.File:
             return uri, [root]
         return uri, []
@@ -163,7 +175,7 @@ def _list_files(spec: str) -> tuple[str | None, list[str]]:
     if os.path.isdir(spec):
         found = []
         for root, _dirs, names in os.walk(spec, onerror=_raise):  # an unreadable folder is an error, not a smaller pool
-            found += [os.path.join(root, n) for n in names if n.endswith(".parquet") and not n.startswith((".", "_"))]
+            found += [path for path in (os.path.join(root, n) for n in names) if _is_pool_file(path, spec)]
         return None, sorted(found)
     if os.path.isfile(spec):
         return None, [spec]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from itertools import pairwise
 
 import numpy as np
@@ -353,3 +354,19 @@ def test_a_failed_write_to_another_filesystem_leaves_no_temporary_file(monkeypat
         storage.write_file_atomic("mock://bucket/run", "state-00001.pkl", b"state")
     left = filesystem.get_file_info(pafs.FileSelector("bucket/run"))
     assert [(info.base_name, info.type) for info in left] == [("state-00001.pkl", pafs.FileType.Directory)]
+
+
+@pytest.mark.parametrize("as_uri", [False, True])
+def test_a_folder_skips_names_starting_with_dot_or_underscore_at_any_depth(tmp_path, as_uri):
+    """A Spark job still writing (``_temporary/``) or a hidden part: skipped as a path and as a URI, as pyarrow's datasets do."""
+    import pyarrow.dataset as ds
+
+    table = pa.table({"id": np.arange(3), "x": np.ones(3, np.float32)})
+    for name in ("part-0.parquet", "sub/part-1.parquet", "_temporary/0/part-0.parquet", ".part-2.parquet", "sub/.hidden/p.parquet",
+                 "sub/_p.parquet"):
+        (tmp_path / "pool" / name).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, tmp_path / "pool" / name)
+    spec = f"file://{tmp_path / 'pool'}" if as_uri else str(tmp_path / "pool")
+    found = sorted(os.path.relpath(f.path, tmp_path / "pool") for f in resolve_pool(spec).files)
+    assert found == ["part-0.parquet", "sub/part-1.parquet"]
+    assert sorted(os.path.relpath(f, tmp_path / "pool") for f in ds.dataset(tmp_path / "pool").files) == found
