@@ -639,9 +639,12 @@ def _cache_dir(s: SelectSettings) -> str | None:
 
 
 def _cache_key(run: PreparedRun) -> str:
+    """What a strategy's cached results depend on beyond its own settings: models, pool, and the
+    rows left out (Cluster-Margin's centroids are fit on a sample of the selectable rows)."""
     import hashlib
 
-    parts = [c.sha256 for c in run.contracts] + [run.pool.fingerprint()["sha256"]]
+    left_out = [hashlib.sha256(np.sort(keys).tobytes()).hexdigest() for keys in (run.exclude_keys, run.labeled_keys)]
+    parts = [c.sha256 for c in run.contracts] + [run.pool.fingerprint()["sha256"]] + left_out
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 

@@ -3,7 +3,8 @@
 1. Cluster once: gather a sample of embeddings from the shards by a shard-independent rule
    (the ``sample_size`` rows with the smallest ``row_uniform(key, seed, stream)``), run FAISS
    k-means on it, and cache the centroids as ``<cache_dir>/clusters-<cache_key>-<settings>.npy``
-   so later rounds with the same model, pool, seed and clustering settings reuse them.
+   so that a run with the same model, pool, excluded and labeled ids, seed and clustering
+   settings (a rerun, or a batch size tried again) reuses them.
 2. Every shard assigns its rows to the nearest centroid (FAISS ``IndexFlatL2``).  On the
    engine, steps 1-2 are split: :func:`prepare_cluster_margin` gets the centroids before the
    main scan (from the cache, or from a light pass that runs the model on the sample rows

@@ -81,6 +81,26 @@ def test_diversity_strategies_equal_single_process_run(ray_local, setup, tmp_pat
     assert all(r > b for r, b in zip(man.data["read_batch_rows"], man.data["batch_sizes"]))  # several runs per read
 
 
+def test_cluster_margin_centroids_cached_by_another_runs_exclusions_are_not_reused(ray_local, setup, tmp_path):
+    """Round 1, then round 2 with its batch excluded, beside one cache: round 2 equals a round 2 run without a cache."""
+    params = {"n_clusters": 5, "candidate_multiple": 3, "sample_size": 200}
+    first = alscale.select(setup["pool"], setup["models"][0], strategy="cluster-margin", k=K, out=tmp_path / "shared" / "r1",
+                           actors=2, seed=4, strategy_params=params)
+    assert first.data["strategy"]["info"]["cache"] == "miss"
+    excluded = tmp_path / "round-1.txt"
+    excluded.write_text("\n".join(str(i) for i in setup["ids"][setup["ids"] % 3 == 0]) + "\n")  # a third of the pool, its sample too
+    second = alscale.select(setup["pool"], setup["models"][0], strategy="cluster-margin", k=K, out=tmp_path / "shared" / "r2",
+                            actors=2, seed=4, exclude=[excluded], strategy_params=params)
+    fresh = alscale.select(setup["pool"], setup["models"][0], strategy="cluster-margin", k=K, actors=2, seed=4,
+                           exclude=[excluded], strategy_params=params)  # no output: no cache
+    assert second.data["strategy"]["info"]["cache"] == "miss"
+    assert second.ids == fresh.ids
+    assert second.batch["cluster"].to_pylist() == fresh.batch["cluster"].to_pylist()
+    again = alscale.select(setup["pool"], setup["models"][0], strategy="cluster-margin", k=K, out=tmp_path / "shared" / "r2b",
+                           actors=2, seed=4, exclude=[excluded], strategy_params=params)
+    assert again.data["strategy"]["info"]["cache"] == "hit" and again.ids == second.ids  # a rerun reuses them
+
+
 @pytest.mark.parametrize("name, func", [("qbc-vote", vote_entropy), ("qbc-kl", kl_to_consensus)])
 def test_committee_strategies_match_numpy(ray_local, setup, tmp_path, name, func):
     man = alscale.select(setup["pool"], setup["models"], strategy=name, k=K, out=tmp_path / "out", actors=2)
