@@ -67,6 +67,9 @@ def row_uniform(keys: np.ndarray, seed: int, stream: int = 0) -> np.ndarray:
     -------
     ndarray of shape (n,), dtype float64
     """
-    salt = _splitmix64(np.array([(int(seed) * 1_000_003 + int(stream)) & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))[0]
+    mask = 0xFFFFFFFFFFFFFFFF
+    # seed and stream each go through the mix: a sum like seed * P + stream would give seed s + 1's
+    # stream 0 to seed s's stream P (splitmix64 is a bijection, so distinct streams of a seed never meet)
+    salt = _splitmix64(_splitmix64(np.array([int(seed) & mask], dtype=np.uint64)) ^ np.uint64(int(stream) & mask))[0]
     mixed = _splitmix64(_splitmix64(np.asarray(keys, dtype=np.uint64) ^ salt))
     return (mixed >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))

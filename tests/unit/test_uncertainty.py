@@ -66,6 +66,19 @@ def test_row_uniform_streams_differ_and_string_ids_are_stable():
     assert not np.array_equal(row_uniform(keys, 0, 0), row_uniform(keys, 0, 1))
 
 
+def test_no_two_seed_and_stream_pairs_in_use_share_their_draws():
+    """Every stream the package draws from, for seeds 0-300: no pair repeats another's numbers
+    (seed * P + stream once gave seed s + 1's stream 0 to seed s's BADGE fill)."""
+    from alscale.loop.evalset import EVAL_STREAM, SEED_STREAM, STOP_STREAM
+    from alscale.reduce.cluster_margin import _SAMPLE_STREAM
+    from alscale.reduce.kmeans_parallel import _FILL_STREAM
+
+    streams = [*range(12), _FILL_STREAM, _SAMPLE_STREAM, EVAL_STREAM, STOP_STREAM, SEED_STREAM, SEED_STREAM + 1]
+    keys = id_keys(np.arange(2, dtype=np.int64))
+    draws = {tuple(row_uniform(keys, seed, stream).tolist()) for seed in range(301) for stream in streams}
+    assert len(draws) == 301 * len(streams)
+
+
 @pytest.mark.parametrize("name", sorted(n for n, s in STRATEGIES.items() if s.kind == "topk"))
 def test_every_topk_strategy_contract(name):
     """Shape (n,), finite, float, and independent of how rows are batched."""
