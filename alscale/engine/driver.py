@@ -608,13 +608,20 @@ def _check_duplicate_ids(scan: _Scan) -> None:
         raise unwrap_ray_error(exc) from None
     if not found:
         return
-    key = found[0]
-    example = None
+    key, ids = found[0], []
     for shard in scan.shards:
-        example = ray.get(actors[0].lookup_id.remote(shard, key))
-        if example is not None:
+        ids += ray.get(actors[0].lookup_ids.remote(shard, key))
+        if len(ids) >= 2:
             break
-    raise DuplicateIdError(f"Id {example!r} appears more than once in the pool; ids must be unique.")
+    raise duplicate_id_error(ids)
+
+
+def duplicate_id_error(ids: list) -> DuplicateIdError:
+    """The error for the ids found under one key: one id twice, or two string ids whose 64-bit hashes meet."""
+    if len(set(ids)) > 1:  # string ids are matched by a 64-bit hash: about n**2 / 2**65 pairs of n ids collide
+        return DuplicateIdError(f"Ids {ids[0]!r} and {ids[1]!r} have the same 64-bit key (a hash collision of string ids), "
+                                f"so alscale cannot tell them apart. Rename one of them.")
+    return DuplicateIdError(f"Id {ids[0] if ids else None!r} appears more than once in the pool; ids must be unique.")
 
 
 def _check_counts(run: PreparedRun, results: list[ShardResult]) -> None:

@@ -526,20 +526,19 @@ class ShardWorker:
     def find_duplicate(self, *sorted_parts: np.ndarray) -> int | None:
         return find_duplicate_key(*sorted_parts)
 
-    def lookup_id(self, shard: Shard, key: int):
-        """The id (as the pool holds it) whose key is ``key``, or None (error path only)."""
+    def lookup_ids(self, shard: Shard, key: int) -> list:
+        """Every id of the shard (as the pool holds it) whose key is ``key`` (error path only)."""
         from alscale.pool.files import filesystem_for, open_parquet
         from alscale.pool.reader import ids_to_numpy
 
         fs = filesystem_for(self.job.filesystem_uri)
         target = np.uint64(key)
+        found = []
         for piece in shard.pieces:
             table = open_parquet(fs, piece.path).read_row_group(piece.row_group, columns=[self.job.id_column])
             ids = ids_to_numpy(table.column(0).combine_chunks(), self.job.id_column)[piece.first : piece.stop]
-            hit = np.flatnonzero(id_keys(ids) == target)
-            if hit.size:
-                return ids[hit[0]].item()
-        return None
+            found += [ids[i].item() for i in np.flatnonzero(id_keys(ids) == target)]
+        return found
 
     @ray.method(concurrency_group="progress")
     def progress(self) -> int:

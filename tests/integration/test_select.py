@@ -180,6 +180,15 @@ def test_duplicate_ids_across_files_name_an_id(tmp_path, model_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_ids_under_one_key_are_named_as_a_duplicate_or_as_a_hash_collision():
+    """Two string ids whose 64-bit hashes meet (no such pair can be written down here) are not called a duplicate."""
+    from alscale.engine.driver import duplicate_id_error
+
+    assert str(duplicate_id_error(["a7", "a7"])) == "Id 'a7' appears more than once in the pool; ids must be unique."
+    collision = str(duplicate_id_error(["a7", "q2"]))
+    assert "Ids 'a7' and 'q2' have the same 64-bit key (a hash collision of string ids)" in collision and "appears" not in collision
+
+
 def test_duplicate_found_when_each_shard_increases_but_ranges_overlap(tmp_path, model_path):
     # every shard's ids increase, so shards send no keys; the overlap makes actors re-read them
     X = tied_features(600)
