@@ -26,6 +26,7 @@ import pyarrow as pa
 import ray
 
 from alscale import __version__
+from alscale.arraycache import ArrayCache
 from alscale.config import SelectSettings, _expand_model_dirs
 from alscale.engine.checkpoint import open_checkpoints
 from alscale.engine.errors import discard_errors, unwrap_ray_error
@@ -524,8 +525,8 @@ def _reduce_diversity(scan: _Scan) -> tuple[dict[str, np.ndarray], dict]:
 
 def _strategy_params(run: PreparedRun) -> dict:
     params = dict(run.settings.strategy_params)
-    params.setdefault("cache_dir", _cache_dir(run.settings))
-    params.setdefault("cache_key", _cache_key(run))
+    directory = _cache_dir(run.settings)
+    params.setdefault("cache", ArrayCache(directory, _cache_key(run)) if directory else None)
     return params
 
 

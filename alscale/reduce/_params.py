@@ -15,7 +15,7 @@ from alscale.exceptions import ConfigError
 __all__ = ["ENGINE_KEYS", "PARAM_RULES", "resolve_params", "user_params"]
 
 #: Keys the engine may pass to any builder or select function.
-ENGINE_KEYS = frozenset({"cache_dir", "cache_key", "capacity", "centroids", "prepared"})
+ENGINE_KEYS = frozenset({"cache", "capacity", "centroids", "prepared"})
 
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")

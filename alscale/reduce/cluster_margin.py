@@ -2,8 +2,8 @@
 
 1. Cluster once: gather a sample of embeddings from the shards by a shard-independent rule
    (the ``sample_size`` rows with the smallest ``row_uniform(key, seed, stream)``), run FAISS
-   k-means on it, and cache the centroids as ``<cache_dir>/clusters-<cache_key>-<settings>.npy``
-   so that a run with the same model, pool, excluded and labeled ids, seed and clustering
+   k-means on it, and cache the centroids (in the engine's ``cache``, as
+   ``<folder>/clusters-<key>-<settings>.npy``) so that a run with the same model, pool, excluded and labeled ids, seed and clustering
    settings (a rerun, or a batch size tried again) reuses them.
 2. Every shard assigns its rows to the nearest centroid (FAISS ``IndexFlatL2``).  On the
    engine, steps 1-2 are split: :func:`prepare_cluster_margin` gets the centroids before the
@@ -29,14 +29,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from alscale._atomic import temp_beside
-from alscale.exceptions import ConfigError, OutputError, PoolExhaustedError, StrategyError
+from alscale.exceptions import ConfigError, PoolExhaustedError, StrategyError
 from alscale.reduce._params import resolve_params
 from alscale.reduce.shardgroup import ColumnBuffer, Selection, ShardGroup, concat_rows
 from alscale.rowrandom import row_uniform
@@ -381,34 +379,25 @@ def make_cluster_margin_builder(params: Mapping[str, Any] | None = None) -> Clus
     return ClusterMarginBuilder(p["embedding_dtype"], p.get("capacity"), p.get("centroids"))
 
 
-def _save_atomic(path: str, array: np.ndarray) -> None:
-    try:
-        with temp_beside(path) as tmp, open(tmp, "wb") as fh:  # a file object: np.save would add ".npy" to a name
-            np.save(fh, array)
-    except OSError as exc:
-        raise OutputError(f"Cannot write the cluster cache {path!r}: {exc}") from exc
+def _cache_variant(p: dict, seed: int) -> str:
+    """The clustering settings the centroids depend on, as a short digest.
 
-
-def _cache_path(p: dict, seed: int) -> str | None:
-    """``<cache_dir>/clusters-<model and pool>-<clustering settings>.npy``, or None without a cache.
-
-    Everything the centroids depend on is in the name, so a run never takes centroids that
-    other settings made (its batch would then depend on what ran before it).
+    With the cache's own key (models, pool, excluded and labeled ids) it names everything the
+    centroids depend on, so a run never takes centroids that other settings made (its batch
+    would then depend on what ran before it).
     """
-    cache_dir, cache_key = p.get("cache_dir"), p.get("cache_key")
-    if not (cache_dir and cache_key):
-        return None
     settings = f"{p['n_clusters']}|{_sample_size(p)}|{p['niter']}|{int(seed)}"
-    return os.path.join(str(cache_dir), f"clusters-{cache_key}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}.npy")
+    return hashlib.sha256(settings.encode()).hexdigest()[:12]
 
 
 def _cached_centroids(p: dict, seed: int) -> np.ndarray | None:
-    path = _cache_path(p, seed)
-    if path and os.path.exists(path):
-        cached = np.load(path)
-        if cached.ndim == 2 and 1 <= len(cached) <= p["n_clusters"]:
-            return cached.astype(np.float32)
-        logger.warning("ignoring cluster cache %s: shape %s does not fit n_clusters=%d", path, cached.shape, p["n_clusters"])
+    cache = p.get("cache")
+    cached = None if cache is None else cache.load("clusters", _cache_variant(p, seed))
+    if cached is None:
+        return None
+    if cached.ndim == 2 and 1 <= len(cached) <= p["n_clusters"]:
+        return cached.astype(np.float32)
+    logger.warning("ignoring cached centroids of shape %s: they do not fit n_clusters=%d", cached.shape, p["n_clusters"])
     return None
 
 
@@ -430,9 +419,8 @@ def _fit_centroids(sample: dict[str, np.ndarray], seed: int, p: dict, m: int) ->
                       max_points_per_centroid=1 << 20, min_points_per_centroid=1)
     km.train(x)
     centroids = np.asarray(km.centroids, dtype=np.float32)
-    path = _cache_path(p, seed)
-    if path:
-        _save_atomic(path, centroids)
+    if p.get("cache") is not None:
+        p["cache"].save("clusters", _cache_variant(p, seed), centroids)
     return centroids, len(x)
 
 
@@ -442,7 +430,7 @@ def _centroids(group: ShardGroup, seed: int, p: dict, total: int) -> tuple[np.nd
         return cached, "hit", 0
     m = min(total, _sample_size(p))
     centroids, used = _fit_centroids(concat_rows(group.map("sample", seed, m)), seed, p, m)
-    return centroids, ("miss" if _cache_path(p, seed) else "off"), used
+    return centroids, ("miss" if p.get("cache") is not None else "off"), used
 
 
 def prepare_cluster_margin(sample_rows, k: int, seed: int, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -470,7 +458,7 @@ def prepare_cluster_margin(sample_rows, k: int, seed: int, params: Mapping[str, 
     if total < k:
         raise PoolExhaustedError(total, k)
     centroids, used = _fit_centroids(rows, int(seed), p, min(total, _sample_size(p)))
-    return {"centroids": centroids, "prepared": {"cache": "miss" if _cache_path(p, seed) else "off", "sample_size": used}}
+    return {"centroids": centroids, "prepared": {"cache": "miss" if p.get("cache") is not None else "off", "sample_size": used}}
 
 
 def _candidate_cut(group: ShardGroup, m: int, total: int) -> tuple | None:
@@ -495,8 +483,9 @@ def select_cluster_margin(group: ShardGroup, k: int, seed: int, params: Mapping[
     k : int
     seed : int
     params : dict or None
-        See :data:`CLUSTER_MARGIN_DEFAULTS`, plus ``cache_dir`` and ``cache_key`` (strings,
-        from the engine) for the centroid cache.
+        See :data:`CLUSTER_MARGIN_DEFAULTS`, plus ``cache``: where the engine keeps centroids
+        between runs, an object with ``load(kind, variant)`` and ``save(kind, variant, array)``
+        (:class:`alscale.arraycache.ArrayCache`), or None.
 
     Returns
     -------

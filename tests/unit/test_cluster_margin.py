@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from alscale.arraycache import ArrayCache
 from alscale.exceptions import PoolExhaustedError
 from alscale.reduce.cluster_margin import make_cluster_margin_builder, round_robin_order, select_cluster_margin
 from alscale.reduce.shardgroup import LocalShardGroup
@@ -93,7 +94,7 @@ def test_selection_matches_reference_for_any_shard_count_and_reuses_cache(tmp_pa
     x, probs = _data()
     selectable = np.ones(len(x), bool)
     selectable[::5] = False
-    params = {"n_clusters": 10, "candidate_multiple": 4, "cache_dir": str(tmp_path), "cache_key": "m1-p1"}
+    params = {"n_clusters": 10, "candidate_multiple": 4, "cache": ArrayCache(tmp_path, "m1-p1")}
     group, ids = _group(x, probs, 2, selectable)
     first = select_cluster_margin(group, 150, 3, params)
     assert first.info["cache"] == "miss"
@@ -113,7 +114,7 @@ def test_selection_matches_reference_for_any_shard_count_and_reuses_cache(tmp_pa
 def test_cache_is_not_shared_by_other_clustering_settings(tmp_path):
     """Centroids cached for 4 clusters (or another seed) must not serve a run asking for 20: its batch would depend on what ran before."""
     x, probs = _data()
-    cache = {"cache_dir": str(tmp_path), "cache_key": "m1-p1"}
+    cache = {"cache": ArrayCache(tmp_path, "m1-p1")}
     group, _ = _group(x, probs, 2)
     fresh = select_cluster_margin(group, 100, 3, {"n_clusters": 20, "candidate_multiple": 4})  # no cache at all
     assert select_cluster_margin(group, 100, 3, {"n_clusters": 4, "candidate_multiple": 4, **cache}).info["cache"] == "miss"
@@ -132,7 +133,7 @@ def test_candidates_cut_through_ties_like_the_reference(tmp_path, k, multiple):
     base = np.random.default_rng(9).dirichlet(np.ones(4), 5).astype(np.float32)
     probs = base[np.random.default_rng(10).integers(0, 5, len(x))]
     selectable = np.ones(len(x), bool)
-    params = {"n_clusters": 7, "candidate_multiple": multiple, "cache_dir": str(tmp_path), "cache_key": f"ties-{k}"}
+    params = {"n_clusters": 7, "candidate_multiple": multiple, "cache": ArrayCache(tmp_path, f"ties-{k}")}
     select_cluster_margin(_group(x, probs, 1)[0], k, 1, params)
     (cache,) = tmp_path.glob(f"clusters-ties-{k}-*.npy")
     centroids = np.load(cache)
