@@ -3,7 +3,10 @@
 Every error alscale raises on purpose derives from :class:`AlscaleError`.  The CLI and the job
 entrypoints turn any of them into one line on stderr and its ``exit_code``: 2 for bad input
 (fix it and run again), 1 for :class:`ClusterError` (the cluster failed; the same run may
-succeed when retried).  Everything else is a bug and keeps its traceback.
+succeed when retried).  An ``OSError`` about a path the user gave (a file where a folder is
+expected, no permission) is one line with exit code 2 too.  Everything else is a bug and keeps
+its traceback in the CLI; a job entrypoint (``jobs/``) prints it as one line with exit code 1,
+and its traceback with ``-v``.
 
 ::
 

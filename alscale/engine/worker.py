@@ -77,6 +77,13 @@ class ShardResult:
         Seconds spent per stage in this shard (read, infer, score, reduce).
     info : dict
         Extra facts from a diversity strategy's state builder.
+    peak_rss_mb : float
+        The worker process's peak resident memory when the shard ended.
+    batch_size, read_rows : int
+        Rows per model run, and per record batch read (a multiple of ``batch_size``).
+    key_range : tuple of int or None
+        ``(first, last)`` row key when the shard's keys strictly increase (then its keys need
+        not be sent for the duplicate check unless ranges overlap).
     """
 
     index: int

@@ -361,16 +361,8 @@ class ClusterMarginBuilder:
 
 
 def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:
-    p = resolve_params("cluster-margin", CLUSTER_MARGIN_DEFAULTS, params)
-    if p["n_clusters"] < 1 or p["candidate_multiple"] < 1 or p["sample_size"] < 0 or p["niter"] < 1:
-        raise ConfigError(
-            "The 'cluster-margin' parameters need n_clusters >= 1, candidate_multiple >= 1, sample_size >= 0 and niter >= 1. "
-            f"Got n_clusters={p['n_clusters']}, candidate_multiple={p['candidate_multiple']}, "
-            f"sample_size={p['sample_size']}, niter={p['niter']} instead."
-        )
-    if p["embedding_dtype"] not in ("float32", "float16"):
-        raise ConfigError(f"The 'embedding_dtype' parameter must be 'float32' or 'float16'. Got {p['embedding_dtype']!r} instead.")
-    return p
+    """Cluster-Margin's parameters over its defaults, each checked against ``PARAM_RULES["cluster-margin"]``."""
+    return resolve_params("cluster-margin", CLUSTER_MARGIN_DEFAULTS, params)
 
 
 def make_cluster_margin_builder(params: Mapping[str, Any] | None = None) -> ClusterMarginBuilder:

@@ -429,7 +429,7 @@ def kmeans_parallel(
         The selected rows in selection order (``key``, ``id``, ``predicted_index``,
         ``confidence``, ``score``).
     info : dict
-        ``rounds``, ``candidates``, ``filled``.
+        ``rounds``, ``candidates``, ``filled``, and the ``sketch`` and ``sketch_dim`` used.
 
     Raises
     ------

@@ -87,18 +87,8 @@ def gradient_embeddings(probs: npt.ArrayLike, embeddings: npt.ArrayLike) -> np.n
 
 
 def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:
-    p = resolve_params("badge", BADGE_DEFAULTS, params)
-    if p["sketch"] not in ("tensor", "kron", "none"):
-        raise ConfigError(f"The 'sketch' parameter of 'badge' must be one of 'tensor', 'kron', 'none'. Got {p['sketch']!r} instead.")
-    if p["factor_dtype"] not in ("float32", "float16"):
-        raise ConfigError(f"The 'factor_dtype' parameter of 'badge' must be 'float32' or 'float16'. Got {p['factor_dtype']!r} instead.")
-    if p["rounds"] < 1 or p["oversampling"] <= 0 or p["sketch_dim"] < 1 or p["local_trials"] < 0:
-        raise ConfigError(
-            "The 'badge' parameters need rounds >= 1, oversampling > 0, sketch_dim >= 1 and local_trials >= 0. "
-            f"Got rounds={p['rounds']}, oversampling={p['oversampling']}, sketch_dim={p['sketch_dim']}, "
-            f"local_trials={p['local_trials']} instead."
-        )
-    return p
+    """BADGE's parameters over its defaults, each checked against ``PARAM_RULES["badge"]``."""
+    return resolve_params("badge", BADGE_DEFAULTS, params)
 
 
 class BadgeBuilder:

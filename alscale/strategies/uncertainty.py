@@ -1,7 +1,8 @@
 """Uncertainty scores from class probabilities: higher = more informative.
 
-All functions take ``probs`` of shape (n, c), rows summing to 1, and return float32 scores of
-shape (n,).  They are safe for p = 0 and cost O(n*c).
+:func:`entropy`, :func:`margin` and :func:`least_confidence` take ``probs`` of shape (n, c),
+rows summing to 1, and return float32 scores of shape (n,); they are safe for p = 0 and cost
+O(n*c).  :func:`random_scores` takes row keys instead and returns float64 draws in [0, 1).
 
 References
 ----------
