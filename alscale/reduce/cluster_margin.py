@@ -216,6 +216,8 @@ def _is_candidate(scores: np.ndarray, ids: np.ndarray, cut: tuple | None) -> np.
     """Rows at least as good as ``cut = (score, id)`` (score desc, id asc); all rows without one."""
     if cut is None:
         return slice(None)
+    if len(scores) == 0:  # a shard with no selectable row: its placeholder ids need not compare with the cut's
+        return np.empty(0, dtype=np.intp)
     score, id_ = cut
     scores = np.asarray(scores, dtype=np.float64)
     return np.flatnonzero((scores > score) | ((scores == score) & (np.asarray(ids) <= id_)))
@@ -462,7 +464,7 @@ def _candidate_cut(group: ShardGroup, m: int, total: int) -> tuple | None:
     ids = np.concatenate([part["id"] for part in parts])
     best = best_rows(scores, ids, m)
     worst = best[np.lexsort((ids[best], -scores[best]))[-1]]
-    return float(scores[worst]), ids[worst].item()
+    return float(scores[worst]), np.asarray(ids[worst]).item()  # a Python value, whether ids are numpy or objects
 
 
 def select_cluster_margin(group: ShardGroup, k: int, seed: int, params: Mapping[str, Any] | None = None) -> Selection:

@@ -1,0 +1,50 @@
+"""Every registered diversity strategy, one contract: any sharding (an empty shard too), int or string ids, the same batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from alscale.reduce.shardgroup import LocalShardGroup
+from alscale.rowrandom import id_keys
+from alscale.strategies import STRATEGIES
+
+DIVERSITY = sorted(name for name, s in STRATEGIES.items() if s.kind == "diversity")
+PARAMS = {"cluster-margin": {"n_clusters": 4}}
+N, C, D, K = 240, 3, 5, 12
+
+
+def _rows(id_kind: str):
+    rng = np.random.default_rng(5)
+    ids = np.arange(N, dtype=np.int64) * 7 if id_kind == "int" else np.array([f"row-{i:04d}" for i in range(N)])
+    logits = rng.normal(size=(N, C))
+    probs = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).astype(np.float32)
+    emb = rng.normal(size=(N, D)).astype(np.float32)
+    selectable = np.arange(N) % 5 != 0  # a fifth excluded (or labeled, for the strategies that use them)
+    return ids, probs, emb, selectable
+
+
+def _select(name: str, id_kind: str, parts: list[np.ndarray]):
+    strategy = STRATEGIES[name]
+    ids, probs, emb, selectable = _rows(id_kind)
+    keys = id_keys(ids)
+    states = []
+    for part in parts:
+        builder = strategy.make_builder(dict(PARAMS.get(name, {})))
+        if len(part):  # the engine calls add only for record batches with rows to score
+            builder.add(ids[part], keys[part], probs[part], emb[part], selectable[part], ~selectable[part])
+        states.append(builder.finish())
+    return strategy.select(LocalShardGroup(states), K, 3, dict(PARAMS.get(name, {}))), ids, selectable
+
+
+@pytest.mark.parametrize("id_kind", ["int", "string"])
+@pytest.mark.parametrize("name", DIVERSITY)
+def test_any_sharding_with_an_empty_shard_gives_the_same_batch(name, id_kind):
+    whole, ids, selectable = _select(name, id_kind, [np.arange(N)])
+    split, _, _ = _select(name, id_kind, [np.arange(0), np.arange(0, 100), np.arange(100, N), np.arange(0)])
+    assert list(split["id"]) == list(whole["id"])
+    np.testing.assert_allclose(split["score"], whole["score"], rtol=1e-6)
+    chosen = list(whole["id"])
+    assert len(chosen) == len(set(chosen)) == K
+    assert set(chosen) <= set(ids[selectable].tolist())
+    assert np.isfinite(np.asarray(whole["score"], dtype=np.float64)).all()
