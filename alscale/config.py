@@ -24,7 +24,7 @@ import difflib
 import json
 import numbers
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -364,17 +364,3 @@ def make_settings(config: str | os.PathLike | None = None, **overrides: Any) -> 
         if key not in data:
             raise ConfigError(f"The {key!r} setting is required ({key}=, the flag --{key} or the config file).")
     return SelectSettings(**data)
-
-
-def _expand_model_dirs(models: Sequence[str]) -> tuple[str, ...]:
-    """A directory given as a model means every ``*.onnx`` in it, sorted (a committee)."""
-    out: list[str] = []
-    for m in models:
-        if os.path.isdir(m):
-            found = sorted(str(p) for p in Path(m).glob("*.onnx"))
-            if not found:
-                raise ConfigError(f"Model directory {m!r} holds no *.onnx files.")
-            out.extend(found)
-        else:
-            out.append(m)
-    return tuple(out)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +22,8 @@ import onnxruntime as ort
 from alscale.config import check_path
 from alscale.exceptions import ModelContractError, ModelError
 
-__all__ = ["ModelContract", "error_detail", "inspect_model", "load_session", "parse_class_names", "read_model_uri", "sha256_file"]
+__all__ = ["ModelContract", "error_detail", "expand_model_dirs", "inspect_model", "load_session", "parse_class_names", "read_model_uri",
+           "sha256_file"]
 
 PROBS_NAMES = ("probabilities", "output_probability", "probs", "probability", "prob", "proba", "softmax", "scores")
 LOGITS_NAMES = ("logits", "logit", "output_logits")
@@ -364,3 +367,23 @@ def error_detail(exc: BaseException, limit: int = 400) -> str:
     first line, so messages quote all of it rather than ``splitlines()[0]``.
     """
     return " ".join(str(exc).split())[:limit] or type(exc).__name__
+
+
+def expand_model_dirs(models: Sequence[str]) -> tuple[str, ...]:
+    """The model files: a directory given as a model means every ``*.onnx`` in it, sorted (a committee).
+
+    Raises
+    ------
+    ModelError
+        A directory holds no ``*.onnx`` file.
+    """
+    out: list[str] = []
+    for m in models:
+        if os.path.isdir(m):
+            found = sorted(str(p) for p in Path(m).glob("*.onnx"))
+            if not found:
+                raise ModelError(f"Model directory {m!r} holds no *.onnx files.")
+            out.extend(found)
+        else:
+            out.append(m)
+    return tuple(out)
