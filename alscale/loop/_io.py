@@ -45,17 +45,22 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 @contextlib.contextmanager
-def file_lock(path: str | os.PathLike, shared: bool = False) -> Iterator[None]:
+def file_lock(path: str | os.PathLike, shared: bool = False, *, wait: bool = True) -> Iterator[None]:
     """Hold an ``fcntl.flock`` on ``path`` (created if missing) for the block.
 
     Exclusive for writers, ``shared=True`` for readers (many at once, never during a write).
     Works across processes (a webhook receiver and a CLI) and across threads of one process,
     since every entry opens its own file descriptor.
+
+    Raises
+    ------
+    BlockingIOError
+        With ``wait=False``, when another holder has the lock.
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        fcntl.flock(fh.fileno(), (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
         try:
             yield
         finally:

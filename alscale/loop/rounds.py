@@ -18,6 +18,7 @@ any point is finished by running it again, without a second selection or duplica
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import io
@@ -33,7 +34,7 @@ import pyarrow.parquet as pq
 from alscale.config import check_int, check_path
 from alscale.exceptions import ConfigError, LabelError, ModelError, WorkspaceError
 from alscale.loop import _pool
-from alscale.loop._io import atomic_write_bytes, atomic_write_json, atomic_write_parquet, read_json
+from alscale.loop._io import atomic_write_bytes, atomic_write_json, atomic_write_parquet, file_lock, read_json
 from alscale.loop.composition import composition_report
 from alscale.loop.idbatch import write_id_batch
 from alscale.loop.metrics import evaluate
@@ -47,6 +48,8 @@ __all__ = ["load_history", "run_round", "select_batch"]
 
 logger = logging.getLogger(__name__)
 ROUND_FILE = "round.json"
+#: Held (``fcntl.flock``) by the one round running in a workspace.
+ROUND_LOCK = ".round.lock"
 
 
 def _round_dir(ws: Workspace, number: int) -> pathlib.Path:
@@ -273,6 +276,18 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
     if model is not None and "://" not in check_path("model", model) and not pathlib.Path(model).is_file():
         raise ModelError(f"Expected the round's model to be an ONNX file. Got {str(model)!r}, which is not a file.")
     ws = ws if isinstance(ws, Workspace) else Workspace.open(check_path("ws", ws))
+    with contextlib.ExitStack() as held:
+        try:  # one round at a time: a second would write into the same round's folder
+            held.enter_context(file_lock(ws.path / ROUND_LOCK, wait=False))
+        except BlockingIOError:
+            raise WorkspaceError(f"Expected no other round running in workspace {str(ws.path)!r}. Got one (it holds "
+                                 f"{ROUND_LOCK}); wait for it to finish.") from None
+        return _run_round(ws, model, strategy, k, seed, actors, mark_pending)
+
+
+def _run_round(ws: Workspace, model, strategy: str | None, k: int | None, seed: int | None, actors: int | None,
+               mark_pending: bool) -> dict:
+    """:func:`run_round`, its arguments checked, while it holds the workspace's round lock."""
     s = ws.settings
     number = _next_round(ws)
     out_dir = _round_dir(ws, number)

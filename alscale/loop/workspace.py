@@ -6,6 +6,7 @@ Layout::
       alscale-workspace.json     config: schema_version, pool and its key, model, id/label/group columns,
                                  classes, settings, evaluation/stop set sizes and seeds
       .lock                      fcntl lock taken by every writer
+      .round.lock                fcntl lock held by the one round running (alscale round)
       state/HEAD.json            {"version": n, "labels": ..., "pending": ...}
       state/labels-<n>.parquet   every label record (one per (source, annotation_id))
       state/pending-<n>.parquet  ids sent to annotators and not answered yet

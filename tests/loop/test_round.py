@@ -220,3 +220,16 @@ def test_a_model_that_is_not_a_file_or_a_round_without_labels_writes_no_round(tm
     with pytest.raises(WorkspaceError, match="Expected training labels for round 1. Got none"):
         run_round(ws, model=model_factory())
     assert sorted(p.name for p in ws.rounds_dir.iterdir()) == ["000"]
+
+
+def test_a_second_round_while_one_runs_is_refused_and_writes_nothing(tmp_path, blob_pool):
+    """Two `alscale round` at once used to write into one round's folder, each reporting its own k."""
+    from alscale.loop._io import file_lock
+    from alscale.loop.rounds import ROUND_LOCK
+
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, settings={"eval_size": 50, "initial_size": 10})
+    with file_lock(ws.path / ROUND_LOCK):  # held as a running round holds it (another process, or thread)
+        with pytest.raises(WorkspaceError, match=r"Expected no other round running in workspace .*\. Got one"):
+            run_round(ws, k=30)
+    assert list(ws.rounds_dir.iterdir()) == []
+    assert run_round(ws)["round"] == 0  # free again once it ends
