@@ -26,6 +26,7 @@ idempotent: re-adding a pending id or re-recording the same annotation changes n
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import pathlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -380,10 +381,34 @@ class Workspace:
         return file_lock(self.path / ".lock")
 
     def _head(self) -> dict:
+        """``state/HEAD.json``: the state version and the files of its labels and pending tables.
+
+        Raises
+        ------
+        WorkspaceError
+            HEAD.json is missing while state files exist (read as empty, the next write would
+            delete them), or it is not what alscale wrote.
+        """
         head_path = self.path / "state" / "HEAD.json"
         if not head_path.exists():
+            kept = sorted(f.name for f in (self.path / "state").glob("*-*.parquet") if f.name.startswith(("labels-", "pending-")))
+            if kept:  # the newest of each kind is the likely HEAD, but a crash may have left a newer orphan: not guessed
+                newest = {kind: max((f for f in kept if f.startswith(kind + "-")), default=None) for kind in ("labels", "pending")}
+                version = max(int(f.split("-")[1].split(".")[0]) for f in kept)
+                suggestion = json.dumps({"version": version, **newest})
+                raise WorkspaceError(f"Expected {str(head_path)!r}, which names the current state files. Got none beside "
+                                     f"{', '.join(kept)}; restore it from a backup, or, if the newest files are the current "
+                                     f"ones, write {suggestion} into it.")
             return {"version": 0, "labels": None, "pending": None}
-        return read_json(head_path)
+        try:
+            head = read_json(head_path)
+        except (ValueError, OSError) as exc:
+            raise WorkspaceError(f"Expected valid JSON in {str(head_path)!r}. Got: {exc}") from None
+        if not (isinstance(head, dict) and isinstance(head.get("version"), int)
+                and all(head.get(name) is None or isinstance(head.get(name), str) for name in ("labels", "pending"))):
+            raise WorkspaceError(f"Expected {str(head_path)!r} to hold a version and the labels and pending file names. "
+                                 f"Got {_short(head)}.")
+        return head
 
     def _read_current(self, which: str, schema: pa.Schema) -> pa.Table:
         """The current version of a state table, read under a shared lock.
@@ -397,7 +422,11 @@ class Workspace:
     def _read_table(self, name: str | None, schema: pa.Schema) -> pa.Table:
         if not name:
             return schema.empty_table()
-        table = pq.read_table(self.path / "state" / name)
+        try:
+            table = pq.read_table(self.path / "state" / name)
+        except (OSError, pa.ArrowException) as exc:  # deleted or damaged by hand: say which file
+            raise WorkspaceError(f"Cannot read the workspace state file {str(self.path / 'state' / name)!r}, which "
+                                 f"state/HEAD.json names: {str(exc).splitlines()[0]}") from None
         for field in schema:  # a column added since the file was written (answered_at): null for old rows
             if field.name not in table.column_names:
                 table = table.append_column(field, pa.nulls(table.num_rows, field.type))

@@ -493,3 +493,30 @@ def test_disagreeing_answers_are_warned_of_listed_and_the_latest_is_used(tmp_pat
     # a label file agreeing with the latest keeps the id listed (three answers, two labels); a skip adds none
     ws.record_labels([{"id": 7, "label": 1, "source": "fix.csv"}, {"id": 8, "label": None, "status": "skipped", "source": "x"}])
     assert [d["id"] for d in ws.disagreements()] == [7] and len(ws.disagreements()[0]["labels"]) == 3
+
+
+def test_a_missing_or_damaged_head_is_refused_and_nothing_is_deleted(tmp_path, blob_pool):
+    """Without HEAD.json the state read as empty and the next write removed the label history."""
+    ws = _ws(tmp_path, blob_pool)
+    ws.add_pending([1, 2, 3], batch_run_id="r1", queue="q")
+    ws.record_labels([{"id": 1, "label": "0", "source": "f"}, {"id": 5, "label": "2", "source": "f"}])
+    head = ws.path / "state" / "HEAD.json"
+    kept = json.loads(head.read_text())
+    files = sorted(p.name for p in (ws.path / "state").iterdir())
+    head.unlink()
+    for use in (ws.labeled, ws.pending, lambda: ws.record_labels([{"id": 7, "label": "1", "source": "g"}]),
+                lambda: ws.add_pending([9], batch_run_id="r2", queue="q")):
+        with pytest.raises(WorkspaceError, match=r"HEAD.json', which names the current state files. Got none beside labels-"):
+            use()
+    assert sorted(p.name for p in (ws.path / "state").iterdir()) == sorted(set(files) - {"HEAD.json"})
+    suggested = json.loads(re.search(r"write (\{.*\}) into it", str(pytest.raises(WorkspaceError, ws.labeled).value)).group(1))
+    assert {k: suggested[k] for k in ("labels", "pending")} == {k: kept[k] for k in ("labels", "pending")}
+    head.write_text(json.dumps(suggested))  # as the message says: the labels are all back
+    assert ws.labeled().column("id").to_pylist() == [1, 5] and ws.pending().column("id").to_pylist() == [2, 3]
+    for text, match in (('{"version": 3, "labels": ', "Expected valid JSON in"), ('{"labels": 4}', "to hold a version and the labels")):
+        head.write_text(text)
+        with pytest.raises(WorkspaceError, match=match):
+            ws.labeled()
+    head.write_text(json.dumps({**kept, "labels": "labels-99999999.parquet"}))
+    with pytest.raises(WorkspaceError, match=r"Cannot read the workspace state file .*labels-99999999.parquet', which state/HEAD.json names"):
+        ws.labeled()
