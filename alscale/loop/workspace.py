@@ -63,6 +63,25 @@ SCHEMA_VERSION = 1
 CONFIG_NAME = "alscale-workspace.json"
 
 
+def _check_edited_settings(settings, cfg_path: pathlib.Path) -> None:
+    """Refuse, as the workspace opens, settings edited by hand into what ``init`` would have refused.
+
+    README invites raising ``budget`` in the config file: a value of the wrong type found then,
+    rather than at the end of a round that has already selected its batch.
+    """
+    from alscale.loop.settings import check_loop_settings
+
+    if not isinstance(settings, dict):
+        raise WorkspaceError(f"Expected the 'settings' of {str(cfg_path)!r} to be an object. Got {_short(settings)}.")
+    unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
+    if unknown:
+        raise WorkspaceError(f"Unknown settings {unknown} in {str(cfg_path)!r}; expected keys among {sorted(DEFAULT_SETTINGS)}.")
+    try:
+        check_loop_settings({**DEFAULT_SETTINGS, **settings})  # on a copy: the file is what the workspace reads
+    except AlscaleError as exc:  # ConfigError, StrategyError
+        raise WorkspaceError(f"{cfg_path}: {exc}") from None
+
+
 def _short(value) -> str:
     """``value``'s repr where it is one short line, else its type (a table's repr spans lines)."""
     text = repr(value)
@@ -281,6 +300,7 @@ class Workspace:
         if version > SCHEMA_VERSION:
             raise WorkspaceError(
                 f"Workspace {path} has schema_version {version}, newer than this alscale supports ({SCHEMA_VERSION}); upgrade alscale.")
+        _check_edited_settings(config.get("settings", {}), cfg_path)
         return cls(path, config)
 
     # ------------------------------------------------------------------ properties
@@ -370,11 +390,23 @@ class Workspace:
 
     def evaluation_ids(self) -> np.ndarray:
         """The reserved evaluation set, shape (n_eval,)."""
-        return self._ids(pq.read_table(self.path / self.config["evaluation"]["file"]).column("id"))
+        return self._reserved_ids("evaluation")
 
     def stop_set_ids(self) -> np.ndarray:
         """The fixed random stop set, shape (n_stop,)."""
-        return self._ids(pq.read_table(self.path / self.config["stop_set"]["file"]).column("id"))
+        return self._reserved_ids("stop_set")
+
+    def _reserved_ids(self, which: str) -> np.ndarray:
+        entry = self.config.get(which)
+        path = self.path / entry["file"] if isinstance(entry, dict) and isinstance(entry.get("file"), str) else None
+        try:
+            if path is None:
+                raise ValueError(f"no {which}.file entry")
+            return self._ids(pq.read_table(path).column("id"))
+        except (OSError, ValueError, KeyError, pa.ArrowException) as exc:  # config or state edited by hand
+            detail = f"no such file {str(path)!r}" if isinstance(exc, FileNotFoundError) else str(exc).splitlines()[0]
+            raise WorkspaceError(f"Cannot read the workspace's {which.replace('_', ' ')} ({which}.file in {CONFIG_NAME}): "
+                                 f"{detail}.") from None
 
     # ------------------------------------------------------------------ state files
     def _lock(self):

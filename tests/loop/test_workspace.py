@@ -520,3 +520,28 @@ def test_a_missing_or_damaged_head_is_refused_and_nothing_is_deleted(tmp_path, b
     head.write_text(json.dumps({**kept, "labels": "labels-99999999.parquet"}))
     with pytest.raises(WorkspaceError, match=r"Cannot read the workspace state file .*labels-99999999.parquet', which state/HEAD.json names"):
         ws.labeled()
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: c["settings"].update(budget="600"), r"alscale-workspace.json: The 'budget' parameter .*Got '600' instead"),
+    (lambda c: c["settings"].update(patiense=4), r"Unknown settings \['patiense'\] in .*alscale-workspace.json"),
+    (lambda c: c["settings"].update(strategy="qbc-vote"), r"alscale-workspace.json: Expected a strategy for one model"),
+    (lambda c: c.update(settings=[1]), r"Expected the 'settings' of .* to be an object"),
+])
+def test_settings_edited_by_hand_are_checked_when_the_workspace_opens(tmp_path, blob_pool, edit, match):
+    """README invites raising the budget in the config file: a string used to fail at the end of a round that had selected."""
+    ws = _ws(tmp_path, blob_pool, settings={"budget": 200})
+    config = json.loads((ws.path / CONFIG_NAME).read_text())
+    edit(config)
+    (ws.path / CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.raises(WorkspaceError, match=match):
+        Workspace.open(ws.path)
+
+
+def test_an_evaluation_file_edited_away_is_one_error(tmp_path, blob_pool):
+    ws = _ws(tmp_path, blob_pool)
+    config = json.loads((ws.path / CONFIG_NAME).read_text())
+    config["evaluation"]["file"] = "state/eval.parquet"
+    (ws.path / CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.raises(WorkspaceError, match=r"evaluation \(evaluation.file in alscale-workspace.json\): no such file '.*state/eval.parquet'"):
+        Workspace.open(ws.path).evaluation_ids()
