@@ -1,8 +1,8 @@
 """The label log's records: their schema, their key, their order in time, and disagreements.
 
 The workspace keeps every answer a queue or a file gave as one record (a row of
-``state/labels-<n>.parquet``), keyed on ``(source, annotation_id)``, or ``(source, id)`` where
-the queue gives no annotation id; ids sent and not answered yet are rows of the pending table.
+``state/labels-<n>.parquet``), keyed on ``(source, annotation_id)``, or ``(source, id,
+annotator)`` where there is no annotation id (a label file); ids sent and not answered yet are rows of the pending table.
 """
 
 from __future__ import annotations
@@ -57,8 +57,11 @@ def pending_schema(kind: str) -> pa.Schema:
 
 
 def record_key(r: dict) -> tuple:
-    """The key a record is kept under: ``(source, annotation_id)``, or ``(source, "id", id)`` without an annotation id."""
-    return (r["source"], r["annotation_id"]) if r["annotation_id"] is not None else (r["source"], "id", r["id"])
+    """The key a record is kept under: ``(source, annotation_id)``, or without an annotation id (a label file)
+    ``(source, "id", id, annotator)``: two annotators' answers on one id are two records, each kept."""
+    if r["annotation_id"] is not None:
+        return r["source"], r["annotation_id"]
+    return r["source"], "id", r["id"], r["annotator"]
 
 
 def disagreeing(log: list[dict], ids: set | None = None) -> list[dict]:

@@ -590,7 +590,7 @@ class Workspace:
             Each ``{"id", "label", "status", "source", "annotation_id", "annotator"}`` (a
             table: one record per row, its columns those keys);
             ``label`` is None for a skipped or cancelled task; ``status`` defaults to
-            "labeled".  Without an ``annotation_id`` the key is ``(source, id)``.  An optional
+            "labeled".  Without an ``annotation_id`` the key is ``(source, id, annotator)``.  An optional
             ``answered_at`` (ISO 8601, the queue's own time of the answer) orders versions of one
             annotation: a record older than the one kept under its key changes nothing, so
             webhooks that arrive late or are replayed never undo a newer answer.

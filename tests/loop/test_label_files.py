@@ -130,3 +130,21 @@ def test_a_quoted_multi_line_value_and_a_header_only_file_are_read(tmp_path):
     jsonl = tmp_path / "sep.jsonl"  # U+2028 is a line break to str.splitlines, not to JSON lines
     jsonl.write_text(json.dumps({"id": 1, "label": "a\u2028b"}, ensure_ascii=False) + "\r\n" + json.dumps({"id": 2, "label": "c"}) + "\n")
     assert [(r["id"], r["label"]) for r in read_labels(jsonl, source="t")] == [(1, "a\u2028b"), (2, "c")]
+
+
+def test_two_annotators_files_of_one_name_keep_both_answers(tmp_path, pool_writer):
+    """Both called labels.csv: one source; the annotator column keeps each answer, and the disagreement is listed."""
+    pool = pool_writer(tmp_path / "p.parquet", np.zeros((20, 2), np.float32))
+    ws = Workspace.create(tmp_path / "ws", pool=pool, classes=["cat", "dog"], settings={"eval_size": 4, "initial_size": 2})
+    for folder, line in (("ann", "2,cat,alice\n3,dog,alice\n"), ("bob", "2,dog,bob\n3,dog,bob\n")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "labels.csv").write_text("id,label,annotator\n" + line)
+    assert import_labels(ws, tmp_path / "ann" / "labels.csv") == (2, 2)
+    assert import_labels(ws, tmp_path / "bob" / "labels.csv") == (2, 2)  # agreeing on 3 too: bob's answer is his own record
+    kept = sorted((r["id"], r["label"], r["annotator"]) for r in ws.label_log().to_pylist())
+    assert kept == [(2, "cat", "alice"), (2, "dog", "bob"), (3, "dog", "alice"), (3, "dog", "bob")]
+    assert [(d["id"], d["used"]) for d in ws.disagreements()] == [(2, "dog")]
+    assert import_labels(ws, tmp_path / "ann" / "labels.csv") == (2, 0)  # imported again: nothing changes
+    (tmp_path / "both.csv").write_text("id,label,annotator\n5,cat,alice\n5,dog,bob\n")  # one file, two annotators: both kept
+    assert import_labels(ws, tmp_path / "both.csv") == (2, 2)
+    assert [d["id"] for d in ws.disagreements()] == [2, 5]
