@@ -21,6 +21,7 @@ import base64
 import decimal
 import glob
 import logging
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -227,6 +228,10 @@ def load_batch_for(workspace: Any, manifest: Any, data_columns: Sequence[str] | 
         The manifest names another pool than the workspace's, or some of the batch's ids are
         not in the workspace's pool.
     """
+    manifest = _manifest_of(manifest)  # read once
+    if workspace is not None and "id" in manifest.batch.column_names:  # before data columns are read from the pool
+        _require_id_type(manifest.batch.column("id").to_pylist(), workspace.id_type == "int64",
+                         f"the pool of workspace {str(workspace.path)!r} has", WorkspaceError)
     batch = load_batch(manifest, data_columns)
     if workspace is not None:
         _require_same_pool(workspace, batch)
@@ -282,6 +287,7 @@ def _read_pool_rows(pool: Mapping[str, Any], ids: list, columns: list[str]) -> d
     if absent:
         raise PoolSchemaError(f"Expected columns {absent} in the pool. Got columns {names}.")
     id_type = dataset.schema.field(id_column).type
+    _require_id_type(ids, pa.types.is_integer(id_type), f"the pool's id column {id_column!r} ({id_type})")
     table = dataset.to_table(columns=[id_column, *columns], filter=pc.field(id_column).isin(pa.array(ids, id_type)))
     out = {}
     for row in table.to_pylist():
@@ -289,7 +295,21 @@ def _read_pool_rows(pool: Mapping[str, Any], ids: list, columns: list[str]) -> d
     return out
 
 
+def _require_id_type(ids: list, integer: bool, what: str, error: type[Exception] = PoolSchemaError) -> None:
+    """``error`` unless the batch's ids are of the pool's kind: ints for integer ids, strings for string ids.
+
+    Digit strings are not taken for integers: a batch of ``"1000"`` comes from a pool of string ids.
+    """
+    wrong = next((v for v in ids if isinstance(v, str) == integer), None) if ids else None
+    if wrong is not None:
+        raise error(f"Expected a batch of {'integer' if integer else 'string'} ids, as {what}. Got {wrong!r}; "
+                    "the batch was selected from another pool.")
+
+
 def _jsonable(value: Any) -> Any:
+    """A pool value as JSON can carry it: bytes as base64, times as ISO 8601, NaN and infinity as null."""
+    if isinstance(value, float) and not math.isfinite(value):  # JSON has no NaN: a receiver's parser would refuse it
+        return None
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, (list, tuple)):

@@ -127,7 +127,7 @@ class HttpEndpointConnector:
         ws = open_workspace(workspace)
         secret = secret_from_env(self.secret_env, what="HTTP signing secret")
         batch = load_batch_for(ws, manifest, self.data_columns)
-        body = json.dumps(batch_payload(batch), separators=(",", ":"), default=str).encode("utf-8")
+        body = json.dumps(batch_payload(batch), separators=(",", ":"), default=str, allow_nan=False).encode("utf-8")
         headers = {**self.headers, "Content-Type": "application/json", "Idempotency-Key": batch.run_id,
                    SIGNATURE_HEADER: sign(body, secret)}
         what = f"POSTing batch {batch.run_id} to {self.url}"

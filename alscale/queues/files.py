@@ -72,7 +72,7 @@ def _jsonl(batch: BatchView) -> bytes:
     lines = []
     for rec in export_records(batch):
         rec["meta"] = {k: rec[k] for k in _FLAT}
-        lines.append(json.dumps(rec, ensure_ascii=False, default=str))
+        lines.append(json.dumps(rec, ensure_ascii=False, default=str, allow_nan=False))
     return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
 
 
@@ -108,7 +108,7 @@ def _groundtruth(batch: BatchView, source_key: str | None) -> bytes:
         key = "source-ref" if isinstance(value, str) and value.startswith("s3://") else "source"
         rec = {key: value if key == "source-ref" else str(value), "alscale-id": r["id"], "alscale-run": batch.run_id,
                "alscale-rank": r["rank"], "alscale-prediction": r["predicted_class"], "alscale-confidence": r["confidence"]}
-        lines.append(json.dumps(rec, ensure_ascii=False, default=str))
+        lines.append(json.dumps(rec, ensure_ascii=False, default=str, allow_nan=False))
     return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
 
 

@@ -280,6 +280,46 @@ def test_a_decimal_pool_column_travels_as_its_exact_text(receiver_factory, tmp_p
     assert [(i["id"], i["data"]["price"]) for i in stored["items"]] == [(2, "0.10"), (1, "19.99")]
 
 
+def test_digit_string_ids_are_not_taken_for_an_integer_pools_ids(receiver_factory, tmp_path, workspace, monkeypatch):
+    """A batch of "1000", "1001" (a string-id pool's) used to be POSTed for a pool of ints; with a data column, a traceback."""
+    from alscale.exceptions import PoolSchemaError, WorkspaceError
+    from alscale.loop.idbatch import write_id_batch
+
+    monkeypatch.setenv("ALSCALE_HTTP_SECRET", SECRET)
+    rx = receiver_factory()
+    pool = workspace.config["pool"]
+    write_id_batch(tmp_path / "b", ["1000", "1001"], id_type="string", strategy="x", run_id="str-1", seed=0, pool=pool, id_column="id")
+    for data in ([], ["text"]):
+        with pytest.raises(WorkspaceError, match=r"Expected a batch of integer ids, as the pool of workspace .* has. Got '1000'"):
+            push(tmp_path / "b", {"kind": "http", "url": rx.url, "data_columns": data}, workspace=workspace)
+    with pytest.raises(PoolSchemaError, match=r"Expected a batch of integer ids, as the pool's id column 'id' \(int64\)"):
+        push(tmp_path / "b", {"kind": "http", "url": rx.url, "data_columns": ["text"]})  # no workspace: found reading the pool
+    assert rx.requests == [] and workspace.pending().num_rows == 0
+
+
+def test_nan_and_infinity_in_a_data_column_travel_as_null(receiver_factory, tmp_path, monkeypatch):
+    """JSON has no NaN: a receiver's parser (JSON.parse) refused the body, and the JSON lines export too."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .queue_support import make_manifest
+
+    pool = tmp_path / "nan.parquet"
+    pq.write_table(pa.table({"id": pa.array([1, 2, 3], pa.int64()), "x": [float("nan"), 0.5, float("-inf")],
+                             "v": [[1.0, float("nan")], [2.0, 3.0], [float("inf"), 0.0]]}), pool)
+    monkeypatch.setenv("ALSCALE_HTTP_SECRET", SECRET)
+    rx = receiver_factory()
+    m = make_manifest(tmp_path / "b", pool, [3, 1, 2], run_id="run-nan")
+    push(m, {"kind": "http", "url": rx.url, "data_columns": ["x", "v"]})
+    body = rx.requests[-1]["body"].decode()
+    assert "NaN" not in body and "Infinity" not in body
+    items = json.loads(body, parse_constant=lambda name: pytest.fail(f"{name} in the body"))["items"]
+    assert [(i["id"], i["data"]["x"], i["data"]["v"]) for i in items] == [(3, None, [None, 0.0]), (1, None, [1.0, None]), (2, 0.5, [2.0, 3.0])]
+    push(m, {"kind": "file", "path": str(tmp_path / "out.jsonl"), "data_columns": ["x"]})
+    lines = [json.loads(line, parse_constant=lambda name: pytest.fail(name)) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [(r["alscale_id"], r["x"]) for r in lines] == [(3, None), (1, None), (2, 0.5)]
+
+
 def test_a_secret_with_control_characters_is_refused_without_quoting_it(manifest, monkeypatch):
     monkeypatch.setenv("ALSCALE_HTTP_SECRET", "TOPSECRET123\nsecond")
     with pytest.raises(QueueAuthError, match="one token of printable characters") as err:
