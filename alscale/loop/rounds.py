@@ -36,7 +36,7 @@ from alscale.exceptions import ConfigError, LabelError, ModelError, WorkspaceErr
 from alscale.loop import _pool
 from alscale.loop._io import atomic_write_bytes, atomic_write_json, atomic_write_parquet, file_lock, read_json
 from alscale.loop.composition import composition_report
-from alscale.loop.idbatch import write_id_batch
+from alscale.loop.idbatch import id_batch_run_id, write_id_batch
 from alscale.loop.metrics import evaluate
 from alscale.loop.seedset import INITIAL_METHODS, seed_by_hint, seed_kmeans, seed_random
 from alscale.loop.settings import check_loop_strategy
@@ -212,8 +212,9 @@ def _seed_round(ws: Workspace, out_dir: pathlib.Path, *, seed: int, k: int | Non
 
 def _write_seed_batch(ws: Workspace, batch_dir: pathlib.Path, chosen: np.ndarray, *, method: str, seed: int) -> None:
     """The seed set as a batch manifest of the engine's schema, so any queue takes it (no model: no predictions)."""
-    write_id_batch(batch_dir, chosen, id_type=ws.id_type, strategy=f"seed-{method}", run_id=f"seed-{ws.path.name}-{seed}",
-                   seed=seed, pool=ws.config["pool"], id_column=ws.config["id_column"])
+    write_id_batch(batch_dir, chosen, id_type=ws.id_type, strategy=f"seed-{method}",
+                   run_id=id_batch_run_id("seed", ws.path.name, seed, chosen, ws.pool_key), seed=seed, pool=ws.config["pool"],
+                   id_column=ws.config["id_column"], classes=ws.classes)
 
 
 def _now() -> str:

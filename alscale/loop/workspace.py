@@ -41,7 +41,7 @@ from alscale.loop import _pool
 from alscale.loop._io import atomic_write_json, atomic_write_parquet, file_lock, read_json
 from alscale.pool.identity import pool_key
 from alscale.loop.evalset import EVAL_STREAM, STOP_STREAM, default_eval_size, reserve_random, resolve_size
-from alscale.loop.idbatch import write_id_batch
+from alscale.loop.idbatch import id_batch_run_id, write_id_batch
 from alscale.loop.labellog import (
     STATUSES,
     disagreeing,
@@ -764,12 +764,13 @@ class Workspace:
             return None
         out = self.path / "evaluation"
         ids = self.evaluation_ids()
-        run_id = f"evaluation-{self.path.name}-{self.config['evaluation']['seed']}"
-        if not _holds_batch(out, run_id, ids):  # none yet, or one left by an earlier workspace at this path
+        seed = int(self.config["evaluation"]["seed"])
+        if not _holds_batch(out, ids):  # none yet, or one left by an earlier workspace at this path
             with self._lock():
-                if not _holds_batch(out, run_id, ids):
-                    write_id_batch(out, ids, id_type=self.id_type, strategy="evaluation", run_id=run_id,
-                                   seed=int(self.config["evaluation"]["seed"]), pool=self.config["pool"], id_column=self.config["id_column"])
+                if not _holds_batch(out, ids):
+                    write_id_batch(out, ids, id_type=self.id_type, strategy="evaluation",
+                                   run_id=id_batch_run_id("evaluation", self.path.name, seed, ids, self.pool_key), seed=seed,
+                                   pool=self.config["pool"], id_column=self.config["id_column"], classes=self.classes)
         return out
 
     def disagreements(self) -> list[dict]:
@@ -831,10 +832,14 @@ class Workspace:
         return f"Workspace({str(self.path)!r})"
 
 
-def _holds_batch(folder: pathlib.Path, run_id: str, ids: np.ndarray) -> bool:
-    """Whether ``folder`` holds the batch manifest ``run_id`` of exactly ``ids``, in that order."""
+def _holds_batch(folder: pathlib.Path, ids: np.ndarray) -> bool:
+    """Whether ``folder`` holds an evaluation batch manifest of exactly ``ids``, in that order.
+
+    Its run id is not compared: one written before run ids carried a digest of the ids keeps
+    its own, which a queue may already know it by.
+    """
     try:
         m = Manifest.read(folder)
     except AlscaleError:
         return False
-    return m.data.get("run_id") == run_id and m.batch.column("id").to_pylist() == ids.tolist()
+    return (str(m.data.get("run_id", "")).startswith("evaluation-") and m.batch.column("id").to_pylist() == ids.tolist())

@@ -99,7 +99,8 @@ class BatchView:
     ----------
     run_id : str
     classes : list of str
-        The model's class names (manifest ``model.classes``).
+        The model's class names (manifest ``model.classes``); for a batch chosen without a model
+        (the seed or evaluation set), the workspace's (manifest ``classes``), if it has any.
     rows : list of dict
         One per selected example, in rank order: ``id``, ``rank``, ``score``,
         ``predicted_class``, ``confidence``, ``strategy`` and ``data`` (a dict of the named
@@ -192,7 +193,8 @@ def load_batch(manifest: Any, data_columns: Sequence[str] | Mapping[str, str] | 
         raise OutputError(f"Expected batch columns {list(needed)} in the manifest. Missing {missing}.")
     if "run_id" not in m.data:
         raise OutputError("Expected a 'run_id' in manifest.json. Got none.")
-    classes = [str(c) for c in (m.data.get("model") or {}).get("classes") or []]
+    # a selection's classes are its model's; a batch chosen without a model (seed, evaluation) names the workspace's
+    classes = [str(c) for c in (m.data.get("model") or {}).get("classes") or m.data.get("classes") or []]
     strategy = (m.data.get("strategy") or {}).get("name")
     rows = []
     for r in m.batch.select([c for c in (*needed, "strategy") if c in m.batch.column_names]).to_pylist():

@@ -62,3 +62,39 @@ def test_a_strategy_given_for_the_seed_round_is_said_to_wait(tmp_path, blob_pool
         r0 = run_round(ws, strategy="margin")
     assert r0["kind"] == "seed" and r0["strategy"] == "seed-random"
     assert "round 000 is the seed set (initial method 'random'): the strategy given applies from the first round with labels" in caplog.text
+
+
+def test_batches_chosen_without_a_model_get_a_run_id_of_their_own_and_the_workspaces_classes(tmp_path, blob_pool, pool_writer):
+    """Run ids are queues' idempotency keys: seed-<name>-<seed> was shared by a seed set chosen again and by
+    any other workspace called the same, so a receiver that honoured the key dropped those batches."""
+    def seed_run(ws) -> str:
+        return Manifest.read(ws.path / "rounds" / "000" / "batch").data["run_id"]
+
+    settings = {"eval_size": 60, "stop_set_size": 50, "initial_size": 12}
+    a = Workspace.create(tmp_path / "a" / "ws", pool=blob_pool, classes=["0", "1", "2"], settings=settings)
+    run_round(a)
+    first = seed_run(a)
+    import shutil
+
+    shutil.rmtree(a.path / "rounds" / "000")  # README's way to start a round over, here with another size
+    run_round(a, k=20)
+    other_pool = pool_writer(tmp_path / "other.parquet", np.zeros((300, 2), np.float32))
+    b = Workspace.create(tmp_path / "b" / "ws", pool=other_pool, settings=settings)  # another team's "ws"
+    run_round(b)
+    runs = [first, seed_run(a), seed_run(b)]
+    assert len(set(runs)) == 3 and all(r.startswith("seed-ws-0-") for r in runs)
+    evaluation = [Manifest.read(ws.evaluation_batch()).data["run_id"] for ws in (a, b)]
+    assert len(set(evaluation)) == 2 and all(r.startswith("evaluation-ws-0-") for r in evaluation)
+    assert load_batch(a.path / "rounds" / "000" / "batch").classes == ["0", "1", "2"]
+    assert load_batch(a.evaluation_batch()).classes == ["0", "1", "2"]
+    assert load_batch(b.evaluation_batch()).classes == []  # no classes given: none to name
+
+
+def test_an_evaluation_batch_written_before_run_ids_had_a_digest_is_kept(tmp_path, blob_pool):
+    """A queue may know it by its old run id already: rewriting it would send the same tasks again under a new key."""
+    from alscale.loop.idbatch import write_id_batch
+
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, settings={"eval_size": 60})
+    write_id_batch(ws.path / "evaluation", ws.evaluation_ids(), id_type="int64", strategy="evaluation", run_id="evaluation-ws-0",
+                   seed=0, pool=ws.config["pool"], id_column="id")
+    assert Manifest.read(Workspace.open(ws.path).evaluation_batch()).data["run_id"] == "evaluation-ws-0"
