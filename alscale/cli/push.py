@@ -11,11 +11,14 @@ __all__ = ["command", "queue_options", "queue_settings"]
 
 def queue_options(command: str):
     """Options of ``push`` or ``pull`` (``command``): the queue, from flags and/or a config file."""
+    pulling = command == "pull"
     common = [
         click.option("--config", "config", type=click.Path(dir_okay=False), help="TOML/YAML file with a [queue] table."),
         click.option("--to", "kind", type=click.Choice(["label-studio", "http", "file"]),
-                     help="Queue kind (or 'kind' in the config). [default: label-studio when --project is given]"),
-        click.option("--url", help="Label Studio base URL, or the HTTP endpoint."),
+                     help="Queue kind (or 'kind' in the config)" + ("; http is push-only: its labels come back with --to file"
+                                                                    if pulling else "") +
+                          ". [default: label-studio when --project is given]"),
+        click.option("--url", help="Label Studio base URL." if pulling else "Label Studio base URL, or the HTTP endpoint."),
         click.option("--project", type=int, help="Label Studio project id."),
         click.option("--token-env", help="Env variable holding the Label Studio token. [default: LABEL_STUDIO_API_KEY]"),
     ]

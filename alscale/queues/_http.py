@@ -19,7 +19,8 @@ import httpx
 
 from alscale.exceptions import ConfigError, QueueAuthError, QueueError, QueueUnavailableError
 
-__all__ = ["NOT_PROCESSED_STATUS", "RETRY_STATUS", "backoff_delays", "check_number", "check_response", "check_url", "redact", "response_json",
+__all__ = ["NOT_PROCESSED_STATUS", "RETRY_STATUS", "backoff_delays", "check_number", "check_response", "check_url", "display_url", "redact",
+           "response_json", "url_secrets",
            "secret_from_env", "send_with_retries"]
 
 logger = logging.getLogger("alscale.queues")
@@ -59,6 +60,28 @@ def secret_from_env(var: str, *, what: str) -> str:
         # such a value cannot travel in a header, and the error saying so would quote it
         raise QueueAuthError(f"Expected the {what} in {var} to be one token of printable characters. Got one with spaces or control characters.")
     return value
+
+
+#: Query parameters whose values are credentials (a webhook URL with ``?token=...``).
+_SECRET_PARAMS = ("token", "key", "secret", "password", "passwd", "pass", "sig", "signature", "auth", "code", "apikey", "api_key",
+                  "access_token", "client_secret")
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The credentials a URL carries: its password (``https://user:pw@host``) and the values of query
+    parameters named like secrets (``token``, ``key``, ``sig``, ...), for :func:`redact`."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    found = [parts.password] if parts.password else []
+    found += [value for name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=False)
+              if name.lower() in _SECRET_PARAMS or name.lower().endswith(("_token", "_key", "_secret"))]
+    return tuple(found)
+
+
+def display_url(url: str) -> str:
+    """``url`` with its credentials (:func:`url_secrets`) shown as ``***``: what messages and the workspace's records hold."""
+    return redact(url, url_secrets(url))
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

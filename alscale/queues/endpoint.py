@@ -11,9 +11,10 @@ The request::
      "items": [{"id", "rank", "score", "predicted_class", "confidence", "data": {...}}, ...]}
 
 The receiver verifies with ``hmac.compare_digest(expected, header)`` over the raw body.
-Connection errors, timeouts, 429 and 5xx are retried with exponential backoff (the same body,
-the same key, so a receiver that honours ``Idempotency-Key`` stores the batch once); any other
-4xx fails at once.  Nothing is recorded as pending unless the endpoint answered 2xx.
+Connection errors, timeouts, 429, 500, 502, 503 and 504 are retried with exponential backoff
+(the same body, the same key, so a receiver that honours ``Idempotency-Key`` stores the batch
+once); any other status fails at once.  Credentials in the URL (``user:password@``, a
+``?token=``) are shown as ``***`` in messages and in the workspace's records.  Nothing is recorded as pending unless the endpoint answered 2xx.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from alscale.queues._http import (
     check_number,
     check_response,
     check_url,
+    display_url,
     secret_from_env,
     send_with_retries,
+    url_secrets,
 )
 from alscale.queues.base import BatchView, PushResult, load_batch_for, open_workspace
 
@@ -105,11 +108,12 @@ class HttpEndpointConnector:
         self.retries = retries
         self.backoff, self.timeout = check_number("backoff", backoff), check_number("timeout", timeout, minimum=0.001)
         self.headers = dict(headers or {})
-        self.name = f"http:{url}"
+        self.shown_url = display_url(url)  # the URL without its credentials: for messages and the pending table
+        self.name = f"http:{self.shown_url}"
         self._transport = transport
 
     def __repr__(self) -> str:
-        return f"HttpEndpointConnector(url={self.url!r}, secret_env={self.secret_env!r})"
+        return f"HttpEndpointConnector(url={self.shown_url!r}, secret_env={self.secret_env!r})"
 
     def push(self, manifest: Any, *, workspace: Any = None) -> PushResult:
         """POST the batch; on a 2xx answer record its ids as pending in ``workspace``.
@@ -128,21 +132,22 @@ class HttpEndpointConnector:
         secret = secret_from_env(self.secret_env, what="HTTP signing secret")
         batch = load_batch_for(ws, manifest, self.data_columns)
         body = json.dumps(batch_payload(batch), separators=(",", ":"), default=str, allow_nan=False).encode("utf-8")
-        headers = {**self.headers, "Content-Type": "application/json", "Idempotency-Key": batch.run_id,
-                   SIGNATURE_HEADER: sign(body, secret)}
-        what = f"POSTing batch {batch.run_id} to {self.url}"
+        headers = httpx.Headers(self.headers)  # names are case-insensitive: alscale's own replace a user's of any case
+        headers.update({"Content-Type": "application/json", "Idempotency-Key": batch.run_id, SIGNATURE_HEADER: sign(body, secret)})
+        what = f"POSTing batch {batch.run_id} to {self.shown_url}"
+        secrets = (secret, *url_secrets(self.url), *self.headers.values())
         with httpx.Client(timeout=self.timeout, transport=self._transport) as client:
             response = send_with_retries(lambda: client.post(self.url, content=body, headers=headers), what=what,
-                                         retries=self.retries, backoff=self.backoff, secrets=(secret,))
-            check_response(response, what=what, secrets=(secret,))
+                                         retries=self.retries, backoff=self.backoff, secrets=secrets)
+            check_response(response, what=what, secrets=secrets)
         if ws is not None:
             ws.add_pending(batch.ids, batch_run_id=batch.run_id, queue=self.name)
         return PushResult(queue=self.name, run_id=batch.run_id, pushed=tuple(batch.ids), seconds=time.perf_counter() - start,
                           details={"status": response.status_code})
 
     def pull(self, *, workspace: Any = None) -> list[dict]:
-        raise QueueError(f"The HTTP endpoint {self.url} is push-only: expected its labels back as a labels file "
+        raise QueueError(f"The HTTP endpoint {self.shown_url} is push-only: expected its labels back as a labels file "
                          "(alscale label WS FILE, or alscale pull --to file --labels FILE). Got a pull request.")
 
     def pending(self) -> list:
-        raise QueueError(f"The HTTP endpoint {self.url} cannot list pending ids: expected them from the workspace (Workspace.pending()).")
+        raise QueueError(f"The HTTP endpoint {self.shown_url} cannot list pending ids: expected them from the workspace (Workspace.pending()).")

@@ -320,6 +320,46 @@ def test_nan_and_infinity_in_a_data_column_travel_as_null(receiver_factory, tmp_
     assert [(r["alscale_id"], r["x"]) for r in lines] == [(3, None), (1, None), (2, 0.5)]
 
 
+def test_credentials_in_the_url_are_neither_printed_nor_recorded(receiver_factory, manifest, workspace, monkeypatch, caplog):
+    monkeypatch.setenv("ALSCALE_HTTP_SECRET", SECRET)
+    rx = receiver_factory(fail_first=1)  # one retry: its warning names the URL
+    url = rx.url.replace("http://", "http://bob:hunter2pw@") + "?team=ml&token=tok-9f8e7d"
+    result = HttpEndpointConnector(url, backoff=0.01).push(manifest, workspace=workspace)
+    assert len(rx.stored) == 1  # the request itself went out with them
+    shown = rx.url.replace("http://", "http://bob:***@") + "?team=ml&token=***"
+    assert result.queue == f"http:{shown}" and set(workspace.pending().column("queue").to_pylist()) == {f"http:{shown}"}
+    assert "retry 1/" in caplog.text and shown in caplog.text
+    state = b"".join(f.read_bytes() for f in (workspace.path / "state").iterdir())
+    assert all(secret not in caplog.text and secret.encode() not in state for secret in ("hunter2pw", "tok-9f8e7d"))
+    assert "hunter2pw" not in repr(HttpEndpointConnector(url))
+
+
+def test_alscales_own_headers_replace_a_users_of_any_case(manifest, monkeypatch):
+    seen = []
+
+    class Handler(_QuietHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append(list(self.headers.items()))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server, url = _serve(Handler, "/hook")
+    monkeypatch.setenv("ALSCALE_HTTP_SECRET", SECRET)
+    try:
+        headers = {"content-type": "text/plain", "idempotency-key": "mine", "X-Team": "ml"}
+        HttpEndpointConnector(url, headers=headers).push(manifest)
+    finally:
+        server.shutdown()
+        server.server_close()
+    (got,) = seen
+    named = {}
+    for name, value in got:
+        named.setdefault(name.lower(), []).append(value)
+    assert named["content-type"] == ["application/json"] and named["idempotency-key"] == ["run-0001"] and named["x-team"] == ["ml"]
+
+
 def test_a_secret_with_control_characters_is_refused_without_quoting_it(manifest, monkeypatch):
     monkeypatch.setenv("ALSCALE_HTTP_SECRET", "TOPSECRET123\nsecond")
     with pytest.raises(QueueAuthError, match="one token of printable characters") as err:
