@@ -1,4 +1,4 @@
-"""The loop's settings: their defaults, and the checks a workspace, a round and a simulation share.
+"""The loop's settings and classes: defaults, and the checks a workspace, a round and a simulation share.
 
 A workspace stores its settings in ``alscale-workspace.json`` (``settings``); ``alscale init``
 flags and :meth:`alscale.loop.workspace.Workspace.create`'s ``settings`` argument set them.
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import numbers
+import pathlib
 from collections.abc import Mapping
 
-__all__ = ["DEFAULT_SETTINGS", "check_loop_settings", "check_loop_strategy", "merge_settings"]
+__all__ = ["DEFAULT_SETTINGS", "check_loop_settings", "check_loop_strategy", "check_stored_settings", "merge_settings", "resolve_classes"]
 
 DEFAULT_SETTINGS = {
     "eval_size": None,  # None: default_eval_size(n_pool); an int count, or a float fraction in (0, 1)
@@ -146,3 +147,71 @@ def merge_settings(settings: Mapping | None) -> dict:
     merged = {**DEFAULT_SETTINGS, **settings}
     check_loop_settings(merged)
     return merged
+
+
+def resolve_classes(classes, column_values: list | None, label_column: str | None, model) -> list | None:
+    """The workspace's classes: those given, or the label column's values; checked against both and the model.
+
+    Parameters
+    ----------
+    classes : iterable or None
+        The classes given (``--classes``).
+    column_values : list or None
+        The label column's distinct values (None without a label column).
+    label_column : str or None
+    model : path or None
+        The workspace's own model, whose ``alscale.classes`` must be these, in order.
+
+    Raises
+    ------
+    ConfigError
+        No class, classes named twice, or label-column values outside the classes.
+    ModelContractError
+        The model names other classes.
+    """
+    import numpy as np
+
+    from alscale.exceptions import ConfigError, ModelError
+
+    if classes is None and column_values is not None:
+        classes = sorted(column_values, key=lambda v: (str(type(v)), v))
+    classes = None if classes is None else [c.item() if isinstance(c, np.generic) else c for c in classes]
+    if classes is not None and not classes:
+        raise ConfigError("Expected at least one class name. Got an empty list; leave the classes out to accept any label.")
+    if classes is not None and len({str(c) for c in classes}) != len(classes):
+        raise ConfigError(f"Expected distinct class names. Got {classes}.")
+    if column_values is not None:  # rounds compare labels as text: the column's evaluation labels must be classes
+        outside = sorted({str(v) for v in column_values} - {str(c) for c in classes})
+        if outside:
+            more = f" (and {len(outside) - 1} other value(s) outside them)" if len(outside) > 1 else ""
+            raise ConfigError(f"Expected the values of label column {label_column!r} among the classes {classes}. "
+                              f"Got {outside[0]!r}{more}; give every class, or leave the classes out to take them from the column.")
+    if model is not None and classes is not None:
+        from alscale.loop.train import check_model_classes, model_classes
+
+        try:
+            found = model_classes(model)  # what rounds check the model with
+        except ModelError:  # not readable as ONNX (yet): the first round that uses it says so
+            found = None
+        if found is not None:  # a model without class names is not judged here
+            check_model_classes(found, classes, path=model)
+    return classes
+
+
+def check_stored_settings(settings, cfg_path: pathlib.Path) -> None:
+    """Refuse, as the workspace opens, settings edited by hand into what ``init`` would have refused.
+
+    README invites raising ``budget`` in the config file: a value of the wrong type found then,
+    rather than at the end of a round that has already selected its batch.
+    """
+    from alscale.exceptions import AlscaleError, WorkspaceError
+
+    if not isinstance(settings, dict):
+        raise WorkspaceError(f"Expected the 'settings' of {str(cfg_path)!r} to be an object. Got {type(settings).__name__}.")
+    unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
+    if unknown:
+        raise WorkspaceError(f"Unknown settings {unknown} in {str(cfg_path)!r}; expected keys among {sorted(DEFAULT_SETTINGS)}.")
+    try:
+        check_loop_settings({**DEFAULT_SETTINGS, **settings})  # on a copy: the file is what the workspace reads
+    except AlscaleError as exc:  # ConfigError, StrategyError
+        raise WorkspaceError(f"{cfg_path}: {exc}") from None

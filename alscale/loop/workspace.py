@@ -52,7 +52,7 @@ from alscale.loop.labellog import (
     record_key,
     warn_of_disagreements,
 )
-from alscale.loop.settings import DEFAULT_SETTINGS, merge_settings
+from alscale.loop.settings import DEFAULT_SETTINGS, check_stored_settings, merge_settings, resolve_classes
 from alscale.manifest import Manifest
 
 __all__ = ["CONFIG_NAME", "SCHEMA_VERSION", "Workspace"]
@@ -61,25 +61,6 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 CONFIG_NAME = "alscale-workspace.json"
-
-
-def _check_edited_settings(settings, cfg_path: pathlib.Path) -> None:
-    """Refuse, as the workspace opens, settings edited by hand into what ``init`` would have refused.
-
-    README invites raising ``budget`` in the config file: a value of the wrong type found then,
-    rather than at the end of a round that has already selected its batch.
-    """
-    from alscale.loop.settings import check_loop_settings
-
-    if not isinstance(settings, dict):
-        raise WorkspaceError(f"Expected the 'settings' of {str(cfg_path)!r} to be an object. Got {_short(settings)}.")
-    unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
-    if unknown:
-        raise WorkspaceError(f"Unknown settings {unknown} in {str(cfg_path)!r}; expected keys among {sorted(DEFAULT_SETTINGS)}.")
-    try:
-        check_loop_settings({**DEFAULT_SETTINGS, **settings})  # on a copy: the file is what the workspace reads
-    except AlscaleError as exc:  # ConfigError, StrategyError
-        raise WorkspaceError(f"{cfg_path}: {exc}") from None
 
 
 def _short(value) -> str:
@@ -206,28 +187,7 @@ class Workspace:
         column_values = None  # the label column's distinct values, nulls left out
         if label_column:
             column_values = [v for v in dataset.to_table(columns=[label_column]).column(label_column).unique().to_pylist() if v is not None]
-        if classes is None and label_column:
-            classes = sorted(column_values, key=lambda v: (str(type(v)), v))
-        classes = None if classes is None else [c.item() if isinstance(c, np.generic) else c for c in classes]
-        if classes is not None and not classes:
-            raise ConfigError("Expected at least one class name. Got an empty list; leave the classes out to accept any label.")
-        if classes is not None and len({str(c) for c in classes}) != len(classes):
-            raise ConfigError(f"Expected distinct class names. Got {classes}.")
-        if column_values is not None:  # rounds compare labels as text: the column's evaluation labels must be classes
-            outside = sorted({str(v) for v in column_values} - {str(c) for c in classes})
-            if outside:
-                more = f" (and {len(outside) - 1} other value(s) outside them)" if len(outside) > 1 else ""
-                raise ConfigError(f"Expected the values of label column {label_column!r} among the classes {classes}. "
-                                  f"Got {outside[0]!r}{more}; give every class, or leave the classes out to take them from the column.")
-        if model is not None and classes is not None:
-            from alscale.loop.train import check_model_classes, model_classes
-
-            try:
-                found = model_classes(model)  # what rounds check the model with
-            except ModelError:  # not readable as ONNX (yet): the first round that uses it says so
-                found = None
-            if found is not None:  # a model without class names is not judged here
-                check_model_classes(found, classes, path=model)
+        classes = resolve_classes(classes, column_values, label_column, model)
 
         n_pool = len(ids)
         eval_n = default_eval_size(n_pool) if merged["eval_size"] is None else resolve_size(merged["eval_size"], n_pool, name="eval_size")
@@ -300,7 +260,7 @@ class Workspace:
         if version > SCHEMA_VERSION:
             raise WorkspaceError(
                 f"Workspace {path} has schema_version {version}, newer than this alscale supports ({SCHEMA_VERSION}); upgrade alscale.")
-        _check_edited_settings(config.get("settings", {}), cfg_path)
+        check_stored_settings(config.get("settings", {}), cfg_path)
         return cls(path, config)
 
     # ------------------------------------------------------------------ properties
