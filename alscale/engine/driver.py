@@ -371,6 +371,8 @@ def _scan_shards(scan: _Scan) -> None:
                     if any(other.index == shard.index for _, other, _ in pending.values()):
                         logger.warning("shard %d failed on one actor (%s); waiting for its other attempt", shard.index, err)
                         continue
+                    if isinstance(exc, ray.exceptions.RayActorError) and _requeue_from_lost_actor(scan, pending, actor, shard, err):
+                        continue
                     if not (isinstance(err, ShardError) and s.skip_bad_shards):
                         _cancel(pending)  # the run fails: the other shards' work is not retried
                         raise err from None
@@ -445,6 +447,26 @@ def _take_over_stalled_shards(scan: _Scan, pending: dict, watch: ActorWatch) -> 
         logger.warning("shard %d: its actor has not answered for %.0f s (a lost node whose actor waits for a CPU?); "
                        "scoring it on another actor", shard.index, watch.stall_seconds)
         scan.submit(helper, pending, shard)
+
+
+def _requeue_from_lost_actor(scan: _Scan, pending: dict, actor, shard: Shard, err: BaseException) -> bool:
+    """Put back the shard of an actor that was lost (its node killed: the task's retries ran out
+    before Ray declared the node dead), for the live actors; False if none is left.
+
+    The lost actor gets no more work, whether or not Ray restarts it later.
+    """
+    scan.lost.add(id(actor))
+    live = [a for a in scan.actors if id(a) not in scan.lost]
+    if not live:
+        return False
+    logger.warning("shard %d: its actor was lost (%s); scoring it on another actor", shard.index, str(err).splitlines()[0][:200])
+    scan.queue.insert(0, shard)
+    busy = {id(a) for a, _, _ in pending.values()}
+    for idle in (a for a in live if id(a) not in busy):
+        if not scan.queue:
+            break
+        scan.submit(idle, pending)
+    return True
 
 
 def _drop_other_attempts(pending: dict, index: int, lost: set[int]) -> None:

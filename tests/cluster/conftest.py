@@ -31,13 +31,8 @@ def head_node(tmp_path_factory):
             shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    """A head and two worker nodes on this machine (one CPU each); this process is connected.
-
-    Module-scoped: the module's tests share it, and Ray is shut down after the module so other
-    test modules can start their own.
-    """
+def _local_cluster(system_config: dict):
+    """A head and two worker nodes on this machine (one CPU each), with this process connected."""
     import ray
     from ray._private.utils import get_ray_address_file
     from ray.cluster_utils import Cluster
@@ -51,12 +46,7 @@ def ray_cluster():
     with loopback_ray_env():
         cluster = Cluster(
             initialize_head=True,
-            head_node_args={
-                "num_cpus": 1, "temp_dir": temp_dir, "include_dashboard": False,
-                # notice a removed node within seconds
-                "_system_config": {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
-                                   "health_check_failure_threshold": 3},
-            },
+            head_node_args={"num_cpus": 1, "temp_dir": temp_dir, "include_dashboard": False, "_system_config": system_config},
         )
         try:
             for _ in range(2):
@@ -68,3 +58,20 @@ def ray_cluster():
             ray.shutdown()
             cluster.shutdown()
             shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A head and two worker nodes on this machine (one CPU each); this process is connected.
+
+    Module-scoped: the module's tests share it, and Ray is shut down after the module so other
+    test modules can start their own.  A removed node is noticed within seconds.
+    """
+    yield from _local_cluster({"health_check_initial_delay_ms": 0, "health_check_period_ms": 500, "health_check_failure_threshold": 3})
+
+
+@pytest.fixture(scope="module")
+def ray_cluster_slow_to_notice():
+    """As :func:`ray_cluster`, but a node killed without notice is declared dead only after 60 s
+    (Ray's own default is 15 s): tasks on its actors fail first, as on a loaded real cluster."""
+    yield from _local_cluster({"health_check_initial_delay_ms": 0, "health_check_period_ms": 2000, "health_check_failure_threshold": 30})
