@@ -151,6 +151,7 @@ def operator_errors(doc: dict) -> list[str]:
             else:
                 if not isinstance(env, dict):
                     errors.append(f"spec.runtimeEnvYAML must be a mapping; got {type(env).__name__}")
+    errors += _autoscaler_errors(_cluster_spec(doc) or {})
     for group in (_cluster_spec(doc) or {}).get("workerGroupSpecs") or []:
         lo, hi = group.get("minReplicas", 0), group.get("maxReplicas", 2**31 - 1)
         if not (isinstance(lo, int) and isinstance(hi, int)):
@@ -160,6 +161,41 @@ def operator_errors(doc: dict) -> list[str]:
         replicas = group.get("replicas")
         if isinstance(replicas, int) and not lo <= replicas <= hi:
             errors.append(f"worker group {group.get('groupName')}: replicas {replicas} not in [{lo}, {hi}]")
+    return errors
+
+
+def _autoscaler_errors(cluster: dict) -> list[str]:
+    """KubeRay's ``ValidateRayClusterSpec`` rules on autoscaling and group resources (v1.7.0, validation.go)."""
+    errors = []
+    options = cluster.get("autoscalerOptions") or {}
+    v2 = options.get("version") == "v2"
+    head = ((cluster.get("headGroupSpec") or {}).get("template") or {}).get("spec") or {}
+    head_env = {e.get("name"): e.get("value") for c in (head.get("containers") or [])[:1] for e in c.get("env") or []}
+    v2 = v2 or head_env.get("RAY_enable_autoscaler_v2") in ("1", "true")
+    groups = [("head", cluster.get("headGroupSpec") or {})] + [(g.get("groupName"), g) for g in cluster.get("workerGroupSpecs") or []]
+    for name, group in groups:
+        starts = group.get("rayStartParams") or {}
+        if any(key in starts for key in ("num-cpus", "num-gpus", "memory", "resources")) and group.get("resources"):
+            errors.append(f"{name} group: resources set in both rayStartParams and resources")
+        if "labels" in starts:
+            errors.append(f"{name} group: rayStartParams['labels'] is not supported")
+    for name, group in groups[1:]:
+        idle = group.get("idleTimeoutSeconds")
+        if isinstance(idle, int) and idle < 0:
+            errors.append(f"worker group {name}: idleTimeoutSeconds must be non-negative")
+        elif idle is not None and not v2:
+            errors.append(f"worker group {name}: idleTimeoutSeconds is set, but autoscaler v2 is not enabled "
+                          "(autoscalerOptions.version: v2)")
+        if not cluster.get("enableInTreeAutoscaling") and ("minReplicas" not in group or "maxReplicas" not in group):
+            errors.append(f"worker group {name} must set both minReplicas and maxReplicas when autoscaling is disabled")
+    if v2:
+        for name, group in groups:
+            policy = ((group.get("template") or {}).get("spec") or {}).get("restartPolicy")
+            if policy not in (None, "", "Never"):
+                errors.append(f"{name} group: restartPolicy should be Never or unset with autoscaler v2")
+    idle = options.get("idleTimeoutSeconds")
+    if isinstance(idle, int) and idle < 0:
+        errors.append("autoscalerOptions.idleTimeoutSeconds must be non-negative")
     return errors
 
 
@@ -421,6 +457,11 @@ BREAKAGES = {
                           "image tag must carry"),
     "ray version off the pin": ([_CS + ("rayVersion",), "2.9.0"], "rayVersion"),
     "no limits": ([_HEAD_C0 + ("resources", "limits"), _DELETE], "resources.limits"),
+    "group idle timeout without autoscaler v2": ([_W0 + ("idleTimeoutSeconds",), 120], "autoscaler v2 is not enabled"),
+    "resources twice": ([_W0 + ("rayStartParams",), {"num-cpus": "2"}, _W0 + ("resources",), {"CPU": "2"}],
+                        "resources set in both"),
+    "restart policy with autoscaler v2": ([_CS + ("autoscalerOptions", "version"), "v2", _W0 + ("template", "spec", "restartPolicy"),
+                                           "Always"], "restartPolicy should be Never"),
 }
 
 
@@ -442,3 +483,28 @@ def test_a_misspelled_raycluster_field_is_rejected(docs, validators, pin):
     cluster["spec"]["headGroupSpec"].pop("rayStartParam")
     cluster["metadata"]["name"] = "c" * 54
     assert any("at most 53" in line for line in all_errors(cluster, validators, pin))
+
+
+def test_a_group_idle_timeout_is_accepted_with_autoscaler_v2(rayjob, validators, pin):
+    """The operator's rule, both ways: per-group idleTimeoutSeconds needs autoscalerOptions.version v2."""
+    v2 = copy.deepcopy(rayjob)
+    _set(v2, _W0 + ("idleTimeoutSeconds",), 120)
+    _set(v2, _CS + ("autoscalerOptions", "version"), "v2")
+    assert not [e for e in all_errors(v2, validators, pin) if "idleTimeoutSeconds" in e]
+
+
+def test_the_dockerfile_installs_the_dependencies_before_the_code(tmp_path):
+    """Its dependency layer is built from pyproject.toml alone (so a code change keeps it), and lists them all."""
+    import shlex
+    import subprocess
+    import sys
+    import tomllib
+
+    dockerfile = (K8S_DIR / "Dockerfile").read_text()
+    assert dockerfile.index("pip install --no-cache-dir -r /tmp/requirements.txt") < dockerfile.index("COPY --chown=ray:users alscale/")
+    command = re.search(r'RUN (python -c "import tomllib[^\n]*?)\s*\\\n', dockerfile).group(1)
+    (tmp_path / "pyproject.toml").write_bytes((REPO / "pyproject.toml").read_bytes())
+    args = shlex.split(command)
+    out = subprocess.run([sys.executable, *args[1:]], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    with open(REPO / "pyproject.toml", "rb") as fh:
+        assert out.splitlines() == tomllib.load(fh)["project"]["dependencies"]
