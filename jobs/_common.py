@@ -7,6 +7,7 @@ own folder (``jobs/`` is first on ``sys.path``).
 from __future__ import annotations
 
 import argparse
+import glob
 import logging
 import os
 import sys
@@ -82,9 +83,9 @@ def require_cluster_paths(*, outputs: dict, inputs: dict) -> None:
                               f"with --working-dir: the job runs in Ray's copy of that folder, deleted after it. Got {path!r}, in that copy.")
     for name, value in inputs.items():
         for path in in_copy(value):
-            if not os.path.exists(path) and not any(ch in path for ch in "*?["):
+            if not (glob.glob(path, recursive=True) if any(ch in path for ch in "*?[") else os.path.exists(path)):
                 raise ConfigError(f"Expected an absolute path or a URI for {name!r} in a job submitted with --working-dir: the "
-                                  f"job runs in Ray's copy of that folder, which does not hold {path!r} (left out by the "
+                                  f"job runs in Ray's copy of that folder, which holds nothing at {path!r} (left out by the "
                                   "submit's excludes?).")
 
 

@@ -62,31 +62,59 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         found = _auto_address()
         if found is None or found == "auto":
             return
+        where = " in RAY_ADDRESS" if os.environ.get("RAY_ADDRESS") else ""
         try:
             check_reachable(found, timeout)
-        except ClusterUnreachableError as exc:
-            raise ClusterUnreachableError(f"--address auto found {found!r}, {str(exc)[0].lower()}{str(exc)[1:]}") from None
+        except (ClusterUnreachableError, ConfigError) as exc:
+            raise type(exc)(f"--address auto found {found!r}{where}; {str(exc)[0].lower()}{str(exc)[1:]}") from None
         return
     if address.startswith(("http://", "https://")):
         raise ConfigError(f"Expected the address of a Ray cluster's head node (host:6379, ray://host:10001, or auto). Got the "
                           f"HTTP address {address!r}: that is the dashboard's, which `ray job submit --address` takes.")
     target = address.removeprefix("ray://")
-    if "://" in target or ":" not in target:
+    if "://" in target:
         return
+    if ":" not in target:
+        if not address.startswith("ray://"):
+            return  # a form Ray resolves itself
+        target += f":{RAY_CLIENT_PORT}"  # what Ray Client connects to without a port
     host, _, port = target.rpartition(":")
     host = host.strip("[]")
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"The Ray address {address!r} must end in a port number (host:6379, or ray://host:10001). Got port {port!r}.")
     try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
+        speaks_http = _speaks_http(host, int(port), timeout)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         if isinstance(exc, TimeoutError):
             reason = f"no answer within {timeout:g} s"
         raise ClusterUnreachableError(
             f"Cannot reach a Ray cluster at {address!r}: {reason}. Expected the address of a running head node "
-            "(host:6379, or ray://host:10001 for Ray Client)."
+            f"(host:6379, or ray://host:{RAY_CLIENT_PORT} for Ray Client)."
         ) from None
+    if speaks_http:  # Ray would try its gRPC on it for minutes
+        raise ConfigError(f"Expected the address of a Ray cluster's head node (host:6379, ray://host:{RAY_CLIENT_PORT}, or auto). "
+                          f"Got {address!r}, where an HTTP server answers: the dashboard's port, which `ray job submit "
+                          "--address http://...` takes.")
+
+
+#: The port Ray Client listens on by default, and connects to when ``ray://host`` names none.
+RAY_CLIENT_PORT = 10001
+
+
+def _speaks_http(host: str, port: int, timeout: float) -> bool:
+    """Connect to ``host:port`` (OSError if nothing listens) and say whether an HTTP/1 server answers there.
+
+    Ray's own ports speak gRPC (HTTP/2), which answers an HTTP/1 request with a binary frame or
+    not at all; the dashboard's port answers ``HTTP/1.1 ...``.
+    """
+    with socket.create_connection((host, port), timeout=timeout) as conn:
+        conn.settimeout(min(timeout, 2.0))
+        try:
+            conn.sendall(f"HEAD / HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+            return conn.recv(5) == b"HTTP/"
+        except OSError:  # no answer in time, or the connection dropped: not an HTTP server
+            return False
 
 
 def _auto_address() -> str | None:
@@ -116,8 +144,11 @@ def connect_cluster(address: str, **init_kwargs) -> None:
     except auth_error as exc:  # a token that cannot be read: the submitter's set-up, not the cluster
         raise ConfigError(f"Cannot join the Ray cluster at {address!r}: {_first_line(exc)}. {TOKEN_HINT}") from None
     except ConnectionError as exc:
-        raise ClusterUnreachableError(f"Cannot connect to a Ray cluster at {address!r}: {_first_line(exc)}. If it uses "
-                                      f"token authentication (Ray's default), a wrong token fails this way: {TOKEN_HINT}") from None
+        client = (f"is that port its Ray Client server (ray://host:{RAY_CLIENT_PORT}; a head's GCS port takes host:6379 "
+                  "without ray://)? ") if address.startswith("ray://") else ""
+        raise ClusterUnreachableError(f"Cannot connect to a Ray cluster at {address!r}: {_first_line(exc)}. {client[0:1].upper()}"
+                                      f"{client[1:]}If it uses token authentication (Ray's default), a wrong token fails this "
+                                      f"way too: {TOKEN_HINT}") from None
     except ValueError as exc:  # an address Ray cannot parse, or settings it refuses with it
         raise ConfigError(f"Cannot join the Ray cluster at {address!r}: {_first_line(exc)}.") from None
 

@@ -312,6 +312,42 @@ def test_an_address_where_no_cluster_listens_fails_at_once(tmp_path, pool, model
         assert not out.exists()
 
 
+def test_an_http_server_or_a_default_client_port_where_nothing_listens_fails_at_once(tmp_path, pool, model_path):
+    """The dashboard's port without http:// used to hang for 14 minutes, ray://host (port 10001) for 30 s."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_HEAD(self):  # noqa: N802
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    dashboard = f"127.0.0.1:{server.server_address[1]}"
+    cases = [([dashboard], {}, f"Got '{dashboard}', where an HTTP server answers: the dashboard's port"),
+             (["auto"], {"RAY_ADDRESS": f"http://{dashboard}"}, f"--address auto found 'http://{dashboard}' in RAY_ADDRESS; expected")]
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 10001)) != 0:  # nothing on Ray Client's default port here
+            cases.append((["ray://127.0.0.1"], {}, "Cannot reach a Ray cluster at 'ray://127.0.0.1': Connection refused"))
+    exe = os.path.join(os.path.dirname(sys.executable), "alscale")
+    try:
+        for address, env, message in cases:
+            start = time.monotonic()
+            proc = subprocess.run([exe, "select", "--pool", str(pool), "--model", str(model_path), "--k", "5", "--address", *address,
+                                   "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120, env={**os.environ, **env})
+            assert proc.returncode == 2, proc.stderr[-2000:]
+            assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+            assert time.monotonic() - start < 30 and not (tmp_path / "out").exists()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_token_that_cannot_be_read_is_one_line_naming_what_is_needed(tmp_path, pool, model_path):
     """Ray raises its AuthenticationError (a traceback before) as it joins; the port only has to be open."""
     import socket
@@ -341,7 +377,7 @@ def test_address_auto_that_finds_a_dead_cluster_fails_at_once(tmp_path, pool, mo
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "RAY_ADDRESS": dead})
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(f"alscale: error: --address auto found '{dead}', cannot reach"), proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(f"alscale: error: --address auto found '{dead}' in RAY_ADDRESS; cannot reach"), proc.stderr
     assert time.monotonic() - start < 60 and not (tmp_path / "out").exists()
 
 

@@ -303,7 +303,10 @@ def test_in_a_submitted_working_dir_relative_outputs_and_missing_inputs_are_refu
     assert select_job.main(["--config", "select.toml"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Expected an absolute path or a URI for 'pool' in a job submitted with --working-dir" in err
-    assert "does not hold 'data/pool' (left out by the submit's excludes?)" in err
+    assert "holds nothing at 'data/pool' (left out by the submit's excludes?)" in err
+    config.write_text('pool = "pool/*.parquet"\nmodel = "model.onnx"\nout = "/abs/out"\n')  # a glob: the same refusal
+    assert select_job.main(["--config", "select.toml"]) == 2
+    assert "holds nothing at 'pool/*.parquet' (left out by the submit's excludes?)" in capsys.readouterr().err
     config.write_text(f'pool = "data/small.parquet"\nmodel = "{tmp_path / "m.onnx"}"\nout = "batches/round-1"\n')
     assert select_job.main(["--config", "select.toml"]) == 2
     err = capsys.readouterr().err
