@@ -159,6 +159,8 @@ class ModelRunner:
             member_probs, embeddings = self._run(features)
         for probs, (_, _, fetch, _, _) in zip(member_probs, self._members):
             self._check(probs, fetch[0])
+        if embeddings is not None:
+            self._check_embeddings(embeddings)
         if len(member_probs) == 1:
             return ModelOutputs(member_probs[0], None, embeddings)
         stacked = np.stack(member_probs)
@@ -227,6 +229,17 @@ class ModelRunner:
                     seconds[b] = min(seconds[b], time.perf_counter() - t0)
                     runs += 1
         return choose_batch_size(seconds), seconds
+
+    def _check_embeddings(self, embeddings: np.ndarray) -> None:
+        """Refuse NaN or inf in the embedding output: distances to them are NaN, and a diversity
+        strategy would pick from garbage (min and max see every value; NaN propagates)."""
+        if embeddings.size == 0 or (np.isfinite(embeddings.min()) and np.isfinite(embeddings.max())):
+            return
+        bad = ~np.isfinite(embeddings).all(axis=1)
+        contract = self.contracts[0]
+        raise ModelContractError(f"Expected finite values in the embedding output {contract.embedding_output!r} of model "
+                                 f"{contract.path!r}. Got NaN or inf in {int(bad.sum())} of {len(bad)} rows of a batch "
+                                 f"(row {int(np.flatnonzero(bad)[0])}), from finite features.")
 
     @staticmethod
     def _check(probs: np.ndarray, name: str, tol: float = 1e-3) -> None:

@@ -161,3 +161,25 @@ def test_every_row_of_every_batch_is_checked(tmp_path):
         Y[1001, 1] = bad
         with pytest.raises(ModelContractError, match=message):
             runner(Y)
+
+
+def test_nan_in_the_embedding_output_is_refused(tmp_path):
+    """Probabilities fine, embeddings NaN on some rows (sqrt of a negative): core-set picked the same rows again."""
+    graph = helper.make_graph(
+        [helper.make_node("Softmax", ["features"], ["probabilities"], axis=1), helper.make_node("Sqrt", ["features"], ["embedding"])],
+        "g",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", 3])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["n", 3]),
+         helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["n", 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "m.onnx")
+    contract = inspect_model(tmp_path / "m.onnx", embedding_output="embedding")
+    runner = ModelRunner([contract], want_embeddings=True)
+    X = np.abs(np.random.default_rng(0).normal(size=(500, 3))).astype(np.float32)
+    np.testing.assert_allclose(runner(X).embeddings, np.sqrt(X), rtol=1e-6)
+    X[[7, 300], 2] = -1.0
+    with pytest.raises(ModelContractError, match=r"finite values in the embedding output 'embedding' .* Got NaN or inf in 2 of 500 rows"):
+        runner(X)
+    assert ModelRunner([contract])(X).embeddings is None  # not asked for (top-K strategies): not checked
