@@ -668,10 +668,13 @@ def _cache_dir(s: SelectSettings) -> str | None:
 
 
 def _cache_key(run: PreparedRun) -> str:
-    """What a strategy's cached results depend on beyond its own settings: models, pool, and the
-    rows left out (Cluster-Margin's centroids are fit on a sample of the selectable rows)."""
+    """What a strategy's cached results depend on beyond its own settings: the models and the
+    outputs read from them, the pool and the columns fed to them, and the rows left out
+    (Cluster-Margin's centroids are fit on a sample of the selectable rows' embeddings)."""
     import hashlib
 
     left_out = [hashlib.sha256(np.sort(keys).tobytes()).hexdigest() for keys in (run.exclude_keys, run.labeled_keys)]
-    parts = [c.sha256 for c in run.contracts] + [run.pool.fingerprint()["sha256"]] + left_out
+    outputs = [f"{c.sha256}:{c.class_output}:{c.output_kind}:{c.embedding_output}" for c in run.contracts]
+    features = f"{run.feature_spec.kind}:{','.join(run.feature_spec.columns)}"
+    parts = outputs + [run.pool.fingerprint()["sha256"], features] + left_out
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]

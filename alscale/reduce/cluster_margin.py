@@ -341,6 +341,9 @@ class ClusterMarginBuilder:
     def _embedding_or_cluster(self, emb: np.ndarray) -> dict[str, np.ndarray]:
         if self.index is None:
             return {"embeddings": emb.astype(self.dtype, copy=False)}  # the buffer copies it once
+        if emb.shape[1] != self.index.d:  # FAISS would only assert it
+            raise StrategyError(f"Expected embeddings as wide as the centroids ({self.index.d}). Got {emb.shape[1]}: the "
+                                "centroids were made from another embedding output (a cache file edited or copied by hand?).")
         _, nearest = self.index.search(np.ascontiguousarray(emb, dtype=np.float32), 1)
         return {"cluster": nearest[:, 0].astype(np.int32)}
 

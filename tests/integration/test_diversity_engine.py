@@ -101,6 +101,27 @@ def test_cluster_margin_centroids_cached_by_another_runs_exclusions_are_not_reus
     assert again.data["strategy"]["info"]["cache"] == "hit" and again.ids == second.ids  # a rerun reuses them
 
 
+def test_cluster_margin_centroids_of_other_feature_columns_are_not_reused(ray_local, setup, tmp_path):
+    """--features picks what the embeddings are computed from: centroids of column 'features' served a run on 'mirrored'."""
+    import pyarrow as pa
+
+    table = pq.read_table(setup["pool"])
+    x = table["features"].combine_chunks().flatten().to_numpy().reshape(-1, N_FEATURES)
+    mirrored = pa.FixedSizeListArray.from_arrays(pa.array((-x[:, ::-1]).ravel(), pa.float32()), N_FEATURES)
+    pool = tmp_path / "two.parquet"
+    pq.write_table(table.select(["id", "features"]).append_column("mirrored", mirrored), pool, row_group_size=150)
+    params = {"n_clusters": 5, "candidate_multiple": 3, "sample_size": 200}
+
+    def run(features, out=None):
+        return alscale.select(pool, setup["models"][0], strategy="cluster-margin", k=K, out=out, actors=2, seed=4,
+                              features=features, strategy_params=params)
+
+    assert run("features", tmp_path / "shared" / "a").data["strategy"]["info"]["cache"] == "miss"
+    second = run("mirrored", tmp_path / "shared" / "b")
+    assert second.data["strategy"]["info"]["cache"] == "miss"
+    assert second.ids == run("mirrored").ids  # as a run with no cache at all
+
+
 @pytest.mark.parametrize("name, func", [("qbc-vote", vote_entropy), ("qbc-kl", kl_to_consensus)])
 def test_committee_strategies_match_numpy(ray_local, setup, tmp_path, name, func):
     man = alscale.select(setup["pool"], setup["models"], strategy=name, k=K, out=tmp_path / "out", actors=2)

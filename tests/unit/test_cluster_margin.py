@@ -172,3 +172,14 @@ def test_batch_near_pool_size_and_errors():
     assert len(np.unique(sel["id"])) == 4800 and sel["cluster"].dtype == np.int32
     with pytest.raises(PoolExhaustedError, match="5000 available / 5001 requested"):
         select_cluster_margin(group, 5001, 0)
+
+
+def test_centroids_of_another_width_are_one_error():
+    """FAISS only asserts d == self.d (a bare AssertionError)."""
+    from alscale.exceptions import StrategyError
+
+    x, probs = _data(200)
+    builder = make_cluster_margin_builder({"centroids": np.zeros((3, x.shape[1] + 2), np.float32)})
+    ids = np.arange(200)
+    with pytest.raises(StrategyError, match=rf"as wide as the centroids \({x.shape[1] + 2}\). Got {x.shape[1]}"):
+        builder.add(ids, id_keys(ids), probs, x, np.ones(200, bool), np.zeros(200, bool))
