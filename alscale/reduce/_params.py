@@ -71,8 +71,8 @@ def resolve_params(strategy: str, defaults: Mapping[str, Any], params: Mapping[s
     ------
     ConfigError
         A key that is not a string or not one of ``defaults`` (with a "did you mean"), or a
-        value of the wrong type or out of range (a bool or a string for an int, a float with a
-        fraction for an int, NaN or infinity, a value below the minimum, None).
+        value of the wrong type or out of range (a bool, a string or a float for an int, ``2.0``
+        included; NaN or infinity; a value below the minimum; None).
     """
     out = dict(defaults)
     rules = PARAM_RULES.get(strategy, {})

@@ -415,7 +415,8 @@ def kmeans_parallel(
     k : int
     seed : int
     rounds : int
-        Sampling rounds (more if fewer than k candidates came up, at most ``max_extra_rounds``).
+        Sampling rounds (more if fewer than k candidates came up, at most ``max_extra_rounds``,
+        each expecting at least twice the candidates still missing).
     oversampling : float
         Expected candidates per round, as a multiple of k (``l = oversampling * k``).
     sketch : {"tensor", "kron", "none"}
@@ -454,7 +455,10 @@ def kmeans_parallel(
     done = 0
     while phi > 0 and (done < rounds or (len(cands["key"]) < k and done < rounds + max_extra_rounds)):
         done += 1
-        new = concat_rows(group.map("sample", seed, done, ell, phi))
+        # an extra round is there to reach k candidates: it expects at least twice those missing
+        # (a small oversampling would otherwise leave most of the batch to the random fill)
+        want = ell if done <= rounds else max(ell, 2.0 * (k - len(cands["key"])))
+        new = concat_rows(group.map("sample", seed, done, want, phi))
         if not new:
             continue
         order = np.argsort(new["key"], kind="stable")
@@ -470,8 +474,9 @@ def kmeans_parallel(
     chosen["score"] = gains
     filled = 0
     if len(pick) < k:
-        # Fewer distinct gradient embeddings than k: fill from the unselected rows, smallest
-        # row_uniform first (score 0: they add no coverage).
+        # Fewer distinct gradient embeddings than k (or, despite the extra rounds, fewer
+        # candidates): fill from the unselected rows, smallest row_uniform first (score 0: they
+        # add no coverage).
         need = k - len(pick)
         parts = [c for c in group.map("fill", seed, need, chosen["key"]) if c]
         extra = concat_rows(parts)
@@ -481,5 +486,8 @@ def kmeans_parallel(
             "score": np.concatenate([gains, np.zeros(len(order))])
         }
         filled = len(order)
+        if phi > 0:  # distinct rows were left: the sampling, not the pool, ran short
+            logger.warning("k-means|| proposed %d candidates for k=%d in %d rounds (oversampling %g); %d rows were filled at "
+                           "random: raise 'oversampling' or 'rounds'", n_cand, k, done, oversampling, filled)
     logger.debug("k-means||: %d rounds, %d candidates, %d filled", done, n_cand, filled)
     return chosen, {"rounds": done, "candidates": n_cand, "filled": filled, "sketch": sketch, "sketch_dim": sketch_dim}

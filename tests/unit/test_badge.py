@@ -205,3 +205,18 @@ def test_row_norms_of_float16_factors_are_computed_in_chunks_like_float32():
     expected = (a32 * a32).sum(1) * (h32 * h32).sum(1)
     np.testing.assert_allclose(_sq_norms(a, h), expected, rtol=1e-5)
     assert _sq_norms(a, h).dtype == np.float32
+
+
+def test_a_small_oversampling_still_gets_k_candidates_and_a_shortfall_is_said(caplog):
+    """oversampling=0.01 (accepted: > 0) left 43 of 50 rows to the random fill, silently."""
+    from alscale.reduce.kmeans_parallel import kmeans_parallel
+
+    probs, emb = _pool(3000, 4, 8, seed=2)
+    group, _ = _group(probs, emb, 2)
+    sel = select_badge(group, 50, 1, {"oversampling": 0.01, "rounds": 1})
+    assert sel.info["filled"] == 0 and sel.info["candidates"] >= 50 and (sel["score"] > 0).all()
+    assert "filled at random" not in caplog.text
+    group, _ = _group(probs, emb, 2)
+    rows, info = kmeans_parallel(group, 50, 1, rounds=1, oversampling=0.01, max_extra_rounds=0)
+    assert info["filled"] > 0 and (rows["score"] == 0).sum() == info["filled"]
+    assert "filled at random: raise 'oversampling' or 'rounds'" in caplog.text
