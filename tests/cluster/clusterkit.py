@@ -218,8 +218,12 @@ class HeadNode:
         if result.returncode != 0:
             self.stop()
             raise RuntimeError(f"ray start failed ({result.returncode}): {result.stderr[-2000:]}")
-        self._wait_for_dashboard()
-        self._wait_for_job_agent()
+        try:
+            self._wait_for_dashboard()
+            self._wait_for_job_agent()
+        except BaseException:  # the fixture never gets a node to stop: stop it here, or the whole head is left running
+            self.stop()
+            raise
 
     def _wait_for_dashboard(self, timeout: float = 60.0) -> None:
         import httpx
