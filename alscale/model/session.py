@@ -237,8 +237,11 @@ class ModelRunner:
         Row sums by one matrix-vector product see every value (NaN and inf propagate) at half the
         cost of a min and a max; only a batch that fails it is looked at row by row.
         """
-        if embeddings.size == 0 or np.isfinite(embeddings @ np.ones(embeddings.shape[1], embeddings.dtype)).all():
+        if embeddings.size == 0:
             return
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum is looked at below, not warned of
+            if np.isfinite(embeddings @ np.ones(embeddings.shape[1], embeddings.dtype)).all():
+                return
         bad = ~np.isfinite(embeddings).all(axis=1)
         if not bad.any():  # finite values whose sum overflowed
             return
