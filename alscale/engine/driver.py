@@ -673,7 +673,7 @@ def _cache_key(run: PreparedRun) -> str:
     (Cluster-Margin's centroids are fit on a sample of the selectable rows' embeddings)."""
     import hashlib
 
-    left_out = [hashlib.sha256(np.sort(keys).tobytes()).hexdigest() for keys in (run.exclude_keys, run.labeled_keys)]
+    left_out = [hashlib.sha256(keys.tobytes()).hexdigest() for keys in (run.exclude_keys, run.labeled_keys)]  # sorted, unique
     outputs = [f"{c.sha256}:{c.class_output}:{c.output_kind}:{c.embedding_output}" for c in run.contracts]
     features = f"{run.feature_spec.kind}:{','.join(run.feature_spec.columns)}"
     parts = outputs + [run.pool.fingerprint()["sha256"], features] + left_out
