@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from alscale.exceptions import ConfigError, PoolError, PoolSchemaError
+from alscale.pool.files import folder_files
 from alscale.pool.idfiles import integer_id
 
 __all__ = ["as_ids", "feature_columns", "pool_dataset", "read_columns", "read_features"]
@@ -45,7 +46,7 @@ def pool_files(pool: str | os.PathLike | Sequence) -> list[str]:
         spec = str(spec)
         p = pathlib.Path(spec)
         if p.is_dir():
-            files += sorted(str(f) for f in p.rglob("*.parquet"))
+            files += folder_files(p)  # as the engine lists a folder
         elif p.is_file():
             files.append(spec)
         else:

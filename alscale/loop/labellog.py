@@ -12,12 +12,12 @@ import logging
 
 import pyarrow as pa
 
+from alscale.records import STATUSES  # the workspace keeps the queues' records as they are
+
 __all__ = ["STATUSES", "describe_answers", "disagreeing", "id_arrow_type", "is_older", "labels_schema", "pending_schema",
            "record_key", "warn_of_disagreements"]
 
 logger = logging.getLogger("alscale.loop.workspace")  # its warnings are the workspace's
-
-STATUSES = ("labeled", "skipped", "cancelled")
 
 
 def id_arrow_type(kind: str) -> pa.DataType:

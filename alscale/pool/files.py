@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from alscale.exceptions import PoolError, PoolSchemaError
 
-__all__ = ["OpenPoolFile", "PoolFile", "PoolFiles", "filesystem_for", "open_parquet", "open_pool_file", "resolve_pool"]
+__all__ = ["OpenPoolFile", "PoolFile", "PoolFiles", "filesystem_for", "folder_files", "open_parquet", "open_pool_file", "resolve_pool"]
 
 
 @dataclass(frozen=True)
@@ -173,13 +173,27 @@ def _list_files(spec: str) -> tuple[str | None, list[str]]:
     if any(ch in spec for ch in "*?["):
         return None, sorted(p for p in globlib.glob(spec, recursive=True) if os.path.isfile(p))
     if os.path.isdir(spec):
-        found = []
-        for root, _dirs, names in os.walk(spec, onerror=_raise):  # an unreadable folder is an error, not a smaller pool
-            found += [path for path in (os.path.join(root, n) for n in names) if _is_pool_file(path, spec)]
-        return None, sorted(found)
+        return None, folder_files(spec)
     if os.path.isfile(spec):
         return None, [spec]
     return None, []
+
+
+def folder_files(folder: str | os.PathLike) -> list[str]:
+    """A local folder's pool files, sorted: ``.parquet`` files at any depth, none of whose names
+    below the folder starts with "." or "_" (:func:`_is_pool_file`); what the engine, the loop and
+    the queues read of a folder.
+
+    Raises
+    ------
+    OSError
+        A folder in it cannot be read (an error, not a smaller pool).
+    """
+    folder = os.fspath(folder)
+    found = []
+    for root, _dirs, names in os.walk(folder, onerror=_raise):
+        found += [path for path in (os.path.join(root, n) for n in names) if _is_pool_file(path, folder)]
+    return sorted(found)
 
 
 def _raise(exc: OSError) -> None:

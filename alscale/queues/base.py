@@ -25,7 +25,6 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
@@ -33,9 +32,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from alscale.exceptions import ConfigError, OutputError, PoolSchemaError, WorkspaceError
-from alscale.loop.labellog import STATUSES
 from alscale.manifest import Manifest
+from alscale.pool.files import folder_files
 from alscale.pool.identity import pool_key
+from alscale.records import STATUSES
 
 __all__ = ["BatchView", "Connector", "PushResult", "STATUSES", "load_batch", "load_batch_for", "normalize_data_columns", "open_workspace",
            "sent_here"]
@@ -269,7 +269,7 @@ def _pool_files(pool: Mapping[str, Any]) -> list[str]:
         elif any(ch in p for ch in "*?["):
             out.extend(sorted(glob.glob(p, recursive=True)))
         elif os.path.isdir(p):
-            out.extend(sorted(str(q) for q in Path(p).rglob("*.parquet")))
+            out.extend(folder_files(p))  # as the engine lists a folder
         else:
             out.append(p)
     if not out:

@@ -370,3 +370,17 @@ def test_a_folder_skips_names_starting_with_dot_or_underscore_at_any_depth(tmp_p
     found = sorted(os.path.relpath(f.path, tmp_path / "pool") for f in resolve_pool(spec).files)
     assert found == ["part-0.parquet", "sub/part-1.parquet"]
     assert sorted(os.path.relpath(f, tmp_path / "pool") for f in ds.dataset(tmp_path / "pool").files) == found
+
+
+def test_the_loop_and_the_queues_list_a_folder_as_the_engine_does(tmp_path):
+    """A Spark job's _temporary/ part was skipped by the engine but read by the workspace and the queues."""
+    from alscale.loop._pool import pool_files
+    from alscale.queues.base import _pool_files
+
+    table = pa.table({"id": np.arange(3), "x": np.ones(3, np.float32)})
+    for name in ("part-0.parquet", "_temporary/0/part-0.parquet", ".part-1.parquet", "sub/part-2.parquet"):
+        (tmp_path / "pool" / name).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, tmp_path / "pool" / name)
+    engine = [f.path for f in resolve_pool(str(tmp_path / "pool")).files]
+    assert len(engine) == 2
+    assert pool_files(tmp_path / "pool") == engine == _pool_files({"paths": [str(tmp_path / "pool")]})
