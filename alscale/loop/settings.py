@@ -171,7 +171,7 @@ def resolve_classes(classes, column_values: list | None, label_column: str | Non
     """
     import numpy as np
 
-    from alscale.exceptions import ConfigError, ModelError
+    from alscale.exceptions import ConfigError, ModelContractError, ModelError
 
     if classes is None and column_values is not None:
         classes = sorted(column_values, key=lambda v: (str(type(v)), v))
@@ -191,6 +191,8 @@ def resolve_classes(classes, column_values: list | None, label_column: str | Non
 
         try:
             found = model_classes(model)  # what rounds check the model with
+        except ModelContractError:  # readable, but its class metadata is not a list of names: said now
+            raise
         except ModelError:  # not readable as ONNX (yet): the first round that uses it says so
             found = None
         if found is not None:  # a model without class names is not judged here

@@ -12,7 +12,7 @@ import logging
 import numbers
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -20,7 +20,7 @@ import httpx
 from alscale.exceptions import ConfigError, QueueAuthError, QueueError, QueueUnavailableError
 
 __all__ = ["NOT_PROCESSED_STATUS", "RETRY_STATUS", "backoff_delays", "check_number", "check_response", "check_url", "display_url", "redact",
-           "response_json", "url_secrets",
+           "response_json", "secret_headers", "url_secrets",
            "secret_from_env", "send_with_retries"]
 
 logger = logging.getLogger("alscale.queues")
@@ -67,21 +67,43 @@ _SECRET_PARAMS = ("token", "key", "secret", "password", "passwd", "pass", "sig",
                   "access_token", "client_secret")
 
 
+def _secret_name(name: str) -> bool:
+    """Whether a query parameter or header of this name carries a credential."""
+    import urllib.parse
+
+    name = urllib.parse.unquote_plus(name).lower()
+    return name in _SECRET_PARAMS or name.endswith(("_token", "_key", "_secret", "-token", "-key", "-secret")) or "auth" in name
+
+
 def url_secrets(url: str) -> tuple[str, ...]:
-    """The credentials a URL carries: its password (``https://user:pw@host``) and the values of query
-    parameters named like secrets (``token``, ``key``, ``sig``, ...), for :func:`redact`."""
+    """The credentials a URL carries, and the URL itself: its password (``https://user:pw@host``) and
+    the values of query parameters named like secrets (``token``, ``key``, ``sig``, ...), for :func:`redact`
+    of texts that may quote them (an HTTP library's error)."""
     import urllib.parse
 
     parts = urllib.parse.urlsplit(url)
-    found = [parts.password] if parts.password else []
-    found += [value for name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=False)
-              if name.lower() in _SECRET_PARAMS or name.lower().endswith(("_token", "_key", "_secret"))]
+    found = [url] + ([parts.password] if parts.password else [])
+    found += [value for name, value in urllib.parse.parse_qsl(parts.query) if _secret_name(name)]
     return tuple(found)
 
 
 def display_url(url: str) -> str:
-    """``url`` with its credentials (:func:`url_secrets`) shown as ``***``: what messages and the workspace's records hold."""
-    return redact(url, url_secrets(url))
+    """``url`` with its password and secret query values shown as ``***``, whatever their length:
+    what messages and the workspace's records hold."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        userinfo = userinfo.split(":", 1)[0] + ":***"
+    query = "&".join(f"{piece.partition('=')[0]}=***" if "=" in piece and _secret_name(piece.partition("=")[0]) else piece
+                     for piece in parts.query.split("&")) if parts.query else ""
+    return urllib.parse.urlunsplit((parts.scheme, f"{userinfo}{at}{hostport}", parts.path, query, parts.fragment))
+
+
+def secret_headers(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """The values of the headers that carry credentials (``Authorization``, ``X-Api-Key``, ...)."""
+    return tuple(value for name, value in headers.items() if _secret_name(name) or name.lower() in ("cookie", "x-api-key"))
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

@@ -36,6 +36,7 @@ from alscale.queues._http import (
     check_url,
     display_url,
     secret_from_env,
+    secret_headers,
     send_with_retries,
     url_secrets,
 )
@@ -135,7 +136,7 @@ class HttpEndpointConnector:
         headers = httpx.Headers(self.headers)  # names are case-insensitive: alscale's own replace a user's of any case
         headers.update({"Content-Type": "application/json", "Idempotency-Key": batch.run_id, SIGNATURE_HEADER: sign(body, secret)})
         what = f"POSTing batch {batch.run_id} to {self.shown_url}"
-        secrets = (secret, *url_secrets(self.url), *self.headers.values())
+        secrets = (secret, *url_secrets(self.url), *secret_headers(self.headers))
         with httpx.Client(timeout=self.timeout, transport=self._transport) as client:
             response = send_with_retries(lambda: client.post(self.url, content=body, headers=headers), what=what,
                                          retries=self.retries, backoff=self.backoff, secrets=secrets)

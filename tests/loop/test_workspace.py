@@ -368,6 +368,12 @@ def test_a_model_of_other_classes_is_refused_at_create_and_one_without_class_nam
     assert Workspace.create(tmp_path / "ws2", pool=blob_pool, label_column="label", model=same, settings={"eval_size": 50}).classes == [0, 1, 2]
     # without a class list there is nothing to compare with
     assert Workspace.create(tmp_path / "ws3", pool=blob_pool, model=other, settings={"eval_size": 50}).classes is None
+    broken = onnx.load_from_string(linear_to_onnx(np.ones((3, 4)), np.zeros(3), classes=[0, 1, 2]))
+    onnx.helper.set_model_props(broken, {"alscale.classes": '{"cat": 0}'})  # class names set by hand, not a list
+    (tmp_path / "broken.onnx").write_bytes(broken.SerializeToString())
+    with pytest.raises(ModelContractError, match="'alscale.classes' metadata .* JSON list of distinct class names"):
+        Workspace.create(tmp_path / "ws4", pool=blob_pool, label_column="label", model=tmp_path / "broken.onnx", settings={"eval_size": 50})
+    assert not (tmp_path / "ws4").exists()
 
 
 def test_an_id_sent_to_a_second_queue_is_pending_in_both_until_answered(tmp_path, blob_pool):

@@ -334,6 +334,15 @@ def test_credentials_in_the_url_are_neither_printed_nor_recorded(receiver_factor
     assert "hunter2pw" not in repr(HttpEndpointConnector(url))
 
 
+def test_a_shown_url_hides_short_credentials_and_keeps_a_host_that_repeats_one():
+    from alscale.queues._http import display_url, secret_headers
+
+    assert display_url("https://bob:pw1@h/in?token=abc&team=ml") == "https://bob:***@h/in?token=***&team=ml"
+    assert display_url("https://bob:hooks@hooks.example.com/hooks") == "https://bob:***@hooks.example.com/hooks"
+    assert display_url("http://127.0.0.1:8080/hook") == "http://127.0.0.1:8080/hook"
+    assert secret_headers({"Authorization": "Bearer xyz", "X-Team": "ml", "Content-Type": "application/json"}) == ("Bearer xyz",)
+
+
 def test_alscales_own_headers_replace_a_users_of_any_case(manifest, monkeypatch):
     seen = []
 
