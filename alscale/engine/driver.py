@@ -244,6 +244,7 @@ class _Scan:
     buckets: dict[int, list] = field(default_factory=dict)  # shard index -> refs to its keys, by hash bucket
     skipped: list[dict] = field(default_factory=list)
     lost: set[int] = field(default_factory=set)  # id() of actors that stopped answering: no more work for them
+    requeued: set[int] = field(default_factory=set)  # shards put back once after their actor was lost
 
     @property
     def live_actors(self) -> list:
@@ -430,8 +431,7 @@ def _mark_lost_actors(scan: _Scan) -> None:
 
 def _take_over_stalled_shards(scan: _Scan, pending: dict, watch: ActorWatch) -> None:
     """Start the shard of each actor that stopped answering on an idle actor that answers."""
-    busy = {id(actor) for actor, _, _ in pending.values()}
-    idle = [a for a in scan.actors if id(a) not in busy and id(a) not in scan.lost]
+    idle = _idle_live_actors(scan, pending)
     if not idle:
         return
     attempts: dict[int, int] = {}
@@ -451,22 +451,29 @@ def _take_over_stalled_shards(scan: _Scan, pending: dict, watch: ActorWatch) -> 
 
 def _requeue_from_lost_actor(scan: _Scan, pending: dict, actor, shard: Shard, err: BaseException) -> bool:
     """Put back the shard of an actor that was lost (its node killed: the task's retries ran out
-    before Ray declared the node dead), for the live actors; False if none is left.
+    before Ray declared the node dead), for the live actors.
 
-    The lost actor gets no more work, whether or not Ray restarts it later.
+    The lost actor gets no more work, whether or not Ray restarts it later.  Returns False (the
+    run fails with ``err``) when no live actor is left, or when the shard already lost an actor:
+    a shard that kills every actor it runs on (out of memory) would otherwise go round them all.
     """
     scan.lost.add(id(actor))
-    live = [a for a in scan.actors if id(a) not in scan.lost]
-    if not live:
+    if shard.index in scan.requeued or all(id(a) in scan.lost for a in scan.actors):
         return False
+    scan.requeued.add(shard.index)
     logger.warning("shard %d: its actor was lost (%s); scoring it on another actor", shard.index, str(err).splitlines()[0][:200])
     scan.queue.insert(0, shard)
-    busy = {id(a) for a, _, _ in pending.values()}
-    for idle in (a for a in live if id(a) not in busy):
+    for idle in _idle_live_actors(scan, pending):
         if not scan.queue:
             break
         scan.submit(idle, pending)
     return True
+
+
+def _idle_live_actors(scan: _Scan, pending: dict) -> list:
+    """The actors that answer and run no task of ``pending``."""
+    busy = {id(actor) for actor, _, _ in pending.values()}
+    return [a for a in scan.actors if id(a) not in busy and id(a) not in scan.lost]
 
 
 def _drop_other_attempts(pending: dict, index: int, lost: set[int]) -> None:
