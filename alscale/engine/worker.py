@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import ray
 
-from alscale.exceptions import AlscaleError, PoolSchemaError, ShardStateLostError
+from alscale.exceptions import AlscaleError, PoolSchemaError, ShardStateLostError, StrategyError
 from alscale.model.contract import ModelContract
 from alscale.model.session import DEFAULT_BATCH_SIZE, ModelOutputs, ModelRunner
 from alscale.pool.features import FeatureSpec
@@ -409,6 +409,9 @@ class ShardWorker:
                 return
             batch = ScoringBatch(outputs.probs, keys, seed, outputs.member_probs, outputs.embeddings)
             scores = strategy.score(batch)
+            if np.isnan(scores.sum()) and np.isnan(scores).any():  # one cheap sum per batch; a NaN would be dropped below
+                raise StrategyError(f"Expected numbers from strategy {strategy.name!r} (higher = more informative; -inf for "
+                                    f"a row never to select). Got NaN for {int(np.isnan(scores).sum())} of {len(scores)} rows.")
             admitted = np.flatnonzero(scores >= top.threshold())  # the payload only for rows that can enter
             if admitted.size == 0:
                 return

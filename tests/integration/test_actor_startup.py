@@ -84,3 +84,20 @@ def test_a_strategy_registered_in_the_driver_scores_on_the_actors(pool, model_pa
     scores = np.sort(reference_probs(model_path, X), axis=1)[:, -2].astype(np.float32)
     assert m.ids == ids[top_k_order(scores, ids, 40)].tolist()
     assert m.data["strategy"]["name"] == "test-second-choice"
+
+
+def test_a_registered_strategy_that_scores_nan_is_refused(pool, model_path):
+    """NaN would be dropped by the actors' admission test while the reduce ranks it as -inf: refused instead."""
+    from alscale.exceptions import StrategyError
+
+    def nan_for_some(batch):
+        scores = batch.probs[:, 0].astype(np.float32)
+        scores[::7] = np.nan
+        return scores
+
+    register(Strategy("test-nan", "topk", nan_for_some))
+    try:
+        with pytest.raises(StrategyError, match=r"Expected numbers from strategy 'test-nan' .* Got NaN for \d+ of \d+ rows"):
+            alscale.select(pool, model_path, strategy="test-nan", k=10, actors=2)
+    finally:
+        STRATEGIES.pop("test-nan")
