@@ -540,7 +540,7 @@ def _reduce_diversity(scan: _Scan) -> tuple[dict[str, np.ndarray], dict]:
     run = scan.run
     group = RayShardGroup([(scan.placements[r.index], r.index) for r in scan.results], rebuild=scan.rebuild, spares=scan.live_actors,
                           lost=scan.lost)
-    params = {**_strategy_params(run), **scan.prepared}
+    params = {**run.settings.strategy_params, **scan.prepared}  # a prepared strategy's cache was used in prepare
     try:
         selection = run.strategy.select(group, run.settings.k, run.settings.seed, params)
     except Exception as exc:
@@ -551,7 +551,8 @@ def _reduce_diversity(scan: _Scan) -> tuple[dict[str, np.ndarray], dict]:
     return {name: np.asarray(col) for name, col in selection.items()}, info
 
 
-def _strategy_params(run: PreparedRun) -> dict:
+def _prepare_params(run: PreparedRun) -> dict:
+    """The strategy's parameters for its ``prepare``, with the cache it may keep results in (beside the output)."""
     params = dict(run.settings.strategy_params)
     directory = _cache_dir(run.settings)
     params.setdefault("cache", ArrayCache(directory, _cache_key(run)) if directory else None)
@@ -587,7 +588,7 @@ def _prepare_strategy(scan: _Scan) -> dict:
         keep = np.lexsort((merged["key"], merged["u"]))[:m]  # the m smallest (u, key) of the pool
         return {name: col[keep] for name, col in merged.items()}, total
 
-    return run.strategy.prepare(sample_rows, run.settings.k, run.settings.seed, _strategy_params(run))
+    return run.strategy.prepare(sample_rows, run.settings.k, run.settings.seed, _prepare_params(run))
 
 
 def _progress_bar(total: int, enabled: bool):

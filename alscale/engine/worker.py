@@ -25,7 +25,7 @@ from alscale.pool.reader import iter_ids, iter_shard
 from alscale.pool.shards import Shard
 from alscale.reduce.topk import TopK
 from alscale.rowrandom import id_keys
-from alscale.strategies import ScoringBatch, Strategy, get_strategy
+from alscale.strategies import ScoringBatch, Strategy
 
 __all__ = ["KeyOrder", "ScoringJob", "ShardResult", "ShardWorker", "state_file_name"]
 
@@ -43,15 +43,14 @@ class ScoringJob:
     """What every shard worker of one run shares (small, picklable).
 
     ``strategy`` is the :class:`Strategy` itself, not its name: one registered in the driver's
-    process only (``alscale.strategies.register``) is unknown to the actors' registries.  A
-    registered name is accepted too.
+    process only (``alscale.strategies.register``) is unknown to the actors' registries.
     """
 
     filesystem_uri: str | None
     feature_spec: FeatureSpec
     id_column: str
     contracts: tuple[ModelContract, ...]
-    strategy: Strategy | str
+    strategy: Strategy
     strategy_params: dict = field(default_factory=dict)
     seed: int = 0
     batch_size: int | str = "auto"
@@ -258,7 +257,7 @@ class ShardWorker:
 
     def _start(self, job: ScoringJob) -> None:
         """Load the model (and time batch sizes): what ``__init__`` does once per actor."""
-        self.strategy = job.strategy if isinstance(job.strategy, Strategy) else get_strategy(job.strategy)
+        self.strategy = job.strategy
         self.runner = ModelRunner(job.contracts, threads=job.threads, want_embeddings=self.strategy.needs_embedding)
         self.batch_size = self._choose_batch_size()
         self.runner.rows_per_run = self.batch_size

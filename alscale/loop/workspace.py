@@ -357,16 +357,17 @@ class Workspace:
         return self._reserved_ids("stop_set")
 
     def _reserved_ids(self, which: str) -> np.ndarray:
+        """The ids of the reserved set ``which`` ("evaluation" or "stop_set"), from the file the config names."""
+        where = f"Cannot read the workspace's {which.replace('_', ' ')} ({which}.file in {CONFIG_NAME})"
         entry = self.config.get(which)
-        path = self.path / entry["file"] if isinstance(entry, dict) and isinstance(entry.get("file"), str) else None
+        if not (isinstance(entry, dict) and isinstance(entry.get("file"), str)):
+            raise WorkspaceError(f"{where}: the config names no file.")
+        path = self.path / entry["file"]
         try:
-            if path is None:
-                raise ValueError(f"no {which}.file entry")
             return self._ids(pq.read_table(path).column("id"))
-        except (OSError, ValueError, KeyError, pa.ArrowException) as exc:  # config or state edited by hand
+        except (OSError, KeyError, pa.ArrowException) as exc:  # config or state edited by hand
             detail = f"no such file {str(path)!r}" if isinstance(exc, FileNotFoundError) else str(exc).splitlines()[0]
-            raise WorkspaceError(f"Cannot read the workspace's {which.replace('_', ' ')} ({which}.file in {CONFIG_NAME}): "
-                                 f"{detail}.") from None
+            raise WorkspaceError(f"{where}: {detail}.") from None
 
     # ------------------------------------------------------------------ state files
     def _lock(self):
@@ -383,7 +384,7 @@ class Workspace:
         """
         head_path = self.path / "state" / "HEAD.json"
         if not head_path.exists():
-            kept = sorted(f.name for f in (self.path / "state").glob("*-*.parquet") if f.name.startswith(("labels-", "pending-")))
+            kept = sorted(f.name for f in self._state_files())
             if kept:  # the newest of each kind is the likely HEAD, but a crash may have left a newer orphan: not guessed
                 newest = {kind: max((f for f in kept if f.startswith(kind + "-")), default=None) for kind in ("labels", "pending")}
                 version = max(int(f.split("-")[1].split(".")[0]) for f in kept)
@@ -438,10 +439,14 @@ class Workspace:
         atomic_write_json(self.path / "state" / "HEAD.json", new)
         self._collect_garbage(new)
 
+    def _state_files(self) -> list[pathlib.Path]:
+        """Every version of the labels and pending tables in ``state/`` (the current ones and any left over)."""
+        return [f for f in (self.path / "state").glob("*-*.parquet") if f.name.startswith(("labels-", "pending-"))]
+
     def _collect_garbage(self, head: dict) -> None:
         keep = {head.get("labels"), head.get("pending")}
-        for f in (self.path / "state").glob("*-*.parquet"):
-            if f.name not in keep and (f.name.startswith("labels-") or f.name.startswith("pending-")):
+        for f in self._state_files():
+            if f.name not in keep:
                 try:
                     f.unlink()
                 except OSError:  # pragma: no cover - another reader/writer raced us

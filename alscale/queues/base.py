@@ -232,7 +232,7 @@ def load_batch_for(workspace: Any, manifest: Any, data_columns: Sequence[str] | 
     """
     manifest = _manifest_of(manifest)  # read once
     if workspace is not None and "id" in manifest.batch.column_names:  # before data columns are read from the pool
-        _require_id_type(manifest.batch.column("id").to_pylist(), workspace.id_type == "int64",
+        _require_id_type(manifest.batch.column("id").slice(0, 1).to_pylist(), workspace.id_type == "int64",
                          f"the pool of workspace {str(workspace.path)!r} has", WorkspaceError)
     batch = load_batch(manifest, data_columns)
     if workspace is not None:
@@ -301,10 +301,10 @@ def _require_id_type(ids: list, integer: bool, what: str, error: type[Exception]
     """``error`` unless the batch's ids are of the pool's kind: ints for integer ids, strings for string ids.
 
     Digit strings are not taken for integers: a batch of ``"1000"`` comes from a pool of string ids.
+    A batch's ids are one column of one type, so the first tells.
     """
-    wrong = next((v for v in ids if isinstance(v, str) == integer), None) if ids else None
-    if wrong is not None:
-        raise error(f"Expected a batch of {'integer' if integer else 'string'} ids, as {what}. Got {wrong!r}; "
+    if ids and isinstance(ids[0], str) == integer:
+        raise error(f"Expected a batch of {'integer' if integer else 'string'} ids, as {what}. Got {ids[0]!r}; "
                     "the batch was selected from another pool.")
 
 

@@ -20,10 +20,29 @@ __all__ = [
     "register",
 ]
 
-register(Strategy("entropy", "topk", lambda b: entropy(b.probs), description="Shannon entropy of the class probabilities"))
-register(Strategy("margin", "topk", lambda b: margin(b.probs), description="1 - (p_top1 - p_top2): small margins first"))
-register(Strategy("least-confidence", "topk", lambda b: least_confidence(b.probs), description="1 - max class probability"))
-register(Strategy("random", "topk", lambda b: random_scores(b.keys, b.seed), description="uniform from (seed, id): the baseline"))
+# ScoringBatch scorers as named functions, not lambdas: the engine pickles the strategy it sends each actor
+
+
+def _score_entropy(batch: ScoringBatch):
+    return entropy(batch.probs)
+
+
+def _score_margin(batch: ScoringBatch):
+    return margin(batch.probs)
+
+
+def _score_least_confidence(batch: ScoringBatch):
+    return least_confidence(batch.probs)
+
+
+def _score_random(batch: ScoringBatch):
+    return random_scores(batch.keys, batch.seed)
+
+
+register(Strategy("entropy", "topk", _score_entropy, description="Shannon entropy of the class probabilities"))
+register(Strategy("margin", "topk", _score_margin, description="1 - (p_top1 - p_top2): small margins first"))
+register(Strategy("least-confidence", "topk", _score_least_confidence, description="1 - max class probability"))
+register(Strategy("random", "topk", _score_random, description="uniform from (seed, id): the baseline"))
 
 # Committee and diversity strategies (imports kept below the registry's own).
 from alscale.reduce.cluster_margin import (  # noqa: E402

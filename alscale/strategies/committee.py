@@ -93,13 +93,18 @@ def kl_to_consensus(member_probs: npt.ArrayLike) -> np.ndarray:
     return np.maximum(terms.sum(axis=-1).mean(axis=0), 0.0).astype(np.float32)
 
 
-def committee_scorer(func, name: str):
-    """Wrap ``func(member_probs)`` as a ScoringBatch scorer that words a missing committee."""
+class committee_scorer:  # noqa: N801  (used as a function: committee_scorer(func, name)(batch))
+    """Wrap ``func(member_probs)`` as a ScoringBatch scorer that words a missing committee.
 
-    def score(batch) -> np.ndarray:
+    A class, not a closure, so that a strategy holding it pickles by reference: the engine sends
+    each actor the strategy itself.
+    """
+
+    def __init__(self, func, name: str):
+        self.func, self.name = func, name
+
+    def __call__(self, batch) -> np.ndarray:
         if batch.member_probs is None:
-            raise StrategyError(f"Strategy {name!r} needs a committee of models (a list of models, or repeat --model); got a single model.")
-        return func(batch.member_probs)
-
-    score.__name__ = f"score_{name.replace('-', '_')}"
-    return score
+            raise StrategyError(f"Strategy {self.name!r} needs a committee of models (a list of models, or repeat --model); "
+                                "got a single model.")
+        return self.func(batch.member_probs)

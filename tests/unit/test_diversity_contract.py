@@ -48,3 +48,13 @@ def test_any_sharding_with_an_empty_shard_gives_the_same_batch(name, id_kind):
     assert len(chosen) == len(set(chosen)) == K
     assert set(chosen) <= set(ids[selectable].tolist())
     assert np.isfinite(np.asarray(whole["score"], dtype=np.float64)).all()
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_every_registered_strategy_pickles_by_reference(name):
+    """The engine sends each actor the strategy itself; a benchmark's spawned processes pickle it with pickle."""
+    import pickle
+
+    strategy = STRATEGIES[name]
+    again = pickle.loads(pickle.dumps(strategy))
+    assert again.name == name and (again.score is None) == (strategy.score is None)

@@ -14,6 +14,7 @@ from alscale.engine.worker import ScoringJob, ShardWorker, sample_cut
 from alscale.model import inspect_model
 from alscale.pool import detect_features, plan_shards, resolve_pool
 from alscale.rowrandom import id_keys, row_uniform
+from alscale.strategies import get_strategy
 from tests.conftest import N_FEATURES, write_pool
 
 SEED, STREAM = 3, 7
@@ -21,7 +22,8 @@ SEED, STREAM = 3, 7
 
 def _worker(pool_dir, model):
     resolved = resolve_pool(str(pool_dir))
-    job = ScoringJob(None, detect_features(resolved.schema, "id"), "id", (inspect_model(model),), "cluster-margin", batch_size=64, seed=SEED)
+    job = ScoringJob(None, detect_features(resolved.schema, "id"), "id", (inspect_model(model),), get_strategy("cluster-margin"), batch_size=64,
+                     seed=SEED)
     worker = ShardWorker(job)
     seen = []
     run = worker.runner.__call__
