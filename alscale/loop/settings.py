@@ -137,13 +137,9 @@ def merge_settings(settings: Mapping | None) -> dict:
         settings["features"] = [settings["features"]]
     elif isinstance(settings.get("features"), tuple):
         settings["features"] = list(settings["features"])
-    unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
+    unknown = _unknown_settings_message(settings, "workspace settings")
     if unknown:
-        import difflib
-
-        hints = [difflib.get_close_matches(k, DEFAULT_SETTINGS, n=1) for k in unknown]
-        hint = "".join(f" Did you mean {h[0]!r}?" for h in hints if h)
-        raise ConfigError(f"Unknown workspace settings {unknown}; expected keys among {sorted(DEFAULT_SETTINGS)}.{hint}")
+        raise ConfigError(unknown)
     merged = {**DEFAULT_SETTINGS, **settings}
     check_loop_settings(merged)
     return merged
@@ -200,6 +196,18 @@ def resolve_classes(classes, column_values: list | None, label_column: str | Non
     return classes
 
 
+
+def _unknown_settings_message(settings: Mapping, what: str, where: str = "") -> str | None:
+    """The one-line error for keys of ``settings`` that are not loop settings (with close matches); None if all are."""
+    import difflib
+
+    unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
+    if not unknown:
+        return None
+    hints = [difflib.get_close_matches(k, DEFAULT_SETTINGS, n=1) for k in unknown]
+    hint = "".join(f" Did you mean {h[0]!r}?" for h in hints if h)
+    return f"Unknown {what} {unknown}{where}; expected keys among {sorted(DEFAULT_SETTINGS)}.{hint}"
+
 def check_stored_settings(settings, cfg_path: pathlib.Path) -> None:
     """Refuse, as the workspace opens, settings edited by hand into what ``init`` would have refused.
 
@@ -210,9 +218,9 @@ def check_stored_settings(settings, cfg_path: pathlib.Path) -> None:
 
     if not isinstance(settings, dict):
         raise WorkspaceError(f"Expected the 'settings' of {str(cfg_path)!r} to be an object. Got {type(settings).__name__}.")
-    unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
+    unknown = _unknown_settings_message(settings, "settings", f" in {str(cfg_path)!r}")
     if unknown:
-        raise WorkspaceError(f"Unknown settings {unknown} in {str(cfg_path)!r}; expected keys among {sorted(DEFAULT_SETTINGS)}.")
+        raise WorkspaceError(unknown)
     try:
         check_loop_settings({**DEFAULT_SETTINGS, **settings})  # on a copy: the file is what the workspace reads
     except AlscaleError as exc:  # ConfigError, StrategyError

@@ -530,7 +530,7 @@ def test_a_missing_or_damaged_head_is_refused_and_nothing_is_deleted(tmp_path, b
 
 @pytest.mark.parametrize("edit, match", [
     (lambda c: c["settings"].update(budget="600"), r"alscale-workspace.json: The 'budget' parameter .*Got '600' instead"),
-    (lambda c: c["settings"].update(patiense=4), r"Unknown settings \['patiense'\] in .*alscale-workspace.json"),
+    (lambda c: c["settings"].update(patiense=4), r"Unknown settings \['patiense'\] in .*alscale-workspace.json'; expected keys among .* Did you mean 'patience'\?"),
     (lambda c: c["settings"].update(strategy="qbc-vote"), r"alscale-workspace.json: Expected a strategy for one model"),
     (lambda c: c.update(settings=[1]), r"Expected the 'settings' of .* to be an object"),
 ])
