@@ -38,6 +38,7 @@ from alscale.exceptions import ConfigError, PoolExhaustedError, StrategyError
 from alscale.reduce._params import resolve_params
 from alscale.reduce.shardgroup import ColumnBuffer, Selection, ShardGroup, concat_rows
 from alscale.rowrandom import row_uniform
+from alscale.rowwise import row_top2
 
 __all__ = [
     "CLUSTER_MARGIN_DEFAULTS",
@@ -45,6 +46,7 @@ __all__ = [
     "ClusterMarginShard",
     "best_rows",
     "make_cluster_margin_builder",
+    "margin_scores",
     "prepare_cluster_margin",
     "round_robin_order",
     "round_robin_pick",
@@ -64,6 +66,27 @@ CLUSTER_MARGIN_DEFAULTS: dict[str, Any] = {
 }
 
 _SAMPLE_STREAM = 7_000_001
+
+
+def margin_scores(probs: np.ndarray) -> np.ndarray:
+    """Cluster-Margin's row score ``1 - (p_(1) - p_(2))``: higher = smaller margin.
+
+    The arithmetic of :func:`alscale.strategies.margin`, bit for bit (a unit test pins the
+    two together), without its input checks: the engine has checked the model's output.
+
+    Parameters
+    ----------
+    probs : ndarray of shape (n, c)
+
+    Returns
+    -------
+    ndarray of shape (n,), float32; 1 for every row when c = 1.  O(n*c).
+    """
+    p = np.asarray(probs, dtype=np.float32)
+    if p.shape[1] < 2:
+        return np.ones(p.shape[0], dtype=np.float32)
+    first, second = row_top2(p)
+    return (1.0 - (first - second)).astype(np.float32)
 
 
 def round_robin_order(cluster: np.ndarray) -> np.ndarray:
@@ -318,9 +341,6 @@ class ClusterMarginBuilder:
 
     def add(self, ids, keys, probs, embeddings, selectable, labeled=None, member_probs=None) -> None:
         """Add one record batch (shapes as in :class:`alscale.strategies.gradient.BadgeBuilder`)."""
-        # imported here, not at the top: alscale.strategies imports this module
-        from alscale.strategies.uncertainty import margin
-
         if embeddings is None:
             raise StrategyError("Strategy 'cluster-margin' needs the model's embedding output; the model gave none.")
         sel = np.asarray(selectable, dtype=bool)
@@ -334,7 +354,7 @@ class ClusterMarginBuilder:
             keys=np.asarray(keys, dtype=np.uint64)[keep],
             predicted_index=pred,
             confidence=probs[np.arange(len(pred)), pred].astype(np.float32),
-            scores=margin(probs),
+            scores=margin_scores(probs),
             **self._embedding_or_cluster(emb),
         )
 
