@@ -54,10 +54,11 @@ if ARGS is not None:
 
 import numpy as np  # noqa: E402
 
+from alscale.reduce.badge import BadgeBuilder, select_badge  # noqa: E402
 from alscale.reduce.kmeans_parallel import kmeans_cost_factored, kmeanspp_factored  # noqa: E402
 from alscale.reduce.shardgroup import LocalShardGroup  # noqa: E402
 from alscale.rowrandom import id_keys  # noqa: E402
-from alscale.strategies.gradient import BadgeBuilder, gradient_factors, select_badge  # noqa: E402
+from alscale.strategies import gradient_factors  # noqa: E402
 
 CONFIGS = {
     "default": {},
@@ -97,7 +98,7 @@ def build_group(probs, emb, shards: int) -> LocalShardGroup:
     keys = id_keys(ids)
     states = []
     for part in np.array_split(np.arange(len(probs)), shards):
-        b = BadgeBuilder(capacity=len(part))
+        b = BadgeBuilder(gradient_factors, capacity=len(part))
         for s in range(part[0], part[-1] + 1, 65536):
             sl = slice(s, min(s + 65536, part[-1] + 1))
             b.add(ids[sl], keys[sl], probs[sl], emb[sl], np.ones(sl.stop - sl.start, bool))

@@ -340,7 +340,7 @@ class ClusterMarginBuilder:
             self.index.add(centroids)
 
     def add(self, ids, keys, probs, embeddings, selectable, labeled=None, member_probs=None) -> None:
-        """Add one record batch (shapes as in :class:`alscale.strategies.gradient.BadgeBuilder`)."""
+        """Add one record batch (shapes as in :class:`alscale.reduce.badge.BadgeBuilder`)."""
         if embeddings is None:
             raise StrategyError("Strategy 'cluster-margin' needs the model's embedding output; the model gave none.")
         sel = np.asarray(selectable, dtype=bool)

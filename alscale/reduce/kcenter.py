@@ -195,7 +195,7 @@ class CoresetBuilder:
         self.dim: int | None = None
 
     def add(self, ids, keys, probs, embeddings, selectable, labeled=None, member_probs=None) -> None:
-        """Add one record batch (shapes as in :class:`alscale.strategies.gradient.BadgeBuilder`)."""
+        """Add one record batch (shapes as in :class:`alscale.reduce.badge.BadgeBuilder`)."""
         if embeddings is None:
             raise StrategyError("Strategy 'coreset' needs the model's embedding output; the model gave none.")
         emb = np.asarray(embeddings, dtype=np.float32)

@@ -7,11 +7,12 @@ import pytest
 from sklearn.cluster import kmeans_plusplus
 
 from alscale.exceptions import ConfigError, PoolExhaustedError
+from alscale.reduce.badge import make_badge_builder, select_badge
 from alscale.reduce.kmeans_parallel import factored_sq_distances
 from alscale.reduce.shardgroup import LocalShardGroup
 from alscale.rowrandom import id_keys
 from alscale.strategies import get_strategy
-from alscale.strategies.gradient import gradient_embeddings, gradient_factors, make_badge_builder, select_badge
+from alscale.strategies.gradient import gradient_embeddings, gradient_factors
 
 
 def _pool(n, c, d, seed=0, clusters=8):
@@ -30,7 +31,7 @@ def _group(probs, emb, shards, selectable=None, params=None, batch=97):
     sel = np.ones(n, bool) if selectable is None else selectable
     states = []
     for part in np.array_split(np.arange(n), shards):
-        b = make_badge_builder(params)
+        b = make_badge_builder(gradient_factors, params)
         for s in range(0, len(part), batch):
             r = part[s : s + batch]
             b.add(ids[r], keys[r], probs[r], emb[r], sel[r], np.zeros(len(r), bool))
