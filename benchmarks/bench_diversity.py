@@ -125,7 +125,7 @@ def quality(args, names) -> dict:
             t = time.perf_counter()
             sel = select_badge(group, args.k, seed, CONFIGS[name])
             times.append(time.perf_counter() - t)
-            ids = sel["id"]
+            ids = sel.columns["id"]
             assert len(np.unique(ids)) == args.k
             costs.append(kmeans_cost_factored(a, h, a[ids], h[ids]))
         ratio = float(np.median(costs)) / ref

@@ -545,10 +545,10 @@ def _reduce_diversity(scan: _Scan) -> tuple[dict[str, np.ndarray], dict]:
         selection = run.strategy.select(group, run.settings.k, run.settings.seed, params)
     except Exception as exc:
         raise unwrap_ray_error(exc) from None
-    info = dict(getattr(selection, "info", {}) or {})
+    info = dict(selection.info)
     if group.rebuilds:
         info["shard_states_rebuilt"] = group.rebuilds
-    return {name: np.asarray(col) for name, col in selection.items()}, info
+    return {name: np.asarray(col) for name, col in selection.columns.items()}, info
 
 
 def _prepare_params(run: PreparedRun) -> dict:

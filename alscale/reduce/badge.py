@@ -138,7 +138,7 @@ def select_badge(group: ShardGroup, k: int, seed: int, params: Mapping[str, Any]
     Returns
     -------
     Selection
-        ``id``, ``score``, ``predicted_index``, ``confidence``; ``info`` has ``rounds``,
+        ``columns`` ``id``, ``score``, ``predicted_index``, ``confidence``; ``info`` has ``rounds``,
         ``candidates``, ``filled``, ``sketch``, ``sketch_dim``.
 
     Raises

@@ -507,7 +507,7 @@ def select_cluster_margin(group: ShardGroup, k: int, seed: int, params: Mapping[
     Returns
     -------
     Selection
-        ``id``, ``score``, ``predicted_index``, ``confidence``, ``cluster``; ``info`` has
+        ``columns`` ``id``, ``score``, ``predicted_index``, ``confidence``, ``cluster``; ``info`` has
         ``n_clusters``, ``candidates``, ``clusters_used``, ``cache`` ("hit", "miss", "off")
         and ``sample_size``.
 

@@ -247,7 +247,7 @@ def select_coreset(group: ShardGroup, k: int, seed: int, params: Mapping[str, An
     Returns
     -------
     Selection
-        ``id``, ``score``, ``predicted_index``, ``confidence``; ``info`` has ``labeled``,
+        ``columns`` ``id``, ``score``, ``predicted_index``, ``confidence``; ``info`` has ``labeled``,
         ``candidates``, ``union_radius`` (covering radius of the candidate union) and, with
         ``report_radius``, ``radius`` (covering radius of the selectable pool).
 

@@ -16,6 +16,7 @@ Also here: :class:`Selection`, the result every diversity driver returns, and
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -52,24 +53,27 @@ class LocalShardGroup:
         return [getattr(state, method)(*args, **kwargs) for state in self.states]
 
 
-class Selection(dict):
+@dataclass(eq=False)  # no generated ==: comparing dicts of arrays has no single truth value
+class Selection:
     """The rows a diversity strategy selected, in selection order.
 
-    A dict of equal-length arrays: ``id`` (n,), ``score`` (n,) float64, ``predicted_index``
-    (n,) int32, ``confidence`` (n,) float32 and optionally ``cluster`` (n,) int32; plus
-    :attr:`info`, a small JSON-friendly dict (rounds, candidates, radius, ...) for the manifest.
-    ``len(selection)`` is the number of selected rows.
+    Attributes
+    ----------
+    columns : dict of str to ndarray
+        Equal-length arrays, one row per selected example: ``id`` (n,), ``score`` (n,)
+        float64, ``predicted_index`` (n,) int32, ``confidence`` (n,) float32 and optionally
+        ``cluster`` (n,) int32.
+    info : dict
+        Small JSON-friendly facts for the manifest (rounds, candidates, radius, ...).
     """
 
-    def __init__(self, columns: dict[str, np.ndarray], info: dict | None = None):
-        super().__init__(columns)
-        self.info: dict = dict(info or {})
+    columns: dict[str, np.ndarray]
+    info: dict = field(default_factory=dict)
 
-    def __reduce__(self):
-        return (self.__class__, (dict(self), self.info))
-
-    def __len__(self) -> int:
-        return len(self["id"]) if "id" in self else 0
+    @property
+    def n_rows(self) -> int:
+        """The number of selected rows, n."""
+        return len(self.columns["id"]) if "id" in self.columns else 0
 
 
 def concat_rows(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -76,7 +76,7 @@ def test_quality_within_110_percent_of_exact_kmeanspp_median_over_5_seeds():
     ours = []
     for seed in range(5):
         sel = select_badge(group, k, seed)
-        rows = np.searchsorted(ids, sel["id"])
+        rows = np.searchsorted(ids, sel.columns["id"])
         ours.append(_cost(g, g[rows]))
     ratio = np.median(ours) / np.median(ref)
     assert ratio <= 1.10, f"k-means|| cost {np.median(ours):.4g} vs exact k-means++ {np.median(ref):.4g}: ratio {ratio:.3f}"
@@ -94,8 +94,8 @@ def test_k_close_to_the_pool_size_keeps_the_quality(k):
     group, ids = _group(probs, emb, 2)
     for seed in range(6):
         sel = select_badge(group, k, seed)
-        assert sel.info["candidates"] == 1000 and len(set(sel["id"].tolist())) == k
-        ours = _cost(g, g[np.searchsorted(ids, sel["id"])])
+        assert sel.info["candidates"] == 1000 and len(set(sel.columns["id"].tolist())) == k
+        ours = _cost(g, g[np.searchsorted(ids, sel.columns["id"])])
         ref = _cost(g, g[_exact_kmeanspp(g, k, np.random.default_rng(seed))])
         assert ours <= 1.10 * ref, f"seed {seed}: cost {ours:.4g} vs exact k-means++ {ref:.4g}"
 
@@ -106,7 +106,7 @@ def test_tiny_pool_against_sklearn_kmeans_plusplus(params):
     g = gradient_embeddings(probs, emb)
     group, ids = _group(probs, emb, 2)
     k = 12
-    ours = [_cost(g, g[np.searchsorted(ids, select_badge(group, k, s, params)["id"])]) for s in range(5)]
+    ours = [_cost(g, g[np.searchsorted(ids, select_badge(group, k, s, params).columns["id"])]) for s in range(5)]
     theirs = [_cost(g, kmeans_plusplus(g.astype(np.float64), k, random_state=s)[0]) for s in range(5)]
     assert np.median(ours) <= 1.25 * np.median(theirs), (np.median(ours), np.median(theirs))
 
@@ -119,8 +119,8 @@ def test_same_selection_for_one_two_three_shards(params):
         group, _ = _group(probs, emb, shards, params=params)
         results.append(select_badge(group, 25, 11, params))
     for other in results[1:]:
-        np.testing.assert_array_equal(results[0]["id"], other["id"])
-        np.testing.assert_array_equal(results[0]["score"], other["score"])
+        np.testing.assert_array_equal(results[0].columns["id"], other.columns["id"])
+        np.testing.assert_array_equal(results[0].columns["score"], other.columns["score"])
 
 
 def test_exactly_k_distinct_selectable_nonzero_rows():
@@ -130,13 +130,13 @@ def test_exactly_k_distinct_selectable_nonzero_rows():
     selectable[200:700] = False
     group, ids = _group(probs, emb, 3, selectable=selectable)
     sel = select_badge(group, 60, 5)
-    rows = np.searchsorted(ids, sel["id"])
+    rows = np.searchsorted(ids, sel.columns["id"])
     assert len(rows) == 60 and len(np.unique(rows)) == 60
     assert selectable[rows].all()
     assert (rows >= 200).all(), "a zero-gradient row (at the origin) was chosen while others remained"
-    np.testing.assert_array_equal(sel["predicted_index"], probs[rows].argmax(1))
-    np.testing.assert_allclose(sel["confidence"], probs[rows].max(1))
-    assert sel["score"].dtype == np.float64 and (sel["score"] > 0).all()
+    np.testing.assert_array_equal(sel.columns["predicted_index"], probs[rows].argmax(1))
+    np.testing.assert_allclose(sel.columns["confidence"], probs[rows].max(1))
+    assert sel.columns["score"].dtype == np.float64 and (sel.columns["score"] > 0).all()
 
 
 @pytest.mark.parametrize("params", [{}, {"sketch": "none"}])
@@ -160,22 +160,22 @@ def test_fills_to_k_when_few_distinct_gradients(params):
         # reference: every informative row, then the zero rows with the smallest (fill draw, key)
         zero_keys = id_keys(ids[:95])
         fill = ids[:95][np.lexsort((zero_keys, row_uniform(zero_keys, 0, _FILL_STREAM)))[:5]]
-        assert sorted(sel["id"][:5].tolist()) == sorted(ids[informative].tolist()), f"{shards} shard(s)"
-        assert (sel["score"][:5] > 0).all()
-        np.testing.assert_array_equal(sel["id"][5:], fill)
-        np.testing.assert_array_equal(sel["score"][5:], 0.0)
+        assert sorted(sel.columns["id"][:5].tolist()) == sorted(ids[informative].tolist()), f"{shards} shard(s)"
+        assert (sel.columns["score"][:5] > 0).all()
+        np.testing.assert_array_equal(sel.columns["id"][5:], fill)
+        np.testing.assert_array_equal(sel.columns["score"][5:], 0.0)
         assert sel.info["filled"] == 5
         results.append(sel)
     for other in results[1:]:  # the same batch for any shard count
-        np.testing.assert_array_equal(other["id"], results[0]["id"])
-        np.testing.assert_array_equal(other["score"], results[0]["score"])
+        np.testing.assert_array_equal(other.columns["id"], results[0].columns["id"])
+        np.testing.assert_array_equal(other.columns["score"], results[0].columns["score"])
 
 
 def test_float16_factors_and_errors():
     probs, emb = _pool(500, 3, 6, seed=6)
     group, _ = _group(probs, emb, 2, params={"factor_dtype": "float16"})
     assert group.states[0].h.dtype == np.float16
-    assert len(np.unique(select_badge(group, 20, 0)["id"])) == 20
+    assert len(np.unique(select_badge(group, 20, 0).columns["id"])) == 20
     with pytest.raises(PoolExhaustedError, match="500 available / 501 requested"):
         select_badge(group, 501, 0)
     with pytest.raises(ConfigError, match="Did you mean 'rounds'"):
@@ -215,7 +215,7 @@ def test_a_small_oversampling_still_gets_k_candidates_and_a_shortfall_is_said(ca
     probs, emb = _pool(3000, 4, 8, seed=2)
     group, _ = _group(probs, emb, 2)
     sel = select_badge(group, 50, 1, {"oversampling": 0.01, "rounds": 1})
-    assert sel.info["filled"] == 0 and sel.info["candidates"] >= 50 and (sel["score"] > 0).all()
+    assert sel.info["filled"] == 0 and sel.info["candidates"] >= 50 and (sel.columns["score"] > 0).all()
     assert "filled at random" not in caplog.text
     group, _ = _group(probs, emb, 2)
     rows, info = kmeans_parallel(group, 50, 1, rounds=1, oversampling=0.01, max_extra_rounds=0)

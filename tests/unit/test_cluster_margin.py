@@ -119,9 +119,9 @@ def test_selection_matches_reference_for_any_shard_count_and_reuses_cache(tmp_pa
         group, _ = _group(x, probs, shards, selectable)
         sel = select_cluster_margin(group, 150, 3, params)
         assert sel.info["cache"] == "hit"
-        np.testing.assert_array_equal(sel["id"], ref_ids)
-        np.testing.assert_array_equal(sel["cluster"], ref_cluster)
-    np.testing.assert_array_equal(first["id"], ref_ids)
+        np.testing.assert_array_equal(sel.columns["id"], ref_ids)
+        np.testing.assert_array_equal(sel.columns["cluster"], ref_cluster)
+    np.testing.assert_array_equal(first.columns["id"], ref_ids)
 
 
 def test_cache_is_not_shared_by_other_clustering_settings(tmp_path):
@@ -133,7 +133,7 @@ def test_cache_is_not_shared_by_other_clustering_settings(tmp_path):
     assert select_cluster_margin(group, 100, 3, {"n_clusters": 4, "candidate_multiple": 4, **cache}).info["cache"] == "miss"
     after = select_cluster_margin(group, 100, 3, {"n_clusters": 20, "candidate_multiple": 4, **cache})
     assert after.info["cache"] == "miss" and after.info["n_clusters"] == fresh.info["n_clusters"] == 20
-    np.testing.assert_array_equal(after["id"], fresh["id"])
+    np.testing.assert_array_equal(after.columns["id"], fresh.columns["id"])
     assert select_cluster_margin(group, 100, 4, {"n_clusters": 20, "candidate_multiple": 4, **cache}).info["cache"] == "miss"
     assert select_cluster_margin(group, 100, 3, {"n_clusters": 20, "candidate_multiple": 4, **cache}).info["cache"] == "hit"
     assert len(list(tmp_path.glob("clusters-m1-p1-*.npy"))) == 3
@@ -154,8 +154,8 @@ def test_candidates_cut_through_ties_like_the_reference(tmp_path, k, multiple):
         group, ids = _group(x, probs, shards)
         sel = select_cluster_margin(group, k, 1, params)
         ref_ids, ref_cluster = _reference(x, probs, ids, selectable, centroids, k, multiple)
-        np.testing.assert_array_equal(sel["id"], ref_ids)
-        np.testing.assert_array_equal(sel["cluster"], ref_cluster)
+        np.testing.assert_array_equal(sel.columns["id"], ref_ids)
+        np.testing.assert_array_equal(sel.columns["cluster"], ref_cluster)
         assert sel.info["candidates"] == min(len(x), int(multiple * k))
 
 
@@ -174,7 +174,7 @@ def test_round_robin_quota_counts_the_first_k_of_the_order():
 def test_sample_and_clustering_do_not_depend_on_sharding():
     x, probs = _data(2000)
     out = [select_cluster_margin(_group(x, probs, s)[0], 50, 0, {"n_clusters": 6}) for s in (1, 3)]
-    np.testing.assert_array_equal(out[0]["id"], out[1]["id"])
+    np.testing.assert_array_equal(out[0].columns["id"], out[1].columns["id"])
     assert out[0].info["cache"] == "off"
 
 
@@ -182,7 +182,7 @@ def test_batch_near_pool_size_and_errors():
     x, probs = _data(5000, d=4)
     group, ids = _group(x, probs, 2)
     sel = select_cluster_margin(group, 4800, 0, {"n_clusters": 20})
-    assert len(np.unique(sel["id"])) == 4800 and sel["cluster"].dtype == np.int32
+    assert len(np.unique(sel.columns["id"])) == 4800 and sel.columns["cluster"].dtype == np.int32
     with pytest.raises(PoolExhaustedError, match="5000 available / 5001 requested"):
         select_cluster_margin(group, 5001, 0)
 

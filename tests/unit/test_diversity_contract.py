@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alscale.reduce.shardgroup import LocalShardGroup
+from alscale.reduce.shardgroup import LocalShardGroup, Selection
 from alscale.rowrandom import id_keys
 from alscale.strategies import STRATEGIES
 
@@ -42,12 +42,25 @@ def _select(name: str, id_kind: str, parts: list[np.ndarray]):
 def test_any_sharding_with_an_empty_shard_gives_the_same_batch(name, id_kind):
     whole, ids, selectable = _select(name, id_kind, [np.arange(N)])
     split, _, _ = _select(name, id_kind, [np.arange(0), np.arange(0, 100), np.arange(100, N), np.arange(0)])
-    assert list(split["id"]) == list(whole["id"])
-    np.testing.assert_allclose(split["score"], whole["score"], rtol=1e-6)
-    chosen = list(whole["id"])
+    assert list(split.columns["id"]) == list(whole.columns["id"])
+    np.testing.assert_allclose(split.columns["score"], whole.columns["score"], rtol=1e-6)
+    chosen = list(whole.columns["id"])
     assert len(chosen) == len(set(chosen)) == K
     assert set(chosen) <= set(ids[selectable].tolist())
-    assert np.isfinite(np.asarray(whole["score"], dtype=np.float64)).all()
+    assert np.isfinite(np.asarray(whole.columns["score"], dtype=np.float64)).all()
+
+
+@pytest.mark.parametrize("name", DIVERSITY)
+def test_the_selection_counts_rows_and_pickles(name):
+    import pickle
+
+    sel, _, _ = _select(name, "string", [np.arange(N)])
+    assert isinstance(sel, Selection) and sel.n_rows == K
+    assert all(len(col) == K for col in sel.columns.values())
+    again = pickle.loads(pickle.dumps(sel))
+    assert again.info == sel.info and list(again.columns) == list(sel.columns)
+    for col in sel.columns:
+        np.testing.assert_array_equal(again.columns[col], sel.columns[col])
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))

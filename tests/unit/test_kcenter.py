@@ -67,12 +67,12 @@ def test_fewer_distinct_rows_than_k_still_gives_k_distinct_ids(shards):
     x = base[np.arange(60) % 3]
     probs = np.full((60, 3), 1 / 3, np.float32)
     sel = select_coreset(_group(x, probs, shards), 6, 0)
-    assert len(set(sel["id"].tolist())) == 6
-    assert len({tuple(x[i]) for i in sel["id"][:3]}) == 3  # the three distinct vectors come first
-    np.testing.assert_array_equal(sel["score"][3:], 0.0)
+    assert len(set(sel.columns["id"].tolist())) == 6
+    assert len({tuple(x[i]) for i in sel.columns["id"][:3]}) == 3  # the three distinct vectors come first
+    np.testing.assert_array_equal(sel.columns["score"][3:], 0.0)
     ids = np.arange(60)
-    rest = np.setdiff1d(ids, sel["id"][:3])
-    np.testing.assert_array_equal(sel["id"][3:], rest[np.argsort(id_keys(rest), kind="stable")][:3])  # the remaining rows in key order
+    rest = np.setdiff1d(ids, sel.columns["id"][:3])
+    np.testing.assert_array_equal(sel.columns["id"][3:], rest[np.argsort(id_keys(rest), kind="stable")][:3])  # the remaining rows in key order
     picks, gains, radius = greedy_kcenter(x, 60, np.empty((0, 4), np.float32))
     assert sorted(picks.tolist()) == list(range(60)) and radius == 0.0
 
@@ -84,7 +84,7 @@ def test_composable_radius_close_to_single_process_greedy(shards):
     labeled[np.arange(0, len(x), 97)] = True
     k = 40
     sel = select_coreset(_group(x, probs, shards, labeled), k, 0, {"report_radius": True})
-    rows = sel["id"].astype(int)
+    rows = sel.columns["id"].astype(int)
     assert len(np.unique(rows)) == k and not labeled[rows].any()
     pool = x[~labeled]
     ours = _radius(pool, np.concatenate([x[labeled], x[rows]]))
@@ -104,9 +104,9 @@ def test_labeled_rows_in_any_shard_are_centers_everywhere():
     sel = select_coreset(_group(x, probs, 2, labeled), 10, 0)
     ref_picks, _ = _reference_greedy(x[300:], 1, x[:300])
     # the first pick is the pool row farthest from every labeled row
-    assert sel["id"][0] == 300 + ref_picks[0]
+    assert sel.columns["id"][0] == 300 + ref_picks[0]
     d = np.sqrt(((x[300 + ref_picks[0]] - x[:300]) ** 2).sum(1).min())
-    assert sel["score"][0] == pytest.approx(d, rel=1e-4)
+    assert sel.columns["score"][0] == pytest.approx(d, rel=1e-4)
     assert sel.info["labeled"] == 300
 
 
@@ -128,7 +128,7 @@ def test_string_ids_longer_in_later_batches_come_back_whole():
     for s in range(0, 200, 8):
         r = slice(s, s + 8)
         b.add(np.array(ids[r].tolist()), keys[r], probs[r], x[r], ~lab[r], lab[r])  # each batch its own string width
-    picked = select_coreset(LocalShardGroup([b.finish()]), 20, 0)["id"].tolist()
+    picked = select_coreset(LocalShardGroup([b.finish()]), 20, 0).columns["id"].tolist()
     assert len(set(picked)) == 20 and set(picked) <= set(ids.tolist())
 
 
