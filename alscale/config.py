@@ -22,13 +22,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import numbers
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alscale.checks import check_int  # re-exported: check_int is imported from here too
 from alscale.exceptions import AlscaleError, ConfigError
 
 __all__ = ["SelectSettings", "check_int", "check_path", "load_config_file", "make_settings", "read_settings_file"]
@@ -212,14 +212,6 @@ def _check_not_empty(settings: SelectSettings) -> None:
         values = getattr(settings, name) or ()
         if any(v == "" for v in values):
             raise ConfigError(f"The {name!r} parameter must not hold an empty string. Got {list(values)!r}.")
-
-
-def check_int(name: str, value: Any, minimum: int, or_text: str = "", flag: str | None = None) -> int:
-    """``value`` as an int, or a :class:`ConfigError` that names the setting (and its ``flag``) and what it got."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        named = f"{name!r} parameter" + (f" ({flag})" if flag else "")
-        raise ConfigError(f"The {named} must be {or_text}an int >= {minimum}. Got {value!r} instead.")
-    return int(value)
 
 
 def check_path(name: str, value: Any, error: type[AlscaleError] = ConfigError) -> str:

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from alscale.exceptions import ConfigError, StrategyError
+from alscale.checks import check_int
+from alscale.exceptions import StrategyError
 from alscale.reduce._params import resolve_params
 from alscale.reduce.kmeans_parallel import GradientShard, kmeans_parallel
 from alscale.reduce.shardgroup import ColumnBuffer, Selection, ShardGroup
@@ -146,12 +147,11 @@ def select_badge(group: ShardGroup, k: int, seed: int, params: Mapping[str, Any]
     PoolExhaustedError
         When fewer than ``k`` rows are selectable.
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ConfigError(f"The 'k' parameter must be an int >= 1. Got {k!r} instead.")
+    k = check_int("k", k, 1)
     p = _params(params)
     rows, info = kmeans_parallel(
         group,
-        int(k),
+        k,
         int(seed),
         rounds=p["rounds"],
         oversampling=p["oversampling"],

@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from alscale.exceptions import ConfigError, PoolExhaustedError, StrategyError
+from alscale.checks import check_int
+from alscale.exceptions import PoolExhaustedError, StrategyError
 from alscale.reduce._params import resolve_params
 from alscale.reduce.shardgroup import ColumnBuffer, Selection, ShardGroup, concat_rows
 from alscale.rowrandom import row_uniform
@@ -523,8 +524,7 @@ def select_cluster_margin(group: ShardGroup, k: int, seed: int, params: Mapping[
     candidate counts per cluster, then at most ``k`` rows per shard: each cluster's quota
     (:func:`round_robin_quota`) of best candidates.
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ConfigError(f"The 'k' parameter must be an int >= 1. Got {k!r} instead.")
+    k = check_int("k", k, 1)
     p = _params(params)
     total = int(sum(group.map("size")))
     if total < k:

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from alscale.exceptions import ConfigError, PoolExhaustedError, StrategyError
+from alscale.checks import check_int
+from alscale.exceptions import PoolExhaustedError, StrategyError
 from alscale.reduce._params import resolve_params
 from alscale.reduce.shardgroup import ColumnBuffer, Selection, ShardGroup, concat_rows
 from alscale.rowrandom import row_uniform
@@ -256,8 +257,7 @@ def select_coreset(group: ShardGroup, k: int, seed: int, params: Mapping[str, An
     PoolExhaustedError
         When fewer than ``k`` rows are selectable.
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ConfigError(f"The 'k' parameter must be an int >= 1. Got {k!r} instead.")
+    k = check_int("k", k, 1)
     p = resolve_params("coreset", CORESET_DEFAULTS, params)
     total = int(sum(group.map("size")))
     if total < k:

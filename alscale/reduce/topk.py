@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from alscale.config import check_int
+from alscale.checks import check_int
 from alscale.exceptions import ConfigError
 
 __all__ = ["TopK", "top_k_order"]
