@@ -39,7 +39,7 @@ from alscale.exceptions import PoolExhaustedError, StrategyError
 from alscale.reduce._params import resolve_params
 from alscale.reduce.shardgroup import ColumnBuffer, Selection, ShardGroup, concat_rows
 from alscale.rowrandom import row_uniform
-from alscale.rowwise import row_top2
+from alscale.rowwise import row_margin
 
 __all__ = [
     "CLUSTER_MARGIN_DEFAULTS",
@@ -47,7 +47,6 @@ __all__ = [
     "ClusterMarginShard",
     "best_rows",
     "make_cluster_margin_builder",
-    "margin_scores",
     "prepare_cluster_margin",
     "round_robin_order",
     "round_robin_pick",
@@ -67,27 +66,6 @@ CLUSTER_MARGIN_DEFAULTS: dict[str, Any] = {
 }
 
 _SAMPLE_STREAM = 7_000_001
-
-
-def margin_scores(probs: np.ndarray) -> np.ndarray:
-    """Cluster-Margin's row score ``1 - (p_(1) - p_(2))``: higher = smaller margin.
-
-    The arithmetic of :func:`alscale.strategies.margin`, bit for bit (a unit test pins the
-    two together), without its input checks: the engine has checked the model's output.
-
-    Parameters
-    ----------
-    probs : ndarray of shape (n, c)
-
-    Returns
-    -------
-    ndarray of shape (n,), float32; 1 for every row when c = 1.  O(n*c).
-    """
-    p = np.asarray(probs, dtype=np.float32)
-    if p.shape[1] < 2:
-        return np.ones(p.shape[0], dtype=np.float32)
-    first, second = row_top2(p)
-    return (1.0 - (first - second)).astype(np.float32)
 
 
 def round_robin_order(cluster: np.ndarray) -> np.ndarray:
@@ -355,7 +333,7 @@ class ClusterMarginBuilder:
             keys=np.asarray(keys, dtype=np.uint64)[keep],
             predicted_index=pred,
             confidence=probs[np.arange(len(pred)), pred].astype(np.float32),
-            scores=margin_scores(probs),
+            scores=row_margin(np.asarray(probs, dtype=np.float32)),  # the margin scorer's arithmetic
             **self._embedding_or_cluster(emb),
         )
 

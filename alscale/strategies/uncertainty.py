@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from alscale.exceptions import StrategyError
 from alscale.rowrandom import row_uniform
-from alscale.rowwise import row_max, row_top2
+from alscale.rowwise import row_margin, row_max
 
 __all__ = ["entropy", "entropy_last_axis", "least_confidence", "margin", "random_scores"]
 
@@ -92,11 +92,7 @@ def margin(probs: npt.ArrayLike) -> np.ndarray:
     StrategyError
         ``probs`` is not a 2-D array of numbers with at least one column.
     """
-    p = _check_probs(probs)
-    if p.shape[1] < 2:
-        return np.ones(p.shape[0], dtype=np.float32)
-    first, second = row_top2(p)
-    return (1.0 - (first - second)).astype(np.float32)
+    return row_margin(_check_probs(probs))
 
 
 def least_confidence(probs: npt.ArrayLike) -> np.ndarray:

@@ -9,10 +9,9 @@ import pytest
 
 from alscale.arraycache import ArrayCache
 from alscale.exceptions import PoolExhaustedError
-from alscale.reduce.cluster_margin import make_cluster_margin_builder, margin_scores, round_robin_order, select_cluster_margin
+from alscale.reduce.cluster_margin import make_cluster_margin_builder, round_robin_order, select_cluster_margin
 from alscale.reduce.shardgroup import LocalShardGroup
 from alscale.rowrandom import id_keys
-from alscale.strategies import margin
 
 
 def _data(n=3000, d=8, c=4, seed=0):
@@ -55,18 +54,6 @@ def _reference(x, probs, ids, selectable, centroids, k, multiple):
             if members[c] and len(out) < k:
                 out.append(members[c].pop(0))
     return ids[rows[out]], cluster[out]
-
-
-@pytest.mark.parametrize("c", [1, 2, 4, 10, 65, 100])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_margin_scores_are_the_margin_scorers_bit_for_bit(c, dtype):
-    """reduce/ does not import the scorer (the dependency runs one way), so this pins the copy."""
-    rng = np.random.default_rng(c)
-    probs = rng.dirichlet(np.ones(c), 500).astype(dtype)
-    probs[:20] = probs[20:40].round(1)  # ties between the two largest values
-    ours, theirs = margin_scores(probs), margin(probs)
-    assert ours.dtype == theirs.dtype == np.float32
-    np.testing.assert_array_equal(ours.view(np.uint32), theirs.view(np.uint32))
 
 
 def test_round_robin_order_matches_loop():
