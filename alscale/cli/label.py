@@ -33,5 +33,8 @@ def command(workspace, file, id_column, label_column, source, annotator):
     ws = Workspace.open(workspace)
     n, changed = import_labels(ws, file, id_column=id_column, label_column=label_column, source=source, annotator=annotator)
     counts = ws.label_counts()
+    evaluation = f"{counts['evaluation']:,} of the evaluation set"
+    if counts["evaluation"] and ws.config.get("label_column"):  # rounds evaluate on the pool's column, not on these
+        evaluation += f" (not used: rounds take the evaluation set's labels from the pool's column {ws.config['label_column']!r})"
     click.echo(f"{_plural(n, 'label')} read from {file}, {changed:,} new or changed; labeled set now {counts['training']:,} for training, "
-               f"{counts['evaluation']:,} of the evaluation set, {counts['skipped']:,} skipped")
+               f"{evaluation}, {counts['skipped']:,} skipped")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import click
 
 __all__ = ["command"]
@@ -9,20 +11,43 @@ __all__ = ["command"]
 
 @click.command("status")
 @click.argument("workspace")
-@click.option("--plot", default=None, help="Also write a composition-over-rounds PNG here.")
+@click.option("--plot", default=None, metavar="PNG",
+              help="Also write the labeled set's composition over the rounds (Jensen-Shannon divergence of the classes and "
+                   "group columns) to this .png file, outside the workspace; an existing .png is replaced.")
 def command(workspace, plot):
     """Print WORKSPACE's labels and rounds: labels, metric, gain per batch, stopping verdict, warnings.
 
-    Ids whose answers disagree (two annotators, or a label file and a queue) are listed with
-    the answer used, the latest.
+    A gain is positive when the metric gets better (for log_loss and ece too: a loss that falls),
+    and compares two rounds' models on the same evaluation rows. Ids whose answers disagree (two
+    annotators, or a label file and a queue) are listed with the answer used, the latest.
     """
     from alscale.loop.report import status_table
     from alscale.loop.workspace import Workspace
 
     ws = Workspace.open(workspace)
+    if plot:
+        _check_plot_path(plot, ws.path)  # before anything is printed: a refused path is one line
     click.echo(status_table(ws))
     if plot:
         from alscale.loop.plots import plot_composition
         from alscale.loop.rounds import load_history
 
-        click.echo(f"plot: {plot_composition(load_history(ws), plot)}")
+        history = load_history(ws)
+        if not any(h.get("composition") for h in history):
+            click.echo("plot: not written: no round has compared the labeled set's composition yet", err=True)
+            return
+        click.echo(f"plot: {plot_composition(history, plot)}")
+
+
+def _check_plot_path(plot: str, workspace: pathlib.Path) -> None:
+    """Refuse a plot path that is not a .png, or that lies in the workspace (its files are alscale's state)."""
+    from alscale.exceptions import ConfigError
+
+    path = pathlib.Path(plot)
+    if path.suffix.lower() != ".png":
+        raise ConfigError(f"Expected --plot to name a .png file. Got {plot!r}; an existing file there would be replaced by the plot.")
+    if path.is_dir():
+        raise ConfigError(f"Expected --plot to name a .png file. Got {plot!r}, which is a folder.")
+    resolved, ws = path.resolve(), workspace.resolve()
+    if resolved == ws or ws in resolved.parents:
+        raise ConfigError(f"Expected --plot outside the workspace {str(workspace)!r} (its files are the workspace's state). Got {plot!r}.")

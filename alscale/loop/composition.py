@@ -9,7 +9,10 @@ compares
 * each declared group column (source, language, site, ...) of the labeled rows with the pool's,
 
 as a Jensen-Shannon divergence (base 2, in [0, 1]) plus the values most over- and
-under-represented (difference of shares), and warns past a threshold.
+under-represented (difference of shares), and warns past a threshold, once the divergence is
+also larger than chance gives at that sample size: 30 labels drawn uniformly from 10 balanced
+classes are 0.05 bits or more from them more often than not, so a small labeled set is compared
+with the 95th percentile of the divergence between random samples of its size and the reference's.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy.typing as npt
 
 from alscale.exceptions import ConfigError
 
-__all__ = ["compare_distributions", "composition_report", "js_divergence"]
+__all__ = ["chance_js_divergence", "compare_distributions", "composition_report", "js_divergence"]
 
 
 def js_divergence(p: npt.ArrayLike, q: npt.ArrayLike) -> float:
@@ -58,6 +61,51 @@ def js_divergence(p: npt.ArrayLike, q: npt.ArrayLike) -> float:
     return max(0.0, 0.5 * _kl(p) + 0.5 * _kl(q))
 
 
+def _js_divergence_rows(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """:func:`js_divergence` of each row pair of two (b, k) arrays of shares (rows summing to 1)."""
+    m = 0.5 * (p + q)
+
+    def _kl(a):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(a > 0, a * np.log2(np.where(a > 0, a, 1.0) / np.where(m > 0, m, 1.0)), 0.0)
+        return terms.sum(axis=1)
+
+    return np.maximum(0.0, 0.5 * _kl(p) + 0.5 * _kl(q))
+
+
+def chance_js_divergence(shares: npt.ArrayLike, n_sample: int, n_reference: int, *, quantile: float = 0.95,
+                         draws: int = 2000, seed: int = 0) -> float:
+    """The divergence two random samples of one distribution reach by chance (a Monte Carlo quantile).
+
+    Parameters
+    ----------
+    shares : array-like of shape (k,)
+        The distribution both samples are drawn from (the pooled shares of the two sides).
+    n_sample, n_reference : int
+        The two sample sizes (the labeled set's and the reference's).
+    quantile : float
+        Which quantile of the divergences to return.
+    draws : int
+        Pairs of samples drawn (fewer for a large ``k``, so that a draw holds at most 4M shares).
+    seed : int
+        The draws' seed: the same inputs give the same answer.
+
+    Returns
+    -------
+    float
+        In bits; 0 when either sample is empty or there is only one value.
+    """
+    pooled = np.asarray(shares, dtype=np.float64)
+    if n_sample <= 0 or n_reference <= 0 or np.count_nonzero(pooled) < 2:
+        return 0.0
+    pooled = pooled / pooled.sum()
+    draws = max(200, min(draws, 4_000_000 // len(pooled)))
+    rng = np.random.default_rng(seed)
+    a = rng.multinomial(n_sample, pooled, size=draws) / n_sample
+    b = rng.multinomial(n_reference, pooled, size=draws) / n_reference
+    return float(np.quantile(_js_divergence_rows(a, b), quantile))
+
+
 def _shares(values: Sequence, support: list) -> np.ndarray:
     index = {v: i for i, v in enumerate(support)}
     counts = np.zeros(len(support), dtype=np.float64)
@@ -77,7 +125,8 @@ def compare_distributions(sample: Sequence, reference: Sequence, *, threshold: f
     reference : sequence of hashable, length m
         Values in the population (evaluation set or pool).
     threshold : float
-        Warn when the JS divergence exceeds it.
+        Warn when the JS divergence exceeds it, and exceeds what random samples of these sizes
+        reach 1 time in 20 (:func:`chance_js_divergence`).
     top : int
         How many over- and under-represented values to report.
     name : str
@@ -86,8 +135,8 @@ def compare_distributions(sample: Sequence, reference: Sequence, *, threshold: f
     Returns
     -------
     dict
-        name, js_divergence (None when either side is empty), n_sample, n_reference,
-        shares {value: {"labeled", "population"}},
+        name, js_divergence (None when either side is empty), chance_js_divergence (the 95th
+        percentile by chance; None with js_divergence), n_sample, n_reference, shares {value: {"labeled", "population"}},
         over / under [{"value", "labeled", "population", "difference"}], warn, message.
 
     Raises
@@ -110,7 +159,10 @@ def compare_distributions(sample: Sequence, reference: Sequence, *, threshold: f
             for i in range(len(support))]
     over = [rows[i] for i in order[:top] if diff[i] > 0]
     under = [rows[i] for i in order[::-1][:top] if diff[i] < 0]
-    warn = jsd is not None and bool(jsd > threshold)
+    # the divergence random samples of these sizes reach 1 time in 20: a smaller one is no evidence of a skew
+    pooled = (ps * len(sample) + pr * len(reference)) / max(len(sample) + len(reference), 1)
+    chance = chance_js_divergence(pooled, len(sample), len(reference)) if jsd is not None else None
+    warn = jsd is not None and bool(jsd > threshold) and bool(jsd > chance)
     message = ""
     if warn:
         parts = []
@@ -118,9 +170,9 @@ def compare_distributions(sample: Sequence, reference: Sequence, *, threshold: f
             parts.append(f"over: {over[0]['value']} {over[0]['labeled']:.0%} vs {over[0]['population']:.0%}")
         if under:
             parts.append(f"under: {under[0]['value']} {under[0]['labeled']:.0%} vs {under[0]['population']:.0%}")
-        message = f"{name} JSD {jsd:.3f} > {threshold} ({'; '.join(parts)})"
+        message = f"{name} JSD {jsd:.3f} > {threshold} ({'; '.join(parts)}; chance gives up to {chance:.3f} for {len(sample):,} rows)"
     return {
-        "name": name, "js_divergence": jsd, "n_sample": len(sample), "n_reference": len(reference),
+        "name": name, "js_divergence": jsd, "chance_js_divergence": chance, "n_sample": len(sample), "n_reference": len(reference),
         "shares": {r["value"]: {"labeled": r["labeled"], "population": r["population"]} for r in rows},
         "over": over, "under": under, "warn": warn, "message": message,
     }

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 from alscale.loop.rounds import _evaluation_rows, load_history
+from alscale.loop.stopping import metric_gain
 from alscale.loop.labellog import describe_answers
 from alscale.loop.workspace import Workspace
 
@@ -11,16 +14,22 @@ __all__ = ["status_rows", "status_table"]
 
 def status_rows(ws: Workspace) -> list[dict]:
     """One dict per completed round: round, kind, labels, metric, gain per batch and per label,
-    verdict, warnings."""
+    verdict, warnings.
+
+    A gain is what the diminishing-returns rule sees (:func:`alscale.loop.stopping.metric_gain`):
+    positive = better, for losses too, and measured on the same evaluation rows; None where the
+    two rounds are not comparable.
+    """
     metric = ws.settings["metric"]
     rows, prev = [], None
     for h in load_history(ws):
         value = (h.get("metrics") or {}).get(metric)
         gain = per_label = None
         if value is not None and prev is not None:
-            gain = value - prev[1]
-            added = h["labels"] - prev[0]
-            per_label = gain / added if added > 0 else None
+            gain = metric_gain(prev, h, metric)
+            gain = None if math.isnan(gain) else gain
+            added = h["labels"] - prev["labels"]
+            per_label = gain / added if gain is not None and added > 0 else None
         stopping = h.get("stopping") or {}
         rows.append({
             "round": h["round"], "kind": h.get("kind", "model"), "labels": h["labels"], "selected": h.get("selected"),
@@ -29,7 +38,7 @@ def status_rows(ws: Workspace) -> list[dict]:
             "warnings": h.get("composition_warnings", []),
         })
         if value is not None:
-            prev = (h["labels"], value)
+            prev = h
     return rows
 
 

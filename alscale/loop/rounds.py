@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alscale.config import check_int, check_path
-from alscale.exceptions import ConfigError, LabelError, ModelError, WorkspaceError
+from alscale.exceptions import AlscaleError, ConfigError, LabelError, ModelError, PoolExhaustedError, WorkspaceError
 from alscale.loop import _pool
 from alscale.loop._io import atomic_write_bytes, atomic_write_json, atomic_write_parquet, file_lock, read_json
 from alscale.loop.composition import composition_report
@@ -260,14 +260,16 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
     StrategyError
         An unknown ``strategy``, or one that needs a committee, before anything of the round
         is written.
+    PoolExhaustedError
+        A batch larger than the pool's selectable rows, before the round's folder exists.
     WorkspaceError, LabelError, ModelContractError, ConfigError
         With nothing of the round recorded as complete; a WorkspaceError, before the round's
         folder exists, where the budget is spent and the latest round trained on as many labels.
 
     Notes
     -----
-    Where the latest round's batch has no answer and none of its ids is pending (neither
-    labeled nor pushed), a warning says that this round may select the same examples.
+    Where some of the latest round's batch is neither answered nor pending (labeled, skipped
+    or pushed), a warning says how many, and that this round may select them again.
     """
     for name, value, minimum in (("k", k, 1), ("seed", seed, 0), ("actors", actors, 1)):
         if value is not None:
@@ -306,13 +308,18 @@ def _run_round(ws: Workspace, model, strategy: str | None, k: int | None, seed: 
     k, budget = _batch_size_within_budget(ws, number, int(len(train_ids)), k, history)  # refuses before the folder exists
     if budget is not None:
         record["budget"] = budget
+    if k and not (out_dir / "batch" / "manifest.json").is_file():  # before the round trains: a batch too large is bad input
+        available = int(ws.config["pool_rows"]) - len(ws.excluded_ids())
+        if k > available:
+            raise PoolExhaustedError(available, k)
     out_dir.mkdir(parents=True, exist_ok=True)
     ws.evaluation_batch()  # a workspace made before it had one gets it here
     _check_resumed_inputs(out_dir, number, _round_inputs(ws, train_ids, train_labels, model=model, strategy=strategy, k=k, seed=seed))
-    previous = _unanswered_batch(ws, history)
-    if previous is not None and k and not (out_dir / "batch" / "manifest.json").is_file():
-        logger.warning("round %03d's batch has no labels and was not pushed: this round may select the same examples; "
-                       "push or label it first", previous)
+    unanswered = _unanswered_batch(ws, history)
+    if unanswered is not None and k and not (out_dir / "batch" / "manifest.json").is_file():
+        previous, left, size = unanswered
+        logger.warning("%s of round %03d's batch of %d were neither labeled nor pushed: this round may select them again; "
+                       "push or label them first", "all" if left == size else f"{left:,}", previous, size)
     if len(train_ids) == 0:
         given = [name for name, value in (("model", explicit_model), ("strategy", explicit_strategy)) if value is not None]
         if given:
@@ -373,8 +380,8 @@ def _batch_size_within_budget(ws: Workspace, number: int, used: int, k: int | No
     return left, {"budget": int(limit), "used": used, "left": left, "asked": asked}
 
 
-def _unanswered_batch(ws: Workspace, history: list[dict]) -> int | None:
-    """The latest round's number if its batch has no answer (labeled or skipped) and none of its ids is pending."""
+def _unanswered_batch(ws: Workspace, history: list[dict]) -> tuple[int, int, int] | None:
+    """(round, ids left, batch size) where some of the latest round's batch is neither answered (labeled or skipped) nor pending."""
     if not history or not history[-1].get("batch"):
         return None
     path = _round_dir(ws, int(history[-1]["round"])) / history[-1]["batch"] / "batch.parquet"
@@ -382,9 +389,8 @@ def _unanswered_batch(ws: Workspace, history: list[dict]) -> int | None:
         return None
     ids = ws._ids(pq.read_table(path, columns=["id"]).column("id"))
     handled = np.concatenate([ws._ids(ws.labeled().column("id")), ws._ids(ws.pending().column("id"))])
-    if len(ids) == 0 or np.isin(ids, handled).any():
-        return None
-    return int(history[-1]["round"])
+    left = int(np.count_nonzero(~np.isin(ids, handled)))
+    return None if left == 0 else (int(history[-1]["round"]), left, int(len(ids)))
 
 
 INPUTS_FILE = "inputs.json"
@@ -469,7 +475,7 @@ def _model_round(ws: Workspace, out_dir: pathlib.Path, train_ids, train_labels, 
             export_model(est, model_path)
 
     y_eval = _evaluation_classes(eval_labels, class_index)
-    metrics = None
+    metrics = previous_metrics = None
     if len(eval_ids):
         _, X_eval = _pool.read_features(ws.config["pool"], eval_ids, id_column=id_column, features=features)
         probs, _ = predict_onnx(model_path, X_eval)
@@ -477,6 +483,7 @@ def _model_round(ws: Workspace, out_dir: pathlib.Path, train_ids, train_labels, 
         metrics["evaluation_labeled"] = int(len(eval_ids))
         metrics["evaluation_size"] = int(ws.config["evaluation"]["size"])
         atomic_write_json(out_dir / "metrics.json", metrics)
+        previous_metrics = _previous_model_metrics(ws, classes, X_eval, y_eval)
 
     stop_ids = ws.stop_set_ids()
     if len(stop_ids):
@@ -497,19 +504,46 @@ def _model_round(ws: Workspace, out_dir: pathlib.Path, train_ids, train_labels, 
         seed=seed, id_column=id_column, features=features, actors=actors, labeled_ids=train_ids)
 
     history = [h for h in load_history(ws) if h.get("metrics")]
-    current = {"labels": int(len(train_ids)), "metrics": metrics or {}}
+    current = {"round": int(out_dir.name), "labels": int(len(train_ids)), "metrics": metrics or {},
+               "previous_model_metrics": previous_metrics}
     preds = [np.load(p).astype(str) for p in sorted(ws.rounds_dir.glob("[0-9][0-9][0-9]/stop_predictions.npy"))]
     stopping = check_stopping(
         history + [current], preds, metric=s["metric"], target=s["target"], patience=int(s["patience"]),
         min_gain_per_label=float(s["min_gain_per_label"]), kappa_threshold=float(s["kappa_threshold"]), budget=s["budget"])
     return {
         "kind": "model", "trainer": trainer, "strategy": strategy, "model": "model.onnx", "model_sha256": _sha256(model_path),
-        "metrics": metrics, "batch": None if manifest is None else "batch",
+        "metrics": metrics, "previous_model_metrics": previous_metrics, "batch": None if manifest is None else "batch",
         "batch_run_id": None if manifest is None else manifest.data.get("run_id"), "selected": 0 if manifest is None else manifest.batch.num_rows,
         "stopping": stopping, "composition_warnings": composition["warnings"],
         "composition": {"classes_jsd": composition["classes"]["js_divergence"],
                         "groups_jsd": {g: r["js_divergence"] for g, r in composition["groups"].items()}},
     }
+
+
+def _previous_model_metrics(ws: Workspace, classes: list, X_eval: np.ndarray, y_eval: np.ndarray) -> dict | None:
+    """The latest earlier round's model measured on this round's evaluation rows, for a like-for-like gain.
+
+    The evaluation set fills up as its labels arrive: comparing a round's metric with the one
+    an earlier round measured on fewer rows would count the new rows' difficulty as a gain or a
+    loss (:func:`alscale.loop.stopping.metric_gain`).
+
+    Returns
+    -------
+    dict or None
+        ``{"round": n, <metric>: value, ...}``; None where there is no earlier model round, its
+        model is gone or its classes are not this round's (classes that followed the labels seen).
+    """
+    earlier = [h for h in load_history(ws) if h.get("metrics") and h.get("model")]
+    if not earlier:
+        return None
+    path = _round_dir(ws, int(earlier[-1]["round"])) / earlier[-1]["model"]
+    try:
+        if not path.is_file() or [str(c) for c in model_classes(path) or ()] != [str(c) for c in classes]:
+            return None
+        probs, _ = predict_onnx(path, X_eval)
+    except AlscaleError:  # an earlier model that no longer runs here: the gain falls back to the recorded metrics
+        return None
+    return {"round": int(earlier[-1]["round"]), **evaluate(y_eval, probs, classes)}
 
 
 def _groups(ws: Workspace, train_ids: np.ndarray) -> dict:

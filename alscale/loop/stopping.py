@@ -6,7 +6,8 @@ returns a :class:`Verdict`.  :func:`check_stopping` runs them all.
 
 * :func:`target_reached` - the chosen metric reached a target.
 * :func:`diminishing_returns` - over the last ``patience`` rounds, the metric gained less than
-  ``min_gain_per_label`` per labeled example (Δmetric / Δlabels, round over round).
+  ``min_gain_per_label`` per labeled example (Δmetric / Δlabels, round over round, on the same
+  evaluation rows: :func:`metric_gain`).
 * :func:`stabilizing_predictions` - Cohen's kappa between the predictions of successive models
   on a fixed random *stop set* stayed at or above ``kappa_threshold`` for ``patience`` comparisons.
 * :func:`budget_spent` - the labels used reached the budget.
@@ -29,7 +30,8 @@ from alscale.config import check_int
 from alscale.exceptions import ConfigError
 from alscale.loop.metrics import cohen_kappa
 
-__all__ = ["Verdict", "budget_spent", "check_stopping", "diminishing_returns", "stabilizing_predictions", "target_reached"]
+__all__ = ["Verdict", "budget_spent", "check_stopping", "diminishing_returns", "metric_gain", "stabilizing_predictions",
+           "target_reached"]
 
 HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "log_loss": False, "ece": False}
 
@@ -61,6 +63,41 @@ def _metric(entry: dict, metric: str) -> float:
     return float("nan") if value is None else float(value)
 
 
+def metric_gain(prev: dict, cur: dict, metric: str) -> float:
+    """How much better round ``cur``'s ``metric`` is than round ``prev``'s: positive = better, for losses too.
+
+    The evaluation set fills up as its labels arrive, so two rounds may have measured their
+    models on different rows.  A round records the earlier model's metrics on its own rows
+    (``previous_model_metrics``: ``{"round": n, metric: value, ...}``); the gain is measured
+    against those where they are ``prev``'s.  Without them, two rounds are compared only if both
+    measured on as many labeled evaluation rows (``metrics["evaluation_labeled"]``; the set only
+    grows), or neither says.
+
+    Parameters
+    ----------
+    prev, cur : dict
+        Round records (or history entries): ``round``, ``metrics``, optionally
+        ``previous_model_metrics``.
+    metric : str
+        One of ``HIGHER_IS_BETTER``.
+
+    Returns
+    -------
+    float
+        NaN where the two are not comparable or a metric is missing.
+    """
+    _check_metric(metric)
+    sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+    base = cur.get("previous_model_metrics") or {}
+    if base.get("round") is not None and base.get("round") == prev.get("round") and base.get(metric) is not None:
+        before = float(base[metric])
+    elif (prev.get("metrics") or {}).get("evaluation_labeled") == (cur.get("metrics") or {}).get("evaluation_labeled"):
+        before = _metric(prev, metric)
+    else:
+        return math.nan
+    return sign * (_metric(cur, metric) - before)
+
+
 def _check_metric(metric: str) -> None:
     if metric not in HIGHER_IS_BETTER:
         raise ConfigError(f"The stopping metric must be one of {sorted(HIGHER_IS_BETTER)}. Got {metric!r} instead.")
@@ -83,16 +120,17 @@ def diminishing_returns(history: Sequence[dict], *, metric: str = "accuracy", pa
     """Stop when each of the last ``patience`` rounds gained < ``min_gain_per_label`` per label.
 
     The gain of round t is ``(m_t - m_{t-1}) / (labels_t - labels_{t-1})`` (sign flipped for
-    losses); rounds that added no labels are skipped.
+    losses; measured on round t's evaluation rows where it recorded the earlier model's metrics
+    there: :func:`metric_gain`); rounds that added no labels are skipped, and a gain between
+    rounds measured on different rows is NaN, which tells nothing either way.
     """
     _check_metric(metric)
     patience = check_int("patience", patience, 1)
-    sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
     gains = []
     for prev, cur in zip(history[:-1], history[1:]):
         added = int(cur["labels"]) - int(prev["labels"])
         if added > 0:
-            gains.append(sign * (_metric(cur, metric) - _metric(prev, metric)) / added)
+            gains.append(metric_gain(prev, cur, metric) / added)
     recent = gains[-patience:]
     evidence = {"metric": metric, "gains_per_label": recent, "threshold": min_gain_per_label, "patience": patience}
     if len(recent) < patience:
@@ -101,7 +139,7 @@ def diminishing_returns(history: Sequence[dict], *, metric: str = "accuracy", pa
     stop = bool(known) and all(g < min_gain_per_label for g in known)
     worst = max(known) if known else math.nan
     reason = (f"gain per label below {min_gain_per_label:g} for {patience} rounds (max {worst:.2e})" if stop
-              else f"no {metric} in the last {patience} rounds" if not known
+              else f"no {metric} gain measured on the same evaluation rows in the last {patience} rounds" if not known
               else f"gain per label {worst:.2e} >= {min_gain_per_label:g} within the last {patience} rounds")
     return Verdict("diminishing_returns", bool(stop), reason, evidence)
 

@@ -135,11 +135,33 @@ def test_unusable_output_paths_exit_2_with_one_line(tmp_path, blob_pool):
     code, out = _run("init", a_file, "--pool", blob_pool, "--eval-size", 10)
     assert code == 2 and _one_line_error(out) and "a-file" in out and "Not a directory" in out
     ws = Workspace.create(tmp_path / "ws", pool=blob_pool, settings={"eval_size": 10})
-    result = CliRunner().invoke(main, ["status", str(ws.path), "--plot", str(a_dir)])  # the table goes to stdout first
-    assert result.exit_code == 2 and _one_line_error(result.stderr) and f"Cannot use '{a_dir}': Is a directory." in result.stderr
+    png_dir = tmp_path / "a-dir.png"
+    png_dir.mkdir()
+    result = CliRunner().invoke(main, ["status", str(ws.path), "--plot", str(png_dir)])
+    assert result.exit_code == 2 and _one_line_error(result.stderr) and f"Got '{png_dir}', which is a folder." in result.stderr
+    png_dir.rmdir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-dir", "a-file", "pool.parquet", "ws"]  # no temp file left
     code, out = _run("simulate", "--dataset", "digits", "--out", a_file, "--strategies", "random", "--seeds", 0)
     assert code == 2 and _one_line_error(out) and f"Expected an output folder at '{a_file}'. Got a file." in out
+
+
+def test_status_plot_writes_only_a_png_outside_the_workspace(tmp_path, blob_pool):
+    """`--plot` used to replace any file with a PNG: a Parquet file of labels, or the workspace's own config."""
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, settings={"eval_size": 10})
+    labels = tmp_path / "labels.parquet"
+    labels.write_bytes(b"PAR1 not a plot")
+    config = ws.path / "alscale-workspace.json"
+    kept = config.read_bytes()
+    for target, message in ((labels, f"Expected --plot to name a .png file. Got '{labels}'"),
+                            (config, "Expected --plot to name a .png file."),
+                            (ws.path / "state" / "c.png", f"Expected --plot outside the workspace '{ws.path}'")):
+        result = CliRunner().invoke(main, ["status", str(ws.path), "--plot", str(target)])
+        assert result.exit_code == 2 and _one_line_error(result.stderr) and message in result.stderr, result.output
+        assert result.stdout == ""  # refused before the table
+    assert labels.read_bytes() == b"PAR1 not a plot" and config.read_bytes() == kept
+    assert not (ws.path / "state" / "c.png").exists()
+    result = CliRunner().invoke(main, ["status", str(ws.path), "--plot", str(tmp_path / "c.png")])
+    assert result.exit_code == 0 and "no round has compared" in result.stderr and not (tmp_path / "c.png").exists()
 
 
 @pytest.mark.parametrize(
@@ -204,7 +226,8 @@ def test_label_and_status_count_training_and_evaluation_labels_apart(tmp_path, b
     f = tmp_path / "labels.csv"
     f.write_text("id,label\n" + "".join(f"{i},1\n" for i in evaluation + training) + "".join(f"{i},\n" for i in skipped))
     code, out = _run("label", ws.path, f)
-    assert code == 0 and "labeled set now 5 for training, 3 of the evaluation set, 2 skipped" in out, out
+    assert code == 0 and ("labeled set now 5 for training, 3 of the evaluation set (not used: rounds take the evaluation set's "
+                          "labels from the pool's column 'label'), 2 skipped") in out, out
     assert ws.label_counts() == {"training": len(ws.training_labels()[0]), "evaluation": 3, "skipped": 2}
     code, out = _run("status", ws.path)
     # a label column labels the evaluation set (what rounds evaluate on): the 3 recorded by hand are not what counts there

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import jensenshannon
 
-from alscale.loop.composition import compare_distributions, composition_report, js_divergence
+from alscale.loop.composition import chance_js_divergence, compare_distributions, composition_report, js_divergence
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -31,8 +31,11 @@ def test_over_and_under_represented_and_warning():
 
 
 def test_report_collects_warnings():
-    rep = composition_report([0, 0, 0, 1], [0, 1, 1, 1], {"src": (["x", "x"], ["x", "y", "y", "y"])}, threshold=0.05)
+    rep = composition_report([0] * 30 + [1] * 10, [0] * 10 + [1] * 30, {"src": (["x"] * 40, ["x", "y", "y", "y"] * 10)}, threshold=0.05)
     assert len(rep["warnings"]) == 2
+    # the same shares in 4 labels are what chance gives: no evidence of a skew
+    rep = composition_report([0, 0, 0, 1], [0, 1, 1, 1], {"src": (["x", "x"], ["x", "y", "y", "y"])}, threshold=0.05)
+    assert rep["warnings"] == [] and rep["classes"]["js_divergence"] > 0.05
     rep = composition_report([0, 1], [0, 1], {"src": (["x", "y"], ["y", "x"])}, threshold=0.05)
     assert rep["warnings"] == []
 
@@ -66,3 +69,26 @@ def test_the_composition_plot_leaves_a_gap_for_a_round_without_a_divergence(tmp_
     classes, site = drawn
     assert isinstance(classes[0], float) and np.isnan(classes[0]) and classes[1] == 0.02  # a gap, never a 0 or a None
     assert site[0] == 0.1 and np.isnan(site[1])  # a group the round did not report
+
+
+@pytest.mark.parametrize("k, n, m", [(5, 2000, 2000), (10, 1000, 4000), (3, 5000, 200_000)])
+def test_chance_divergence_is_the_chi_square_quantile_for_large_samples(k, n, m):
+    """For large samples, JSD in nats is about chi2(k-1) * (n+m) / (8 n m) under the null (a G-test's expansion)."""
+    from scipy.stats import chi2
+
+    shares = np.arange(1, k + 1, dtype=float)
+    expected = chi2.ppf(0.95, k - 1) * (n + m) / (8 * n * m * np.log(2))
+    assert chance_js_divergence(shares, n, m, draws=4000) == pytest.approx(expected, rel=0.1)
+    assert chance_js_divergence(shares, n, m) == chance_js_divergence(shares, n, m)  # seeded: the same answer
+    assert chance_js_divergence([1.0, 0.0], n, m) == 0.0 and chance_js_divergence(shares, 0, m) == 0.0
+
+
+def test_a_small_random_sample_is_rarely_called_skewed_but_a_real_skew_is():
+    """30 labels drawn uniformly from 10 balanced classes pass 0.05 bits more often than not: chance must not warn."""
+    rng = np.random.default_rng(0)
+    population = [str(c) for c in range(10)] * 100
+    warned = sum(compare_distributions(rng.choice(population, 30).tolist(), population, threshold=0.05)["warn"] for _ in range(200))
+    plain = sum(js_divergence(*[np.bincount(rng.choice(10, 30), minlength=10), np.ones(10)]) > 0.05 for _ in range(200))
+    assert plain > 100 and warned <= 20  # about 1 in 20 by construction (the 95th percentile)
+    skewed = ["0"] * 20 + [str(c) for c in range(1, 10)]  # two thirds one class
+    assert compare_distributions(skewed, population, threshold=0.05)["warn"]

@@ -12,7 +12,7 @@ from sklearn import metrics as skm
 from alscale.exceptions import ModelError, WorkspaceError
 from alscale.loop import _pool
 from alscale.loop.plots import plot_composition
-from alscale.loop.report import status_table
+from alscale.loop.report import status_rows, status_table
 from alscale.loop.rounds import load_history, run_round
 from alscale.loop.train import predict_onnx
 from alscale.loop.workspace import Workspace
@@ -129,6 +129,32 @@ def test_without_classes_an_evaluation_label_of_a_class_not_trained_on_counts_as
     assert r1["metrics"]["per_class_recall"]["2"] == 0.0
 
 
+def test_a_gain_compares_two_models_on_the_same_evaluation_rows_as_their_labels_arrive(tmp_path, blob_pool, ray_local):
+    """Round 1 measured on 20 evaluation rows, round 2 on 60: the gain is round 2's model against round 1's on those 60."""
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, settings={"eval_size": 60, "stop_set_size": 50, "initial_size": 30,
+                                                                     "batch_size": 10, "seed": 1, "metric": "log_loss"})
+    run_round(ws)
+    ws.record_labels(_oracle(ws, _batch_ids(ws, 0)))
+    eval_ids = ws.evaluation_ids()
+    ws.record_labels(_oracle(ws, eval_ids[:20]))
+    r1 = run_round(ws, actors=1)
+    assert r1["metrics"]["evaluation_labeled"] == 20 and r1["previous_model_metrics"] is None
+    ws.record_labels(_oracle(ws, _batch_ids(ws, 1)) + _oracle(ws, eval_ids[20:]))
+    r2 = run_round(ws, actors=1)
+    assert r2["metrics"]["evaluation_labeled"] == 60
+
+    table = _pool.read_columns(blob_pool, ["label"], ids=eval_ids)
+    y_ev = np.array(table.column("label").to_pylist())
+    X_ev = _pool.read_features(blob_pool, table.column("id").to_numpy())[1]
+    before = predict_onnx(ws.path / "rounds/001/model.onnx", X_ev)[0]
+    assert r2["previous_model_metrics"]["round"] == 1
+    assert r2["previous_model_metrics"]["log_loss"] == pytest.approx(skm.log_loss(y_ev, before, labels=[0, 1, 2]), rel=1e-5)
+    gain = r2["previous_model_metrics"]["log_loss"] - r2["metrics"]["log_loss"]  # a loss that falls is a positive gain
+    assert r2["stopping"]["rules"][1]["evidence"]["gains_per_label"][-1] == pytest.approx(gain / 10)
+    row = [r for r in status_rows(ws) if r["round"] == 2][0]
+    assert row["gain"] == pytest.approx(gain) and row["gain_per_label"] == pytest.approx(gain / 10)
+
+
 def _batch_ids(ws, number):
     return pq.read_table(ws.path / f"rounds/{number:03d}/batch/batch.parquet").column("id").to_pylist()
 
@@ -182,10 +208,11 @@ def test_a_round_after_a_batch_neither_labeled_nor_pushed_warns_that_it_may_sele
                           settings={"eval_size": 60, "stop_set_size": 50, "initial_size": 12, "batch_size": 10})
     run_round(ws)
     ws.record_labels(_oracle(ws, _batch_ids(ws, 0)))
-    warning = "round 001's batch has no labels and was not pushed: this round may select the same examples; push or label it first"
+    warning = ("all of round 001's batch of 10 were neither labeled nor pushed: this round may select them again; "
+               "push or label them first")
     with caplog.at_level("WARNING", logger="alscale.loop.rounds"):
         run_round(ws, actors=1)
-        assert "was not pushed" not in caplog.text  # the seed batch was labeled
+        assert "nor pushed" not in caplog.text  # the seed batch was labeled
         run_round(ws, actors=1)
     assert warning in caplog.text
     assert _batch_ids(ws, 2) == _batch_ids(ws, 1)  # what it warns of: nothing changed, so the same batch
@@ -193,8 +220,28 @@ def test_a_round_after_a_batch_neither_labeled_nor_pushed_warns_that_it_may_sele
     ws.add_pending(_batch_ids(ws, 2), batch_run_id="r2", queue="q")  # pushed: the next selection skips it
     with caplog.at_level("WARNING", logger="alscale.loop.rounds"):
         run_round(ws, actors=1)
-    assert "was not pushed" not in caplog.text
+    assert "nor pushed" not in caplog.text
     assert not set(_batch_ids(ws, 3)) & set(_batch_ids(ws, 2))
+    caplog.clear()
+    ws.record_labels(_oracle(ws, _batch_ids(ws, 3)[:3]))  # a batch labeled in part: the rest may come back
+    with caplog.at_level("WARNING", logger="alscale.loop.rounds"):
+        run_round(ws, actors=1)
+    assert "7 of round 003's batch of 10 were neither labeled nor pushed: this round may select them again" in caplog.text
+
+
+def test_a_batch_larger_than_the_selectable_rows_is_refused_before_the_round_starts(tmp_path, blob_pool, ray_local):
+    """It used to train, fail at the selection and leave a round folder that refused every other k."""
+    from alscale.exceptions import PoolExhaustedError
+
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, label_column="label",
+                          settings={"eval_size": 60, "stop_set_size": 50, "initial_size": 12, "batch_size": 10})
+    run_round(ws)
+    ws.record_labels(_oracle(ws, _batch_ids(ws, 0)))
+    available = ws.config["pool_rows"] - len(ws.excluded_ids())
+    with pytest.raises(PoolExhaustedError, match=rf"Pool exhausted: {available} available / {available + 1} requested"):
+        run_round(ws, k=available + 1, actors=1)
+    assert not (ws.path / "rounds/001").exists()
+    assert run_round(ws, actors=1)["selected"] == 10  # the next round runs with any k
 
 
 def test_a_round_with_an_empty_evaluation_set_says_so_instead_of_asking_to_label_it(tmp_path, blob_pool, ray_local):

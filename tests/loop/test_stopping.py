@@ -8,6 +8,7 @@ from alscale.loop.stopping import (
     budget_spent,
     check_stopping,
     diminishing_returns,
+    metric_gain,
     stabilizing_predictions,
     target_reached,
 )
@@ -42,11 +43,34 @@ def test_diminishing_returns_uses_gain_per_label():
 
 
 
+def test_a_gain_is_positive_when_the_metric_gets_better_for_losses_too():
+    h = _history([10, 20], [0.5, 0.6])  # log loss 0.5 -> 0.4
+    assert metric_gain(h[0], h[1], "accuracy") == pytest.approx(0.1)
+    assert metric_gain(h[0], h[1], "log_loss") == pytest.approx(0.1)
+    v = diminishing_returns(_history([10, 20, 30, 40], [0.5, 0.6, 0.7, 0.8]), metric="log_loss", patience=3, min_gain_per_label=1e-3)
+    assert v.evidence["gains_per_label"] == pytest.approx([0.01, 0.01, 0.01]) and not v.stop
+
+
+def test_a_gain_is_measured_on_the_same_evaluation_rows():
+    """The evaluation set fills up as its labels arrive: 300 rows then 1,000 are not comparable as they are."""
+    prev = {"round": 1, "labels": 60, "metrics": {"accuracy": 0.80, "evaluation_labeled": 300}}
+    cur = {"round": 2, "labels": 120, "metrics": {"accuracy": 0.70, "evaluation_labeled": 1000}}
+    assert np.isnan(metric_gain(prev, cur, "accuracy"))  # harder new rows are no loss of the model's
+    measured = {**cur, "previous_model_metrics": {"round": 1, "accuracy": 0.65, "evaluation_labeled": 1000}}
+    assert metric_gain(prev, measured, "accuracy") == pytest.approx(0.05)  # round 1's model on round 2's rows
+    other = {**cur, "previous_model_metrics": {"round": 0, "accuracy": 0.65}}  # measured against another round
+    assert np.isnan(metric_gain(prev, other, "accuracy"))
+    same_rows = {**cur, "metrics": {"accuracy": 0.70, "evaluation_labeled": 300}}
+    assert metric_gain(prev, same_rows, "accuracy") == pytest.approx(-0.10)
+    v = diminishing_returns([prev, cur, cur, cur], patience=3, min_gain_per_label=1e-3)
+    assert v.evidence["gains_per_label"][0] != v.evidence["gains_per_label"][0] and not v.stop  # NaN: no evidence
+
+
 def test_rounds_without_a_metric_never_count_as_diminishing_returns():
     nan = float("nan")
     h = _history([10, 20, 30, 40], [nan, nan, nan, nan])  # no evaluation labels yet
     v = diminishing_returns(h, patience=3, min_gain_per_label=1e-3)
-    assert not v.stop and v.reason == "no accuracy in the last 3 rounds"
+    assert not v.stop and v.reason == "no accuracy gain measured on the same evaluation rows in the last 3 rounds"
     mixed = _history([10, 20, 30, 40], [0.5, 0.5001, nan, nan])  # one known gain, below the threshold
     assert diminishing_returns(mixed, patience=3, min_gain_per_label=1e-3).stop
 
