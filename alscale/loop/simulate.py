@@ -255,6 +255,7 @@ def _prepare(pool, *, out, label_column: str = "label", strategies: Sequence[str
     """Every check of :func:`simulate` (arguments, then ``out``, then the pool), and the pool read; nothing written."""
     from alscale.config import check_path
     from alscale.loop.settings import check_loop_strategy
+    from alscale.pool.features import detect_features
 
     # one name where a list is expected is one name, as select's repeatable settings take it
     strategies, features = ([v] if isinstance(v, str) else v for v in (strategies, features))
@@ -306,6 +307,7 @@ def _prepare(pool, *, out, label_column: str = "label", strategies: Sequence[str
 
     dataset = _pool.pool_dataset(pool)
     feats = list(features) if features else _pool.feature_columns(dataset.schema, id_column=id_column, exclude=[label_column])
+    detect_features(dataset.schema, id_column, feats)  # select's rule for usable feature columns, and its one-line errors
     table = _pool.read_columns(pool, [label_column, *feats], id_column=id_column)
     id_kind = "int64" if pa.types.is_integer(table.schema.field(id_column).type) else "string"
     ids = _pool.as_ids(table.column(id_column), id_kind)

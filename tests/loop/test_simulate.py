@@ -190,3 +190,24 @@ def test_a_failed_simulation_closes_its_progress_bar_first(tmp_path, blob_pool, 
         simulate(blob_pool, out=tmp_path / "sim", strategies=["margin"], budget=40, progress=True)
     assert len(bars) == 1 and bars[0].disable  # tqdm's mark of a closed bar: its line ended before the error's
     assert "simulating" in capsys.readouterr().err
+
+
+# --- review fixes: a pool in OUT, feature columns, interrupted runs, strategies as a string, the legend ---------
+
+
+@pytest.mark.parametrize("features", [["site"], ["features", "site"], "site"])
+def test_feature_columns_select_refuses_are_refused_by_simulate_in_one_line(tmp_path, blob_pool, features):
+    """A string column as features gave a traceback (ValueError: could not convert string to float), exit 1."""
+    from alscale.exceptions import PoolSchemaError
+    from alscale.loop.simulate import check_simulation
+    from alscale.pool.features import detect_features
+
+    names = [features] if isinstance(features, str) else features
+    with pytest.raises(PoolSchemaError) as reference:  # select's rule, the reference
+        detect_features(pq.read_schema(blob_pool), "id", names)
+    with pytest.raises(PoolSchemaError) as err:
+        check_simulation(blob_pool, out=tmp_path / "sim", budget=40, features=features)
+    assert str(err.value) == str(reference.value) == "Column 'site' of type string cannot be used as features."
+    code, text = _cli("--pool", blob_pool, "--out", tmp_path / "sim", "--budget", 40, *(a for n in names for a in ("--features", n)))
+    assert (code, text) == (2, f"alscale: error: {reference.value}\n")
+    assert not (tmp_path / "sim").exists()
