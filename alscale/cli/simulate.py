@@ -67,7 +67,7 @@ def command(pool, dataset, label_column, id_column, features, strategies, seeds,
         fracs = [float(f) for f in fractions.split(",") if f.strip()]
     except ValueError:
         raise ConfigError(f"Expected comma-separated fractions for --fractions. Got {fractions!r}.") from None
-    settings = dict(out=out, label_column=label_column, strategies=[s.strip() for s in strategies.split(",") if s.strip()],
+    settings = dict(out=out, label_column=label_column, strategies=strategies,
                     seeds=_ints(seeds), initial_size=initial_size, batch_size=batch_size, budget=budget,
                     eval_size=size_from_flag(eval_size), trainer=trainer, metric=metric, fractions=fracs, id_column=id_column,
                     features=list(features) or None, actors=actors, address=address, force=force)

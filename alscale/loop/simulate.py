@@ -108,7 +108,8 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
     label_column : str
         The oracle labels.
     strategies : str or sequence of str, default ("random", "margin", "entropy")
-        Registered strategy names for one model (not ``qbc-*``); "random" is always added.
+        Registered strategy names for one model (not ``qbc-*``); "random" is always added.  A
+        string is split on commas, as ``--strategies`` is: "margin,entropy" is two names.
     seeds : int or sequence of int, default (0, 1, 2)
         One run per strategy and seed; the initial set and every selection depend on it.
     initial_size, batch_size, budget : int, default 20, 20, 200
@@ -201,6 +202,14 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
     return summary
 
 
+def _split_names(text: str) -> list[str]:
+    """Strategy names of a comma-separated string, as ``--strategies`` and ``strategies=`` take them.
+
+    ``"margin, entropy"`` -> ``["margin", "entropy"]``; empty items are dropped.
+    """
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def check_simulation(pool, **kwargs) -> None:
     """Check a simulation's arguments, output folder and pool as :func:`simulate` does, writing nothing.
 
@@ -257,8 +266,10 @@ def _prepare(pool, *, out, label_column: str = "label", strategies: Sequence[str
     from alscale.loop.settings import check_loop_strategy
     from alscale.pool.features import detect_features
 
-    # one name where a list is expected is one name, as select's repeatable settings take it
-    strategies, features = ([v] if isinstance(v, str) else v for v in (strategies, features))
+    # strategies as --strategies takes them: a list, or one comma-separated string ("margin,entropy")
+    strategies = _split_names(strategies) if isinstance(strategies, str) else strategies
+    # one feature column name where a list is expected is one name, as select's repeatable settings take it
+    features = [features] if isinstance(features, str) else features
     # one seed or one fraction is a list of one; a string is neither (it would be read letter by letter)
     seeds = [seeds] if isinstance(seeds, numbers.Integral) else seeds
     fractions = [fractions] if isinstance(fractions, numbers.Real) and not isinstance(fractions, bool) else fractions

@@ -211,3 +211,15 @@ def test_feature_columns_select_refuses_are_refused_by_simulate_in_one_line(tmp_
     code, text = _cli("--pool", blob_pool, "--out", tmp_path / "sim", "--budget", 40, *(a for n in names for a in ("--features", n)))
     assert (code, text) == (2, f"alscale: error: {reference.value}\n")
     assert not (tmp_path / "sim").exists()
+
+
+def test_strategies_as_one_string_are_split_on_commas_as_the_cli_splits_them(tmp_path, blob_pool):
+    from alscale.exceptions import StrategyError
+    from alscale.loop.simulate import _prepare, check_simulation
+
+    plan = _prepare(blob_pool, out=tmp_path / "sim", strategies="margin, entropy,", budget=40)
+    assert plan.strategies == ["random", "margin", "entropy"]
+    with pytest.raises(StrategyError, match="Unknown strategy 'foo'"):  # it was one unknown name 'margin,foo'
+        check_simulation(blob_pool, out=tmp_path / "sim", strategies="margin,foo", budget=40)
+    code, text = _cli("--pool", blob_pool, "--out", tmp_path / "sim", "--strategies", "margin,foo", "--budget", 40)
+    assert code == 2 and "Unknown strategy 'foo'" in text, text
