@@ -17,10 +17,41 @@ def _ints(text: str) -> list[int]:
         raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _holds_table_of(path, reference) -> bool:
+    """Whether ``path`` holds the same table as the Parquet file ``reference`` (False when ``path`` is absent).
+
+    Raises
+    ------
+    OutputError
+        ``path`` is there and holds anything else (another pool, a folder, a file that is not Parquet).
+    """
+    import pyarrow.parquet as pq
+
+    from alscale.exceptions import OutputError
+
+    if not path.exists() and not path.is_symlink():
+        return False
+    expected = pq.ParquetFile(reference)
+    got = "a folder" if path.is_dir() else "a file that cannot be read as Parquet"
+    if path.is_file():
+        try:
+            found = pq.ParquetFile(path)
+            got = f"a pool of {found.metadata.num_rows:,} rows with columns {found.schema_arrow.names}"
+            if (found.metadata.num_rows == expected.metadata.num_rows and found.schema_arrow.equals(expected.schema_arrow)
+                    and found.read().equals(expected.read())):
+                return True
+        except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError
+            pass
+    raise OutputError(f"Expected no {path.name} in {str(path.parent)!r}, or the digits dataset that an earlier "
+                      f"`alscale simulate --dataset digits` wrote there. Got {got} at {str(path)!r}; it is left as it is "
+                      "(--force does not replace it): choose another --out, or simulate on it with --pool.")
+
+
 @click.command("simulate")
 @click.option("--pool", default=None, help="A labeled Parquet pool (file, directory or glob).")
 @click.option("--dataset", type=click.Choice(["digits"]), default=None,
-              help="Use a bundled dataset instead of --pool (written to OUT/pool.parquet).")
+              help="Use a bundled dataset instead of --pool, written to OUT/pool.parquet (an OUT/pool.parquet "
+                   "holding anything else is refused, even with --force).")
 @click.option("--label-column", default="label", show_default=True, help="The oracle label column.")
 @click.option("--id-column", default="id", show_default=True, help="Column of --pool holding row ids.")
 @click.option("--features", multiple=True, help="Feature column(s). [default: the one obvious column]")
@@ -73,6 +104,7 @@ def command(pool, dataset, label_column, id_column, features, strategies, seeds,
                     features=list(features) or None, actors=actors, address=address, force=force)
     if dataset == "digits":
         # the pool goes into OUT: check the whole simulation on a copy elsewhere first, so a refused one writes nothing
+        target = Path(out) / "pool.parquet"
         with tempfile.TemporaryDirectory(prefix="alscale-digits-") as tmp:
             copy = digits_pool(Path(tmp) / "digits.parquet")
             try:
@@ -80,7 +112,8 @@ def command(pool, dataset, label_column, id_column, features, strategies, seeds,
             except AlscaleError as exc:  # the message names the dataset, not the copy (whatever the error's own arguments)
                 exc.args = (str(exc).replace(str(copy), "digits"),)
                 raise exc from None
-        pool = digits_pool(Path(out) / "pool.parquet")
+            there = _holds_table_of(target, copy)  # an earlier --dataset digits run's pool is used again; another file is refused
+        pool = target if there else digits_pool(target)
     summary = simulate(pool, **settings, progress=not quiet)
     click.echo(f"full-data {metric}: {summary['full_metric']:.4f}  ({summary['wall_seconds']:.0f} s)")
     click.echo(summary["table_markdown"])

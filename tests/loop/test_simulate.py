@@ -195,6 +195,42 @@ def test_a_failed_simulation_closes_its_progress_bar_first(tmp_path, blob_pool, 
 # --- review fixes: a pool in OUT, feature columns, interrupted runs, strategies as a string, the legend ---------
 
 
+def test_dataset_digits_never_replaces_another_pool_in_out(tmp_path, blob_pool):
+    """`--dataset digits --out DIR` replaced a user's DIR/pool.parquet with the digits pool, exit 0, even without --force."""
+    out = tmp_path / "sim"
+    out.mkdir()
+    (out / "pool.parquet").write_bytes(blob_pool.read_bytes())
+    before = _snapshot(out)
+    for force in ([], ["--force"]):  # --force replaces a simulation's results, never a pool
+        code, text = _cli("--dataset", "digits", "--out", out, "--strategies", "margin", "--seeds", 0, "--budget", 40, *force)
+        assert code == 2 and text.startswith("alscale: error: ") and len(text.strip().splitlines()) == 1, text
+        assert f"Expected no pool.parquet in '{out}', or the digits dataset" in text, text
+        assert "Got a pool of 300 rows with columns ['id', 'features', 'label', 'site']" in text, text
+        assert _snapshot(out) == before
+    (out / "pool.parquet").write_text("not a pool")
+    code, text = _cli("--dataset", "digits", "--out", out, "--strategies", "margin", "--seeds", 0, "--budget", 40)
+    assert code == 2 and "Got a file that cannot be read as Parquet" in text, text
+    assert (out / "pool.parquet").read_text() == "not a pool"
+
+
+def test_dataset_digits_uses_the_digits_pool_an_earlier_run_left_in_out(tmp_path, ray_local):
+    """Re-running `--dataset digits` into its own --out (with --force) keeps working: that pool.parquet is the dataset."""
+    import pyarrow as pa
+
+    out = tmp_path / "sim"
+    out.mkdir()
+    # the same table written differently (another row-group size, as another pyarrow version might write it)
+    pq.write_table(pq.read_table(digits_pool(tmp_path / "digits.parquet")), out / "pool.parquet", row_group_size=500)
+    before = (out / "pool.parquet").read_bytes()
+    (out / "summary.json").write_text("{}")  # an earlier run's results
+    code, text = _cli("--dataset", "digits", "--out", out, "--strategies", "margin", "--seeds", 0, "--budget", 40,
+                      "--eval-size", 300, "--actors", 1, "--quiet", "--force")
+    assert code == 0, text
+    assert (out / "pool.parquet").read_bytes() == before  # used as it is, not rewritten
+    assert json.loads((out / "summary.json").read_text())["config"]["pool_rows"] == 1797
+    assert isinstance(pq.read_table(out / "pool.parquet"), pa.Table)
+
+
 @pytest.mark.parametrize("features", [["site"], ["features", "site"], "site"])
 def test_feature_columns_select_refuses_are_refused_by_simulate_in_one_line(tmp_path, blob_pool, features):
     """A string column as features gave a traceback (ValueError: could not convert string to float), exit 1."""
