@@ -82,9 +82,11 @@ def command(pool, dataset, label_column, id_column, features, strategies, seeds,
     plot with a band over seeds, and a table of the labels needed to reach fractions of the
     full-data metric with the saving against random.
 
-    Everything is checked before anything is written: a refused run leaves --out as it was.
-    An --out holding an earlier simulation's results is refused unless --force.
+    Everything is checked before anything is written: a refused run leaves --out as it was,
+    and a failed or interrupted (Ctrl-C) one removes what it wrote. An --out holding an
+    earlier simulation's results is refused unless --force, which replaces only those.
     """
+    import contextlib
     import tempfile
     from pathlib import Path
 
@@ -102,6 +104,7 @@ def command(pool, dataset, label_column, id_column, features, strategies, seeds,
                     seeds=_ints(seeds), initial_size=initial_size, batch_size=batch_size, budget=budget,
                     eval_size=size_from_flag(eval_size), trainer=trainer, metric=metric, fractions=fracs, id_column=id_column,
                     features=list(features) or None, actors=actors, address=address, force=force)
+    wrote_pool, made = None, []
     if dataset == "digits":
         # the pool goes into OUT: check the whole simulation on a copy elsewhere first, so a refused one writes nothing
         target = Path(out) / "pool.parquet"
@@ -113,8 +116,19 @@ def command(pool, dataset, label_column, id_column, features, strategies, seeds,
                 exc.args = (str(exc).replace(str(copy), "digits"),)
                 raise exc from None
             there = _holds_table_of(target, copy)  # an earlier --dataset digits run's pool is used again; another file is refused
-        pool = target if there else digits_pool(target)
-    summary = simulate(pool, **settings, progress=not quiet)
+        if not there:
+            made = [folder for folder in (target.parent.absolute(), *target.parent.absolute().parents) if not folder.exists()]
+            wrote_pool = digits_pool(target)
+        pool = target
+    try:
+        summary = simulate(pool, **settings, progress=not quiet)
+    except BaseException:  # simulate removed what it wrote; the pool written here goes too, so OUT is as it was
+        if wrote_pool is not None:
+            wrote_pool.unlink(missing_ok=True)
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty
+        raise
     click.echo(f"full-data {metric}: {summary['full_metric']:.4f}  ({summary['wall_seconds']:.0f} s)")
     click.echo(summary["table_markdown"])
     for name, path in summary["outputs"].items():

@@ -18,10 +18,12 @@ Outputs in ``out``::
     full_model.onnx           the model trained on every non-evaluation row
 
 Every argument, the output folder and the pool are checked before anything is written, so a
-refused simulation leaves ``out`` as it was.  An ``out`` that holds an earlier simulation's
-results (any of the files above, or an interrupted run's ``runs/``) is refused unless
-``force``; ``force`` replaces those results and leaves every other file in ``out`` (a pool
-kept there, as ``alscale simulate --dataset digits`` writes it) as it is.
+refused simulation leaves ``out`` as it was.  A simulation that fails or is interrupted
+(Ctrl-C) removes what it wrote (and the folders it created), so the same call runs again.  An
+``out`` that holds an earlier simulation's results (any of the files above, or the ``runs/``
+of a run that was killed before it could clean up) is refused unless ``force``; ``force``
+replaces those results and leaves every other file in ``out`` (a pool kept there, as
+``alscale simulate --dataset digits`` writes it) as it is.
 """
 
 from __future__ import annotations
@@ -156,19 +158,36 @@ def simulate(pool, *, out, label_column: str = "label", strategies: Sequence[str
         small for the evaluation set plus the budget.
 
     Every one of these is raised before anything is written: a refused simulation leaves
-    ``out`` as it was (or absent).
+    ``out`` as it was (or absent).  An error or KeyboardInterrupt during the run is raised
+    after what the run wrote in ``out`` (and the folders it created) is removed.
     """
     t_start = time.perf_counter()
     plan = _prepare(pool, out=out, label_column=label_column, strategies=strategies, seeds=seeds, initial_size=initial_size,
                     batch_size=batch_size, budget=budget, eval_size=eval_size, eval_seed=eval_seed, trainer=trainer,
                     metric=metric, fractions=fractions, id_column=id_column, features=features, actors=actors,
                     address=address, force=force)
+    out = plan.out
+    made = [folder for folder in (out.absolute(), *out.absolute().parents) if not folder.exists()]  # deepest first
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_earlier_outputs(out)  # only with force (else there are none): rounds of an earlier run must not be reused as this one's
+    try:
+        summary = _simulate(pool, plan, trainer=trainer, metric=metric, label_column=label_column, id_column=id_column,
+                            address=address, progress=progress, t_start=t_start)
+    except BaseException:  # an error or Ctrl-C: what this run wrote goes, so the same command runs again
+        _remove_earlier_outputs(out)
+        for folder in made:  # the folders this run created, if nothing else was put there meanwhile
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    return summary
+
+
+def _simulate(pool, plan: _Plan, *, trainer, metric, label_column, id_column, address, progress, t_start) -> dict:
+    """The simulation itself, into ``plan.out`` (checked, emptied of earlier results); returns the summary."""
     out, ids, X_all, y_all, classes = plan.out, plan.ids, plan.X_all, plan.y_all, plan.classes
     eval_rows, is_eval = plan.eval_rows, plan.is_eval
     candidates = ids[~is_eval]
 
-    out.mkdir(parents=True, exist_ok=True)
-    _remove_earlier_outputs(out)  # only with force (else there are none): rounds of an earlier run must not be reused as this one's
     full = train_model(X_all[~is_eval], y_all[~is_eval], classes, trainer=trainer, seed=0)
     full_path = export_model(full, out / "full_model.onnx")
     full_metrics = evaluate(y_all[eval_rows], predict_onnx(full_path, X_all[eval_rows])[0], classes)
@@ -358,8 +377,10 @@ def _check_output_folder(out: pathlib.Path, force: bool) -> None:
     if out.is_dir():
         earlier = _earlier_outputs(out)
         if earlier and not force:
+            # a failed or interrupted run removes what it wrote: files without a summary are a killed run's
+            unfinished = "" if "summary.json" in earlier else ", left by a simulation that did not finish (no summary.json)"
             raise OutputError(f"Expected an output folder without an earlier simulation's results. Got {str(out)!r} holding "
-                              f"{', '.join(earlier)}; set force (--force) to replace them.")
+                              f"{', '.join(earlier)}{unfinished}; set force (--force) to replace them.")
         runs = out / _RUNS_DIR
         if runs.exists() and not _holds_rounds(runs):  # force replaces a simulation's rounds, never other files called runs
             raise OutputError(f"Expected {str(runs)!r} to hold an earlier simulation's rounds (runs/<strategy>/seed<N>/). "

@@ -259,3 +259,59 @@ def test_strategies_as_one_string_are_split_on_commas_as_the_cli_splits_them(tmp
         check_simulation(blob_pool, out=tmp_path / "sim", strategies="margin,foo", budget=40)
     code, text = _cli("--pool", blob_pool, "--out", tmp_path / "sim", "--strategies", "margin,foo", "--budget", 40)
     assert code == 2 and "Unknown strategy 'foo'" in text, text
+
+
+def _interrupt_in_a_round(monkeypatch):
+    """Make the first round write its model, then raise KeyboardInterrupt (Ctrl-C), as a real round could."""
+    import importlib
+
+    sim = importlib.import_module("alscale.loop.simulate")
+
+    def interrupted(*_args, run_dir, **_kwargs):
+        (run_dir / "000").mkdir(parents=True)
+        (run_dir / "000" / "model.onnx").write_bytes(b"half a round")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sim, "_run_one", interrupted)
+
+
+def test_an_interrupted_simulation_removes_what_it_wrote_and_runs_again(tmp_path, blob_pool, ray_local, monkeypatch):
+    """Ctrl-C left full_model.onnx and runs/, and the same command was refused as 'an earlier simulation's results'."""
+    out = tmp_path / "sim"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    args = dict(strategies=["margin"], seeds=[0], budget=40, eval_size=60, actors=1)
+    with monkeypatch.context() as patch:
+        _interrupt_in_a_round(patch)
+        with pytest.raises(KeyboardInterrupt):
+            simulate(blob_pool, out=out, **args)
+        assert _snapshot(out) == {"notes.txt": b"mine"}
+        with pytest.raises(KeyboardInterrupt):  # a folder the run created goes, with its parents it created
+            simulate(blob_pool, out=tmp_path / "new" / "sim", **args)
+        assert not (tmp_path / "new").exists()
+    simulate(blob_pool, out=out, **args)  # the same call again: not refused
+    assert (out / "summary.json").exists() and (out / "notes.txt").read_text() == "mine"
+
+
+def test_an_interrupted_digits_simulation_exits_130_and_leaves_out_as_it_was(tmp_path, ray_local, monkeypatch):
+    _interrupt_in_a_round(monkeypatch)
+    args = ["--dataset", "digits", "--strategies", "margin", "--seeds", 0, "--budget", 40, "--eval-size", 300, "--quiet"]
+    code, text = _cli(*args, "--out", tmp_path / "new")
+    assert (code, text) == (130, "alscale: interrupted\n")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "notes.txt").write_text("mine")
+    code, text = _cli(*args, "--out", tmp_path / "old")
+    assert code == 130 and _snapshot(tmp_path / "old") == {"notes.txt": b"mine"}
+
+
+def test_files_of_a_killed_simulation_are_named_as_such(tmp_path, blob_pool):
+    """A run killed before it could clean up (SIGKILL) leaves files that are not results: the message says so."""
+    out = tmp_path / "sim"
+    (out / "runs" / "margin" / "seed0").mkdir(parents=True)
+    (out / "full_model.onnx").write_bytes(b"onnx")
+    with pytest.raises(OutputError) as err:
+        simulate(blob_pool, out=out, strategies=["margin"], budget=40)
+    assert str(err.value) == (f"Expected an output folder without an earlier simulation's results. Got '{out}' holding runs/, "
+                              "full_model.onnx, left by a simulation that did not finish (no summary.json); "
+                              "set force (--force) to replace them.")
