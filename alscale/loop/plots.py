@@ -57,7 +57,7 @@ def plot_learning_curves(curves: dict[str, np.ndarray], labels: dict[str, np.nda
     ax.set_ylabel(f"{metric} (evaluation set)")
     ax.set_title(title or "Learning curves: mean over seeds, band = min-max")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, fontsize=8)  # beside the axes: never over a curve
     return _save(fig, path)
 
 

@@ -315,3 +315,26 @@ def test_files_of_a_killed_simulation_are_named_as_such(tmp_path, blob_pool):
     assert str(err.value) == (f"Expected an output folder without an earlier simulation's results. Got '{out}' holding runs/, "
                               "full_model.onnx, left by a simulation that did not finish (no summary.json); "
                               "set force (--force) to replace them.")
+
+
+@pytest.mark.parametrize("metric, curves", [
+    ("log_loss", {"random": [[6.4, 2.1, 0.7, 0.5, 0.45]], "margin": [[6.4, 0.8, 0.6, 0.4, 0.3]]}),
+    ("accuracy", {"random": [[0.5, 0.7, 0.8, 0.85, 0.9]], "margin": [[0.5, 0.8, 0.88, 0.92, 0.95]]}),
+])
+def test_the_learning_curve_legend_covers_no_point_of_a_curve(tmp_path, monkeypatch, metric, curves):
+    """For log_loss (lower is better) the legend in the lower right covered the curves' last points."""
+    from alscale.loop import plots
+
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or save(fig, path))
+    labels = {name: np.array([20, 40, 60, 80, 100]) for name in curves}
+    plots.plot_learning_curves({k: np.array(v) for k, v in curves.items()}, labels, tmp_path / "lc.png", metric=metric,
+                               full_metric=0.131 if metric == "log_loss" else 0.96)
+    (fig,) = figures
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    box = ax.get_legend().get_window_extent()
+    for name, values in curves.items():
+        points = ax.transData.transform(np.column_stack([labels[name], np.mean(values, axis=0)]))
+        assert not box.count_contains(points), (name, points, box)
