@@ -92,12 +92,11 @@ def raw_concurrent_rate(model: str, n_features: int, processes: int, batch_size:
 
 
 def _finish(results: dict, out_json: str | None) -> None:
-    """Write the results atomically (temp file, then rename), creating the folder."""
+    """Write the results atomically (a hidden temp file beside it, then a rename), creating the folder."""
     if out_json:
-        Path(out_json).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(out_json).with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=2, default=str))
-        os.replace(tmp, out_json)
+        from alscale._atomic import atomic_write_bytes
+
+        atomic_write_bytes(out_json, json.dumps(results, indent=2, default=str).encode())
 
 
 @contextlib.contextmanager
@@ -175,12 +174,28 @@ def measure_in_scratch(measure, args, out_json: str, prefix: str) -> dict:
 
 
 def _check_out_json(out_json: str | None) -> None:
-    """Fail before measuring anything when the results could not be written to ``out_json``."""
+    """Fail before measuring anything when the results could not, or should not, be written to ``out_json``.
+
+    The path must end in ``.json``; a file already there is replaced only when it holds an
+    earlier benchmark's results (a JSON object with a "machine" entry, as every run writes);
+    missing folders are created, as ``select --out`` and ``simulate --out`` create theirs.
+    """
     if not out_json:
         return
     path = Path(out_json)
     if path.is_dir():
         raise OutputError(f"Cannot write the results to {str(path)!r}: expected a file path. Got a directory.")
+    if path.suffix.lower() != ".json":
+        raise OutputError(f"Cannot write the results to {str(path)!r}: expected a path ending in .json. "
+                          f"Got {repr(path.suffix) if path.suffix else 'no suffix'}.")
+    if path.exists() or path.is_symlink():
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            earlier = None
+        if not (isinstance(earlier, dict) and "machine" in earlier):
+            raise OutputError(f"Cannot write the results to {str(path)!r}: expected a new file or an earlier benchmark's "
+                              "results (a JSON object with a 'machine' entry). Got another file; it is left as it is.")
     parent = path.absolute().parent
     while not parent.exists():  # the folders _finish would create
         parent = parent.parent
@@ -298,6 +313,9 @@ def run_bench(
         Pipeline runs per actor count, each right after its own raw measurement; the run with
         the median ratio (of an even number of runs, the lower of the two middle ones) is
         reported, with every run's ratio.
+    out_json : str, optional
+        Where to write the results: a path ending in ``.json``, new or holding an earlier
+        benchmark's results (anything else is refused); missing folders are created.
 
     Raises
     ------

@@ -26,7 +26,10 @@ _STRATEGY_ONLY = ("cm_k", "coreset_rows")
 @click.option("--scaling", multiple=True, type=int, help="Also record actor memory at these pool sizes (e.g. --scaling 1000000 --scaling 4000000).")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Runs per actor count, each paired with a fresh raw measurement; the median is reported.")
 @click.option("--workdir", default=None, help="Keep generated pools here (default: a temp dir, removed after).")
-@click.option("--json", "out_json", default=None, help="Where to write the results. [default: bench-results/engine.json, or strategies.json]")
+@click.option("--json", "out_json", default=None,
+              help="Where to write the results: a path ending in .json, new or holding an earlier benchmark's results "
+                   "(any other file is refused, and kept); missing folders are created. "
+                   "[default: bench-results/engine.json, or strategies.json]")
 @click.option("--strategies", "strategies", is_flag=True, help="Benchmark the selection strategies end to end instead (badge, qbc, cluster-margin, coreset).")
 @click.option("--cm-k", type=int, default=100_000, show_default=True, help="With --strategies: batch size for Cluster-Margin vs entropy.")
 @click.option("--coreset-rows", type=int, default=200_000, show_default=True, help="With --strategies: pool size for the core-set timing.")

@@ -311,3 +311,29 @@ def test_the_disk_check_counts_what_is_on_disk_at_once(tmp_path, monkeypatch):
     (tmp_path / "pool-25").mkdir()
     (tmp_path / "pool-25" / "part-0.parquet").write_bytes(b"x" * 1000)  # replaced: three quarters of it count as free
     _check_disk(str(tmp_path), pools, 4)
+
+
+# --- review fix: --json is a .json file, and never replaces another file ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("victim.parquet", b"PAR1 a user's pool PAR1", "expected a path ending in .json. Got '.parquet'."),
+        ("results", None, "expected a path ending in .json. Got no suffix."),
+        ("package.json", b'{"name": "mine"}', "expected a new file or an earlier benchmark's results"),
+        ("broken.json", b"PAR1 not json", "Got another file; it is left as it is."),
+    ],
+)
+def test_json_must_be_a_json_path_and_never_replaces_another_file(name, content, message, temp_root, tmp_path):
+    """--json victim.parquet replaced a Parquet file with the results."""
+    out = tmp_path / name
+    if content is not None:
+        out.write_bytes(content)
+    for args in ([], ["--strategies", "--coreset-rows", "500", "--k", "10", "--cm-k", "100"]):
+        r = CliRunner().invoke(main, ["bench", "--rows", "1000", *args, "--json", str(out)], catch_exceptions=False)
+        assert r.exit_code == 2 and r.stdout == "", r.output
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"alscale: error: Cannot write the results to {str(out)!r}: ") and message in lines[0], lines
+        assert (out.read_bytes() if content is not None else out.exists()) == (content if content is not None else False)
+        assert not any(temp_root.iterdir())  # refused before anything was generated
