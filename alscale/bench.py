@@ -298,6 +298,7 @@ def run_bench(
     workdir: str | None = None,
     out_json: str | None = None,
     echo=print,
+    note=None,
 ) -> dict:
     """Generate a pool and model, measure raw ONNX Runtime and the pipeline, return the results.
 
@@ -316,6 +317,8 @@ def run_bench(
     out_json : str, optional
         Where to write the results: a path ending in ``.json``, new or holding an earlier
         benchmark's results (anything else is refused); missing folders are created.
+    echo, note : callable, optional
+        Where result lines go (``print``), and progress and notes (default: ``echo``).
 
     Raises
     ------
@@ -326,6 +329,7 @@ def run_bench(
     from alscale.datasets import make_pool, random_mlp
     from alscale.engine.runtime import ray_session
 
+    note = note or echo
     actors, scaling = tuple(actors), tuple(scaling)
     _check_engine_args(rows, n_features, hidden, n_classes, actors, k, batch_size, strategy, scaling, repeats)
     _check_out_json(out_json)
@@ -334,7 +338,7 @@ def run_bench(
     with _scratch(workdir) as work:
         results: dict[str, Any] = {"machine": machine_info(), "config": {"rows": rows, "model": f"MLP {n_features}-{hidden}-{n_classes}", "k": k, "batch_size": batch_size, "strategy": strategy}}
         model = random_mlp(work / "model.onnx", (n_features, hidden, n_classes))
-        echo(f"generating pool: {rows:,} rows x {n_features} float32 (fixed_size_binary) ...")
+        note(f"generating pool: {rows:,} rows x {n_features} float32 (fixed_size_binary) ...")
         t0 = time.perf_counter()
         pool = make_pool(work / f"pool-{rows}", rows, n_features=n_features, n_classes=n_classes, files=4, row_group_size=131_072)
         results["generate_seconds"] = round(time.perf_counter() - t0, 2)
@@ -344,7 +348,8 @@ def run_bench(
         raw_rows = min(rows, 500_000)
         raw = raw_onnxruntime_rate(str(model), n_features, rows=raw_rows, batch_sizes=raw_sizes)
         results["raw_onnxruntime"] = raw
-        echo(f"raw onnxruntime, 1 thread: {raw['rows_per_s']:,.0f} rows/s (batch {raw['batch_size']})")
+        echo(f"raw onnxruntime, 1 thread, first measurement: {raw['rows_per_s']:,.0f} rows/s (batch {raw['batch_size']}); "
+             "each select line divides by its own raw, measured right before that run")
 
         results["pipeline"] = []
         with ray_session(num_cpus=max(actors)):
@@ -371,12 +376,13 @@ def run_bench(
                 results["pipeline"].append(res)
                 echo(
                     f"select, {n} actor(s): {res['rows_per_s']:,.0f} rows/s, ratio {res['ratio']:.2f} of {n} x raw "
+                    f"{res['raw_rows_per_s']:,.0f} rows/s (measured right before this run) "
                     f"({res['ratio_vs_concurrent_raw']:.2f} of {n} raw processes at once, batch {batch_size}: {res['batch_sizes']}); "
                     f"median of {len(runs)} runs {res['ratios_of_all_runs']}; actors busy {res['actor_busy_fraction']:.0%} of the scan; "
                     f"actor peak RSS {res['actor_peak_rss_mb']} MiB"
                 )
                 if res["seconds_pipeline"] < SHORT_SCAN_SECONDS:  # Ray's fixed costs (~10-20 ms a scan) weigh on the ratio
-                    echo(f"  note: a scan of {res['seconds_pipeline']:.2f} s is too short for a meaningful ratio; "
+                    note(f"  note: a scan of {res['seconds_pipeline']:.2f} s is too short for a meaningful ratio; "
                          "measure with --rows 1000000 or more")
             results["scaling"] = []
             for n_rows in scaling:
@@ -433,6 +439,7 @@ def run_strategy_bench(
     workdir: str | None = None,
     out_json: str | None = None,
     echo=print,
+    note=None,
 ) -> dict:
     """End-to-end timings of the selection strategies, from the Parquet pool to the manifest.
 
@@ -453,6 +460,7 @@ def run_strategy_bench(
     from alscale.datasets import make_pool, random_mlp
     from alscale.engine.runtime import ray_session
 
+    note = note or echo
     for name, value in (("rows", rows), ("k", k), ("cm_k", cm_k), ("coreset_rows", coreset_rows), ("ref_k", ref_k), ("actors", actors)):
         check_int(name, value, 1)
     if coreset_rows >= rows:  # BADGE's memory per row is the growth from the smaller pool to the main one
@@ -468,12 +476,12 @@ def run_strategy_bench(
     with _scratch(workdir) as work:
         n_features, hidden, n_classes = 64, 256, 10
         models = [random_mlp(work / f"model-{i}.onnx", (n_features, hidden, n_classes), seed=i) for i in range(3)]
-        echo(f"generating pool: {rows:,} rows x {n_features} float32 ...")
+        note(f"generating pool: {rows:,} rows x {n_features} float32 ...")
         pool = make_pool(work / f"pool-{rows}", rows, n_features=n_features, n_classes=n_classes, files=4, row_group_size=131_072)
         small = make_pool(work / f"pool-{coreset_rows}", coreset_rows, n_features=n_features, n_classes=n_classes, files=2, row_group_size=65_536)
         results: dict[str, Any] = {"machine": machine_info(), "config": {"rows": rows, "model": f"MLP {n_features}-{hidden}-{n_classes}", "k": k, "actors": actors}}
 
-        echo(f"exact factored k-means++ reference: timing {ref_k} centers on {rows:,} rows, one thread ...")
+        note(f"exact factored k-means++ reference: timing {ref_k} centers on {rows:,} rows, one thread ...")
         ref = _exact_kmeanspp_seconds(pool, models[0], k, ref_k)
         results["exact_kmeanspp"] = ref
         echo(f"  {ref['seconds_per_center'] * 1000:.0f} ms per center -> {ref['seconds_for_k']:.0f} s for k={k}")

@@ -42,14 +42,16 @@ def command(ctx, rows, n_features, hidden, n_classes, actors, k, batch_size, str
 
     Generates a pool (ROWS x FEATURES float32, fixed_size_binary) and an MLP, then measures
     (a) raw onnxruntime, one thread, in memory, and (b) the full select pipeline with 1 and 2
-    actors.  Prints rows/s, the ratio pipeline / (actors x raw), and peak memory of the
-    driver and each actor; writes everything as JSON.
+    actors.  Prints rows/s, the ratio pipeline / (actors x raw), with the raw rows/s that
+    ratio divides by (measured again right before each run), and peak memory of the driver and
+    each actor; writes everything as JSON.  Results go to stdout, progress and notes to stderr.
     """
     from alscale.bench import run_bench, run_strategy_bench
 
     from alscale.exceptions import ConfigError
 
-    echo = lambda m: click.echo(m, err=True)  # noqa: E731
+    echo = click.echo  # results on stdout, as simulate, round and status print theirs
+    note = lambda m: click.echo(m, err=True)  # noqa: E731  (progress and notes on stderr)
     flags = {param.name: param.opts[0] for param in ctx.command.params}
     only = _STRATEGY_ONLY if not strategies else _ENGINE_ONLY
     given = [flags[name] for name in only if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
@@ -59,8 +61,8 @@ def command(ctx, rows, n_features, hidden, n_classes, actors, k, batch_size, str
     if strategies:
         out_json = out_json or "bench-results/strategies.json"
         run_strategy_bench(rows=1_000_000 if rows is None else rows, k=k, cm_k=cm_k, coreset_rows=coreset_rows,
-                           actors=max(actors) if actors else 2, workdir=workdir, out_json=out_json, echo=echo)
-        click.echo(f"results written to {out_json}", err=True)
+                           actors=max(actors) if actors else 2, workdir=workdir, out_json=out_json, echo=echo, note=note)
+        click.echo(f"results written to {out_json}")
         return
     out_json = out_json or "bench-results/engine.json"
     run_bench(
@@ -77,5 +79,6 @@ def command(ctx, rows, n_features, hidden, n_classes, actors, k, batch_size, str
         workdir=workdir,
         out_json=out_json,
         echo=echo,
+        note=note,
     )
-    click.echo(f"results written to {out_json}", err=True)
+    click.echo(f"results written to {out_json}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -313,7 +314,41 @@ def test_the_disk_check_counts_what_is_on_disk_at_once(tmp_path, monkeypatch):
     _check_disk(str(tmp_path), pools, 4)
 
 
-# --- review fix: --json is a .json file, and never replaces another file ---------------------------------------
+# --- review fixes: the printed ratio can be checked by hand; results on stdout; --json is a .json file ----------
+
+_SELECT_LINE = re.compile(r"select, (\d+) actor\(s\): ([\d,]+) rows/s, ratio ([\d.]+) of \1 x raw ([\d,]+) rows/s")
+
+
+def _check_printed_ratios(lines, results):
+    """Each printed ratio is the printed rows/s over (actors x the printed raw), and those are the JSON's figures."""
+    printed = [m for m in map(_SELECT_LINE.search, lines) if m]
+    assert len(printed) == len(results["pipeline"]) >= 1, lines
+    for m, run in zip(printed, results["pipeline"]):
+        n, rows_per_s, ratio, raw = int(m[1]), float(m[2].replace(",", "")), float(m[3]), float(m[4].replace(",", ""))
+        assert n == run["actors"]
+        assert (rows_per_s, raw, ratio) == (round(run["rows_per_s"]), round(run["raw_rows_per_s"]), round(run["ratio"], 2))
+        assert rows_per_s / (n * raw) == pytest.approx(ratio, abs=0.005 + 1e-3)  # up to the printed rounding
+
+
+def test_each_printed_ratio_shows_the_raw_figure_it_divides_by(bench):
+    """The one raw rows/s printed was the first measurement; each ratio divided by another, shown only in the JSON."""
+    _, _, results = bench
+    _check_printed_ratios(ECHOED, results)
+
+
+def test_bench_prints_results_on_stdout_and_progress_on_stderr(tmp_path):
+    """Everything went to stderr (stdout was empty); simulate, round and status print their results on stdout."""
+    out = tmp_path / "engine.json"
+    out.write_text(json.dumps({"machine": {"cpu": "an earlier run"}}))  # an earlier benchmark's results are replaced
+    r = CliRunner().invoke(main, ["bench", "--rows", "2000", "--k", "10", "--repeats", "1", "--actors", "1", "--json", str(out)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    results = json.loads(out.read_text())
+    assert results["machine"]["cpu"] != "an earlier run"
+    assert "generating pool" in r.stderr and "too short for a meaningful ratio" in r.stderr
+    assert "generating pool" not in r.stdout and not _SELECT_LINE.search(r.stderr)
+    assert "raw onnxruntime, 1 thread" in r.stdout and f"results written to {out}" in r.stdout
+    _check_printed_ratios(r.stdout.splitlines(), results)
 
 
 @pytest.mark.parametrize(
