@@ -7,7 +7,7 @@ Layout::
                                  classes, settings, evaluation/stop set sizes and seeds
       .lock                      fcntl lock taken by every writer
       .round.lock                fcntl lock held by the one round running (alscale round)
-      state/HEAD.json            {"version": n, "labels": ..., "pending": ...}
+      state/HEAD.json            {"version": n, "labels": ..., "pending": ..., "sent": {queue: [batch run ids]}}
       state/labels-<n>.parquet   every label record (one per (source, annotation_id))
       state/pending-<n>.parquet  ids sent to annotators and not answered yet
       state/evaluation.parquet   the evaluation set (reserved once, at creation)
@@ -503,6 +503,39 @@ class Workspace:
                             "queue": [str(queue)] * len(fresh), "sent_at": [now] * len(fresh)}, schema=pending_schema(self.id_type))
             self._commit(head, pending=pa.concat_tables([table, add]))
             return len(fresh)
+
+    def add_sent(self, queue: str, batch_run_id: str) -> None:
+        """Keep for good that batch ``batch_run_id`` is sent to ``queue``: written before any of its tasks is.
+
+        Pending rows end when an id is answered; this does not, so a queue's answers to the batch's
+        tasks stay this workspace's whatever came before them (a cancelled answer, an answer from
+        another queue) and whether or not the push that sent them lived to record them as pending
+        (:meth:`sent_runs`).
+        """
+        queue, run = str(queue), str(batch_run_id)
+        with self._lock():
+            head = self._head()
+            sent = self._sent(head)
+            if run in sent.get(queue, ()):
+                return
+            self._commit(dict(head, sent={**sent, queue: [*sent.get(queue, []), run]}))
+
+    def sent_runs(self, queue: str) -> set:
+        """Run ids of the batches sent to ``queue``: those :meth:`add_sent` kept, and those of ids pending there."""
+        with file_lock(self.path / ".lock", shared=True):
+            head = self._head()
+            pending = self._read_table(head.get("pending"), pending_schema(self.id_type))
+        runs = set(self._sent(head).get(str(queue), ()))
+        runs.update(r for r, q in zip(pending.column("batch_run_id").to_pylist(), pending.column("queue").to_pylist()) if q == str(queue))
+        return runs
+
+    def _sent(self, head: dict) -> dict:
+        """HEAD's ``sent`` ({queue: [batch run ids]}); WorkspaceError where it is not what alscale wrote."""
+        sent = head.get("sent") or {}
+        if not (isinstance(sent, dict) and all(isinstance(v, list) and all(isinstance(r, str) for r in v) for v in sent.values())):
+            raise WorkspaceError(f"Expected the 'sent' of {str(self.path / 'state' / 'HEAD.json')!r} to map queues to lists of "
+                                 f"batch run ids. Got {_short(sent)}.")
+        return sent
 
     def _answered_ids(self, head: dict) -> list:
         """Ids with a labeled or skipped record in the label log of ``head`` (caller holds the lock)."""

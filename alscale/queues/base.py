@@ -326,23 +326,33 @@ def _jsonable(value: Any) -> Any:
 
 
 def sent_here(workspace: Any, queue: str, records: list[dict], *, warn: bool = True) -> list[dict]:
-    """The label records for ids ``workspace`` sent to ``queue``: pending there, or answered from it before.
+    """The label records for ids ``workspace`` sent to ``queue``.
 
-    A project can hold tasks of several workspaces over one pool; a label for an id this
+    An id is the workspace's in ``queue`` while it is pending there, once the workspace keeps any
+    answer from there (a cancelled one too), and for good where the record's task carries the
+    run id (``batch_run_id``) of a batch the workspace sent there
+    (:meth:`alscale.loop.workspace.Workspace.sent_runs`, kept before the push sends anything).
+    So an answer fixed after an empty submission, a second project's answers to a batch the
+    first answered, and the answers to a chunk a killed push sent but never recorded are all
+    taken.  A project can hold tasks of several workspaces over one pool; a label for an id this
     workspace never sent there belongs to another workspace's task and is left out, with a
     warning that counts them unless ``warn`` is False (the caller says so itself).  (Tasks of
     other pools, whose ids may be the same, are told apart by their pool key before this.)
     """
     pending = workspace.pending()
     sent = {i for i, q in zip(pending.column("id").to_pylist(), pending.column("queue").to_pylist()) if q == queue}
-    labeled = workspace.labeled()
-    answered = {i for i, src in zip(labeled.column("id").to_pylist(), labeled.column("source").to_pylist()) if src == queue}
+    log = workspace.label_log()
+    sent.update(i for i, src in zip(log.column("id").to_pylist(), log.column("source").to_pylist()) if src == queue)
+    runs = workspace.sent_runs(queue)
+    runs.discard(None)
     ours, others = [], []
     for r in records:
-        (ours if r["id"] in sent or r["id"] in answered else others).append(r)
+        (ours if r["id"] in sent or r.get("batch_run_id") in runs else others).append(r)
     if others and warn:
-        logger.warning("left out %d label record(s) of tasks this workspace did not send to %s (another workspace's, "
-                       "or pushed without the workspace), e.g. id %r", len(others), queue, others[0]["id"])
+        logger.warning("left out %d label record(s) of tasks this workspace did not send to %s, e.g. id %r: not pending there, "
+                       "never answered there, and of no batch it sent there (another workspace's task, or one pushed "
+                       "without a workspace; push its batch with this workspace to take its answers)", len(others), queue,
+                       others[0]["id"])
     return ours
 
 

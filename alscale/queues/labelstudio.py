@@ -147,10 +147,12 @@ def annotation_record(annotation: Mapping[str, Any], task: Mapping[str, Any], *,
     if isinstance(who, Mapping):
         who = who.get("email") or who.get("id")
     answered = annotation.get("updated_at") or annotation.get("created_at")
+    run = meta.get(RUN_FIELD, data.get(RUN_FIELD))
     return {
         "id": alscale_id, "label": label, "status": status, "source": source,
         "annotation_id": str(annotation["id"]), "annotator": None if who is None else str(who),
         "answered_at": answered if isinstance(answered, str) else None, "pool": task_pool(task),
+        "batch_run_id": run if isinstance(run, str) else None,
     }
 
 
@@ -421,8 +423,9 @@ class LabelStudioConnector:
         Returns
         -------
         list of dict
-            ``{"id", "label", "status", "source", "annotation_id", "annotator", "answered_at", "pool"}``,
-            one per annotation (``pool``: the task's pool key, None for a task pushed without one).
+            ``{"id", "label", "status", "source", "annotation_id", "annotator", "answered_at", "pool", "batch_run_id"}``,
+            one per annotation (``pool``: the task's pool key, None for a task pushed without one;
+            ``batch_run_id``: the run id of the batch that made the task).
         """
         ws = open_workspace(workspace)
         if pool is None and ws is not None:
@@ -501,6 +504,8 @@ class LabelStudioConnector:
         use_workspace = not batch.classes and ws is not None and bool(ws.classes)
         from_name, to_name = self.check_classes([str(c) for c in ws.classes] if use_workspace else batch.classes,
                                                 whose="workspace" if use_workspace else "model")
+        if ws is not None:  # before any task is sent: answers to this batch's tasks are taken even if the push dies
+            ws.add_sent(self.name, batch.run_id)
         existing = self.find_existing(batch.ids, pool=pool)
         if ws is not None and existing:
             labeled = set(ws.labeled().column("id").to_pylist())

@@ -251,6 +251,44 @@ def test_a_batch_pushed_to_the_wrong_project_and_then_the_right_one_takes_the_ri
     assert sorted(set(workspace.pending().column("id").to_pylist())) == sorted(ids[1:])
 
 
+def test_an_answer_submitted_empty_and_then_given_a_label_is_recorded(ls_env, manifest, workspace, caplog):
+    """The empty answer is recorded as cancelled, which ends the id's pending; the label that follows is still this workspace's."""
+    project = ls_env.create_project()
+    settings = {"kind": "label-studio", "url": ls_env.url, "project": project, "data_columns": ["text"]}
+    push(manifest, settings, workspace=workspace)
+    task = ls_env.tasks(project)[0]
+    ident = task["data"]["alscale_id"]
+    annotation = ls_env.annotate(task["id"], None)
+    assert [(r["id"], r["status"]) for r in pull(settings, workspace=workspace)] == [(ident, "cancelled")]
+    assert ident not in set(workspace.pending().column("id").to_pylist())
+    ls_env.update_annotation(annotation["id"], "dog")
+    with caplog.at_level("WARNING"):
+        got = pull(settings, workspace=workspace)
+    assert [(r["id"], r["label"]) for r in got] == [(ident, "dog")]
+    assert {r["id"]: r["label"] for r in workspace.labeled().to_pylist()} == {ident: "dog"}
+    assert "label record(s)" not in caplog.text
+
+
+def test_one_batch_in_two_projects_takes_each_projects_answers_and_lists_the_disagreement(ls_env, manifest, workspace, caplog):
+    first, second = ls_env.create_project(), ls_env.create_project()
+    settings = {"kind": "label-studio", "url": ls_env.url, "data_columns": ["text"]}
+    ident = manifest.batch.column("id").to_pylist()[0]
+    for project in (first, second):
+        push(manifest, {**settings, "project": project}, workspace=workspace)
+    task_of = {p: next(t["id"] for t in ls_env.tasks(p) if t["data"]["alscale_id"] == ident) for p in (first, second)}
+    ls_env.annotate(task_of[first], "cat")
+    pull({**settings, "project": first}, workspace=workspace)
+    ls_env.annotate(task_of[second], "dog")  # answered in the second project after the first one's answer was pulled
+    with caplog.at_level("WARNING"):
+        got = pull({**settings, "project": second}, workspace=workspace)
+    assert [(r["id"], r["label"]) for r in got] == [(ident, "dog")]
+    assert "label record(s)" not in caplog.text
+    assert {r["id"]: r["label"] for r in workspace.labeled().to_pylist()} == {ident: "dog"}  # the latest
+    (found,) = workspace.disagreements()
+    assert found["id"] == ident and found["used"] == "dog"
+    assert [(label, source) for label, _, source in found["labels"]] == [("cat", f"label-studio:{first}"), ("dog", f"label-studio:{second}")]
+
+
 def test_pull_labels_skips_and_updates(ls_env, manifest, workspace):
     project = ls_env.create_project()
     settings = {"kind": "label-studio", "url": ls_env.url, "project": project}
