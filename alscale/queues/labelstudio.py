@@ -29,8 +29,11 @@ compared) and imports only the missing ones, ``chunk_size`` tasks per request.  
 a pool key (pushed before tasks carried one) matches on its id alone, as it did then.  A chunk
 whose request fails is never re-sent blindly: the ids are looked up again first, so a chunk the
 server committed before the connection dropped is not imported twice.  Every chunk that was
-imported (or found) is recorded as pending in the workspace right away, so a push killed
-half-way records exactly what reached Label Studio.
+imported (or found) is recorded as pending in the workspace right away.  Before anything is
+sent, the workspace keeps the batch's run id as sent to the project (``Workspace.add_sent``):
+a push killed while a chunk was in flight leaves that chunk in Label Studio but not pending,
+and its answers are still taken, since its tasks carry the run id; pushing again records it
+as pending and imports the rest.
 
 Cost: O(k) rows read from the pool, ``ceil(k / lookup_chunk) + ceil(missing / chunk_size)``
 requests.
@@ -515,6 +518,14 @@ class LabelStudioConnector:
         for chunk in _chunks(missing, self.chunk_size):
             try:
                 self._import_chunk([self.build_task(r, batch, from_name, to_name, pool) for r in chunk])
+            except KeyboardInterrupt:
+                if ws is not None:
+                    logger.warning(
+                        "push interrupted: of batch %s's %d tasks, %d are in %s and recorded as pending (%d imported by this "
+                        "push, %d there already); the chunk of %d in flight may have reached it too, and answers to it are "
+                        "taken all the same. Push again to complete the batch (tasks already there are not imported twice).",
+                        batch.run_id, len(batch.rows), len(pushed) + len(existing), self.name, len(pushed), len(existing), len(chunk))
+                raise
             except QueueError as exc:
                 note = (f" Of the batch's {len(batch.rows)} tasks, this push imported {len(pushed)} before this failure "
                         f"and {len(existing)} were in the project already")

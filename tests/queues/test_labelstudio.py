@@ -14,7 +14,7 @@ from alscale.cli import main
 from alscale.exceptions import ConfigError, QueueAuthError, QueueError, QueueUnavailableError
 from alscale.queues import LabelStudioConnector, prediction_score, pull, push
 
-from .queue_support import CLASSES, TASK_PAGE_CAP, free_port, make_manifest, write_pool
+from .queue_support import CLASSES, ROOT, TASK_PAGE_CAP, free_port, make_manifest, write_pool
 
 pytestmark = pytest.mark.labelstudio
 
@@ -289,6 +289,52 @@ def test_one_batch_in_two_projects_takes_each_projects_answers_and_lists_the_dis
     assert [(label, source) for label, _, source in found["labels"]] == [("cat", f"label-studio:{first}"), ("dog", f"label-studio:{second}")]
 
 
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
+def test_a_push_stopped_while_a_chunk_is_in_flight_loses_no_answer(ls_env, tmp_path, pool, workspace, sig):
+    """The chunk in flight reaches Label Studio, the push dies before it records it as pending: its answers are still taken."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    free = [i for i in pq.read_table(pool, columns=["id"]).column("id").to_pylist() if i not in set(workspace.excluded_ids().tolist())]
+    ids = free[:12]
+    m = make_manifest(tmp_path / "b", pool, ids, run_id="run-stopped")
+    project = ls_env.create_project()
+    proxy = _SlowImportProxy(ls_env.url, delay=0, hold_after=1)  # chunk 1 goes through; chunk 2 is imported, its answer held
+    config = tmp_path / "queue.toml"
+    config.write_text(f'[queue]\nurl = "{proxy.url}"\nproject = {project}\ndata_columns = ["text"]\nchunk_size = 5\n')
+    env = dict(os.environ, LABEL_STUDIO_API_KEY=ls_env.token, PYTHONPATH=str(ROOT))
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "alscale", "push", str(m.path), "-w", str(workspace.path), "--config", str(config)],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 60
+        while len(ls_env.tasks(project)) < 10 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert len(ls_env.tasks(project)) == 10 and proxy.imports == 2 and proc.poll() is None
+        proc.send_signal(getattr(signal, sig))
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proxy.close()
+    pending = workspace.pending().column("id").to_pylist()
+    assert sorted(pending) == sorted(ids[:5])  # the chunk in flight reached Label Studio but is not pending
+    if sig == "SIGINT":
+        assert proc.returncode == 130 and "alscale: interrupted" in out, out
+        assert ("of batch run-stopped's 12 tasks, 5 are in label-studio:%d and recorded as pending" % project) in out, out
+        assert "Push again to complete the batch" in out
+    by_id = {t["data"]["alscale_id"]: t["id"] for t in ls_env.tasks(project)}
+    ls_env.annotate(by_id[ids[1]], "cat")
+    ls_env.annotate(by_id[ids[6]], "fox")  # a task of the chunk in flight
+    settings = {"kind": "label-studio", "url": ls_env.url, "project": project, "data_columns": ["text"]}
+    pull(settings, workspace=workspace)
+    assert {r["id"]: r["label"] for r in workspace.labeled().to_pylist()} == {ids[1]: "cat", ids[6]: "fox"}
+    # pushing again completes the batch: one task per id, every unanswered one pending
+    again = push(m, settings, workspace=workspace)
+    assert sorted(again.pushed) == sorted(ids[10:]) and sorted(again.existing) == sorted(ids[:10])
+    assert _ids_per_task(ls_env.tasks(project)) == collections.Counter(ids)
+    assert sorted(workspace.pending().column("id").to_pylist()) == sorted(set(ids) - {ids[1], ids[6]})
+
+
 def test_pull_labels_skips_and_updates(ls_env, manifest, workspace):
     project = ls_env.create_project()
     settings = {"kind": "label-studio", "url": ls_env.url, "project": project}
@@ -412,9 +458,10 @@ def test_server_killed_mid_import_then_push_again_gives_exactly_one_task_each(ls
 class _SlowImportProxy:
     """A reverse proxy in front of the real server that holds each import ``delay`` seconds before passing it on
     (``delay=None``: never passes it on), as a busy proxy or a slow server does; imports after the first
-    ``unavailable_after`` get HTTP 503, as from a server that went away."""
+    ``unavailable_after`` get HTTP 503, as from a server that went away; the answers of imports after the first
+    ``hold_after`` are held back (30 s) once the server has imported them, as on a slow link."""
 
-    def __init__(self, upstream: str, delay: float | None, *, unavailable_after: int | None = None):
+    def __init__(self, upstream: str, delay: float | None, *, unavailable_after: int | None = None, hold_after: int | None = None):
         import httpx
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -437,6 +484,8 @@ class _SlowImportProxy:
                     time.sleep(delay)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")}
                 r = httpx.request(self.command, upstream + self.path, headers=headers, content=body, timeout=120)
+                if hold_after is not None and self.path.split("?")[0].endswith("/import") and proxy.imports > hold_after:
+                    time.sleep(30)  # imported upstream; the client is stopped before it hears so
                 self.send_response(r.status_code)
                 self.send_header("Content-Type", r.headers.get("Content-Type", "application/json"))
                 self.send_header("Content-Length", str(len(r.content)))
