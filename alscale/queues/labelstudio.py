@@ -170,6 +170,39 @@ def _check_base_url(url: str) -> None:
                           f"endpoint ('/{segments[at]}/'); give the base URL and the project id separately.")
 
 
+class _RefreshOn401(httpx.Auth):
+    """On HTTP 401, exchange the personal access token for a new access token and send the request once more.
+
+    Label Studio's access tokens live 5 minutes by default, so a long run (``alscale listen``, a
+    large push) outlives several.  A 401 means the server did not act on the request, so sending
+    it again (an import too) cannot make a second copy of anything.  Where the exchange fails
+    (the token was revoked) its answer is the request's, and the caller reports it.
+    """
+
+    requires_response_body = True
+
+    def __init__(self, connector: LabelStudioConnector, refresh: str):
+        self._connector, self._refresh = connector, refresh
+
+    def auth_flow(self, request: httpx.Request):
+        response = yield request
+        if response.status_code != 401:
+            return
+        answer = yield httpx.Request("POST", f"{self._connector.url}/api/token/refresh/", json={"refresh": self._refresh})
+        try:
+            access = answer.json().get("access") if answer.status_code == 200 else None
+        except ValueError:
+            access = None
+        if not isinstance(access, str) or not access:
+            return
+        earlier = [s for s in self._connector._secrets[-1:] if s != self._refresh]  # the expired one may still be quoted
+        self._connector._secrets = (self._refresh, *earlier, access)
+        if self._connector._client is not None:
+            self._connector._client.headers["Authorization"] = f"Bearer {access}"
+        request.headers["Authorization"] = f"Bearer {access}"
+        yield request
+
+
 class LabelStudioConnector:
     """A Label Studio project as a labeling queue.
 
@@ -181,8 +214,8 @@ class LabelStudioConnector:
         Project id.
     token_env : str, default "LABEL_STUDIO_API_KEY"
         Environment variable holding the API token (a legacy token, sent as ``Token ...``, or a
-        personal access token, exchanged for a short-lived access token).  The token is never
-        written to disk or logs.
+        personal access token, exchanged for a short-lived access token, exchanged again whenever
+        the server refuses an expired one).  The token is never written to disk or logs.
     data_columns : list of str or dict, optional
         Pool columns copied into each task's ``data`` (``"text"`` or ``"key=column"``).
     from_name : str, optional
@@ -262,6 +295,7 @@ class LabelStudioConnector:
             if token.count(".") == 2 and token.startswith("eyJ"):  # a personal access token (JWT refresh)
                 scheme, credential = "Bearer", self._access_token(client, token)
                 self._secrets = (token, credential)
+                client.auth = _RefreshOn401(self, token)  # access tokens expire (5 minutes by default); the PAT does not
             client.headers["Authorization"] = f"{scheme} {credential}"
             self._client = client
         return self._client

@@ -42,6 +42,8 @@ class LabelStudioServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = secrets.token_hex(20)
+        self.secret_key = secrets.token_urlsafe(40)  # Django's SECRET_KEY, which signs the server's JWTs
+        self._pat: str | None = None
         self.username = "admin@alscale.test"
         self.password = secrets.token_urlsafe(12)
         self.proc: subprocess.Popen | None = None
@@ -60,6 +62,7 @@ class LabelStudioServer:
             "SENTRY_DSN": "",
             "FRONTEND_SENTRY_DSN": "",
             "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir),
+            "SECRET_KEY": self.secret_key,
             "LOG_LEVEL": "WARNING",
             # a server that caps task pages, as deployments may: listings must follow 'total', not page size
             "TASK_API_PAGE_SIZE_MAX": str(TASK_PAGE_CAP),
@@ -104,6 +107,33 @@ class LabelStudioServer:
     # --- a small admin client for the tests -------------------------------------------------
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Token {self.token}"}, timeout=120)
+
+    def personal_access_token(self) -> str:
+        """The admin's personal access token (a JWT refresh token; made on first use, one per user)."""
+        if self._pat is None:
+            with self.client() as c:
+                r = c.post("/api/token/")
+                r.raise_for_status()
+                self._pat = r.json()["token"]
+        return self._pat
+
+    def expired_access_token(self) -> str:
+        """An access token for the admin that the server signed, as it would, but whose lifetime ended a minute ago."""
+        import base64
+        import hashlib
+        import hmac
+        import json
+
+        with httpx.Client(base_url=self.url, timeout=60) as c:
+            r = c.post("/api/token/refresh/", json={"refresh": self.personal_access_token()})
+            r.raise_for_status()
+        header, payload, _ = r.json()["access"].split(".")
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        now = int(time.time())
+        claims.update(iat=now - 360, exp=now - 60)
+        body = base64.urlsafe_b64encode(json.dumps(claims, separators=(",", ":")).encode()).rstrip(b"=").decode()
+        signature = hmac.new(self.secret_key.encode(), f"{header}.{body}".encode(), hashlib.sha256).digest()
+        return f"{header}.{body}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
 
     def create_project(self, classes=CLASSES, title: str = "alscale test") -> int:
         choices = "".join(f'<Choice value="{c}"/>' for c in classes)

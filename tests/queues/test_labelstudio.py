@@ -335,6 +335,32 @@ def test_a_push_stopped_while_a_chunk_is_in_flight_loses_no_answer(ls_env, tmp_p
     assert sorted(workspace.pending().column("id").to_pylist()) == sorted(set(ids) - {ids[1], ids[6]})
 
 
+def test_a_personal_access_token_outlives_the_access_tokens_it_is_exchanged_for(ls_env, manifest, workspace, monkeypatch):
+    """Label Studio's access tokens live 5 minutes: a long run with a PAT exchanges it again when one is refused."""
+    import httpx
+
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", ls_env.personal_access_token())
+    project = ls_env.create_project()
+    conn = LabelStudioConnector(ls_env.url, project, data_columns=["text"])
+    expired = ls_env.expired_access_token()  # signed by the server's key, its lifetime over
+    assert httpx.get(f"{ls_env.url}/api/projects/{project}/", headers={"Authorization": f"Bearer {expired}"}).status_code == 401
+
+    def expire():  # as 5 minutes after the last exchange
+        conn._http().headers["Authorization"] = f"Bearer {expired}"
+
+    expire()
+    assert len(conn.push(manifest, workspace=workspace).pushed) == 30
+    task = ls_env.tasks(project)[0]
+    ls_env.annotate(task["id"], "cat")
+    expire()
+    assert [(r["id"], r["label"]) for r in conn.pull(workspace=workspace)] == [(task["data"]["alscale_id"], "cat")]
+    hook = conn.register_webhook(f"http://127.0.0.1:{free_port()}/webhook", secret="s3cret")
+    expire()
+    conn.delete_webhook(hook)  # what `listen` does at SIGTERM
+    with ls_env.client() as c:
+        assert c.get("/api/webhooks/", params={"project": project}).json() == []
+
+
 def test_pull_labels_skips_and_updates(ls_env, manifest, workspace):
     project = ls_env.create_project()
     settings = {"kind": "label-studio", "url": ls_env.url, "project": project}
