@@ -51,9 +51,16 @@ def command(workspace, url, project, token_env, secret_env, header, host, port, 
         # Label Studio cannot call http://0.0.0.0/...: the webhook would never arrive
         raise click.UsageError(f"--register with --host {host} (every interface) needs --public-url, the URL Label Studio "
                                "calls (e.g. http://THIS-HOST:PORT/webhook).")
+    if register_only and port == 0 and not public_url:
+        raise click.UsageError("--register-only needs the port Label Studio will call: expected --port 1-65535 or "
+                               "--public-url. Got --port 0 (any free port, known only to a running listener).")
     secret = secret_from_env(secret_env, what="webhook secret")
     connector = LabelStudioConnector(url, project, token_env=token_env)
     if register_only:
+        from alscale.loop.workspace import Workspace
+
+        Workspace.open(workspace)  # what a start checks before a webhook points here: the workspace,
+        connector.choices_control()  # and the project's one <Choices> control that answers are read from
         _register(connector, public_url or f"http://{host}:{port}/webhook", secret, header)
         return
     # bind first: a port already taken fails here, before a webhook points at it

@@ -203,6 +203,26 @@ def test_register_on_every_interface_needs_the_public_url(workspace, monkeypatch
         assert res.exit_code == 2 and "needs --public-url" in res.output, res.output
 
 
+def test_register_only_refuses_port_0_and_checks_the_project_like_a_start(ls_env, workspace, monkeypatch):
+    from click.testing import CliRunner
+
+    from alscale.cli import main
+
+    monkeypatch.setenv("ALSCALE_WEBHOOK_SECRET", SECRET)
+    project = ls_env.create_project()
+    args = ["listen", "-w", str(workspace.path), "--url", ls_env.url, "--register-only"]
+    res = CliRunner().invoke(main, [*args, "--project", str(project), "--port", "0"])
+    assert res.exit_code == 2 and "--register-only needs the port Label Studio will call" in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1
+    with ls_env.client() as c:  # no <Choices>: a start fails on it, so no webhook may point here
+        bare = c.post("/api/projects/", json={"title": "no choices", "label_config": '<View><Text name="text" value="$text"/></View>'}).json()["id"]
+    res = CliRunner().invoke(main, [*args, "--project", str(bare), "--port", str(free_port())])
+    assert res.exit_code == 2 and "Expected exactly one <Choices> control" in res.output, res.output
+    with ls_env.client() as c:
+        assert c.get("/api/webhooks/", params={"project": project}).json() == []
+        assert c.get("/api/webhooks/", params={"project": bare}).json() == []
+
+
 def test_only_an_ids_first_label_counts_toward_the_next_round(ls_env, manifest, workspace):
     """Skips, edits of an answer and a second annotation of a labeled task are no new labels."""
     project = ls_env.create_project()
