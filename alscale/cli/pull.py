@@ -50,6 +50,8 @@ def command(config, workspace, **flags):
     from alscale.queues import make_connector, pull
 
     settings = queue_settings(config, **flags)
+    if settings.get("kind") in (None, "label-studio") and "url" in settings and "project" not in settings:
+        raise click.UsageError("--project is required with --url: the id of the Label Studio project to pull from.")
     if settings.get("kind") == "file":
         settings.setdefault("path", None)  # a file queue's path (a config file's) is where a push writes; a pull reads --labels
     connector = make_connector(settings)

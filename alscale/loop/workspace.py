@@ -659,6 +659,10 @@ class Workspace:
             warn_of_disagreements(disagreeing(ordered, changed_ids))
         return changed
 
+    def refused_labels(self, records: list[dict]) -> set[int]:
+        """Positions in ``records`` of those :meth:`record_labels` refuses (or leaves out with ``skip_invalid``)."""
+        return {i for i, _ in self._label_rows(records)[1]}
+
     @staticmethod
     def _warn_of_new_classes(rows: list[dict], kept: Iterable[dict]) -> None:
         """With no class list every label is taken: say so when one no kept record holds comes in (a typo?)."""

@@ -471,12 +471,13 @@ class LabelStudioConnector:
         filters = {"conjunction": "or", "items": [
             {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0},
             {"filter": "filter:tasks:cancelled_annotations", "operator": "greater", "type": "Number", "value": 0}]}
-        records, malformed, other_pool = [], [], 0
+        records, malformed, other_pool, seen = [], [], 0, set()
         for task in self._tasks(filters, fields="all"):
             if not of_pool(task, pool):
                 other_pool += 1
                 continue
             for annotation in task.get("annotations") or []:
+                seen.add(str(annotation.get("id")) if isinstance(annotation, Mapping) else None)
                 try:
                     rec = annotation_record(annotation, task, source=self.name, from_name=from_name)
                 except QueueError as exc:
@@ -488,11 +489,35 @@ class LabelStudioConnector:
             logger.warning("left out %d answered task(s) of other pools in %s (this pool's key is %s)", other_pool, self.name, pool)
         if malformed:
             logger.warning("left out %d annotation(s) of an unexpected shape, e.g. %s", len(malformed), malformed[0])
+        if ws is not None:
+            self._warn_of_deleted(ws, pool, seen)
         if ws is not None and records:
             records = sent_here(ws, self.name, records)
             # one annotation the workspace cannot take (a choice added later) must not keep every other label out
+            refused = ws.refused_labels(records)
             ws.record_labels(records, skip_invalid=True)
+            records = [r for i, r in enumerate(records) if i not in refused]  # what was recorded, so counts agree
         return records
+
+    def _warn_of_deleted(self, ws: Any, pool: str | None, annotations: set) -> None:
+        """Warn of what was deleted in the project: labels whose annotation is gone, pending ids whose task is gone.
+
+        Neither is changed in the workspace: a label stays a label, a pending id stays pending.
+        """
+        labeled = [r for r in ws.labeled().to_pylist() if r["source"] == self.name and r["status"] == "labeled"]
+        gone = [r for r in labeled if r["annotation_id"] not in annotations]
+        if gone:
+            logger.warning("%d label(s) taken from %s are of annotations no longer in the project (deleted there), e.g. id %r "
+                           "(annotation %s); they stay labels in the workspace", len(gone), self.name, gone[0]["id"],
+                           gone[0]["annotation_id"])
+        table = ws.pending()
+        waiting = [i for i, q in zip(table.column("id").to_pylist(), table.column("queue").to_pylist()) if q == self.name]
+        if waiting:
+            found = self.find_existing(waiting, pool=pool)
+            missing = [i for i in waiting if i not in found]
+            if missing:
+                logger.warning("%d id(s) pending in %s have no task in the project any more (deleted there), e.g. id %r; "
+                               "they stay pending: push their batch again to send them", len(missing), self.name, missing[0])
 
     # ------------------------------------------------------------------ push
     def build_task(self, row: Mapping[str, Any], batch: BatchView, from_name: str, to_name: str, pool: str | None = None) -> dict:

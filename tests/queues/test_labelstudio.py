@@ -361,6 +361,41 @@ def test_a_personal_access_token_outlives_the_access_tokens_it_is_exchanged_for(
         assert c.get("/api/webhooks/", params={"project": project}).json() == []
 
 
+def test_pull_warns_of_a_deleted_annotation_and_a_deleted_pending_task(ls_env, manifest, workspace, caplog):
+    project = ls_env.create_project()
+    settings = {"kind": "label-studio", "url": ls_env.url, "project": project, "data_columns": ["text"]}
+    push(manifest, settings, workspace=workspace)
+    first, second = ls_env.tasks(project)[:2]
+    annotation = ls_env.annotate(first["id"], "cat")
+    pull(settings, workspace=workspace)
+    with ls_env.client() as c:
+        assert c.delete(f"/api/annotations/{annotation['id']}/").status_code == 204
+        assert c.delete(f"/api/tasks/{second['id']}/").status_code == 204
+    with caplog.at_level("WARNING"):
+        pull(settings, workspace=workspace)
+    assert (f"1 label(s) taken from label-studio:{project} are of annotations no longer in the project (deleted there), "
+            f"e.g. id {first['data']['alscale_id']!r}") in caplog.text
+    assert (f"1 id(s) pending in label-studio:{project} have no task in the project any more (deleted there), "
+            f"e.g. id {second['data']['alscale_id']!r}; they stay pending") in caplog.text
+
+
+def test_pull_needs_the_project_and_counts_only_what_it_recorded(ls_env, manifest, workspace):
+    args = ["-w", str(workspace.path), "--url", ls_env.url]
+    res = CliRunner().invoke(main, ["pull", *args])
+    assert res.exit_code == 2 and "alscale: error: --project is required with --url" in res.output, res.output
+    project = ls_env.create_project()
+    push(manifest, {"kind": "label-studio", "url": ls_env.url, "project": project, "data_columns": ["text"]}, workspace=workspace)
+    choices = "".join(f'<Choice value="{c}"/>' for c in [*CLASSES, "wolf"])  # a choice added to the project later
+    with ls_env.client() as c:
+        c.patch(f"/api/projects/{project}/", json={"label_config": f'<View><Text name="text" value="$text"/><Choices name="label" '
+                                                                 f'toName="text" choice="single">{choices}</Choices></View>'}).raise_for_status()
+    first, second = ls_env.tasks(project)[:2]
+    ls_env.annotate(first["id"], "dog")
+    ls_env.annotate(second["id"], "wolf")
+    res = CliRunner().invoke(main, ["pull", *args, "--project", str(project)])
+    assert res.exit_code == 0 and "pulled 1 annotation: 1 labeled, 0 skipped, 0 cancelled; 1 new or changed" in res.output, res.output
+
+
 def test_pull_labels_skips_and_updates(ls_env, manifest, workspace):
     project = ls_env.create_project()
     settings = {"kind": "label-studio", "url": ls_env.url, "project": project}
