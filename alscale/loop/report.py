@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from alscale.exceptions import PoolError
+
 from alscale.loop.rounds import _evaluation_rows, load_history
 from alscale.loop.stopping import metric_gain
 from alscale.loop.labellog import describe_answers
@@ -54,8 +56,11 @@ def status_table(ws: Workspace) -> str:
     counts = ws.label_counts()
     label_column = ws.config.get("label_column")
     if label_column:  # rounds take the evaluation labels from the pool's column, not from the labels recorded
-        evaluation = (f"evaluation set {ws.config['evaluation']['size']:,} ({len(_evaluation_rows(ws)[0]):,} labeled from column "
-                      f"{label_column!r})  labeled {counts['training']:,} for training")
+        try:
+            from_column = f"{len(_evaluation_rows(ws)[0]):,} labeled from column {label_column!r}"
+        except PoolError as exc:  # the history is the workspace's own: show it while the pool is away
+            from_column = f"labels of column {label_column!r} not counted, the pool is not readable now: {str(exc).rstrip('.')}"
+        evaluation = f"evaluation set {ws.config['evaluation']['size']:,} ({from_column})  labeled {counts['training']:,} for training"
     else:
         evaluation = (f"evaluation set {ws.config['evaluation']['size']:,}  "
                       f"labeled {counts['training']:,} for training, {counts['evaluation']:,} of the evaluation set")

@@ -258,3 +258,16 @@ def test_init_with_an_empty_evaluation_set_does_not_ask_to_label_it(tmp_path, bl
     assert code == 0 and "evaluation set 0," in out and "label the evaluation set" not in out, out
     code, out = _run("init", tmp_path / "ws2", "--pool", blob_pool, "--eval-size", 10)
     assert code == 0 and "label the evaluation set too" in out, out
+
+
+def test_status_shows_the_history_while_the_pool_is_away(tmp_path, blob_pool):
+    """A label-column workspace counts its evaluation labels from the pool: an unreadable pool used to fail the whole status."""
+    import shutil
+
+    pool = tmp_path / "moved.parquet"
+    shutil.copyfile(blob_pool, pool)
+    ws = Workspace.create(tmp_path / "ws", pool=pool, label_column="label", settings={"eval_size": 50})
+    pool.rename(tmp_path / "elsewhere.parquet")
+    code, out = _run("status", ws.path)
+    assert code == 0 and "labels of column 'label' not counted, the pool is not readable now: Expected Parquet files" in out, out
+    assert "(no rounds yet: run `alscale round`)" in out
