@@ -2,12 +2,12 @@
 
 A pool is a Parquet file, a directory of them (searched recursively for ``*.parquet``) or a
 glob, on any filesystem pyarrow opens (local paths, ``file://``, ``s3://``, ``gs://``, ...).
+A glob reads the same files on every filesystem (:func:`glob_files`).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import glob as globlib
 import hashlib
 import io
 import json
@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from alscale.exceptions import PoolError, PoolSchemaError
 
-__all__ = ["OpenPoolFile", "PoolFile", "PoolFiles", "filesystem_for", "folder_files", "open_parquet", "open_pool_file", "resolve_pool"]
+__all__ = ["OpenPoolFile", "PoolFile", "PoolFiles", "filesystem_for", "folder_files", "glob_files", "open_parquet", "open_pool_file", "resolve_pool"]
 
 
 @dataclass(frozen=True)
@@ -154,15 +154,21 @@ def _is_pool_file(path: str, root: str) -> bool:
 def _list_files(spec: str) -> tuple[str | None, list[str]]:
     """The pool's filesystem URI (None: local) and its Parquet files, sorted."""
     if "://" in spec:
-        fs, root = pafs.FileSystem.from_uri(spec)
+        address, query = spec.split("?", 1) if "?" in spec else (spec, None)  # in a URI, "?" starts the query
+        wild = min((address.find(ch) for ch in "*[" if ch in address[address.index("://") + 3:]), default=-1)
+        pattern = None
+        if wild >= 0:  # pyarrow cannot parse "[" in a URI: open the folder before the glob, match the rest here
+            cut = address.rindex("/", 0, wild)
+            pattern = address[cut + 1:].split("/")
+            address = address[:cut] if address[cut - 1] != "/" else address[: cut + 1]
+        fs, root = pafs.FileSystem.from_uri(address + (f"?{query}" if query is not None else ""))
         scheme_root = spec[: spec.index("://") + 3]
         uri = scheme_root + (root.split("/")[0] if not isinstance(fs, pafs.LocalFileSystem) else "")
         if isinstance(fs, pafs.LocalFileSystem):
             uri = None
-        if any(ch in root for ch in "*?["):
-            base = root[: min(root.find(c) for c in "*?[" if c in root)].rsplit("/", 1)[0]
-            infos = fs.get_file_info(pafs.FileSelector(base, recursive=True))
-            return uri, sorted(i.path for i in infos if i.is_file and fnmatch.fnmatch(i.path, root))
+        if pattern is not None:
+            infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+            return uri, sorted(i.path for i in infos if i.is_file and _glob_match(pattern, _below(i.path, root)))
         info = fs.get_file_info(root)
         if info.type == pafs.FileType.Directory:
             infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
@@ -170,13 +176,83 @@ def _list_files(spec: str) -> tuple[str | None, list[str]]:
         if info.type == pafs.FileType.File:
             return uri, [root]
         return uri, []
-    if any(ch in spec for ch in "*?["):
-        return None, sorted(p for p in globlib.glob(spec, recursive=True) if os.path.isfile(p))
+    if _is_glob(spec):
+        return None, glob_files(spec)
     if os.path.isdir(spec):
         return None, folder_files(spec)
     if os.path.isfile(spec):
         return None, [spec]
     return None, []
+
+
+def _is_glob(path: str) -> bool:
+    return any(ch in path for ch in "*?[")
+
+
+def _glob_base(pattern: str) -> tuple[str, list[str]]:
+    """``("a/b", ["*", "x.parquet"])`` for ``"a/b/*/x.parquet"``: the folder before the first wildcard, and the rest's parts."""
+    parts = pattern.split("/")
+    first = next(i for i, part in enumerate(parts) if _is_glob(part))
+    base = "/".join(parts[:first])
+    return (base or ("/" if pattern.startswith("/") else "")), parts[first:]
+
+
+def _below(path: str, base: str) -> list[str]:
+    """The parts of ``path`` below the folder ``base``."""
+    if not base:
+        return path.split("/")
+    return path[len(base.rstrip("/")) + 1:].split("/")
+
+
+def _glob_match(pattern: list[str], parts: list[str]) -> bool:
+    """Whether path ``parts`` match glob ``pattern`` parts, as Python's ``glob(recursive=True)`` matches them.
+
+    ``*``, ``?`` and ``[...]`` stay within one name; a ``**`` part matches zero or more folders.
+    A name starting with "." or "_" is matched only by a pattern part that starts with the same
+    character (never by ``**``): a glob skips what a folder skips (:func:`_is_pool_file`),
+    unless it names it.  Case-sensitive on every filesystem.
+    """
+    if not pattern:
+        return not parts
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        if _glob_match(rest, parts):
+            return True
+        return bool(parts) and not parts[0].startswith((".", "_")) and _glob_match(pattern, parts[1:])
+    if not parts:
+        return False
+    name = parts[0]
+    if name.startswith((".", "_")) and not head.startswith(name[0]):
+        return False
+    return fnmatch.fnmatchcase(name, head) and _glob_match(rest, parts[1:])
+
+
+def glob_files(pattern: str) -> list[str]:
+    """The local files matching glob ``pattern``, sorted: what a pool glob reads, on every filesystem.
+
+    Python's ``glob(recursive=True)`` semantics (``*`` does not cross "/", ``**`` matches zero
+    or more folders), except that names starting with "." or "_" are skipped as a folder skips
+    them, unless the glob names them (``pool/_temporary/*.parquet``): :func:`_glob_match`.
+
+    Raises
+    ------
+    OSError
+        A folder in it cannot be read.
+    """
+    base, parts = _glob_base(pattern)
+    top = base or "."
+    if not os.path.isdir(top):
+        return []
+    deep = "**" in parts
+    found = []
+    for root, dirs, names in os.walk(top, onerror=_raise):
+        below = [] if root == top else os.path.relpath(root, top).split(os.sep)
+        if not deep and len(below) >= len(parts) - 1:
+            dirs[:] = []  # no deeper folder can match a glob without **
+        for name in names:
+            if _glob_match(parts, [*below, name]):
+                found.append(os.path.join(root, name) if base else os.path.normpath(os.path.join(root, name)))
+    return sorted(found)
 
 
 def folder_files(folder: str | os.PathLike) -> list[str]:

@@ -384,3 +384,73 @@ def test_the_loop_and_the_queues_list_a_folder_as_the_engine_does(tmp_path):
     engine = [f.path for f in resolve_pool(str(tmp_path / "pool")).files]
     assert len(engine) == 2
     assert pool_files(tmp_path / "pool") == engine == _pool_files({"paths": [str(tmp_path / "pool")]})
+
+
+_GLOB_LAYOUT = ("top.parquet", "sub/nested.parquet", "sub/deeper/d.parquet", "_temporary/0/t.parquet", ".hidden/h.parquet",
+                "sub/_p.parquet", "sub/.q.parquet", "_SUCCESS", "notes.txt")
+
+
+def _glob_reference(base, pattern):
+    """Python's glob, then the folder's rule: no name below ``base`` starting with "." or "_" (the patterns name none)."""
+    import glob
+
+    found = [p for p in glob.glob(os.path.join(base, pattern), recursive=True, include_hidden=True) if os.path.isfile(p)]
+    return sorted(p for p in found if not any(part.startswith((".", "_")) for part in os.path.relpath(p, base).split(os.sep)))
+
+
+@pytest.mark.parametrize("pattern", ["*.parquet", "**/*.parquet", "*/*.parquet", "**/d.parquet", "sub/**/*.parquet", "**", "*/**/*.parquet",
+                                     "s?b/*.parquet", "[st]*/*.parquet", "**/*"])
+@pytest.mark.parametrize("as_uri", [False, True])
+def test_a_glob_reads_the_same_files_as_a_path_and_as_a_uri(tmp_path, pattern, as_uri):
+    """``*`` stays within a name, ``**`` matches zero or more folders, hidden and underscore names are skipped: as a path and as a URI."""
+    from alscale.pool.files import _list_files
+
+    for name in _GLOB_LAYOUT:
+        (tmp_path / "pool" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "pool" / name).write_bytes(b"x")
+    base = str(tmp_path / "pool")
+    if as_uri and "?" in pattern:
+        pytest.skip("in a URI, '?' starts the query (s3://bucket/pool?region=...)")
+    spec = f"file://{base}/{pattern}" if as_uri else f"{base}/{pattern}"
+    expected = _glob_reference(base, pattern)
+    assert expected  # every pattern here matches something
+    assert _list_files(spec) == (None, expected)
+
+
+def test_a_glob_reads_hidden_or_underscore_names_only_where_it_names_them(tmp_path):
+    from alscale.pool.files import _list_files
+
+    for name in _GLOB_LAYOUT:
+        (tmp_path / "pool" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "pool" / name).write_bytes(b"x")
+    base = str(tmp_path / "pool")
+    for prefix in ("", "file://"):
+        assert _list_files(f"{prefix}{base}/_temporary/*/*.parquet")[1] == [f"{base}/_temporary/0/t.parquet"]
+        assert _list_files(f"{prefix}{base}/sub/_*")[1] == [f"{base}/sub/_p.parquet"]
+        assert _list_files(f"{prefix}{base}/.*/*.parquet")[1] == [f"{base}/.hidden/h.parquet"]
+        assert _list_files(f"{prefix}{base}/nope/*.parquet")[1] == []
+
+
+def test_a_relative_glob_keeps_its_spelling(tmp_path, monkeypatch):
+    import glob
+
+    from alscale.pool.files import glob_files
+
+    for name in _GLOB_LAYOUT:
+        (tmp_path / "pool" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "pool" / name).write_bytes(b"x")
+    monkeypatch.chdir(tmp_path / "pool")
+    assert glob_files("**/*.parquet") == sorted(["top.parquet", "sub/nested.parquet", "sub/deeper/d.parquet"])
+    assert glob_files("../pool/*.parquet") == glob.glob("../pool/*.parquet") == ["../pool/top.parquet"]
+
+
+def test_a_spark_folder_reads_the_same_as_a_folder_and_as_a_glob(tmp_path):
+    """A ``_temporary/`` part holding ids of the finished parts: the glob read it and failed on a duplicate id."""
+    table = pa.table({"id": np.arange(3), "x": np.ones(3, np.float32)})
+    for name in ("part-0.parquet", "_temporary/0/part-0.parquet"):
+        (tmp_path / "pool" / name).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, tmp_path / "pool" / name)
+    folder = [f.path for f in resolve_pool(str(tmp_path / "pool")).files]
+    assert folder == [str(tmp_path / "pool" / "part-0.parquet")]
+    assert [f.path for f in resolve_pool(str(tmp_path / "pool" / "**" / "*.parquet")).files] == folder
+    assert [f.path for f in resolve_pool(f"file://{tmp_path}/pool/**/*.parquet").files] == folder
