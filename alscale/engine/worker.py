@@ -19,7 +19,7 @@ import ray
 from alscale.exceptions import AlscaleError, PoolSchemaError, ShardStateLostError, StrategyError
 from alscale.model.contract import ModelContract
 from alscale.model.session import DEFAULT_BATCH_SIZE, ModelOutputs, ModelRunner
-from alscale.pool.features import FeatureSpec
+from alscale.pool.features import FeatureSpec, feature_dtype
 from alscale.engine.storage import read_file, write_file_atomic
 from alscale.pool.reader import iter_ids, iter_shard
 from alscale.pool.shards import Shard
@@ -261,8 +261,10 @@ class ShardWorker:
         self.runner = ModelRunner(job.contracts, threads=job.threads, want_embeddings=self.strategy.needs_embedding)
         self.batch_size = self._choose_batch_size()
         self.runner.rows_per_run = self.batch_size
+        # float64 features for a double-input model over numeric or list columns, decided once
+        self.feature_dtype = feature_dtype(job.feature_spec, [c.input_type for c in job.contracts])
         width = job.contracts[0].input_width or job.feature_spec.width  # -1: a list column of unknown width
-        self.read_rows = read_batch_rows(self.batch_size, 4 * width) if width > 0 else self.batch_size
+        self.read_rows = read_batch_rows(self.batch_size, self.feature_dtype.itemsize * width) if width > 0 else self.batch_size
 
     def ready(self) -> None:
         """Return once the worker is up; raise the error its start-up met, if any.
@@ -318,7 +320,8 @@ class ShardWorker:
         stop_inference = False
         result.batch_size, result.read_rows = self.batch_size, self.read_rows
         t0 = time.perf_counter()
-        for batch in iter_shard(job.filesystem_uri, shard, job.feature_spec, job.id_column, self.read_rows, reuse_buffer=True):
+        for batch in iter_shard(job.filesystem_uri, shard, job.feature_spec, job.id_column, self.read_rows, reuse_buffer=True,
+                                dtype=self.feature_dtype):
             t1 = time.perf_counter()
             t_read += t1 - t0
             n = batch.ids.shape[0]
@@ -486,7 +489,8 @@ class ShardWorker:
         job = self.job
         top = TopK(m)
         passed = selectable_count = 0
-        for batch in iter_shard(job.filesystem_uri, shard, job.feature_spec, job.id_column, self.read_rows, reuse_buffer=True):
+        for batch in iter_shard(job.filesystem_uri, shard, job.feature_spec, job.id_column, self.read_rows, reuse_buffer=True,
+                                dtype=self.feature_dtype):
             keys = id_keys(batch.ids)
             rows = np.flatnonzero(_finite_rows(batch.features) & ~_member(exclude_keys, keys))
             selectable_count += rows.size

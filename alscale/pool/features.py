@@ -5,6 +5,10 @@ Three layouts are understood:
 * ``list``    - one ``fixed_size_list<float32>`` column (``list<float>`` works, slower);
 * ``binary``  - one ``fixed_size_binary`` column whose values are float32 rows (fastest);
 * ``columns`` - several numeric columns, one feature each.
+
+Features are decoded to float32, or to float64 for a model whose input is ``tensor(double)``
+(:func:`feature_dtype`), so such a model sees a float64 pool's values exactly.  A
+``fixed_size_binary`` column holds float32 rows by definition: a double model gets them upcast.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from alscale.exceptions import PoolSchemaError
 
-__all__ = ["FeatureSpec", "decode_features", "detect_features"]
+__all__ = ["FeatureSpec", "decode_features", "detect_features", "feature_dtype"]
 
 _PREFERRED_NAMES = ("features", "feature", "x", "embedding", "embeddings", "vector")
 
@@ -112,12 +117,35 @@ def _is_number(typ: pa.DataType) -> bool:
     return pa.types.is_integer(typ) or pa.types.is_floating(typ)
 
 
-def decode_features(batch: pa.RecordBatch, spec: FeatureSpec, ids: np.ndarray | None = None) -> np.ndarray:
-    """Turn a record batch's feature column(s) into a float32 array of shape (n, d).
+def feature_dtype(spec: FeatureSpec, input_types: Sequence[str]) -> np.dtype:
+    """The dtype a shard's features are decoded to, decided once per shard for its model(s).
 
-    Zero-copy where Arrow allows it (a float32 ``fixed_size_binary`` or ``fixed_size_list``
-    column without nulls).  Null rows come back as NaN rows, so the caller's validity check
-    catches them.  ``ids`` (n,) only name a row in an error.
+    float64 where a model's input is ``tensor(double)`` and the layout can hold more than float32
+    (numeric columns, list columns); float32 otherwise, the common case.
+
+    Parameters
+    ----------
+    spec : FeatureSpec
+    input_types : sequence of str
+        Each model's input type, as onnxruntime names it (``"tensor(float)"``, ``"tensor(double)"``).
+
+    Returns
+    -------
+    numpy.dtype
+    """
+    if spec.kind != "binary" and any("double" in t for t in input_types):
+        return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+def decode_features(batch: pa.RecordBatch, spec: FeatureSpec, ids: np.ndarray | None = None, dtype: npt.DTypeLike = np.float32) -> np.ndarray:
+    """Turn a record batch's feature column(s) into an array of shape (n, d) of ``dtype``.
+
+    Zero-copy where Arrow allows it (a ``fixed_size_binary`` column, or a ``fixed_size_list``
+    column of ``dtype`` without nulls).  Null rows come back as NaN rows, so the caller's validity
+    check catches them.  ``ids`` (n,) only name a row in an error.  ``dtype`` is float32, or
+    float64 for a double-input model (:func:`feature_dtype`); a ``binary`` column is always
+    float32 rows.
 
     Raises
     ------
@@ -138,12 +166,12 @@ def decode_features(batch: pa.RecordBatch, spec: FeatureSpec, ids: np.ndarray | 
         col = batch.column(spec.columns[0])
         width = spec.width if spec.width > 0 else _list_width(col, spec.columns[0], ids)
         if col.null_count:
-            return _list_with_nulls(col, width)
+            return _list_with_nulls(col, width, dtype)
         values = col.flatten().to_numpy(zero_copy_only=False)
         if len(values) != n * width:
             _list_width(col, spec.columns[0], ids, expected=width)  # names the first row of another length
-        return values.astype(np.float32, copy=False).reshape(n, width)
-    out = np.empty((n, spec.width), dtype=np.float32)
+        return values.astype(dtype, copy=False).reshape(n, width)
+    out = np.empty((n, spec.width), dtype=dtype)
     for j, name in enumerate(spec.columns):
         out[:, j] = batch.column(name).to_numpy(zero_copy_only=False)
     return out
@@ -166,8 +194,8 @@ def _list_width(col: pa.Array, name: str, ids: np.ndarray | None, expected: int 
     return width
 
 
-def _list_with_nulls(col: pa.Array, width: int) -> np.ndarray:
-    out = np.full((len(col), width), np.nan, dtype=np.float32)
+def _list_with_nulls(col: pa.Array, width: int, dtype: npt.DTypeLike = np.float32) -> np.ndarray:
+    out = np.full((len(col), width), np.nan, dtype=dtype)
     valid = ~np.asarray(col.is_null())
     values = col.filter(pa.array(valid)).flatten().to_numpy(zero_copy_only=False)
     out[valid] = values.reshape(-1, width)

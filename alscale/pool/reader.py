@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from alscale.exceptions import PoolSchemaError, ShardError
@@ -26,7 +27,7 @@ class RowBatch:
     ----------
     ids : ndarray of shape (n,)
         int64 or str ids.
-    features : ndarray of shape (n, d), float32
+    features : ndarray of shape (n, d), float32 (float64 where ``iter_shard`` was asked for it)
     path : str
     row_group : int
     """
@@ -66,6 +67,7 @@ def iter_shard(
     *,
     read_pages: bool = True,
     reuse_buffer: bool = False,
+    dtype: npt.DTypeLike = np.float32,
 ) -> Iterator[RowBatch]:
     """Yield a shard's rows in record batches of at most ``batch_size`` rows.
 
@@ -81,6 +83,10 @@ def iter_shard(
     so each batch's ``features`` are overwritten by the next batch: for a caller that is done
     with a batch before asking for the next (the scan).  The buffer stays in the CPU cache,
     where a new array per batch costs the writes to memory that the cache does not hold.
+
+    ``dtype`` is what numeric and list columns decode to (:func:`alscale.pool.features.feature_dtype`,
+    decided once per shard: float64 for a double-input model); a ``fixed_size_binary`` column
+    is float32 rows whatever it is.
     """
     buffer = None
     for current, piece in _open_pieces(filesystem_uri, shard):
@@ -94,7 +100,7 @@ def iter_shard(
                 continue
             for batch in _row_group_batches(current, piece, [id_column, *spec.columns], batch_size):
                 ids = ids_to_numpy(batch.column(id_column), id_column)
-                yield RowBatch(ids=ids, features=decode_features(batch, spec, ids), path=current.path, row_group=group)
+                yield RowBatch(ids=ids, features=decode_features(batch, spec, ids, dtype), path=current.path, row_group=group)
 
 
 def iter_ids(filesystem_uri: str | None, shard: Shard, id_column: str, batch_size: int = 65_536) -> Iterator[RowBatch]:

@@ -1,0 +1,83 @@
+"""The scan in one process (``ShardWorker``, no Ray) on inputs beyond the common case: float64
+features for a double-input model, string ids, excluded rows with NaN features, ragged list
+columns, a model that outputs NaN.  Each is checked against numpy and onnxruntime directly."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from alscale.engine.worker import ScoringJob, ShardWorker
+from alscale.model import inspect_model
+from alscale.pool import detect_features, iter_shard, plan_shards, resolve_pool
+from alscale.pool.features import feature_dtype
+from alscale.reduce import top_k_order
+from alscale.strategies import get_strategy, margin
+
+
+def double_model(path, d=2, offset=1e5):
+    """A tensor(double) model: softmax of logits (x0 - offset, offset - x0, 0), sensitive below float32's resolution at ``offset``."""
+    W = np.zeros((d, 3))
+    W[0] = [1.0, -1.0, 0.0]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["mm"]), helper.make_node("Add", ["mm", "b"], ["z"]),
+         helper.make_node("Softmax", ["z"], ["probabilities"], axis=-1)], "double",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", d])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.DOUBLE, ["N", 3])],
+        [numpy_helper.from_array(W, "W"), numpy_helper.from_array(np.array([-offset, offset, 0.0]), "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return str(path)
+
+
+def _worker(pool, model, strategy="margin", **job):
+    resolved = resolve_pool(str(pool))
+    spec = detect_features(resolved.schema, "id", job.pop("features", None))
+    worker = ShardWorker(ScoringJob(None, spec, "id", (inspect_model(str(model)),), get_strategy(strategy), batch_size=256, **job))
+    worker.ready()
+    return worker, plan_shards(resolved, 1)[0]
+
+
+def _double_pool(tmp_path, layout, n=3000):
+    X = np.random.default_rng(5).standard_normal((n, 2)) * 1e-2 + 1e5  # float32 keeps ~7 digits: 1e5 +- 0.008
+    ids = np.arange(n, dtype=np.int64)
+    if layout == "columns":
+        table = pa.table({"id": ids, "c0": X[:, 0], "c1": X[:, 1]})
+    else:
+        values = pa.array(X.reshape(-1), pa.float64())
+        column = pa.FixedSizeListArray.from_arrays(values, 2) if layout == "fixed_size_list" else pa.ListArray.from_arrays(
+            pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32)), values)
+        table = pa.table({"id": ids, "features": column})
+    pq.write_table(table, tmp_path / "pool.parquet", row_group_size=700)
+    return ids, X
+
+
+@pytest.mark.parametrize("layout", ["columns", "fixed_size_list", "list"])
+def test_a_double_model_sees_the_pool_s_float64_values_exactly(tmp_path, layout):
+    ids, X = _double_pool(tmp_path, layout)
+    model = double_model(tmp_path / "m64.onnx")
+    worker, shard = _worker(tmp_path / "pool.parquet", model)
+    assert worker.feature_dtype == np.float64
+    got = np.concatenate([b.features for b in iter_shard(None, shard, worker.job.feature_spec, "id", 1000, dtype=worker.feature_dtype)])
+    np.testing.assert_array_equal(got, X)  # not rounded to float32 on the way
+
+    result, *_ = worker.score_shard(shard, 50, np.empty(0, np.uint64), np.empty(0, np.uint64))
+    probs = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": X})[0]
+    scores = margin(probs.astype(np.float32))  # the engine's probabilities are float32
+    np.testing.assert_array_equal(result.top["id"], ids[top_k_order(scores, ids, 50)])
+    rounded = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": X.astype(np.float32).astype(np.float64)})[0]
+    assert not np.array_equal(result.top["id"], ids[top_k_order(margin(rounded.astype(np.float32)), ids, 50)])  # the test can tell
+
+
+def test_the_decode_dtype_is_float32_unless_a_double_model_can_use_more():
+    binary = detect_features(pa.schema([("id", pa.int64()), ("f", pa.binary(8))]), "id")
+    columns = detect_features(pa.schema([("id", pa.int64()), ("a", pa.float64()), ("b", pa.float64())]), "id")
+    assert feature_dtype(columns, ["tensor(float)"]) == np.float32
+    assert feature_dtype(columns, ["tensor(float)", "tensor(double)"]) == np.float64
+    assert feature_dtype(binary, ["tensor(double)"]) == np.float32  # float32 rows by definition, upcast by the session
