@@ -88,9 +88,9 @@ def _encode(result: ShardResult, buckets: tuple[np.ndarray, ...]) -> bytes:
     if top is not None:
         for name, values in top.items():
             values = np.asarray(values)
-            if values.dtype == object:  # string ids
-                values = np.asarray(values.tolist(), dtype=np.str_)
-                arrays["topobj_" + name] = values
+            if values.dtype == object or values.dtype.kind == "U":  # string ids: UTF-8 bytes and offsets, not padded str
+                data, offsets = _pack_strings(values.tolist())
+                arrays["topstr_" + name], arrays["topoff_" + name] = data, offsets
             else:
                 arrays["top_" + name] = values
     for i, keys in enumerate(buckets):
@@ -113,12 +113,31 @@ def _decode(data: bytes) -> tuple[ShardResult, list[np.ndarray]]:
             for name in npz.files:
                 if name.startswith("top_"):
                     top[name[4:]] = npz[name]
-                elif name.startswith("topobj_"):
+                elif name.startswith("topstr_"):
+                    top[name[7:]] = _unpack_strings(npz[name], npz["topoff_" + name[7:]])
+                elif name.startswith("topobj_"):  # written before string ids were packed
                     top[name[7:]] = npz[name].astype(object)
         n_buckets = meta.pop("n_buckets")
         buckets = [npz[f"bucket_{i}"] for i in range(n_buckets)]
     result = ShardResult(top=top, **{name: meta[name] for name in _SCALARS if name in meta})
     return result, buckets
+
+
+def _pack_strings(values: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Strings as one uint8 array of their UTF-8 bytes and int64 offsets (n + 1,): their own size, whatever the longest."""
+    encoded = [v.encode("utf-8", "surrogatepass") for v in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
+
+
+def _unpack_strings(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """:func:`_pack_strings` undone: an object array of str."""
+    raw = data.tobytes()
+    bounds = offsets.tolist()
+    out = np.empty(len(bounds) - 1, dtype=object)
+    out[:] = [raw[a:b].decode("utf-8", "surrogatepass") for a, b in zip(bounds[:-1], bounds[1:])]
+    return out
 
 
 def _write(directory: str, index: int, result: ShardResult, buckets: tuple[np.ndarray, ...]) -> str:

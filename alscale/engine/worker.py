@@ -21,7 +21,7 @@ from alscale.model.contract import ModelContract
 from alscale.model.session import DEFAULT_BATCH_SIZE, ModelOutputs, ModelRunner
 from alscale.pool.features import FeatureSpec, feature_dtype
 from alscale.engine.storage import read_file, write_file_atomic
-from alscale.pool.reader import iter_ids, iter_shard
+from alscale.pool.reader import id_at, iter_ids, iter_shard
 from alscale.pool.shards import Shard
 from alscale.reduce.topk import TopK
 from alscale.rowrandom import id_keys
@@ -328,7 +328,7 @@ class ShardWorker:
             if model_width and n and batch.features.shape[1] != model_width:
                 raise PoolSchemaError(
                     f"Feature width does not match the model: column {job.feature_spec.columns[0]!r} holds "
-                    f"{batch.features.shape[1]} values per row (id {batch.ids[0].item()!r}); the model takes {model_width}.")
+                    f"{batch.features.shape[1]} values per row (id {id_at(batch.ids, 0)!r}); the model takes {model_width}.")
             keys = id_keys(batch.ids)
             order.add(keys)
             result.rows_total += n
@@ -368,7 +368,7 @@ class ShardWorker:
         if n_invalid:
             result.rows_invalid += n_invalid
             if result.invalid_example is None:
-                result.invalid_example = batch.ids[np.flatnonzero(~finite)[0]].item()
+                result.invalid_example = id_at(batch.ids, int(np.flatnonzero(~finite)[0]))
         selectable = finite & ~excluded
         result.rows_excluded += int((excluded & finite).sum())
         # rows that feed the model: selectable ones, plus labeled ones a diversity strategy may use
@@ -550,7 +550,7 @@ class ShardWorker:
         for piece in shard.pieces:
             table = open_parquet(fs, piece.path).read_row_group(piece.row_group, columns=[self.job.id_column])
             ids = ids_to_numpy(table.column(0).combine_chunks(), self.job.id_column)[piece.first : piece.stop]
-            found += [ids[i].item() for i in np.flatnonzero(id_keys(ids) == target)]
+            found += [id_at(ids, int(i)) for i in np.flatnonzero(id_keys(ids) == target)]
         return found
 
     @ray.method(concurrency_group="progress")

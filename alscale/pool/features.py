@@ -189,7 +189,7 @@ def _list_width(col: pa.Array, name: str, ids: np.ndarray | None, expected: int 
     odd = present[lengths[present] != width]
     if odd.size:
         row = int(odd[0])
-        which = f"id {ids[row].item()!r}" if ids is not None else f"row {row} of a batch"
+        which = f"id {ids[row : row + 1].tolist()[0]!r}" if ids is not None else f"row {row} of a batch"
         raise PoolSchemaError(f"Feature column {name!r} must hold {width} values in every row. Got {int(lengths[row])} in {which}.")
     return width
 

@@ -52,6 +52,7 @@ def read_id_file(path: str | os.PathLike, id_column: str = "id", as_int: bool = 
     Returns
     -------
     ndarray of shape (n,)
+        int64, or an object array of str.
     """
     path = str(path)
     try:
@@ -93,7 +94,7 @@ def read_id_file(path: str | os.PathLike, id_column: str = "id", as_int: bool = 
     bad = next((v for v in values if v is None or isinstance(v, float)), 0)
     if bad != 0:  # a float column or a null would silently match no string id
         raise ConfigError(f"Id file {path!r} holds {bad!r}, but the pool's ids are strings.")
-    return np.asarray([str(v) for v in values], dtype=str)
+    return np.array([str(v) for v in values], dtype=object)  # not fixed-width str: one long id would pad them all
 
 
 def _csv_rows(path: str) -> list[list[str]]:

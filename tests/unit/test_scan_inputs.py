@@ -81,3 +81,58 @@ def test_the_decode_dtype_is_float32_unless_a_double_model_can_use_more():
     assert feature_dtype(columns, ["tensor(float)"]) == np.float32
     assert feature_dtype(columns, ["tensor(float)", "tensor(double)"]) == np.float64
     assert feature_dtype(binary, ["tensor(double)"]) == np.float32  # float32 rows by definition, upcast by the session
+
+
+def _string_id_pool(tmp_path, n=500, long_row=123, length=200_000, model=None):
+    from alscale.strategies import entropy
+    from tests.conftest import N_FEATURES, reference_probs, tied_features, write_pool
+
+    X = tied_features(n, distinct=50)
+    if model is not None:  # the long id's row is a copy of the best-scoring one: in the top-K, tied with it
+        X[long_row] = X[np.argmax(entropy(reference_probs(model, X)))]
+    ids = np.array([f"https://example.com/item/{i:05d}?ref=x" for i in range(n)], dtype=object)
+    ids[long_row] = "L" * length  # a URL, a base64 key: one id far longer than the rest
+    write_pool(tmp_path / "pool", X, ids, row_group_size=200)
+    assert X.shape[1] == N_FEATURES
+    return ids, X
+
+
+def test_one_long_string_id_costs_its_own_bytes_not_every_row_s(tmp_path):
+    """Ids were a fixed-width str array: every row padded to 200,000 characters (x4 bytes), 400 MB for these 500 rows."""
+    import tracemalloc
+
+    from alscale.pool import detect_features
+
+    _string_id_pool(tmp_path)
+    resolved = resolve_pool(str(tmp_path / "pool"))
+    spec = detect_features(resolved.schema, "id")
+    tracemalloc.start()
+    try:
+        ids = np.concatenate([b.ids for b in iter_shard(None, plan_shards(resolved, 1)[0], spec, "id", 500)])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(ids) == 500 and ids[123] == "L" * 200_000
+    assert peak < 10 << 20, f"peak {peak / 2**20:.0f} MiB while reading 500 ids"
+
+
+@pytest.mark.parametrize("long_row", [123, 7])
+def test_string_ids_keep_their_order_and_checkpoint_compactly(tmp_path, model_path, long_row):
+    """The top-K of string ids equals numpy's (score desc, then the id as a fixed-width str), and a shard's
+    checkpoint holds its ids' own bytes."""
+    from alscale.engine.checkpoint import _decode, _encode
+    from alscale.strategies import entropy
+    from tests.conftest import reference_probs
+
+    ids, X = _string_id_pool(tmp_path, long_row=long_row, model=model_path)
+    worker, shard = _worker(tmp_path / "pool", model_path, strategy="entropy")
+    result, *buckets = worker.score_shard(shard, 400, np.empty(0, np.uint64), np.empty(0, np.uint64))
+    scores = entropy(reference_probs(model_path, X))
+    expected = ids[top_k_order(scores, ids.astype(str), 400)]  # the order of the old fixed-width ids: ties break on the id
+    assert result.top["id"].tolist() == expected.tolist()
+    assert expected[0] == "L" * 200_000  # tied with the best rows, first by the id ("L" < "h")
+    data = _encode(result, tuple(buckets))
+    assert len(data) < 1 << 20, f"a checkpoint of {len(data) / 2**20:.0f} MiB for 400 ids"
+    again, _ = _decode(data)
+    assert again.top["id"].tolist() == expected.tolist()
+    np.testing.assert_array_equal(again.top["score"], result.top["score"])
