@@ -357,6 +357,9 @@ class ShardWorker:
     def _masks(batch, keys, exclude_keys, labeled_keys, diversity, result):
         """The general case of the scan: which rows feed the model, and which of those are selectable.
 
+        Excluded rows count as excluded whatever their features hold; only the others count as
+        invalid when a feature is NaN or inf.
+
         Returns ``(rows, selectable, labeled, n_selectable)``; ``rows`` is None when no row feeds
         the model, and ``selectable`` and ``labeled`` are masks over the rows that do.
         """
@@ -364,13 +367,14 @@ class ShardWorker:
         labeled = _member(labeled_keys, keys)
         result.rows_labeled += int(labeled.sum())
         finite = _finite_rows(batch.features)
-        n_invalid = int(finite.size - finite.sum())
+        invalid = ~finite & ~excluded  # an excluded row is out whatever its features hold: not judged on them
+        n_invalid = int(invalid.sum())
         if n_invalid:
             result.rows_invalid += n_invalid
             if result.invalid_example is None:
-                result.invalid_example = id_at(batch.ids, int(np.flatnonzero(~finite)[0]))
+                result.invalid_example = id_at(batch.ids, int(np.flatnonzero(invalid)[0]))
         selectable = finite & ~excluded
-        result.rows_excluded += int((excluded & finite).sum())
+        result.rows_excluded += int(excluded.sum())
         # rows that feed the model: selectable ones, plus labeled ones a diversity strategy may use
         use = finite & (~excluded | labeled) if diversity else selectable
         if not use.any():

@@ -136,3 +136,30 @@ def test_string_ids_keep_their_order_and_checkpoint_compactly(tmp_path, model_pa
     again, _ = _decode(data)
     assert again.top["id"].tolist() == expected.tolist()
     np.testing.assert_array_equal(again.top["score"], result.top["score"])
+
+
+@pytest.mark.parametrize("on_invalid", ["error", "skip"])
+def test_excluded_rows_are_not_judged_on_their_features(tmp_path, model_path, on_invalid):
+    """Rows 5 and 6 hold NaN and are excluded: counted as excluded, not invalid, and the run does not fail on them;
+    row 9 holds NaN and is not excluded: the one invalid row."""
+    from alscale.rowrandom import id_keys
+    from alscale.strategies import entropy
+    from tests.conftest import reference_probs, write_pool
+
+    X = np.random.default_rng(0).standard_normal((3000, 8)).astype(np.float32)
+    X[[5, 6], 0] = np.nan
+    ids = np.arange(3000, dtype=np.int64)
+    write_pool(tmp_path / "pool", X, row_group_size=500)
+    worker, shard = _worker(tmp_path / "pool", model_path, strategy="entropy", on_invalid=on_invalid)
+    exclude = np.sort(id_keys(np.array([5, 6, 100])))
+    result, *_ = worker.score_shard(shard, 50, exclude, np.empty(0, np.uint64))
+    assert (result.rows_excluded, result.rows_invalid, result.invalid_example) == (3, 0, None)
+    assert result.rows_scored == 2997
+    keep = ~np.isin(ids, [5, 6, 100])
+    np.testing.assert_array_equal(result.top["id"], ids[keep][top_k_order(entropy(reference_probs(model_path, X[keep])), ids[keep], 50)])
+
+    X[9, 3] = np.inf
+    write_pool(tmp_path / "pool", X, row_group_size=500)
+    worker, shard = _worker(tmp_path / "pool", model_path, strategy="entropy", on_invalid=on_invalid)
+    result, *_ = worker.score_shard(shard, 50, exclude, np.empty(0, np.uint64))
+    assert (result.rows_excluded, result.rows_invalid, result.invalid_example) == (3, 1, 9)
