@@ -7,6 +7,7 @@ the driver's process (the single-process reference the tests compare against).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import ray
 
-from alscale.exceptions import AlscaleError, PoolSchemaError, ShardStateLostError, StrategyError
+from alscale.exceptions import AlscaleError, ShardStateLostError, StrategyError
 from alscale.model.contract import ModelContract
 from alscale.model.session import DEFAULT_BATCH_SIZE, ModelOutputs, ModelRunner
 from alscale.pool.features import FeatureSpec, feature_dtype
@@ -263,6 +264,9 @@ class ShardWorker:
         self.runner.rows_per_run = self.batch_size
         # float64 features for a double-input model over numeric or list columns, decided once
         self.feature_dtype = feature_dtype(job.feature_spec, [c.input_type for c in job.contracts])
+        # a list<> column's rows are read against the model's width: a row of another length is named itself
+        spec, model_width = job.feature_spec, job.contracts[0].input_width
+        self.read_spec = dataclasses.replace(spec, width=model_width) if spec.width <= 0 and model_width else spec
         width = job.contracts[0].input_width or job.feature_spec.width  # -1: a list column of unknown width
         self.read_rows = read_batch_rows(self.batch_size, self.feature_dtype.itemsize * width) if width > 0 else self.batch_size
 
@@ -315,20 +319,14 @@ class ShardWorker:
         t_read = t_infer = t_score = 0.0
         check_exclude, check_labeled = exclude_keys.size > 0, labeled_keys.size > 0
         diversity = self.strategy.kind == "diversity"
-        # a list<> column's width is known only from its rows: check them against the model here
-        model_width = job.contracts[0].input_width if job.feature_spec.width <= 0 else None
         stop_inference = False
         result.batch_size, result.read_rows = self.batch_size, self.read_rows
         t0 = time.perf_counter()
-        for batch in iter_shard(job.filesystem_uri, shard, job.feature_spec, job.id_column, self.read_rows, reuse_buffer=True,
+        for batch in iter_shard(job.filesystem_uri, shard, self.read_spec, job.id_column, self.read_rows, reuse_buffer=True,
                                 dtype=self.feature_dtype):
             t1 = time.perf_counter()
             t_read += t1 - t0
             n = batch.ids.shape[0]
-            if model_width and n and batch.features.shape[1] != model_width:
-                raise PoolSchemaError(
-                    f"Feature width does not match the model: column {job.feature_spec.columns[0]!r} holds "
-                    f"{batch.features.shape[1]} values per row (id {id_at(batch.ids, 0)!r}); the model takes {model_width}.")
             keys = id_keys(batch.ids)
             order.add(keys)
             result.rows_total += n
@@ -493,7 +491,7 @@ class ShardWorker:
         job = self.job
         top = TopK(m)
         passed = selectable_count = 0
-        for batch in iter_shard(job.filesystem_uri, shard, job.feature_spec, job.id_column, self.read_rows, reuse_buffer=True,
+        for batch in iter_shard(job.filesystem_uri, shard, self.read_spec, job.id_column, self.read_rows, reuse_buffer=True,
                                 dtype=self.feature_dtype):
             keys = id_keys(batch.ids)
             rows = np.flatnonzero(_finite_rows(batch.features) & ~_member(exclude_keys, keys))

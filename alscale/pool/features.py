@@ -150,7 +150,9 @@ def decode_features(batch: pa.RecordBatch, spec: FeatureSpec, ids: np.ndarray | 
     Raises
     ------
     PoolSchemaError
-        A ``list`` column whose rows differ in length (or differ from ``spec.width``).
+        A ``list`` column whose rows differ in length, or from ``spec.width`` when it is set
+        (the engine sets it to the model's input width for a ``list<>`` column: the row named is
+        then one that differs from the model, not from the batch's first row).
     """
     n = batch.num_rows
     if spec.kind == "binary":
@@ -166,7 +168,7 @@ def decode_features(batch: pa.RecordBatch, spec: FeatureSpec, ids: np.ndarray | 
         col = batch.column(spec.columns[0])
         width = spec.width if spec.width > 0 else _list_width(col, spec.columns[0], ids)
         if col.null_count:
-            return _list_with_nulls(col, width, dtype)
+            return _list_with_nulls(col, width, dtype, spec.columns[0], ids)
         values = col.flatten().to_numpy(zero_copy_only=False)
         if len(values) != n * width:
             _list_width(col, spec.columns[0], ids, expected=width)  # names the first row of another length
@@ -190,13 +192,21 @@ def _list_width(col: pa.Array, name: str, ids: np.ndarray | None, expected: int 
     if odd.size:
         row = int(odd[0])
         which = f"id {ids[row : row + 1].tolist()[0]!r}" if ids is not None else f"row {row} of a batch"
-        raise PoolSchemaError(f"Feature column {name!r} must hold {width} values in every row. Got {int(lengths[row])} in {which}.")
+        if expected is None:
+            raise PoolSchemaError(f"Feature column {name!r} must hold {width} values in every row. Got {int(lengths[row])} in {which}.")
+        if odd.size == present.size and (lengths[odd] == lengths[row]).all():  # one other width throughout
+            raise PoolSchemaError(f"Feature width does not match the model: column {name!r} holds {int(lengths[row])} values per row "
+                                  f"({which}); the model takes {width}.")
+        raise PoolSchemaError(f"Feature column {name!r} must hold {width} values in every row, as the model's input does. "
+                              f"Got {int(lengths[row])} in {which}.")
     return width
 
 
-def _list_with_nulls(col: pa.Array, width: int, dtype: npt.DTypeLike = np.float32) -> np.ndarray:
+def _list_with_nulls(col: pa.Array, width: int, dtype: npt.DTypeLike = np.float32, name: str = "", ids: np.ndarray | None = None) -> np.ndarray:
     out = np.full((len(col), width), np.nan, dtype=dtype)
     valid = ~np.asarray(col.is_null())
     values = col.filter(pa.array(valid)).flatten().to_numpy(zero_copy_only=False)
+    if len(values) != int(valid.sum()) * width:
+        _list_width(col, name, ids, expected=width)  # names the first row of another length
     out[valid] = values.reshape(-1, width)
     return out

@@ -114,7 +114,7 @@ def _bad_pools(tmp_path):
         ("k not a number", ["--pool", "{pool}", "--k", "abc"], "Invalid value for '--k': 'abc' is not a valid integer. (see alscale select --help)"),
         ("list rows too wide", ["--pool", "{tmp}/list9.parquet"],
          "Feature width does not match the model: column 'features' holds 9 values per row (id "),  # whichever shard reports first
-        ("list rows of differing lengths", ["--pool", "{tmp}/ragged.parquet"], "Feature column 'features' must hold 8 values in every row. Got 7 in id 37."),
+        ("list rows of differing lengths", ["--pool", "{tmp}/ragged.parquet"], "Feature column 'features' must hold 8 values in every row, as the model's input does. Got 7 in id 37."),
         ("a null list row", ["--pool", "{tmp}/null-row.parquet"], "1 row(s) hold NaN or inf features (e.g. id 41)"),
         ("a list of strings", ["--pool", "{tmp}/strings.parquet"], "Feature column 'features' must hold numbers. Got list<element: string>."),
         ("uint64 ids past int64", ["--pool", "{tmp}/u64.parquet"], "holds 9223372036854775813, which does not fit an int64 id"),

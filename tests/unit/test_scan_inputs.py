@@ -163,3 +163,24 @@ def test_excluded_rows_are_not_judged_on_their_features(tmp_path, model_path, on
     worker, shard = _worker(tmp_path / "pool", model_path, strategy="entropy", on_invalid=on_invalid)
     result, *_ = worker.score_shard(shard, 50, exclude, np.empty(0, np.uint64))
     assert (result.rows_excluded, result.rows_invalid, result.invalid_example) == (3, 1, 9)
+
+
+@pytest.mark.parametrize("null_row", [None, 1700])
+@pytest.mark.parametrize("short_row", [1500, 1501, 0])
+def test_a_ragged_list_row_is_named_against_the_model_s_width(tmp_path, model_path, short_row, null_row):
+    """One row of 7 values where the model takes 8: that row is named, even as its batch's first (rows 0 and 1500 start
+    a row group of 500, so a record batch; 1501 does not), with or without a null row in its batch."""
+    from alscale.exceptions import PoolSchemaError
+
+    X = np.random.default_rng(0).standard_normal((2000, 8)).astype(np.float32)
+    rows = [list(map(float, x)) for x in X]
+    rows[short_row] = rows[short_row][:7]
+    if null_row is not None:
+        rows[null_row] = None
+    pq.write_table(pa.table({"id": np.arange(2000) + 1000, "features": pa.array(rows, pa.list_(pa.float32()))}), tmp_path / "pool.parquet",
+                   row_group_size=500)
+    worker, shard = _worker(tmp_path / "pool.parquet", model_path, strategy="entropy")
+    worker.read_rows = 256
+    expected = f"Feature column 'features' must hold 8 values in every row, as the model's input does. Got 7 in id {short_row + 1000}."
+    with pytest.raises(PoolSchemaError, match="^" + expected.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.") + "$"):
+        worker.score_shard(shard, 5, np.empty(0, np.uint64), np.empty(0, np.uint64))
