@@ -338,10 +338,11 @@ class ShardWorker:
                 if result.rows_invalid and job.on_invalid == "error":
                     stop_inference = True  # keep counting, stop scoring: the run will fail
             if not stop_inference and rows is not None:
-                outputs = self.runner(batch.features[rows])
+                ids = batch.ids[rows]
+                outputs = self.runner(batch.features[rows], ids)  # the ids only name a row in an error
                 t2 = time.perf_counter()
                 t_infer += t2 - t1
-                consume(batch.ids[rows], keys[rows], outputs, selectable, labeled)
+                consume(ids, keys[rows], outputs, selectable, labeled)
                 t0 = time.perf_counter()
                 t_score += t0 - t2
                 result.rows_scored += n_selectable

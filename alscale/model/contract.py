@@ -303,7 +303,7 @@ def inspect_model(
         values = np.asarray(results[0])
         n_classes = int(values.shape[1])
         if kind == "probabilities":
-            check_probabilities(values, class_out.name)
+            check_probabilities(values, class_out.name, where=f"the load-time probe of model {str(path)!r} (2 rows of zeros, not pool rows)")
         emb_dim = int(np.asarray(results[1]).shape[1]) if emb is not None else None
     else:
         n_classes = _dim(class_out.shape[1]) or 0
@@ -326,7 +326,7 @@ def inspect_model(
     )
 
 
-def check_probabilities(probs: np.ndarray, name: str, tol: float = 1e-3, sample: int | None = None) -> None:
+def check_probabilities(probs: np.ndarray, name: str, tol: float = 1e-3, sample: int | None = None, where: str | None = None) -> None:
     """Raise :class:`ModelContractError` unless every row is a finite distribution.
 
     Parameters
@@ -340,6 +340,8 @@ def check_probabilities(probs: np.ndarray, name: str, tol: float = 1e-3, sample:
         Check about this many evenly spaced rows only: the scan checks every batch this way, which
         catches an output that is not a distribution at all (logits, unnormalised scores) at a
         fraction of the cost, and checks that every row's score is finite on its own.
+    where : str, optional
+        What the rows are, for the message ("the load-time probe of model 'm.onnx' ...").
     """
     if probs.size == 0:
         return
@@ -347,7 +349,7 @@ def check_probabilities(probs: np.ndarray, name: str, tol: float = 1e-3, sample:
     lo, hi = float(rows.min()), float(rows.max())
     if not (np.isfinite(lo) and np.isfinite(hi)):  # min/max propagate NaN and inf
         bad = int((~np.isfinite(rows)).any(axis=1).sum())
-        raise ModelContractError(f"Output {name!r} holds NaN or inf in {bad} row(s); expected finite probabilities.")
+        raise ModelContractError(f"Output {name!r} holds NaN or inf in {bad} row(s){' of ' + where if where else ''}; expected finite probabilities.")
     if lo < -tol or hi > 1 + tol:
         raise ModelContractError(
             f"Output {name!r} is not a probability: values range {lo:.4g}..{hi:.4g}, expected [0, 1]. "

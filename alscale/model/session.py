@@ -142,11 +142,12 @@ class ModelRunner:
         #: The most rows one session run takes (None: any); larger batches are scored in slices.
         self.rows_per_run: int | None = None
 
-    def __call__(self, features: np.ndarray) -> ModelOutputs:
+    def __call__(self, features: np.ndarray, ids: np.ndarray | None = None) -> ModelOutputs:
         """Score one batch of features (n, d), in runs of at most :attr:`rows_per_run` rows.
 
         Every value must be finite and within [0, 1]; row sums are checked on a sample of rows of
-        every batch (:func:`check_probabilities` names the problem).
+        every batch (:func:`check_probabilities` names the problem).  ``ids`` (n,), if given,
+        only name a row in an error.
         """
         step = self.rows_per_run
         if step and features.shape[0] > step:
@@ -157,10 +158,10 @@ class ModelRunner:
             embeddings = None if runs[0][1] is None else np.concatenate([emb for _, emb in runs])
         else:
             member_probs, embeddings = self._run(features)
-        for probs, (_, _, fetch, _, _) in zip(member_probs, self._members):
-            self._check(probs, fetch[0])
+        for member, probs in enumerate(member_probs):
+            self._check(probs, member, ids)
         if embeddings is not None:
-            self._check_embeddings(embeddings)
+            self._check_embeddings(embeddings, ids)
         if len(member_probs) == 1:
             return ModelOutputs(member_probs[0], None, embeddings)
         stacked = np.stack(member_probs)
@@ -230,7 +231,7 @@ class ModelRunner:
                     runs += 1
         return choose_batch_size(seconds), seconds
 
-    def _check_embeddings(self, embeddings: np.ndarray) -> None:
+    def _check_embeddings(self, embeddings: np.ndarray, ids: np.ndarray | None = None) -> None:
         """Refuse NaN or inf in the embedding output: distances to them are NaN, and a diversity
         strategy would pick from garbage.
 
@@ -248,16 +249,31 @@ class ModelRunner:
         contract = self.contracts[0]
         raise ModelContractError(f"Expected finite values in the embedding output {contract.embedding_output!r} of model "
                                  f"{contract.path!r}. Got NaN or inf in {int(bad.sum())} of {len(bad)} rows of a batch "
-                                 f"(row {int(np.flatnonzero(bad)[0])}), from finite features.")
+                                 f"({_which_row(int(np.flatnonzero(bad)[0]), ids)}), from finite features.")
 
-    @staticmethod
-    def _check(probs: np.ndarray, name: str, tol: float = 1e-3) -> None:
+    def _check(self, probs: np.ndarray, member: int, ids: np.ndarray | None = None, tol: float = 1e-3) -> None:
         """The per-batch contract check, kept cheap: min and max see every value (NaN propagates)."""
         if probs.size == 0:
             return
         lo, hi = probs.min(), probs.max()
         if not (lo >= -tol and hi <= 1 + tol):
-            check_probabilities(probs, name, tol)  # raises, saying what is wrong
+            self._refuse(probs, member, ids, tol)
         sums = probs[:: -(-probs.shape[0] // 64)].sum(axis=1, dtype=np.float64)  # row sums on <= 64 rows
         if np.abs(sums - 1.0).max() > tol:
-            check_probabilities(probs, name, tol)
+            self._refuse(probs, member, ids, tol)
+
+    def _refuse(self, probs: np.ndarray, member: int, ids: np.ndarray | None, tol: float) -> None:
+        """Raise :class:`ModelContractError` for a batch that failed :meth:`_check`, naming the model and a row."""
+        contract = self.contracts[member]
+        bad = ~np.isfinite(probs).all(axis=1)
+        if bad.any():  # the run fails on this batch: its rows are counted, later batches are not read
+            raise ModelContractError(
+                f"Expected finite probabilities from model {contract.path!r}. Got NaN or inf in output {contract.class_output!r} for "
+                f"{int(bad.sum())} of {len(bad)} rows of the first batch where one was found ({_which_row(int(np.flatnonzero(bad)[0]), ids)}); "
+                "later batches were not scored.")
+        check_probabilities(probs, contract.class_output, tol)  # raises, saying what is wrong
+
+
+def _which_row(row: int, ids: np.ndarray | None) -> str:
+    """``"e.g. id 2500"`` (or ``"row 3 of the batch"`` without ids), for a message."""
+    return f"e.g. id {ids[row : row + 1].tolist()[0]!r}" if ids is not None else f"row {row} of the batch"

@@ -156,7 +156,8 @@ def test_every_row_of_every_batch_is_checked(tmp_path):
     runner = ModelRunner([inspect_model(shifted)])
     X = np.zeros((2000, 3), np.float32)
     assert runner(X).probs.shape == (2000, 3)
-    for bad, message in ((np.nan, "NaN or inf in 1 row"), (2.0, "not a probability")):
+    for bad, message in ((np.nan, r"from model '.*shift\.onnx'\. Got NaN or inf in output 'probabilities' for 1 of 2000 rows of the first batch "
+                                  r"where one was found \(row 1001 of the batch\)"), (2.0, "not a probability")):
         Y = X.copy()
         Y[1001, 1] = bad
         with pytest.raises(ModelContractError, match=message):

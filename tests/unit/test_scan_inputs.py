@@ -184,3 +184,48 @@ def test_a_ragged_list_row_is_named_against_the_model_s_width(tmp_path, model_pa
     expected = f"Feature column 'features' must hold 8 values in every row, as the model's input does. Got 7 in id {short_row + 1000}."
     with pytest.raises(PoolSchemaError, match="^" + expected.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.") + "$"):
         worker.score_shard(shard, 5, np.empty(0, np.uint64), np.empty(0, np.uint64))
+
+
+def nan_model(path, d=3):
+    """probabilities = softmax(log(1 + x)): NaN in a row with a feature below -1."""
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "one"], ["x1"]), helper.make_node("Log", ["x1"], ["l"]),
+         helper.make_node("Softmax", ["l"], ["probabilities"], axis=-1)], "nan",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", d])], [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", d])],
+        [numpy_helper.from_array(np.array(1.0, np.float32), "one")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return str(path)
+
+
+@pytest.mark.parametrize("strategy", ["entropy", "random"])
+def test_a_model_that_outputs_nan_is_named_with_an_id(tmp_path, strategy):
+    from alscale.exceptions import ModelContractError
+
+    X = np.abs(np.random.default_rng(1).standard_normal((3000, 3))).astype(np.float32)
+    X[[2500, 2600], 0] = -2.0
+    X[10, 1] = -3.0
+    pq.write_table(pa.table({"id": np.arange(3000) + 7, "features": pa.FixedSizeBinaryArray.from_buffers(pa.binary(12), 3000, [None, pa.py_buffer(X.tobytes())])}),
+                   tmp_path / "pool.parquet", row_group_size=500)
+    model = nan_model(tmp_path / "nan.onnx")
+    worker, shard = _worker(tmp_path / "pool.parquet", model, strategy=strategy)
+    worker.runner.rows_per_run, worker.read_rows = 256, 512
+    with pytest.raises(ModelContractError) as info:
+        worker.score_shard(shard, 5, np.empty(0, np.uint64), np.empty(0, np.uint64))
+    assert str(info.value) == (f"Expected finite probabilities from model {model!r}. Got NaN or inf in output 'probabilities' for 1 of 500 rows "
+                               "of the first batch where one was found (e.g. id 17); later batches were not scored.")
+
+
+def test_a_model_that_outputs_nan_on_zeros_says_it_is_the_load_time_probe(tmp_path):
+    from alscale.exceptions import ModelContractError
+
+    graph = helper.make_graph(
+        [helper.make_node("Log", ["x"], ["l"]), helper.make_node("Softmax", ["l"], ["probabilities"], axis=-1)], "nan0",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])], [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "log.onnx")
+    with pytest.raises(ModelContractError, match=r"^Output 'probabilities' holds NaN or inf in 2 row\(s\) of the load-time probe of model "
+                                                 r"'.*log\.onnx' \(2 rows of zeros, not pool rows\); expected finite probabilities\.$"):
+        inspect_model(str(tmp_path / "log.onnx"))
