@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,14 +17,18 @@ from alscale.rowrandom import id_keys
 __all__ = ["integer_id", "read_id_file", "read_id_keys"]
 
 
+_INTEGRAL = re.compile(r"\s*([+-]?[0-9]+)(?:\.0*)?\s*")
+
+
 def integer_id(value) -> int:
     """An id as an int, never truncated: ints, integral floats (``1011.0``, which CSV readers
-    give for integer columns with gaps) and digit strings.
+    give for integer columns with gaps) and digit strings, also with a zero fraction
+    (``"1011"``, ``"1011.0"``: what a spreadsheet or pandas writes for such a column).
 
     Raises
     ------
     ValueError, TypeError
-        ``1011.5``, ``"1011.5"``, ``True``, ``None`` and anything else that is not an integer.
+        ``1011.5``, ``"1011.5"``, ``"1e3"``, ``True``, ``None`` and anything else that is not an integer.
     """
     if isinstance(value, bool):
         raise TypeError("a bool is not an id")
@@ -31,7 +36,14 @@ def integer_id(value) -> int:
         if not value.is_integer():
             raise ValueError(f"{value!r} is not an integer")
         return int(value)
-    if isinstance(value, (int, np.integer, str, bytes)):
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    if isinstance(value, str):
+        match = _INTEGRAL.fullmatch(value)  # digits exactly: "9007199254740993.0" is not rounded through a float
+        if match is None:
+            raise ValueError(f"{value!r} is not an integer")
+        return int(match.group(1))
+    if isinstance(value, (int, np.integer)):
         return int(value)
     raise TypeError(f"{type(value).__name__} is not an id")
 
@@ -39,8 +51,10 @@ def integer_id(value) -> int:
 def read_id_file(path: str | os.PathLike, id_column: str = "id", as_int: bool = True) -> np.ndarray:
     """Read one id file.
 
-    Parquet: the ``id_column`` column (or the only column).  CSV: a header with ``id_column``
-    (or one column).  Anything else: one id per line, blank lines ignored.
+    Parquet: the ``id_column`` column (or the only column).  CSV: a header with ``id_column``;
+    a file of one column may have another header only for an integer pool (a header is not an
+    integer), or none (its first row is then an id).  Anything else: one id per line, blank lines
+    ignored.  A UTF-8 byte order mark (Excel's "CSV UTF-8") is dropped.
 
     Parameters
     ----------
@@ -56,13 +70,14 @@ def read_id_file(path: str | os.PathLike, id_column: str = "id", as_int: bool = 
     """
     path = str(path)
     try:
-        if path.endswith(".parquet"):
+        suffix = os.path.splitext(path)[1].lower()  # "IDS.CSV" as "ids.csv"
+        if suffix == ".parquet":
             table = pq.read_table(path)
             name = id_column if id_column in table.column_names else (table.column_names[0] if table.num_columns == 1 else None)
             if name is None:
                 raise ConfigError(f"Id file {path!r} has no {id_column!r} column; its columns are {table.column_names}.")
             values = table.column(name).to_pylist()
-        elif path.endswith(".csv"):
+        elif suffix == ".csv":
             rows = _csv_rows(path)
             if not rows:
                 values = []
@@ -75,11 +90,14 @@ def read_id_file(path: str | os.PathLike, id_column: str = "id", as_int: bool = 
             elif len(rows[0]) == 1:
                 values = [r[0] for r in rows if r]
                 if values and as_int and not _is_int(values[0]):
-                    values = values[1:]  # a header of another name
+                    values = values[1:]  # a header of another name: no integer id looks like one
+                elif not as_int:  # a string id and a header look alike: only the column's name tells them apart
+                    raise ConfigError(f"Id file {path!r} has one column headed {rows[0][0]!r}; expected the header {id_column!r} "
+                                      f"(--id-column). Rename it, or give the ids one per line in a .txt file.")
             else:
                 raise ConfigError(f"Id file {path!r} has no {id_column!r} column; its header is {rows[0]}.")
         else:
-            with open(path) as fh:
+            with open(path, encoding="utf-8-sig") as fh:
                 values = [line.strip() for line in fh if line.strip()]
     except ConfigError:
         raise
@@ -99,7 +117,7 @@ def read_id_file(path: str | os.PathLike, id_column: str = "id", as_int: bool = 
 
 def _csv_rows(path: str) -> list[list[str]]:
     """A CSV file's rows; a quote left open (or a field past csv's size limit) is refused, naming its line."""
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel's "CSV UTF-8" starts with a byte order mark
         reader = csv.reader(fh, strict=True)
         rows, start = [], 1  # the line the row being read starts on
         try:

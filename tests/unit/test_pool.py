@@ -454,3 +454,31 @@ def test_a_spark_folder_reads_the_same_as_a_folder_and_as_a_glob(tmp_path):
     assert folder == [str(tmp_path / "pool" / "part-0.parquet")]
     assert [f.path for f in resolve_pool(str(tmp_path / "pool" / "**" / "*.parquet")).files] == folder
     assert [f.path for f in resolve_pool(f"file://{tmp_path}/pool/**/*.parquet").files] == folder
+
+
+def test_id_files_as_spreadsheets_write_them(tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte order mark; pandas writes an int column with gaps as 1011.0; a .CSV is a CSV."""
+    cases = {
+        "bom.csv": ("\ufeffid,label\r\n1011,a\r\n12,b\r\n", True, [1011, 12]),
+        "bom-one.csv": ("\ufeffid\n1\n2\n", True, [1, 2]),
+        "bom.txt": ("\ufeff5\n6\n", True, [5, 6]),
+        "floats.csv": ("id\n1011.0\n-2.00\n9007199254740993.0\n", True, [1011, -2, 9007199254740993]),
+        "UPPER.CSV": ("id,label\n1,a\n", True, [1]),
+        "bom-str.csv": ("\ufeffid\ndoc a\ndoc b\n", False, ["doc a", "doc b"]),
+        "other-header-int.csv": ("doc_id\n3\n4\n", True, [3, 4]),  # no integer id is called doc_id
+    }
+    for name, (text, as_int, expected) in cases.items():
+        (tmp_path / name).write_text(text, encoding="utf-8", newline="")
+        assert read_id_file(tmp_path / name, "id", as_int).tolist() == expected, name
+    for value in ("1011.5", "1e3", "1_000", "0x10"):
+        (tmp_path / "bad.csv").write_text(f"id\n{value}\n")
+        with pytest.raises(ConfigError, match=f"holds '{value}', but the pool's ids are integers"):
+            read_id_file(tmp_path / "bad.csv")
+
+
+def test_a_one_column_string_id_csv_must_be_headed_by_the_id_column(tmp_path):
+    """"doc_id" over string ids could be a header or an id: refused, naming the column expected, not counted as an id."""
+    (tmp_path / "ids.csv").write_text("doc_id\nx1\nx2\n")
+    with pytest.raises(ConfigError, match=r"^Id file '.*ids\.csv' has one column headed 'doc_id'; expected the header 'id' \(--id-column\)\. "):
+        read_id_file(tmp_path / "ids.csv", "id", as_int=False)
+    assert read_id_file(tmp_path / "ids.csv", "doc_id", as_int=False).tolist() == ["x1", "x2"]
