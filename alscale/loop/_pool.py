@@ -12,7 +12,6 @@ list column, or several numeric columns.
 
 from __future__ import annotations
 
-import glob as _glob
 import os
 import pathlib
 from collections.abc import Iterator, Sequence, ValuesView
@@ -24,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from alscale.exceptions import ConfigError, PoolError, PoolSchemaError
-from alscale.pool.files import folder_files
+from alscale.pool.files import folder_files, glob_files
 from alscale.pool.idfiles import integer_id
 
 __all__ = ["as_ids", "feature_columns", "pool_dataset", "read_columns", "read_features"]
@@ -50,7 +49,7 @@ def pool_files(pool: str | os.PathLike | Sequence) -> list[str]:
         elif p.is_file():
             files.append(spec)
         else:
-            files += sorted(_glob.glob(spec, recursive=True))
+            files += glob_files(spec)  # as the engine reads a glob: '.'/'_' names skipped
     if not files:
         raise PoolError(f"Expected Parquet files at pool {pool!s}. Got none.")
     return files

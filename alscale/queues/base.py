@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import decimal
-import glob
 import logging
 import math
 import os
@@ -33,7 +32,7 @@ import pyarrow.dataset as ds
 
 from alscale.exceptions import ConfigError, OutputError, PoolSchemaError, WorkspaceError
 from alscale.manifest import Manifest
-from alscale.pool.files import folder_files
+from alscale.pool.files import folder_files, glob_files
 from alscale.pool.identity import pool_key
 from alscale.records import STATUSES
 
@@ -267,7 +266,7 @@ def _pool_files(pool: Mapping[str, Any]) -> list[str]:
         if "://" in p:
             out.append(p)
         elif any(ch in p for ch in "*?["):
-            out.extend(sorted(glob.glob(p, recursive=True)))
+            out.extend(glob_files(p))  # as the engine reads a glob: '.'/'_' names skipped
         elif os.path.isdir(p):
             out.extend(folder_files(p))  # as the engine lists a folder
         else:

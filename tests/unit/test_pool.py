@@ -384,6 +384,8 @@ def test_the_loop_and_the_queues_list_a_folder_as_the_engine_does(tmp_path):
     engine = [f.path for f in resolve_pool(str(tmp_path / "pool")).files]
     assert len(engine) == 2
     assert pool_files(tmp_path / "pool") == engine == _pool_files({"paths": [str(tmp_path / "pool")]})
+    glob = str(tmp_path / "pool" / "**" / "*.parquet")  # a glob too: the workspace and the queues read _temporary/ parts before
+    assert pool_files(glob) == [f.path for f in resolve_pool(glob).files] == _pool_files({"paths": [glob]}) == engine
 
 
 _GLOB_LAYOUT = ("top.parquet", "sub/nested.parquet", "sub/deeper/d.parquet", "_temporary/0/t.parquet", ".hidden/h.parquet",
