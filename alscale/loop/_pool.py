@@ -48,8 +48,8 @@ def pool_files(pool: str | os.PathLike | Sequence) -> list[str]:
             files += folder_files(p)  # as the engine lists a folder
         elif p.is_file():
             files.append(spec)
-        else:
-            files += glob_files(spec)  # as the engine reads a glob: '.'/'_' names skipped
+        else:  # a glob (as the engine reads one: '.'/'_' names skipped), or a path that is not there
+            files += glob_files(spec)
     if not files:
         raise PoolError(f"Expected Parquet files at pool {pool!s}. Got none.")
     return files

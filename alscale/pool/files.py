@@ -239,6 +239,8 @@ def glob_files(pattern: str) -> list[str]:
     OSError
         A folder in it cannot be read.
     """
+    if not _is_glob(pattern):  # a plain path: itself, if it is a file
+        return [pattern] if os.path.isfile(pattern) else []
     base, parts = _glob_base(pattern)
     top = base or "."
     if not os.path.isdir(top):

@@ -484,3 +484,11 @@ def test_a_one_column_string_id_csv_must_be_headed_by_the_id_column(tmp_path):
     with pytest.raises(ConfigError, match=r"^Id file '.*ids\.csv' has one column headed 'doc_id'; expected the header 'id' \(--id-column\)\. "):
         read_id_file(tmp_path / "ids.csv", "id", as_int=False)
     assert read_id_file(tmp_path / "ids.csv", "doc_id", as_int=False).tolist() == ["x1", "x2"]
+
+
+def test_glob_files_takes_a_plain_path_too(tmp_path):
+    from alscale.pool.files import glob_files
+
+    (tmp_path / "a.parquet").write_bytes(b"x")
+    assert glob_files(str(tmp_path / "a.parquet")) == [str(tmp_path / "a.parquet")]
+    assert glob_files(str(tmp_path / "gone.parquet")) == [] and glob_files(str(tmp_path / "gone" / "*.parquet")) == []
