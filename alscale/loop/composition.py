@@ -73,6 +73,10 @@ def _js_divergence_rows(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.maximum(0.0, 0.5 * _kl(p) + 0.5 * _kl(q))
 
 
+#: Above this many distinct values a column is not tested against chance (:func:`chance_js_divergence`).
+MAX_VALUES_TESTED = 200_000
+
+
 def chance_js_divergence(shares: npt.ArrayLike, n_sample: int, n_reference: int, *, quantile: float = 0.95,
                          draws: int = 2000, seed: int = 0) -> float:
     """The divergence two random samples of one distribution reach by chance (a Monte Carlo quantile).
@@ -86,20 +90,26 @@ def chance_js_divergence(shares: npt.ArrayLike, n_sample: int, n_reference: int,
     quantile : float
         Which quantile of the divergences to return.
     draws : int
-        Pairs of samples drawn (fewer for a large ``k``, so that a draw holds at most 4M shares).
+        Pairs of samples drawn; fewer for many values, so that the draws of one side hold at
+        most 4M shares (at least 20 draws).
     seed : int
         The draws' seed: the same inputs give the same answer.
 
     Returns
     -------
     float
-        In bits; 0 when either sample is empty or there is only one value.
+        In bits; 0 when either sample is empty or there is only one value; 1 (the largest
+        divergence: no warning) for more than ``MAX_VALUES_TESTED`` values, where draws would
+        not fit in memory and random samples are far apart anyway.
     """
     pooled = np.asarray(shares, dtype=np.float64)
     if n_sample <= 0 or n_reference <= 0 or np.count_nonzero(pooled) < 2:
         return 0.0
+    pooled = pooled[pooled > 0]  # a value neither side holds adds nothing to a divergence
+    if len(pooled) > MAX_VALUES_TESTED:
+        return 1.0
     pooled = pooled / pooled.sum()
-    draws = max(200, min(draws, 4_000_000 // len(pooled)))
+    draws = max(20, min(draws, 4_000_000 // len(pooled)))
     rng = np.random.default_rng(seed)
     a = rng.multinomial(n_sample, pooled, size=draws) / n_sample
     b = rng.multinomial(n_reference, pooled, size=draws) / n_reference

@@ -309,7 +309,9 @@ def _run_round(ws: Workspace, model, strategy: str | None, k: int | None, seed: 
     if budget is not None:
         record["budget"] = budget
     if k and not (out_dir / "batch" / "manifest.json").is_file():  # before the round trains: a batch too large is bad input
-        available = int(ws.config["pool_rows"]) - len(ws.excluded_ids())
+        # the pool as it is now (a folder may have grown since init; its footers only); every excluded id is one of
+        # its rows (labels and batches are checked against the pool), so this is what the selection will find
+        available = _pool.pool_dataset(ws.config["pool"]).count_rows() - len(ws.excluded_ids())
         if k > available:
             raise PoolExhaustedError(available, k)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -394,6 +396,8 @@ def _unanswered_batch(ws: Workspace, history: list[dict]) -> tuple[int, int, int
 
 
 INPUTS_FILE = "inputs.json"
+#: What a round's inputs decide of its batch alone, not of its model.
+BATCH_ONLY_INPUTS = {"k", "strategy"}
 
 
 def _round_inputs(ws: Workspace, train_ids, train_labels, *, model, strategy: str, k: int | None, seed: int) -> dict:
@@ -423,7 +427,9 @@ def _check_resumed_inputs(out_dir: pathlib.Path, number: int, inputs: dict) -> N
     """Record a new round's inputs; refuse to finish an interrupted one with different inputs.
 
     An unfinished round keeps what it already wrote (its model, its batch), so finishing it with
-    another model, strategy, k, seed or set of training labels would mix the two.
+    another model, strategy, k, seed or set of training labels would mix the two.  Strategy and
+    k decide only the batch: while none is kept, they may change (a round whose batch was
+    refused, e.g. too large, runs again with another k on the model it trained).
 
     Raises
     ------
@@ -437,6 +443,9 @@ def _check_resumed_inputs(out_dir: pathlib.Path, number: int, inputs: dict) -> N
         return
     before = read_json(path)
     changed = sorted(key for key in inputs.keys() | before.keys() if before.get(key) != inputs.get(key))
+    if not (out_dir / "batch").exists() and set(changed) <= BATCH_ONLY_INPUTS:
+        atomic_write_json(path, inputs)
+        return
     if changed:
         detail = "; ".join(f"{key}: {before.get(key)!r} then, {inputs.get(key)!r} now" for key in changed)
         raise WorkspaceError(

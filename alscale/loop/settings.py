@@ -196,7 +196,6 @@ def resolve_classes(classes, column_values: list | None, label_column: str | Non
     return classes
 
 
-
 def _unknown_settings_message(settings: Mapping, what: str, where: str = "") -> str | None:
     """The one-line error for keys of ``settings`` that are not loop settings (with close matches); None if all are."""
     import difflib
@@ -207,6 +206,7 @@ def _unknown_settings_message(settings: Mapping, what: str, where: str = "") -> 
     hints = [difflib.get_close_matches(k, DEFAULT_SETTINGS, n=1) for k in unknown]
     hint = "".join(f" Did you mean {h[0]!r}?" for h in hints if h)
     return f"Unknown {what} {unknown}{where}; expected keys among {sorted(DEFAULT_SETTINGS)}.{hint}"
+
 
 def check_stored_settings(settings, cfg_path: pathlib.Path) -> None:
     """Refuse, as the workspace opens, settings edited by hand into what ``init`` would have refused.

@@ -121,8 +121,9 @@ def diminishing_returns(history: Sequence[dict], *, metric: str = "accuracy", pa
 
     The gain of round t is ``(m_t - m_{t-1}) / (labels_t - labels_{t-1})`` (sign flipped for
     losses; measured on round t's evaluation rows where it recorded the earlier model's metrics
-    there: :func:`metric_gain`); rounds that added no labels are skipped, and a gain between
-    rounds measured on different rows is NaN, which tells nothing either way.
+    there: :func:`metric_gain`); rounds that added no labels are skipped, and so is a gain not
+    measured (no metric, or rounds measured on different rows): the rule needs ``patience``
+    measured gains.
     """
     _check_metric(metric)
     patience = check_int("patience", patience, 1)
@@ -131,16 +132,18 @@ def diminishing_returns(history: Sequence[dict], *, metric: str = "accuracy", pa
         added = int(cur["labels"]) - int(prev["labels"])
         if added > 0:
             gains.append(metric_gain(prev, cur, metric) / added)
-    recent = gains[-patience:]
-    evidence = {"metric": metric, "gains_per_label": recent, "threshold": min_gain_per_label, "patience": patience}
+    # a gain not measured (no metric, or not on the same evaluation rows) tells nothing either way: the rule
+    # looks at the last `patience` measured ones
+    recent = [g for g in gains if not math.isnan(g)][-patience:]
+    evidence = {"metric": metric, "gains_per_label": recent, "threshold": min_gain_per_label, "patience": patience,
+                "rounds_not_measured": len(gains) - len([g for g in gains if not math.isnan(g)])}
     if len(recent) < patience:
-        return Verdict("diminishing_returns", False, f"{len(recent)} of {patience} rounds with a gain so far", evidence)
-    known = [g for g in recent if not math.isnan(g)]  # a round without a metric tells nothing either way
-    stop = bool(known) and all(g < min_gain_per_label for g in known)
-    worst = max(known) if known else math.nan
+        return Verdict("diminishing_returns", False, f"{len(recent)} of {patience} rounds with a gain in {metric} measured on the "
+                       f"same evaluation rows so far", evidence)
+    stop = all(g < min_gain_per_label for g in recent)
+    worst = max(recent)
     reason = (f"gain per label below {min_gain_per_label:g} for {patience} rounds (max {worst:.2e})" if stop
-              else f"no {metric} gain measured on the same evaluation rows in the last {patience} rounds" if not known
-              else f"gain per label {worst:.2e} >= {min_gain_per_label:g} within the last {patience} rounds")
+              else f"gain per label {worst:.2e} >= {min_gain_per_label:g} within the last {patience} measured rounds")
     return Verdict("diminishing_returns", bool(stop), reason, evidence)
 
 

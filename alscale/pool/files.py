@@ -246,9 +246,14 @@ def glob_files(pattern: str) -> list[str]:
     if not os.path.isdir(top):
         return []
     deep = "**" in parts
-    found = []
-    for root, dirs, names in os.walk(top, onerror=_raise):
+    found, seen = [], set()
+    for root, dirs, names in os.walk(top, onerror=_raise, followlinks=True):  # as Python's glob, into linked folders
         below = [] if root == top else os.path.relpath(root, top).split(os.sep)
+        real = os.path.realpath(root)
+        if real in seen:  # a link back up the tree: walked once
+            dirs[:] = []
+            continue
+        seen.add(real)
         if not deep and len(below) >= len(parts) - 1:
             dirs[:] = []  # no deeper folder can match a glob without **
         for name in names:

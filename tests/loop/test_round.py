@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -127,6 +128,40 @@ def test_without_classes_an_evaluation_label_of_a_class_not_trained_on_counts_as
     assert not (pred == 2).any()
     assert r1["metrics"]["accuracy"] == pytest.approx(skm.accuracy_score(y_ev, pred))
     assert r1["metrics"]["per_class_recall"]["2"] == 0.0
+
+
+def test_the_batch_size_is_checked_against_the_pool_as_it_is_now(tmp_path, blob_pool, pool_writer, ray_local):
+    """A folder pool that grew since init: the check counted the rows recorded at init and refused a batch that fits."""
+    folder = tmp_path / "pool"
+    folder.mkdir()
+    shutil.copyfile(blob_pool, folder / "part-0.parquet")
+    ws = Workspace.create(tmp_path / "ws", pool=folder, label_column="label",
+                          settings={"eval_size": 60, "stop_set_size": 50, "initial_size": 12, "batch_size": 10})
+    run_round(ws)
+    ws.record_labels(_oracle(ws, _batch_ids(ws, 0)))
+    at_init = ws.config["pool_rows"] - len(ws.excluded_ids())
+    X = np.random.default_rng(1).normal(size=(100, 4)).astype(np.float32)
+    pool_writer(folder / "part-1.parquet", X, np.zeros(100, int), ids=np.arange(1000, 1100), extra={"site": ["a"] * 100})
+    r1 = run_round(ws, k=at_init + 50, actors=1)
+    assert r1["selected"] == at_init + 50
+
+
+def test_a_round_whose_batch_was_not_kept_runs_again_with_another_k_or_strategy(tmp_path, blob_pool, ray_local):
+    """k and strategy decide only the batch: a round interrupted (or refused) before its batch reuses its model with new ones."""
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, label_column="label",
+                          settings={"eval_size": 60, "stop_set_size": 50, "initial_size": 12, "batch_size": 10})
+    run_round(ws)
+    ws.record_labels(_oracle(ws, _batch_ids(ws, 0)))
+    run_round(ws, actors=1)
+    model = (ws.path / "rounds/001/model.onnx").read_bytes()
+    for name in ("batch", "round.json"):  # as if the round stopped after training, before selecting
+        path = ws.path / "rounds/001" / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    r1 = run_round(ws, k=7, strategy="margin", actors=1)
+    assert r1["round"] == 1 and r1["selected"] == 7 and (ws.path / "rounds/001/model.onnx").read_bytes() == model
+    (ws.path / "rounds/001/round.json").unlink()  # its batch is kept now: k may no longer change
+    with pytest.raises(WorkspaceError, match=r"Round 001 was started with other inputs .*k: 7 then, 5 now"):
+        run_round(ws, k=5, strategy="margin", actors=1)
 
 
 def test_a_gain_compares_two_models_on_the_same_evaluation_rows_as_their_labels_arrive(tmp_path, blob_pool, ray_local):

@@ -62,17 +62,31 @@ def test_a_gain_is_measured_on_the_same_evaluation_rows():
     assert np.isnan(metric_gain(prev, other, "accuracy"))
     same_rows = {**cur, "metrics": {"accuracy": 0.70, "evaluation_labeled": 300}}
     assert metric_gain(prev, same_rows, "accuracy") == pytest.approx(-0.10)
-    v = diminishing_returns([prev, cur, cur, cur], patience=3, min_gain_per_label=1e-3)
-    assert v.evidence["gains_per_label"][0] != v.evidence["gains_per_label"][0] and not v.stop  # NaN: no evidence
+    later = [{**cur, "round": r, "labels": 60 * r, "metrics": {"accuracy": 0.70, "evaluation_labeled": 1000}} for r in (3, 4)]
+    v = diminishing_returns([prev, cur, *later], patience=3, min_gain_per_label=1e-3)  # gains: not measured, 0, 0
+    assert not v.stop and v.evidence["gains_per_label"] == [0.0, 0.0] and v.evidence["rounds_not_measured"] == 1
 
 
 def test_rounds_without_a_metric_never_count_as_diminishing_returns():
     nan = float("nan")
     h = _history([10, 20, 30, 40], [nan, nan, nan, nan])  # no evaluation labels yet
     v = diminishing_returns(h, patience=3, min_gain_per_label=1e-3)
-    assert not v.stop and v.reason == "no accuracy gain measured on the same evaluation rows in the last 3 rounds"
-    mixed = _history([10, 20, 30, 40], [0.5, 0.5001, nan, nan])  # one known gain, below the threshold
-    assert diminishing_returns(mixed, patience=3, min_gain_per_label=1e-3).stop
+    assert not v.stop and v.reason == "0 of 3 rounds with a gain in accuracy measured on the same evaluation rows so far"
+    # one measured gain below the threshold is not three: it used to stop here
+    mixed = _history([10, 20, 30, 40], [0.5, 0.5001, nan, nan])
+    v = diminishing_returns(mixed, patience=3, min_gain_per_label=1e-3)
+    assert not v.stop and v.evidence["gains_per_label"] == pytest.approx([1e-5]) and v.evidence["rounds_not_measured"] == 2
+
+
+def test_the_rule_looks_at_the_last_measured_gains_past_unmeasured_rounds():
+    """A workspace made before gains were measured on the same rows: the rounds in between tell nothing either way."""
+    grown = [{"round": r, "labels": 10 * (r + 1), "metrics": {"accuracy": a, "evaluation_labeled": n}}
+             for r, (a, n) in enumerate([(0.5, 100), (0.5001, 200), (0.5002, 300), (0.5003, 300), (0.5003, 300)])]
+    v = diminishing_returns(grown, patience=3, min_gain_per_label=1e-3)
+    assert not v.stop and len(v.evidence["gains_per_label"]) == 2  # two rounds on other rows: 2 of 3 measured
+    v = diminishing_returns([*grown, {**grown[-1], "round": 5, "labels": 60}], patience=3, min_gain_per_label=1e-3)
+    assert v.stop and v.evidence["gains_per_label"] == pytest.approx([1e-5, 0.0, 0.0]) and v.evidence["rounds_not_measured"] == 2
+
 
 def test_stabilizing_predictions_kappa_window():
     rng = np.random.default_rng(0)

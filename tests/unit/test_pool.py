@@ -492,3 +492,20 @@ def test_glob_files_takes_a_plain_path_too(tmp_path):
     (tmp_path / "a.parquet").write_bytes(b"x")
     assert glob_files(str(tmp_path / "a.parquet")) == [str(tmp_path / "a.parquet")]
     assert glob_files(str(tmp_path / "gone.parquet")) == [] and glob_files(str(tmp_path / "gone" / "*.parquet")) == []
+
+
+def test_a_glob_follows_linked_folders_as_pythons_glob_does(tmp_path):
+    """os.walk does not enter a symlinked folder by itself: a linked partition's files were dropped, silently."""
+    from alscale.pool.files import glob_files
+
+    for name in ("pool/a.parquet", "elsewhere/e.parquet"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "pool" / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    for pattern in ("pool/*/*.parquet", "pool/**/*.parquet", "pool/linked*/*.parquet"):
+        expected = _glob_reference(str(tmp_path / "pool"), pattern.split("/", 1)[1])
+        assert glob_files(str(tmp_path / pattern)) == expected
+        assert str(tmp_path / "pool" / "linked" / "e.parquet") in expected
+    # a link back up the tree: Python's glob goes round it until the path is too long; each folder is walked once here
+    (tmp_path / "elsewhere" / "back").symlink_to(tmp_path / "pool", target_is_directory=True)
+    assert glob_files(str(tmp_path / "pool/**/*.parquet")) == [str(tmp_path / "pool/a.parquet"), str(tmp_path / "pool/linked/e.parquet")]
