@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -399,22 +400,26 @@ def test_ctrl_c_exits_130_with_one_line_and_leaves_no_output_nor_processes(tmp_p
 
     pool = write_pool(tmp_path / "pool", tied_features(200_000), files=1, row_group_size=20_000)
     exe = os.path.join(os.path.dirname(sys.executable), "alscale")
-    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "alscale-ray-*")))
+    # a temporary folder of its own (short: Ray's socket paths must fit 107 bytes), so another alscale on the machine
+    # cannot leave a folder there while this runs
+    private_tmp = tempfile.mkdtemp(prefix="alscale-t-")
     err = tmp_path / "stderr.txt"
     with open(err, "w") as stderr:
         proc = subprocess.Popen([exe, "select", "--pool", str(pool), "--model", str(model_path), "--k", "10", "--actors", "1",
                                  "--batch-size", "1", "--out", str(tmp_path / "out")],  # one row per model run: ~10 s here
-                                stdout=subprocess.PIPE, stderr=stderr, start_new_session=True)
+                                stdout=subprocess.PIPE, stderr=stderr, start_new_session=True, env={**os.environ, "TMPDIR": private_tmp})
         deadline = time.monotonic() + 120
         while "k/200k" not in err.read_text() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert proc.poll() is None, err.read_text()[-2000:]
+        assert len(glob.glob(os.path.join(private_tmp, "alscale-ray-*"))) == 1  # where its Ray's folder is while it runs
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=60) == 130, err.read_text()[-2000:]
     last = err.read_text().replace("\r", "\n").strip().splitlines()[-1]
     assert last == "alscale: interrupted"
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.tmp*"))
-    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "alscale-ray-*"))) <= before  # its Ray's folder is gone
+    assert glob.glob(os.path.join(private_tmp, "alscale-ray-*")) == []  # its Ray's folder is gone
+    shutil.rmtree(private_tmp)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # and so are its processes
         try:
