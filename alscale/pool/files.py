@@ -13,6 +13,7 @@ import io
 import json
 import mmap
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -164,8 +165,8 @@ def _list_files(spec: str) -> tuple[str | None, list[str]]:
         fs, root = pafs.FileSystem.from_uri(address + (f"?{query}" if query is not None else ""))
         scheme_root = spec[: spec.index("://") + 3]
         uri = scheme_root + (root.split("/")[0] if not isinstance(fs, pafs.LocalFileSystem) else "")
-        if isinstance(fs, pafs.LocalFileSystem):
-            uri = None
+        if isinstance(fs, pafs.LocalFileSystem):  # file://: read as the same path is (linked folders followed once)
+            return None, _list_files("/".join([root.rstrip("/"), *pattern]) if pattern is not None else root)[1]
         if pattern is not None:
             infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
             return uri, sorted(i.path for i in infos if i.is_file and _glob_match(pattern, _below(i.path, root)))
@@ -246,14 +247,9 @@ def glob_files(pattern: str) -> list[str]:
     if not os.path.isdir(top):
         return []
     deep = "**" in parts
-    found, seen = [], set()
-    for root, dirs, names in os.walk(top, onerror=_raise, followlinks=True):  # as Python's glob, into linked folders
+    found = []
+    for root, dirs, names in _walk(top):
         below = [] if root == top else os.path.relpath(root, top).split(os.sep)
-        real = os.path.realpath(root)
-        if real in seen:  # a link back up the tree: walked once
-            dirs[:] = []
-            continue
-        seen.add(real)
         if not deep and len(below) >= len(parts) - 1:
             dirs[:] = []  # no deeper folder can match a glob without **
         for name in names:
@@ -274,9 +270,24 @@ def folder_files(folder: str | os.PathLike) -> list[str]:
     """
     folder = os.fspath(folder)
     found = []
-    for root, _dirs, names in os.walk(folder, onerror=_raise):
+    for root, _dirs, names in _walk(folder):
         found += [path for path in (os.path.join(root, n) for n in names) if _is_pool_file(path, folder)]
     return sorted(found)
+
+
+def _walk(top: str) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk(top)`` into linked folders too, as Python's glob goes, each real folder once (a link back up is not a loop).
+
+    The caller may prune the ``dirs`` it is given, as with ``os.walk``.
+    """
+    seen = set()
+    for root, dirs, names in os.walk(top, onerror=_raise, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        yield root, dirs, names
 
 
 def _raise(exc: OSError) -> None:

@@ -509,3 +509,18 @@ def test_a_glob_follows_linked_folders_as_pythons_glob_does(tmp_path):
     # a link back up the tree: Python's glob goes round it until the path is too long; each folder is walked once here
     (tmp_path / "elsewhere" / "back").symlink_to(tmp_path / "pool", target_is_directory=True)
     assert glob_files(str(tmp_path / "pool/**/*.parquet")) == [str(tmp_path / "pool/a.parquet"), str(tmp_path / "pool/linked/e.parquet")]
+
+
+@pytest.mark.parametrize("form", ["folder", "folder-uri", "glob", "glob-uri"])
+def test_linked_folders_are_read_once_whichever_way_the_pool_is_named(tmp_path, form):
+    """A folder skipped linked partitions (os.walk), and a URI read each file once per trip round a link loop (41 times)."""
+    from alscale.pool.files import _list_files
+
+    for name in ("pool/a.parquet", "pool/sub/b.parquet", "elsewhere/e.parquet"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "pool" / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "pool" / "sub" / "back").symlink_to(tmp_path / "pool", target_is_directory=True)  # a loop
+    base = str(tmp_path / "pool")
+    spec = {"folder": base, "folder-uri": f"file://{base}", "glob": f"{base}/**/*.parquet", "glob-uri": f"file://{base}/**/*.parquet"}[form]
+    assert _list_files(spec) == (None, [f"{base}/a.parquet", f"{base}/linked/e.parquet", f"{base}/sub/b.parquet"])
