@@ -13,7 +13,7 @@ __all__ = ["command"]
 @click.argument("workspace")
 @click.option("--plot", default=None, metavar="PNG",
               help="Also write the labeled set's composition over the rounds (Jensen-Shannon divergence of the classes and "
-                   "group columns) to this .png file, outside the workspace; an existing .png is replaced.")
+                   "group columns) to this .png file, outside the workspace; an earlier PNG there is replaced.")
 def command(workspace, plot):
     """Print WORKSPACE's labels and rounds: labels, metric, gain per batch, stopping verdict, warnings.
 
@@ -48,6 +48,10 @@ def _check_plot_path(plot: str, workspace: pathlib.Path) -> None:
         raise ConfigError(f"Expected --plot to name a .png file. Got {plot!r}; an existing file there would be replaced by the plot.")
     if path.is_dir():
         raise ConfigError(f"Expected --plot to name a .png file. Got {plot!r}, which is a folder.")
+    if path.is_file():
+        with open(path, "rb") as fh:
+            if fh.read(8) != b"\x89PNG\r\n\x1a\n":  # an earlier plot is replaced; another file called .png is not
+                raise ConfigError(f"Expected --plot to name a new .png file or an earlier plot. Got {plot!r}, which is not a PNG image.")
     resolved, ws = path.resolve(), workspace.resolve()
     if resolved == ws or ws in resolved.parents:
         raise ConfigError(f"Expected --plot outside the workspace {str(workspace)!r} (its files are the workspace's state). Got {plot!r}.")

@@ -162,6 +162,12 @@ def test_status_plot_writes_only_a_png_outside_the_workspace(tmp_path, blob_pool
     assert not (ws.path / "state" / "c.png").exists()
     result = CliRunner().invoke(main, ["status", str(ws.path), "--plot", str(tmp_path / "c.png")])
     assert result.exit_code == 0 and "no round has compared" in result.stderr and not (tmp_path / "c.png").exists()
+    notes = tmp_path / "notes.png"
+    notes.write_text("not a picture")
+    result = CliRunner().invoke(main, ["status", str(ws.path), "--plot", str(notes)])
+    assert result.exit_code == 2 and "which is not a PNG image" in result.stderr and notes.read_text() == "not a picture"
+    notes.write_bytes(b"\x89PNG\r\n\x1a\n an earlier plot")  # accepted (to be replaced once a round has a composition)
+    assert CliRunner().invoke(main, ["status", str(ws.path), "--plot", str(notes)]).exit_code == 0
 
 
 @pytest.mark.parametrize(
