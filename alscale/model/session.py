@@ -13,6 +13,7 @@ import numpy as np
 
 from alscale.exceptions import ModelContractError
 from alscale.model.contract import ModelContract, check_probabilities, error_detail, load_session
+from alscale.pool.reader import id_at
 from alscale.rowwise import row_max, row_sum
 
 __all__ = ["BATCH_SIZE_CANDIDATES", "DEFAULT_BATCH_SIZE", "ModelOutputs", "ModelRunner", "check_committee", "choose_batch_size", "softmax"]
@@ -276,4 +277,4 @@ class ModelRunner:
 
 def _which_row(row: int, ids: np.ndarray | None) -> str:
     """``"e.g. id 2500"`` (or ``"row 3 of the batch"`` without ids), for a message."""
-    return f"e.g. id {ids[row : row + 1].tolist()[0]!r}" if ids is not None else f"row {row} of the batch"
+    return f"e.g. id {id_at(ids, row)!r}" if ids is not None else f"row {row} of the batch"
