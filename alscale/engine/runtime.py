@@ -12,8 +12,10 @@ import glob
 import logging
 import os
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -163,6 +165,27 @@ def _first_line(exc: BaseException) -> str:
 
 
 @contextmanager
+def _interrupt_after() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) that comes inside the block until it ends, then raise it.
+
+    Ray's start-up, cut short, leaves processes that ``ray.shutdown`` does not know of (the
+    node is not registered yet) and that keep the temporary folder in use.  Only where Python's
+    own handler is in place, in the main thread; elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    caught: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if caught:
+        raise KeyboardInterrupt
+
+
+@contextmanager
 def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
     """Make sure Ray is up for the duration of the block.
 
@@ -180,18 +203,19 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         return
     temp_dir = None
     kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING, configure_logging=False)
-    if address:
-        connect_cluster(address, **kwargs)
-    else:
+    if not address:
         remove_stale_temp_dirs()
         temp_dir = tempfile.mkdtemp(prefix=TEMP_PREFIX)
         with open(os.path.join(temp_dir, DRIVER_PID_FILE), "w") as f:  # for remove_stale_temp_dirs of a later run
             f.write(str(os.getpid()))
-        # address="local": always a new private Ray, never one found on this machine.  Ray logs a
-        # notice that token auth (its default) is on; stderr is for alscale's one-line errors
-        with _quiet(_RAY_AUTH_NOTICE_LOGGER):
-            ray.init(address="local", num_cpus=num_cpus, _temp_dir=temp_dir, **kwargs)
-    try:
+    try:  # Ctrl-C while Ray starts: what it started so far is stopped, and its folder removed
+        if address:
+            connect_cluster(address, **kwargs)
+        else:
+            # address="local": always a new private Ray, never one found on this machine.  Ray logs a
+            # notice that token auth (its default) is on; stderr is for alscale's one-line errors
+            with _quiet(_RAY_AUTH_NOTICE_LOGGER), _interrupt_after():
+                ray.init(address="local", num_cpus=num_cpus, _temp_dir=temp_dir, **kwargs)
         yield
     finally:
         ray.shutdown()

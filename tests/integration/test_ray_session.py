@@ -84,3 +84,45 @@ def test_an_address_other_than_the_ray_already_up_is_refused_not_ignored():
     finally:
         ray.shutdown()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_ctrl_c_while_ray_starts_leaves_no_folder_nor_processes(tmp_path):
+    """SIGINT in the middle of ``ray.init`` (its session folder just made): the run stops, and Ray with it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    base = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    script = tmp_path / "start.py"
+    script.write_text(
+        "import glob, os, signal, sys, tempfile, threading, time\n"
+        f"tempfile.tempdir = {base!r}\n"
+        "from alscale.engine.runtime import ray_session\n"
+        "def interrupt_when_ray_starts():\n"
+        "    while not glob.glob(os.path.join(tempfile.tempdir, 'alscale-ray-*', 'session_*')):\n"
+        "        time.sleep(0.005)\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "threading.Thread(target=interrupt_when_ray_starts, daemon=True).start()\n"
+        "try:\n"
+        "    with ray_session(num_cpus=1):\n"
+        "        print('inside', flush=True)\n"
+        "        time.sleep(60)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+    )
+    try:
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+        assert proc.stdout.split() == ["interrupted"], proc.stdout + proc.stderr[-2000:]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            left = subprocess.run(["pgrep", "-f", base], capture_output=True, text=True).stdout.split()
+            if not left and os.listdir(base) == []:
+                break
+            time.sleep(0.5)
+        assert left == [] and os.listdir(base) == [], (left, os.listdir(base))
+    finally:
+        for pid in subprocess.run(["pgrep", "-f", base], capture_output=True, text=True).stdout.split():
+            os.kill(int(pid), signal.SIGKILL)
+        shutil.rmtree(base, ignore_errors=True)
