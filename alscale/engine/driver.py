@@ -46,11 +46,11 @@ from alscale.exceptions import (
     ShardError,
     StrategyError,
 )
-from alscale.manifest import Manifest, check_output_free, write_manifest
+from alscale.manifest import BATCH_FILE, Manifest, check_output_free, write_manifest
 from alscale.model.contract import ModelContract, expand_model_dirs, inspect_model
 from alscale.model.session import check_committee
 from alscale.pool.features import FeatureSpec, detect_features
-from alscale.pool.files import PoolFiles, resolve_pool
+from alscale.pool.files import PoolFiles, reads_path, resolve_pool
 from alscale.pool.idfiles import read_id_keys
 from alscale.pool.shards import Shard, plan_shards
 from alscale.reduce._params import user_params
@@ -121,6 +121,9 @@ def prepare_run(settings: SelectSettings) -> PreparedRun:
     if strategy.needs_committee and len(models) < 2:
         raise StrategyError(f"Strategy {s.strategy!r} needs a committee: give >= 2 models (a list of models, or repeat --model). Got {len(models)}.")
     pool = resolve_pool(s.pool)
+    if s.out and reads_path(s.pool, os.path.join(s.out, BATCH_FILE)):
+        raise OutputError(f"Output {str(s.out)!r} is inside the pool {s.pool!r}: its {BATCH_FILE} would be read as pool rows "
+                          "by every later run over that pool. Choose an output outside the pool.")
     if s.id_column not in pool.schema.names:
         raise PoolSchemaError(f"The pool has no id column {s.id_column!r}; its columns are {pool.schema.names}.")
     id_type = pool.schema.field(s.id_column).type
@@ -660,7 +663,7 @@ def _check_counts(run: PreparedRun, results: list[ShardResult]) -> None:
     if invalid and s.on_invalid == "error":
         example = next(r.invalid_example for r in results if r.invalid_example is not None)
         raise InvalidFeaturesError(
-            f"{invalid} row(s) hold NaN or inf features (e.g. id {example!r}); fix the pool or set on_invalid='skip' (--on-invalid skip) to skip and count them."
+            f"{invalid} row(s) hold NaN, inf or null features (e.g. id {example!r}); fix the pool or set on_invalid='skip' (--on-invalid skip) to skip and count them."
         )
     available = sum(r.rows_scored for r in results)
     if available < s.k:

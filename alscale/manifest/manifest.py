@@ -116,10 +116,11 @@ def check_output_free(out: str | os.PathLike, force: bool) -> None:
         raise OutputError(f"Expected a local output directory. Got the URI {str(out)!r}: write locally and copy it, "
                           "or submit jobs/select_job.py, which publishes a manifest to a filesystem URI.")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"Expected a directory for the output. Got {str(out)!r}, which is a file: force replaces an "
+                          "earlier output, never a file; choose another output.")
     if out.exists() and not force:
         raise OutputError(f"Output directory {str(out)!r} exists already; set force (--force) to replace it.")
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"Output {str(out)!r} exists and is not a directory.")
     others = sorted(p.name for p in out.iterdir() if p.name not in (MANIFEST_FILE, BATCH_FILE)) if out.is_dir() else []
     if others:  # --force replaces an earlier output, never files of the user's beside it (notes, a pool, a project)
         raise OutputError(other_files_message(repr(str(out)), others))

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from alscale.exceptions import PoolError, PoolSchemaError
 
-__all__ = ["OpenPoolFile", "PoolFile", "PoolFiles", "filesystem_for", "folder_files", "glob_files", "open_parquet", "open_pool_file", "resolve_pool"]
+__all__ = ["OpenPoolFile", "PoolFile", "PoolFiles", "filesystem_for", "folder_files", "glob_files", "open_parquet", "open_pool_file", "reads_path", "resolve_pool"]
 
 
 @dataclass(frozen=True)
@@ -292,6 +292,28 @@ def _walk(top: str) -> Iterator[tuple[str, list[str], list[str]]]:
 
 def _raise(exc: OSError) -> None:
     raise exc
+
+
+def reads_path(spec: str, path: str | os.PathLike) -> bool:
+    """Whether pool ``spec`` would read the local file ``path``, were it there (an output's ``batch.parquet``).
+
+    A folder reads its pool files at any depth (:func:`_is_pool_file`), a glob what it matches
+    (:func:`_glob_match`), a file itself; a URI of another filesystem than the local one, nothing.
+    """
+    spec = str(spec)
+    if "://" in spec:
+        if not spec.startswith("file://"):
+            return False
+        spec = spec[len("file://"):].split("?", 1)[0]
+    path = os.path.abspath(os.fspath(path))
+    if _is_glob(spec):
+        base, parts = _glob_base(spec)
+        base = os.path.abspath(base or ".")
+        return path.startswith(base.rstrip("/") + "/") and _glob_match(parts, _below(path, base))
+    spec = os.path.abspath(spec)
+    if os.path.isdir(spec):
+        return path.startswith(spec.rstrip("/") + "/") and _is_pool_file(path, spec)
+    return path == spec
 
 
 def _same_columns(a: pa.Schema, b: pa.Schema) -> bool:

@@ -104,7 +104,7 @@ def _bad_pools(tmp_path):
         ("no id column", ["--pool", "{tmp}/noid.parquet"], "no id column 'id'"),
         ("empty pool", ["--pool", "{tmp}/empty.parquet"], "is empty"),
         ("width mismatch", ["--pool", "{tmp}/narrow"], "give 5 features per row, model input 'features' takes 8"),
-        ("nan features", ["--pool", "{tmp}/nan"], "1 row(s) hold NaN or inf features (e.g. id 3)"),
+        ("nan features", ["--pool", "{tmp}/nan"], "1 row(s) hold NaN, inf or null features (e.g. id 3)"),
         ("duplicate ids", ["--pool", "{tmp}/dup"], "Id 5 appears more than once"),
         ("k zero", ["--pool", "{pool}", "--k", "0"], "The 'k' parameter must be an int >= 1. Got 0 instead."),
         ("k too large", ["--pool", "{pool}", "--k", "5000"], "Pool exhausted: 800 available / 5000 requested"),
@@ -116,7 +116,7 @@ def _bad_pools(tmp_path):
         ("list rows too wide", ["--pool", "{tmp}/list9.parquet"],
          "Feature width does not match the model: column 'features' holds 9 values per row (id "),  # whichever shard reports first
         ("list rows of differing lengths", ["--pool", "{tmp}/ragged.parquet"], "Feature column 'features' must hold 8 values in every row, as the model's input does. Got 7 in id 37."),
-        ("a null list row", ["--pool", "{tmp}/null-row.parquet"], "1 row(s) hold NaN or inf features (e.g. id 41)"),
+        ("a null list row", ["--pool", "{tmp}/null-row.parquet"], "1 row(s) hold NaN, inf or null features (e.g. id 41)"),
         ("a list of strings", ["--pool", "{tmp}/strings.parquet"], "Feature column 'features' must hold numbers. Got list<element: string>."),
         ("uint64 ids past int64", ["--pool", "{tmp}/u64.parquet"], "holds 9223372036854775813, which does not fit an int64 id"),
         ("fractional exclusion ids", ["--pool", "{pool}", "--exclude", "{tmp}/float-ids.parquet"], "holds 1.5, but the pool's ids are integers"),
@@ -168,6 +168,29 @@ def test_output_under_a_file_fails_before_scoring(tmp_path, model_path):
     assert r.exit_code == 2 and "is a file, not a directory" in r.stderr, r.stderr  # not the scan's NaN error
     assert "NaN" not in r.stderr
     assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_an_output_that_is_a_file_is_named_so_with_or_without_force(tmp_path, model_path):
+    (tmp_path / "notes").write_text("x")
+    pool = _pool_failing_in_the_scan(tmp_path)
+    for force in ([], ["--force"]):
+        r = run("select", "--pool", pool, "--model", model_path, "--out", tmp_path / "notes", "--quiet", *force)
+        assert r.exit_code == 2 and r.stderr.strip() == (f"alscale: error: Expected a directory for the output. Got {str(tmp_path / 'notes')!r}, "
+                                                         "which is a file: force replaces an earlier output, never a file; choose another output."), r.stderr
+        assert (tmp_path / "notes").read_text() == "x"
+
+
+@pytest.mark.parametrize("inside", ["folder", "glob", "file-uri"])
+def test_an_output_inside_the_pool_is_refused_before_scoring(tmp_path, model_path, inside):
+    """Its batch.parquet would be read as pool rows by the next run over the same pool."""
+    pool = _pool_failing_in_the_scan(tmp_path)
+    spec = {"folder": str(pool), "glob": f"{tmp_path}/nan-*/**/*.parquet", "file-uri": f"file://{pool}"}[inside]
+    out = pool / "round-1"
+    r = run("select", "--pool", spec, "--model", model_path, "--out", out, "--quiet")
+    assert r.exit_code == 2 and r.stderr.strip() == (f"alscale: error: Output {str(out)!r} is inside the pool {spec!r}: its batch.parquet "
+                                                     "would be read as pool rows by every later run over that pool. Choose an output "
+                                                     "outside the pool."), r.stderr
+    assert not out.exists()
 
 
 def test_force_never_replaces_a_folder_that_is_not_an_output(tmp_path, pool, model_path):

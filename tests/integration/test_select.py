@@ -213,7 +213,7 @@ def test_invalid_features_error_or_skip(tmp_path, model_path, ):
     X[[7, 300, 301]] = np.nan
     X[400, 2] = np.inf
     pool = write_pool(tmp_path / "nan", X, row_group_size=100)
-    with pytest.raises(InvalidFeaturesError, match=r"4 row\(s\) hold NaN or inf features \(e\.g\. id 7\)"):
+    with pytest.raises(InvalidFeaturesError, match=r"4 row\(s\) hold NaN, inf or null features \(e\.g\. id 7\)"):
         alscale.select(pool, model_path, k=5, actors=2, out=tmp_path / "out")
     assert not (tmp_path / "out").exists()
     m = alscale.select(pool, model_path, k=5, actors=2, on_invalid="skip")

@@ -13,6 +13,7 @@ import pytest
 from alscale.datasets import feature_array, make_pool, mixture
 from alscale.exceptions import ConfigError, PoolError, PoolSchemaError, ShardError
 from alscale.pool import decode_features, detect_features, iter_shard, plan_shards, read_id_file, resolve_pool
+from alscale.pool.files import reads_path
 
 
 @pytest.mark.parametrize("layout", ["binary", "list", "columns"])
@@ -524,3 +525,23 @@ def test_linked_folders_are_read_once_whichever_way_the_pool_is_named(tmp_path, 
     base = str(tmp_path / "pool")
     spec = {"folder": base, "folder-uri": f"file://{base}", "glob": f"{base}/**/*.parquet", "glob-uri": f"file://{base}/**/*.parquet"}[form]
     assert _list_files(spec) == (None, [f"{base}/a.parquet", f"{base}/linked/e.parquet", f"{base}/sub/b.parquet"])
+
+
+def test_reads_path_answers_what_the_pool_would_read(tmp_path):
+    pool = tmp_path / "pool"
+    (pool / "part").mkdir(parents=True)
+    batch = pool / "part" / "out" / "batch.parquet"
+    assert reads_path(str(pool), batch) and reads_path(f"file://{pool}", batch)
+    assert not reads_path(str(pool), pool / "_out" / "batch.parquet")  # a folder skips "_" names, as pyarrow does
+    assert not reads_path(str(pool), tmp_path / "pool-out" / "batch.parquet")  # a sibling whose name starts alike
+    assert reads_path(f"{pool}/**/*.parquet", batch) and not reads_path(f"{pool}/*.parquet", batch)
+    assert reads_path(f"{pool}/*/*/*.parquet", batch) and not reads_path(f"{pool}/*/*.parquet", batch)
+    single = pool / "a.parquet"
+    assert reads_path(str(single), single) and not reads_path(str(single), batch)
+    assert not reads_path("s3://bucket/pool", batch)
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    try:  # relative specs and paths
+        assert reads_path("pool", "pool/part/out/batch.parquet") and reads_path("pool/**/*.parquet", batch)
+    finally:
+        os.chdir(old)
