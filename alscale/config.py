@@ -309,6 +309,8 @@ def _reject_unknown(data: Mapping[str, Any], *, source: str, spelled: Mapping[st
             hint = f" Did you mean {close[0]!r}?" if close else f" Expected one of {sorted(_FIELDS)}."
             if key == "param":
                 hint = " Strategy parameters go in a [strategy_params] table."
+            elif key in ("quiet", "json"):
+                hint = f" --{key} says how one run prints, not what it selects: give it as a flag."
             raise ConfigError(f"Unknown setting {(spelled or {}).get(key, key)!r} in {source}.{hint}")
 
 

@@ -48,6 +48,7 @@ def test_settings_built_directly_take_paths_lists_and_one_string(tmp_path):
     ("c.toml", 'pool = "p"\nmodel = "m"\nparam = "rounds=3"\n', r"Unknown setting 'param' .* go in a \[strategy_params\] table"),
     ("c.toml", 'pool = "p"\nmodel = "m"\nzzz = 1\n', r"Unknown setting 'zzz' .* Expected one of \['actors', 'address'"),
     ("c.yaml", "pool: p\nmodel: m\nbatch-sise: 3\n", r"Unknown setting 'batch-sise' in config file .* Did you mean 'batch_size'\?"),
+    ("c.toml", 'pool = "p"\nmodel = "m"\nquiet = true\n', r"Unknown setting 'quiet' .* --quiet says how one run prints, not what it selects: give it as a flag\."),
     ("bad.yaml", "pool: p\nmodel: [a, b\nk: 3\n", r"is not valid YAML: expected ',' or '\]', but got ':' \(line 3, column 2\)"),
 ])
 def test_config_file_errors_name_the_key_as_written_and_the_line(tmp_path, name, body, match):
