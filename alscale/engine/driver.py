@@ -378,7 +378,7 @@ def _scan_shards(scan: _Scan) -> None:
                     if isinstance(exc, ray.exceptions.RayActorError) and _requeue_from_lost_actor(scan, pending, actor, shard, err):
                         continue
                     if not (isinstance(err, ShardError) and s.skip_bad_shards):
-                        _cancel(pending)  # the run fails: the other shards' work is not retried
+                        _abandon(pending)  # the run fails: the other shards' work is not retried
                         raise err from None
                     scan.skip(shard, err)
                 else:
@@ -498,6 +498,19 @@ def _cancel(pending: dict) -> None:
             ray.cancel(ref)
         except Exception:  # noqa: BLE001  (already finished or failed: nothing to cancel)
             pass
+
+
+def _abandon(pending: dict) -> None:
+    """Stop the shard tasks still running as the run fails, and read what their refs then hold.
+
+    A task's error left unread would be printed by Ray as an unhandled error, once per return
+    value, where the caller's own Ray outlives this run (a notebook).  What has not stopped
+    within a few seconds is left to the actors' end (they are killed next).
+    """
+    _cancel(pending)
+    refs = [r for ref, (_actor, _shard, buckets) in pending.items() for r in (ref, *buckets)]
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=5.0)
+    discard_errors(ready)
 
 
 class _RowsRead:

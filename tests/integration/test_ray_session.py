@@ -126,3 +126,43 @@ def test_ctrl_c_while_ray_starts_leaves_no_folder_nor_processes(tmp_path):
         for pid in subprocess.run(["pgrep", "-f", base], capture_output=True, text=True).stdout.split():
             os.kill(int(pid), signal.SIGKILL)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_failed_run_under_the_callers_ray_leaves_no_unhandled_errors(tmp_path):
+    """Every shard fails (NaN from the model): the error is raised once, and Ray, which outlives the
+    run in the caller's process, prints none of the other shards' errors as unhandled."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.unit.test_scan_inputs import nan_model
+
+    X = np.abs(np.random.default_rng(1).standard_normal((4000, 3))).astype(np.float32)
+    X[::400, 0] = -2.0  # a NaN row in every row group, so every shard fails
+    pq.write_table(pa.table({"id": np.arange(4000), "features": pa.FixedSizeBinaryArray.from_buffers(pa.binary(12), 4000, [None, pa.py_buffer(X.tobytes())])}),
+                   tmp_path / "pool.parquet", row_group_size=500)
+    model = nan_model(tmp_path / "nan.onnx")
+    temp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import gc, time, ray, alscale\n"
+        "from alscale.exceptions import ModelContractError\n"
+        f"ray.init(num_cpus=2, include_dashboard=False, _temp_dir={temp!r})\n"
+        "try:\n"
+        f"    alscale.select({str(tmp_path / 'pool.parquet')!r}, {model!r}, k=5, actors=2)\n"
+        "except ModelContractError as exc:\n"
+        "    print('raised', flush=True)\n"
+        "gc.collect()\n"
+        "time.sleep(3)\n"
+        "ray.shutdown()\n"
+    )
+    try:
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180,
+                              env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    assert proc.stdout.split() == ["raised"], proc.stdout + proc.stderr[-3000:]
+    assert "Unhandled error" not in proc.stderr, proc.stderr[-3000:]
