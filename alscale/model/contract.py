@@ -271,7 +271,7 @@ def inspect_model(
         if not candidates:
             raise ModelContractError(
                 f"Found no class probability or logit output among {[o.name for o in outputs]}; "
-                "expected one named like 'probabilities' or 'logits' (or set probs_output)."
+                "expected one named like 'probabilities' or 'logits' (or set probs_output; a name holding 'logit' is read as logits)."
             )
         class_out = candidates[0]
     kind = "logits" if class_out.name.lower() in LOGITS_NAMES or "logit" in class_out.name.lower() else "probabilities"
@@ -352,14 +352,19 @@ def check_probabilities(probs: np.ndarray, name: str, tol: float = 1e-3, sample:
         raise ModelContractError(f"Output {name!r} holds NaN or inf in {bad} row(s){' of ' + where if where else ''}; expected finite probabilities.")
     if lo < -tol or hi > 1 + tol:
         raise ModelContractError(
-            f"Output {name!r} is not a probability: values range {lo:.4g}..{hi:.4g}, expected [0, 1]. "
-            "If it holds logits, name the output 'logits' or set probs_output to a softmax output."
+            f"Output {name!r} is not a probability: values range {lo:.4g}..{hi:.4g}, expected [0, 1]. {_NOT_A_DISTRIBUTION}"
         )
     sums = rows.sum(axis=1, dtype=np.float64)
     if np.abs(sums - 1).max() > tol:
         raise ModelContractError(
-            f"Output {name!r} rows sum to {sums.min():.4g}..{sums.max():.4g}; expected 1 within {tol:g}."
+            f"Output {name!r} rows sum to {sums.min():.4g}..{sums.max():.4g}; expected 1 within {tol:g}. {_NOT_A_DISTRIBUTION}"
         )
+
+
+#: What to do about a class output that is not a distribution (said after what was found).
+_NOT_A_DISTRIBUTION = ("If it holds logits (no softmax applied), export the output with a name holding 'logit' (e.g. "
+                       "torch.onnx.export(..., output_names=['logits'])), which alscale passes through a softmax; decision "
+                       "scores (skl2onnx's LinearSVC, RidgeClassifier) are neither: use a classifier with predict_proba.")
 
 
 def error_detail(exc: BaseException, limit: int = 400) -> str:

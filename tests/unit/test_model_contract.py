@@ -122,8 +122,17 @@ def test_outputs_that_are_not_probabilities(tmp_path):
     with pytest.raises(ModelContractError, match="not a probability"):
         ModelRunner([c])(np.full((4, 3), 5.0, np.float32))
     nothing = _raw_model(tmp_path, "none.onnx", "out", [helper.make_node("Relu", ["features"], ["out"])])
-    with pytest.raises(ModelContractError, match="no class probability"):
+    with pytest.raises(ModelContractError, match="no class probability.*a name holding 'logit' is read as logits"):
         inspect_model(nothing)
+
+
+def test_logits_under_another_name_are_told_how_to_be_read_as_logits(tmp_path):
+    """A PyTorch export's ``output``: named with --probs-output it is taken as probabilities, and refused with the way out."""
+    bias = onnx.numpy_helper.from_array(np.array([0.0, 0.0, 0.0], np.float32), "bias")
+    logits = _raw_model(tmp_path, "output.onnx", "output", [helper.make_node("Add", ["features", "bias"], ["output"])], [bias])
+    with pytest.raises(ModelContractError, match=r"Output 'output' rows sum to 0\.\.0; expected 1 within 0\.001\. If it holds logits "
+                                                 r"\(no softmax applied\), export the output with a name holding 'logit'"):
+        inspect_model(logits, probs_output="output")
 
 
 def test_a_model_with_a_fixed_batch_of_one_says_so(tmp_path):
