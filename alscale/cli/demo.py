@@ -24,7 +24,8 @@ def command(workdir, rows, strategy, k, actors):
     Generates a 10-class Gaussian-mixture pool (ROWS x 32 float32 features, Parquet) and an
     MLP trained on a separate labeled sample (ONNX, with an embedding output), starts a local
     Ray, selects K examples and prints what was selected and how fast.  Everything lands in
-    DIR: pool/, model.onnx and batch/ (the manifest).
+    DIR: pool/, model.onnx and batch/ (the manifest).  DIR must be new, empty or an earlier
+    demo's: a folder holding anything else is refused, never changed.
     """
     import alscale
     from alscale.datasets import make_model, make_pool
@@ -38,6 +39,7 @@ def command(workdir, rows, strategy, k, actors):
         raise PoolExhaustedError(rows, k)
     work = Path(workdir)
     pool_dir, model_path, out = work / "pool", work / "model.onnx", work / "batch"
+    _claim(work)
     if not pool_dir.exists() or sum(1 for _ in pool_dir.glob("*.parquet")) == 0 or _rows(pool_dir) != rows:
         click.echo(f"generating a demo pool of {rows:,} rows in {pool_dir} ...", err=True)
         import shutil
@@ -63,6 +65,40 @@ def command(workdir, rows, strategy, k, actors):
     )
     click.echo(f"manifest: {out}/manifest.json   batch: {out}/batch.parquet")
     click.echo("next: alscale select --help, alscale inspect-model " + str(model_path))
+
+
+#: The file that marks a folder as a demo's own: what it holds there, it may replace.
+MARKER = ".alscale-demo"
+#: What a demo writes in its folder (an earlier version's folder has no marker, only these).
+_DEMO_NAMES = {"pool", "model.onnx", "batch", "batch.checkpoints", MARKER}
+
+
+def _claim(work: Path) -> None:
+    """Make ``work`` the demo's folder: new, empty or an earlier demo's; anything else is refused untouched."""
+    from alscale.exceptions import ConfigError
+
+    if work.exists() and not work.is_dir():
+        raise ConfigError(f"Expected a folder for --dir. Got {str(work)!r}, which is a file.")
+    names = sorted(p.name for p in work.iterdir()) if work.exists() else []
+    earlier = MARKER in names or (set(names) <= _DEMO_NAMES and _only_demo_parts(work / "pool"))
+    if names and not earlier:
+        foreign = [n for n in names if n not in _DEMO_NAMES] or [f"pool/{n}" for n in _foreign_parts(work / "pool")]
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ConfigError(f"Expected a new or empty --dir, or one an earlier alscale demo made. Got {str(work)!r}, which "
+                          f"holds files of its own ({shown}): the demo replaces its pool and batch there, so choose another --dir.")
+    work.mkdir(parents=True, exist_ok=True)
+    (work / MARKER).write_text("made by alscale demo: its pool/, model.onnx and batch/ may be replaced by the next demo\n")
+
+
+def _foreign_parts(pool_dir: Path) -> list[str]:
+    """Names in a demo's pool/ that the demo did not write (it writes part-NNNNN.parquet only)."""
+    if not pool_dir.is_dir():
+        return [] if not pool_dir.exists() else ["(a file named pool)"]
+    return sorted(p.name for p in pool_dir.iterdir() if not (p.name.startswith("part-") and p.name.endswith(".parquet")))
+
+
+def _only_demo_parts(pool_dir: Path) -> bool:
+    return not _foreign_parts(pool_dir)
 
 
 def _rows(pool_dir: Path) -> int:

@@ -301,6 +301,37 @@ def test_demo_refuses_bad_input_before_generating_anything(tmp_path, args, messa
     assert_clean_failure(run("demo", "--dir", demo_dir, *args), demo_dir, message)
 
 
+@pytest.mark.parametrize("where", ["pool", "top"])
+def test_demo_never_replaces_a_folder_of_the_users(tmp_path, where):
+    """A project's own pool/ (the README's examples use that name) is refused, left as it was."""
+    demo_dir = tmp_path / "project"
+    (demo_dir / "pool").mkdir(parents=True)
+    mine = demo_dir / "pool" / "labeled.parquet" if where == "pool" else demo_dir / "notes.txt"
+    mine.write_text("mine")
+    r = run("demo", "--dir", demo_dir, "--rows", "1000", "--k", "5")
+    shown = "pool/labeled.parquet" if where == "pool" else "notes.txt"
+    assert r.exit_code == 2 and r.stderr.strip() == (f"alscale: error: Expected a new or empty --dir, or one an earlier alscale demo made. "
+                                                     f"Got {str(demo_dir)!r}, which holds files of its own ({shown}): the demo replaces "
+                                                     "its pool and batch there, so choose another --dir."), r.stderr
+    assert mine.read_text() == "mine" and sorted(p.name for p in demo_dir.rglob("*")) == sorted(["pool", mine.name])
+
+
+def test_demo_takes_a_folder_an_earlier_demo_made(tmp_path):
+    from alscale.cli.demo import MARKER, _claim
+
+    legacy = tmp_path / "legacy"  # an earlier version's folder: no marker, only what a demo writes
+    (legacy / "pool").mkdir(parents=True)
+    (legacy / "pool" / "part-00000.parquet").write_bytes(b"rows")
+    (legacy / "model.onnx").write_bytes(b"model")
+    _claim(legacy)
+    assert (legacy / MARKER).exists()
+    (legacy / "pool" / "mine.csv").write_text("x")  # marked now: its pool is the demo's to replace
+    _claim(legacy)
+    fresh = tmp_path / "new"
+    _claim(fresh)
+    assert [p.name for p in fresh.iterdir()] == [MARKER]
+
+
 @pytest.mark.slow
 def test_more_actors_than_cores_on_a_private_ray(tmp_path, pool, model_path):
     """A private local Ray gets a CPU per actor asked for (it used to wait forever), and prints nothing on success."""
