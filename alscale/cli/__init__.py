@@ -61,7 +61,7 @@ class _LazyGroup(click.Group):
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:  # Ctrl-C: what the command started is cleaned up by now; 130 as a shell reports SIGINT
             click.echo("alscale: interrupted", err=True)
-            sys.exit(130)
+            _exit_interrupted()
         except click.UsageError as exc:  # a bad flag value: the same one line, not click's usage block
             _fail(f"{_sibling_option(exc, ctx) or exc.format_message()} (see {_help_command(exc.ctx, ctx)})")
         except OSError as exc:
@@ -100,6 +100,24 @@ def _help_command(ctx: click.Context | None, group: click.Context | None = None)
         names.append(ctx.info_name)
         ctx = ctx.parent
     return " ".join(["alscale", *reversed(names), "--help"])
+
+
+def _exit_interrupted() -> None:
+    """Exit 130 after Ctrl-C, once the command's own clean-up has run.
+
+    Ray's core worker, shut down a moment before, can still crash the interpreter as it
+    finalizes (a segmentation fault in one of its threads, exit 139): a process of its own
+    ends at once instead.  Inside another program (a test's runner) it exits as usual.
+    """
+    if "ray" in sys.modules and sys.stderr is sys.__stderr__ and sys.stdout is sys.__stdout__:
+        import logging
+        import os
+
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(130)
 
 
 def _fail(message: str, code: int = 2) -> None:

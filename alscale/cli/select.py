@@ -35,7 +35,7 @@ def _parse_params(values: tuple[str, ...]) -> dict:
     help="Selection strategy: " + ", ".join(sorted(STRATEGIES)) + ". [default: entropy]",
 )
 @click.option("--k", "k", type=int, default=None, help="How many examples to select. [default: 100]")
-@click.option("--out", default=None, help="Output directory for batch.parquet and manifest.json; it must not exist unless --force. Without it nothing is written (see --json).")
+@click.option("--out", default=None, help="Output directory for batch.parquet and manifest.json; it must not exist unless --force. Without it nothing is written: the summary shows the first 10 rows of the batch, and --json prints the manifest, not the batch.")
 @click.option("--exclude", multiple=True, help="File of ids never to select (Parquet/CSV/one per line); repeatable, added to --config's.")
 @click.option("--labeled", multiple=True, help="File of already-labeled ids (excluded; initial centers for coreset); repeatable, added to --config's.")
 @engine_options
