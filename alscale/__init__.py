@@ -5,6 +5,12 @@ write a manifest a labeling queue can take::
 
     import alscale
     manifest = alscale.select("pool/", "model.onnx", strategy="margin", k=1000, out="batch-1")
+
+The active-learning loop (loaded on first use: it needs scikit-learn and matplotlib):
+``alscale.Workspace`` (a loop's folder), ``alscale.run_round`` (train, evaluate, select the next
+batch) and ``alscale.simulate`` (a whole loop against known labels).  Also ``inspect_model``,
+``make_settings``/``load_config_file``/``SelectSettings`` (the settings of a selection),
+``Manifest`` and ``AlscaleError``, the root of every error alscale raises.
 """
 
 from __future__ import annotations
@@ -41,3 +47,7 @@ def __getattr__(name: str):
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'alscale' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

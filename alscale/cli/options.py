@@ -39,7 +39,7 @@ pool_options = _stack(
     click.option(
         "--features",
         multiple=True,
-        help="Feature column: one vector column, or repeat for several numeric columns. [default: the one obvious column]",
+        help="Feature column: one vector column, or repeat for several numeric columns. [default: the one vector column; without one, every numeric column but the id]",
     ),
 )
 

@@ -54,7 +54,8 @@ def command(pool, id_column, features, models, probs_output, embedding_output, s
 
     Shards the pool over Ray actors, scores every row with the ONNX model, merges the
     per-shard results exactly, and writes OUT/batch.parquet (id, rank, score, strategy,
-    predicted class, confidence) and OUT/manifest.json (provenance, counts, timings).
+    predicted_class, predicted_index, confidence, plus cluster for cluster-margin) and
+    OUT/manifest.json (provenance, counts, timings).
 
     \b
     Example:

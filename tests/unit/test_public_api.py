@@ -29,6 +29,7 @@ def test_all_is_sorted_and_exact():
     }
     for name in alscale.__all__:
         assert hasattr(alscale, name)
+    assert set(alscale.__all__) <= set(dir(alscale))  # the lazily loaded names too, for help() and completion
 
 
 def test_every_error_derives_from_alscale_error():
