@@ -36,6 +36,7 @@ from alscale.engine.storage import split_location
 from alscale.engine.worker import ScoringJob, ShardResult, ShardWorker
 from alscale.exceptions import (
     AlscaleError,
+    ConfigError,
     DuplicateIdError,
     EngineError,
     InvalidFeaturesError,
@@ -197,6 +198,9 @@ def _execute(run: PreparedRun) -> tuple[dict, list[ShardResult], dict, list[dict
     n_actors = s.actors or cpus
     shards = plan_shards(run.pool, n_actors)
     n_actors = min(n_actors, len(shards))
+    if n_actors > cpus and _started_in_this_process():
+        raise ConfigError(f"{n_actors} actors need a CPU each; the Ray this process started has {cpus} and no autoscaler to add more: "
+                          f"ask for {cpus} actors or fewer, or start Ray with more (ray.init(num_cpus=...)).")
     # a second thread per actor, only for the progress query, so it is answered mid-shard
     worker_cls = ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3, concurrency_groups={"progress": 1})(ShardWorker)
     actors = [worker_cls.remote(run.job()) for _ in range(n_actors)]
@@ -210,6 +214,15 @@ def _execute(run: PreparedRun) -> tuple[dict, list[ShardResult], dict, list[dict
     finally:
         for actor in actors:
             ray.kill(actor)
+
+
+def _started_in_this_process() -> bool:
+    """Whether the Ray this driver uses is one ``ray.init`` started here (no autoscaler: its CPUs are all it has)."""
+    try:
+        node = ray._private.worker._global_node
+        return bool(node is not None and node.ray_init_cluster)
+    except AttributeError:  # another Ray version's internals: assume a cluster that may grow
+        return False
 
 
 def _wait_for_actors(actors: list, cpus: int, warn_after: float = 30.0) -> None:

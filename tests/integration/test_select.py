@@ -329,3 +329,19 @@ def test_a_truncated_checkpoint_is_scored_again(tmp_path, pool, model_path, refe
     assert "checkpoint of shard 1" in warning and "\n" not in warning  # one line, not the task's traceback
     _settle()
     assert unhandled_ray_errors == []
+
+
+def test_more_actors_than_the_callers_own_ray_has_cpus_fail_at_once(pool, model_path):
+    """A Ray started by ray.init in this process has no autoscaler: waiting for a fourth CPU would wait for ever."""
+    import time
+
+    import ray
+
+    from alscale.exceptions import ConfigError
+
+    cpus = int(ray.cluster_resources()["CPU"])
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match=rf"^{cpus + 1} actors need a CPU each; the Ray this process started has {cpus} and no autoscaler "
+                                          rf"to add more: ask for {cpus} actors or fewer, or start Ray with more \(ray\.init\(num_cpus=\.\.\.\)\)\.$"):
+        alscale.select(pool, model_path, k=5, actors=cpus + 1)
+    assert time.monotonic() - start < 20
