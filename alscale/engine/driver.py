@@ -36,6 +36,7 @@ from alscale.engine.storage import split_location
 from alscale.engine.worker import ScoringJob, ShardResult, ShardWorker
 from alscale.exceptions import (
     AlscaleError,
+    ClusterError,
     ConfigError,
     DuplicateIdError,
     EngineError,
@@ -362,7 +363,7 @@ def _scan_shards(scan: _Scan) -> None:
     """
     run, s = scan.run, scan.run.settings
     pending: dict[Any, tuple[Any, Shard, list]] = {}
-    for actor in scan.actors:
+    for actor in scan.live_actors:  # an actor lost in the sampling pass before the scan gets no shard
         if scan.queue:
             scan.submit(actor, pending)
     bar = _progress_bar(run.pool.rows, s.progress)
@@ -594,21 +595,10 @@ def _prepare_strategy(scan: _Scan) -> dict:
     With ``skip_bad_shards``, a shard that cannot be read is recorded as skipped here and left
     out of the scan, as the scan itself would.
     """
-    run, actors = scan.run, scan.actors
+    run = scan.run
 
     def sample_rows(m: int, stream: int) -> tuple[dict, int]:
-        shards = list(scan.queue)
-        refs = [actors[i % len(actors)].sample_rows.remote(shard, scan.exclude_ref, m, stream) for i, shard in enumerate(shards)]
-        parts = []
-        for shard, ref in zip(shards, refs):
-            try:
-                parts.append(ray.get(ref))
-            except Exception as exc:
-                err = unwrap_ray_error(exc)
-                if not (isinstance(err, ShardError) and run.settings.skip_bad_shards):
-                    _cancel(dict.fromkeys(refs))
-                    raise err from None
-                scan.skip(shard, err)
+        parts = _sample_shards(scan, m, stream)
         rows = [p for p, _ in parts if p]
         total = sum(count for _, count in parts)
         if not rows:
@@ -618,6 +608,69 @@ def _prepare_strategy(scan: _Scan) -> dict:
         return {name: col[keep] for name, col in merged.items()}, total
 
     return run.strategy.prepare(sample_rows, run.settings.k, run.settings.seed, _prepare_params(run))
+
+
+def _sample_shards(scan: _Scan, m: int, stream: int) -> list[tuple[dict, int]]:
+    """Each queued shard's ``sample_rows(m, stream)`` from the actors, in shard order.
+
+    A sample holds no actor state, so the shard of an actor that was lost, or that stops
+    answering (a lost node whose actor waits for a CPU the others hold), is sampled on another
+    live actor, as the scan does with its shards.  With ``skip_bad_shards``, a shard that
+    cannot be read is recorded as skipped (and left out of the scan).
+    """
+    shards = list(scan.queue)
+    live = [a for a in scan.actors if id(a) not in scan.lost]
+    if not live:
+        raise ClusterError("Every actor was lost before the sampling pass.")
+    running: dict[Any, tuple[Any, Shard]] = {}
+
+    def start(actor, shard: Shard) -> None:
+        running[actor.sample_rows.remote(shard, scan.exclude_ref, m, stream)] = (actor, shard)
+
+    for i, shard in enumerate(shards):
+        start(live[i % len(live)], shard)
+    parts: dict[int, tuple[dict, int] | None] = {}
+    retried: set[int] = set()
+    watch = ActorWatch()
+
+    def move(actor, shard: Shard, why: str) -> bool:
+        """Sample ``shard`` on another live actor; False where none is left or it moved once already."""
+        scan.lost.add(id(actor))
+        others = [a for a in scan.actors if id(a) not in scan.lost]
+        if shard.index in retried or not others:
+            return False
+        retried.add(shard.index)
+        busy = {id(a) for a, _ in running.values()}
+        logger.warning("shard %d: %s; sampling it on another actor", shard.index, why)
+        start(next((a for a in others if id(a) not in busy), others[0]), shard)
+        return True
+
+    try:
+        while len(parts) < len(shards):  # the first attempt at a shard to finish counts; a lost actor's may never
+            done, _ = ray.wait(list(running), num_returns=1, timeout=0.25)
+            for ref in done:
+                actor, shard = running.pop(ref)
+                if shard.index in parts:  # another attempt finished first
+                    continue
+                try:
+                    parts[shard.index] = ray.get(ref)
+                except Exception as exc:
+                    err = unwrap_ray_error(exc)
+                    if isinstance(exc, ray.exceptions.RayActorError) and move(actor, shard, f"its actor was lost ({str(err).splitlines()[0][:200]})"):
+                        continue
+                    if not (isinstance(err, ShardError) and scan.run.settings.skip_bad_shards):
+                        raise err from None
+                    scan.skip(shard, err)
+                    parts[shard.index] = None
+            for actor, shard in list(running.values()):
+                if shard.index in parts or shard.index in retried:
+                    continue
+                if id(actor) in scan.lost or watch.stalled(actor):  # lost: another of its shards found it so
+                    move(actor, shard, f"its actor has not answered for {watch.stall_seconds:.0f} s (a lost node whose actor waits for a CPU?)")
+    finally:
+        if running:  # a failure: what still runs is of no use, and its errors are read, not printed as unhandled
+            _abandon({ref: (actor, shard, []) for ref, (actor, shard) in running.items()})
+    return [parts[shard.index] for shard in shards if parts.get(shard.index) is not None]
 
 
 def _progress_bar(total: int, enabled: bool):

@@ -219,6 +219,38 @@ def test_a_node_lost_during_the_diversity_reduce_moves_its_shard_states(ray_clus
     assert disturbed.batch.column("score").equals(reference.batch.column("score"))
 
 
+def test_a_node_lost_before_cluster_margin_samples_moves_its_sample(ray_cluster, pool, model, tmp_path, monkeypatch, caplog):
+    """Cluster-Margin with one actor per CPU: a node goes just before the sampling pass that feeds
+    the clustering. Its actor can never restart (the others hold every CPU left); another actor
+    samples its shard, and the batch is the undisturbed one (it used to wait for ever)."""
+    from alscale.engine import driver
+
+    params = {"strategy": "cluster-margin", "k": K, "seed": 5, "actors": 3, "strategy_params": {"n_clusters": 4}}
+    reference = alscale.select(str(pool), str(model), out=str(tmp_path / "reference" / "batch"), **params)
+    original = driver._sample_shards
+    removed = []
+    workers = {node.node_id: node for node in ray_cluster.worker_nodes}
+
+    def lose_a_node_then_sample(scan, m, stream):
+        if not removed:
+            ids = {h._actor_id.hex() for h in scan.actors}
+            victim = next(a for a in shard_actors() if a["id"] in ids and a["state"] == "ALIVE" and a["node"] in workers)
+            ray_cluster.remove_node(workers[victim["node"]], allow_graceful=False)
+            removed.append(victim["id"])
+        return original(scan, m, stream)
+
+    monkeypatch.setattr(driver, "_sample_shards", lose_a_node_then_sample)
+    try:
+        run = Background(str(pool), str(model), out=str(tmp_path / "disturbed" / "batch"), **params)
+        disturbed = run.join(timeout=180)
+    finally:
+        ray_cluster.add_node(num_cpus=1)
+        ray_cluster.wait_for_nodes()
+    assert removed, "the fault was never injected"
+    assert "sampling it on another actor" in caplog.text, caplog.text[-3000:]
+    assert disturbed.batch.equals(reference.batch)
+
+
 def test_corrupt_row_group_stops_the_run_or_is_skipped(ray_cluster, model, tmp_path):
     pool = write_pool(tmp_path / "pool", n_rows=900, n_files=3, seed=11)
     bad = pool / "part-001.parquet"
