@@ -18,6 +18,7 @@ Parquet files (a pyarrow dataset filter), so a push costs O(k) rows of I/O, not 
 from __future__ import annotations
 
 import base64
+import contextlib
 import decimal
 import logging
 import math
@@ -36,10 +37,38 @@ from alscale.pool.files import folder_files, glob_files
 from alscale.pool.identity import pool_key
 from alscale.records import STATUSES
 
-__all__ = ["BatchView", "Connector", "PushResult", "STATUSES", "load_batch", "load_batch_for", "normalize_data_columns", "open_workspace",
-           "sent_here"]
+__all__ = ["PUSH_LOCK", "BatchView", "Connector", "PushResult", "STATUSES", "exclusive_push", "load_batch", "load_batch_for",
+           "normalize_data_columns", "open_workspace", "sent_here"]
 
 logger = logging.getLogger("alscale.queues")
+
+PUSH_LOCK = ".push.lock"
+
+
+@contextlib.contextmanager
+def exclusive_push(workspace: Any, queue: str):
+    """Hold the workspace's push lock (``.push.lock``) for the block: one push from ``workspace`` at a time.
+
+    A push looks up which ids the queue holds, sends the others and records them as pending;
+    two pushes of one batch running at once would both find nothing and both send everything.
+    A second push waits (with a warning that says so) for the first to finish, then finds its
+    tasks there and sends nothing twice: a cron retry that overlaps a slow push ends as a
+    success, not as a failure to be retried again.  No workspace: no lock.
+    """
+    if workspace is None:
+        yield
+        return
+    from alscale.loop._io import file_lock
+
+    path = workspace.path / PUSH_LOCK
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(file_lock(path, wait=False))
+        except BlockingIOError:
+            logger.warning("another push from workspace %r is running (it holds %s): waiting for it to finish before "
+                           "pushing to %s", str(workspace.path), PUSH_LOCK, queue)
+            held.enter_context(file_lock(path))
+        yield
 
 
 

@@ -40,7 +40,7 @@ from alscale.queues._http import (
     send_with_retries,
     url_secrets,
 )
-from alscale.queues.base import BatchView, PushResult, load_batch_for, open_workspace
+from alscale.queues.base import BatchView, PushResult, exclusive_push, load_batch_for, open_workspace
 
 __all__ = ["DEFAULT_SECRET_ENV", "SIGNATURE_HEADER", "HttpEndpointConnector", "batch_payload", "sign"]
 
@@ -117,6 +117,12 @@ class HttpEndpointConnector:
         return f"HttpEndpointConnector(url={self.shown_url!r}, secret_env={self.secret_env!r})"
 
     def push(self, manifest: Any, *, workspace: Any = None) -> PushResult:
+        """:meth:`_push`, holding the workspace's push lock: one push from a workspace at a time (see :func:`exclusive_push`)."""
+        ws = open_workspace(workspace)
+        with exclusive_push(ws, self.name):
+            return self._push(manifest, ws)
+
+    def _push(self, manifest: Any, ws: Any) -> PushResult:
         """POST the batch; on a 2xx answer record its ids as pending in ``workspace``.
 
         Raises
@@ -129,7 +135,6 @@ class HttpEndpointConnector:
             Any other 4xx.
         """
         start = time.perf_counter()
-        ws = open_workspace(workspace)
         secret = secret_from_env(self.secret_env, what="HTTP signing secret")
         batch = load_batch_for(ws, manifest, self.data_columns)
         body = json.dumps(batch_payload(batch), separators=(",", ":"), default=str, allow_nan=False).encode("utf-8")
