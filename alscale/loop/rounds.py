@@ -320,7 +320,7 @@ def _run_round(ws: Workspace, model, strategy: str | None, k: int | None, seed: 
     unanswered = _unanswered_batch(ws, history)
     if unanswered is not None and k and not (out_dir / "batch" / "manifest.json").is_file():
         previous, left, size = unanswered
-        logger.warning("%s of round %03d's batch of %d were neither labeled nor pushed: this round may select them again; "
+        logger.warning("%s of round %03d's batch of %d were neither answered nor pending (pushed): this round may select them again; "
                        "push or label them first", "all" if left == size else f"{left:,}", previous, size)
     if len(train_ids) == 0:
         given = [name for name, value in (("model", explicit_model), ("strategy", explicit_strategy)) if value is not None]
@@ -383,14 +383,14 @@ def _batch_size_within_budget(ws: Workspace, number: int, used: int, k: int | No
 
 
 def _unanswered_batch(ws: Workspace, history: list[dict]) -> tuple[int, int, int] | None:
-    """(round, ids left, batch size) where some of the latest round's batch is neither answered (labeled or skipped) nor pending."""
+    """(round, ids left, batch size) where some of the latest round's batch is neither answered (labeled, skipped or cancelled) nor pending."""
     if not history or not history[-1].get("batch"):
         return None
     path = _round_dir(ws, int(history[-1]["round"])) / history[-1]["batch"] / "batch.parquet"
     if not path.is_file():
         return None
     ids = ws._ids(pq.read_table(path, columns=["id"]).column("id"))
-    handled = np.concatenate([ws._ids(ws.labeled().column("id")), ws._ids(ws.pending().column("id"))])
+    handled = np.concatenate([ws._ids(ws.answered_ids()), ws._ids(ws.pending().column("id"))])
     left = int(np.count_nonzero(~np.isin(ids, handled)))
     return None if left == 0 else (int(history[-1]["round"]), left, int(len(ids)))
 

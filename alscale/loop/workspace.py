@@ -460,8 +460,9 @@ class Workspace:
     def add_pending(self, ids, *, batch_run_id: str, queue: str) -> int:
         """Mark ids as sent to a labeling queue; ids already pending there, or answered, are left as they are.
 
-        An id that has a label (or was skipped) is not pending even when it is sent again: a
-        new answer replaces the old one when it comes.  An id may be pending in several queues
+        An id that has an answer (a label, a skip, or an empty submission) is not pending even when
+        it is sent again: the queue does not serve an answered task again, and a new answer
+        replaces the old one when it comes.  An id may be pending in several queues
         (a batch pushed to a second project after the first was the wrong one): answers from
         each are taken, and the first one ends its pending in all of them.
 
@@ -538,10 +539,21 @@ class Workspace:
         return sent
 
     def _answered_ids(self, head: dict) -> list:
-        """Ids with a labeled or skipped record in the label log of ``head`` (caller holds the lock)."""
+        """Ids with any answer (labeled, skipped or cancelled) in the label log of ``head`` (caller holds the lock)."""
         log = self._read_table(head.get("labels"), labels_schema(self.id_type))
-        answered = pc.is_in(log.column("status"), value_set=pa.array(["labeled", "skipped"]))
-        return self._ids(log.column("id").filter(answered)).tolist()
+        return self._ids(log.column("id")).tolist()
+
+    def answered_ids(self) -> np.ndarray:
+        """Ids with any answer kept: labeled, skipped, or cancelled (submitted with no choice).
+
+        A cancelled answer is an answer with no label: the queue holds it as answered and does
+        not serve the task again, so its id is neither pending again when its batch is pushed
+        again nor selected again.  A later answer on it (the annotator fixes it) is taken as usual.
+        """
+        with file_lock(self.path / ".lock", shared=True):
+            head = self._head()
+            ids = self._answered_ids(head)
+        return self._ids(sorted(set(ids)))
 
     def remove_pending(self, ids) -> int:
         """Drop ids from the pending table.
@@ -792,14 +804,14 @@ class Workspace:
         return disagreeing(self.label_log().to_pylist())
 
     def excluded_ids(self) -> np.ndarray:
-        """Ids selection must skip: labeled (or skipped), pending, and the evaluation set.
+        """Ids selection must skip: answered (labeled, skipped or cancelled), pending, and the evaluation set.
 
         Returns
         -------
         ndarray of shape (m,)
             Unique ids, int64 or str objects.
         """
-        parts = [self._ids(self.labeled().column("id")), self._ids(self.pending().column("id")), self.evaluation_ids()]
+        parts = [self._ids(self.answered_ids()), self._ids(self.pending().column("id")), self.evaluation_ids()]
         merged = np.concatenate(parts) if any(len(p) for p in parts) else parts[0]
         if self.id_type == "int64":
             return np.unique(merged.astype(np.int64))

@@ -575,8 +575,8 @@ class LabelStudioConnector:
             ws.add_sent(self.name, batch.run_id)
         existing = self.find_existing(batch.ids, pool=pool)
         if ws is not None and existing:
-            labeled = set(ws.labeled().column("id").to_pylist())
-            self._record(ws, [i for i in batch.ids if i in existing and i not in labeled], batch.run_id)
+            answered = set(ws.answered_ids().tolist())  # labeled, skipped or submitted empty: Label Studio serves them no more
+            self._record(ws, [i for i in batch.ids if i in existing and i not in answered], batch.run_id)
         missing = [r for r in batch.rows if r["id"] not in existing]
         pushed: list = []
         for chunk in _chunks(missing, self.chunk_size):

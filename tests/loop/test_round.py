@@ -243,11 +243,11 @@ def test_a_round_after_a_batch_neither_labeled_nor_pushed_warns_that_it_may_sele
                           settings={"eval_size": 60, "stop_set_size": 50, "initial_size": 12, "batch_size": 10})
     run_round(ws)
     ws.record_labels(_oracle(ws, _batch_ids(ws, 0)))
-    warning = ("all of round 001's batch of 10 were neither labeled nor pushed: this round may select them again; "
+    warning = ("all of round 001's batch of 10 were neither answered nor pending (pushed): this round may select them again; "
                "push or label them first")
     with caplog.at_level("WARNING", logger="alscale.loop.rounds"):
         run_round(ws, actors=1)
-        assert "nor pushed" not in caplog.text  # the seed batch was labeled
+        assert "nor pending" not in caplog.text  # the seed batch was labeled
         run_round(ws, actors=1)
     assert warning in caplog.text
     assert _batch_ids(ws, 2) == _batch_ids(ws, 1)  # what it warns of: nothing changed, so the same batch
@@ -255,13 +255,13 @@ def test_a_round_after_a_batch_neither_labeled_nor_pushed_warns_that_it_may_sele
     ws.add_pending(_batch_ids(ws, 2), batch_run_id="r2", queue="q")  # pushed: the next selection skips it
     with caplog.at_level("WARNING", logger="alscale.loop.rounds"):
         run_round(ws, actors=1)
-    assert "nor pushed" not in caplog.text
+    assert "nor pending" not in caplog.text
     assert not set(_batch_ids(ws, 3)) & set(_batch_ids(ws, 2))
     caplog.clear()
     ws.record_labels(_oracle(ws, _batch_ids(ws, 3)[:3]))  # a batch labeled in part: the rest may come back
     with caplog.at_level("WARNING", logger="alscale.loop.rounds"):
         run_round(ws, actors=1)
-    assert "7 of round 003's batch of 10 were neither labeled nor pushed: this round may select them again" in caplog.text
+    assert "7 of round 003's batch of 10 were neither answered nor pending (pushed): this round may select them again" in caplog.text
 
 
 def test_a_batch_larger_than_the_selectable_rows_is_refused_before_the_round_starts(tmp_path, blob_pool, ray_local):

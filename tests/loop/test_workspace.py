@@ -265,8 +265,31 @@ def test_answered_ids_sent_again_are_not_pending(tmp_path, blob_pool):
     ws.record_labels([{"id": 5, "label": "1", "source": "q"}, {"id": 6, "status": "skipped", "label": None, "source": "q"},
                       {"id": 7, "status": "cancelled", "label": None, "source": "q"}])
     assert ws.pending().num_rows == 0
-    assert ws.add_pending([5, 6, 7, 8], batch_run_id="r1", queue="q") == 2  # the batch pushed again
-    assert sorted(ws.pending().column("id").to_pylist()) == [7, 8]
+    # the batch pushed again: an empty (cancelled) answer is an answer too, which the queue serves no more
+    assert ws.add_pending([5, 6, 7, 8], batch_run_id="r1", queue="q") == 1
+    assert sorted(ws.pending().column("id").to_pylist()) == [8]
+
+
+def test_an_id_answered_empty_is_not_selected_again_and_the_round_counts_it_answered(tmp_path, blob_pool, caplog):
+    """Cancelled (submitted with no choice) is "answered, no label": excluded like a skip, not pending again."""
+    import pyarrow.parquet as pq
+
+    from alscale.loop import rounds
+
+    ws = _ws(tmp_path, blob_pool)
+    outside = [i for i in range(1, 200) if i not in set(ws.evaluation_ids().tolist())][:4]
+    ws.add_pending(outside, batch_run_id="r1", queue="q")
+    ws.record_labels([{"id": i, "label": None, "status": "cancelled", "source": "q", "annotation_id": f"a{i}"} for i in outside])
+    assert ws.pending().num_rows == 0 and ws.labeled().num_rows == 0  # no label, nothing to train on
+    assert ws.answered_ids().tolist() == sorted(outside)
+    assert set(outside) <= set(ws.excluded_ids().tolist())  # the next selection skips them
+    assert ws.add_pending(outside, batch_run_id="r2", queue="q") == 0  # found in the queue again: not pending again
+    folder = tmp_path / "ws" / "rounds" / "001" / "batch"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"id": pa.array(outside, pa.int64())}), folder / "batch.parquet")
+    assert rounds._unanswered_batch(ws, [{"round": 1, "batch": "batch"}]) is None  # all answered: nothing to warn of
+    ws.record_labels([{"id": outside[0], "label": "1", "source": "q", "annotation_id": f"a{outside[0]}"}])  # fixed later
+    assert ws.training_labels()[0].tolist() == [outside[0]]
 
 
 def test_a_label_never_seen_before_is_warned_of_without_a_class_list(tmp_path, blob_pool, caplog):
