@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from alscale.records import STATUSES  # the workspace keeps the queues' records as they are
 
-__all__ = ["STATUSES", "describe_answers", "disagreeing", "id_arrow_type", "is_older", "labels_schema", "pending_schema",
+__all__ = ["STATUSES", "answer_order", "describe_answers", "disagreeing", "id_arrow_type", "is_older", "labels_schema", "pending_schema",
            "record_key", "warn_of_disagreements"]
 
 logger = logging.getLogger("alscale.loop.workspace")  # its warnings are the workspace's
@@ -45,6 +45,21 @@ def _answer_time(value) -> _dt.datetime | None:
     return when if when.tzinfo is not None else when.replace(tzinfo=_dt.timezone.utc)
 
 
+_EPOCH = _dt.datetime.min.replace(tzinfo=_dt.timezone.utc)
+
+
+def answer_order(r: dict) -> tuple:
+    """The sort key that puts one id's answers in the order they were given: latest last.
+
+    The queue's own time of the answer (``answered_at``: Label Studio's ``updated_at``) where it
+    gave one, else the time the workspace kept the record (``labeled_at``: a label file's rows,
+    which is no earlier than their answer); ``seq`` (the order records were kept) breaks ties.
+    So an answer edited last is the latest even when an older one reached the workspace after it.
+    """
+    when = _answer_time(r.get("answered_at")) or _answer_time(r.get("labeled_at")) or _EPOCH
+    return when, r.get("seq") or 0
+
+
 def is_older(new: dict, old: dict) -> bool:
     """Whether record ``new`` answers before ``old`` by the queue's own clock (a late or replayed webhook)."""
     new_time, old_time = _answer_time(new.get("answered_at")), _answer_time(old.get("answered_at"))
@@ -65,14 +80,14 @@ def record_key(r: dict) -> tuple:
 
 
 def disagreeing(log: list[dict], ids: set | None = None) -> list[dict]:
-    """The disagreements among label-log rows ordered by seq (``ids``: only these ids)."""
+    """The disagreements among label-log rows (``ids``: only these ids); each id's answers in :func:`answer_order`."""
     by_id: dict = {}
     for r in log:
         if r["status"] == "labeled" and (ids is None or r["id"] in ids):
             by_id.setdefault(r["id"], []).append(r)
     out = []
     for ident in sorted(by_id, key=lambda v: (isinstance(v, str), v)):
-        answers = by_id[ident]
+        answers = sorted(by_id[ident], key=answer_order)
         if len({r["label"] for r in answers}) > 1:
             out.append({"id": ident, "labels": [(r["label"], r["annotator"], r["source"]) for r in answers],
                         "used": answers[-1]["label"]})

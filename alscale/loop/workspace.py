@@ -44,6 +44,7 @@ from alscale.loop.evalset import EVAL_STREAM, STOP_STREAM, default_eval_size, re
 from alscale.loop.idbatch import id_batch_run_id, write_id_batch
 from alscale.loop.labellog import (
     STATUSES,
+    answer_order,
     disagreeing,
     id_arrow_type,
     is_older,
@@ -741,7 +742,9 @@ class Workspace:
         """The current labeled set, one row per id.
 
         An id's row is its latest "labeled" record, or, with none, its latest "skipped" one;
-        cancelled records do not count.
+        cancelled records do not count.  Latest is by the time of the answer
+        (:func:`alscale.loop.labellog.answer_order`: the queue's ``answered_at`` where it gave
+        one, else when the workspace kept the record), not by the order records arrived.
 
         Returns
         -------
@@ -753,7 +756,7 @@ class Workspace:
         if log.num_rows == 0:
             return log.select(cols)
         best: dict = {}
-        for r in log.to_pylist():  # ordered by seq
+        for r in sorted(log.to_pylist(), key=answer_order):  # each id's answers in the order they were given
             if r["status"] == "cancelled":
                 continue
             cur = best.get(r["id"])

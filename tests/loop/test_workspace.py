@@ -574,3 +574,19 @@ def test_an_evaluation_file_edited_away_is_one_error(tmp_path, blob_pool):
     (ws.path / CONFIG_NAME).write_text(json.dumps(config))
     with pytest.raises(WorkspaceError, match=r"evaluation \(evaluation.file in alscale-workspace.json\): no such file '.*state/eval.parquet'"):
         Workspace.open(ws.path).evaluation_ids()
+
+
+def test_the_latest_answer_is_the_one_given_last_not_the_one_recorded_last(tmp_path, blob_pool, caplog):
+    """Two annotators answer id 5; the one edited last (by the queue's clock) is used, whatever order a pull lists them in."""
+    ws = _ws(tmp_path, blob_pool)
+    with caplog.at_level("WARNING"):
+        ws.record_labels([
+            {"id": 5, "label": "2", "source": "ls", "annotation_id": "b", "annotator": "2", "answered_at": "2026-12-07T19:00:04.5Z"},
+            {"id": 5, "label": "1", "source": "ls", "annotation_id": "a", "annotator": "1", "answered_at": "2026-12-07T19:00:02.1Z"},
+        ])
+    assert {r["id"]: r["label"] for r in ws.labeled().to_pylist()} == {5: "2"}
+    assert ws.disagreements() == [{"id": 5, "labels": [("1", "1", "ls"), ("2", "2", "ls")], "used": "2"}]
+    assert "the latest ('2') is used" in caplog.text
+    # a label file's record carries no answer time: the time it was recorded (now) stands for it
+    ws.record_labels([{"id": 5, "label": "0", "source": "fix.csv"}])
+    assert {r["id"]: r["label"] for r in ws.labeled().to_pylist()} == {5: "0"}
