@@ -142,6 +142,9 @@ def annotation_record(annotation: Mapping[str, Any], task: Mapping[str, Any], *,
             choices = (item.get("value") or {}).get("choices") if isinstance(item.get("value"), Mapping) else None
             if choices is not None and not isinstance(choices, list):
                 raise QueueError(f"Expected the 'choices' of an annotation to be a list. Got {choices!r:.80}.")
+            if choices and len(choices) > 1:  # a control with choice="multiple": alscale labels are one class each
+                raise QueueError(f"Expected one choice per answer (alscale's labels are one class each). Got {len(choices)}: "
+                                 f"{choices!r:.80}; make the project's <Choices> single-choice.")
             if choices:
                 label = str(choices[0])
                 break
@@ -350,6 +353,13 @@ class LabelStudioConnector:
         values = [c.get("alias") or c.get("value") for c in el.iter() if c.tag == "Choice"]
         return el.get("name"), el.get("toName"), [str(v) for v in values if v is not None]
 
+    def multiple_choice(self, project: Mapping[str, Any]) -> bool:
+        """Whether the project's ``<Choices>`` control lets an annotator pick several values (``choice="multiple"``)."""
+        name = self.choices_control(project)[0]
+        root = ET.fromstring(project.get("label_config") or "")
+        return any(el.tag == "Choices" and el.get("name") == name and (el.get("choice") or "").lower() == "multiple"
+                   for el in root.iter())
+
     def data_keys(self, project: Mapping[str, Any]) -> set[str]:
         """The task data keys the label config reads (``value="$text"`` -> ``text``)."""
         try:
@@ -379,6 +389,9 @@ class LabelStudioConnector:
                 f"Got data_columns {sorted(self.data_columns)}."
             )
         from_name, to_name, choices = self.choices_control(project)
+        if self.multiple_choice(project):
+            raise QueueError(f"Label Studio project {self.project}'s <Choices name={from_name!r}> allows several answers "
+                             "(choice=\"multiple\"); expected a single-choice control: alscale's labels are one class each.")
         if classes and set(choices) != {str(c) for c in classes}:
             missing = sorted({str(c) for c in classes} - set(choices))
             extra = sorted(set(choices) - {str(c) for c in classes})

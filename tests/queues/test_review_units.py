@@ -1,0 +1,31 @@
+"""Fixes from the 2026-12-07 review of the queues that need no Label Studio server."""
+
+from __future__ import annotations
+
+import pytest
+
+from alscale.exceptions import QueueError
+from alscale.queues import LabelStudioConnector
+from alscale.queues.labelstudio import annotation_record
+
+MULTI = ('<View><Text name="text" value="$text"/><Choices name="label" toName="text" choice="multiple">'
+         '<Choice value="cat"/><Choice value="dog"/><Choice value="fox"/></Choices></View>')
+TASK = {"id": 1, "data": {"alscale_id": 7, "text": "x"}, "meta": {"alscale_id": 7}}
+
+
+def _choices(*values):
+    return {"id": 3, "result": [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": list(values)}}]}
+
+
+def test_a_project_whose_choices_allow_several_answers_is_refused_at_push():
+    conn = LabelStudioConnector("http://127.0.0.1:9", 3, data_columns=["text"])
+    with pytest.raises(QueueError, match=r"<Choices name='label'> allows several answers \(choice=\"multiple\"\)") as err:
+        conn.check_classes(["cat", "dog", "fox"], project={"label_config": MULTI})
+    assert "\n" not in str(err.value)
+    assert conn.check_classes(["cat", "dog", "fox"], project={"label_config": MULTI.replace("multiple", "single")}) == ("label", "text")
+
+
+def test_an_answer_with_several_choices_is_refused_not_cut_to_its_first():
+    with pytest.raises(QueueError, match=r"Expected one choice per answer .* Got 2: \['dog', 'cat'\]"):
+        annotation_record(_choices("dog", "cat"), TASK, source="label-studio:3")
+    assert annotation_record(_choices("dog"), TASK, source="label-studio:3")["label"] == "dog"
