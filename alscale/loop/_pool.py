@@ -130,12 +130,29 @@ def as_ids(ids, id_type: pa.DataType | str) -> np.ndarray:
     if kind == "int64":
         if arr.dtype.kind in "iu":
             return arr.astype(np.int64, copy=False)
+        values = arr.tolist()
         try:
-            out = np.array([integer_id(v) for v in arr.tolist()], dtype=np.int64)
+            out = np.array([integer_id(v) for v in values], dtype=np.int64)
         except (TypeError, ValueError, OverflowError):
-            raise PoolSchemaError(f"Expected integer ids. Got {arr[:3].tolist()!r}...") from None
+            at, why = next((i, w) for i, w in ((i, int64_id_problem(v)) for i, v in enumerate(values)) if w is not None)
+            where = f" (id {at + 1} of {len(values):,})" if len(values) > 1 else ""
+            raise PoolSchemaError(f"Expected integer ids (int64). Got {values[at]!r}{where}: {why}.") from None
         return out
     return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in arr.tolist()], dtype=object)
+
+
+def int64_id_problem(value) -> str | None:
+    """Why ``value`` is not an int64 id (None: it is one), in words for an error message."""
+    try:
+        number = integer_id(value)
+    except (TypeError, ValueError):
+        text = str(value)
+        if isinstance(value, str) and any(c in text for c in "eE") and any(c.isdigit() for c in text):
+            return "scientific notation is not read as an id (a spreadsheet wrote it so: format the column as whole numbers)"
+        return "not a whole number"
+    if not -(2**63) <= number < 2**63:
+        return "outside the int64 range (-2**63 to 2**63-1)"
+    return None
 
 
 def feature_columns(schema: pa.Schema, *, id_column: str, exclude: Sequence[str] = ()) -> list[str]:

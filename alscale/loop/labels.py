@@ -58,6 +58,13 @@ def import_labels(ws: Workspace | str | pathlib.Path, path, *, id_column: str | 
     ws = ws if isinstance(ws, Workspace) else Workspace.open(check_path("ws", ws))
     records = read_labels(path, source=source or pathlib.Path(path).name, id_column=id_column, label_column=label_column,
                           error=LabelError)
+    if ws.id_type == "int64":  # said with the row it is on, before the workspace sees the ids
+        from alscale.loop._pool import int64_id_problem
+
+        for row, r in enumerate(records, 1):
+            why = int64_id_problem(r["id"])
+            if why is not None:
+                raise LabelError(f"Expected integer (int64) ids in {str(path)!r}, as the pool's. Got {r['id']!r} in row {row}: {why}.")
     if annotator is not None:
         for r in records:
             r["annotator"] = annotator

@@ -143,17 +143,48 @@ def _label_file_rows(path: Path, wanted: Sequence[str]) -> tuple[list, list[str]
     fmt = _label_file_format(path)
     if fmt == "parquet":
         names = pq.read_schema(path).names
+        _refuse_repeated(names, "the schema")
         return pq.read_table(path, columns=[c for c in names if c in wanted]).to_pylist(), names
     if fmt == "csv":
         return _csv_rows(path)
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").split("\n"), 1):  # not splitlines: U+2028 may be in a string
+    text = path.read_text(encoding="utf-8-sig")
+    if text.lstrip().startswith("[") and _is_json_array_of_rows(text):
+        raise ValueError("expected JSON lines, one object per line; got a JSON array (write one {\"id\": ..., \"label\": ...} per line)")
+    for number, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 may be in a string
         if line.strip():
             try:
-                rows.append(json.loads(line))
+                rows.append(json.loads(line, object_pairs_hook=_object_without_repeats))
             except json.JSONDecodeError as exc:
                 raise ValueError(f"line {number} is not JSON ({exc.msg}; column {exc.colno})") from None
     return rows, list(rows[0]) if rows and isinstance(rows[0], dict) else []
+
+
+def _refuse_repeated(names: Sequence[str], where: str) -> None:
+    """ValueError naming a column that ``names`` holds twice (all but one of its values would be dropped unseen)."""
+    seen, repeated = set(), []
+    for name in names:
+        if name in seen and name not in repeated:
+            repeated.append(name)
+        seen.add(name)
+    if repeated:
+        raise ValueError(f"{where} names the column {repeated[0]!r} twice (columns {list(names)}); expected each column once")
+
+
+def _is_json_array_of_rows(text: str) -> bool:
+    """Whether ``text`` is one JSON array (over several lines, or of objects): a JSON file, not JSON lines."""
+    try:
+        whole = json.loads(text)
+    except ValueError:
+        return False
+    lines = [line for line in text.split("\n") if line.strip()]
+    return isinstance(whole, list) and (len(lines) > 1 or bool(whole) and all(isinstance(v, dict) for v in whole))
+
+
+def _object_without_repeats(pairs: list[tuple]) -> dict:
+    """A JSON object, refused when it names a key twice (json.loads would keep the last silently)."""
+    _refuse_repeated([k for k, _ in pairs], "a JSON line")
+    return dict(pairs)
 
 
 def _csv_rows(path: Path) -> tuple[list[dict], list[str]]:
@@ -163,6 +194,7 @@ def _csv_rows(path: Path) -> tuple[list[dict], list[str]]:
         start, rows = 1, []  # the line the row being read starts on
         try:
             header = next(reader, [])
+            _refuse_repeated(header, "the header")
             start = reader.line_num + 1
             for values in reader:
                 if values and len(values) != len(header):
@@ -219,7 +251,12 @@ def read_labels(path: str | os.PathLike, *, source: str, id_column: str | None =
     for what, keys in ((repr(label_column), (label_column,)), (named, ids)):
         if rows and all(isinstance(row, dict) and not any(k in row for k in keys) for row in rows):
             # a missing label column would read every row as skipped, and leave the pending set unlabeled
-            raise error(f"Expected a {what} column in {str(path)!r}. Got columns {columns}.")
+            hint = ""
+            if len(columns) == 1 and any(d in str(columns[0]) for d in ";\t|"):
+                delimiter = next(d for d in ";\t|" if d in str(columns[0]))
+                hint = (f"; the header looks delimited by {delimiter!r}, expected commas (save the file as comma-separated "
+                        "CSV, e.g. from a spreadsheet whose list separator is ';')")
+            raise error(f"Expected a {what} column in {str(path)!r}. Got columns {columns}{hint}.")
     records = []
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
@@ -329,7 +366,8 @@ class FileConnector:
         """Label records from the labels file (none configured: an error)."""
         if self.labels is None:
             raise QueueError(f"Expected a labels file to pull from for {self.path!r}. Got none; pass labels=PATH (alscale pull --labels PATH).")
-        records = read_labels(self.labels, source=f"file:{Path(self.labels).name}")
+        # the source `alscale label` gives the same file (its name): one file is one source, whichever command reads it
+        records = read_labels(self.labels, source=Path(self.labels).name)
         ws = open_workspace(workspace)
         if ws is not None and records:
             ws.record_labels(records)

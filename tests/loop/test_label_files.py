@@ -148,3 +148,54 @@ def test_two_annotators_files_of_one_name_keep_both_answers(tmp_path, pool_write
     (tmp_path / "both.csv").write_text("id,label,annotator\n5,cat,alice\n5,dog,bob\n")  # one file, two annotators: both kept
     assert import_labels(ws, tmp_path / "both.csv") == (2, 2)
     assert [d["id"] for d in ws.disagreements()] == [2, 5]
+
+
+@pytest.mark.parametrize("name, write", [
+    ("d.csv", lambda p: p.write_text("id,label,label\n3,a,b\n")),
+    ("d.jsonl", lambda p: p.write_text('{"id": 3, "label": "a", "label": "b"}\n')),
+    ("d.parquet", lambda p: pq.write_table(pa.Table.from_arrays([pa.array([3]), pa.array(["a"]), pa.array(["b"])],
+                                                                names=["id", "label", "label"]), p)),
+])
+def test_a_labels_file_naming_a_column_twice_is_refused_naming_it(tmp_path, pool_writer, name, write):
+    ws = _workspace(tmp_path, pool_writer)
+    path = tmp_path / name
+    write(path)
+    with pytest.raises(LabelError, match=r"names the column 'label' twice"):
+        import_labels(ws, path)
+    assert ws.label_log().num_rows == 0
+
+
+def test_one_labels_file_read_by_label_and_by_a_file_pull_is_one_source(tmp_path, pool_writer):
+    from alscale.queues import pull
+
+    ws = _workspace(tmp_path, pool_writer)
+    path = tmp_path / "one.csv"
+    path.write_text("id,label\n3,a\n")
+    import_labels(ws, path)
+    pull({"kind": "file", "labels": str(path)}, workspace=ws)
+    assert [(r["id"], r["source"]) for r in ws.label_log().to_pylist()] == [(3, "one.csv")]  # one record, not two
+    assert ws.disagreements() == []
+
+
+@pytest.mark.parametrize("body, match", [
+    ("id,label\n3,a\n99999999999999999999999,a\n", r"Got '99999999999999999999999' in row 2: outside the int64 range"),
+    ("id,label\n1.237E+03,a\n", r"Got '1\.237E\+03' in row 1: scientific notation is not read as an id"),
+])
+def test_an_id_that_is_no_int64_is_refused_naming_its_row_and_why(tmp_path, pool_writer, body, match):
+    ws = _workspace(tmp_path, pool_writer)
+    path = tmp_path / "ids.csv"
+    path.write_text(body)
+    with pytest.raises(LabelError, match=match) as err:
+        import_labels(ws, path)
+    assert "..." not in str(err.value)
+
+
+def test_a_json_array_and_a_semicolon_csv_are_told_what_is_expected(tmp_path):
+    array = tmp_path / "a.json"
+    array.write_text('[\n {"id": 3, "label": "a"}\n]\n')
+    with pytest.raises(QueueError, match=r"expected JSON lines, one object per line; got a JSON array"):
+        read_labels(array, source="t")
+    semi = tmp_path / "s.csv"
+    semi.write_text("id;label\n3;a\n")
+    with pytest.raises(QueueError, match=r"Got columns \['id;label'\]; the header looks delimited by ';', expected commas"):
+        read_labels(semi, source="t")

@@ -427,7 +427,7 @@ def test_add_pending_refuses_ids_outside_the_pool(tmp_path, blob_pool, pool_writ
     with pytest.raises(WorkspaceError) as err:  # the pool's ids are 0..299
         ws.add_pending([-1, 2, 300], batch_run_id="r2", queue="q")
     assert re.fullmatch(r"Expected pending ids in workspace '.*'s pool '.*'\. Got 2 ids not in it, e.g\. \[-1, 300\]\.", str(err.value))
-    with pytest.raises(WorkspaceError, match=r"^pending ids do not fit workspace .*: Expected integer ids\. Got \['doc-1'\]"):
+    with pytest.raises(WorkspaceError, match=r"^pending ids do not fit workspace .*: Expected integer ids \(int64\)\. Got 'doc-1': not a whole number"):
         ws.add_pending(["doc-1"], batch_run_id="r2", queue="q")
     assert ws.pending().column("id").to_pylist() == [1, 2]  # nothing recorded
     assert ws.add_pending(iter([3, 299]), batch_run_id="r3", queue="q") == 2  # an iterator is read once
