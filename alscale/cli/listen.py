@@ -54,6 +54,9 @@ def command(workspace, url, project, token_env, secret_env, header, host, port, 
     if register_only and port == 0 and not public_url:
         raise click.UsageError("--register-only needs the port Label Studio will call: expected --port 1-65535 or "
                                "--public-url. Got --port 0 (any free port, known only to a running listener).")
+    if reconcile_every and not 1 <= reconcile_every < float("inf"):  # said as the flag, not as the Python parameter
+        raise click.BadParameter(f"expected 0 (a pull at start only) or at least 1 second. Got {reconcile_every:g}.",
+                                 param_hint="'--reconcile-every'")
     secret = secret_from_env(secret_env, what="webhook secret")
     connector = LabelStudioConnector(url, project, token_env=token_env)
     if register_only:
@@ -73,8 +76,8 @@ def command(workspace, url, project, token_env, secret_env, header, host, port, 
         if register:
             hook_id, is_new = _register(connector, public_url or listener.url, secret, header)
             created = hook_id if is_new else None
-        click.echo(f"listening on {listener.url} (workspace {workspace})", err=True)
-        listener.serve_forever()
+        # said once the start's checks (the project, the first reconcile pull) went well, not before they fail
+        listener.serve_forever(on_start=lambda: click.echo(f"listening on {listener.url} (workspace {workspace})", err=True))
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous)

@@ -30,6 +30,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 from alscale.exceptions import AlscaleError, ConfigError, QueueError
 from alscale.queues.base import open_workspace, sent_here
@@ -42,6 +43,7 @@ logger = logging.getLogger("alscale.queues")
 DEFAULT_SECRET_ENV = "ALSCALE_WEBHOOK_SECRET"
 SECRET_HEADER = "X-Alscale-Secret"
 MAX_BODY = 16 * 1024 * 1024
+WEBHOOK_PATH = "/webhook"  # the one path a webhook is recorded at (what :attr:`WebhookListener.url` names)
 REQUEST_TIMEOUT = 30.0  # seconds a request may take to arrive
 
 
@@ -105,7 +107,7 @@ class WebhookListener:
 
     @property
     def url(self) -> str:
-        return f"http://{self.server.server_address[0]}:{self.port}/webhook"
+        return f"http://{self.server.server_address[0]}:{self.port}{WEBHOOK_PATH}"
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> WebhookListener:
@@ -121,9 +123,11 @@ class WebhookListener:
         logger.info("listening for Label Studio webhooks on %s", self.url)
         return self
 
-    def serve_forever(self) -> None:
-        """Start and block until :meth:`stop` (or Ctrl-C)."""
+    def serve_forever(self, on_start: Callable[[], Any] | None = None) -> None:
+        """Start and block until :meth:`stop` (or Ctrl-C); ``on_start`` is called once the start (its reconcile pull) went well."""
         self.start()
+        if on_start is not None:
+            on_start()
         try:
             while not self._stop.wait(0.5):
                 pass
@@ -280,9 +284,18 @@ class WebhookListener:
             def do_POST(self):  # noqa: N802 - http.server's naming
                 given = self.headers.get("Content-Length") or "0"
                 length = int(given) if given.isdigit() else -1
-                if not listener.authorized(self.headers):  # before the body: a stranger gets no read of up to MAX_BODY
+                path = urlsplit(self.path).path
+                chunked = self.headers.get("Content-Length") is None and self.headers.get("Transfer-Encoding") is not None
+                if path != WEBHOOK_PATH:  # only the path this receiver gives Label Studio records anything
+                    status, answer = 404, {"error": f"no webhook at {path[:80]!r}; expected POSTs to {WEBHOOK_PATH}"}
+                    self.close_connection = True  # the body is left unread
+                elif not listener.authorized(self.headers):  # before the body: a stranger gets no read of up to MAX_BODY
                     status, answer = 401, {"error": f"missing or wrong {listener.header} header"}
                     self.close_connection = True  # the body is left unread
+                elif chunked:  # http.server reads no chunked body: it would be taken for an empty one
+                    status, answer = 411, {"error": "expected a Content-Length header; got a body sent with Transfer-Encoding "
+                                                    f"{self.headers.get('Transfer-Encoding')[:20]!r}, which is not read"}
+                    self.close_connection = True  # the body's end is unknown
                 elif length < 0:
                     status, answer = 400, {"error": f"expected a Content-Length of 0 or more bytes, got {given[:20]!r}"}
                     self.close_connection = True  # the body's end is unknown
@@ -291,7 +304,7 @@ class WebhookListener:
                     self.close_connection = True  # the body is left unread
                 else:
                     status, answer = listener.handle(self.headers, self.rfile.read(length))  # logs its own line
-                if status in (401, 413) or length < 0:
+                if status in (401, 404, 411, 413) or length < 0:
                     listener.log_webhook(status, answer)  # refused before its body was read
                 data = json.dumps(answer).encode("utf-8")
                 self.send_response(status)

@@ -132,7 +132,7 @@ def test_reconcile_every_must_be_a_second_or_more(workspace, every):
         WebhookListener(workspace, secret=SECRET, port=0, reconcile_every=every)
     res = CliRunner(env={"ALSCALE_WEBHOOK_SECRET": SECRET, "LABEL_STUDIO_API_KEY": "t"}).invoke(
         main, ["listen", "-w", str(workspace.path), "--url", "http://127.0.0.1:9", "--project", "1", "--reconcile-every", str(every)])
-    assert res.exit_code == 2 and "reconcile_every" in res.output
+    assert res.exit_code == 2 and "'--reconcile-every'" in res.output
 
 
 def test_a_label_for_an_id_this_workspace_did_not_send_is_ignored(listener, workspace):
@@ -211,3 +211,44 @@ def test_the_next_round_starts_after_the_line_of_the_webhook_that_made_it_due(wo
     while not fired and time.monotonic() < deadline:  # the hook runs in a thread of its own
         time.sleep(0.05)
     assert fired == [1]
+
+
+def _raw(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        return sock.recv(4096)
+
+
+def test_a_webhook_posted_to_another_path_gets_404_and_records_nothing(workspace, caplog):
+    workspace.add_pending([1003], batch_run_id="run-0001", queue="label-studio:6")
+    body = json.dumps(_payload({"alscale_id": 1003}, _choice("fox"))).encode()
+    with caplog.at_level("INFO", logger="alscale.queues"), WebhookListener(workspace, secret=SECRET, port=0) as lst:
+        r = httpx.post(f"http://127.0.0.1:{lst.port}/definitely/not/the/webhook", content=body, headers=HEADERS)
+        assert r.status_code == 404 and "expected POSTs to /webhook" in r.json()["error"]
+        assert httpx.get(f"http://127.0.0.1:{lst.port}/anything").status_code == 200  # the health check is any GET, as before
+        assert workspace.label_log().num_rows == 0
+        assert "refused with HTTP 404 (no webhook at '/definitely/not/the/webhook'" in caplog.text
+        r = httpx.post(lst.url + "?x=1", content=body, headers=HEADERS)  # the path it prints (a query string is no matter)
+        assert r.status_code == 200 and r.json() == {"recorded": 1}
+    assert lst.url.endswith("/webhook")
+
+
+def test_a_chunked_webhook_is_told_a_content_length_is_expected(workspace):
+    with WebhookListener(workspace, secret=SECRET, port=0) as lst:
+        answer = _raw(lst.port, f"POST /webhook HTTP/1.1\r\nHost: x\r\nX-Alscale-Secret: {SECRET}\r\n"
+                                f"Transfer-Encoding: chunked\r\n\r\n5\r\n{{...}}\r\n0\r\n\r\n".encode())
+        assert answer.split(b"\r\n")[0].endswith(b"411 Length Required")
+        assert b"expected a Content-Length header" in answer and b"empty body" not in answer
+
+
+def test_reconcile_every_below_a_second_is_refused_naming_the_flag(workspace):
+    res = CliRunner(env={"ALSCALE_WEBHOOK_SECRET": SECRET}).invoke(
+        main, ["listen", "-w", str(workspace.path), "--url", "http://127.0.0.1:9", "--project", "1", "--reconcile-every", "0.5"])
+    assert res.exit_code == 2 and "'--reconcile-every'" in res.output and "reconcile_every" not in res.output, res.output
+
+
+def test_listen_says_it_listens_only_once_its_start_went_well(workspace):
+    """Project 1 at a server that is not there: the start's pull fails, and no 'listening on' comes before the error."""
+    res = CliRunner(env={"ALSCALE_WEBHOOK_SECRET": SECRET, "LABEL_STUDIO_API_KEY": "t"}).invoke(
+        main, ["listen", "-w", str(workspace.path), "--url", "http://127.0.0.1:9", "--project", "1", "--port", "0"])
+    assert res.exit_code != 0 and "listening on" not in res.output, res.output
