@@ -368,7 +368,8 @@ class LabelStudioConnector:
             return set()
         return {el.get("value")[1:] for el in root.iter() if (el.get("value") or "").startswith("$") and el.tag != "Choice"}
 
-    def check_classes(self, classes: Sequence[str], project: Mapping[str, Any] | None = None, *, whose: str = "model") -> tuple[str, str]:
+    def check_classes(self, classes: Sequence[str], project: Mapping[str, Any] | None = None, *, whose: str = "model",
+                      no_class_list: bool = False) -> tuple[str, str]:
         """Check the project's choices are ``classes`` and its data keys are sent; returns (from_name, to_name).
 
         Parameters
@@ -379,6 +380,9 @@ class LabelStudioConnector:
             The project's JSON (read when not given).
         whose : str, default "model"
             Whose classes they are, for the error message ("model", "workspace").
+        no_class_list : bool, default False
+            The model's workspace has no class list: its models know the classes labeled so far
+            only, and a mismatch says how to get out of it.
         """
         project = self.project_info() if project is None else project
         needed = self.data_keys(project) - set(self.data_columns) - {ID_FIELD, RUN_FIELD, POOL_FIELD}
@@ -396,9 +400,17 @@ class LabelStudioConnector:
             missing = sorted({str(c) for c in classes} - set(choices))
             extra = sorted(set(choices) - {str(c) for c in classes})
             parts = ([f"missing {missing}"] if missing else []) + ([f"not in the {whose} {extra}"] if extra else [])
+            way_out = ""
+            if no_class_list and extra:
+                every = sorted({*choices, *map(str, classes)})
+                way_out = (f" The workspace has no class list (made without --classes), so its model knows only the classes "
+                           f"labeled so far, and {extra} has none yet. Make the workspace with the classes "
+                           f"(alscale init WS --pool ... --classes {','.join(every)}) and label into it, or take {extra} out of "
+                           f"the project's choices until an example of each is labeled (by a label file, or a project "
+                           f"that offers it).")
             raise QueueError(
                 f"Label Studio project {self.project}'s choices {choices} do not match the {whose} classes "
-                f"{list(classes)}: {'; '.join(parts)}."
+                f"{list(classes)}: {'; '.join(parts)}.{way_out}"
             )
         return from_name, to_name
 
@@ -583,7 +595,8 @@ class LabelStudioConnector:
         # a seed batch (round 000) has no model classes: the workspace's are what its answers must be
         use_workspace = not batch.classes and ws is not None and bool(ws.classes)
         from_name, to_name = self.check_classes([str(c) for c in ws.classes] if use_workspace else batch.classes,
-                                                whose="workspace" if use_workspace else "model")
+                                                whose="workspace" if use_workspace else "model",
+                                                no_class_list=ws is not None and not ws.classes)
         if ws is not None:  # before any task is sent: answers to this batch's tasks are taken even if the push dies
             ws.add_sent(self.name, batch.run_id)
         existing = self.find_existing(batch.ids, pool=pool)

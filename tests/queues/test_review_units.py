@@ -29,3 +29,16 @@ def test_an_answer_with_several_choices_is_refused_not_cut_to_its_first():
     with pytest.raises(QueueError, match=r"Expected one choice per answer .* Got 2: \['dog', 'cat'\]"):
         annotation_record(_choices("dog", "cat"), TASK, source="label-studio:3")
     assert annotation_record(_choices("dog"), TASK, source="label-studio:3")["label"] == "dog"
+
+
+def test_a_model_lacking_a_class_of_a_workspace_without_classes_is_told_the_way_out():
+    conn = LabelStudioConnector("http://127.0.0.1:9", 3, data_columns=["text"])
+    single = MULTI.replace("multiple", "single")
+    with pytest.raises(QueueError) as err:
+        conn.check_classes(["cat", "dog"], project={"label_config": single}, no_class_list=True)
+    text = str(err.value)
+    assert "not in the model ['fox']" in text and "made without --classes" in text
+    assert "--classes cat,dog,fox" in text and "take ['fox'] out of the project's choices" in text and "\n" not in text
+    with pytest.raises(QueueError) as err:  # a workspace with a class list: its models know every class, nothing to add
+        conn.check_classes(["cat", "dog"], project={"label_config": single})
+    assert "--classes" not in str(err.value)
