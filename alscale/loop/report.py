@@ -47,8 +47,8 @@ def status_rows(ws: Workspace) -> list[dict]:
 def status_table(ws: Workspace) -> str:
     """The workspace summary and round table as text.
 
-    The summary counts the training labels (what the budget counts), the skips and the
-    pending ids; and the evaluation set's labels: those recorded for its ids, or, for a
+    The summary counts the training labels (what the budget counts), the skips, the ids
+    answered empty (if any) and the pending ids; and the evaluation set's labels: those recorded for its ids, or, for a
     workspace with a label column, the rows that column labels (what rounds evaluate on).
     Ids whose answers disagree follow it, each with the answer used.
     """
@@ -66,7 +66,8 @@ def status_table(ws: Workspace) -> str:
                       f"labeled {counts['training']:,} for training, {counts['evaluation']:,} of the evaluation set")
     lines = [
         f"workspace {ws.path}  pool {ws.config['pool_rows']:,} rows  {evaluation}  "
-        f"skipped {counts['skipped']:,}  pending {len(set(ws.pending().column('id').to_pylist())):,}",  # an id may wait in two queues
+        f"skipped {counts['skipped']:,}" + (f"  answered empty {counts['cancelled']:,}" if counts["cancelled"] else "") +
+        f"  pending {len(set(ws.pending().column('id').to_pylist())):,}",  # an id may wait in two queues
         "",
     ]
     lines[-1:-1] = _disagreement_lines(ws)

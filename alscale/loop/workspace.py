@@ -836,14 +836,16 @@ class Workspace:
         -------
         dict
             ``training`` (labeled, outside the evaluation set: what the budget counts),
-            ``evaluation`` (labeled, in the evaluation set) and ``skipped``.
+            ``evaluation`` (labeled, in the evaluation set), ``skipped``, and ``cancelled``: ids
+            whose only answers were submitted with no choice (answered, no label; never selected again).
         """
         table = self.labeled()
         statuses = np.array(table.column("status").to_pylist(), dtype=object)
         in_eval = np.isin(self._ids(table.column("id")), self.evaluation_ids())
         labeled = statuses == "labeled"
+        cancelled = len(set(self.answered_ids().tolist()) - set(self._ids(table.column("id")).tolist()))
         return {"training": int((labeled & ~in_eval).sum()), "evaluation": int((labeled & in_eval).sum()),
-                "skipped": int((statuses == "skipped").sum())}
+                "skipped": int((statuses == "skipped").sum()), "cancelled": cancelled}
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.path)!r})"

@@ -234,7 +234,7 @@ def test_label_and_status_count_training_and_evaluation_labels_apart(tmp_path, b
     code, out = _run("label", ws.path, f)
     assert code == 0 and ("labeled set now 5 for training, 3 of the evaluation set (not used: rounds take the evaluation set's "
                           "labels from the pool's column 'label'), 2 skipped") in out, out
-    assert ws.label_counts() == {"training": len(ws.training_labels()[0]), "evaluation": 3, "skipped": 2}
+    assert ws.label_counts() == {"training": len(ws.training_labels()[0]), "evaluation": 3, "skipped": 2, "cancelled": 0}
     code, out = _run("status", ws.path)
     # a label column labels the evaluation set (what rounds evaluate on): the 3 recorded by hand are not what counts there
     assert code == 0 and "evaluation set 50 (50 labeled from column 'label')  labeled 5 for training  skipped 2  pending 0" in out, out

@@ -284,12 +284,17 @@ def test_an_id_answered_empty_is_not_selected_again_and_the_round_counts_it_answ
     assert ws.answered_ids().tolist() == sorted(outside)
     assert set(outside) <= set(ws.excluded_ids().tolist())  # the next selection skips them
     assert ws.add_pending(outside, batch_run_id="r2", queue="q") == 0  # found in the queue again: not pending again
+    assert ws.label_counts()["cancelled"] == 4
+    from alscale.loop.report import status_table
+
+    assert "skipped 0  answered empty 4  pending 0" in status_table(ws)
     folder = tmp_path / "ws" / "rounds" / "001" / "batch"
     folder.mkdir(parents=True)
     pq.write_table(pa.table({"id": pa.array(outside, pa.int64())}), folder / "batch.parquet")
     assert rounds._unanswered_batch(ws, [{"round": 1, "batch": "batch"}]) is None  # all answered: nothing to warn of
     ws.record_labels([{"id": outside[0], "label": "1", "source": "q", "annotation_id": f"a{outside[0]}"}])  # fixed later
     assert ws.training_labels()[0].tolist() == [outside[0]]
+    assert ws.label_counts()["cancelled"] == 3
 
 
 def test_a_label_never_seen_before_is_warned_of_without_a_class_list(tmp_path, blob_pool, caplog):

@@ -276,7 +276,7 @@ def test_the_evaluation_set_goes_through_a_queue_like_a_batch(tmp_path, workspac
     labels = tmp_path / "answers.csv"
     labels.write_text("id,label\n" + "".join(f"{i},cat\n" for i in eval_ids))
     pull({"kind": "file", "labels": str(labels)}, workspace=workspace)
-    assert workspace.label_counts() == {"training": 0, "evaluation": len(eval_ids), "skipped": 0}
+    assert workspace.label_counts() == {"training": 0, "evaluation": len(eval_ids), "skipped": 0, "cancelled": 0}
     assert workspace.pending().num_rows == 0
     # written at creation; kept while it is the evaluation set's, and written again where it is not
     written = (batch / "manifest.json").stat().st_mtime_ns
