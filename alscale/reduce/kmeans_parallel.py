@@ -24,6 +24,17 @@ with Gaussian U, V, so ``E<z_i, z_j> = <a_i,a_j><h_i,h_j>``; ``sketch="kron"``: 
 with a Gaussian R of ``m / C`` columns) searched with FAISS ``IndexFlatL2``; the final
 reseeding is always exact.
 
+Any sharding gives the same batch only if every per-row quantity is a function of the row and
+the candidates alone.  BLAS and FAISS round as the shape of the call has them (a shard of 7 rows
+got other bits than the same rows in a large one; rows copied from one another then chose their
+nearest among identical candidates by those bits), so every product over rows, the sketch's and
+the distances', is computed on blocks of one fixed shape (:func:`_row_blocks`; FAISS only for
+sketches of up to 32 dimensions, where its nearest-one search rounds a row alike wherever it sits
+in such a block, a BLAS block beyond); row norms are
+summed in a fixed order (:func:`_sum_last`); ``phi`` is summed exactly (:func:`_exact_sum`).  What
+remains: those blocks round as the machine's BLAS kernel does, so shards on CPUs with other
+kernels (AVX2 and AVX-512) can still differ in the last bits.
+
 References
 ----------
 Bahmani, B., Moseley, B., Vattani, A., Kumar, R., Vassilvitskii, S. (2012). Scalable
@@ -54,9 +65,15 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_CHUNK = 8192
+_CHUNK = 8192  # rows per block: every product over rows is a (_CHUNK, K) one, the last block zero-padded
 _PAIRWISE_MAX = 6000  # candidates up to which the final k-means++ precomputes all distances
 _FILL_STREAM = 1_000_003
+_PHI_SHIFT = 172  # every float32 is an integer multiple of 2**-149 = 2**(-172 + 23)
+# FAISS's nearest-one search of up to 32 dimensions rounds a row alike wherever it sits in a call of
+# one shape (measured, FAISS 1.15); beyond, it does not, and a BLAS block is used instead.  Calls
+# of fewer rows than _SEARCH_ROWS take another, ten times slower path for some dimensions.
+_FAISS_MAX_DIM = 32
+_SEARCH_ROWS = 32768
 
 
 def factored_sq_distances(a: np.ndarray, h: np.ndarray, a_c: np.ndarray, h_c: np.ndarray) -> np.ndarray:
@@ -111,16 +128,50 @@ def sketch_factors(a: np.ndarray, h: np.ndarray, seed: int, kind: str, dim: int)
         u = rng.standard_normal((c, dim)).astype(np.float32)
         v = (rng.standard_normal((d, dim)) / math.sqrt(dim)).astype(np.float32)
         out = np.empty((n, dim), dtype=np.float32)
-        for s in range(0, n, _CHUNK):
-            out[s : s + _CHUNK] = (a[s : s + _CHUNK].astype(np.float32) @ u) * (h[s : s + _CHUNK].astype(np.float32) @ v)
+        for s, m, block_a, block_h in _row_blocks(a, h):
+            out[s : s + m] = ((block_a @ u) * (block_h @ v))[:m]
         return out
     mh = max(1, dim // c)
     r = (rng.standard_normal((d, mh)) / math.sqrt(mh)).astype(np.float32)
     out = np.empty((n, c * mh), dtype=np.float32)
-    for s in range(0, n, _CHUNK):
-        ha = h[s : s + _CHUNK].astype(np.float32) @ r
-        out[s : s + _CHUNK] = (a[s : s + _CHUNK].astype(np.float32)[:, :, None] * ha[:, None, :]).reshape(len(ha), -1)
+    for s, m, block_a, block_h in _row_blocks(a, h):
+        ha = (block_h @ r)[:m]
+        out[s : s + m] = (block_a[:m, :, None] * ha[:, None, :]).reshape(m, -1)
     return out
+
+
+def _row_blocks(*arrays: np.ndarray, rows: int = _CHUNK):
+    """``(start, n_rows, *blocks)`` for each run of ``rows`` rows of ``arrays`` (same length).
+
+    Each block is a float32 ``(rows, K)`` array, the last one zero-padded, so that every BLAS
+    or FAISS call over rows has one shape: their kernels, and so the rounding of a row's
+    result, follow the shape of the call, and a row's result must depend on the row alone, not
+    on the size of its shard or its place there.  The blocks are reused from one run to the next.
+    """
+    n = len(arrays[0])
+    blocks = [np.zeros((rows, x.shape[1]), dtype=np.float32) for x in arrays]
+    for s in range(0, n, rows):
+        m = min(rows, n - s)
+        for block, x in zip(blocks, arrays):
+            block[:m] = x[s : s + m]
+            block[m:] = 0.0
+        yield (s, m, *blocks)
+
+
+def _sum_last(x: np.ndarray) -> np.ndarray:
+    """Sum over the last axis by pairwise halving, with elementwise adds only.
+
+    Unlike ``np.einsum`` or ``np.sum``, whose order of adds can follow the array's layout or
+    alignment, the order here is fixed by the length of the last axis: a row's sum depends on
+    that row's values alone.
+    """
+    while x.shape[-1] > 1:
+        half = x.shape[-1] // 2
+        head = x[..., :half] + x[..., half : 2 * half]
+        if x.shape[-1] % 2:
+            head[..., -1] += x[..., -1]
+        x = head
+    return x[..., 0]
 
 
 def _sq_norms(a: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -129,8 +180,29 @@ def _sq_norms(a: np.ndarray, h: np.ndarray) -> np.ndarray:
     for s in range(0, len(a), _CHUNK):
         a32 = a[s : s + _CHUNK].astype(np.float32, copy=False)
         h32 = h[s : s + _CHUNK].astype(np.float32, copy=False)
-        out[s : s + _CHUNK] = np.einsum("ij,ij->i", a32, a32) * np.einsum("ij,ij->i", h32, h32)
+        out[s : s + _CHUNK] = _sum_last(a32 * a32) * _sum_last(h32 * h32)
     return out
+
+
+def _exact_sum(x: np.ndarray) -> int | float:
+    """``sum(x) * 2**_PHI_SHIFT`` as an exact integer (float32 ``x``; a float if any is not finite).
+
+    Adding these integers over shards, then one division (:func:`_phi_total`), gives the
+    correctly rounded total whatever the grouping; a float sum would change in its last bits
+    with the shards' sizes.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        return float(np.sum(x, dtype=np.float64))
+    mant, expo = np.frexp(x.astype(np.float64))
+    # x = (mant * 2**24) * 2**(expo - 24): an integer below 2**24 times a power of two >= 2**-172
+    per = np.bincount(expo + 148, weights=mant * 2.0**24)  # exact: each bin's sum stays below 2**53 (2**29 rows)
+    return sum(int(v) << e for e, v in enumerate(per) if v)
+
+
+def _phi_total(parts: list) -> float:
+    """The shards' :func:`_exact_sum` values added, and scaled back to a float."""
+    return sum(parts) / (1 << _PHI_SHIFT)
 
 
 class GradientShard:
@@ -203,34 +275,47 @@ class GradientShard:
     def update(self, centers: dict[str, np.ndarray], offset: int) -> float:
         """Fold new candidates (global indices ``offset...``) into ``d2``; return ``phi``.
 
-        ``phi`` is ``sum(d2)`` over the rows :meth:`sample` can draw.  Rows with a zero gradient
+        ``phi`` is ``sum(d2)`` over the rows :meth:`sample` can draw, as :func:`_exact_sum`'s
+        integer (the driver adds the shards' and scales once).  Rows with a zero gradient
         are never drawn, so their distances stay out of it: there they would only lower every
         other row's chance of being drawn.
         """
         n = len(self.keys)
         if n == 0:
-            return 0.0
-        if self.z is not None:
+            return 0
+        dist = np.empty(n, dtype=np.float32)
+        idx = np.empty(n, dtype=np.int64)
+        if self.z is not None and self.z.shape[1] <= _FAISS_MAX_DIM:
             import faiss
 
             index = faiss.IndexFlatL2(self.z.shape[1])
             index.add(np.ascontiguousarray(centers["z"], dtype=np.float32))
-            dist, idx = index.search(self.z, 1)
-            dist, idx = dist[:, 0], idx[:, 0]
+            for s, m, block in _row_blocks(self.z, rows=_SEARCH_ROWS):
+                d, i = index.search(block, 1)
+                dist[s : s + m], idx[s : s + m] = d[:m, 0], i[:m, 0]
+        elif self.z is not None:  # FAISS rounds a row by its place in the call here: a BLAS block instead
+            z_c = np.ascontiguousarray(centers["z"], dtype=np.float32)
+            sq_c = _sum_last(z_c * z_c)
+            for s, m, block_z in _row_blocks(self.z):
+                block = (block_z @ z_c.T)[:m]
+                block *= -2.0
+                block += _sum_last(block_z[:m] * block_z[:m])[:, None]
+                block += sq_c[None, :]
+                j = np.argmin(block, axis=1)
+                idx[s : s + m] = j
+                dist[s : s + m] = np.maximum(block[np.arange(m), j], 0.0)
         else:
-            dist = np.empty(n, dtype=np.float32)
-            idx = np.empty(n, dtype=np.int64)
             a_c = centers["a"].astype(np.float32)
             h_c = centers["h"].astype(np.float32)
             sq_c = _sq_norms(a_c, h_c)
-            for s in range(0, n, _CHUNK):
-                block = (self.a[s : s + _CHUNK].astype(np.float32) @ a_c.T) * (self.h[s : s + _CHUNK].astype(np.float32) @ h_c.T)
+            for s, m, block_a, block_h in _row_blocks(self.a, self.h):
+                block = ((block_a @ a_c.T) * (block_h @ h_c.T))[:m]
                 block *= -2.0
-                block += self.sq[s : s + _CHUNK, None]
+                block += self.sq[s : s + m, None]
                 block += sq_c[None, :]
                 j = np.argmin(block, axis=1)
-                idx[s : s + _CHUNK] = j
-                dist[s : s + _CHUNK] = np.maximum(block[np.arange(len(j)), j], 0.0)
+                idx[s : s + m] = j
+                dist[s : s + m] = np.maximum(block[np.arange(m), j], 0.0)
         better = dist < self.d2
         self.d2[better] = dist[better]
         self.nearest[better] = (idx[better] + offset).astype(np.int32)
@@ -241,7 +326,7 @@ class GradientShard:
             self.chosen[pos] = True
             self.nearest[pos] = (where + offset).astype(np.int32)
         self.d2[self.chosen] = 0.0
-        return float(np.sum(self.d2[self.sq > 0], dtype=np.float64))
+        return _exact_sum(self.d2[self.sq > 0])
 
     def sample(self, seed: int, round_: int, oversample: float, phi: float) -> dict[str, np.ndarray]:
         """Rows drawn this round: ``row_uniform(key, seed, round) < oversample * d2 / phi``."""
@@ -445,7 +530,7 @@ def kmeans_parallel(
     first_key = min(proposals)[-1]  # a zero-gradient row only if no shard has another
     cands = concat_rows(group.map("rows", np.array([first_key], dtype=np.uint64)))
     center_cols = ("key", "z") if sketch != "none" else ("key", "a", "h")
-    phi = float(sum(group.map("update", {c: cands[c] for c in center_cols}, 0)))
+    phi = _phi_total(group.map("update", {c: cands[c] for c in center_cols}, 0))
     ell = float(oversampling) * k
     if total <= 1 + rounds * ell:
         # sampling would propose about every row anyway, and with k close to the pool's size it can
@@ -465,7 +550,7 @@ def kmeans_parallel(
         new = {c: v[order] for c, v in new.items()}
         offset = len(cands["key"])
         cands = {c: np.concatenate([cands[c], new[c]]) for c in cands}
-        phi = float(sum(group.map("update", {c: new[c] for c in center_cols}, offset)))
+        phi = _phi_total(group.map("update", {c: new[c] for c in center_cols}, offset))
     n_cand = len(cands["key"])
     weights = np.sum(group.map("weights", n_cand), axis=0)
     rng = np.random.default_rng([int(seed), 0x5EED])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from sklearn.cluster import kmeans_plusplus
@@ -221,3 +223,68 @@ def test_a_small_oversampling_still_gets_k_candidates_and_a_shortfall_is_said(ca
     rows, info = kmeans_parallel(group, 50, 1, rounds=1, oversampling=0.01, max_extra_rounds=0)
     assert info["filled"] > 0 and (rows["score"] == 0).sum() == info["filled"]
     assert "filled at random: raise 'oversampling' or 'rounds'" in caplog.text
+
+
+def _duplicate_pool(n=9000, distinct=500, c=10, d=64, seed=8):
+    """``n`` rows copied from ``distinct`` feature vectors; negative, unsorted ids."""
+    probs, emb = _pool(distinct, c, d, seed=seed)
+    pick = np.random.default_rng(seed).integers(0, distinct, n)
+    ids = -np.random.default_rng(seed + 1).permutation(n * 3)[:n].astype(np.int64) - 1
+    return probs[pick], emb[pick], ids
+
+
+def _cut_group(probs, emb, ids, cuts, params):
+    keys = id_keys(ids)
+    states = []
+    for part in np.split(np.arange(len(ids)), cuts):
+        b = make_badge_builder(gradient_factors, params)
+        b.add(ids[part], keys[part], probs[part], emb[part], np.ones(len(part), bool), np.zeros(len(part), bool))
+        states.append(b.finish())
+    return LocalShardGroup(states)
+
+
+@pytest.mark.parametrize("params", [{}, {"sketch": "kron"}, {"sketch": "none"}, {"sketch_dim": 48}])
+def test_exact_duplicate_rows_give_the_same_batch_for_any_sharding(params):
+    """Rows identical to a candidate, or to several identical candidates, got noisy BLAS distances
+    whose bits followed the shard's size: nearest (so the weights) and the batch changed with the sharding."""
+    probs, emb, ids = _duplicate_pool()
+    n = len(ids)
+    rng = np.random.default_rng(3)
+    cuts = [[], [n // 2], [n // 3, 2 * n // 3], [1, 3, 10, 2000, 2001, n - 7],
+            sorted(rng.choice(np.arange(1, n), 9, replace=False).tolist())]
+    results, rounds = [], []
+    for cut in cuts:
+        group = _cut_group(probs, emb, ids, cut, params)
+        results.append(select_badge(group, 40, 5, params))
+        # each row's distance to its nearest candidate and that candidate, after the last round
+        rounds.append([np.concatenate([getattr(st, f) for st in group.states]) for f in ("d2", "nearest")])
+    for cut, other, state in zip(cuts[1:], results[1:], rounds[1:]):
+        np.testing.assert_array_equal(state[0], rounds[0][0], err_msg=f"d2, cuts {cut}")
+        np.testing.assert_array_equal(state[1], rounds[0][1], err_msg=f"nearest, cuts {cut}")
+        np.testing.assert_array_equal(other.columns["id"], results[0].columns["id"], err_msg=f"cuts {cut}")
+        np.testing.assert_array_equal(other.columns["score"], results[0].columns["score"], err_msg=f"cuts {cut}")
+
+
+@pytest.mark.parametrize("kind", ["tensor", "kron"])
+def test_a_rows_sketch_does_not_depend_on_its_shard(kind):
+    from alscale.reduce.kmeans_parallel import _CHUNK, sketch_factors
+
+    rng = np.random.default_rng(4)
+    n = 2 * _CHUNK + 300
+    a = rng.standard_normal((n, 10)).astype(np.float32)
+    h = np.abs(rng.standard_normal((n, 64))).astype(np.float32)
+    full = sketch_factors(a, h, 7, kind, 16)
+    for start, size in [(0, 1), (5, 1), (_CHUNK - 1, 1), (_CHUNK - 3, 7), (100, 20), (n - 20, 20), (3, 5000),
+                        (_CHUNK + 9, _CHUNK), (n - 1, 1)]:
+        part = sketch_factors(a[start : start + size], h[start : start + size], 7, kind, 16)
+        np.testing.assert_array_equal(part, full[start : start + size], err_msg=f"rows {start}..{start + size}")
+
+
+def test_phi_is_summed_exactly_whatever_the_grouping():
+    from alscale.reduce.kmeans_parallel import _exact_sum, _phi_total
+
+    x = (np.random.default_rng(5).lognormal(0, 6, 10001)).astype(np.float32)
+    whole = _phi_total([_exact_sum(x)])
+    assert whole == math.fsum(x.astype(np.float64))
+    for cuts in ([1], [5000], [3, 17, 9000]):
+        assert _phi_total([_exact_sum(p) for p in np.split(x, cuts)]) == whole
