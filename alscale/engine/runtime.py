@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -142,7 +143,8 @@ def connect_cluster(address: str, **init_kwargs) -> None:
     check_reachable(address)
     auth_error = getattr(ray.exceptions, "AuthenticationError", ())
     try:
-        ray.init(address=address, **init_kwargs)
+        with _stderr_held():
+            ray.init(address=address, **init_kwargs)
     except auth_error as exc:  # a token that cannot be read: the submitter's set-up, not the cluster
         raise ConfigError(f"Cannot join the Ray cluster at {address!r}: {_first_line(exc)}. {TOKEN_HINT}") from None
     except ConnectionError as exc:
@@ -153,6 +155,38 @@ def connect_cluster(address: str, **init_kwargs) -> None:
                                       f"way too: {TOKEN_HINT}") from None
     except ValueError as exc:  # an address Ray cannot parse, or settings it refuses with it
         raise ConfigError(f"Cannot join the Ray cluster at {address!r}: {_first_line(exc)}.") from None
+
+
+@contextmanager
+def _stderr_held() -> Iterator[None]:
+    """Hold what is written to file descriptor 2 inside the block; write it out after, unless the block raises.
+
+    Joining a cluster whose token this driver lacks, Ray's C++ client logs a line a second for
+    about 20 s before Python hears of it: a failure is then one line of alscale's, which names
+    what is needed, not twenty of Ray's before it.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no file descriptor 2 (an embedding host): nothing to hold
+        yield
+        return
+    held = tempfile.TemporaryFile()
+    os.dup2(held.fileno(), 2)
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        if ok:
+            held.seek(0)
+            data = held.read()
+            while data:
+                data = data[os.write(2, data):]
+        held.close()
 
 
 #: What a driver needs to join a cluster with token authentication (Ray 2.60's default).

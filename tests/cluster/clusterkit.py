@@ -199,13 +199,13 @@ def stop_processes(procs, timeout: float = 10.0) -> None:
 class HeadNode:
     """A ``ray start --head`` on loopback in its own temp dir; :meth:`stop` kills only its pids."""
 
-    def __init__(self, temp_dir: Path, num_cpus: int = 2):
+    def __init__(self, temp_dir: Path, num_cpus: int = 2, env: dict | None = None, take_jobs: bool = True):
         self.temp_dir = temp_dir
         self.port, self.dashboard_port = free_port(), free_port()
         self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
         self.gcs_address = f"127.0.0.1:{self.port}"
-        self.env = dict(os.environ, **RAY_TEST_ENV,
-                        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+        self.env = {**os.environ, **RAY_TEST_ENV, **(env or {}),
+                    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         cmd = [
             str(Path(sys.executable).parent / "ray"), "start", "--head",
             "--node-ip-address", "127.0.0.1", "--port", str(self.port),
@@ -219,8 +219,9 @@ class HeadNode:
             self.stop()
             raise RuntimeError(f"ray start failed ({result.returncode}): {result.stderr[-2000:]}")
         try:
-            self._wait_for_dashboard()
-            self._wait_for_job_agent()
+            if take_jobs:  # (a head with token authentication would refuse this process's calls)
+                self._wait_for_dashboard()
+                self._wait_for_job_agent()
         except BaseException:  # the fixture never gets a node to stop: stop it here, or the whole head is left running
             self.stop()
             raise

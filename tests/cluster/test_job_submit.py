@@ -171,3 +171,27 @@ def test_loop_round_job_runs_rounds_on_the_cluster(head_node, tmp_path):
     candidates = np.array([i for i in ids.tolist() if i not in excluded])
     scores = margin(probs[candidates]).astype(np.float64)
     assert set(picked) == set(candidates[np.lexsort((candidates, -scores))[:15]].tolist())
+
+
+def test_joining_a_token_cluster_without_its_token_is_one_line(data_dir, tmp_path):
+    """Ray's C++ client logs a line a second for ~20 s before the driver hears of the refusal:
+    the user sees alscale's one line, which names what is needed, and nothing of Ray's."""
+    import os
+    import tempfile
+
+    from tests.cluster.clusterkit import HeadNode
+
+    temp_dir = Path(tempfile.mkdtemp(prefix="alscale-ray-"))
+    head = HeadNode(temp_dir, num_cpus=1, env={"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "a" * 32}, take_jobs=False)
+    try:
+        exe = Path(sys.executable).parent / "alscale"
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+        proc = subprocess.run([str(exe), "select", "--pool", str(data_dir / "pool"), "--model", str(data_dir / "model.onnx"), "--k", "5",
+                               "--address", head.gcs_address, "--out", str(tmp_path / "out")],
+                              capture_output=True, text=True, timeout=180, env=env)
+    finally:
+        head.stop()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(f"alscale: error: Cannot connect to a Ray cluster at '{head.gcs_address}'"), proc.stderr[-3000:]
+    assert "expected RAY_AUTH_MODE=token" in proc.stderr and not (tmp_path / "out").exists()
