@@ -101,7 +101,12 @@ def run_job(body: Callable[[], str], *, verbose: bool) -> int:
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from alscale.exceptions import AlscaleError
+    try:
+        from alscale.exceptions import AlscaleError
+    except ImportError as exc:  # `ray job submit --working-dir` ships the code, not its dependencies
+        sys.stderr.write(f"alscale: error: Expected alscale's dependencies in the cluster's Python ({sys.executable}). "
+                         f"Got {type(exc).__name__}: {exc}. Install them on every node (pip install -e .) or run the k8s/ image.\n")
+        return EXIT_ALSCALE_ERROR
 
     try:
         line = body()

@@ -321,3 +321,20 @@ def test_in_a_submitted_working_dir_relative_outputs_and_missing_inputs_are_refu
     config.write_text('pool = "data/pool"\nmodel = "model.onnx"\nout = "batches/round-1"\n')
     assert select_job.main(["--config", str(config)]) == 2
     assert "in a job submitted" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("job", ["select_job", "loop_round_job"])
+def test_a_python_without_alscales_dependencies_is_one_line(tmp_path, job):
+    """`ray job submit --working-dir` ships the code, not numpy or pyarrow: a node's bare Python says so in one line."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "select.toml"
+    config.write_text(f'pool = "{tmp_path / "pool"}"\nmodel = "m.onnx"\nout = "{tmp_path / "out"}"\n')
+    args = ["--config", str(config)] if job == "select_job" else ["--workspace", str(tmp_path / "ws")]
+    # -S: no site-packages (no numpy, pyarrow, ...); alscale's own code is found as the working directory's
+    proc = subprocess.run([sys.executable, "-S", str(REPO / "jobs" / f"{job}.py"), *args], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO), "PATH": os.environ.get("PATH", "")}, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(
+        f"alscale: error: Expected alscale's dependencies in the cluster's Python ({sys.executable}). Got ModuleNotFoundError: "), proc.stderr
