@@ -214,9 +214,17 @@ def test_the_next_round_starts_after_the_line_of_the_webhook_that_made_it_due(wo
 
 
 def _raw(port: int, request: bytes) -> bytes:
+    """The whole answer to ``request``: its headers and as many body bytes as they announce (they may come in two packets)."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(request)
-        return sock.recv(4096)
+        answer = b""
+        while True:
+            chunk = sock.recv(4096)
+            answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0)
+            if not chunk or (_ and len(body) >= length):
+                return answer
 
 
 def test_a_webhook_posted_to_another_path_gets_404_and_records_nothing(workspace, caplog):
