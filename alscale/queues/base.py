@@ -20,10 +20,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import decimal
+import functools
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -37,17 +38,17 @@ from alscale.pool.files import folder_files, glob_files
 from alscale.pool.identity import pool_key
 from alscale.records import STATUSES
 
-__all__ = ["PUSH_LOCK", "BatchView", "Connector", "PushResult", "STATUSES", "exclusive_push", "load_batch", "load_batch_for",
-           "normalize_data_columns", "open_workspace", "sent_here"]
+__all__ = ["PUSH_LOCK", "BatchView", "Connector", "PushResult", "STATUSES", "load_batch", "load_batch_for",
+           "normalize_data_columns", "one_push_at_a_time", "open_workspace", "sent_here"]
 
 logger = logging.getLogger("alscale.queues")
 
 PUSH_LOCK = ".push.lock"
 
 
-@contextlib.contextmanager
-def exclusive_push(workspace: Any, queue: str):
-    """Hold the workspace's push lock (``.push.lock``) for the block: one push from ``workspace`` at a time.
+def one_push_at_a_time(push: Callable[[Any, Any, Any], PushResult]) -> Callable[..., PushResult]:
+    """Make a connector's ``push(self, manifest, ws)`` its public ``push(manifest, *, workspace=None)``,
+    holding the workspace's push lock (``.push.lock``) throughout: one push from a workspace at a time.
 
     A push looks up which ids the queue holds, sends the others and records them as pending;
     two pushes of one batch running at once would both find nothing and both send everything.
@@ -55,21 +56,26 @@ def exclusive_push(workspace: Any, queue: str):
     tasks there and sends nothing twice: a cron retry that overlaps a slow push ends as a
     success, not as a failure to be retried again.  No workspace: no lock.
     """
-    if workspace is None:
-        yield
-        return
-    from alscale.loop._io import file_lock
 
-    path = workspace.path / PUSH_LOCK
-    with contextlib.ExitStack() as held:
-        try:
-            held.enter_context(file_lock(path, wait=False))
-        except BlockingIOError:
-            logger.warning("another push from workspace %r is running (it holds %s): waiting for it to finish before "
-                           "pushing to %s", str(workspace.path), PUSH_LOCK, queue)
-            held.enter_context(file_lock(path))
-        yield
+    @functools.wraps(push)
+    def locked(self, manifest: Any, *, workspace: Any = None) -> PushResult:
+        ws = open_workspace(workspace)
+        if ws is None:
+            return push(self, manifest, None)
+        from alscale.loop._io import file_lock
 
+        path = ws.path / PUSH_LOCK
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(file_lock(path, wait=False))
+            except BlockingIOError:
+                logger.warning("another push from workspace %r is running (it holds %s): waiting for it to finish before "
+                               "pushing to %s", str(ws.path), PUSH_LOCK, self.name)
+                held.enter_context(file_lock(path))
+            return push(self, manifest, ws)
+
+    del locked.__wrapped__  # help() shows the public signature, not the wrapped one
+    return locked
 
 
 @dataclass(frozen=True)

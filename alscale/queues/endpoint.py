@@ -40,7 +40,7 @@ from alscale.queues._http import (
     send_with_retries,
     url_secrets,
 )
-from alscale.queues.base import BatchView, PushResult, exclusive_push, load_batch_for, open_workspace
+from alscale.queues.base import BatchView, PushResult, load_batch_for, one_push_at_a_time
 
 __all__ = ["DEFAULT_SECRET_ENV", "SIGNATURE_HEADER", "HttpEndpointConnector", "batch_payload", "sign"]
 
@@ -116,13 +116,8 @@ class HttpEndpointConnector:
     def __repr__(self) -> str:
         return f"HttpEndpointConnector(url={self.shown_url!r}, secret_env={self.secret_env!r})"
 
-    def push(self, manifest: Any, *, workspace: Any = None) -> PushResult:
-        """:meth:`_push`, holding the workspace's push lock: one push from a workspace at a time (see :func:`exclusive_push`)."""
-        ws = open_workspace(workspace)
-        with exclusive_push(ws, self.name):
-            return self._push(manifest, ws)
-
-    def _push(self, manifest: Any, ws: Any) -> PushResult:
+    @one_push_at_a_time
+    def push(self, manifest: Any, ws: Any) -> PushResult:
         """POST the batch; on a 2xx answer record its ids as pending in ``workspace``.
 
         Raises

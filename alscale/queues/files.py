@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 from alscale._atomic import atomic_write_bytes
 from alscale.config import check_path
 from alscale.exceptions import AlscaleError, ConfigError, OutputError, QueueError
-from alscale.queues.base import STATUSES, BatchView, PushResult, exclusive_push, load_batch_for, open_workspace
+from alscale.queues.base import STATUSES, BatchView, PushResult, load_batch_for, one_push_at_a_time, open_workspace
 
 __all__ = ["FORMATS", "FileConnector", "LABEL_FILE_FORMATS", "atomic_write", "export_records", "read_labels"]
 
@@ -330,13 +330,8 @@ class FileConnector:
     def target(self, run_id: str) -> Path:
         return Path(self.path.replace("{run_id}", run_id))
 
-    def push(self, manifest: Any, *, workspace: Any = None) -> PushResult:
-        """:meth:`_push`, holding the workspace's push lock: one push from a workspace at a time (see :func:`exclusive_push`)."""
-        ws = open_workspace(workspace)
-        with exclusive_push(ws, self.name):
-            return self._push(manifest, ws)
-
-    def _push(self, manifest: Any, ws: Any) -> PushResult:
+    @one_push_at_a_time
+    def push(self, manifest: Any, ws: Any) -> PushResult:
         """Write the batch file atomically; its ids become pending in ``workspace``."""
         start = time.perf_counter()
         if self.path is None:

@@ -55,7 +55,7 @@ from alscale.config import check_int
 from alscale.exceptions import ConfigError, QueueError, QueueUnavailableError
 from alscale.queues._http import (NOT_PROCESSED_STATUS, backoff_delays, check_number, check_response, check_url, describe_failure, redact,
                                   response_json, secret_from_env, send_with_retries)
-from alscale.queues.base import BatchView, PushResult, exclusive_push, load_batch_for, normalize_data_columns, open_workspace, sent_here
+from alscale.queues.base import BatchView, PushResult, load_batch_for, normalize_data_columns, one_push_at_a_time, open_workspace, sent_here
 
 __all__ = ["DEFAULT_TOKEN_ENV", "WEBHOOK_ACTIONS", "LabelStudioConnector", "annotation_record", "of_pool", "prediction_score", "task_pool"]
 
@@ -563,13 +563,8 @@ class LabelStudioConnector:
             }]
         return task
 
-    def push(self, manifest: Any, *, workspace: Any = None) -> PushResult:
-        """:meth:`_push`, holding the workspace's push lock: one push from a workspace at a time (see :func:`exclusive_push`)."""
-        ws = open_workspace(workspace)
-        with exclusive_push(ws, self.name):
-            return self._push(manifest, ws)
-
-    def _push(self, manifest: Any, ws: Any) -> PushResult:
+    @one_push_at_a_time
+    def push(self, manifest: Any, ws: Any) -> PushResult:
         """Import a batch's missing tasks; record every id that is in the project as pending.
 
         Parameters
