@@ -80,7 +80,7 @@ def _claim(work: Path) -> None:
     if work.exists() and not work.is_dir():
         raise ConfigError(f"Expected a folder for --dir. Got {str(work)!r}, which is a file.")
     names = sorted(p.name for p in work.iterdir()) if work.exists() else []
-    earlier = MARKER in names or (set(names) <= _DEMO_NAMES and _only_demo_parts(work / "pool"))
+    earlier = MARKER in names or (set(names) <= _DEMO_NAMES and not _foreign_parts(work / "pool"))
     if names and not earlier:
         foreign = [n for n in names if n not in _DEMO_NAMES] or [f"pool/{n}" for n in _foreign_parts(work / "pool")]
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
@@ -95,10 +95,6 @@ def _foreign_parts(pool_dir: Path) -> list[str]:
     if not pool_dir.is_dir():
         return [] if not pool_dir.exists() else ["(a file named pool)"]
     return sorted(p.name for p in pool_dir.iterdir() if not (p.name.startswith("part-") and p.name.endswith(".parquet")))
-
-
-def _only_demo_parts(pool_dir: Path) -> bool:
-    return not _foreign_parts(pool_dir)
 
 
 def _rows(pool_dir: Path) -> int:
