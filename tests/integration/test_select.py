@@ -315,6 +315,25 @@ def test_a_skipped_shard_leaves_no_unhandled_errors(tmp_path, model_path, unhand
     assert unhandled_ray_errors == []
 
 
+def test_a_failed_run_reads_the_errors_of_the_shards_it_abandons(tmp_path, unhandled_ray_errors):
+    """Every shard fails (NaN from the model): the error is raised once, and this process's Ray,
+    which outlives the run, has none of the other shards' errors to print as unhandled."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from alscale.exceptions import ModelContractError
+    from tests.unit.test_scan_inputs import nan_model
+
+    X = np.abs(np.random.default_rng(1).standard_normal((4000, 3))).astype(np.float32)
+    X[::400, 0] = -2.0  # a NaN row in every row group, so every shard fails
+    pq.write_table(pa.table({"id": np.arange(4000), "features": pa.FixedSizeBinaryArray.from_buffers(pa.binary(12), 4000, [None, pa.py_buffer(X.tobytes())])}),
+                   tmp_path / "pool.parquet", row_group_size=500)
+    with pytest.raises(ModelContractError):
+        alscale.select(tmp_path / "pool.parquet", nan_model(tmp_path / "nan.onnx"), k=5, actors=3)
+    _settle()
+    assert unhandled_ray_errors == []
+
+
 def test_a_truncated_checkpoint_is_scored_again(tmp_path, pool, model_path, reference, unhandled_ray_errors, caplog):
     out = tmp_path / "batch"
     alscale.select(pool, model_path, k=25, actors=3, out=out, keep_checkpoints=True)
