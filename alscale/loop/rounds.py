@@ -4,7 +4,8 @@
 
     model.onnx             the round's model (built-in trainer, or a copy of --model)
     metrics.json           evaluation-set metrics
-    stop_predictions.npy   predicted class names on the stop set (stabilizing-predictions rule)
+    stop_predictions.npy   predicted class names on the stop set (stabilizing-predictions rule: compared with the
+                           latest earlier model's where this round trained on more labels than that one)
     exclude.parquet        ids the selection skipped (labeled + pending + evaluation set)
     batch/                 the engine's batch manifest (batch.parquet + manifest.json); none once the budget is spent
     round.json             the round's record; written last, it marks the round complete
@@ -515,10 +516,11 @@ def _model_round(ws: Workspace, out_dir: pathlib.Path, train_ids, train_labels, 
     history = [h for h in load_history(ws) if h.get("metrics")]
     current = {"round": int(out_dir.name), "labels": int(len(train_ids)), "metrics": metrics or {},
                "previous_model_metrics": previous_metrics}
-    preds = [np.load(p).astype(str) for p in sorted(ws.rounds_dir.glob("[0-9][0-9][0-9]/stop_predictions.npy"))]
+    preds, pred_labels = _stop_set_predictions(ws, int(out_dir.name), int(len(train_ids)))
     stopping = check_stopping(
         history + [current], preds, metric=s["metric"], target=s["target"], patience=int(s["patience"]),
-        min_gain_per_label=float(s["min_gain_per_label"]), kappa_threshold=float(s["kappa_threshold"]), budget=s["budget"])
+        min_gain_per_label=float(s["min_gain_per_label"]), kappa_threshold=float(s["kappa_threshold"]), budget=s["budget"],
+        prediction_labels=pred_labels)
     return {
         "kind": "model", "trainer": trainer, "strategy": strategy, "model": "model.onnx", "model_sha256": _sha256(model_path),
         "metrics": metrics, "previous_model_metrics": previous_metrics, "batch": None if manifest is None else "batch",
@@ -527,6 +529,25 @@ def _model_round(ws: Workspace, out_dir: pathlib.Path, train_ids, train_labels, 
         "composition": {"classes_jsd": composition["classes"]["js_divergence"],
                         "groups_jsd": {g: r["js_divergence"] for g, r in composition["groups"].items()}},
     }
+
+
+def _stop_set_predictions(ws: Workspace, number: int, labels: int) -> tuple[list[np.ndarray], list[int]]:
+    """Each model's predictions on the stop set and its training labels: the completed rounds', then round ``number``'s.
+
+    The stabilizing-predictions rule compares a model only with one trained on fewer labels
+    (:func:`alscale.loop.stopping.stabilizing_predictions`), so each comes with its label count.
+
+    Returns
+    -------
+    predictions : list of ndarray of shape (n_stop,)
+        Class names, oldest round first.
+    labels : list of int
+        The training labels of each, as its round recorded them.
+    """
+    rounds = [(int(h["round"]), int(h["labels"])) for h in load_history(ws) if int(h["round"]) != number] + [(number, labels)]
+    paths = [(_round_dir(ws, r) / "stop_predictions.npy", n) for r, n in rounds]
+    kept = [(np.load(path).astype(str), n) for path, n in paths if path.is_file()]
+    return [p for p, _ in kept], [n for _, n in kept]
 
 
 def _previous_model_metrics(ws: Workspace, classes: list, X_eval: np.ndarray, y_eval: np.ndarray) -> dict | None:

@@ -9,7 +9,9 @@ returns a :class:`Verdict`.  :func:`check_stopping` runs them all.
   ``min_gain_per_label`` per labeled example (Δmetric / Δlabels, round over round, on the same
   evaluation rows: :func:`metric_gain`).
 * :func:`stabilizing_predictions` - Cohen's kappa between the predictions of successive models
-  on a fixed random *stop set* stayed at or above ``kappa_threshold`` for ``patience`` comparisons.
+  on a fixed random *stop set* stayed at or above ``kappa_threshold`` for ``patience`` comparisons;
+  a model is compared with the one before it only where it was trained on more labels (a round
+  that added none retrains on the same labels, and its agreement tells nothing).
 * :func:`budget_spent` - the labels used reached the budget.
 
 References
@@ -147,25 +149,44 @@ def diminishing_returns(history: Sequence[dict], *, metric: str = "accuracy", pa
     return Verdict("diminishing_returns", bool(stop), reason, evidence)
 
 
-def stabilizing_predictions(stop_set_predictions: Sequence[np.ndarray], *, kappa_threshold: float = 0.99,
-                            patience: int = 3) -> Verdict:
-    """Stop when successive models agree on the stop set (Bloodgood and Vijay-Shanker 2009).
+def stabilizing_predictions(stop_set_predictions: Sequence[np.ndarray], *, labels: Sequence[int] | None = None,
+                            kappa_threshold: float = 0.99, patience: int = 3) -> Verdict:
+    """Stop when successive models, each trained on more labels, agree on the stop set.
 
     Parameters
     ----------
     stop_set_predictions : sequence of ndarray of shape (n_stop,)
         Each round's predicted classes on the same stop set, oldest first.
+    labels : sequence of int, optional
+        The training labels of each of those models.  A model is compared with the one just
+        before it only where it was trained on more labels; a round that added none (its batch
+        skipped or not yet labeled) is skipped, as :func:`diminishing_returns` skips it.  None:
+        every successive pair is compared.
     kappa_threshold : float
         The paper uses 0.99.
     patience : int
-        How many successive kappas (the paper's window is 3) must all reach the threshold (>=).
+        How many of those kappas, the latest ones (the paper's window is 3), must all reach the
+        threshold (>=).
+
+    Notes
+    -----
+    Bloodgood and Vijay-Shanker (2009) compare the models of successive active-learning
+    iterations, each trained on the labels of one more batch: two models trained on the same
+    labels agree by construction, which is no sign that more labels stopped changing the model.
+    O(n_stop) per pair.
     """
     patience = check_int("patience", patience, 1)
-    kappas = [cohen_kappa(a, b) for a, b in zip(stop_set_predictions[:-1], stop_set_predictions[1:])]
+    n = len(stop_set_predictions)
+    if labels is not None and len(labels) != n:
+        raise ConfigError(f"Expected one training-label count per stop-set prediction ({n}). Got {len(labels)}.")
+    pairs = [i for i in range(1, n) if labels is None or int(labels[i]) > int(labels[i - 1])]
+    kappas = [cohen_kappa(stop_set_predictions[i - 1], stop_set_predictions[i]) for i in pairs]
     recent = kappas[-patience:]
-    evidence = {"kappas": recent, "threshold": kappa_threshold, "window": patience}
+    evidence = {"kappas": recent, "threshold": kappa_threshold, "window": patience,
+                "pairs_without_new_labels": max(n - 1, 0) - len(pairs)}
     if len(recent) < patience:
-        return Verdict("stabilizing_predictions", False, f"{len(recent)} of {patience} model comparisons so far", evidence)
+        return Verdict("stabilizing_predictions", False, f"{len(recent)} of {patience} comparisons of a model with one trained on "
+                       "fewer labels so far", evidence)
     stop = all(k >= kappa_threshold for k in recent)
     reason = (f"kappa >= {kappa_threshold} for the last {patience} model pairs (min {min(recent):.4f})" if stop
               else f"kappa {min(recent):.4f} < {kappa_threshold} within the last {patience} model pairs")
@@ -184,7 +205,7 @@ def budget_spent(history: Sequence[dict], *, budget: int | None = None) -> Verdi
 
 def check_stopping(history: Sequence[dict], stop_set_predictions: Sequence[np.ndarray] = (), *, metric: str = "accuracy",
                    target: float | None = None, patience: int = 3, min_gain_per_label: float = 1e-4,
-                   kappa_threshold: float = 0.99, budget: int | None = None) -> dict:
+                   kappa_threshold: float = 0.99, budget: int | None = None, prediction_labels: Sequence[int] | None = None) -> dict:
     """Run every rule.
 
     Parameters
@@ -204,6 +225,10 @@ def check_stopping(history: Sequence[dict], stop_set_predictions: Sequence[np.nd
     kappa_threshold : float, default 0.99
     budget : int, optional
         Stop once this many labels are used; None: the rule never stops.
+    prediction_labels : sequence of int, optional
+        The training labels of the model behind each of ``stop_set_predictions``: only a model
+        trained on more labels than the one before it is compared with it
+        (:func:`stabilizing_predictions`).  None: every successive pair.
 
     Returns
     -------
@@ -213,12 +238,13 @@ def check_stopping(history: Sequence[dict], stop_set_predictions: Sequence[np.nd
     Raises
     ------
     ConfigError
-        An unknown ``metric``, or ``patience`` < 1.
+        An unknown ``metric``, ``patience`` < 1, or not one ``prediction_labels`` per prediction.
     """
     verdicts = [
         target_reached(history, metric=metric, target=target),
         diminishing_returns(history, metric=metric, patience=patience, min_gain_per_label=min_gain_per_label),
-        stabilizing_predictions(list(stop_set_predictions), kappa_threshold=kappa_threshold, patience=patience),
+        stabilizing_predictions(list(stop_set_predictions), labels=prediction_labels, kappa_threshold=kappa_threshold,
+                                patience=patience),
         budget_spent(history, budget=budget),
     ]
     return {

@@ -12,6 +12,7 @@ from sklearn import metrics as skm
 
 from alscale.exceptions import ModelError, WorkspaceError
 from alscale.loop import _pool
+from alscale.loop.metrics import cohen_kappa
 from alscale.loop.plots import plot_composition
 from alscale.loop.report import status_rows, status_table
 from alscale.loop.rounds import load_history, run_round
@@ -315,3 +316,23 @@ def test_a_second_round_while_one_runs_is_refused_and_writes_nothing(tmp_path, b
             run_round(ws, k=30)
     assert list(ws.rounds_dir.iterdir()) == []
     assert run_round(ws)["round"] == 0  # free again once it ends
+
+
+def test_rounds_that_add_no_labels_do_not_count_as_stabilizing_predictions(tmp_path, blob_pool, ray_local):
+    """Batches skipped three times: rounds 2-4 retrained on round 1's labels, and identical models used to say "stop"."""
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, label_column="label",
+                          settings={"eval_size": 60, "stop_set_size": 50, "initial_size": 12, "batch_size": 10})
+    run_round(ws)
+    ws.record_labels(_oracle(ws, _batch_ids(ws, 0)))
+    run_round(ws, actors=1)
+    for number in (1, 2, 3):  # the annotators skip every task of the batch
+        ws.record_labels([{"id": i, "label": None, "status": "skipped", "source": "t"} for i in _batch_ids(ws, number)])
+        record = run_round(ws, actors=1)
+    rule = record["stopping"]["rules"][2]
+    assert record["round"] == 4 and record["labels"] == 12
+    assert not rule["stop"] and rule["evidence"]["kappas"] == [] and rule["evidence"]["pairs_without_new_labels"] == 3
+    # labels again: round 5's model is compared with round 4's, the latest trained on fewer labels
+    ws.record_labels(_oracle(ws, _batch_ids(ws, 4)))
+    record = run_round(ws, actors=1)
+    before, after = (np.load(ws.path / f"rounds/{n:03d}/stop_predictions.npy") for n in (4, 5))
+    assert record["stopping"]["rules"][2]["evidence"]["kappas"] == pytest.approx([cohen_kappa(before, after)])

@@ -100,6 +100,25 @@ def test_stabilizing_predictions_kappa_window():
     assert not v.stop
 
 
+def test_stabilizing_predictions_compares_only_models_trained_on_more_labels():
+    """Rounds that added no labels retrain on the same labels: their models agree by construction."""
+    rng = np.random.default_rng(1)
+    first = rng.integers(0, 3, 200)
+    same = [first.copy() for _ in range(4)]  # one model, retrained three times on the same 60 labels
+    v = stabilizing_predictions(same, labels=[60, 60, 60, 60], kappa_threshold=0.99, patience=3)
+    assert not v.stop and v.evidence["kappas"] == [] and v.evidence["pairs_without_new_labels"] == 3
+    assert v.reason == "0 of 3 comparisons of a model with one trained on fewer labels so far"
+    grown = same + [first.copy(), first.copy()]
+    v = stabilizing_predictions(grown, labels=[60, 60, 60, 60, 100, 140], kappa_threshold=0.99, patience=3)
+    assert not v.stop and v.evidence["kappas"] == [1.0, 1.0]
+    v = stabilizing_predictions(grown + [first.copy()], labels=[60, 60, 60, 60, 100, 140, 180], kappa_threshold=0.99, patience=3)
+    assert v.stop and v.evidence["kappas"] == [1.0, 1.0, 1.0]
+    out = check_stopping(_history([60, 60, 60, 60], [0.5] * 4), same, prediction_labels=[60, 60, 60, 60])
+    assert not out["stop"]
+    with pytest.raises(ConfigError, match=r"Expected one training-label count per stop-set prediction \(4\). Got 3."):
+        stabilizing_predictions(same, labels=[60, 60, 60])
+
+
 def test_budget_and_check_stopping():
     h = _history([100, 200], [0.5, 0.6])
     assert budget_spent(h, budget=200).stop
