@@ -263,6 +263,9 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
         is written.
     PoolExhaustedError
         A batch larger than the pool's selectable rows, before the round's folder exists.
+    ModelError, ModelContractError
+        A model that is not ONNX, names other classes than the round's or cannot score the
+        pool's rows, before the round's folder exists.
     WorkspaceError, LabelError, ModelContractError, ConfigError
         With nothing of the round recorded as complete; a WorkspaceError, before the round's
         folder exists, where the budget is spent and the latest round trained on as many labels.
@@ -315,6 +318,8 @@ def _run_round(ws: Workspace, model, strategy: str | None, k: int | None, seed: 
         available = _pool.pool_dataset(ws.config["pool"]).count_rows() - len(ws.excluded_ids())
         if k > available:
             raise PoolExhaustedError(available, k)
+    if model is not None and len(train_ids):
+        _check_round_model(ws, model, train_ids, train_labels)  # before the round's folder exists, or a warning is logged
     out_dir.mkdir(parents=True, exist_ok=True)
     ws.evaluation_batch()  # a workspace made before it had one gets it here
     _check_resumed_inputs(out_dir, number, _round_inputs(ws, train_ids, train_labels, model=model, strategy=strategy, k=k, seed=seed))
@@ -454,6 +459,33 @@ def _check_resumed_inputs(out_dir: pathlib.Path, number: int, inputs: dict) -> N
             f"to finish it; or delete {str(out_dir)!r} to start the round over.")
 
 
+def _check_round_model(ws: Workspace, model, train_ids: np.ndarray, train_labels) -> None:
+    """Refuse a model the round cannot use: other classes than the round's, or rows it cannot score.
+
+    Runs before the round's folder exists, so bad input writes nothing and logs nothing.
+
+    Parameters
+    ----------
+    ws : Workspace
+    model : path
+        The round's model (``--model``, or the workspace's).
+    train_ids : ndarray of shape (n,)
+        The training ids; the first one's features go through the model (feature width, outputs).
+    train_labels : sequence of length n
+
+    Raises
+    ------
+    ModelError
+        The file is not an ONNX model.
+    ModelContractError
+        Its classes are not the round's, in order, or it cannot score the pool's rows.
+    """
+    check_model_classes(model_classes(model), _round_classes(ws, train_labels), train_labels, path=model)
+    _, X_one = _pool.read_features(ws.config["pool"], np.asarray(train_ids)[:1], id_column=ws.config["id_column"],
+                                   features=_feature_columns(ws))
+    predict_onnx(model, X_one)
+
+
 def _model_round(ws: Workspace, out_dir: pathlib.Path, train_ids, train_labels, *, model, strategy, k, seed, actors) -> dict:
     s = ws.settings
     eval_ids, eval_labels = _evaluation_rows(ws)  # read once: the classes and the metrics see the same labels
@@ -467,12 +499,8 @@ def _model_round(ws: Workspace, out_dir: pathlib.Path, train_ids, train_labels, 
     except KeyError as exc:
         raise LabelError(f"Expected training labels among the classes {classes}. Got {exc.args[0]!r}.") from None
 
-    if model is not None:
-        check_model_classes(model_classes(model), classes, train_labels, path=model)
+    if model is not None:  # checked by _check_round_model before the round's folder was made
         if not model_path.is_file():
-            # fail before the round keeps the model: one training row through it (feature width, outputs)
-            _, X_one = _pool.read_features(ws.config["pool"], np.asarray(train_ids)[:1], id_column=id_column, features=features)
-            predict_onnx(model, X_one)
             tmp = model_path.with_suffix(".onnx.tmp")
             shutil.copyfile(model, tmp)
             tmp.replace(model_path)

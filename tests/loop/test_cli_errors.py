@@ -277,3 +277,20 @@ def test_status_shows_the_history_while_the_pool_is_away(tmp_path, blob_pool):
     code, out = _run("status", ws.path)
     assert code == 0 and "labels of column 'label' not counted, the pool is not readable now: Expected Parquet files" in out, out
     assert "(no rounds yet: run `alscale round`)" in out
+
+
+def test_a_round_given_a_file_that_is_no_model_says_one_line_and_writes_nothing(tmp_path, blob_pool, ray_local, caplog):
+    """It used to log the unanswered-batch warning, write rounds/002/inputs.json, then fail on the model."""
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, label_column="label",
+                          settings={"eval_size": 50, "stop_set_size": 50, "initial_size": 12, "batch_size": 10})
+    assert _run("round", ws.path)[0] == 0
+    seed = pq.read_table(ws.path / "rounds/000/batch/batch.parquet").column("id").to_pylist()
+    ws.record_labels([{"id": i, "label": i % 3, "source": "t"} for i in seed])
+    assert _run("round", ws.path, "--actors", 1)[0] == 0  # round 1; its batch is left unlabeled
+    text = tmp_path / "hostname"
+    text.write_text("not a model\n")
+    with caplog.at_level("WARNING", logger="alscale.loop.rounds"):
+        code, out = _run("round", ws.path, "--model", text)
+    assert code == 2 and _one_line_error(out) and "Cannot read the ONNX model" in out, out
+    assert "nor pending" not in caplog.text  # the warning a round logs once it starts
+    assert not (ws.path / "rounds/002").exists()
