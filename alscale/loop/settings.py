@@ -156,18 +156,19 @@ def resolve_classes(classes, column_values: list | None, label_column: str | Non
         The label column's distinct values (None without a label column).
     label_column : str or None
     model : path or None
-        The workspace's own model, whose ``alscale.classes`` must be these, in order.
+        The workspace's own model, which must name its classes (``alscale.classes`` metadata, or
+        a skl2onnx classifier's class labels): these, in order, where there are classes.
 
     Raises
     ------
     ConfigError
         No class, classes named twice, or label-column values outside the classes.
     ModelContractError
-        The model names other classes.
+        The model names no classes, or other ones.
     """
     import numpy as np
 
-    from alscale.exceptions import ConfigError, ModelContractError, ModelError
+    from alscale.exceptions import ConfigError
 
     if classes is None and column_values is not None:
         classes = sorted(column_values, key=lambda v: (str(type(v)), v))
@@ -182,18 +183,24 @@ def resolve_classes(classes, column_values: list | None, label_column: str | Non
             more = f" (and {len(outside) - 1} other value(s) outside them)" if len(outside) > 1 else ""
             raise ConfigError(f"Expected the values of label column {label_column!r} among the classes {classes}. "
                               f"Got {outside[0]!r}{more}; give every class, or leave the classes out to take them from the column.")
-    if model is not None and classes is not None:
-        from alscale.loop.train import check_model_classes, model_classes
-
-        try:
-            found = model_classes(model)  # what rounds check the model with
-        except ModelContractError:  # readable, but its class metadata is not a list of names: said now
-            raise
-        except ModelError:  # not readable as ONNX (yet): the first round that uses it says so
-            found = None
-        if found is not None:  # a model without class names is not judged here
-            check_model_classes(found, classes, path=model)
+    if model is not None:
+        _check_model_class_names(model, classes)
     return classes
+
+
+def _check_model_class_names(model, classes: list | None) -> None:
+    """Refuse the workspace's model where it names no classes, or other ones than ``classes`` (None: any names)."""
+    from alscale.exceptions import ModelContractError, ModelError
+    from alscale.loop.train import check_model_classes, model_classes
+
+    try:
+        found = model_classes(model)  # what rounds check the model with
+    except ModelContractError:  # readable, but its class names or outputs are not what rounds need: said now
+        raise
+    except ModelError:  # not readable as ONNX (yet): the first round that uses it says so
+        return
+    if found is None or classes is not None:  # without a class list, rounds compare its names with the labels seen
+        check_model_classes(found, () if classes is None else classes, path=model)
 
 
 def _unknown_settings_message(settings: Mapping, what: str, where: str = "") -> str | None:

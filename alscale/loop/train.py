@@ -38,7 +38,10 @@ the penultimate embedding, and pass it to ``alscale round --model``::
     onnx.save(m, "model.onnx")
 
 The class names must equal the workspace's classes, in output order; a mismatch is refused
-with a :class:`~alscale.exceptions.ModelContractError`.
+with a :class:`~alscale.exceptions.ModelContractError`.  A scikit-learn classifier exported with
+skl2onnx (``to_onnx(model, X, options={'zipmap': False})``) needs no metadata: its class labels
+are read from the graph, as ``alscale inspect-model`` shows them.  A model naming no classes is
+refused when the workspace is created with it, or at the round given it.
 """
 
 from __future__ import annotations
@@ -171,18 +174,23 @@ def export_model(estimator, path) -> pathlib.Path:
 
 
 def model_classes(path) -> list | None:
-    """Class names from an ONNX model's ``alscale.classes`` metadata (None if absent).
+    """Class names of an ONNX model, in output order; None where it names none.
+
+    Its ``alscale.classes`` metadata as written (names keep their JSON type), else the names
+    :func:`alscale.model.contract.inspect_model` finds (skl2onnx's class labels, as text), which
+    ``alscale inspect-model`` shows.
 
     Raises
     ------
     ModelError
         The file is not an ONNX model.
     ModelContractError
-        The metadata is not a JSON list of distinct class names.
+        The metadata is not a JSON list of distinct class names, or (without it) the model
+        breaks the output contract.
     """
     import onnx
 
-    from alscale.model.contract import parse_class_names
+    from alscale.model.contract import inspect_model, parse_class_names
 
     try:
         model = onnx.load(str(path), load_external_data=False)
@@ -191,11 +199,23 @@ def model_classes(path) -> list | None:
     for prop in model.metadata_props:
         if prop.key == "alscale.classes":
             return parse_class_names(prop.value, path)
-    return None
+    contract = inspect_model(path)
+    return list(contract.classes) if contract.class_names_found else None
 
 
 def check_model_classes(model_cls: Sequence | None, classes: Sequence, labels: Sequence = (), *, path=None) -> None:
-    """Refuse a model whose classes are not the workspace's, in the same order.
+    """Refuse a model without class names, or whose classes are not the workspace's, in the same order.
+
+    Parameters
+    ----------
+    model_cls : sequence or None
+        The model's class names (:func:`model_classes`).
+    classes : sequence
+        The workspace's (or round's) classes; compared as text.
+    labels : sequence, optional
+        Training labels, to name those the model has no output for.
+    path : str or path, optional
+        The model, for the message.
 
     Raises
     ------
@@ -203,7 +223,9 @@ def check_model_classes(model_cls: Sequence | None, classes: Sequence, labels: S
     """
     where = f" {path}" if path else ""
     if model_cls is None:
-        raise ModelContractError(f"Expected class names (metadata 'alscale.classes') in the model{where}. Got none.")
+        raise ModelContractError(
+            f"Expected class names in the model{where} (metadata 'alscale.classes', or a skl2onnx classifier's class labels). "
+            "Got none; add them in output order: onnx.helper.set_model_props(m, {'alscale.classes': json.dumps(class_names)}).")
     got, want = [str(c) for c in model_cls], [str(c) for c in classes]
     if got != want:
         unknown = sorted({str(v) for v in labels} - set(got))

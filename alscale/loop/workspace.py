@@ -119,8 +119,9 @@ class Workspace:
         model : str or path, optional
             An ONNX model file that every round uses instead of the built-in trainer, for teams
             that train their own model: write the retrained model to the same path between
-            rounds (``run_round(model=...)`` overrides it for one round).  Its class names, where
-            it has them, must be the workspace's classes, in order.
+            rounds (``run_round(model=...)`` overrides it for one round).  It must name its
+            classes (metadata ``alscale.classes``, or a skl2onnx classifier's class labels): the
+            workspace's classes, in order, where it has a class list.
         id_column : str
         label_column : str, optional
             An oracle label column in the pool (simulation, or a pool that is partly labeled).
@@ -146,7 +147,7 @@ class Workspace:
             a hint column without the 'hint' initial method), a missing column, values of
             ``label_column`` outside ``classes``, or an evaluation set larger than the pool.
         ModelContractError
-            ``model`` names classes (metadata ``alscale.classes``) other than the workspace's.
+            ``model`` names no classes, or other ones than the workspace's.
         """
         from alscale.config import check_path
         from alscale.exceptions import ConfigError

@@ -51,6 +51,9 @@ class ModelContract:
     embedding_dim : int or None
     outputs : tuple of (name, type, shape)
         Every output, for ``inspect-model``.
+    class_names_found : bool
+        Whether the model names its classes (``alscale.classes`` metadata, or skl2onnx's class
+        labels); False: ``classes`` are the output indices.
     """
 
     path: str
@@ -65,6 +68,7 @@ class ModelContract:
     embedding_output: str | None
     embedding_dim: int | None
     outputs: tuple[tuple[str, str, tuple], ...] = field(default=())
+    class_names_found: bool = True
 
     def to_dict(self) -> dict:
         return {
@@ -171,7 +175,8 @@ def parse_class_names(value: str, path: Path | str) -> list:
     return names
 
 
-def _class_names(session: ort.InferenceSession, path: Path | str, n_classes: int, data: bytes | None = None) -> tuple[str, ...]:
+def _class_names(session: ort.InferenceSession, path: Path | str, n_classes: int, data: bytes | None = None) -> tuple[str, ...] | None:
+    """The model's ``n_classes`` class names: its ``alscale.classes`` metadata, else skl2onnx's class labels; None if neither."""
     meta = session.get_modelmeta().custom_metadata_map
     if "alscale.classes" in meta:
         names = parse_class_names(meta["alscale.classes"], path)
@@ -183,7 +188,8 @@ def _class_names(session: ort.InferenceSession, path: Path | str, n_classes: int
         model = onnx.load_from_string(data) if data is not None else onnx.load(str(path), load_external_data=False)
         for node in model.graph.node:
             for attr in node.attribute:
-                if attr.name == "classlabels_int64s" and len(attr.ints) == n_classes:
+                # LinearClassifier names its integer labels classlabels_ints, the tree and SVM classifiers classlabels_int64s
+                if attr.name in ("classlabels_ints", "classlabels_int64s") and len(attr.ints) == n_classes:
                     return tuple(str(v) for v in attr.ints)
                 if attr.name == "classlabels_strings" and len(attr.strings) == n_classes:
                     return tuple(v.decode() for v in attr.strings)
@@ -191,9 +197,9 @@ def _class_names(session: ort.InferenceSession, path: Path | str, n_classes: int
             if init.name.startswith("classes") and init.dims and init.dims[0] == n_classes:
                 values = onnx.numpy_helper.to_array(init)
                 return tuple(str(v.decode() if isinstance(v, bytes) else v) for v in values.tolist())
-    except Exception:  # class names are a nicety; fall back to indices
+    except Exception:  # class names are a nicety; the caller falls back to indices
         pass
-    return tuple(str(i) for i in range(n_classes))
+    return None
 
 
 def inspect_model(
@@ -310,6 +316,7 @@ def inspect_model(
         emb_dim = _dim(emb.shape[1]) if emb is not None else None
     if n_classes < 2:
         raise ModelContractError(f"Output {class_out.name!r} must have >= 2 classes. Got {n_classes}.")
+    names = _class_names(session, path, n_classes, data)
     return ModelContract(
         path=str(path),
         sha256=hashlib.sha256(data).hexdigest() if data is not None else sha256_file(path),
@@ -319,10 +326,11 @@ def inspect_model(
         class_output=class_out.name,
         output_kind=kind,
         n_classes=n_classes,
-        classes=_class_names(session, path, n_classes, data),
+        classes=tuple(str(i) for i in range(n_classes)) if names is None else names,
         embedding_output=emb.name if emb is not None else None,
         embedding_dim=emb_dim,
         outputs=described,
+        class_names_found=names is not None,
     )
 
 

@@ -336,3 +336,31 @@ def test_rounds_that_add_no_labels_do_not_count_as_stabilizing_predictions(tmp_p
     record = run_round(ws, actors=1)
     before, after = (np.load(ws.path / f"rounds/{n:03d}/stop_predictions.npy") for n in (4, 5))
     assert record["stopping"]["rules"][2]["evidence"]["kappas"] == pytest.approx([cohen_kappa(before, after)])
+
+
+def test_a_skl2onnx_model_serves_the_rounds_with_the_classes_inspect_model_reads(tmp_path, blob_pool, ray_local):
+    """README's export (zipmap off) has no 'alscale.classes' metadata: init took it, and every round refused it."""
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    from alscale.exceptions import ModelContractError
+    from alscale.model.contract import inspect_model
+
+    X, y = _pool.read_features(blob_pool, np.arange(300))[1], np.repeat(np.arange(3), 100)
+    clf = LogisticRegression(max_iter=300).fit(X[::7], y[::7])
+    skl = tmp_path / "skl.onnx"
+    skl.write_bytes(to_onnx(clf, X[:1], options={"zipmap": False}, target_opset=17).SerializeToString())
+    contract = inspect_model(skl)  # LinearClassifier's classlabels_ints, which inspect-model used to skip for indices
+    assert contract.classes == ("0", "1", "2") and contract.class_names_found
+    with pytest.raises(ModelContractError, match=r"Expected the model .*skl.onnx to have classes \['2', '1', '0'\]. Got \['0', '1', '2'\]."):
+        Workspace.create(tmp_path / "other", pool=blob_pool, label_column="label", classes=[2, 1, 0], model=skl)
+    assert not (tmp_path / "other").exists()
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, label_column="label", model=skl,
+                          settings={"eval_size": 60, "stop_set_size": 50, "initial_size": 12, "batch_size": 10})
+    run_round(ws)
+    ws.record_labels(_oracle(ws, _batch_ids(ws, 0)))
+    r1 = run_round(ws, actors=1)
+    assert r1["trainer"] == "external" and r1["selected"] == 10
+    table = _pool.read_columns(blob_pool, ["label"], ids=ws.evaluation_ids())
+    pred = clf.predict(_pool.read_features(blob_pool, table.column("id").to_numpy())[1])
+    assert r1["metrics"]["accuracy"] == pytest.approx(skm.accuracy_score(table.column("label").to_pylist(), pred))

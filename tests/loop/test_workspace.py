@@ -372,7 +372,7 @@ def test_class_names_compare_as_text_with_the_label_column(tmp_path, blob_pool):
         Workspace.create(tmp_path / "ws2", pool=blob_pool, label_column="label", classes=["0", "1"], settings={"eval_size": 50})
 
 
-def test_a_model_of_other_classes_is_refused_at_create_and_one_without_class_names_is_not(tmp_path, blob_pool):
+def test_a_model_of_other_classes_or_without_class_names_is_refused_at_create(tmp_path, blob_pool):
     import onnx
 
     from alscale.exceptions import ModelContractError
@@ -388,9 +388,14 @@ def test_a_model_of_other_classes_is_refused_at_create_and_one_without_class_nam
     with pytest.raises(ModelContractError, match=r"Got \['2', '1', '0'\]"):
         _ws(tmp_path, blob_pool, model=reordered)
     unnamed = onnx.load_from_string(linear_to_onnx(np.ones((2, 4)), np.zeros(2), classes=["cat", "dog"]))
-    del unnamed.metadata_props[:]  # no class names: nothing to compare at creation
+    del unnamed.metadata_props[:]  # no class names: every round would refuse it, so creation does
     (tmp_path / "unnamed.onnx").write_bytes(unnamed.SerializeToString())
-    assert _ws(tmp_path, blob_pool, model=tmp_path / "unnamed.onnx").config["model"].endswith("unnamed.onnx")
+    for label_column in ("label", None):  # with a class list and without one
+        with pytest.raises(ModelContractError, match=r"Expected class names in the model .*unnamed.onnx .*Got none; add them in output "
+                                                     r"order: onnx.helper.set_model_props"):
+            Workspace.create(tmp_path / "ws", pool=blob_pool, label_column=label_column, model=tmp_path / "unnamed.onnx",
+                             settings={"eval_size": 50})
+        assert not (tmp_path / "ws").exists()
     same = tmp_path / "same.onnx"
     same.write_bytes(linear_to_onnx(np.ones((3, 4)), np.zeros(3), classes=[0, 1, 2]))
     assert Workspace.create(tmp_path / "ws2", pool=blob_pool, label_column="label", model=same, settings={"eval_size": 50}).classes == [0, 1, 2]
