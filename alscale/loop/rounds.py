@@ -40,7 +40,7 @@ from alscale.loop.composition import composition_report
 from alscale.loop.idbatch import id_batch_run_id, write_id_batch
 from alscale.loop.metrics import evaluate
 from alscale.loop.seedset import INITIAL_METHODS, seed_by_hint, seed_kmeans, seed_random
-from alscale.loop.settings import check_loop_strategy
+from alscale.loop.settings import check_loop_strategy, check_model_strategy
 from alscale.loop.stopping import check_stopping
 from alscale.loop.train import check_model_classes, export_model, model_classes, predict_onnx, train_model
 from alscale.loop.workspace import CONFIG_NAME, Workspace
@@ -259,8 +259,8 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
     Raises
     ------
     StrategyError
-        An unknown ``strategy``, or one that needs a committee, before anything of the round
-        is written.
+        An unknown ``strategy``, one that needs a committee, or one that needs an embedding
+        output the model has none of, before anything of the round is written.
     PoolExhaustedError
         A batch larger than the pool's selectable rows, before the round's folder exists.
     ModelError, ModelContractError
@@ -319,7 +319,8 @@ def _run_round(ws: Workspace, model, strategy: str | None, k: int | None, seed: 
         if k > available:
             raise PoolExhaustedError(available, k)
     if model is not None and len(train_ids):
-        _check_round_model(ws, model, train_ids, train_labels)  # before the round's folder exists, or a warning is logged
+        _check_round_model(ws, model, train_ids, train_labels, strategy=strategy if k else None)  # before the round's folder
+        # exists, or a warning is logged; k 0 (the budget spent): nothing is selected
     out_dir.mkdir(parents=True, exist_ok=True)
     ws.evaluation_batch()  # a workspace made before it had one gets it here
     _check_resumed_inputs(out_dir, number, _round_inputs(ws, train_ids, train_labels, model=model, strategy=strategy, k=k, seed=seed))
@@ -459,8 +460,8 @@ def _check_resumed_inputs(out_dir: pathlib.Path, number: int, inputs: dict) -> N
             f"to finish it; or delete {str(out_dir)!r} to start the round over.")
 
 
-def _check_round_model(ws: Workspace, model, train_ids: np.ndarray, train_labels) -> None:
-    """Refuse a model the round cannot use: other classes than the round's, or rows it cannot score.
+def _check_round_model(ws: Workspace, model, train_ids: np.ndarray, train_labels, *, strategy: str | None) -> None:
+    """Refuse a model the round cannot use: other classes than the round's, rows it cannot score, or no embedding for the strategy.
 
     Runs before the round's folder exists, so bad input writes nothing and logs nothing.
 
@@ -472,6 +473,8 @@ def _check_round_model(ws: Workspace, model, train_ids: np.ndarray, train_labels
     train_ids : ndarray of shape (n,)
         The training ids; the first one's features go through the model (feature width, outputs).
     train_labels : sequence of length n
+    strategy : str or None
+        The round's strategy; None where the round selects nothing.
 
     Raises
     ------
@@ -479,11 +482,15 @@ def _check_round_model(ws: Workspace, model, train_ids: np.ndarray, train_labels
         The file is not an ONNX model.
     ModelContractError
         Its classes are not the round's, in order, or it cannot score the pool's rows.
+    StrategyError
+        The strategy needs an embedding output and the model has none.
     """
     check_model_classes(model_classes(model), _round_classes(ws, train_labels), train_labels, path=model)
     _, X_one = _pool.read_features(ws.config["pool"], np.asarray(train_ids)[:1], id_column=ws.config["id_column"],
                                    features=_feature_columns(ws))
     predict_onnx(model, X_one)
+    if strategy is not None:
+        check_model_strategy(model, strategy)
 
 
 def _model_round(ws: Workspace, out_dir: pathlib.Path, train_ids, train_labels, *, model, strategy, k, seed, actors) -> dict:

@@ -12,7 +12,8 @@ import numbers
 import pathlib
 from collections.abc import Mapping
 
-__all__ = ["DEFAULT_SETTINGS", "check_loop_settings", "check_loop_strategy", "check_stored_settings", "merge_settings", "resolve_classes"]
+__all__ = ["DEFAULT_SETTINGS", "check_loop_settings", "check_loop_strategy", "check_model_strategy", "check_stored_settings", "merge_settings",
+           "resolve_classes"]
 
 DEFAULT_SETTINGS = {
     "eval_size": None,  # None: default_eval_size(n_pool); an int count, or a float fraction in (0, 1)
@@ -58,6 +59,40 @@ def check_loop_strategy(name: str) -> None:
     if get_strategy(name).needs_committee:
         raise StrategyError(f"Expected a strategy for one model: each round of the loop selects with one. "
                             f"Got {name!r}, which needs a committee of models.")
+
+
+def check_model_strategy(model, name: str) -> None:
+    """Refuse a model that lacks the embedding output a strategy selects with (badge, coreset, cluster-margin).
+
+    The rounds' selection finds the embedding by its output name, as ``alscale inspect-model``
+    shows it; checked at ``init`` and before a round's folder exists, not at the selection.
+
+    Parameters
+    ----------
+    model : path
+        An ONNX model file.
+    name : str
+        A strategy name (checked already: :func:`check_loop_strategy`).
+
+    Raises
+    ------
+    StrategyError
+        The strategy needs an embedding output and the model has none.
+    ModelError, ModelContractError
+        The model cannot be read, or breaks the output contract (only looked at for such a strategy).
+    """
+    from alscale.exceptions import StrategyError
+    from alscale.model.contract import EMBEDDING_NAMES, inspect_model
+    from alscale.strategies import get_strategy
+
+    if not get_strategy(name).needs_embedding:
+        return
+    contract = inspect_model(model)
+    if contract.embedding_output is None:
+        raise StrategyError(
+            f"Strategy {name!r} needs an embedding output; model {contract.path!r} has none among {[o[0] for o in contract.outputs]}. "
+            f"Export its penultimate layer (n, h) as an output named one of {list(EMBEDDING_NAMES)}, or choose a strategy "
+            "without one (--strategy margin).")
 
 
 def check_loop_settings(settings: dict) -> None:

@@ -52,7 +52,7 @@ from alscale.loop.labellog import (
     record_key,
     warn_of_disagreements,
 )
-from alscale.loop.settings import DEFAULT_SETTINGS, check_stored_settings, merge_settings, resolve_classes
+from alscale.loop.settings import DEFAULT_SETTINGS, check_model_strategy, check_stored_settings, merge_settings, resolve_classes
 from alscale.manifest import Manifest
 
 __all__ = ["CONFIG_NAME", "SCHEMA_VERSION", "Workspace"]
@@ -148,6 +148,8 @@ class Workspace:
             ``label_column`` outside ``classes``, or an evaluation set larger than the pool.
         ModelContractError
             ``model`` names no classes, or other ones than the workspace's.
+        StrategyError
+            The strategy needs an embedding output (badge, coreset, cluster-margin) and ``model`` has none.
         """
         from alscale.config import check_path
         from alscale.exceptions import ConfigError
@@ -189,6 +191,8 @@ class Workspace:
         if label_column:
             column_values = [v for v in dataset.to_table(columns=[label_column]).column(label_column).unique().to_pylist() if v is not None]
         classes = resolve_classes(classes, column_values, label_column, model)
+        if model is not None:
+            check_model_strategy(model, merged["strategy"])  # found at the first selection, every round would fail there
 
         n_pool = len(ids)
         eval_n = default_eval_size(n_pool) if merged["eval_size"] is None else resolve_size(merged["eval_size"], n_pool, name="eval_size")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -294,3 +295,26 @@ def test_a_round_given_a_file_that_is_no_model_says_one_line_and_writes_nothing(
     assert code == 2 and _one_line_error(out) and "Cannot read the ONNX model" in out, out
     assert "nor pending" not in caplog.text  # the warning a round logs once it starts
     assert not (ws.path / "rounds/002").exists()
+
+
+def test_a_strategy_that_needs_an_embedding_is_refused_for_a_model_without_one(tmp_path, blob_pool):
+    """init used to take it, and each round copied the model, evaluated it and wrote its state before the selection failed."""
+    from alscale.model.export import linear_to_onnx
+
+    model = tmp_path / "m.onnx"  # probabilities only
+    model.write_bytes(linear_to_onnx(np.ones((3, 4)), np.zeros(3), classes=[0, 1, 2], embedding=False))
+    hint = "needs an embedding output; model .*m.onnx' has none among \\[.*'probabilities'.*\\]. Export its penultimate layer"
+    code, out = _run("init", tmp_path / "ws", "--pool", blob_pool, "--label-column", "label", "--model", model, "--strategy", "badge")
+    assert code == 2 and _one_line_error(out) and "Strategy 'badge'" in out and "'embedding'" in out, out
+    assert re.search(hint, out) and not (tmp_path / "ws").exists()
+    code, out = _run("init", tmp_path / "ws", "--pool", blob_pool, "--label-column", "label", "--model", model, "--eval-size", 50,
+                     "--initial", 12)
+    assert code == 0, out
+    assert _run("round", tmp_path / "ws")[0] == 0  # the seed set, chosen without a model
+    ws = Workspace.open(tmp_path / "ws")
+    seed = pq.read_table(ws.path / "rounds/000/batch/batch.parquet").column("id").to_pylist()
+    ws.record_labels([{"id": i, "label": i % 3, "source": "t"} for i in seed])
+    for strategy in ("coreset", "cluster-margin"):
+        code, out = _run("round", ws.path, "--strategy", strategy)
+        assert code == 2 and _one_line_error(out) and f"Strategy {strategy!r} needs an embedding output" in out, out
+    assert not (ws.path / "rounds/001").exists()
