@@ -246,7 +246,8 @@ def predict_onnx(path, X: np.ndarray, *, batch_size: int = 8192) -> tuple[np.nda
     Returns
     -------
     probs : ndarray of shape (n, c), float64
-        Softmax of ``logits`` when the model has no ``probabilities`` output.
+        The class output :func:`alscale.model.contract.inspect_model` finds (softmax applied to
+        logits), as ``alscale select`` reads it.
     embedding : ndarray of shape (n, h) or None
 
     Raises
@@ -254,15 +255,15 @@ def predict_onnx(path, X: np.ndarray, *, batch_size: int = 8192) -> tuple[np.nda
     ModelError
         ``path`` is not a path, or the model cannot be loaded.
     ModelContractError
-        The model has no ``probabilities``/``logits`` output, or cannot score ``X`` (a
-        feature width it does not take).
+        The model has no probabilities or logits output, or cannot score ``X`` (a feature
+        width it does not take).
     ConfigError
         ``batch_size`` is not an int >= 1.
     """
     import onnxruntime as ort
 
     from alscale.config import check_int, check_path
-    from alscale.model.contract import error_detail
+    from alscale.model.contract import error_detail, inspect_model
 
     path = check_path("path", path, ModelError)
     batch_size = check_int("batch_size", batch_size, 1)
@@ -274,11 +275,8 @@ def predict_onnx(path, X: np.ndarray, *, batch_size: int = 8192) -> tuple[np.nda
         sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"Cannot load the ONNX model {path}: {exc}") from None
-    names = [o.name for o in sess.get_outputs()]
-    cls_out = "probabilities" if "probabilities" in names else "logits" if "logits" in names else None
-    if cls_out is None:
-        raise ModelContractError(f"Expected an output 'probabilities' or 'logits' in {path}. Got {names}.")
-    wanted = [cls_out] + (["embedding"] if "embedding" in names else [])
+    contract = inspect_model(path)  # the outputs select uses: probabilities or logits, and the embedding, by any of their names
+    wanted = [contract.class_output] + ([contract.embedding_output] if contract.embedding_output else [])
     input_name = sess.get_inputs()[0].name
     X = np.asarray(X, dtype=np.float32)
 
@@ -292,7 +290,7 @@ def predict_onnx(path, X: np.ndarray, *, batch_size: int = 8192) -> tuple[np.nda
 
     outs = [run(X[i:i + batch_size]) for i in range(0, len(X), batch_size)] or [run(X[:0])]
     scores = np.concatenate([o[0] for o in outs]).astype(np.float64)
-    if cls_out == "logits":
+    if contract.output_kind == "logits":
         scores = np.exp(scores - scores.max(axis=1, keepdims=True))
         scores /= scores.sum(axis=1, keepdims=True)
     emb = np.concatenate([o[1] for o in outs]) if len(wanted) > 1 else None

@@ -114,3 +114,28 @@ def test_seed_by_hint_spreads():
     chosen = seed_by_hint(ids, hints, 12, seed=3)
     got = np.array(hints)[chosen]
     assert sorted((v, int((got == v).sum())) for v in "abc") == [("a", 5), ("b", 5), ("c", 2)]
+
+
+@pytest.mark.parametrize(("output", "class_name", "embedding_name"), [("probabilities", "probs", "penultimate"), ("logits", "logit", "hidden")])
+def test_predict_onnx_finds_the_outputs_select_finds_under_their_other_names(tmp_path, output, class_name, embedding_name):
+    import onnx
+
+    from alscale.model.export import mlp_to_onnx
+    from tests.conftest import mlp_weights
+
+    w, b = mlp_weights(3)
+    m = onnx.load_from_string(mlp_to_onnx(w, b, output=output))
+    renames = {output: class_name, "embedding": embedding_name}
+    for node in m.graph.node:
+        node.output[:] = [renames.get(o, o) for o in node.output]
+    for out in m.graph.output:
+        out.name = renames.get(out.name, out.name)
+    path = tmp_path / "renamed.onnx"
+    onnx.save(m, path)
+    X = np.random.default_rng(0).normal(size=(20, w[0].shape[0])).astype(np.float32)
+    probs, emb = predict_onnx(path, X)
+    hidden = np.maximum(X @ w[0] + b[0], 0)  # independent reference: the same MLP in numpy
+    logits = hidden @ w[1] + b[1]
+    ref = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(probs, ref / ref.sum(1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(emb, hidden, atol=1e-5)
