@@ -25,15 +25,16 @@ with a Gaussian R of ``m / C`` columns) searched with FAISS ``IndexFlatL2``; the
 reseeding is always exact.
 
 Any sharding gives the same batch only if every per-row quantity is a function of the row and
-the candidates alone.  BLAS and FAISS round as the shape of the call has them (a shard of 7 rows
-got other bits than the same rows in a large one; rows copied from one another then chose their
-nearest among identical candidates by those bits), so every product over rows, the sketch's and
-the distances', is computed on blocks of one fixed shape (:func:`_row_blocks`; FAISS only for
-sketches of up to 32 dimensions, where its nearest-one search rounds a row alike wherever it sits
-in such a block, a BLAS block beyond); row norms are
-summed in a fixed order (:func:`_sum_last`); ``phi`` is summed exactly (:func:`_exact_sum`).  What
-remains: those blocks round as the machine's BLAS kernel does, so shards on CPUs with other
-kernels (AVX2 and AVX-512) can still differ in the last bits.
+the candidates alone.  BLAS and FAISS round a row's products as the shape of the call and the
+row's place in it have them (on an AVX2 OpenBLAS kernel, even inside blocks of one fixed shape),
+so their results only *search*: each row's nearest new candidate, compared with its nearest so
+far in the same search space.  The ``d2`` that sampling and ``phi`` use is then computed for that
+one candidate with elementwise operations in a fixed order (:func:`_row_dots`), which round a
+row alike wherever it sits; a row identical to a candidate gets exactly 0.  ``phi`` is summed
+exactly (:func:`_exact_sum`).  Rows drawn in one round with identical factors become one
+candidate (the smallest key), so copies are neither drawn twice nor split the weights of
+identical candidates by rounding.  What is left to rounding: a row whose two nearest candidates
+lie within a few ulps of each other in the search space may be assigned either way.
 
 References
 ----------
@@ -65,15 +66,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_CHUNK = 8192  # rows per block: every product over rows is a (_CHUNK, K) one, the last block zero-padded
+_CHUNK = 8192  # rows per block of the products over rows (bounded temporaries)
 _PAIRWISE_MAX = 6000  # candidates up to which the final k-means++ precomputes all distances
 _FILL_STREAM = 1_000_003
+_DOT_ROWS = 65536  # floats in a block of _row_dots: (_DOT_ROWS // K, K), one fixed shape for a width K
 _PHI_SHIFT = 172  # every float32 is an integer multiple of 2**-149 = 2**(-172 + 23)
-# FAISS's nearest-one search of up to 32 dimensions rounds a row alike wherever it sits in a call of
-# one shape (measured, FAISS 1.15); beyond, it does not, and a BLAS block is used instead.  Calls
-# of fewer rows than _SEARCH_ROWS take another, ten times slower path for some dimensions.
-_FAISS_MAX_DIM = 32
-_SEARCH_ROWS = 32768
 
 
 def factored_sq_distances(a: np.ndarray, h: np.ndarray, a_c: np.ndarray, h_c: np.ndarray) -> np.ndarray:
@@ -128,60 +125,64 @@ def sketch_factors(a: np.ndarray, h: np.ndarray, seed: int, kind: str, dim: int)
         u = rng.standard_normal((c, dim)).astype(np.float32)
         v = (rng.standard_normal((d, dim)) / math.sqrt(dim)).astype(np.float32)
         out = np.empty((n, dim), dtype=np.float32)
-        for s, m, block_a, block_h in _row_blocks(a, h):
-            out[s : s + m] = ((block_a @ u) * (block_h @ v))[:m]
+        for s in range(0, n, _CHUNK):
+            out[s : s + _CHUNK] = (a[s : s + _CHUNK].astype(np.float32) @ u) * (h[s : s + _CHUNK].astype(np.float32) @ v)
         return out
     mh = max(1, dim // c)
     r = (rng.standard_normal((d, mh)) / math.sqrt(mh)).astype(np.float32)
     out = np.empty((n, c * mh), dtype=np.float32)
-    for s, m, block_a, block_h in _row_blocks(a, h):
-        ha = (block_h @ r)[:m]
-        out[s : s + m] = (block_a[:m, :, None] * ha[:, None, :]).reshape(m, -1)
+    for s in range(0, n, _CHUNK):
+        ha = h[s : s + _CHUNK].astype(np.float32) @ r
+        block_a = a[s : s + _CHUNK].astype(np.float32)
+        out[s : s + _CHUNK] = (block_a[:, :, None] * ha[:, None, :]).reshape(len(ha), -1)
     return out
 
 
-def _row_blocks(*arrays: np.ndarray, rows: int = _CHUNK):
-    """``(start, n_rows, *blocks)`` for each run of ``rows`` rows of ``arrays`` (same length).
+def _row_dots(x: np.ndarray, y: np.ndarray, x_rows: np.ndarray | None = None, y_rows: np.ndarray | None = None) -> np.ndarray:
+    """``<x[x_rows[i]], y[y_rows[i]]>`` for each i, rounded as the two rows alone decide.
 
-    Each block is a float32 ``(rows, K)`` array, the last one zero-padded, so that every BLAS
-    or FAISS call over rows has one shape: their kernels, and so the rounding of a row's
-    result, follow the shape of the call, and a row's result must depend on the row alone, not
-    on the size of its shard or its place there.  The blocks are reused from one run to the next.
+    BLAS rounds a row's products as the shape of the call and the row's place in it have
+    them.  Here the rows are copied into blocks of one fixed shape (the last one zero-padded),
+    multiplied elementwise and summed along each block's contiguous rows with ``np.add.reduce``,
+    whose order of adds is fixed by the shape alone: a row's result depends on that row's
+    values, and a row with itself gives exactly what :func:`_sq_norms` gives.  The blocks stay
+    in a core's cache.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, K)
+    y : ndarray of shape (m, K)
+    x_rows, y_rows : ndarray of shape (r,), int, optional
+        Rows of ``x`` and ``y`` to pair; None: every row of ``x`` in order, and (for ``y``) the
+        same rows as ``x``'s.
+
+    Returns
+    -------
+    ndarray of shape (r,), float32
     """
-    n = len(arrays[0])
-    blocks = [np.zeros((rows, x.shape[1]), dtype=np.float32) for x in arrays]
-    for s in range(0, n, rows):
-        m = min(rows, n - s)
-        for block, x in zip(blocks, arrays):
-            block[:m] = x[s : s + m]
-            block[m:] = 0.0
-        yield (s, m, *blocks)
-
-
-def _sum_last(x: np.ndarray) -> np.ndarray:
-    """Sum over the last axis by pairwise halving, with elementwise adds only.
-
-    Unlike ``np.einsum`` or ``np.sum``, whose order of adds can follow the array's layout or
-    alignment, the order here is fixed by the length of the last axis: a row's sum depends on
-    that row's values alone.
-    """
-    while x.shape[-1] > 1:
-        half = x.shape[-1] // 2
-        head = x[..., :half] + x[..., half : 2 * half]
-        if x.shape[-1] % 2:
-            head[..., -1] += x[..., -1]
-        x = head
-    return x[..., 0]
+    count = len(x) if x_rows is None else len(x_rows)
+    out = np.empty(count, dtype=np.float32)
+    step = max(1, _DOT_ROWS // max(x.shape[1], 1))
+    bx = np.empty((step, x.shape[1]), dtype=np.float32)
+    by = np.empty_like(bx)
+    sums = np.empty(step, dtype=np.float32)
+    for s in range(0, count, step):
+        e = min(s + step, count)
+        m = e - s
+        rx = slice(s, e) if x_rows is None else x_rows[s:e]
+        bx[:m] = x[rx]
+        by[:m] = y[rx if y_rows is None else y_rows[s:e]]
+        bx[m:] = 0.0
+        by[m:] = 0.0
+        np.multiply(bx, by, out=bx)
+        np.add.reduce(bx, axis=1, out=sums)
+        out[s:e] = sums[:m]
+    return out
 
 
 def _sq_norms(a: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """``|a_i|^2 |h_i|^2`` per row, in float32, a chunk at a time (no full float32 copy of float16 factors)."""
-    out = np.empty(len(a), dtype=np.float32)
-    for s in range(0, len(a), _CHUNK):
-        a32 = a[s : s + _CHUNK].astype(np.float32, copy=False)
-        h32 = h[s : s + _CHUNK].astype(np.float32, copy=False)
-        out[s : s + _CHUNK] = _sum_last(a32 * a32) * _sum_last(h32 * h32)
-    return out
+    """``|a_i|^2 |h_i|^2`` per row, in float32 (:func:`_row_dots`; float16 factors are widened a block at a time)."""
+    return _row_dots(a, a) * _row_dots(h, h)
 
 
 def _exact_sum(x: np.ndarray) -> int | float:
@@ -203,6 +204,22 @@ def _exact_sum(x: np.ndarray) -> int | float:
 def _phi_total(parts: list) -> float:
     """The shards' :func:`_exact_sum` values added, and scaled back to a float."""
     return sum(parts) / (1 << _PHI_SHIFT)
+
+
+def _distinct_rows(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``rows`` in key order, one per distinct gradient embedding (factors equal bit for bit): the smallest key.
+
+    Copies of a row share its ``d2``, so one round can draw several; as candidates they would
+    count toward k without adding coverage.  (A copy of an earlier candidate is never drawn:
+    its ``d2`` is exactly 0.)
+    """
+    order = np.argsort(rows["key"], kind="stable")
+    a, h = rows["a"][order], rows["h"][order]
+    # + 0 makes -0.0 and 0.0 one value
+    content = np.concatenate([(a + 0).view(np.uint8).reshape(len(a), -1), (h + 0).view(np.uint8).reshape(len(h), -1)], axis=1)
+    _, first = np.unique(content, axis=0, return_index=True)
+    keep = order[np.sort(first)]
+    return {c: v[keep] for c, v in rows.items()}
 
 
 class GradientShard:
@@ -238,7 +255,8 @@ class GradientShard:
 
     def _reset(self) -> None:
         n = len(self.keys)
-        self.d2 = np.full(n, np.inf, dtype=np.float32)
+        self.d2 = np.full(n, np.inf, dtype=np.float32)  # exact squared distance to the nearest candidate
+        self.searched = np.full(n, np.inf, dtype=np.float32)  # the same, as the search (sketch or BLAS) found it
         self.nearest = np.full(n, -1, dtype=np.int32)
         self.chosen = np.zeros(n, dtype=bool)
 
@@ -275,6 +293,11 @@ class GradientShard:
     def update(self, centers: dict[str, np.ndarray], offset: int) -> float:
         """Fold new candidates (global indices ``offset...``) into ``d2``; return ``phi``.
 
+        Each row's nearest new candidate is searched (FAISS on the sketch, or BLAS on the
+        factors) and replaces its nearest so far where the search finds it nearer; ``d2`` is
+        then the exact distance to it (:meth:`_exact_d2`), which depends on the row and that
+        candidate alone, whatever the shard.
+
         ``phi`` is ``sum(d2)`` over the rows :meth:`sample` can draw, as :func:`_exact_sum`'s
         integer (the driver adds the shards' and scales once).  Rows with a zero gradient
         are never drawn, so their distances stay out of it: there they would only lower every
@@ -283,42 +306,11 @@ class GradientShard:
         n = len(self.keys)
         if n == 0:
             return 0
-        dist = np.empty(n, dtype=np.float32)
-        idx = np.empty(n, dtype=np.int64)
-        if self.z is not None and self.z.shape[1] <= _FAISS_MAX_DIM:
-            import faiss
-
-            index = faiss.IndexFlatL2(self.z.shape[1])
-            index.add(np.ascontiguousarray(centers["z"], dtype=np.float32))
-            for s, m, block in _row_blocks(self.z, rows=_SEARCH_ROWS):
-                d, i = index.search(block, 1)
-                dist[s : s + m], idx[s : s + m] = d[:m, 0], i[:m, 0]
-        elif self.z is not None:  # FAISS rounds a row by its place in the call here: a BLAS block instead
-            z_c = np.ascontiguousarray(centers["z"], dtype=np.float32)
-            sq_c = _sum_last(z_c * z_c)
-            for s, m, block_z in _row_blocks(self.z):
-                block = (block_z @ z_c.T)[:m]
-                block *= -2.0
-                block += _sum_last(block_z[:m] * block_z[:m])[:, None]
-                block += sq_c[None, :]
-                j = np.argmin(block, axis=1)
-                idx[s : s + m] = j
-                dist[s : s + m] = np.maximum(block[np.arange(m), j], 0.0)
-        else:
-            a_c = centers["a"].astype(np.float32)
-            h_c = centers["h"].astype(np.float32)
-            sq_c = _sq_norms(a_c, h_c)
-            for s, m, block_a, block_h in _row_blocks(self.a, self.h):
-                block = ((block_a @ a_c.T) * (block_h @ h_c.T))[:m]
-                block *= -2.0
-                block += self.sq[s : s + m, None]
-                block += sq_c[None, :]
-                j = np.argmin(block, axis=1)
-                idx[s : s + m] = j
-                dist[s : s + m] = np.maximum(block[np.arange(m), j], 0.0)
-        better = dist < self.d2
-        self.d2[better] = dist[better]
-        self.nearest[better] = (idx[better] + offset).astype(np.int32)
+        searched, idx = self._search(centers)
+        rows = np.flatnonzero(searched < self.searched)
+        self.searched[rows] = searched[rows]
+        self.nearest[rows] = (idx[rows] + offset).astype(np.int32)
+        self.d2[rows] = self._exact_d2(rows, centers["a"], centers["h"], idx[rows])
         pos = np.flatnonzero(np.isin(self.keys, centers["key"]))
         if len(pos):
             order = np.argsort(centers["key"])
@@ -326,7 +318,65 @@ class GradientShard:
             self.chosen[pos] = True
             self.nearest[pos] = (where + offset).astype(np.int32)
         self.d2[self.chosen] = 0.0
+        self.searched[self.chosen] = 0.0
         return _exact_sum(self.d2[self.sq > 0])
+
+    def _search(self, centers: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's squared distance to its nearest center, as the search finds it, and that center's index.
+
+        Returns
+        -------
+        distances : ndarray of shape (n,), float32
+            Sketch distances (FAISS ``IndexFlatL2``), or factored ones (BLAS) without a sketch;
+            their last bits follow the row's place in the call.
+        index : ndarray of shape (n,), int64
+            Into ``centers``.
+        """
+        if self.z is not None:
+            import faiss
+
+            index = faiss.IndexFlatL2(self.z.shape[1])
+            index.add(np.ascontiguousarray(centers["z"], dtype=np.float32))
+            dist, idx = index.search(self.z, 1)
+            return dist[:, 0], idx[:, 0]
+        n = len(self.keys)
+        dist = np.empty(n, dtype=np.float32)
+        idx = np.empty(n, dtype=np.int64)
+        a_c = centers["a"].astype(np.float32)
+        h_c = centers["h"].astype(np.float32)
+        sq_c = _sq_norms(a_c, h_c)
+        for s in range(0, n, _CHUNK):
+            block = (self.a[s : s + _CHUNK].astype(np.float32) @ a_c.T) * (self.h[s : s + _CHUNK].astype(np.float32) @ h_c.T)
+            block *= -2.0
+            block += self.sq[s : s + _CHUNK, None]
+            block += sq_c[None, :]
+            j = np.argmin(block, axis=1)
+            idx[s : s + _CHUNK] = j
+            dist[s : s + _CHUNK] = np.maximum(block[np.arange(len(block)), j], 0.0)
+        return dist, idx
+
+    def _exact_d2(self, rows: np.ndarray, a_c: np.ndarray, h_c: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """Squared distance of each of ``rows`` to center ``j`` of the same position, rounded alike on any shard.
+
+        Elementwise products summed in a fixed order (:func:`_row_dots`), as the row norms
+        are, so a row identical to its center gets exactly 0.
+
+        Parameters
+        ----------
+        rows : ndarray of shape (r,), int
+        a_c : ndarray of shape (m, C)
+        h_c : ndarray of shape (m, D)
+        j : ndarray of shape (r,), int
+            Each row's center, into ``a_c`` and ``h_c``.
+
+        Returns
+        -------
+        ndarray of shape (r,), float32, >= 0.  O(r * (C + D)).
+        """
+        cross = _row_dots(self.a, a_c, rows, j) * _row_dots(self.h, h_c, rows, j)
+        d2 = self.sq[rows] + _sq_norms(a_c, h_c)[j]
+        d2 -= 2.0 * cross
+        return np.maximum(d2, 0.0)
 
     def sample(self, seed: int, round_: int, oversample: float, phi: float) -> dict[str, np.ndarray]:
         """Rows drawn this round: ``row_uniform(key, seed, round) < oversample * d2 / phi``."""
@@ -529,7 +579,7 @@ def kmeans_parallel(
     proposals = [p for p in group.map("first", seed) if p is not None]
     first_key = min(proposals)[-1]  # a zero-gradient row only if no shard has another
     cands = concat_rows(group.map("rows", np.array([first_key], dtype=np.uint64)))
-    center_cols = ("key", "z") if sketch != "none" else ("key", "a", "h")
+    center_cols = ("key", "a", "h", "z") if sketch != "none" else ("key", "a", "h")
     phi = _phi_total(group.map("update", {c: cands[c] for c in center_cols}, 0))
     ell = float(oversampling) * k
     if total <= 1 + rounds * ell:
@@ -546,8 +596,7 @@ def kmeans_parallel(
         new = concat_rows(group.map("sample", seed, done, want, phi))
         if not new:
             continue
-        order = np.argsort(new["key"], kind="stable")
-        new = {c: v[order] for c, v in new.items()}
+        new = _distinct_rows(new)
         offset = len(cands["key"])
         cands = {c: np.concatenate([cands[c], new[c]]) for c in cands}
         phi = _phi_total(group.map("update", {c: new[c] for c in center_cols}, offset))

@@ -265,19 +265,47 @@ def test_exact_duplicate_rows_give_the_same_batch_for_any_sharding(params):
         np.testing.assert_array_equal(other.columns["score"], results[0].columns["score"], err_msg=f"cuts {cut}")
 
 
-@pytest.mark.parametrize("kind", ["tensor", "kron"])
-def test_a_rows_sketch_does_not_depend_on_its_shard(kind):
-    from alscale.reduce.kmeans_parallel import _CHUNK, sketch_factors
+@pytest.mark.parametrize("params", [{}, {"sketch": "none"}])
+def test_copies_of_rows_are_one_candidate_and_the_batch_covers_the_distinct_rows_first(params):
+    """3,000 rows copied from 200 vectors: one round drew several copies of a row (they share its
+    d2), the copies counted toward k, no extra round ran, and the random fill took copies of picked rows."""
+    probs, emb, ids = _duplicate_pool(n=3000, distinct=200, c=4, d=16, seed=11)
+    x = gradient_embeddings(probs, emb).astype(np.float64)
+    _, first_of, which = np.unique(x, axis=0, return_index=True, return_inverse=True)
+    which = which.ravel()
+    distinct = x[first_of]
+    assert len(distinct) == 200
+    for k in (150, 250):
+        for cut in ([], [1000, 2000]):
+            sel = select_badge(_cut_group(probs, emb, ids, cut, params), k, 2, params)
+            rows = np.searchsorted(np.sort(ids), sel.columns["id"])
+            picked = which[np.argsort(ids)[rows]]
+            n_distinct = min(k, 200)
+            assert len(np.unique(picked[:n_distinct])) == n_distinct, f"k={k}, cuts {cut}"  # no copy while others are left
+            assert (sel.columns["score"][:n_distinct] > 0).all()
+            assert sel.info["filled"] == k - n_distinct
+            np.testing.assert_array_equal(sel.columns["score"][n_distinct:], 0.0)  # the fill: copies of picked rows
+        if k == 150:  # as good a seeding as k-means++ on the distinct vectors (sklearn), median of 5 seeds
+            ref = np.median([_cost(distinct, kmeans_plusplus(distinct, k, random_state=s)[0]) for s in range(5)])
+            assert _cost(distinct, x[np.argsort(ids)[rows]]) <= 1.25 * ref
 
-    rng = np.random.default_rng(4)
-    n = 2 * _CHUNK + 300
-    a = rng.standard_normal((n, 10)).astype(np.float32)
-    h = np.abs(rng.standard_normal((n, 64))).astype(np.float32)
-    full = sketch_factors(a, h, 7, kind, 16)
-    for start, size in [(0, 1), (5, 1), (_CHUNK - 1, 1), (_CHUNK - 3, 7), (100, 20), (n - 20, 20), (3, 5000),
-                        (_CHUNK + 9, _CHUNK), (n - 1, 1)]:
-        part = sketch_factors(a[start : start + size], h[start : start + size], 7, kind, 16)
-        np.testing.assert_array_equal(part, full[start : start + size], err_msg=f"rows {start}..{start + size}")
+
+@pytest.mark.parametrize("width", [1, 10, 64, 257])
+def test_a_rows_dot_product_does_not_depend_on_where_it_sits(width):
+    """The exact d2 of k-means|| rests on it: BLAS gave a row other bits at other places of one block."""
+    from alscale.reduce.kmeans_parallel import _DOT_ROWS, _row_dots
+
+    rng = np.random.default_rng(width)
+    step = _DOT_ROWS // width
+    x = rng.standard_normal((3 * step + 11, width)).astype(np.float32)
+    y = rng.standard_normal((5, width)).astype(np.float32)
+    j = rng.integers(0, 5, len(x))
+    full = _row_dots(x, y, np.arange(len(x)), j)
+    np.testing.assert_allclose(full, np.einsum("ij,ij->i", x.astype(np.float64), y[j].astype(np.float64)), rtol=1e-4, atol=1e-4)
+    for rows in ([0], [step - 1], [step, 2], np.arange(step - 3, step + 9), rng.permutation(len(x))[:step + 1]):
+        rows = np.asarray(rows)
+        np.testing.assert_array_equal(_row_dots(x, y, rows, j[rows]), full[rows], err_msg=f"rows {rows[:4]}...")
+    np.testing.assert_array_equal(_row_dots(x, x), _row_dots(x, x[::-1].copy(), None, np.arange(len(x))[::-1]))
 
 
 def test_phi_is_summed_exactly_whatever_the_grouping():
