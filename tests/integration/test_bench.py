@@ -372,3 +372,35 @@ def test_json_must_be_a_json_path_and_never_replaces_another_file(name, content,
         assert len(lines) == 1 and lines[0].startswith(f"alscale: error: Cannot write the results to {str(out)!r}: ") and message in lines[0], lines
         assert (out.read_bytes() if content is not None else out.exists()) == (content if content is not None else False)
         assert not any(temp_root.iterdir())  # refused before anything was generated
+
+
+# --- review fixes: the scripts in benchmarks/ behave as alscale bench ------------------------------------------
+
+def _run_script(script: str, *args: str, cwd=None, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
+                          timeout=120, cwd=cwd, env=env)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rows", "0"], "The 'rows' parameter must be an int >= 1. Got 0 instead."),
+        (["--strategy", "nope"], "nope"),
+        (["--json", "foo.txt"], "expected a path ending in .json. Got '.txt'."),
+        (["--cm-k", "5"], "--cm-k applies only with --strategies."),
+        (["--rows", "abc"], "'abc' is not a valid integer"),
+        (["--bogus"], "No such option"),
+    ],
+)
+def test_bench_engine_script_is_alscale_bench_one_line_and_exit_2(args, message, tmp_path):
+    """It called the click command directly: a traceback and exit 1, or click's 3-line usage block."""
+    proc = _run_script("bench_engine.py", *args, cwd=tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("alscale: error: ") and message in lines[0], lines
+    assert not any(tmp_path.iterdir())
+
+
+def test_bench_engine_script_takes_dash_h():
+    proc = _run_script("bench_engine.py", "-h")
+    assert proc.returncode == 0 and "--strategies" in proc.stdout, proc.stderr
