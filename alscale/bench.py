@@ -92,10 +92,15 @@ def raw_concurrent_rate(model: str, n_features: int, processes: int, batch_size:
 
 
 def _finish(results: dict, out_json: str | None) -> None:
-    """Write the results atomically (a hidden temp file beside it, then a rename), creating the folder."""
+    """Write the results atomically (a hidden temp file beside it, then a rename), creating the folder.
+
+    ``out_json`` is checked again first (see :func:`_check_out_json`): a file put there while
+    the benchmark ran is refused, not replaced.
+    """
     if out_json:
         from alscale._atomic import atomic_write_bytes
 
+        _check_out_json(out_json)
         atomic_write_bytes(out_json, json.dumps(results, indent=2, default=str).encode())
 
 
@@ -164,8 +169,16 @@ def run_script(main) -> int:
 def measure_in_scratch(measure, args, out_json: str, prefix: str) -> dict:
     """``measure(args, work)`` in a scratch folder removed even when it fails; the results go to ``out_json``.
 
-    The shared ``main`` of the scripts in ``benchmarks/``.
+    The shared ``main`` of the scripts in ``benchmarks/``.  ``out_json`` is checked before
+    anything is measured (see :func:`_check_out_json`).
+
+    Raises
+    ------
+    OutputError
+        ``out_json`` is not a ``.json`` path, names another file than an earlier benchmark's
+        results, or cannot be written; nothing is measured or written then.
     """
+    _check_out_json(out_json)
     with _scratch(prefix=prefix) as work:
         results = measure(args, work)
     _finish(results, out_json)

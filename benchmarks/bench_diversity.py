@@ -233,16 +233,10 @@ def main() -> int:
     if unknown:  # before the reference is timed (minutes)
         print(f"bench_diversity.py: error: unknown --configs {unknown}; expected names among {sorted(CONFIGS)}", file=sys.stderr)
         return 2
-    result = {"k": args.k, "classes": args.classes, "dim": args.dim, "shards": args.shards, "threads": args.threads}
-    if not args.skip_quality:
-        result["quality"] = quality(args, names)
-    if not args.skip_speed:
-        result["speed"] = speed(args, names)
-    if not args.skip_others:
-        result["others"] = others(args)
-    from alscale.bench import _finish
+    from alscale.bench import measure_in_scratch
 
-    _finish(result, args.out)  # atomically, creating the folder
+    # --out is checked before anything is timed (minutes), and never replaces another file
+    result = measure_in_scratch(lambda a, _work: _measure(a, names), args, args.out, prefix="alscale-div-")
     ok = True
     if "quality" in result and "speed" in result:
         d_q = result["quality"]["configs"].get("default", {}).get("cost_ratio_median", 0)
@@ -250,6 +244,20 @@ def main() -> int:
         ok = d_q <= 1.10 and d_s >= 20
         print(f"default: cost ratio {d_q:.3f} (<= 1.10), speedup {d_s:.1f}x (>= 20x): {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
+
+
+def _measure(args, names) -> dict:
+    from alscale.bench import machine_info
+
+    result = {"machine": machine_info(), "k": args.k, "classes": args.classes, "dim": args.dim, "shards": args.shards,
+              "threads": args.threads}
+    if not args.skip_quality:
+        result["quality"] = quality(args, names)
+    if not args.skip_speed:
+        result["speed"] = speed(args, names)
+    if not args.skip_others:
+        result["others"] = others(args)
+    return result
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -97,40 +96,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench-results/driver_memory.json")
     args = parser.parse_args(argv)
 
+    from alscale.bench import measure_in_scratch
+
+    # the output is checked before any pool is written; the pools go even when a run fails
+    report = measure_in_scratch(_measure, args, args.out, prefix="alscale-bench-mem-")
+    return 0 if report["ok"] else 1
+
+
+def _measure(args, tmp: Path) -> dict:
     results = []
-    with tempfile.TemporaryDirectory(prefix="alscale-bench-mem-") as tmp:
-        tmp = Path(tmp)
-        model = tmp / "model.onnx"
-        write_model(model)
-        for n in sorted(args.rows):
-            pool = tmp / f"pool-{n}"
-            t0 = time.perf_counter()
-            nbytes = write_pool(pool, n)
-            gen = time.perf_counter() - t0
-            row = {"rows": n, "k": args.k, "pool_bytes": nbytes, "generate_seconds": round(gen, 2)}
-            row.update(measure(pool, model, tmp / f"out-{n}", args.k, args.actors))
-            results.append(row)
-            sys.stdout.write(
-                f"rows={n:>10,d}  pool={nbytes / 2**20:8.1f} MiB  driver peak RSS={row['peak_rss_mib']:7.1f} MiB"
-                f"  (after import {row['rss_after_import_mib']:.1f} MiB)  select {row['seconds']:.1f} s\n"
-            )
-            for p in pool.iterdir():
-                p.unlink()
+    model = tmp / "model.onnx"
+    write_model(model)
+    for n in sorted(args.rows):
+        pool = tmp / f"pool-{n}"
+        t0 = time.perf_counter()
+        nbytes = write_pool(pool, n)
+        gen = time.perf_counter() - t0
+        row = {"rows": n, "k": args.k, "pool_bytes": nbytes, "generate_seconds": round(gen, 2)}
+        row.update(measure(pool, model, tmp / f"out-{n}", args.k, args.actors))
+        results.append(row)
+        sys.stdout.write(
+            f"rows={n:>10,d}  pool={nbytes / 2**20:8.1f} MiB  driver peak RSS={row['peak_rss_mib']:7.1f} MiB"
+            f"  (after import {row['rss_after_import_mib']:.1f} MiB)  select {row['seconds']:.1f} s\n"
+        )
+        for p in pool.iterdir():
+            p.unlink()
     ratio = results[-1]["peak_rss_mib"] / results[0]["peak_rss_mib"]
     ok = ratio <= args.limit
     sys.stdout.write(
         f"peak RSS ratio {results[-1]['rows']:,d} / {results[0]['rows']:,d} rows = {ratio:.3f}"
         f" (limit {args.limit}): {'OK' if ok else 'TOO HIGH'}\n"
     )
-    report = {
+    return {
         "benchmark": "driver_memory", "results": results, "ratio": ratio, "limit": args.limit, "ok": ok,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
     }
-    from alscale.bench import _finish
-
-    _finish(report, args.out)  # atomically (a temp file, then a rename), creating the folder
-    return 0 if ok else 1
-
 
 if __name__ == "__main__":
     sys.exit(run_script(main))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ sys.path.insert(0, str(ROOT / "tests" / "queues"))
 
 from queue_support import LabelStudioServer, make_manifest, write_pool  # noqa: E402
 
-from alscale.bench import _finish  # noqa: E402
+from alscale.bench import machine_info, measure_in_scratch  # noqa: E402
 from alscale.queues import LabelStudioConnector, load_batch  # noqa: E402
 
 
@@ -43,42 +42,46 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "bench-results" / "label_studio_push.json"))
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="alscale-bench-ls-") as tmp:
-        tmp = Path(tmp)
-        server = LabelStudioServer(tmp / "ls")
-        server.data_dir.mkdir()
+    # the output is checked before the server starts; its data folder goes even when a run fails
+    out = measure_in_scratch(_measure, args, args.out, prefix="alscale-bench-ls-")
+    return 0 if out["passed"] else 1
+
+
+def _measure(args, tmp: Path) -> dict:
+    server = LabelStudioServer(tmp / "ls")
+    server.data_dir.mkdir()
+    t0 = time.perf_counter()
+    server.start()
+    startup = time.perf_counter() - t0
+    try:
+        os.environ["LABEL_STUDIO_API_KEY"] = server.token
+        pool = write_pool(tmp / "pool.parquet", args.n)
+        ids = pq.read_table(pool, columns=["id"]).column("id").to_pylist()
+        manifest = make_manifest(tmp / "batch", pool, ids, run_id="bench")
+
+        single_project = server.create_project(title="single import")
+        conn = LabelStudioConnector(server.url, single_project, data_columns=["text"], chunk_size=args.chunk_size)
+        batch = load_batch(manifest, ["text"])
+        from_name, to_name = conn.check_classes(batch.classes)
+        tasks = [conn.build_task(r, batch, from_name, to_name) for r in batch.rows]
+        with server.client() as client:
+            t0 = time.perf_counter()
+            r = client.post(f"/api/projects/{single_project}/import", json=tasks, timeout=600)
+            single = time.perf_counter() - t0
+            r.raise_for_status()
+
+        push_project = server.create_project(title="alscale push")
+        conn = LabelStudioConnector(server.url, push_project, data_columns=["text"], chunk_size=args.chunk_size)
         t0 = time.perf_counter()
-        server.start()
-        startup = time.perf_counter() - t0
-        try:
-            os.environ["LABEL_STUDIO_API_KEY"] = server.token
-            pool = write_pool(tmp / "pool.parquet", args.n)
-            ids = pq.read_table(pool, columns=["id"]).column("id").to_pylist()
-            manifest = make_manifest(tmp / "batch", pool, ids, run_id="bench")
-
-            single_project = server.create_project(title="single import")
-            conn = LabelStudioConnector(server.url, single_project, data_columns=["text"], chunk_size=args.chunk_size)
-            batch = load_batch(manifest, ["text"])
-            from_name, to_name = conn.check_classes(batch.classes)
-            tasks = [conn.build_task(r, batch, from_name, to_name) for r in batch.rows]
-            with server.client() as client:
-                t0 = time.perf_counter()
-                r = client.post(f"/api/projects/{single_project}/import", json=tasks, timeout=600)
-                single = time.perf_counter() - t0
-                r.raise_for_status()
-
-            push_project = server.create_project(title="alscale push")
-            conn = LabelStudioConnector(server.url, push_project, data_columns=["text"], chunk_size=args.chunk_size)
-            t0 = time.perf_counter()
-            result = conn.push(manifest)
-            pushed = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            again = conn.push(manifest)
-            repush = time.perf_counter() - t0
-            assert len(result.pushed) == args.n and len(again.existing) == args.n
-            assert len(server.tasks(push_project)) == args.n
-        finally:
-            server.stop()
+        result = conn.push(manifest)
+        pushed = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        again = conn.push(manifest)
+        repush = time.perf_counter() - t0
+        assert len(result.pushed) == args.n and len(again.existing) == args.n
+        assert len(server.tasks(push_project)) == args.n
+    finally:
+        server.stop()
 
     ratio = pushed / single
     out = {
@@ -88,13 +91,13 @@ def main() -> int:
         "repush_all_existing_s": round(repush, 3), "server_startup_s": round(startup, 1),
         "ratio_push_over_single": round(ratio, 3), "limit": args.limit, "passed": ratio <= args.limit,
         "python": platform.python_version(), "httpx": httpx.__version__,
+        "machine": machine_info(),  # as every benchmark's results: a later run may replace this file
     }
-    _finish(out, args.out)  # atomically (a temp file, then a rename), creating the folder
     print(f"single import: {args.n} tasks in {single:.2f}s ({args.n / single:,.0f} tasks/s)")
     print(f"alscale push : {args.n} tasks in {pushed:.2f}s ({args.n / pushed:,.0f} tasks/s), chunks of {args.chunk_size}")
     print(f"re-push (all already there): {repush:.2f}s")
     print(f"ratio push/single = {ratio:.2f} (limit {args.limit}) -> {'OK' if out['passed'] else 'TOO SLOW'}")
-    return 0 if out["passed"] else 1
+    return out
 
 
 if __name__ == "__main__":

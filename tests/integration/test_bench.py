@@ -404,3 +404,46 @@ def test_bench_engine_script_is_alscale_bench_one_line_and_exit_2(args, message,
 def test_bench_engine_script_takes_dash_h():
     proc = _run_script("bench_engine.py", "-h")
     assert proc.returncode == 0 and "--strategies" in proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "flag"),
+    [
+        ("bench_read", ["--rows", "2000", "--repeats", "1"], "--json"),
+        ("bench_driver_memory", ["--rows", "1000", "--k", "10"], "--out"),
+    ],
+)
+@pytest.mark.parametrize("name", ["precious.txt", "package.json"])
+def test_a_script_never_replaces_another_file_and_measures_nothing(script, args, flag, name, temp_root, tmp_path, capsys):
+    """bench_read.py --json precious.txt replaced a text file with the results, exit 0."""
+    from alscale.bench import run_script
+
+    out = tmp_path / name
+    out.write_text('{"name": "mine"}')
+    assert run_script(lambda: load_script(script).main([*args, flag, str(out)])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"alscale: error: Cannot write the results to {str(out)!r}: ") and err.count("\n") == 1, err
+    assert out.read_text() == '{"name": "mine"}'
+    assert not any(temp_root.iterdir())  # refused before a pool was written
+
+
+def test_bench_diversity_never_replaces_another_file(tmp_path):
+    out = tmp_path / "precious.txt"
+    out.write_text("my notes")
+    proc = _run_script("bench_diversity.py", "--rows", "3000", "--quality-rows", "2000", "--k", "10", "--ref-k", "2",
+                       "--seeds", "1", "--configs", "default", "--skip-others", "--repeats", "1", "--out", str(out))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "expected a path ending in .json" in lines[0], proc.stderr
+    assert "[quality]" not in proc.stdout and out.read_text() == "my notes"
+
+
+def test_a_script_fails_on_an_unwritable_output_before_measuring(temp_root, tmp_path, capsys):
+    """The output path was first tried after the whole measurement."""
+    from alscale.bench import run_script
+
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path / "a-file" / "read.json"
+    assert run_script(lambda: load_script("bench_read").main(["--rows", "2000", "--repeats", "1", "--json", str(out)])) == 2
+    captured = capsys.readouterr()
+    assert "is not a writable directory" in captured.err and captured.out == ""
+    assert not any(temp_root.iterdir())
