@@ -21,8 +21,10 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -105,17 +107,54 @@ def _finish(results: dict, out_json: str | None) -> None:
 
 
 @contextlib.contextmanager
-def _scratch(workdir: str | None = None, prefix: str = "alscale-bench-") -> Iterator[Path]:
-    """``workdir`` (created, kept), or a new temporary directory removed on the way out, even on an error."""
-    if workdir is not None:
-        Path(workdir).mkdir(parents=True, exist_ok=True)
-        yield Path(workdir)
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Inside the block SIGTERM raises KeyboardInterrupt, as in ``alscale listen``: a stop cleans up as Ctrl-C does.
+
+    Only in the main thread (the only one that may set a handler); the handler there before
+    is put back on the way out.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
         return
-    work = Path(tempfile.mkdtemp(prefix=prefix))
+    from alscale.cli.listen import _interrupt  # the project's one SIGTERM -> KeyboardInterrupt handler
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        yield work
+        yield
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _scratch(workdir: str | None = None, prefix: str = "alscale-bench-") -> Iterator[Path]:
+    """``workdir`` (created, kept), or a new temporary directory removed on the way out, even on an error.
+
+    A SIGTERM inside the block is a KeyboardInterrupt (see :func:`_sigterm_as_interrupt`), so
+    the generated pools go then too.
+    """
+    with _sigterm_as_interrupt():
+        if workdir is not None:
+            Path(workdir).mkdir(parents=True, exist_ok=True)
+            yield Path(workdir)
+            return
+        work = Path(tempfile.mkdtemp(prefix=prefix))
+        try:
+            yield work
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def bench_ray_session(num_cpus: int) -> Iterator[None]:
+    """``ray_session`` for a benchmark: a SIGTERM inside it still stops as Ctrl-C does.
+
+    ``ray.init`` sets a SIGTERM handler of its own (``sys.exit``); this one is set again after
+    it, so the pool, Ray and its temporary folder are cleaned up and the exit is one line.
+    """
+    from alscale.engine.runtime import ray_session
+
+    with ray_session(num_cpus=num_cpus), _sigterm_as_interrupt():
+        yield
 
 
 class ScriptArgumentParser(argparse.ArgumentParser):
@@ -157,12 +196,21 @@ def count(minimum: int = 1):
 
 
 def run_script(main) -> int:
-    """Run a benchmark script's ``main``: an AlscaleError (bad input) is one line on stderr and exit code 2."""
+    """Run a benchmark script's ``main``: an AlscaleError (bad input) is one line on stderr and exit code 2.
+
+    Ctrl-C, or SIGTERM inside a scratch folder or a benchmark's Ray session, is one line and
+    exit code 130 once the clean-up has run, as ``alscale bench`` does.
+    """
     try:
         code = main()
     except AlscaleError as exc:
         print(f"alscale: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        from alscale.cli import _exit_interrupted
+
+        print("alscale: interrupted", file=sys.stderr)
+        _exit_interrupted()
     return code if isinstance(code, int) else 0
 
 
@@ -340,7 +388,6 @@ def run_bench(
         before anything is generated.
     """
     from alscale.datasets import make_pool, random_mlp
-    from alscale.engine.runtime import ray_session
 
     note = note or echo
     actors, scaling = tuple(actors), tuple(scaling)
@@ -365,7 +412,7 @@ def run_bench(
              "each select line divides by its own raw, measured right before that run")
 
         results["pipeline"] = []
-        with ray_session(num_cpus=max(actors)):
+        with bench_ray_session(max(actors)):
             _pipeline(pool, model, actors[0], k, batch_size, strategy)  # warm the page cache and Ray's workers once
             for n in actors:
                 runs = []
@@ -471,7 +518,6 @@ def run_strategy_bench(
         ``coreset_rows``), or an ``out_json`` it could not write, before anything is generated.
     """
     from alscale.datasets import make_pool, random_mlp
-    from alscale.engine.runtime import ray_session
 
     note = note or echo
     for name, value in (("rows", rows), ("k", k), ("cm_k", cm_k), ("coreset_rows", coreset_rows), ("ref_k", ref_k), ("actors", actors)):
@@ -511,7 +557,7 @@ def run_strategy_bench(
             ("badge", small, models[0], k, {}),  # with the 1M run: BADGE memory per row as a slope
         ]
         table = []
-        with ray_session(num_cpus=actors):
+        with bench_ray_session(actors):
             _pipeline(small, models[0], actors, min(10, k), 8192, "entropy")  # warm-up: worker processes, page cache
             for name, p, m, kk, params in runs:
                 import alscale

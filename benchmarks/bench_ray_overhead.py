@@ -79,11 +79,10 @@ def main(argv: list[str] | None = None) -> dict:
 def _measure(args: argparse.Namespace, work: Path) -> dict:
     import ray
 
-    from alscale.bench import machine_info, raw_onnxruntime_rate
+    from alscale.bench import bench_ray_session, machine_info, raw_onnxruntime_rate
     from alscale.config import SelectSettings
     from alscale.datasets import make_pool, random_mlp
     from alscale.engine.driver import prepare_run
-    from alscale.engine.runtime import ray_session
     from alscale.pool.shards import plan_shards
 
     model = str(random_mlp(work / "model.onnx", (64, 256, 10)))
@@ -106,7 +105,7 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
 
     results: dict = {"machine": machine_info(), "rows": rows, "workers": len(shards), "batch_size": BATCH}
     try:
-        with ray_session(num_cpus=len(shards)):
+        with bench_ray_session(len(shards)):
             actor_cls = ray.remote(num_cpus=1)(_TimedWorker)
             actors = [actor_cls.remote(job, model, s.rows) for s in shards]
             runs = {

@@ -447,3 +447,43 @@ def test_a_script_fails_on_an_unwritable_output_before_measuring(temp_root, tmp_
     captured = capsys.readouterr()
     assert "is not a writable directory" in captured.err and captured.out == ""
     assert not any(temp_root.iterdir())
+
+
+# --- review fixes: SIGTERM stops a benchmark as Ctrl-C does -----------------------------------------------------
+
+def _sigterm_self(*_args, **_kwargs):
+    """Where a benchmark is stopped: SIGTERM to this process, as ``kill`` or a job runner sends it."""
+    import os
+    import signal
+    import time
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)  # the handler runs here
+    raise AssertionError("SIGTERM did not stop the benchmark")
+
+
+def test_sigterm_while_measuring_removes_the_pool(temp_root, monkeypatch):
+    """SIGTERM left the generated pool (hundreds of MB at the default size) in /tmp."""
+    monkeypatch.setattr(bench_module, "raw_onnxruntime_rate", _sigterm_self)
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(rows=1000, n_features=4, hidden=8, n_classes=3, actors=(1,), k=10, echo=lambda _m: None)
+    assert not any(temp_root.iterdir())
+
+
+def test_sigterm_in_the_ray_session_is_one_line_exit_130_and_cleans_up(temp_root, monkeypatch, tmp_path):
+    """Inside Ray, Ray's own SIGTERM handler (sys.exit) ran: its exit code and a multi-line dump."""
+    monkeypatch.setattr(bench_module, "_pipeline", _sigterm_self)
+    r = CliRunner().invoke(main, ["bench", "--rows", "1000", "--k", "10", "--actors", "1", "--repeats", "1",
+                                  "--json", str(tmp_path / "engine.json")], catch_exceptions=False)
+    assert r.exit_code == 130 and r.stderr.strip().splitlines()[-1] == "alscale: interrupted", r.output
+    assert not any(temp_root.iterdir()) and not (tmp_path / "engine.json").exists()
+
+
+def test_sigterm_stops_a_script_in_one_line_with_exit_130(temp_root, monkeypatch, tmp_path, capsys):
+    from alscale.bench import run_script
+
+    monkeypatch.setattr("alscale.pool.iter_shard", _sigterm_self)
+    with pytest.raises(SystemExit) as exit_info:
+        run_script(lambda: load_script("bench_read").main(["--rows", "2000", "--repeats", "1", "--json", str(tmp_path / "r.json")]))
+    assert exit_info.value.code == 130 and capsys.readouterr().err == "alscale: interrupted\n"
+    assert not any(temp_root.iterdir()) and not (tmp_path / "r.json").exists()
