@@ -198,7 +198,8 @@ def test_the_median_of_an_even_number_of_runs_is_the_lower_middle_one(monkeypatc
 
     def pipeline(pool, model, actors, k, batch_size, strategy):
         return {"actors": actors, "rows_per_s": next(rates), "batch_sizes": [2048] * actors,
-                "actor_busy_fraction": 1.0, "actor_peak_rss_mb": [100.0] * actors, "seconds_pipeline": 1.0}
+                "actor_busy_fraction": 1.0, "actor_peak_rss_mb": [100.0] * actors, "seconds_pipeline": 1.0,
+                "seconds_end_to_end": 1.5}
 
     monkeypatch.setattr(bench_module, "_pipeline", pipeline)
     monkeypatch.setattr(bench_module, "raw_onnxruntime_rate", lambda *a, **kw: {"rows_per_s": 1.0, "batch_size": 2048, "by_batch_size": {2048: 1.0}})
@@ -487,3 +488,30 @@ def test_sigterm_stops_a_script_in_one_line_with_exit_130(temp_root, monkeypatch
         run_script(lambda: load_script("bench_read").main(["--rows", "2000", "--repeats", "1", "--json", str(tmp_path / "r.json")]))
     assert exit_info.value.code == 130 and capsys.readouterr().err == "alscale: interrupted\n"
     assert not any(temp_root.iterdir()) and not (tmp_path / "r.json").exists()
+
+
+# --- review fixes: what is timed, and whose memory, is said as it is ---------------------------------------------
+
+def test_each_select_line_says_what_is_timed_and_the_end_to_end_seconds(bench):
+    """rows/s time the scan only, but help and output called it the full select pipeline."""
+    _, _, results = bench
+    lines = [line for line in ECHOED if _SELECT_LINE.search(line)]
+    for line, run in zip(lines, results["pipeline"]):
+        assert (f"rows/s over the timed scan of {run['seconds_pipeline']:.2f} s (score, id check, reduce), "
+                f"{run['seconds_end_to_end']:.2f} s end to end") in line
+        assert run["seconds_end_to_end"] >= run["seconds_pipeline"]
+
+
+def test_the_peak_memory_of_the_whole_benchmark_process_is_not_called_the_driver_s(bench):
+    """It was printed and stored as "driver peak RSS", but the process also generates the pool and runs raw onnxruntime."""
+    _, out_json, results = bench
+    assert "driver_peak_rss_mb" not in json.loads(out_json.read_text())
+    assert results["benchmark_process_peak_rss_mb"] > 0
+    assert f"benchmark process peak RSS (driver, pool generation, raw onnxruntime): {results['benchmark_process_peak_rss_mb']} MiB" in ECHOED
+
+
+def test_bench_help_says_what_the_rows_per_second_time():
+    r = CliRunner().invoke(main, ["bench", "--help"])
+    text = " ".join(r.output.split())
+    assert "full select pipeline" not in text and "time only the scan" in text and "not planning, actor start-up or the manifest write" in text
+    assert "peak memory of each actor and of the benchmark process" in text
