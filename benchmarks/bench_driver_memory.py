@@ -95,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="largest allowed peak(largest pool) / peak(smallest pool)")
     parser.add_argument("--out", default="bench-results/driver_memory.json")
     args = parser.parse_args(argv)
+    if args.k > min(args.rows):  # before any pool is written (a select on the smallest would fail after it)
+        from alscale.exceptions import PoolExhaustedError
+
+        raise PoolExhaustedError(min(args.rows), args.k)
 
     from alscale.bench import measure_in_scratch
 

@@ -515,3 +515,14 @@ def test_bench_help_says_what_the_rows_per_second_time():
     text = " ".join(r.output.split())
     assert "full select pipeline" not in text and "time only the scan" in text and "not planning, actor start-up or the manifest write" in text
     assert "peak memory of each actor and of the benchmark process" in text
+
+
+def test_driver_memory_refuses_k_above_the_smallest_pool_before_writing_it(temp_root, tmp_path, capsys):
+    """--rows 1000 --k 5000 wrote the pool, then printed a 12-line traceback, exit 1."""
+    from alscale.bench import run_script
+    from alscale.exceptions import PoolExhaustedError
+
+    out = tmp_path / "mem.json"
+    assert run_script(lambda: load_script("bench_driver_memory").main(["--rows", "1000", "20000", "--k", "5000", "--out", str(out)])) == 2
+    assert capsys.readouterr().err == f"alscale: error: {PoolExhaustedError(1000, 5000)}\n"
+    assert not any(temp_root.iterdir()) and not out.exists()
