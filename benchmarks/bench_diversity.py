@@ -24,41 +24,59 @@ import os
 import sys
 import time
 
+import numpy as np
 
-def _parse() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # the first sentence spans two lines
-    ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--quality-rows", type=int, default=50_000)
-    ap.add_argument("--classes", type=int, default=10)
-    ap.add_argument("--dim", type=int, default=256)
-    ap.add_argument("--k", type=int, default=1000)
-    ap.add_argument("--ref-k", type=int, default=50, help="centers timed for the exact reference at --rows")
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--shards", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--skip-speed", action="store_true")
-    ap.add_argument("--skip-quality", action="store_true")
-    ap.add_argument("--skip-others", action="store_true")
-    ap.add_argument("--repeats", type=int, default=2, help="timed runs per configuration at --rows (best kept)")
-    ap.add_argument("--cm-k", type=int, default=100_000, help="batch size for the Cluster-Margin timing")
-    ap.add_argument("--coreset-rows", type=int, default=100_000)
-    ap.add_argument("--configs", default="default,none,r1,r3-l05,l2,kron80,tensor32,tensor64")
-    ap.add_argument("--out", default="bench-results/diversity.json")
-    return ap.parse_args()
+from alscale.reduce.badge import BadgeBuilder, select_badge
+from alscale.reduce.kmeans_parallel import kmeans_cost_factored, kmeanspp_factored
+from alscale.reduce.shardgroup import LocalShardGroup
+from alscale.rowrandom import id_keys
+from alscale.strategies import gradient_factors
 
 
-ARGS = _parse() if __name__ == "__main__" else None
-if ARGS is not None:
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(ARGS.threads)
+def _parse(argv: list[str] | None = None) -> argparse.Namespace:
+    from alscale.bench import ScriptArgumentParser, count
 
-import numpy as np  # noqa: E402
+    ap = ScriptArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # the first sentence spans two lines
+    ap.add_argument("--rows", type=count(), default=1_000_000, help="rows of the speed and other timings")
+    ap.add_argument("--quality-rows", type=count(), default=50_000, help="rows of the quality comparison")
+    ap.add_argument("--classes", type=count(2), default=10, help="classes C of the synthetic probabilities")
+    ap.add_argument("--dim", type=count(), default=256, help="embedding width D")
+    ap.add_argument("--k", type=count(), default=1000, help="rows each selection keeps")
+    ap.add_argument("--ref-k", type=count(), default=50, help="centers timed for the exact reference at --rows")
+    ap.add_argument("--seeds", type=count(), default=5, help="seeds of the quality comparison (the median is kept)")
+    ap.add_argument("--shards", type=count(), default=2, help="shards of the LocalShardGroup")
+    ap.add_argument("--threads", type=count(), default=1, help="BLAS and OpenMP threads")
+    ap.add_argument("--skip-speed", action="store_true", help="leave out the speed part")
+    ap.add_argument("--skip-quality", action="store_true", help="leave out the quality part")
+    ap.add_argument("--skip-others", action="store_true", help="leave out core-set, QBC and Cluster-Margin")
+    ap.add_argument("--repeats", type=count(), default=2, help="timed runs per configuration at --rows (best kept)")
+    ap.add_argument("--cm-k", type=count(), default=100_000, help="batch size for the Cluster-Margin timing")
+    ap.add_argument("--coreset-rows", type=count(), default=100_000, help="rows of the core-set timing (at most --rows)")
+    ap.add_argument("--configs", default="default,none,r1,r3-l05,l2,kron80,tensor32,tensor64",
+                    help="BADGE configurations to compare, comma-separated")
+    ap.add_argument("--out", default="bench-results/diversity.json",
+                    help="where to write the results: a new .json path or an earlier benchmark's results")
+    return ap.parse_args(argv)
 
-from alscale.reduce.badge import BadgeBuilder, select_badge  # noqa: E402
-from alscale.reduce.kmeans_parallel import kmeans_cost_factored, kmeanspp_factored  # noqa: E402
-from alscale.reduce.shardgroup import LocalShardGroup  # noqa: E402
-from alscale.rowrandom import id_keys  # noqa: E402
-from alscale.strategies import gradient_factors  # noqa: E402
+
+def _check_sizes(args: argparse.Namespace) -> None:
+    """Refuse sizes the parts asked for cannot measure, before anything is timed (minutes)."""
+    from alscale.exceptions import ConfigError, PoolExhaustedError
+
+    pools = [(not args.skip_quality, args.quality_rows, args.k),
+             (not args.skip_speed, args.rows, args.k),
+             (not args.skip_others, min(args.rows, args.coreset_rows), args.k),
+             (not args.skip_others, args.rows, args.cm_k)]
+    for used, rows, k in pools:
+        if used and k > rows:
+            raise PoolExhaustedError(rows, k)
+    if not args.skip_speed and args.ref_k > args.rows:
+        raise ConfigError(f"The 'ref_k' parameter must be an int from 1 to 'rows' ({args.rows}). Got {args.ref_k} instead.")
+    smallest = min([n for used, n, _ in pools if used], default=args.shards)
+    if args.shards > smallest:
+        raise ConfigError(f"The 'shards' parameter must be an int from 1 to the rows of the smallest pool ({smallest}). "
+                          f"Got {args.shards} instead.")
+
 
 CONFIGS = {
     "default": {},
@@ -220,8 +238,11 @@ def others(args) -> dict:
     return out
 
 
-def main() -> int:
-    args = ARGS
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    _check_sizes(args)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(args.threads)  # for what starts later; the pools loaded already are limited below
     try:
         import faiss
 
@@ -233,10 +254,13 @@ def main() -> int:
     if unknown:  # before the reference is timed (minutes)
         print(f"bench_diversity.py: error: unknown --configs {unknown}; expected names among {sorted(CONFIGS)}", file=sys.stderr)
         return 2
+    from threadpoolctl import threadpool_limits
+
     from alscale.bench import measure_in_scratch
 
     # --out is checked before anything is timed (minutes), and never replaces another file
-    result = measure_in_scratch(lambda a, _work: _measure(a, names), args, args.out, prefix="alscale-div-")
+    with threadpool_limits(limits=args.threads):  # numpy's BLAS was loaded with alscale, before --threads was read
+        result = measure_in_scratch(lambda a, _work: _measure(a, names), args, args.out, prefix="alscale-div-")
     ok = True
     if "quality" in result and "speed" in result:
         d_q = result["quality"]["configs"].get("default", {}).get("cost_ratio_median", 0)

@@ -526,3 +526,29 @@ def test_driver_memory_refuses_k_above_the_smallest_pool_before_writing_it(temp_
     assert run_script(lambda: load_script("bench_driver_memory").main(["--rows", "1000", "20000", "--k", "5000", "--out", str(out)])) == 2
     assert capsys.readouterr().err == f"alscale: error: {PoolExhaustedError(1000, 5000)}\n"
     assert not any(temp_root.iterdir()) and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rows", "abc"], "argument --rows: expected an int >= 1. Got 'abc'"),
+        (["--quality-rows", "0"], "argument --quality-rows: expected an int >= 1. Got 0"),  # an IndexError
+        (["--seeds", "0"], "argument --seeds: expected an int >= 1. Got 0"),  # an UnboundLocalError
+        (["--quality-rows", "100", "--k", "500", "--skip-speed", "--skip-others"], "Pool exhausted: 100 available / 500 requested"),
+        (["--rows", "1000", "--cm-k", "5000", "--skip-speed", "--skip-quality"], "Pool exhausted: 1000 available / 5000 requested"),
+    ],
+)
+def test_bench_diversity_refuses_bad_sizes_in_one_line_and_exit_2(args, message, tmp_path):
+    """It used plain argparse and int: an 8-line usage block, or a traceback and exit 1."""
+    out = tmp_path / "diversity.json"
+    proc = _run_script("bench_diversity.py", *args, "--out", str(out))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr
+    assert proc.stdout == "" and not out.exists()
+
+
+def test_bench_diversity_help_shows_every_default():
+    proc = _run_script("bench_diversity.py", "--help")
+    text = " ".join(proc.stdout.split())
+    assert proc.returncode == 0 and "--quality-rows QUALITY_ROWS rows of the quality comparison (default: 50000)" in text, text
+    assert "results/diversity.json)" in text and text.count("(default: ") >= 14
