@@ -19,7 +19,7 @@ _STRATEGY_ONLY = ("cm_k", "coreset_rows")
 @click.option("--features", "n_features", type=int, default=64, show_default=True, help="float32 features per row.")
 @click.option("--hidden", type=int, default=256, show_default=True, help="Hidden units of the MLP (features-hidden-classes).")
 @click.option("--classes", "n_classes", type=int, default=10, show_default=True, help="Classes of the generated MLP.")
-@click.option("--actors", "actors", multiple=True, type=int, help="Actor counts to measure (repeatable). [default: 1 and 2]")
+@click.option("--actors", "actors", multiple=True, type=int, help="Actor counts to measure (repeatable); one with --strategies. [default: 1 and 2; 2 with --strategies]")
 @click.option("--k", type=int, default=1000, show_default=True, help="Rows each select keeps.")
 @click.option("--batch-size", type=BatchSize(), default="auto", show_default=True, help="Rows per model run, or 'auto' (each actor times its model).")
 @click.option("--strategy", default="entropy", show_default=True, help="Strategy of the measured select runs.")
@@ -62,10 +62,12 @@ def command(ctx, rows, n_features, hidden, n_classes, actors, k, batch_size, str
     if given:
         where = "to the engine benchmark (without --strategies)" if strategies else "with --strategies"
         raise ConfigError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only {where}.")
+    if strategies and len(actors) > 1:  # it runs every strategy with one actor count
+        raise ConfigError(f"--strategies measures one actor count: expected one --actors. Got {', '.join(map(str, actors))}.")
     if strategies:
         out_json = out_json or "bench-results/strategies.json"
         run_strategy_bench(rows=1_000_000 if rows is None else rows, k=k, cm_k=cm_k, coreset_rows=coreset_rows,
-                           actors=max(actors) if actors else 2, workdir=workdir, out_json=out_json, echo=echo, note=note)
+                           actors=actors[0] if actors else 2, workdir=workdir, out_json=out_json, echo=echo, note=note)
         click.echo(f"results written to {out_json}")
         return
     out_json = out_json or "bench-results/engine.json"

@@ -552,3 +552,12 @@ def test_bench_diversity_help_shows_every_default():
     text = " ".join(proc.stdout.split())
     assert proc.returncode == 0 and "--quality-rows QUALITY_ROWS rows of the quality comparison (default: 50000)" in text, text
     assert "results/diversity.json)" in text and text.count("(default: ") >= 14
+
+
+def test_strategies_refuse_several_actor_counts(temp_root, tmp_path):
+    """--strategies --actors 1 --actors 2 measured only 2, silently."""
+    out = tmp_path / "strategies.json"
+    r = CliRunner().invoke(main, ["bench", "--strategies", "--actors", "1", "--actors", "2", "--json", str(out)], catch_exceptions=False)
+    assert r.exit_code == 2 and r.stderr == ("alscale: error: --strategies measures one actor count: expected one --actors. "
+                                             "Got 1, 2.\n"), r.output
+    assert not any(temp_root.iterdir()) and not out.exists()
