@@ -44,6 +44,16 @@ from alscale.exceptions import AlscaleError, ConfigError, OutputError, PoolExhau
 __all__ = ["machine_info", "raw_onnxruntime_rate", "run_bench"]
 
 
+#: Where every benchmark writes its results unless told otherwise: ``bench-results/`` in the folder
+#: it runs from (``alscale bench`` and each script in ``benchmarks/`` alike); git ignores it anywhere.
+RESULTS_DIR = "bench-results"
+
+
+def default_results(name: str) -> str:
+    """``bench-results/NAME``: the default ``--json`` / ``--out`` of a benchmark (see :data:`RESULTS_DIR`)."""
+    return f"{RESULTS_DIR}/{name}"
+
+
 def machine_info() -> dict[str, Any]:
     """CPU model, cores and memory of this machine, for the results table."""
     cpu = platform.processor() or platform.machine()

@@ -20,7 +20,7 @@ import os
 import statistics
 from pathlib import Path
 
-from alscale.bench import ScriptArgumentParser, count, run_script
+from alscale.bench import ScriptArgumentParser, count, default_results, run_script
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--hidden", type=count(), nargs="+", default=[256, 1024, 4096])
     parser.add_argument("--actors", type=count(), nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=count(), default=3)
-    parser.add_argument("--json", default="bench-results/batch_size.json")
+    parser.add_argument("--json", default=default_results("batch_size.json"))
     args = parser.parse_args(argv)
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

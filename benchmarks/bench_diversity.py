@@ -34,7 +34,7 @@ from alscale.strategies import gradient_factors
 
 
 def _parse(argv: list[str] | None = None) -> argparse.Namespace:
-    from alscale.bench import ScriptArgumentParser, count
+    from alscale.bench import ScriptArgumentParser, count, default_results
 
     ap = ScriptArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # the first sentence spans two lines
     ap.add_argument("--rows", type=count(), default=1_000_000, help="rows of the speed and other timings")
@@ -54,7 +54,7 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--coreset-rows", type=count(), default=100_000, help="rows of the core-set timing (at most --rows)")
     ap.add_argument("--configs", default="default,none,r1,r3-l05,l2,kron80,tensor32,tensor64",
                     help="BADGE configurations to compare, comma-separated")
-    ap.add_argument("--out", default="bench-results/diversity.json",
+    ap.add_argument("--out", default=default_results("diversity.json"),
                     help="where to write the results: a new .json path or an earlier benchmark's results")
     return ap.parse_args(argv)
 

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from alscale.bench import ScriptArgumentParser, count, run_script
+from alscale.bench import ScriptArgumentParser, count, default_results, run_script
 
 N_FEATURES, N_CLASSES = 4, 3
 ROWS_PER_FILE = 500_000
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--actors", type=count(), default=2)
     parser.add_argument("--limit", type=float, default=1.25,
                         help="largest allowed peak(largest pool) / peak(smallest pool)")
-    parser.add_argument("--out", default="bench-results/driver_memory.json")
+    parser.add_argument("--out", default=default_results("driver_memory.json"))
     args = parser.parse_args(argv)
     if args.k > min(args.rows):  # before any pool is written (a select on the smallest would fail after it)
         from alscale.exceptions import PoolExhaustedError

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pyarrow.parquet as pq
 
-from alscale.bench import ScriptArgumentParser, count, run_script
+from alscale.bench import ScriptArgumentParser, count, default_results, run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "queues"))
@@ -39,7 +39,7 @@ def main() -> int:
     parser.add_argument("--n", type=count(), default=10_000)
     parser.add_argument("--chunk-size", type=count(), default=1000)
     parser.add_argument("--limit", type=float, default=1.5, help="max allowed push_time / single_import_time")
-    parser.add_argument("--out", default=str(ROOT / "bench-results" / "label_studio_push.json"))
+    parser.add_argument("--out", default=default_results("label_studio_push.json"))
     args = parser.parse_args()
 
     # the output is checked before the server starts; its data folder goes even when a run fails

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alscale.bench import ScriptArgumentParser, count, run_script
+from alscale.bench import ScriptArgumentParser, count, default_results, run_script
 
 BATCH = 2048
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rows", type=count(), default=2_000_000)
     parser.add_argument("--actors", type=count(), default=2)
     parser.add_argument("--repeats", type=count(), default=6)
-    parser.add_argument("--json", default="bench-results/ray_overhead.json")
+    parser.add_argument("--json", default=default_results("ray_overhead.json"))
     args = parser.parse_args(argv)
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

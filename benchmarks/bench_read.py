@@ -28,7 +28,7 @@ import statistics
 import time
 from pathlib import Path
 
-from alscale.bench import ScriptArgumentParser, count, run_script
+from alscale.bench import ScriptArgumentParser, count, default_results, run_script
 
 BATCH = 4096
 RUN = 2048
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=count(), default=1_000_000)
     parser.add_argument("--repeats", type=count(), default=7)
-    parser.add_argument("--json", default="bench-results/read.json")
+    parser.add_argument("--json", default=default_results("read.json"))
     args = parser.parse_args(argv)
 
     from alscale.bench import measure_in_scratch

@@ -50,7 +50,7 @@ def command(ctx, rows, n_features, hidden, n_classes, actors, k, batch_size, str
     also generates the pool and runs raw onnxruntime); writes everything as JSON.  Results go
     to stdout, progress and notes to stderr.
     """
-    from alscale.bench import run_bench, run_strategy_bench
+    from alscale.bench import default_results, run_bench, run_strategy_bench
 
     from alscale.exceptions import ConfigError
 
@@ -65,12 +65,12 @@ def command(ctx, rows, n_features, hidden, n_classes, actors, k, batch_size, str
     if strategies and len(actors) > 1:  # it runs every strategy with one actor count
         raise ConfigError(f"--strategies measures one actor count: expected one --actors. Got {', '.join(map(str, actors))}.")
     if strategies:
-        out_json = out_json or "bench-results/strategies.json"
+        out_json = out_json or default_results("strategies.json")
         run_strategy_bench(rows=1_000_000 if rows is None else rows, k=k, cm_k=cm_k, coreset_rows=coreset_rows,
                            actors=actors[0] if actors else 2, workdir=workdir, out_json=out_json, echo=echo, note=note)
         click.echo(f"results written to {out_json}")
         return
-    out_json = out_json or "bench-results/engine.json"
+    out_json = out_json or default_results("engine.json")
     run_bench(
         rows=2_000_000 if rows is None else rows,
         n_features=n_features,

@@ -561,3 +561,21 @@ def test_strategies_refuse_several_actor_counts(temp_root, tmp_path):
     assert r.exit_code == 2 and r.stderr == ("alscale: error: --strategies measures one actor count: expected one --actors. "
                                              "Got 1, 2.\n"), r.output
     assert not any(temp_root.iterdir()) and not out.exists()
+
+
+@pytest.mark.parametrize("script", ["bench_read", "bench_batch_size", "bench_ray_overhead", "bench_driver_memory",
+                                    "bench_diversity", "bench_label_studio_push"])
+def test_every_script_writes_to_bench_results_of_the_folder_it_runs_from(script):
+    """bench_label_studio_push.py wrote <repo>/bench-results, the others ./bench-results (from benchmarks/: untracked, not ignored)."""
+    proc = _run_script(f"{script}.py", "--help")
+    text = "".join(proc.stdout.split())  # help wraps long defaults
+    assert proc.returncode == 0 and "(default:bench-results/" in text, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("where", ["bench-results/engine.json", "benchmarks/bench-results/read.json"])
+def test_git_ignores_bench_results_wherever_a_benchmark_ran(where):
+    root = BENCHMARKS.parent
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    proc = subprocess.run(["git", "check-ignore", "-q", where], cwd=root, timeout=30)
+    assert proc.returncode == 0, f"{where} is not ignored"
