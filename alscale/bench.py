@@ -389,7 +389,9 @@ def run_bench(
     actors : tuple of int
         Actor counts to run the pipeline with.
     scaling : tuple of int
-        Extra pool sizes on which to record actor memory (e.g. (1_000_000, 4_000_000)).
+        Extra pool sizes on which to record actor memory (e.g. (1_000_000, 4_000_000)).  Every
+        pool is 4 files in row groups of up to 131,072 rows, and an actor's memory follows its
+        row group: only pools of 524,288 rows and up (row groups of equal size) compare.
     repeats : int
         Pipeline runs per actor count, each right after its own raw measurement; the run with
         the median ratio (of an even number of runs, the lower of the two middle ones) is

@@ -23,7 +23,7 @@ _STRATEGY_ONLY = ("cm_k", "coreset_rows")
 @click.option("--k", type=int, default=1000, show_default=True, help="Rows each select keeps.")
 @click.option("--batch-size", type=BatchSize(), default="auto", show_default=True, help="Rows per model run, or 'auto' (each actor times its model).")
 @click.option("--strategy", default="entropy", show_default=True, help="Strategy of the measured select runs.")
-@click.option("--scaling", multiple=True, type=int, help="Also record actor memory at these pool sizes (e.g. --scaling 1000000 --scaling 4000000).")
+@click.option("--scaling", multiple=True, type=int, help="Also record actor memory at these pool sizes (e.g. --scaling 1000000 --scaling 4000000). Pools are 4 files in row groups of up to 131,072 rows, and actor memory follows the row group: below 524,288 rows a pool has smaller row groups (rows / 4), so compare sizes of 524,288 rows and up.")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Runs per actor count, each paired with a fresh raw measurement; the median is reported.")
 @click.option("--workdir", default=None, help="Keep generated pools here (default: a temp dir, removed after).")
 @click.option("--json", "out_json", default=None,

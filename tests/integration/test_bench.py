@@ -579,3 +579,8 @@ def test_git_ignores_bench_results_wherever_a_benchmark_ran(where):
         pytest.skip("not a git checkout")
     proc = subprocess.run(["git", "check-ignore", "-q", where], cwd=root, timeout=30)
     assert proc.returncode == 0, f"{where} is not ignored"
+
+
+def test_scaling_help_says_from_which_pool_size_the_memory_compares():
+    r = CliRunner().invoke(main, ["bench", "--help"])
+    assert "below 524,288 rows a pool has smaller row groups (rows / 4), so compare sizes of 524,288 rows and up" in " ".join(r.output.split())
