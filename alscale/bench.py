@@ -26,10 +26,8 @@ import os
 import platform
 import resource
 import shutil
-import signal
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -38,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from alscale._signals import sigterm_as_interrupt
 from alscale.config import check_int
 from alscale.exceptions import AlscaleError, ConfigError, OutputError, PoolExhaustedError, StrategyError
 
@@ -122,32 +121,13 @@ def _finish(results: dict, out_json: str | None) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Inside the block SIGTERM raises KeyboardInterrupt, as in ``alscale listen``: a stop cleans up as Ctrl-C does.
-
-    Only in the main thread (the only one that may set a handler); the handler there before
-    is put back on the way out.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    from alscale.cli.listen import _interrupt  # the project's one SIGTERM -> KeyboardInterrupt handler
-
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
 def _scratch(workdir: str | None = None, prefix: str = "alscale-bench-") -> Iterator[Path]:
     """``workdir`` (created, kept), or a new temporary directory removed on the way out, even on an error.
 
-    A SIGTERM inside the block is a KeyboardInterrupt (see :func:`_sigterm_as_interrupt`), so
+    A SIGTERM inside the block is a KeyboardInterrupt (:func:`alscale._signals.sigterm_as_interrupt`), so
     the generated pools go then too.
     """
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         if workdir is not None:
             Path(workdir).mkdir(parents=True, exist_ok=True)
             yield Path(workdir)
@@ -168,7 +148,7 @@ def bench_ray_session(num_cpus: int) -> Iterator[None]:
     """
     from alscale.engine.runtime import ray_session
 
-    with ray_session(num_cpus=num_cpus), _sigterm_as_interrupt():
+    with ray_session(num_cpus=num_cpus), sigterm_as_interrupt():
         yield
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import signal
-import threading
 
 import click
+
+from alscale._signals import sigterm_as_interrupt
 
 __all__ = ["command"]
 
@@ -69,20 +69,17 @@ def command(workspace, url, project, token_env, secret_env, header, host, port, 
     # bind first: a port already taken fails here, before a webhook points at it
     listener = WebhookListener(workspace, secret=secret, connector=connector, host=host, port=port, header=header,
                                reconcile_every=reconcile_every or None, next_round_after=next_round_after, on_next_round=on_next_round)
-    main = threading.current_thread() is threading.main_thread()  # signal handlers can only be set there
-    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None  # SIGTERM stops as cleanly as Ctrl-C
     created = None
-    try:
-        if register:
-            hook_id, is_new = _register(connector, public_url or listener.url, secret, header)
-            created = hook_id if is_new else None
-        # said once the start's checks (the project, the first reconcile pull) went well, not before they fail
-        listener.serve_forever(on_start=lambda: click.echo(f"listening on {listener.url} (workspace {workspace})", err=True))
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
-        if created is not None:  # a webhook found and reused stays; one made for this run's URL goes with it
-            _unregister(connector, created)
+    with sigterm_as_interrupt():  # SIGTERM stops as cleanly as Ctrl-C
+        try:
+            if register:
+                hook_id, is_new = _register(connector, public_url or listener.url, secret, header)
+                created = hook_id if is_new else None
+            # said once the start's checks (the project, the first reconcile pull) went well, not before they fail
+            listener.serve_forever(on_start=lambda: click.echo(f"listening on {listener.url} (workspace {workspace})", err=True))
+        finally:
+            if created is not None:  # a webhook found and reused stays; one made for this run's URL goes with it
+                _unregister(connector, created)
 
 
 def _unspecified(host: str) -> bool:
@@ -110,7 +107,3 @@ def _unregister(connector, hook_id: int) -> None:
         click.echo(f"alscale: warning: could not remove webhook {hook_id} from project {connector.project}: {exc}", err=True)
     else:
         click.echo(f"removed webhook {hook_id} from project {connector.project}", err=True)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
