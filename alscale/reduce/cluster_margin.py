@@ -18,6 +18,10 @@
 Score of a selected row: ``1 - (p_(1) - p_(2))`` (higher = smaller margin); the batch order
 is the round-robin order, not the score order.  ``cluster`` gives each row's cluster.
 
+Departures from the paper: FAISS k-means on a sample instead of hierarchical agglomerative
+clustering with average linkage (quadratic in the rows it clusters), and the lowest-margin row of
+each cluster first instead of a random one, so that the batch is deterministic.
+
 References
 ----------
 Citovsky, G., DeSalvo, G., Gentile, C., Karydas, L., Rajagopalan, A., Rostamizadeh, A.,
