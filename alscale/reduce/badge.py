@@ -54,6 +54,17 @@ def _params(params: Mapping[str, Any] | None) -> dict[str, Any]:
     return resolve_params("badge", BADGE_DEFAULTS, params)
 
 
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+def _check_fits_float16(h: np.ndarray) -> None:
+    """Refuse embeddings that float16 factors would turn into inf (and the batch into random fills)."""
+    top = float(np.abs(h).max()) if h.size else 0.0
+    if top > _FLOAT16_MAX:
+        raise StrategyError(f"factor_dtype='float16' holds values up to {_FLOAT16_MAX:g}. Got an embedding value of {top:.3g}; "
+                            "use factor_dtype=float32 (the default).")
+
+
 class BadgeBuilder:
     """Collect one shard's gradient factors while it streams.
 
@@ -91,6 +102,8 @@ class BadgeBuilder:
         keep = slice(None) if sel.all() else np.flatnonzero(sel)
         probs = np.asarray(probs)[keep]
         a, h = self.factors(probs, np.asarray(embeddings)[keep])
+        if self.dtype == np.float16:
+            _check_fits_float16(h)
         self.n_classes, self.dim = a.shape[1], h.shape[1]
         pred = np.argmax(probs, axis=1).astype(np.int32)
         self.buffer.append(

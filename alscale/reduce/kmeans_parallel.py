@@ -12,9 +12,10 @@ factors and each row's distance to the nearest candidate (:class:`GradientShard`
    zero gradient only if every row of every shard has one).
 2. Each round ``r``: every shard samples row ``i`` when
    ``row_uniform(key_i, seed, r) < min(1, l * d2_i / phi)`` (``phi`` = sum of ``d2`` over the
-   rows that can be sampled: those with a nonzero gradient; ``l`` = oversampling x k); the
-   driver broadcasts the new candidates and the shards update ``d2`` and each row's nearest
-   candidate.  Rows draw their own numbers from ``(seed, round, id)``, so the candidates do
+   rows that can be sampled: those with a nonzero gradient that are no near-copy of a
+   candidate; ``l`` = oversampling x k); the driver keeps one of each set of near-copies
+   among the drawn rows, broadcasts the new candidates, and the shards update ``d2`` and each
+   row's nearest candidate.  Rows draw their own numbers from ``(seed, round, id)``, so the candidates do
    not depend on the sharding.
 3. Candidate weights = pool rows nearest to each candidate; weighted k-means++ (greedy, with
    local trials as in scikit-learn) on exact factored distances picks exactly k distinct rows.
@@ -31,10 +32,13 @@ so their results only *search*: each row's nearest new candidate, compared with 
 far in the same search space.  The ``d2`` that sampling and ``phi`` use is then computed for that
 one candidate with elementwise operations in a fixed order (:func:`_row_dots`), which round a
 row alike wherever it sits; a row identical to a candidate gets exactly 0.  ``phi`` is summed
-exactly (:func:`_exact_sum`).  Rows drawn in one round with identical factors become one
-candidate (the smallest key), so copies are neither drawn twice nor split the weights of
-identical candidates by rounding.  What is left to rounding: a row whose two nearest candidates
-lie within a few ulps of each other in the search space may be assigned either way.
+exactly (:func:`_exact_sum`).  Near-copies (rows within ``_NEAR_COPY`` of each other, relative
+to their squared norms: far above float32 rounding) are one candidate at most: a row that near
+a candidate is not drawn, and of near-copies drawn together the smallest key is kept
+(:func:`_without_near_copies`).  So no row finds two candidates tied within the search's
+rounding, copies do not count toward k, and identical candidates do not split their weights
+by rounding.  What is left to rounding: a row lying, by chance, on the bisector of two distinct
+candidates to within a few ulps may be assigned either way.
 
 References
 ----------
@@ -69,6 +73,10 @@ logger = logging.getLogger(__name__)
 _CHUNK = 8192  # rows per block of the products over rows (bounded temporaries)
 _PAIRWISE_MAX = 6000  # candidates up to which the final k-means++ precomputes all distances
 _FILL_STREAM = 1_000_003
+# Rows within _NEAR_COPY x (their two squared norms) of each other in gradient space are near-copies: one
+# is a candidate at most.  Far above the search's float32 rounding (~1e-6 of them), so that no row finds two
+# candidates tied by that rounding.
+_NEAR_COPY = 1e-4
 _DOT_ROWS = 65536  # floats in a block of _row_dots: (_DOT_ROWS // K, K), one fixed shape for a width K
 _PHI_SHIFT = 172  # every float32 is an integer multiple of 2**-149 = 2**(-172 + 23)
 
@@ -206,20 +214,55 @@ def _phi_total(parts: list) -> float:
     return sum(parts) / (1 << _PHI_SHIFT)
 
 
-def _distinct_rows(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``rows`` in key order, one per distinct gradient embedding (factors equal bit for bit): the smallest key.
+def _without_near_copies(new: dict[str, np.ndarray], space: str) -> dict[str, np.ndarray]:
+    """This round's drawn rows in key order, less copies and near-copies of a drawn row of smaller key.
 
-    Copies of a row share its ``d2``, so one round can draw several; as candidates they would
-    count toward k without adding coverage.  (A copy of an earlier candidate is never drawn:
-    its ``d2`` is exactly 0.)
+    Copies of a row share its ``d2``, so one round can draw several.  Two candidates within the
+    search's float32 rounding of each other would leave a row near them to be assigned by that
+    rounding, which follows the row's place in the call, and a copy counts toward k without
+    adding coverage.  A row is a near-copy of another when their squared distance is at most
+    ``_NEAR_COPY`` times the sum of their squared norms (gradient space, float64).  (A row that
+    near a candidate of an earlier round is not drawn at all: :meth:`GradientShard.sample`.)
+
+    Parameters
+    ----------
+    new : dict of arrays
+        The drawn rows (``key``, ``a``, ``h``, and ``z`` with a sketch).
+    space : {"z", "factors"}
+        Where to look for close pairs first: the sketch (a linear map of the gradient
+        embeddings, so near-copies are near there too; pairs found are checked on the factors),
+        or the factors themselves.
+
+    Returns
+    -------
+    dict of arrays, the kept rows in key order.
     """
-    order = np.argsort(rows["key"], kind="stable")
-    a, h = rows["a"][order], rows["h"][order]
-    # + 0 makes -0.0 and 0.0 one value
-    content = np.concatenate([(a + 0).view(np.uint8).reshape(len(a), -1), (h + 0).view(np.uint8).reshape(len(h), -1)], axis=1)
-    _, first = np.unique(content, axis=0, return_index=True)
-    keep = order[np.sort(first)]
-    return {c: v[keep] for c, v in rows.items()}
+    order = np.argsort(new["key"], kind="stable")
+    new = {c: v[order] for c, v in new.items()}
+    a, h = new["a"].astype(np.float64), new["h"].astype(np.float64)
+    sq = np.einsum("ij,ij->i", a, a) * np.einsum("ij,ij->i", h, h)
+    drop = np.zeros(len(sq), dtype=bool)
+    if space == "z":
+        z = new["z"].astype(np.float64)
+        sqz = np.einsum("ij,ij->i", z, z)
+    for s in range(0, len(sq), _CHUNK // 32):
+        rows = slice(s, s + _CHUNK // 32)
+        if space == "z":  # a loose look in the sketch, then the factors decide
+            dz = sqz[rows, None] + sqz[None, :] - 2.0 * (z[rows] @ z.T)
+            i, j = np.nonzero(dz <= 100 * _NEAR_COPY * (sqz[rows, None] + sqz[None, :]))
+            i += s
+            d = sq[i] + sq[j] - 2.0 * np.einsum("ij,ij->i", a[i], a[j]) * np.einsum("ij,ij->i", h[i], h[j])
+            near = d <= _NEAR_COPY * (sq[i] + sq[j])
+            i, j = i[near], j[near]
+        else:
+            d = sq[rows, None] + sq[None, :] - 2.0 * (a[rows] @ a.T) * (h[rows] @ h.T)
+            i, j = np.nonzero(d <= _NEAR_COPY * (sq[rows, None] + sq[None, :]))
+            i += s
+        for x, y in zip(i[i < j], j[i < j]):  # key order: a row goes where a kept row of smaller key is near it
+            if not drop[x]:
+                drop[y] = True
+    keep = np.flatnonzero(~drop)
+    return {c: v[keep] for c, v in new.items()}
 
 
 class GradientShard:
@@ -293,15 +336,16 @@ class GradientShard:
     def update(self, centers: dict[str, np.ndarray], offset: int) -> float:
         """Fold new candidates (global indices ``offset...``) into ``d2``; return ``phi``.
 
-        Each row's nearest new candidate is searched (FAISS on the sketch, or BLAS on the
-        factors) and replaces its nearest so far where the search finds it nearer; ``d2`` is
-        then the exact distance to it (:meth:`_exact_d2`), which depends on the row and that
-        candidate alone, whatever the shard.
+        The search (FAISS on the sketch, or BLAS on the factors) finds each row's nearest new
+        candidate, which replaces the row's nearest so far where the search finds it nearer;
+        ``d2`` is then the exact distance to it (:meth:`_exact_d2`), which depends on the row
+        and that candidate alone, whatever the shard.  (No two candidates lie within the
+        search's rounding of each other: :func:`_without_near_copies`.)
 
         ``phi`` is ``sum(d2)`` over the rows :meth:`sample` can draw, as :func:`_exact_sum`'s
-        integer (the driver adds the shards' and scales once).  Rows with a zero gradient
-        are never drawn, so their distances stay out of it: there they would only lower every
-        other row's chance of being drawn.
+        integer (the driver adds the shards' and scales once).  Rows with a zero gradient, and
+        near-copies of a candidate, are never drawn (:meth:`_drawable`), so their distances stay
+        out of it: there they would only lower every other row's chance of being drawn.
         """
         n = len(self.keys)
         if n == 0:
@@ -319,7 +363,15 @@ class GradientShard:
             self.nearest[pos] = (where + offset).astype(np.int32)
         self.d2[self.chosen] = 0.0
         self.searched[self.chosen] = 0.0
-        return _exact_sum(self.d2[self.sq > 0])
+        return _exact_sum(self.d2[self._drawable()])
+
+    def _drawable(self) -> np.ndarray:
+        """Rows :meth:`sample` may draw, shape (n,), bool: a nonzero gradient, and no (near-)copy of a candidate.
+
+        A row within ``_NEAR_COPY`` of its nearest candidate is its near-copy (see
+        :func:`_without_near_copies`); a candidate itself has ``d2`` 0.
+        """
+        return (self.sq > 0) & (self.d2 > 2 * _NEAR_COPY * self.sq)
 
     def _search(self, centers: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Each row's squared distance to its nearest center, as the search finds it, and that center's index.
@@ -327,8 +379,8 @@ class GradientShard:
         Returns
         -------
         distances : ndarray of shape (n,), float32
-            Sketch distances (FAISS ``IndexFlatL2``), or factored ones (BLAS) without a sketch;
-            their last bits follow the row's place in the call.
+            In the sketch (FAISS ``IndexFlatL2``), or factored (BLAS) without one; their last
+            bits follow the row's place in the call.
         index : ndarray of shape (n,), int64
             Into ``centers``.
         """
@@ -382,7 +434,7 @@ class GradientShard:
         """Rows drawn this round: ``row_uniform(key, seed, round) < oversample * d2 / phi``."""
         if len(self.keys) == 0 or phi <= 0:
             return {}
-        pick = (~self.chosen) & (self.d2 > 0) & (self.sq > 0)
+        pick = self._drawable()
         if math.isfinite(oversample):  # inf: every row still far from the centers
             pick &= row_uniform(self.keys, seed, round_) * phi < oversample * self.d2.astype(np.float64)
         return self._payload(np.flatnonzero(pick))
@@ -596,7 +648,9 @@ def kmeans_parallel(
         new = concat_rows(group.map("sample", seed, done, want, phi))
         if not new:
             continue
-        new = _distinct_rows(new)
+        new = _without_near_copies(new, "z" if sketch != "none" else "factors")
+        if not len(new["key"]):
+            continue
         offset = len(cands["key"])
         cands = {c: np.concatenate([cands[c], new[c]]) for c in cands}
         phi = _phi_total(group.map("update", {c: new[c] for c in center_cols}, offset))
@@ -620,8 +674,11 @@ def kmeans_parallel(
             "score": np.concatenate([gains, np.zeros(len(order))])
         }
         filled = len(order)
-        if phi > 0:  # distinct rows were left: the sampling, not the pool, ran short
+        if phi > 0 and n_cand < k:  # distinct rows were left: the sampling, not the pool, ran short
             logger.warning("k-means|| proposed %d candidates for k=%d in %d rounds (oversampling %g); %d rows were filled at "
                            "random: raise 'oversampling' or 'rounds'", n_cand, k, done, oversampling, filled)
+        elif phi > 0:  # enough candidates, but some lie closer together than float32 distances resolve
+            logger.warning("k-means++ found %d of the %d candidates apart from one another (the others are copies of "
+                           "picked rows to float32 precision); %d rows were filled at random", len(pick), n_cand, filled)
     logger.debug("k-means||: %d rounds, %d candidates, %d filled", done, n_cand, filled)
     return chosen, {"rounds": done, "candidates": n_cand, "filled": filled, "sketch": sketch, "sketch_dim": sketch_dim}

@@ -185,6 +185,17 @@ def test_float16_factors_and_errors():
     assert get_strategy("badge").select is select_badge
 
 
+def test_float16_factors_refuse_embeddings_beyond_float16():
+    """An embedding of 3.9e5 became inf in float16: one pick scored inf, the rest filled at random."""
+    from alscale.exceptions import StrategyError
+
+    probs, emb = _pool(50, 3, 6, seed=6)
+    emb[7, 2] = 3.9e5
+    with pytest.raises(StrategyError, match=r"factor_dtype='float16' holds values up to 65504\. Got an embedding value of 3\.9e\+05"):
+        _group(probs, emb, 1, params={"factor_dtype": "float16"})
+    assert len(select_badge(_group(probs, emb, 1)[0], 10, 0).columns["id"]) == 10  # float32 takes it
+
+
 def test_final_kmeanspp_pairwise_and_streamed_paths_agree(monkeypatch):
     from alscale.reduce import kmeans_parallel as kp
 
@@ -261,6 +272,41 @@ def test_exact_duplicate_rows_give_the_same_batch_for_any_sharding(params):
     for cut, other, state in zip(cuts[1:], results[1:], rounds[1:]):
         np.testing.assert_array_equal(state[0], rounds[0][0], err_msg=f"d2, cuts {cut}")
         np.testing.assert_array_equal(state[1], rounds[0][1], err_msg=f"nearest, cuts {cut}")
+        np.testing.assert_array_equal(other.columns["id"], results[0].columns["id"], err_msg=f"cuts {cut}")
+        np.testing.assert_array_equal(other.columns["score"], results[0].columns["score"], err_msg=f"cuts {cut}")
+
+
+@pytest.mark.parametrize("params", [{}, {"sketch": "kron"}, {"sketch": "none"}])
+def test_near_copies_give_the_same_batch_for_any_sharding(params):
+    """100 rows, a near-copy of each (1e-5 apart) and 20 exact copies of that: BLAS's clamped 0 made a
+    copy keep an older near-copy candidate or its own source by the row's place in the block (sketch none)."""
+    probs, emb = _pool(100, 6, 24, seed=12)
+    rng = np.random.default_rng(12)
+    near_p = probs * (1 + 1e-5 * rng.standard_normal(probs.shape)).astype(np.float32)
+    near_p /= near_p.sum(1, keepdims=True)
+    near_e = emb * (1 + 1e-5 * rng.standard_normal(emb.shape)).astype(np.float32)
+    copies = np.repeat(np.arange(100), 20)
+    probs_all = np.concatenate([probs, near_p, near_p[copies]])
+    emb_all = np.concatenate([emb, near_e, near_e[copies]])
+    order = rng.permutation(len(probs_all))
+    probs_all, emb_all = probs_all[order], emb_all[order]
+    ids = np.arange(len(order), dtype=np.int64) * 3 + 1
+    n = len(ids)
+    cuts = [[], [n // 2], [n // 3, 2 * n // 3], [1, 3, 10, 700, 701, n - 7], sorted(rng.choice(np.arange(1, n), 9, replace=False).tolist())]
+    results, states = [], []
+    for cut in cuts:
+        group = _cut_group(probs_all, emb_all, ids, cut, params)
+        results.append(select_badge(group, 60, 4, params))
+        states.append([np.concatenate([getattr(st, f) for st in group.states]) for f in ("d2", "nearest")])
+    x = gradient_embeddings(probs_all, emb_all).astype(np.float64)
+    picked = x[np.searchsorted(ids, results[0].columns["id"])]
+    sq = (picked * picked).sum(1)
+    d = sq[:, None] + sq[None, :] - 2 * picked @ picked.T
+    off = ~np.eye(len(d), dtype=bool)
+    assert (d[off] > 1e-4 * (sq[:, None] + sq[None, :])[off]).all()  # no two picks are near-copies
+    for cut, other, state in zip(cuts[1:], results[1:], states[1:]):
+        np.testing.assert_array_equal(state[0], states[0][0], err_msg=f"d2, cuts {cut}")
+        np.testing.assert_array_equal(state[1], states[0][1], err_msg=f"nearest, cuts {cut}")
         np.testing.assert_array_equal(other.columns["id"], results[0].columns["id"], err_msg=f"cuts {cut}")
         np.testing.assert_array_equal(other.columns["score"], results[0].columns["score"], err_msg=f"cuts {cut}")
 
