@@ -77,6 +77,7 @@ _FILL_STREAM = 1_000_003
 # is a candidate at most.  Far above the search's float32 rounding (~1e-6 of them), so that no row finds two
 # candidates tied by that rounding.
 _NEAR_COPY = 1e-4
+_PAIR_ROWS = 256  # drawn rows per block of _without_near_copies' distances (256 x drawn, float64)
 _DOT_ROWS = 65536  # floats in a block of _row_dots: (_DOT_ROWS // K, K), one fixed shape for a width K
 _PHI_SHIFT = 172  # every float32 is an integer multiple of 2**-149 = 2**(-172 + 23)
 
@@ -245,8 +246,8 @@ def _without_near_copies(new: dict[str, np.ndarray], space: str) -> dict[str, np
     if space == "z":
         z = new["z"].astype(np.float64)
         sqz = np.einsum("ij,ij->i", z, z)
-    for s in range(0, len(sq), _CHUNK // 32):
-        rows = slice(s, s + _CHUNK // 32)
+    for s in range(0, len(sq), _PAIR_ROWS):
+        rows = slice(s, s + _PAIR_ROWS)
         if space == "z":  # a loose look in the sketch, then the factors decide
             dz = sqz[rows, None] + sqz[None, :] - 2.0 * (z[rows] @ z.T)
             i, j = np.nonzero(dz <= 100 * _NEAR_COPY * (sqz[rows, None] + sqz[None, :]))
