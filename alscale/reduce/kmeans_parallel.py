@@ -135,14 +135,14 @@ def sketch_factors(a: np.ndarray, h: np.ndarray, seed: int, kind: str, dim: int)
         v = (rng.standard_normal((d, dim)) / math.sqrt(dim)).astype(np.float32)
         out = np.empty((n, dim), dtype=np.float32)
         for s in range(0, n, _CHUNK):
-            out[s : s + _CHUNK] = (a[s : s + _CHUNK].astype(np.float32) @ u) * (h[s : s + _CHUNK].astype(np.float32) @ v)
+            out[s : s + _CHUNK] = (a[s : s + _CHUNK].astype(np.float32, copy=False) @ u) * (h[s : s + _CHUNK].astype(np.float32, copy=False) @ v)
         return out
     mh = max(1, dim // c)
     r = (rng.standard_normal((d, mh)) / math.sqrt(mh)).astype(np.float32)
     out = np.empty((n, c * mh), dtype=np.float32)
     for s in range(0, n, _CHUNK):
-        ha = h[s : s + _CHUNK].astype(np.float32) @ r
-        block_a = a[s : s + _CHUNK].astype(np.float32)
+        ha = h[s : s + _CHUNK].astype(np.float32, copy=False) @ r
+        block_a = a[s : s + _CHUNK].astype(np.float32, copy=False)
         out[s : s + _CHUNK] = (block_a[:, :, None] * ha[:, None, :]).reshape(len(ha), -1)
     return out
 
@@ -399,7 +399,7 @@ class GradientShard:
         h_c = centers["h"].astype(np.float32)
         sq_c = _sq_norms(a_c, h_c)
         for s in range(0, n, _CHUNK):
-            block = (self.a[s : s + _CHUNK].astype(np.float32) @ a_c.T) * (self.h[s : s + _CHUNK].astype(np.float32) @ h_c.T)
+            block = (self.a[s : s + _CHUNK].astype(np.float32, copy=False) @ a_c.T) * (self.h[s : s + _CHUNK].astype(np.float32, copy=False) @ h_c.T)
             block *= -2.0
             block += self.sq[s : s + _CHUNK, None]
             block += sq_c[None, :]
