@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from alscale.bench import ScriptArgumentParser, count, default_results, run_script
+from alscale.bench import ScriptArgumentParser, count, default_results, machine_info, run_script
 
 N_FEATURES, N_CLASSES = 4, 3
 ROWS_PER_FILE = 500_000
@@ -133,7 +132,7 @@ def _measure(args, tmp: Path) -> dict:
     )
     return {
         "benchmark": "driver_memory", "results": results, "ratio": ratio, "limit": args.limit, "ok": ok,
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine_info(),
     }
 
 if __name__ == "__main__":
