@@ -275,7 +275,7 @@ def predict_onnx(path, X: np.ndarray, *, batch_size: int = 8192) -> tuple[np.nda
         sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"Cannot load the ONNX model {path}: {exc}") from None
-    contract = inspect_model(path)  # the outputs select uses: probabilities or logits, and the embedding, by any of their names
+    contract = inspect_model(path, session=sess)  # the outputs select uses: probabilities or logits, and the embedding, by any of their names
     wanted = [contract.class_output] + ([contract.embedding_output] if contract.embedding_output else [])
     input_name = sess.get_inputs()[0].name
     X = np.asarray(X, dtype=np.float32)
