@@ -13,6 +13,7 @@ import sys
 import click
 
 from alscale import __version__
+from alscale._signals import sigterm_as_interrupt
 from alscale.exceptions import AlscaleError
 
 __all__ = ["COMMAND_MODULES", "main"]
@@ -56,7 +57,8 @@ class _LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with sigterm_as_interrupt():  # `timeout`, Kubernetes and CI stop a command with SIGTERM: cleaned up as at Ctrl-C
+                return super().invoke(ctx)
         except AlscaleError as exc:
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:  # Ctrl-C: what the command started is cleaned up by now; 130 as a shell reports SIGINT

@@ -242,6 +242,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         temp_dir = tempfile.mkdtemp(prefix=TEMP_PREFIX)
         with open(os.path.join(temp_dir, DRIVER_PID_FILE), "w") as f:  # for remove_stale_temp_dirs of a later run
             f.write(str(os.getpid()))
+    sigterm = _sigterm_handler()
     try:  # Ctrl-C while Ray starts: what it started so far is stopped, and its folder removed
         if address:
             connect_cluster(address, **kwargs)
@@ -250,11 +251,39 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             # notice that token auth (its default) is on; stderr is for alscale's one-line errors
             with _quiet(_RAY_AUTH_NOTICE_LOGGER), _interrupt_after():
                 ray.init(address="local", num_cpus=num_cpus, _temp_dir=temp_dir, **kwargs)
+        _sigterm_after_init(sigterm)
         yield
     finally:
         ray.shutdown()
         if temp_dir:
             _remove_tree(temp_dir)
+        if sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)
+
+
+def _sigterm_handler():
+    """SIGTERM's handler in Python, or None off the main thread (which alone may set one)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.getsignal(signal.SIGTERM)
+
+
+def _sigterm_after_init(before) -> None:
+    """Make SIGTERM run a Python handler again once ``ray.init`` has returned.
+
+    ``ray.init`` sets its own handler (``sys.exit``), and then the driver's C++ core worker
+    overrides it below Python with one that prints a stack trace and aborts (exit 134): no
+    ``finally`` runs, so Ray's temporary folder and a select's staging folder stay behind.  The
+    handler the caller had is put back (the CLI's: SIGTERM as Ctrl-C); where the caller had
+    none, Ray's own ``sys.exit`` is set again, so the clean-up still runs.  ``before`` is
+    :func:`_sigterm_handler`'s answer from before ``ray.init``.
+    """
+    if before is None:
+        return
+    now = signal.getsignal(signal.SIGTERM)
+    handler = now if before is signal.SIG_DFL and callable(now) else before
+    if handler is not None:  # None: a handler set outside Python, which Python cannot set again
+        signal.signal(signal.SIGTERM, handler)
 
 
 def remove_stale_temp_dirs(root: str | None = None) -> list[str]:

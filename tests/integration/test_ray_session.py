@@ -126,3 +126,55 @@ def test_ctrl_c_while_ray_starts_leaves_no_folder_nor_processes(tmp_path):
         for pid in subprocess.run(["pgrep", "-f", base], capture_output=True, text=True).stdout.split():
             os.kill(int(pid), signal.SIGKILL)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("own_handler", [False, True])
+def test_sigterm_inside_the_session_runs_python_clean_up_not_an_abort(tmp_path, own_handler):
+    """Ray's driver overrides SIGTERM below Python (a C++ stack trace, then abort: exit 134, no ``finally``).
+
+    A caller's own handler is put back once Ray has started; without one, Ray's ``sys.exit`` runs
+    (exit 15) and the session still removes its folder.  On the way out the handler from before
+    the session is back.
+    """
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    base = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # short: Ray's socket paths have a length limit
+    script = tmp_path / "term.py"
+    script.write_text(
+        "import os, signal, sys, tempfile, time\n"
+        f"tempfile.tempdir = {base!r}\n"
+        "from alscale.engine.runtime import ray_session\n"
+        "class Stop(Exception): pass\n"
+        "def own(signum, frame): raise Stop\n"
+        f"if {own_handler}: signal.signal(signal.SIGTERM, own)\n"
+        "before = signal.getsignal(signal.SIGTERM)\n"
+        "try:\n"
+        "    with ray_session(num_cpus=1):\n"
+        "        print('inside', signal.getsignal(signal.SIGTERM) is own, flush=True)\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(30)\n"
+        "except Stop:\n"
+        "    print('stopped', signal.getsignal(signal.SIGTERM) is before, flush=True)\n"
+    )
+    try:
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+        if own_handler:
+            assert (proc.returncode, proc.stdout.split()) == (0, ["inside", "True", "stopped", "True"]), proc.stdout + proc.stderr[-2000:]
+        else:
+            assert (proc.returncode, proc.stdout.split()) == (15, ["inside", "False"]), proc.stdout + proc.stderr[-2000:]
+        assert "SIGTERM received" not in proc.stderr, proc.stderr[-2000:]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            left = subprocess.run(["pgrep", "-f", base], capture_output=True, text=True).stdout.split()
+            if not left and os.listdir(base) == []:
+                break
+            time.sleep(0.5)
+        assert left == [] and os.listdir(base) == [], (left, os.listdir(base))
+    finally:
+        for pid in subprocess.run(["pgrep", "-f", base], capture_output=True, text=True).stdout.split():
+            os.kill(int(pid), signal.SIGKILL)
+        shutil.rmtree(base, ignore_errors=True)
