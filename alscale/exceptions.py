@@ -2,8 +2,8 @@
 
 Every error alscale raises on purpose derives from :class:`AlscaleError`.  The CLI and the job
 entrypoints turn any of them into one line on stderr and its ``exit_code``: 2 for bad input
-(fix it and run again), 1 for :class:`ClusterError` (the cluster failed; the same run may
-succeed when retried).  An ``OSError`` about a path the user gave (a file where a folder is
+(fix it and run again), 1 for :class:`ClusterError` and :class:`QueueUnavailableError` (the
+cluster or the labeling queue failed; the same run may succeed when retried).  An ``OSError`` about a path the user gave (a file where a folder is
 expected, no permission) is one line with exit code 2 too.  Everything else is a bug and keeps
 its traceback in the CLI; a job entrypoint (``jobs/``) prints it as one line with exit code 1,
 and its traceback with ``-v``.
@@ -30,7 +30,7 @@ and its traceback with ``-v``.
     │   └── LabelError              a label or labeled id is not acceptable
     └── QueueError                  a labeling queue refused or could not be reached
         ├── QueueAuthError          wrong or missing credentials
-        └── QueueUnavailableError   the server cannot be reached
+        └── QueueUnavailableError   the server cannot be reached or keeps failing (exit code 1)
 
 Messages say what was expected and what was got, e.g. ``"The 'k' parameter must be an int
 >= 1. Got 0 instead."`` or ``"Pool exhausted: 120 available / 500 requested"``.
@@ -168,4 +168,10 @@ class QueueAuthError(QueueError):
 
 
 class QueueUnavailableError(QueueError):
-    """The labeling queue cannot be reached."""
+    """The labeling queue cannot be reached, or keeps failing (5xx, timeouts) after the retries.
+
+    Not the input's fault: the same command may succeed later (exit code 1, as for
+    :class:`ClusterError`), and nothing is recorded as sent that the queue did not take.
+    """
+
+    exit_code = 1

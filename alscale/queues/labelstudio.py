@@ -129,6 +129,10 @@ def annotation_record(annotation: Mapping[str, Any], task: Mapping[str, Any], *,
         return None
     if isinstance(alscale_id, (Mapping, list, bool, float)):
         raise QueueError(f"Expected an int or string {ID_FIELD}. Got {alscale_id!r}.")
+    annotation_id = annotation.get("id")
+    if isinstance(annotation_id, bool) or not isinstance(annotation_id, (int, str)) or annotation_id == "":
+        # labels are keyed on (source, annotation id): a missing one would make every such answer replace the last
+        raise QueueError(f"Expected an annotation whose 'id' is an int or a non-empty string. Got {annotation_id!r:.80}.")
     label = None
     if annotation.get("was_cancelled"):
         status = "skipped"
@@ -156,7 +160,7 @@ def annotation_record(annotation: Mapping[str, Any], task: Mapping[str, Any], *,
     run = meta.get(RUN_FIELD, data.get(RUN_FIELD))
     return {
         "id": alscale_id, "label": label, "status": status, "source": source,
-        "annotation_id": str(annotation["id"]), "annotator": None if who is None else str(who),
+        "annotation_id": str(annotation_id), "annotator": None if who is None else str(who),
         "answered_at": answered if isinstance(answered, str) else None, "pool": task_pool(task),
         "batch_run_id": run if isinstance(run, str) else None,
     }

@@ -120,6 +120,26 @@ def test_gives_up_after_retries_and_records_nothing(receiver_factory, manifest, 
     assert len(rx.requests) == 3 and workspace.pending().num_rows == 0
 
 
+def test_a_receiver_that_keeps_failing_exits_1_in_one_line_not_the_bad_input_2(receiver_factory, manifest, workspace, monkeypatch):
+    """5xx after every retry is no fault of the input: the same push may succeed later (exit 1, as for a lost cluster)."""
+    from click.testing import CliRunner
+
+    from alscale.cli import main
+
+    monkeypatch.setenv("ALSCALE_HTTP_SECRET", SECRET)
+    rx = receiver_factory(fail_first=100)
+    config = workspace.path.parent / "queue.toml"
+    config.write_text(f'[queue]\nkind = "http"\nurl = "{rx.url}"\nretries = 1\nbackoff = 0.01\ndata_columns = ["text"]\n')
+    args = ["push", str(manifest.path), "-w", str(workspace.path), "--config", str(config)]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 1, res.output
+    (line,) = res.output.strip().splitlines()
+    assert line.startswith("alscale: error: ") and "failed after 2 attempts; last error: HTTP 503" in line
+    assert workspace.pending().num_rows == 0
+    rx.fail_first = 0  # the receiver is back: the same command succeeds
+    assert CliRunner().invoke(main, args).exit_code == 0 and workspace.pending().num_rows == manifest.batch.num_rows
+
+
 def test_wrong_secret_is_refused_without_retry(receiver_factory, manifest, workspace, monkeypatch):
     monkeypatch.setenv("ALSCALE_HTTP_SECRET", "not-the-secret")
     rx = receiver_factory()

@@ -42,3 +42,19 @@ def test_a_model_lacking_a_class_of_a_workspace_without_classes_is_told_the_way_
     with pytest.raises(QueueError) as err:  # a workspace with a class list: its models know every class, nothing to add
         conn.check_classes(["cat", "dog"], project={"label_config": single})
     assert "--classes" not in str(err.value)
+
+
+# --- 2026-12-08 review: an annotation without an id, and what a queue that keeps failing exits with -------------
+
+@pytest.mark.parametrize("bad", [None, "", True, 1.5, {"x": 1}, "missing"])
+def test_an_annotation_without_a_usable_id_is_refused(bad):
+    """Labels are keyed on (source, annotation id): ``"id": null`` was stored as 'None', and a second such answer replaced the first."""
+    annotation = _choices("dog")
+    if bad == "missing":
+        del annotation["id"]
+    else:
+        annotation["id"] = bad
+    with pytest.raises(QueueError, match=r"Expected an annotation whose 'id' is an int or a non-empty string"):
+        annotation_record(annotation, TASK, source="label-studio:3")
+    assert annotation_record({**annotation, "id": "a1"}, TASK, source="label-studio:3")["annotation_id"] == "a1"
+
