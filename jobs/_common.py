@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 EXIT_OK, EXIT_FAILED, EXIT_ALSCALE_ERROR = 0, 1, 2
+EXIT_INTERRUPTED = 130  # as a shell reports SIGINT; SIGTERM too, as the CLI does
 
 log = logging.getLogger("alscale.jobs")
 
@@ -96,12 +97,14 @@ def run_job(body: Callable[[], str], *, verbose: bool) -> int:
     -------
     int
         0 on success, 2 for bad input (an :class:`~alscale.exceptions.AlscaleError`), 1 for a
-        :class:`~alscale.exceptions.ClusterError` or anything else;
+        :class:`~alscale.exceptions.ClusterError` or anything else, 130 when interrupted
+        (Ctrl-C, or SIGTERM from ``ray job stop`` or Kubernetes);
         the reason is one line on stderr (the traceback too with ``verbose``).
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        from alscale._signals import sigterm_as_interrupt
         from alscale.exceptions import AlscaleError
     except ImportError as exc:  # `ray job submit --working-dir` ships the code, not its dependencies
         sys.stderr.write(f"alscale: error: Expected alscale's dependencies in the cluster's Python ({sys.executable}). "
@@ -109,7 +112,11 @@ def run_job(body: Callable[[], str], *, verbose: bool) -> int:
         return EXIT_ALSCALE_ERROR
 
     try:
-        line = body()
+        with sigterm_as_interrupt():  # `ray job stop` and KubeRay's deadline send SIGTERM: cleaned up as at Ctrl-C
+            line = body()
+    except KeyboardInterrupt:  # what the job started is cleaned up by now; its checkpoints stay for a resubmit
+        sys.stderr.write("alscale: interrupted\n")
+        return EXIT_INTERRUPTED
     except AlscaleError as exc:
         if verbose:
             log.exception("job failed")

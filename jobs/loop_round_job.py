@@ -4,13 +4,15 @@ The workspace (``alscale init``) must be on storage the Ray head can read and wr
 volume in Kubernetes).  The round trains (or takes ``--model``), evaluates, checks the stopping
 rules and selects the next batch on the cluster the job was submitted to::
 
+    export RAY_AUTH_MODE=token   # Ray 2.60's token authentication; the token is in ~/.ray/auth_token
     ray job submit --address http://127.0.0.1:8265 --working-dir . \\
         --runtime-env-json '{"excludes": [".venv", ".labelstudio-venv", ".git", "tests", "benchmarks", "*.parquet", "*.onnx"]}' \\
         -- python jobs/loop_round_job.py --workspace /mnt/alscale/ws
 
 A round interrupted anywhere is finished by submitting the job again.  Exit status: 0 on
 success, 2 for bad input (workspace, labels, model, flags...), 1 for anything else (the cluster
-lost an actor or node for good: a retry may succeed); the reason is one line on stderr.  On
+lost an actor or node for good: a retry may succeed), 130 when stopped (Ctrl-C, ``ray job
+stop``, Kubernetes' SIGTERM); the reason is one line on stderr.  On
 success the round record is printed as one JSON line.
 """
 

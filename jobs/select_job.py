@@ -2,6 +2,7 @@
 
 Submit it to a running cluster (the working directory is uploaded; keep it small)::
 
+    export RAY_AUTH_MODE=token   # Ray 2.60's token authentication; the token is in ~/.ray/auth_token
     ray job submit --address http://127.0.0.1:8265 --working-dir . \\
         --runtime-env-json '{"excludes": [".venv", ".labelstudio-venv", ".git", "tests", "benchmarks", "*.parquet", "*.onnx"]}' \\
         -- python jobs/select_job.py --config select.toml
@@ -15,8 +16,8 @@ folders (S3, GCS), the files are copied in one by one, ``manifest.json`` last.  
 replaces an earlier manifest there, never a file or a folder of other files.
 
 Exit status: 0 on success, 2 for bad input (config, pool, model, output...), 1 for anything
-else (the cluster lost an actor or node for good: a retry may succeed); the reason is one line
-on stderr.
+else (the cluster lost an actor or node for good: a retry may succeed), 130 when stopped
+(Ctrl-C, ``ray job stop``, Kubernetes' SIGTERM); the reason is one line on stderr.
 """
 
 from __future__ import annotations
@@ -104,6 +105,36 @@ def _open_destination(uri: str, *, force: bool):
     if others:
         raise OutputError(other_files_message(repr(uri), others))
     return filesystem, path
+
+
+def _check_writable(filesystem, path: str, uri: str) -> None:
+    """Write a small file where :func:`publish` will stage the manifest, and remove it again.
+
+    A destination the job cannot write (no permission, read-only credentials, a file where a
+    folder should be) then fails before the scan, not after it: the checkpoints would go to the
+    same place, so a retry would redo the whole scan.  Missing parent folders are created, as
+    the publish step would create them.
+
+    Raises
+    ------
+    OutputError
+        Creating the folder or writing the file failed.
+    """
+    from alscale.exceptions import OutputError
+
+    probe = f"{path.rstrip('/')}.write-check-{uuid.uuid4().hex[:12]}"
+    try:
+        filesystem.create_dir(probe, recursive=True)
+        with filesystem.open_output_stream(f"{probe}/write-check") as stream:
+            stream.write(b"alscale")
+    except (OSError, ValueError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OutputError(f"Cannot write output {uri!r} (checked before any work): {detail}") from None
+    finally:
+        try:
+            filesystem.delete_dir(probe)
+        except (OSError, ValueError):
+            pass  # nothing was made
 
 
 def _copy_manifest_last(filesystem, staging: str, path: str) -> None:
@@ -206,7 +237,7 @@ def run(settings) -> str:
         return str(manifest.path)
     from alscale.engine.checkpoint import remove_checkpoints
 
-    _open_destination(out, force=settings.force)  # fail before the work, not after
+    _check_writable(*_open_destination(out, force=settings.force), out)  # fail before the work, not after
     root = settings.checkpoint_dir or out.rstrip("/") + ".checkpoints"
     # the checkpoints stay until the manifest is published: a failed copy is retried without rescoring
     kwargs.update(checkpoint_dir=root, keep_checkpoints=True)

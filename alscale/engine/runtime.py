@@ -142,9 +142,11 @@ def connect_cluster(address: str, **init_kwargs) -> None:
     """
     check_reachable(address)
     auth_error = getattr(ray.exceptions, "AuthenticationError", ())
+    sigterm = _sigterm_handler()
     try:
         with _stderr_held():
             ray.init(address=address, **init_kwargs)
+        _sigterm_after_init(sigterm)
     except auth_error as exc:  # a token that cannot be read: the submitter's set-up, not the cluster
         raise ConfigError(f"Cannot join the Ray cluster at {address!r}: {_first_line(exc)}. {TOKEN_HINT}") from None
     except ConnectionError as exc:
@@ -251,7 +253,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             # notice that token auth (its default) is on; stderr is for alscale's one-line errors
             with _quiet(_RAY_AUTH_NOTICE_LOGGER), _interrupt_after():
                 ray.init(address="local", num_cpus=num_cpus, _temp_dir=temp_dir, **kwargs)
-        _sigterm_after_init(sigterm)
+            _sigterm_after_init(sigterm)
         yield
     finally:
         ray.shutdown()

@@ -127,8 +127,11 @@ def test_a_cluster_failure_exits_1_and_bad_input_2(monkeypatch, capsys):
     assert capsys.readouterr().err.startswith("alscale: error: Pool 'p'")
 
 
-def test_checkpoints_stay_until_the_manifest_is_published(select_job, data_dir, tmp_path, capsys):
+def test_checkpoints_stay_until_the_manifest_is_published(select_job, data_dir, tmp_path, capsys, monkeypatch):
     """A failed copy to the destination is retried without scoring again; the manifest names the destination."""
+    # a destination that fails only at the copy (credentials that expire during the scan, a full disk): the check
+    # before the work is passed over, so this one fails where a publish would
+    monkeypatch.setattr(select_job, "_check_writable", lambda *args: None)
     config = tmp_path / "select.toml"
     config.write_text(f'pool = "{data_dir / "pool"}"\nmodel = "{data_dir / "model.onnx"}"\nk = 10\nactors = 2\n'
                       f'checkpoint_dir = "{tmp_path / "ck"}"\n')
@@ -338,3 +341,63 @@ def test_a_python_without_alscales_dependencies_is_one_line(tmp_path, job):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(
         f"alscale: error: Expected alscale's dependencies in the cluster's Python ({sys.executable}). Got ModuleNotFoundError: "), proc.stderr
+
+
+# --- 2026-12-08 review: an unwritable URI output is found before the scan; a stopped job says so in one line ------
+
+def test_a_uri_output_that_cannot_be_written_is_refused_before_any_work(select_job, tmp_path, capsys):
+    """A file where a folder should be (or no permission) was found only after the whole scan, at publish."""
+    (tmp_path / "a-file").write_text("x")
+    for uri in (f"file://{tmp_path / 'a-file' / 'round-1'}", "file:///proc/alscale-nowhere/round-1"):
+        config = tmp_path / "select.toml"
+        config.write_text(f'pool = "{tmp_path / "no-pool"}"\nmodel = "m.onnx"\nout = "{uri}"\n')
+        assert select_job.main(["--config", str(config)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"alscale: error: Cannot write output {uri!r} (checked before any work): "), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "select.toml"]
+    fresh = tmp_path / "new" / "deep" / "out"  # missing folders are made, and the check leaves nothing in them
+    config.write_text(f'pool = "{tmp_path / "no-pool"}"\nmodel = "m.onnx"\nout = "file://{fresh}"\n')
+    assert select_job.main(["--config", str(config)]) == 2
+    assert "Cannot write output" not in capsys.readouterr().err and list(fresh.parent.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_stopped_job_exits_130_with_one_line_and_leaves_no_output(tmp_path, model_path, sig):
+    """``ray job stop`` and KubeRay send SIGTERM: the job printed nothing (or Ray's C++ stack dump) and exited 1 or 134;
+    Ctrl-C gave a 46-line traceback."""
+    import glob
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from tests.conftest import tied_features, write_pool
+
+    pool = write_pool(tmp_path / "pool", tied_features(200_000), files=1, row_group_size=20_000)
+    config = tmp_path / "select.toml"
+    config.write_text(f'pool = "{pool}"\nmodel = "{model_path}"\nk = 10\nactors = 1\nbatch_size = 1\n'  # ~10 s of scan
+                      f'out = "{tmp_path / "out"}"\n')
+    private_tmp = tempfile.mkdtemp(prefix="alscale-t-")  # short: Ray's socket paths must fit 107 bytes
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    try:
+        proc = subprocess.Popen([sys.executable, str(REPO / "jobs" / "select_job.py"), "--config", str(config)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**env, "TMPDIR": private_tmp})
+        deadline = time.monotonic() + 120
+        driver_log = os.path.join(private_tmp, "alscale-ray-*", "session_*", "logs", f"python-core-driver-*_{proc.pid}.log")
+        while not glob.glob(driver_log) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2)  # ray.init has returned: the driver's core worker is connected
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        proc.send_signal(getattr(signal, sig))
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and err.strip().splitlines()[-1] == "alscale: interrupted", err[-2000:]
+        assert "Traceback" not in err and "SIGTERM received" not in err, err[-2000:]
+        assert not (tmp_path / "out").exists()
+        assert glob.glob(os.path.join(private_tmp, "alscale-ray-*")) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        shutil.rmtree(private_tmp, ignore_errors=True)
