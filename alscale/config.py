@@ -296,7 +296,13 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _resolve(base: Path, value: str) -> str:
-    if "://" in value or os.path.isabs(value):
+    """``value`` relative to the config file's folder ``base``; an empty (or blank) value stays as it is.
+
+    ``base / ""`` is the folder itself: an empty ``pool`` would read every file beside the
+    config, an empty ``model`` make a committee of the models there.  Left empty, the value
+    meets the same refusal as an empty flag.
+    """
+    if not value.strip() or "://" in value or os.path.isabs(value):
         return value
     return str(base / value)
 

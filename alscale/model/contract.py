@@ -239,6 +239,17 @@ def inspect_model(
     path = path if _is_uri(path) else Path(path)  # Path() would fold the '//' of a URI
     data = read_model_uri(path) if _is_uri(path) else None  # read once: for the session, the sha256 and the class names
     session = session or load_session(path, data=data)
+    try:
+        return _contract(path, session, data, probs_output, embedding_output)
+    except ModelContractError as exc:  # in a committee (a folder of models) the message must say which one
+        if str(path) in str(exc):
+            raise
+        raise ModelContractError(f"Model {str(path)!r}: {exc}") from None
+
+
+def _contract(path, session: ort.InferenceSession, data: bytes | None, probs_output: str | None,
+              embedding_output: str | None) -> ModelContract:
+    """:func:`inspect_model` once the session is loaded; its errors need not name the model."""
     inputs = session.get_inputs()
     if len(inputs) != 1:
         names = [i.name for i in inputs]

@@ -81,6 +81,9 @@ def detect_features(schema: pa.Schema, id_column: str, features: Sequence[str] |
     """
     names = schema.names
     if features:
+        repeated = sorted({c for c in features if list(features).count(c) > 1})
+        if repeated:  # a typo for another column: that one would silently not feed the model
+            raise PoolSchemaError(f"Expected each feature column once. Got {repeated} more than once in {list(features)}.")
         missing = [c for c in features if c not in names]
         if missing:
             raise PoolSchemaError(f"Feature column(s) {missing} not in the pool; its columns are {names}.")

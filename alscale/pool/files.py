@@ -177,12 +177,14 @@ def _list_files(spec: str) -> tuple[str | None, list[str]]:
         if info.type == pafs.FileType.File:
             return uri, [root]
         return uri, []
-    if _is_glob(spec):
-        return None, glob_files(spec)
+    # a path that exists is read as it is, even where it holds a glob's characters ("run[1]/", "what?.parquet");
+    # only one that does not is a glob
     if os.path.isdir(spec):
         return None, folder_files(spec)
     if os.path.isfile(spec):
         return None, [spec]
+    if _is_glob(spec):
+        return None, glob_files(spec)
     return None, []
 
 

@@ -48,6 +48,15 @@ def integer_id(value) -> int:
     raise TypeError(f"{type(value).__name__} is not an id")
 
 
+def _is_parquet(path: str) -> bool:
+    """Whether the file starts with Parquet's magic number (``PAR1``); False where it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == b"PAR1"
+    except OSError:
+        return False
+
+
 def read_id_file(path: str | os.PathLike, id_column: str = "id", as_int: bool = True) -> np.ndarray:
     """Read one id file.
 
@@ -71,7 +80,7 @@ def read_id_file(path: str | os.PathLike, id_column: str = "id", as_int: bool = 
     path = str(path)
     try:
         suffix = os.path.splitext(path)[1].lower()  # "IDS.CSV" as "ids.csv"
-        if suffix == ".parquet":
+        if suffix == ".parquet" or _is_parquet(path):  # ".pq", ".parq" or no suffix: Parquet's magic number tells
             table = pq.read_table(path)
             name = id_column if id_column in table.column_names else (table.column_names[0] if table.num_columns == 1 else None)
             if name is None:

@@ -119,3 +119,23 @@ def test_a_strategy_flag_other_than_the_files_leaves_its_parameters_out(tmp_path
     assert make_settings(cfg, strategy="coreset", strategy_params={"x": 1}).strategy_params == {"x": 1}
     cfg.write_text('pool = "p"\nmodel = "m.onnx"\n[strategy_params]\nrounds = 3\n')  # names no strategy: its parameters are for the flag's
     assert make_settings(cfg, strategy="badge").strategy_params == {"rounds": 3}
+
+
+# --- 2026-12-08 review: an empty path in a config file is refused, not the config's own folder ---------------------
+
+@pytest.mark.parametrize("key, message", [
+    ("pool", "The 'pool' parameter is required"),
+    ("out", "The 'out' parameter must not be empty"),
+    ("model", "The 'model' parameter must not hold an empty string"),
+])
+def test_an_empty_path_in_a_config_file_is_refused_like_an_empty_flag(tmp_path, key, message):
+    """``pool = ""`` read every Parquet file beside the config; ``model = ""`` would make a committee of the models there."""
+    from alscale.config import make_settings
+    from alscale.exceptions import ConfigError
+
+    values = {"pool": "pool.parquet", "model": "m.onnx", "out": "batch"}
+    values[key] = ""
+    config = tmp_path / "select.toml"
+    config.write_text("".join(f'{name} = "{value}"\n' for name, value in values.items()))
+    with pytest.raises(ConfigError, match=message):
+        make_settings(config)

@@ -194,3 +194,14 @@ def test_nan_in_the_embedding_output_is_refused(tmp_path):
         runner(X)
     assert ModelRunner([contract])(X).embeddings is None  # not asked for (top-K strategies): not checked
     runner._check_embeddings(np.full((4, 3), 3e38, np.float32))  # finite values whose row sums overflow: accepted
+
+
+def test_a_contract_error_names_the_model_file(tmp_path):
+    """In a committee (a folder of models) "Output 'output_probability' is a ZipMap" did not say which file."""
+    path, _, _ = _skl(tmp_path, zipmap=True)
+    with pytest.raises(ModelContractError) as err:
+        inspect_model(path)
+    assert str(err.value).startswith(f"Model {str(path)!r}: Output 'output_probability' is a ZipMap"), err.value
+    with pytest.raises(ModelContractError) as err:  # named once, in front
+        inspect_model(_skl(tmp_path, zipmap=False)[0], probs_output="nope")
+    assert str(err.value).count(str(tmp_path)) == 1

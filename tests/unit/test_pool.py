@@ -545,3 +545,33 @@ def test_reads_path_answers_what_the_pool_would_read(tmp_path):
         assert reads_path("pool", "pool/part/out/batch.parquet") and reads_path("pool/**/*.parquet", batch)
     finally:
         os.chdir(old)
+
+
+# --- 2026-12-08 review: a path that exists is read as it is, glob characters and all ---------------------------
+
+def test_an_existing_path_with_glob_characters_is_read_as_it_is(tmp_path):
+    """``pools/run[1]`` exists, yet was read as a glob (matching ``run1``) and reported as "does not exist"."""
+    make_pool(tmp_path / "run[1]", 600, n_features=2, files=2)
+    assert resolve_pool(str(tmp_path / "run[1]")).rows == 600
+    assert resolve_pool(str(tmp_path / "run[1]" / "part-00000.parquet")).rows == 300
+    make_pool(tmp_path / "run1", 90, n_features=2, files=1)  # what the same spelling matches as a glob
+    assert resolve_pool(str(tmp_path / "run[1]")).rows == 600
+    assert resolve_pool(str(tmp_path / "run[1]" / "*.parquet")).rows == 90  # not a path: a glob, with Python's rules
+
+
+def test_a_parquet_id_file_is_read_as_parquet_whatever_its_suffix(tmp_path):
+    """``--exclude ids.pq`` was read as text: "'utf-8' codec can't decode byte 0xcc"."""
+    for name in ("ids.pq", "ids.parq", "ids"):
+        pq.write_table(pa.table({"id": pa.array([5, 3, 9], pa.int64())}), tmp_path / name)
+        assert read_id_file(tmp_path / name).tolist() == [5, 3, 9]
+    (tmp_path / "ids.txt").write_text("PAR\n7\n")  # text that merely starts like it
+    with pytest.raises(ConfigError, match="'PAR'"):
+        read_id_file(tmp_path / "ids.txt")
+
+
+def test_a_feature_column_named_twice_is_refused(tmp_path):
+    """``--features f0 --features f0 --features f2``: f0 fed the model twice and f1 never, silently."""
+    schema = pa.schema([("id", pa.int64()), ("f0", pa.float32()), ("f1", pa.float32()), ("f2", pa.float32())])
+    with pytest.raises(PoolSchemaError, match=r"Expected each feature column once. Got \['f0'\] more than once in \['f0', 'f0', 'f2'\]"):
+        detect_features(schema, "id", ["f0", "f0", "f2"])
+    assert detect_features(schema, "id", ["f0", "f1", "f2"]).width == 3
