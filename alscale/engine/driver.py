@@ -170,11 +170,28 @@ def run_selection(settings: SelectSettings) -> Manifest:
     batch = batch_table(run, selected)
     data = manifest_data(run, results, info, skipped, created)
     # written once, atomically; the write itself is the one stage manifest.json cannot time
-    manifest = Manifest(path=None, data=data, batch=batch) if not settings.out else write_manifest(
-        settings.out, batch, data, force=settings.force)
+    manifest = Manifest(path=None, data=data, batch=batch) if not settings.out else _write(run, batch, data)
     if run.checkpoints is not None and not settings.keep_checkpoints:  # the result is safe (or returned): drop the checkpoints
         run.checkpoints.remove()
     return manifest
+
+
+def _write(run: PreparedRun, batch, data: dict) -> Manifest:
+    """``write_manifest`` at ``run.settings.out``; where another run wrote that output meanwhile, say so and where this run's work is.
+
+    The output was free when the run started (:func:`prepare_run`), so an output that exists now
+    came from a run beside this one (the same command started twice).  This run's checkpoints
+    stay: ``--force`` then replaces that output from them, without scoring again.
+    """
+    s = run.settings
+    try:
+        return write_manifest(s.out, batch, data, force=s.force)
+    except OutputError as exc:
+        if s.force or not os.path.exists(s.out) or run.checkpoints is None:
+            raise
+        raise OutputError(f"Output directory {str(s.out)!r} was written by another run while this one ran. This run's "
+                          f"checkpoints stay in {run.checkpoints.directory!r}: run it again with --force to replace that "
+                          "output from them (nothing is scored again), or delete them.") from exc
 
 
 def _private_ray_cpus(s: SelectSettings) -> int | None:

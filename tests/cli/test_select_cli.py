@@ -491,3 +491,34 @@ def test_ctrl_c_or_sigterm_exits_130_with_one_line_and_leaves_no_output_nor_proc
         time.sleep(0.5)
     else:
         pytest.fail("processes of the interrupted select are still running")
+
+
+def test_an_output_another_run_wrote_meanwhile_keeps_this_runs_checkpoints_and_says_how_to_use_them(pool, model_path, tmp_path, monkeypatch):
+    """The same command started twice: the second to finish failed with "exists already" and left
+    ``<out>.checkpoints/`` behind, which the same command could then never clean up (it is refused)."""
+    import json
+
+    import alscale.engine.driver as driver
+
+    out = tmp_path / "race"
+    real_batch_table = driver.batch_table
+
+    def the_other_run_finishes_first(*args, **kwargs):
+        out.mkdir()
+        (out / "manifest.json").write_text("{}")
+        (out / "batch.parquet").write_bytes(b"")
+        return real_batch_table(*args, **kwargs)
+
+    monkeypatch.setattr(driver, "batch_table", the_other_run_finishes_first)
+    result = run("select", "--pool", pool, "--model", model_path, "--k", 5, "--out", out)
+    monkeypatch.undo()
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()[-1:]
+    checkpoints = tmp_path / "race.checkpoints"
+    assert f"Output directory {str(out)!r} was written by another run while this one ran" in line
+    assert "run it again with --force to replace that output from them" in line and str(checkpoints) in line
+    assert list(checkpoints.glob("*/shard-*.npz"))
+    again = run("select", "--pool", pool, "--model", model_path, "--k", 5, "--out", out, "--force")
+    assert again.exit_code == 0, again.output
+    data = json.loads((out / "manifest.json").read_text())
+    assert data["counts"]["shards_resumed"] == data["counts"]["shards"] > 0 and not checkpoints.exists()
