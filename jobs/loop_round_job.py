@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, help="override the round's seed")
     parser.add_argument("--actors", type=int, help="shard actors for the selection")
     parser.add_argument("--mark-pending", action="store_true", help="add the selected ids to the pending table")
-    parser.add_argument("--verbose", "-v", action="store_true", help="log at INFO level (stages, resumed shards) and print tracebacks")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log at INFO level (e.g. shards resumed from checkpoints) and print tracebacks")
     return parser.parse_args(argv)
 
 

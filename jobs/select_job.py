@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-bad-shards", action="store_true", default=None,
                         help="record and skip shards that fail every time instead of failing the run")
     parser.add_argument("--force", action="store_true", default=None, help="replace an existing output")
-    parser.add_argument("--verbose", "-v", action="store_true", help="log at INFO level (stages, resumed shards) and print tracebacks")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log at INFO level (e.g. shards resumed from checkpoints) and print tracebacks")
     return parser.parse_args(argv)
 
 
