@@ -14,6 +14,34 @@ from alscale.engine.runtime import ray_session
 pytestmark = pytest.mark.ray
 
 
+def _processes_of(base: str) -> list[str]:
+    """Pids of the processes whose command line names the folder ``base`` (a private Ray's)."""
+    import subprocess
+
+    return subprocess.run(["pgrep", "-f", base], capture_output=True, text=True).stdout.split()
+
+
+def _assert_nothing_left(base: str, seconds: float = 10.0) -> None:
+    """Within ``seconds``, no process names ``base`` and the folder is empty."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        left = _processes_of(base)
+        if not left and os.listdir(base) == []:
+            break
+        time.sleep(0.5)
+    assert left == [] and os.listdir(base) == [], (left, os.listdir(base))
+
+
+def _kill_what_is_left(base: str) -> None:
+    import signal
+
+    for pid in _processes_of(base):
+        os.kill(int(pid), signal.SIGKILL)
+    shutil.rmtree(base, ignore_errors=True)
+
+
 def test_a_private_ray_leaves_no_temp_dir(monkeypatch):
     assert not ray.is_initialized()  # a Ray left running by an earlier test module would hide this one's
     base = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # short: Ray's socket paths have a length limit
@@ -115,17 +143,9 @@ def test_ctrl_c_while_ray_starts_leaves_no_folder_nor_processes(tmp_path):
         proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
                               env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
         assert proc.stdout.split() == ["interrupted"], proc.stdout + proc.stderr[-2000:]
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            left = subprocess.run(["pgrep", "-f", base], capture_output=True, text=True).stdout.split()
-            if not left and os.listdir(base) == []:
-                break
-            time.sleep(0.5)
-        assert left == [] and os.listdir(base) == [], (left, os.listdir(base))
+        _assert_nothing_left(base)
     finally:
-        for pid in subprocess.run(["pgrep", "-f", base], capture_output=True, text=True).stdout.split():
-            os.kill(int(pid), signal.SIGKILL)
-        shutil.rmtree(base, ignore_errors=True)
+        _kill_what_is_left(base)
 
 
 @pytest.mark.parametrize("own_handler", [False, True])
@@ -167,14 +187,6 @@ def test_sigterm_inside_the_session_runs_python_clean_up_not_an_abort(tmp_path, 
         else:
             assert (proc.returncode, proc.stdout.split()) == (15, ["inside", "False"]), proc.stdout + proc.stderr[-2000:]
         assert "SIGTERM received" not in proc.stderr, proc.stderr[-2000:]
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            left = subprocess.run(["pgrep", "-f", base], capture_output=True, text=True).stdout.split()
-            if not left and os.listdir(base) == []:
-                break
-            time.sleep(0.5)
-        assert left == [] and os.listdir(base) == [], (left, os.listdir(base))
+        _assert_nothing_left(base)
     finally:
-        for pid in subprocess.run(["pgrep", "-f", base], capture_output=True, text=True).stdout.split():
-            os.kill(int(pid), signal.SIGKILL)
-        shutil.rmtree(base, ignore_errors=True)
+        _kill_what_is_left(base)
