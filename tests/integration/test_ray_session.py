@@ -116,10 +116,8 @@ def test_an_address_other_than_the_ray_already_up_is_refused_not_ignored():
 
 def test_ctrl_c_while_ray_starts_leaves_no_folder_nor_processes(tmp_path):
     """SIGINT in the middle of ``ray.init`` (its session folder just made): the run stops, and Ray with it."""
-    import signal
     import subprocess
     import sys
-    import time
 
     base = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # short: Ray's socket paths have a length limit
     script = tmp_path / "start.py"
@@ -156,10 +154,8 @@ def test_sigterm_inside_the_session_runs_python_clean_up_not_an_abort(tmp_path, 
     (exit 15) and the session still removes its folder.  On the way out the handler from before
     the session is back.
     """
-    import signal
     import subprocess
     import sys
-    import time
 
     base = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # short: Ray's socket paths have a length limit
     script = tmp_path / "term.py"
