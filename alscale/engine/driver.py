@@ -5,8 +5,9 @@ their row groups, score them and send back bounded results (a top-K, or a divers
 strategy's candidates); the driver merges them exactly and writes the batch manifest.
 
 Stages (each timed in the manifest): ``plan`` (footers, model contract, id files), ``startup``
-(Ray and actors), ``score`` (the scan), ``check_ids`` (distributed duplicate-id check),
-``reduce`` (merge / diversity selection), ``write``.
+(Ray and actors), ``prepare`` (a diversity strategy's pass before the scan, such as
+Cluster-Margin's centroids), ``score`` (the scan), ``check_ids`` (distributed duplicate-id
+check), ``reduce`` (merge / diversity selection).  The manifest's own write is not timed in it.
 """
 
 from __future__ import annotations

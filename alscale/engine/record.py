@@ -43,9 +43,8 @@ def batch_table(run: PreparedRun, selected: dict[str, np.ndarray]) -> pa.Table:
         "predicted_index": pa.array(predicted),
         "confidence": pa.array(np.asarray(selected.get("confidence", np.zeros(n)), dtype=np.float32)),
     }
-    for extra in ("cluster", "center"):
-        if extra in selected:
-            columns[extra] = pa.array(np.asarray(selected[extra], dtype=np.int32))
+    if "cluster" in selected:  # Cluster-Margin's
+        columns["cluster"] = pa.array(np.asarray(selected["cluster"], dtype=np.int32))
     return pa.table(columns)
 
 

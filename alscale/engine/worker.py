@@ -74,7 +74,7 @@ class ShardResult:
     invalid_example : object
         The id of one row with NaN/inf features, if any.
     timings : dict
-        Seconds spent per stage in this shard (read, infer, score, reduce).
+        Seconds spent per stage in this shard (read, infer, score).
     info : dict
         Extra facts from a diversity strategy's state builder.
     peak_rss_mb : float
@@ -310,7 +310,7 @@ class ShardWorker:
         ``consume(ids, keys, outputs, selectable, labeled)`` gets ``selectable`` and ``labeled``
         as boolean masks over the rows it is given, or None for "all rows" and "no row": the common
         case (finite features, nothing excluded or labeled) then costs no mask at all.
-        Returns whether the shard's keys strictly increase (memory stays bounded by one batch).
+        Returns the shard's :class:`KeyOrder` (whether its keys strictly increase: then its ids need no bucket exchange).
         """
         self.ready()  # a worker whose start-up failed (restarted after its node was lost) says why
         job = self.job

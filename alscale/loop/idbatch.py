@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from alscale.manifest.manifest import write_manifest
+from alscale.loop.labellog import id_arrow_type
+from alscale.manifest.manifest import SCHEMA_VERSION, write_manifest
 
 __all__ = ["id_batch_run_id", "write_id_batch"]
 
@@ -55,7 +56,7 @@ def write_id_batch(batch_dir: str | os.PathLike, ids: np.ndarray, *, id_type: st
     """
     n = len(ids)
     batch = pa.table({
-        "id": pa.array(np.asarray(ids).tolist(), pa.int64() if id_type == "int64" else pa.string()),
+        "id": pa.array(np.asarray(ids).tolist(), id_arrow_type(id_type)),
         "rank": pa.array(np.arange(1, n + 1, dtype=np.int32)),
         "score": pa.array(np.zeros(n)),
         "strategy": pa.array([strategy] * n, pa.string()),
@@ -64,7 +65,7 @@ def write_id_batch(batch_dir: str | os.PathLike, ids: np.ndarray, *, id_type: st
         "confidence": pa.nulls(n, pa.float32()),
     })
     write_manifest(batch_dir, batch, {
-        "schema_version": 1, "run_id": run_id, "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "schema_version": SCHEMA_VERSION, "run_id": run_id, "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "k": n, "seed": seed, "strategy": {"name": strategy, "params": {}}, "model": None,
         "pool": {"spec": pool, "paths": [pool] if isinstance(pool, str) else list(pool), "id_column": id_column},
         "counts": {"rows_selected": n}, "classes": None if classes is None else [str(c) for c in classes]}, force=True)

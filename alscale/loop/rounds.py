@@ -38,6 +38,7 @@ from alscale.loop import _pool
 from alscale.loop._io import atomic_write_bytes, atomic_write_json, atomic_write_parquet, file_lock, read_json
 from alscale.loop.composition import composition_report
 from alscale.loop.idbatch import id_batch_run_id, write_id_batch
+from alscale.loop.labellog import id_arrow_type
 from alscale.loop.metrics import evaluate
 from alscale.loop.seedset import INITIAL_METHODS, seed_by_hint, seed_kmeans, seed_random
 from alscale.loop.settings import check_loop_strategy, check_model_strategy
@@ -97,8 +98,7 @@ def _feature_columns(ws: Workspace) -> list[str]:
 
 
 def _write_ids(path: pathlib.Path, ids: np.ndarray, id_type: str) -> pathlib.Path:
-    typ = pa.int64() if id_type == "int64" else pa.string()
-    return atomic_write_parquet(path, pa.table({"id": pa.array(ids.tolist() if id_type != "int64" else ids, typ)}))
+    return atomic_write_parquet(path, pa.table({"id": pa.array(ids.tolist() if id_type != "int64" else ids, id_arrow_type(id_type))}))
 
 
 def select_batch(pool, model, *, out_dir: pathlib.Path, exclude_ids: np.ndarray, id_type: str, strategy: str, k: int,

@@ -146,6 +146,8 @@ def send_with_retries(
     ------
     QueueUnavailableError
         Still failing after ``retries`` retries.
+    QueueError
+        An answer that cannot be read (a bad Content-Encoding, ...): not retried.
     """
     secrets = tuple(secrets)
     delays = backoff_delays(retries, backoff)

@@ -10,8 +10,11 @@
    main scan (from the cache, or from a light pass that runs the model on the sample rows
    only), and the builders assign each batch as it streams, so a shard keeps ~33 bytes per
    row instead of its embeddings.
-3. Margin candidates: the ``candidate_multiple * k`` rows with the smallest margin
-   ``p_(1) - p_(2)``, by an exact distributed top-K (:class:`alscale.reduce.TopK`).
+3. Margin candidates: the ``m = candidate_multiple * k`` rows with the smallest margin
+   ``p_(1) - p_(2)``.  Each shard sends its best m scores and ids; the driver takes the m-th
+   best (score, id) of the pool as the cut (ties on the id), counts each cluster's candidates
+   and gives each cluster its round-robin quota; each shard then sends its best candidates of
+   each cluster up to that quota (at most k rows).
 4. Round-robin over the candidates' clusters, smallest cluster first (fewest candidates; ties
    by cluster index), taking the lowest-margin row of each cluster in turn, until k rows.
 

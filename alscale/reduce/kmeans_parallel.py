@@ -282,7 +282,8 @@ class GradientShard:
 
     Notes
     -----
-    Memory: ``(C + D) * itemsize`` per row for the factors, 37 bytes of bookkeeping, plus
+    Memory: ``(C + D) * itemsize`` per row for the factors, 41 bytes of bookkeeping (id, key, predicted class,
+    confidence, squared norm, ``d2``, ``searched``, ``nearest``, ``chosen``), plus
     ``4 * m`` when a sketch of dimension m is prepared.
     """
 

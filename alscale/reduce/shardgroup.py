@@ -80,7 +80,7 @@ def concat_rows(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]
     """Concatenate row payloads (dicts of equal-length arrays) from several shards.
 
     Parts with no rows are skipped; the keys of the first non-empty part decide the columns.
-    An all-empty input gives the first part unchanged (or ``{}``).
+    An all-empty input gives ``{}``.
     """
     parts = [p for p in parts if p and len(next(iter(p.values()))) > 0]
     if not parts:
