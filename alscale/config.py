@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from alscale.checks import check_int  # re-exported: check_int is imported from here too
-from alscale.exceptions import AlscaleError, ConfigError
+from alscale.exceptions import AlscaleError, ConfigError, first_line
 
 __all__ = ["SelectSettings", "check_int", "check_path", "load_config_file", "make_settings", "read_settings_file"]
 
@@ -250,7 +250,7 @@ def read_settings_file(path: str | os.PathLike, what: str = "config file") -> di
     except Exception as exc:  # the parsers raise several unrelated types
         kind = "YAML" if path.suffix.lower() in (".yaml", ".yml") else "TOML"
         mark = getattr(exc, "problem_mark", None)  # YAML's errors keep the line in a mark (TOML's say it in the first line)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = getattr(exc, "problem", None) or first_line(exc)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         raise ConfigError(f"{what[0].upper() + what[1:]} {str(path)!r} is not valid {kind}: {problem}{where}") from None
     if not isinstance(data, dict):

@@ -60,7 +60,7 @@ __all__ = [
     "ShardStateLostError",
     "StrategyError",
     "WorkspaceError",
-]
+]  # the error classes; first_line (below) is the one helper
 
 
 class AlscaleError(Exception):
@@ -175,3 +175,13 @@ class QueueUnavailableError(QueueError):
     """
 
     exit_code = 1
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, for a one-line error; its type's name when it has none.
+
+    ``OSError()`` and many library errors carry an empty message, where ``str(exc).splitlines()[0]``
+    would raise IndexError (a traceback instead of the one line).
+    """
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__

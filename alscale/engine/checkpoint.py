@@ -37,6 +37,7 @@ import ray
 from pyarrow import fs as pafs
 
 from alscale.engine.errors import discard_errors, unwrap_ray_error
+from alscale.exceptions import first_line
 from alscale.engine.worker import ShardResult, state_file_name
 from alscale.engine.storage import read_file, split_location, write_file_atomic
 
@@ -218,7 +219,7 @@ class ShardCheckpoints:
         except Exception as exc:  # a damaged checkpoint is scored again
             discard_errors(refs[1:])
             err = unwrap_ray_error(exc)
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            reason = first_line(err)
             logger.warning("checkpoint of shard %d in %s is unreadable (%s); scoring it again", index, self.directory, reason)
             return None
         if result.index != index:

@@ -48,6 +48,7 @@ from alscale.exceptions import (
     PoolSchemaError,
     ShardError,
     StrategyError,
+    first_line,
 )
 from alscale.manifest import BATCH_FILE, Manifest, check_output_free, write_manifest
 from alscale.model.contract import ModelContract, expand_model_dirs, inspect_model
@@ -115,7 +116,7 @@ def prepare_run(settings: SelectSettings) -> PreparedRun:
         try:
             split_location(s.checkpoint_dir)
         except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-            raise OutputError(f"Cannot open checkpoint location {s.checkpoint_dir!r}: {exc}".splitlines()[0]) from None
+            raise OutputError(f"Cannot open checkpoint location {s.checkpoint_dir!r}: {first_line(exc)}") from None
     strategy = get_strategy(s.strategy)
     # unknown or ill-typed parameters fail here, before Ray; the checked values (ints as int, floats
     # as float) are what the actors use and what the manifest records
@@ -496,7 +497,7 @@ def _requeue_from_lost_actor(scan: _Scan, pending: dict, actor, shard: Shard, er
     if shard.index in scan.requeued or all(id(a) in scan.lost for a in scan.actors):
         return False
     scan.requeued.add(shard.index)
-    logger.warning("shard %d: its actor was lost (%s); scoring it on another actor", shard.index, str(err).splitlines()[0][:200])
+    logger.warning("shard %d: its actor was lost (%s); scoring it on another actor", shard.index, first_line(err)[:200])
     scan.queue.insert(0, shard)
     for idle in _idle_live_actors(scan, pending):
         if not scan.queue:
@@ -674,7 +675,7 @@ def _sample_shards(scan: _Scan, m: int, stream: int) -> list[tuple[dict, int]]:
                     parts[shard.index] = ray.get(ref)
                 except Exception as exc:
                     err = unwrap_ray_error(exc)
-                    if isinstance(exc, ray.exceptions.RayActorError) and move(actor, shard, f"its actor was lost ({str(err).splitlines()[0][:200]})"):
+                    if isinstance(exc, ray.exceptions.RayActorError) and move(actor, shard, f"its actor was lost ({first_line(err)[:200]})"):
                         continue
                     if not (isinstance(err, ShardError) and scan.run.settings.skip_bad_shards):
                         raise err from None

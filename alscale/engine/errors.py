@@ -5,7 +5,7 @@ from __future__ import annotations
 import ray
 import ray.exceptions
 
-from alscale.exceptions import AlscaleError, ClusterError
+from alscale.exceptions import AlscaleError, ClusterError, first_line
 
 __all__ = ["discard_errors", "unwrap_ray_error"]
 
@@ -34,6 +34,6 @@ def unwrap_ray_error(exc: BaseException) -> BaseException:
     if isinstance(exc, AlscaleError):
         return exc
     if isinstance(exc, ray.exceptions.RayError):
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         return ClusterError(f"Ray failed: {type(exc).__name__}: {first}")
     return exc

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 
 import ray
 
-from alscale.exceptions import ClusterUnreachableError, ConfigError
+from alscale.exceptions import ClusterUnreachableError, ConfigError, first_line
 
 __all__ = ["check_reachable", "connect_cluster", "ray_session", "remove_stale_temp_dirs"]
 
@@ -197,7 +197,8 @@ TOKEN_HINT = ("expected RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_
 
 
 def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
+    """:func:`first_line` without its final full stop (the message goes on after it)."""
+    return first_line(exc).rstrip(".")
 
 
 @contextmanager

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from alscale._atomic import fsync_dir, fsync_file
 from alscale.config import check_path
-from alscale.exceptions import OutputError
+from alscale.exceptions import OutputError, first_line
 
 __all__ = ["BATCH_FILE", "MANIFEST_FILE", "SCHEMA_VERSION", "Manifest", "check_output_free", "manifest_json", "write_manifest"]
 
@@ -82,7 +82,7 @@ class Manifest:
         except FileNotFoundError:
             raise OutputError(f"{str(path)!r} is not a batch manifest: expected {MANIFEST_FILE} and {BATCH_FILE} in it.") from None
         except (OSError, ValueError, pa.ArrowException) as exc:
-            raise OutputError(f"Cannot read batch manifest {str(path)!r}: {str(exc).splitlines()[0]}") from None
+            raise OutputError(f"Cannot read batch manifest {str(path)!r}: {first_line(exc)}") from None
         return cls(path=path, data=data, batch=batch)
 
     def summary(self, rows: int = 10) -> str:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from alscale.exceptions import PoolError, PoolSchemaError
+from alscale.exceptions import PoolError, PoolSchemaError, first_line
 
 __all__ = ["OpenPoolFile", "PoolFile", "PoolFiles", "filesystem_for", "folder_files", "glob_files", "open_parquet", "open_pool_file", "reads_path", "resolve_pool"]
 
@@ -138,7 +138,7 @@ def open_pool_file(filesystem: pafs.FileSystem, path: str, memory_map: bool = Fa
     except FileNotFoundError:
         raise PoolError(f"Pool file {path!r} does not exist.") from None
     except (OSError, ValueError, pa.ArrowException) as exc:  # ValueError: mmap of an empty file
-        raise PoolSchemaError(f"Pool file {path!r} is not readable Parquet: {str(exc).splitlines()[0]}") from None
+        raise PoolSchemaError(f"Pool file {path!r} is not readable Parquet: {first_line(exc)}") from None
 
 
 def _is_pool_file(path: str, root: str) -> bool:
@@ -345,7 +345,7 @@ def resolve_pool(spec: str) -> PoolFiles:
     try:
         fs_uri, paths = _list_files(spec)
     except (OSError, pa.ArrowException) as exc:
-        raise PoolError(f"Cannot open pool {spec!r}: {str(exc).splitlines()[0]}") from None
+        raise PoolError(f"Cannot open pool {spec!r}: {first_line(exc)}") from None
     if not paths:
         raise PoolError(f"Pool {spec!r} does not exist or holds no Parquet files.")
     fs = filesystem_for(fs_uri)

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from alscale.exceptions import ConfigError
+from alscale.exceptions import ConfigError, first_line
 from alscale.rowrandom import id_keys
 
 __all__ = ["integer_id", "read_id_file", "read_id_keys"]
@@ -111,7 +111,7 @@ def read_id_file(path: str | os.PathLike, id_column: str = "id", as_int: bool = 
     except ConfigError:
         raise
     except (OSError, UnicodeDecodeError, pa.ArrowException) as exc:
-        raise ConfigError(f"Cannot read id file {path!r}: {getattr(exc, 'strerror', None) or str(exc).splitlines()[0]}.") from None
+        raise ConfigError(f"Cannot read id file {path!r}: {getattr(exc, 'strerror', None) or first_line(exc)}.") from None
     if as_int:
         try:
             return np.asarray([integer_id(v) for v in values], dtype=np.int64)

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from alscale.exceptions import PoolSchemaError, ShardError
+from alscale.exceptions import PoolSchemaError, ShardError, first_line
 from alscale.pool.features import FeatureSpec, decode_features
 from alscale.pool.files import OpenPoolFile, filesystem_for, open_pool_file
 from alscale.pool.pages import Page, feature_column, feature_pages, read_rows
@@ -193,5 +193,5 @@ def _naming(path: str, group: int) -> Iterator[None]:
     except (PoolSchemaError, ShardError):
         raise
     except (OSError, pa.ArrowException, ValueError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = first_line(exc)
         raise ShardError(f"Cannot read {path!r} row group {group}: {detail}") from None

@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 
 from alscale._atomic import atomic_write_bytes
 from alscale.config import check_path
-from alscale.exceptions import AlscaleError, ConfigError, OutputError, QueueError
+from alscale.exceptions import AlscaleError, ConfigError, OutputError, QueueError, first_line
 from alscale.queues.base import STATUSES, BatchView, PushResult, load_batch_for, one_push_at_a_time, open_workspace
 
 __all__ = ["FORMATS", "FileConnector", "LABEL_FILE_FORMATS", "atomic_write", "export_records", "read_labels"]
@@ -246,7 +246,7 @@ def read_labels(path: str | os.PathLike, *, source: str, id_column: str | None =
     try:
         rows, columns = _label_file_rows(path, (*ids, label_column, "status", "annotator"))
     except (OSError, ValueError, csv.Error, pa.ArrowException) as exc:
-        raise error(f"Cannot read labels file {str(path)!r}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise error(f"Cannot read labels file {str(path)!r}: {first_line(exc)}") from None
     named = " or ".join(repr(c) for c in reversed(ids))  # 'id' or 'alscale_id'
     for what, keys in ((repr(label_column), (label_column,)), (named, ids)):
         if rows and all(isinstance(row, dict) and not any(k in row for k in keys) for row in rows):

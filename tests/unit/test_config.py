@@ -139,3 +139,12 @@ def test_an_empty_path_in_a_config_file_is_refused_like_an_empty_flag(tmp_path, 
     config.write_text("".join(f'{name} = "{value}"\n' for name, value in values.items()))
     with pytest.raises(ConfigError, match=message):
         make_settings(config)
+
+
+def test_first_line_of_an_exception_without_a_message_is_its_type():
+    """``str(OSError()).splitlines()[0]`` raised IndexError: a traceback where one line was meant."""
+    from alscale.exceptions import first_line
+
+    assert first_line(OSError()) == "OSError"
+    assert first_line(ValueError("  \n")) == "ValueError"
+    assert first_line(ValueError("bad value\n  more detail")) == "bad value"
