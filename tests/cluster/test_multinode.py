@@ -227,7 +227,7 @@ def test_a_node_lost_before_cluster_margin_samples_moves_its_sample(ray_cluster,
 
     params = {"strategy": "cluster-margin", "k": K, "seed": 5, "actors": 3, "strategy_params": {"n_clusters": 4}}
     reference = alscale.select(str(pool), str(model), out=str(tmp_path / "reference" / "batch"), **params)
-    original = driver._sample_shards
+    original = driver.sample_shards
     removed = []
     workers = {node.node_id: node for node in ray_cluster.worker_nodes}
 
@@ -239,7 +239,7 @@ def test_a_node_lost_before_cluster_margin_samples_moves_its_sample(ray_cluster,
             removed.append(victim["id"])
         return original(scan, m, stream)
 
-    monkeypatch.setattr(driver, "_sample_shards", lose_a_node_then_sample)
+    monkeypatch.setattr(driver, "sample_shards", lose_a_node_then_sample)
     try:
         run = Background(str(pool), str(model), out=str(tmp_path / "disturbed" / "batch"), **params)
         disturbed = run.join(timeout=180)
