@@ -44,7 +44,7 @@ def _parse_params(values: tuple[str, ...]) -> dict:
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Strategy parameter (JSON value); repeatable.")
 @click.option("--skip-bad-shards", is_flag=True, default=None, help="Skip and record shards that cannot be read instead of failing.")
 @click.option("--checkpoint-dir", default=None, help="Where finished shards are saved for resume (local or URI). [default: OUT.checkpoints]")
-@click.option("--config", type=click.Path(dir_okay=False), default=None, help="TOML/YAML file with any of these options but --quiet and --json (how this run prints); flags override it (--exclude and --labeled add to it; a --strategy other than its own drops its [strategy_params]).")
+@click.option("--config", type=click.Path(dir_okay=False), default=None, help="TOML/YAML file with any of these options but --quiet and --json (how this run prints); flags override it (--exclude and --labeled add to it; a --strategy other than its own drops its [strategy_params]). Relative paths in it are relative to its own folder.")
 @click.option("--force", is_flag=True, default=None, help="Replace an existing output directory.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print manifest.json to stdout when done.")

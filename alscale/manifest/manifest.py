@@ -106,8 +106,8 @@ class Manifest:
 def other_files_message(where: str, others: list[str]) -> str:
     """The error for an output folder that holds more than an earlier output (``where``: how to name it)."""
     shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-    return (f"Output {where} holds files of its own ({shown}) besides an earlier output's {MANIFEST_FILE} and {BATCH_FILE}: "
-            "force replaces an output alscale wrote, never other files; move them or choose another output. Nothing was removed.")
+    return (f"Output {where} holds files of its own ({shown}): force replaces only an output alscale wrote ({MANIFEST_FILE} "
+            f"and {BATCH_FILE}), never other files; move them or choose another output. Nothing was removed.")
 
 
 def check_output_free(out: str | os.PathLike, force: bool) -> None:

@@ -206,7 +206,7 @@ def test_force_never_replaces_a_folder_that_is_not_an_output(tmp_path, pool, mod
     (earlier / "sub").mkdir()
     before = (earlier / "batch.parquet").read_bytes()
     r = run("select", "--pool", pool, "--model", model_path, "--k", 4, "--out", earlier, "--force", "--quiet")
-    assert r.exit_code == 2 and "holds files of its own (notes.txt, sub) besides an earlier output's" in r.stderr, r.stderr
+    assert r.exit_code == 2 and "holds files of its own (notes.txt, sub): force replaces only an output alscale wrote" in r.stderr, r.stderr
     assert (earlier / "notes.txt").read_text() == "why these" and (earlier / "batch.parquet").read_bytes() == before
     empty = tmp_path / "empty"
     empty.mkdir()
