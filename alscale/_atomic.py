@@ -13,7 +13,7 @@ import pathlib
 import tempfile
 from collections.abc import Iterator
 
-__all__ = ["atomic_write_bytes", "fsync_dir", "fsync_file", "temp_beside"]
+__all__ = ["atomic_write_bytes", "creation_problem", "fsync_dir", "fsync_file", "temp_beside"]
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)  # read once, at import, while no other thread can race on it
@@ -64,3 +64,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> pathlib.Path:
     with temp_beside(path) as tmp:
         tmp.write_bytes(data)
     return path
+
+
+def creation_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` could not be created, with the folders above it made as needed; None when it can.
+
+    The nearest folder above ``path`` that exists decides: a file there, or one this process may
+    not write in, is the problem (said as the end of a sentence, e.g. "'/data' is a file, not a
+    directory").
+    """
+    parent = pathlib.Path(path).absolute().parent
+    while not parent.exists():  # the folders a write would create
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{str(parent)!r} is a file, not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"no permission to write in {str(parent)!r}"
+    return None

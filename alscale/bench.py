@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from alscale._atomic import creation_problem
 from alscale._signals import sigterm_as_interrupt
 from alscale.config import check_int
 from alscale.exceptions import AlscaleError, ConfigError, OutputError, PoolExhaustedError, StrategyError
@@ -252,11 +253,9 @@ def _check_out_json(out_json: str | None) -> None:
         if not (isinstance(earlier, dict) and "machine" in earlier):
             raise OutputError(f"Cannot write the results to {str(path)!r}: expected a new file or an earlier benchmark's "
                               "results (a JSON object with a 'machine' entry). Got another file; it is left as it is.")
-    parent = path.absolute().parent
-    while not parent.exists():  # the folders _finish would create
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise OutputError(f"Cannot write the results to {str(path)!r}: {str(parent)!r} is not a writable directory.")
+    problem = creation_problem(path)  # of the folders _finish would create
+    if problem:
+        raise OutputError(f"Cannot write the results to {str(path)!r}: {problem}.")
 
 
 def _peak_rss_mb() -> float:

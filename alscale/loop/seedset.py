@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from alscale.checks import check_int
 from alscale.exceptions import ConfigError, PoolExhaustedError
 from alscale.loop.evalset import SEED_STREAM, reserve_random
 from alscale.rowrandom import id_keys, row_uniform
@@ -29,8 +30,7 @@ INITIAL_METHODS = ("random", "kmeans", "hint")
 
 
 def _check(n: int, n_candidates: int) -> None:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ConfigError(f"The initial set size must be an int >= 1. Got {n!r} instead.")
+    n = check_int("initial", n, 1)  # the seed set's size
     if n > n_candidates:
         raise PoolExhaustedError(n_candidates, n)
 

@@ -34,7 +34,6 @@ import io
 import logging
 import math
 import numbers
-import os
 import pathlib
 import re
 import shutil
@@ -46,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from alscale._atomic import creation_problem
 from alscale.config import check_int
 from alscale.exceptions import ConfigError, OutputError, PoolSchemaError
 from alscale.loop import _pool
@@ -386,12 +386,9 @@ def _check_output_folder(out: pathlib.Path, force: bool) -> None:
             raise OutputError(f"Expected {str(runs)!r} to hold an earlier simulation's rounds (runs/<strategy>/seed<N>/). "
                               "Got other files there; nothing was removed.")
         return
-    parent = out.absolute().parent
-    while not parent.exists():  # the folders mkdir would create
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"Expected a folder that can be created at {str(out)!r}. Got {str(parent)!r}, "
-                          f"{'a file' if not parent.is_dir() else 'which is not writable'}.")
+    problem = creation_problem(out)
+    if problem:
+        raise OutputError(f"Expected a folder that can be created at {str(out)!r}. Got {problem}.")
 
 
 def _holds_rounds(runs: pathlib.Path) -> bool:

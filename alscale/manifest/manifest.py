@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from alscale._atomic import fsync_dir, fsync_file
+from alscale._atomic import creation_problem, fsync_dir, fsync_file
 from alscale.config import check_path
 from alscale.exceptions import OutputError, first_line
 
@@ -124,13 +124,9 @@ def check_output_free(out: str | os.PathLike, force: bool) -> None:
     others = sorted(p.name for p in out.iterdir() if p.name not in (MANIFEST_FILE, BATCH_FILE)) if out.is_dir() else []
     if others:  # --force replaces an earlier output, never files of the user's beside it (notes, a pool, a project)
         raise OutputError(other_files_message(repr(str(out)), others))
-    parent = out.absolute().parent
-    while not parent.exists():  # the directories write_manifest would create
-        parent = parent.parent
-    if not parent.is_dir():
-        raise OutputError(f"Cannot write output {str(out)!r}: {str(parent)!r} is a file, not a directory.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"Cannot write output {str(out)!r}: no permission to write in {str(parent)!r}.")
+    problem = creation_problem(out)  # of the directories write_manifest would create
+    if problem:
+        raise OutputError(f"Cannot write output {str(out)!r}: {problem}.")
 
 
 def manifest_json(data: dict[str, Any]) -> bytes:

@@ -446,7 +446,7 @@ def test_a_script_fails_on_an_unwritable_output_before_measuring(temp_root, tmp_
     out = tmp_path / "a-file" / "read.json"
     assert run_script(lambda: load_script("bench_read").main(["--rows", "2000", "--repeats", "1", "--json", str(out)])) == 2
     captured = capsys.readouterr()
-    assert "is not a writable directory" in captured.err and captured.out == ""
+    assert "is a file, not a directory" in captured.err and captured.out == ""
     assert not any(temp_root.iterdir())
 
 

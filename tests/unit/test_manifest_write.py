@@ -29,3 +29,13 @@ def test_both_files_are_fsynced_before_the_folder_is_renamed_into_place(tmp_path
     synced_before = {name for kind, name in events[: events.index(("rename", "out"))] if kind == "fsync"}
     assert {"batch.parquet", "manifest.json"} <= synced_before
     assert Manifest.read(tmp_path / "out").batch.column("id").to_pylist() == [3, 1]
+
+
+def test_creation_problem_names_the_folder_that_decides(tmp_path):
+    """One check for "can this path be created?" (the manifest, simulate and the benchmarks each had a copy)."""
+    from alscale._atomic import creation_problem
+
+    (tmp_path / "a-file").write_text("x")
+    assert creation_problem(tmp_path / "new" / "deeper" / "out") is None
+    assert creation_problem(tmp_path / "a-file" / "out") == f"{str(tmp_path / 'a-file')!r} is a file, not a directory"
+    assert creation_problem(tmp_path / "a-file" / "x" / "out") == f"{str(tmp_path / 'a-file')!r} is a file, not a directory"
