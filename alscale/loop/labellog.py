@@ -15,7 +15,7 @@ import pyarrow as pa
 from alscale.records import STATUSES  # the workspace keeps the queues' records as they are
 
 __all__ = ["STATUSES", "answer_order", "describe_answers", "disagreeing", "id_arrow_type", "is_older", "labels_schema", "pending_schema",
-           "record_key", "warn_of_disagreements"]
+           "record_key", "renamed_pending", "renamed_records", "warn_of_disagreements"]
 
 logger = logging.getLogger("alscale.loop.workspace")  # its warnings are the workspace's
 
@@ -77,6 +77,31 @@ def record_key(r: dict) -> tuple:
     if r["annotation_id"] is not None:
         return r["source"], r["annotation_id"]
     return r["source"], "id", r["id"], r["annotator"]
+
+
+def renamed_records(log: list[dict], old: str, new: str) -> list[dict]:
+    """Label-log rows with the source ``old`` named ``new``, in ``seq`` order.
+
+    Where a renamed row's key (:func:`record_key`) is one a row under ``new`` holds already,
+    the later answer (:func:`answer_order`) is kept, as :meth:`Workspace.record_labels` keeps
+    the newer version of one annotation.
+    """
+    kept: dict = {}
+    for r in sorted(log, key=answer_order):  # oldest answer first: a later one under the same key replaces it
+        r = {**r, "source": new} if r["source"] == old else r
+        kept[record_key(r)] = r
+    return sorted(kept.values(), key=lambda r: r["seq"])
+
+
+def renamed_pending(rows: list[dict], old: str, new: str) -> list[dict]:
+    """Pending rows with the queue ``old`` named ``new``; an id pending in both is one row, the first."""
+    out, seen = [], set()
+    for r in rows:
+        r = {**r, "queue": new} if r["queue"] == old else r
+        if (r["id"], r["queue"]) not in seen:
+            seen.add((r["id"], r["queue"]))
+            out.append(r)
+    return out
 
 
 def disagreeing(log: list[dict], ids: set | None = None) -> list[dict]:

@@ -50,6 +50,8 @@ from alscale.loop.labellog import (
     labels_schema,
     pending_schema,
     record_key,
+    renamed_pending,
+    renamed_records,
     warn_of_disagreements,
 )
 from alscale.loop.settings import DEFAULT_SETTINGS, check_model_strategy, check_stored_settings, merge_settings, resolve_classes
@@ -542,6 +544,53 @@ class Workspace:
             raise WorkspaceError(f"Expected the 'sent' of {str(self.path / 'state' / 'HEAD.json')!r} to map queues to lists of "
                                  f"batch run ids. Got {_short(sent)}.")
         return sent
+
+    def queue_names(self) -> set[str]:
+        """Every queue name the workspace keeps something under: label sources, queues of pending ids, of sent batches."""
+        with file_lock(self.path / ".lock", shared=True):
+            head = self._head()
+            labels = self._read_table(head.get("labels"), labels_schema(self.id_type))
+            pending = self._read_table(head.get("pending"), pending_schema(self.id_type))
+        return {*labels.column("source").to_pylist(), *pending.column("queue").to_pylist(), *self._sent(head)}
+
+    def rename_queue(self, old: str, new: str) -> dict[str, int]:
+        """Name ``new`` what the workspace keeps under the queue name ``old``: label records, pending ids, sent batches.
+
+        For a queue whose name changed (Label Studio's came to carry the server).  Everything is
+        renamed in one commit (new table files, then one swap of ``HEAD.json``), so a crash leaves
+        all of it renamed or none.  A record whose new key (:func:`alscale.loop.labellog.record_key`)
+        another holds already keeps the later answer; an id pending under both names is pending
+        once; the sent batches of both are kept.
+
+        Parameters
+        ----------
+        old, new : str
+            Queue names.
+
+        Returns
+        -------
+        dict
+            ``{"labels", "pending", "sent"}``: how many label records, pending rows and sent batches
+            were under ``old`` (all 0: nothing was, and nothing is written).
+        """
+        old, new = str(old), str(new)
+        with self._lock():
+            head = self._head()
+            labels = self._read_table(head.get("labels"), labels_schema(self.id_type))
+            pending = self._read_table(head.get("pending"), pending_schema(self.id_type))
+            sent = self._sent(head)
+            counts = {"labels": labels.column("source").to_pylist().count(old),
+                      "pending": pending.column("queue").to_pylist().count(old), "sent": len(sent.get(old, ()))}
+            if old == new or not any(counts.values()):
+                return dict.fromkeys(counts, 0)
+            runs = list(dict.fromkeys([*sent.get(new, ()), *sent.get(old, ())]))
+            moved = {**{q: r for q, r in sent.items() if q != old}, new: runs} if counts["sent"] else sent
+            self._commit(dict(head, sent=moved),
+                         labels=pa.Table.from_pylist(renamed_records(labels.to_pylist(), old, new), schema=labels.schema)
+                         if counts["labels"] else None,
+                         pending=pa.Table.from_pylist(renamed_pending(pending.to_pylist(), old, new), schema=pending.schema)
+                         if counts["pending"] else None)
+        return counts
 
     def _answered_ids(self, head: dict) -> list:
         """Ids with any answer (labeled, skipped or cancelled) in the label log of ``head`` (caller holds the lock)."""

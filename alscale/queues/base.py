@@ -85,7 +85,7 @@ class PushResult:
     Attributes
     ----------
     queue : str
-        The queue's name (``"label-studio:3"``, ``"http:https://..."``, ``"file:out.jsonl"``).
+        The queue's name (``"label-studio:3@http://127.0.0.1:8080"``, ``"http:https://..."``, ``"file:out.jsonl"``).
     run_id : str
         The batch's run id.
     pushed : tuple

@@ -37,6 +37,16 @@ as pending and imports the rest.
 
 Cost: O(k) rows read from the pool, ``ceil(k / lookup_chunk) + ceil(missing / chunk_size)``
 requests.
+
+Names
+-----
+A workspace keeps what it sent to a project, and the answers it took from there, under the
+queue's name, ``label-studio:<project>@<server>`` (:func:`queue_name`; the server is the
+normalised base URL), and each answer under that name and its annotation id.  Two servers
+number their projects and annotations alike, so the server is part of the name; a server
+reached by two URLs is two queues.  Workspaces written when the name was ``label-studio:<project>``
+are taken over by the first connector to that project that uses them
+(:meth:`LabelStudioConnector.adopt_unqualified_name`).
 """
 
 from __future__ import annotations
@@ -57,7 +67,8 @@ from alscale.queues._http import (NOT_PROCESSED_STATUS, backoff_delays, check_nu
                                   response_json, secret_from_env, send_with_retries)
 from alscale.queues.base import BatchView, PushResult, load_batch_for, normalize_data_columns, one_push_at_a_time, open_workspace, sent_here
 
-__all__ = ["DEFAULT_TOKEN_ENV", "WEBHOOK_ACTIONS", "LabelStudioConnector", "annotation_record", "of_pool", "prediction_score", "task_pool"]
+__all__ = ["DEFAULT_TOKEN_ENV", "WEBHOOK_ACTIONS", "LabelStudioConnector", "annotation_record", "of_pool", "prediction_score", "queue_name",
+           "server_of", "task_pool"]
 
 logger = logging.getLogger("alscale.queues")
 
@@ -66,6 +77,34 @@ WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 ID_FIELD = "alscale_id"
 RUN_FIELD = "alscale_run"
 POOL_FIELD = "alscale_pool"
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def server_of(url: str) -> str:
+    """The Label Studio server ``url`` names, as its queue names carry it: scheme, lower-case host, port, path.
+
+    The port is left out where it is the scheme's default and the path loses its trailing
+    slashes, so ``HTTP://LS.example.org:80/ls/`` and ``http://ls.example.org/ls`` are one server.
+    A user name, password, query or fragment is never part of it: it is written into workspaces.
+    """
+    parsed = httpx.URL(url)
+    scheme, host = parsed.scheme.lower(), parsed.host.lower()
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address
+    port = "" if parsed.port in (None, _DEFAULT_PORTS.get(scheme)) else f":{parsed.port}"
+    path = parsed.raw_path.split(b"?", 1)[0].decode("ascii").rstrip("/")
+    return f"{scheme}://{host}{port}{path}"
+
+
+def queue_name(project: int, url: str) -> str:
+    """The queue name of Label Studio project ``project`` on the server at ``url``: ``label-studio:3@http://127.0.0.1:8080``.
+
+    A workspace keeps labels under (queue name, annotation id), pending ids and sent batches
+    under the queue name.  Two servers number their projects and annotations alike (each one's
+    first project is 1), so the name carries the server (:func:`server_of`) as well as the project.
+    """
+    return f"label-studio:{int(project)}@{server_of(url)}"
 
 
 def task_pool(task: Mapping[str, Any]) -> str | None:
@@ -273,7 +312,7 @@ class LabelStudioConnector:
         self.chunk_size, self.lookup_chunk, self.page_size = chunk_size, lookup_chunk, page_size
         self.timeout, self.retries = check_number("timeout", timeout, minimum=0.001), retries
         self.backoff = check_number("backoff", backoff)
-        self.name = f"label-studio:{project}"
+        self.name = queue_name(project, self.url)
         self._transport = transport
         self._client: httpx.Client | None = None
         self._secrets: tuple[str, ...] = ()
@@ -418,6 +457,36 @@ class LabelStudioConnector:
             )
         return from_name, to_name
 
+    # ------------------------------------------------------------------ workspace
+    def adopt_unqualified_name(self, ws: Any) -> dict[str, int]:
+        """Give this connector's name to what ``ws`` keeps under ``label-studio:N``, the project's name before names carried the server.
+
+        A workspace written then holds label records, pending ids and sent batches under the
+        bare name.  The first connector to project N that meets it after it was reached (a push,
+        a pull, a reconcile) takes them over in one atomic commit
+        (:meth:`alscale.loop.workspace.Workspace.rename_queue`) and logs one warning saying so;
+        the bare name is gone then, and this changes nothing again.  A workspace that used
+        project N on two servers mixed their entries under the bare name already, and nothing
+        tells them apart: they are all attributed to the first server seen.
+
+        Parameters
+        ----------
+        ws : Workspace
+
+        Returns
+        -------
+        dict
+            ``{"labels", "pending", "sent"}``: how many label records, pending rows and sent
+            batches were renamed.
+        """
+        old = f"label-studio:{self.project}"
+        moved = ws.rename_queue(old, self.name)
+        if any(moved.values()):
+            logger.warning("workspace %s: %d label record(s), %d pending id(s) and %d sent batch(es) kept as %s (queue names "
+                           "carried no server then) are now %s's, this connector's server", str(ws.path), moved["labels"],
+                           moved["pending"], moved["sent"], old, self.name)
+        return moved
+
     # ------------------------------------------------------------------ listing
     def _tasks(self, filters: Mapping[str, Any] | None, *, fields: str | None = None) -> Iterator[dict]:
         """Every task of the project matching Data Manager ``filters``, page by page."""
@@ -497,6 +566,8 @@ class LabelStudioConnector:
         if pool is None and ws is not None:
             pool = ws.pool_key
         from_name, _, _ = self.choices_control()
+        if ws is not None:  # once the server answered: a mistyped URL does not take the workspace's entries
+            self.adopt_unqualified_name(ws)
         filters = {"conjunction": "or", "items": [
             {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0},
             {"filter": "filter:tasks:cancelled_annotations", "operator": "greater", "type": "Number", "value": 0}]}
@@ -521,12 +592,28 @@ class LabelStudioConnector:
         if ws is not None:
             self._warn_of_deleted(ws, pool, seen)
         if ws is not None and records:
+            answered = len(records)
             records = sent_here(ws, self.name, records)
+            if len(records) < answered:
+                self._hint_at_other_urls(ws)
             # one annotation the workspace cannot take (a choice added later) must not keep every other label out
             refused = ws.refused_labels(records)
             ws.record_labels(records, skip_invalid=True)
             records = [r for i, r in enumerate(records) if i not in refused]  # what was recorded, so counts agree
         return records
+
+    def _hint_at_other_urls(self, ws: Any) -> None:
+        """Where answers were left out as not sent here, name the other servers this workspace sent project N's batches to.
+
+        A server reached by two URLs (a proxy, an internal and a public name) is two queues to a
+        workspace: what was pushed by one URL is not taken by a pull through the other.
+        """
+        prefix = f"label-studio:{self.project}@"
+        others = sorted(q for q in ws.queue_names() if q.startswith(prefix) and q != self.name)
+        if others:
+            logger.warning("workspace %s sent batches to project %d of %s; if that is this server under another URL, pull "
+                           "through that URL (queue names carry the server's URL)", str(ws.path), self.project,
+                           ", ".join(q[len(prefix):] for q in others))
 
     def _warn_of_deleted(self, ws: Any, pool: str | None, annotations: set) -> None:
         """Warn of what was deleted in the project: labels whose annotation is gone, pending ids whose task is gone.
@@ -597,6 +684,7 @@ class LabelStudioConnector:
                                                 whose="workspace" if use_workspace else "model",
                                                 no_class_list=ws is not None and not ws.classes)
         if ws is not None:  # before any task is sent: answers to this batch's tasks are taken even if the push dies
+            self.adopt_unqualified_name(ws)
             ws.add_sent(self.name, batch.run_id)
         existing = self.find_existing(batch.ids, pool=pool)
         if ws is not None and existing:

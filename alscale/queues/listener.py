@@ -54,7 +54,11 @@ class WebhookListener:
     ----------
     workspace : str, path or Workspace
     connector : LabelStudioConnector, optional
-        Used for the reconcile pull (none: no reconciliation).
+        Used for the reconcile pull (none: no reconciliation); answers are recorded under its
+        name, which carries its server and project.  Without one they are recorded as
+        ``label-studio:N``, N the webhook's project, since no server is known: the first
+        connector to project N that uses the workspace takes them over
+        (:meth:`LabelStudioConnector.adopt_unqualified_name`).
     secret : str
         The shared secret Label Studio sends in ``header``.
     host, port : str, int
@@ -157,6 +161,7 @@ class WebhookListener:
         if self.connector is None:
             return 0
         records = self.connector.pull(pool=self.workspace.pool_key)
+        self.connector.adopt_unqualified_name(self.workspace)  # before sent_here reads what was sent under this name
         if records:
             records = sent_here(self.workspace, self.connector.name, records)
         changed = self._record(records, skip_invalid=True)
@@ -256,7 +261,8 @@ class WebhookListener:
         project_id = project.get("id") if isinstance(project, dict) else None
         if project_id is not None and self.connector is not None and project_id != self.connector.project:
             return 200, {"ignored": f"project {project_id!r}; this receiver records project {self.connector.project}"}
-        source = f"label-studio:{project_id}" if project_id is not None else self.source
+        # the connector's name, which carries its server: a bare project id would mix two servers' answers
+        source = self.source if self.connector is not None or project_id is None else f"label-studio:{project_id}"
         try:
             rec = annotation_record(annotation, task, source=source, from_name=self.connector.from_name if self.connector else None)
         except QueueError as exc:

@@ -421,6 +421,37 @@ def test_an_id_sent_to_a_second_queue_is_pending_in_both_until_answered(tmp_path
     assert 1 not in set(ws.pending().column("id").to_pylist())
 
 
+def test_rename_queue_moves_labels_pending_and_sent_runs_in_one_commit(tmp_path, blob_pool):
+    ws = _ws(tmp_path, blob_pool)
+    old, new = "label-studio:3", "label-studio:3@http://ls.example.org"
+    ws.add_sent(old, "r1")
+    ws.add_sent(new, "r2")
+    ws.add_pending([1, 2, 3], batch_run_id="r1", queue=old)
+    ws.add_pending([3, 4], batch_run_id="r2", queue=new)
+    ws.add_pending([5], batch_run_id="r9", queue="manual")
+    ws.record_labels([
+        {"id": 1, "label": 0, "source": old, "annotation_id": "7", "annotator": "a", "answered_at": "2025-01-01T00:00:00Z"},
+        {"id": 6, "label": 1, "source": old, "annotation_id": "8", "annotator": "a", "answered_at": "2025-01-03T00:00:00Z"},
+        {"id": 6, "label": 2, "source": new, "annotation_id": "8", "annotator": "a", "answered_at": "2025-01-02T00:00:00Z"},
+        {"id": 9, "label": 2, "source": "labels.csv", "annotation_id": None, "annotator": None},
+    ])
+    version = json.loads((ws.path / "state" / "HEAD.json").read_text())["version"]
+
+    assert ws.rename_queue(old, new) == {"labels": 2, "pending": 2, "sent": 1}
+    head = json.loads((ws.path / "state" / "HEAD.json").read_text())
+    assert head["version"] == version + 1  # labels, pending and sent runs changed together
+    assert head["sent"] == {new: ["r2", "r1"]}
+    log = [(r["id"], r["label"], r["source"], r["annotation_id"]) for r in ws.label_log().to_pylist()]
+    # annotation 8 was kept under both names: the later answer (the one kept as label-studio:3) stays
+    assert log == [(1, "0", new, "7"), (6, "1", new, "8"), (9, "2", "labels.csv", None)]
+    assert sorted(zip(ws.pending().column("id").to_pylist(), ws.pending().column("queue").to_pylist())) == [
+        (2, new), (3, new), (4, new), (5, "manual")]
+    assert ws.sent_runs(new) == {"r1", "r2"} and ws.sent_runs(old) == set()
+
+    assert ws.rename_queue(old, new) == {"labels": 0, "pending": 0, "sent": 0}
+    assert json.loads((ws.path / "state" / "HEAD.json").read_text())["version"] == version + 1  # nothing written
+
+
 def test_remove_pending_needs_a_list_of_ids(tmp_path, blob_pool):
     ws = _ws(tmp_path, blob_pool)
     ws.add_pending([1, 2], batch_run_id="r1", queue="q")

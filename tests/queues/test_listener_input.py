@@ -15,6 +15,7 @@ from alscale.queues import LabelStudioConnector, WebhookListener
 
 SECRET = "webhook-secret-for-tests"
 HEADERS = {"X-Alscale-Secret": SECRET}
+QUEUE = "label-studio:6@http://127.0.0.1:9"  # the name of project 6 at the (absent) server the tests' connectors name
 
 
 def _payload(task_data, result, project=6, **annotation):
@@ -30,7 +31,7 @@ def _choice(label):
 def listener(workspace):
     # a connector for project 6 that is never called: handle() needs no network
     lst = WebhookListener(workspace, secret=SECRET, connector=LabelStudioConnector("http://127.0.0.1:9", 6), port=0)
-    workspace.add_pending([1003], batch_run_id="run-0001", queue="label-studio:6")  # as a push to project 6 records it
+    workspace.add_pending([1003], batch_run_id="run-0001", queue=QUEUE)  # as a push to project 6 there records it
     yield lst
     lst.server.server_close()
 
@@ -53,7 +54,7 @@ def test_other_projects_are_ignored_and_own_project_is_recorded(listener, worksp
     assert status == 200 and "project 1" in answer["ignored"] and workspace.label_log().num_rows == 0
     status, answer = listener.handle(HEADERS, json.dumps(_payload({"alscale_id": 1003}, _choice("fox"))).encode())
     assert (status, answer) == (200, {"recorded": 1})
-    assert [(r["id"], r["label"], r["source"]) for r in workspace.labeled().to_pylist()] == [(1003, "fox", "label-studio:6")]
+    assert [(r["id"], r["label"], r["source"]) for r in workspace.labeled().to_pylist()] == [(1003, "fox", QUEUE)]
 
 
 def _raw_post(port: int, content_length: str) -> bytes:
@@ -117,7 +118,7 @@ def test_a_request_without_the_secret_is_refused_before_its_body_is_read(workspa
 def test_the_webhook_reads_the_connectors_choices_control(workspace):
     connector = LabelStudioConnector("http://127.0.0.1:9", 6, from_name="label")
     lst = WebhookListener(workspace, secret=SECRET, connector=connector, port=0)
-    workspace.add_pending([1003], batch_run_id="run-0001", queue="label-studio:6")
+    workspace.add_pending([1003], batch_run_id="run-0001", queue=QUEUE)
     try:
         result = [{"type": "choices", "from_name": "sentiment", "to_name": "text", "value": {"choices": ["dog"]}}, *_choice("cat")]
         assert lst.handle(HEADERS, json.dumps(_payload({"alscale_id": 1003}, result)).encode()) == (200, {"recorded": 1})
@@ -138,7 +139,7 @@ def test_reconcile_every_must_be_a_second_or_more(workspace, every):
 def test_a_label_for_an_id_this_workspace_did_not_send_is_ignored(listener, workspace):
     """Another workspace's task in the same project, with an id this pool holds too."""
     status, answer = listener.handle(HEADERS, json.dumps(_payload({"alscale_id": 1004}, _choice("fox"))).encode())
-    assert status == 200 and answer == {"ignored": "id 1004 was not sent to label-studio:6 by this workspace"}
+    assert status == 200 and answer == {"ignored": f"id 1004 was not sent to {QUEUE} by this workspace"}
     assert workspace.label_log().num_rows == 0
 
 
@@ -175,7 +176,7 @@ def test_each_webhook_is_logged_once_naming_its_id_and_what_became_of_it(listene
     assert lines(_payload({"alscale_id": 1003}, _choice("fox"))) == [("INFO", "webhook ANNOTATION_CREATED for id 1003: recorded label 'fox'")]
     assert lines(_payload({"alscale_id": 1003}, _choice("fox"))) == [("INFO", "webhook ANNOTATION_CREATED for id 1003: already recorded (label 'fox')")]
     assert lines(_payload({"alscale_id": 1004}, _choice("dog"))) == [
-        ("INFO", "webhook ANNOTATION_CREATED for id 1004: ignored (id 1004 was not sent to label-studio:6 by this workspace)")]
+        ("INFO", f"webhook ANNOTATION_CREATED for id 1004: ignored (id 1004 was not sent to {QUEUE} by this workspace)")]
     assert lines({"action": "PROJECT_UPDATED"}) == [("INFO", "webhook PROJECT_UPDATED: ignored (PROJECT_UPDATED)")]
     assert lines(_payload({"alscale_id": 1003}, [], was_cancelled=True)) == [
         ("INFO", "webhook ANNOTATION_CREATED for id 1003: recorded as skipped")]
@@ -195,7 +196,7 @@ def test_the_next_round_starts_after_the_line_of_the_webhook_that_made_it_due(wo
     fired = []
     lst = WebhookListener(workspace, secret=SECRET, connector=LabelStudioConnector("http://127.0.0.1:9", 6), port=0,
                           next_round_after=1, on_next_round=fired.append)
-    workspace.add_pending([1003], batch_run_id="run-0001", queue="label-studio:6")
+    workspace.add_pending([1003], batch_run_id="run-0001", queue=QUEUE)
     try:
         with caplog.at_level("INFO", logger="alscale.queues"):
             assert lst.handle(HEADERS, json.dumps(_payload({"alscale_id": 1003}, _choice("fox"))).encode()) == (200, {"recorded": 1})
