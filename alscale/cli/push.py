@@ -92,5 +92,7 @@ def command(manifest, settings, workspace):
         click.echo(f"{result.queue}: sent {len(result.pushed)} (batch {result.run_id} as Idempotency-Key, HTTP "
                    f"{result.details.get('status')}, {result.seconds:.2f}s)")
         return
-    click.echo(f"{result.queue}: pushed {len(result.pushed)} new, {len(result.existing)} already there "
+    removed = result.details.get("duplicates_removed")  # Label Studio: copies of its tasks that a push at the same time made
+    gone = f", {removed} duplicate task(s) of another push removed" if removed else ""
+    click.echo(f"{result.queue}: pushed {len(result.pushed)} new, {len(result.existing)} already there{gone} "
                f"(batch {result.run_id}, {result.seconds:.2f}s){written}")

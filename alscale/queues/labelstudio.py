@@ -35,8 +35,22 @@ a push killed while a chunk was in flight leaves that chunk in Label Studio but 
 and its answers are still taken, since its tasks carry the run id; pushing again records it
 as pending and imports the rest.
 
-Cost: O(k) rows read from the pool, ``ceil(k / lookup_chunk) + ceil(missing / chunk_size)``
-requests.
+The push lock (:func:`alscale.queues.base.one_push_at_a_time`) is one workspace's: pushes from
+two workspaces over one pool, or from two machines, may both look the ids up before either
+imports them, and both import them.  So after each chunk is imported its ids are counted again
+(``lookup_chunk`` ids per request, one task's fields in the answer); where the project holds
+more tasks than ids (or tasks of another pool with the same ids), they are listed, and each id
+with several tasks of this pool keeps the one with the lowest task id: the others that have no
+annotation (nor skip) are removed, the server checking that in the same request (a Data
+Manager ``delete_tasks`` action).  Whichever push imports last sees both imports, and both keep
+the same task, so the project ends with one task per id, pending in both workspaces.  An
+answered task is never removed (an id answered in two tasks keeps both, with a warning).  The
+look-up before the import removes the copies an earlier race left the same way.
+
+Cost: O(k) rows read from the pool, ``ceil(k / lookup_chunk) + ceil(missing / chunk_size)
++ ceil(missing / lookup_chunk)`` requests where no other push raced this one (the last term the
+counts after each chunk: about 0.2 s a chunk of 1,000 tasks, 13% of the push, on a 2-core
+machine with Label Studio 1.23.2).
 
 Names
 -----
@@ -77,6 +91,10 @@ WEBHOOK_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 ID_FIELD = "alscale_id"
 RUN_FIELD = "alscale_run"
 POOL_FIELD = "alscale_pool"
+LOOKUP_FIELDS = "id,data,meta,total_annotations,cancelled_annotations"  # what a look-up reads of a task
+UNANSWERED = [  # Data Manager filter items: tasks with no annotation and no skip
+    {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0},
+    {"filter": "filter:tasks:cancelled_annotations", "operator": "equal", "type": "Number", "value": 0}]
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -141,6 +159,17 @@ def prediction_score(rank: int, k: int) -> float:
         ``(rank - 1) / (k - 1)``, in [0, 1]; 0.0 when ``k <= 1``.
     """
     return 0.0 if k <= 1 else (int(rank) - 1) / (int(k) - 1)
+
+
+def _id_filter(ids: Sequence) -> dict:
+    """The Data Manager filter for the tasks whose ``data.alscale_id`` is one of ``ids``."""
+    return {"conjunction": "and", "items": [
+        {"filter": f"filter:tasks:data.{ID_FIELD}", "operator": "in_list", "type": "String", "value": list(ids)}]}
+
+
+def _answered(task: Mapping[str, Any]) -> bool:
+    """Whether a listed task has an annotation or a skip; one whose counts are not given is taken for answered."""
+    return not (task.get("total_annotations") == 0 and task.get("cancelled_annotations") == 0)
 
 
 def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
@@ -488,15 +517,22 @@ class LabelStudioConnector:
         return moved
 
     # ------------------------------------------------------------------ listing
-    def _tasks(self, filters: Mapping[str, Any] | None, *, fields: str | None = None) -> Iterator[dict]:
-        """Every task of the project matching Data Manager ``filters``, page by page."""
-        params: dict[str, Any] = {"project": self.project, "page_size": self.page_size}
+    def _task_query(self, filters: Mapping[str, Any] | None, *, fields: str | None = None, include: str | None = None) -> dict:
+        """The query parameters of a task listing of the project (``include``: only these task fields, where the server can)."""
+        params: dict[str, Any] = {"project": self.project}
         if fields:
             params["fields"] = fields
+        if include:
+            params["include"] = include
         if filters:
             # Label Studio percent-decodes the query once more after the URL decoding, so a literal
             # "%" must travel as "%25": an id such as "my%20photo.jpg" would not match itself
             params["query"] = json.dumps({"filters": filters}).replace("%", "%25")
+        return params
+
+    def _tasks(self, filters: Mapping[str, Any] | None, *, fields: str | None = None, include: str | None = None) -> Iterator[dict]:
+        """Every task of the project matching Data Manager ``filters``, page by page."""
+        params = {**self._task_query(filters, fields=fields, include=include), "page_size": self.page_size}
         seen, page = 0, 1
         while True:
             body = self._get("/api/tasks/", {**params, "page": page}, what=f"Listing tasks of Label Studio project {self.project}")
@@ -510,8 +546,30 @@ class LabelStudioConnector:
                 return
             page += 1
 
+    def _count(self, filters: Mapping[str, Any]) -> int | None:
+        """How many tasks of the project match Data Manager ``filters``: one request for one task's id (None: no total given)."""
+        body = self._get("/api/tasks/", {**self._task_query(filters, include="id"), "page": 1, "page_size": 1},
+                         what=f"Counting tasks of Label Studio project {self.project}")
+        total = body.get("total") if isinstance(body, Mapping) else None
+        return total if isinstance(total, int) and not isinstance(total, bool) else None
+
+    def _task_groups(self, ids: Sequence, *, pool: str | None = None) -> dict:
+        """{alscale id: its tasks, lowest task id first} for the ids the project holds.
+
+        Each task holds only :data:`LOOKUP_FIELDS` where the server can leave the others out.
+        ``pool`` as in :meth:`find_existing`.
+        """
+        found: dict = {}
+        for chunk in _chunks(list(ids), self.lookup_chunk):
+            wanted = set(chunk)
+            for task in self._tasks(_id_filter(chunk), include=LOOKUP_FIELDS):
+                value = (task.get("data") or {}).get(ID_FIELD)
+                if value in wanted and of_pool(task, pool):  # the filter narrows; this check makes the answer exact
+                    found.setdefault(value, []).append(task)
+        return {value: sorted(tasks, key=lambda t: t["id"]) for value, tasks in found.items()}
+
     def find_existing(self, ids: Sequence, *, pool: str | None = None) -> dict:
-        """{alscale id: Label Studio task id} for the ids the project already holds.
+        """{alscale id: Label Studio task id} for the ids the project already holds (the lowest task id, where several).
 
         Parameters
         ----------
@@ -520,16 +578,7 @@ class LabelStudioConnector:
             A pool key: tasks of another pool with the same id are not counted (tasks without a
             key are).  None counts every task with the id.
         """
-        found: dict = {}
-        for chunk in _chunks(list(ids), self.lookup_chunk):
-            filters = {"conjunction": "and", "items": [
-                {"filter": f"filter:tasks:data.{ID_FIELD}", "operator": "in_list", "type": "String", "value": list(chunk)}]}
-            wanted = set(chunk)
-            for task in self._tasks(filters):
-                value = (task.get("data") or {}).get(ID_FIELD)
-                if value in wanted and of_pool(task, pool):  # the filter narrows; this check makes the answer exact
-                    found.setdefault(value, task["id"])
-        return found
+        return {value: tasks[0]["id"] for value, tasks in self._task_groups(ids, pool=pool).items()}
 
     def pending(self, *, pool: str | None = None) -> list:
         """Alscale ids in the project without any annotation (nor skip), in task order.
@@ -539,9 +588,7 @@ class LabelStudioConnector:
         pool : str, optional
             Only tasks of this pool key (and tasks without one); None: every pool's.
         """
-        filters = {"conjunction": "and", "items": [
-            {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0},
-            {"filter": "filter:tasks:cancelled_annotations", "operator": "equal", "type": "Number", "value": 0}]}
+        filters = {"conjunction": "and", "items": UNANSWERED}
         return [t["data"][ID_FIELD] for t in self._tasks(filters) if ID_FIELD in (t.get("data") or {}) and of_pool(t, pool)]
 
     def pull(self, *, workspace: Any = None, pool: str | None = None) -> list[dict]:
@@ -686,7 +733,9 @@ class LabelStudioConnector:
         if ws is not None:  # before any task is sent: answers to this batch's tasks are taken even if the push dies
             self.adopt_unqualified_name(ws)
             ws.add_sent(self.name, batch.run_id)
-        existing = self.find_existing(batch.ids, pool=pool)
+        groups = self._task_groups(batch.ids, pool=pool)
+        removed = self._remove_duplicates(groups, pool)  # left by pushes that raced before: the lowest task id stays
+        existing = {value: tasks[0]["id"] for value, tasks in groups.items()}
         if ws is not None and existing:
             answered = set(ws.answered_ids().tolist())  # labeled, skipped or submitted empty: Label Studio serves them no more
             self._record(ws, [i for i in batch.ids if i in existing and i not in answered], batch.run_id)
@@ -711,10 +760,83 @@ class LabelStudioConnector:
             ids = [r["id"] for r in chunk]
             self._record(ws, ids, batch.run_id)
             pushed.extend(ids)
+            removed += self._settle_chunk(ids, pool)
         seconds = time.perf_counter() - start
-        logger.info("pushed %d tasks to %s (%d already there) in %.2fs", len(pushed), self.name, len(existing), seconds)
+        logger.info("pushed %d tasks to %s (%d already there; %d duplicate task(s) of another push removed) in %.2fs", len(pushed),
+                    self.name, len(existing), removed, seconds)
         return PushResult(queue=self.name, run_id=batch.run_id, pushed=tuple(pushed),
-                          existing=tuple(i for i in batch.ids if i in existing), seconds=seconds)
+                          existing=tuple(i for i in batch.ids if i in existing), seconds=seconds,
+                          details={"duplicates_removed": removed})
+
+    def _settle_chunk(self, ids: list, pool: str | None) -> int:
+        """After a chunk's import, remove the duplicates of its tasks that another push imported at the same time; returns how many.
+
+        Label Studio does not deduplicate, and two pushes of one batch (two workspaces over one
+        pool, two machines) that both look the ids up before either imports them both import
+        them.  So the chunk's ids are counted again, one request per ``lookup_chunk`` ids; only
+        where the project holds more tasks than ids are they listed, and each id with several
+        tasks of this pool keeps the one with the lowest task id (:meth:`_remove_duplicates`).
+        Whichever push imports last sees both imports, and both pushes keep the same task, so
+        racing pushes end with one task per id, each id pending in both workspaces.  A check that
+        fails is a warning, not a failure: the chunk is in the project and pending, and the other
+        push, or the next push of the batch, removes what is left.
+        """
+        try:
+            crowded = [i for chunk in _chunks(ids, self.lookup_chunk) if self._count(_id_filter(chunk)) != len(chunk) for i in chunk]
+            return self._remove_duplicates(self._task_groups(crowded, pool=pool), pool) if crowded else 0
+        except QueueError as exc:
+            logger.warning("could not check the %d task(s) just imported into %s for copies another push imported at the same "
+                           "time: %s", len(ids), self.name, exc)
+            return 0
+
+    def _remove_duplicates(self, groups: Mapping, pool: str | None) -> int:
+        """Remove the extra tasks of ids the project holds several tasks of for pool ``pool``; returns how many went.
+
+        Of an id's tasks that carry ``pool`` (a task without a key, pushed before tasks carried
+        one, is never taken for a copy), the one with the lowest task id stays, and every other
+        one without an annotation or skip goes.  An answered task never goes: where one stays
+        beside the kept one, a warning names the id, and the answers of each are taken.
+
+        Parameters
+        ----------
+        groups : dict
+            :meth:`_task_groups`: {alscale id: its tasks, lowest task id first}.
+        pool : str or None
+        """
+        extra, crowded = [], []
+        for value, tasks in groups.items():
+            mine = [t for t in tasks if task_pool(t) == pool]
+            extra += [t["id"] for t in mine[1:] if not _answered(t)]
+            if any(_answered(t) for t in mine[1:]):
+                crowded.append((value, [t["id"] for t in mine if t is mine[0] or _answered(t)]))
+        if crowded:
+            logger.warning("%d id(s) keep several tasks in %s, answered in more than one, e.g. id %r (tasks %s): an answered "
+                           "task is never removed, and the answers of each are taken", len(crowded), self.name, crowded[0][0],
+                           ", ".join(map(str, crowded[0][1])))
+        if not extra:
+            return 0
+        try:
+            return self._delete_unanswered(extra)
+        except QueueError as exc:
+            logger.warning("could not remove %d duplicate task(s) from %s: %s; they stay, and the answers of each are taken",
+                           len(extra), self.name, exc)
+            return 0
+
+    def _delete_unanswered(self, task_ids: list) -> int:
+        """Delete those of the tasks ``task_ids`` that have no annotation nor skip; returns how many went.
+
+        One Data Manager action (``delete_tasks``) whose filter is the server's own check, made
+        in the same request: a task answered since it was listed stays.  Safe to repeat.
+        """
+        client = self._http()
+        what = f"Removing {len(task_ids)} duplicate task(s) from Label Studio project {self.project}"
+        body = {"selectedItems": {"all": False, "included": [int(t) for t in task_ids]},
+                "filters": {"conjunction": "and", "items": UNANSWERED}}
+        response = self._send(lambda: client.post("/api/dm/actions/", params={"id": "delete_tasks", "project": self.project}, json=body),
+                              what)
+        answer = response_json(response, what=f"{what} ({self.url})", secrets=self._secrets)
+        done = answer.get("processed_items") if isinstance(answer, Mapping) else None
+        return done if isinstance(done, int) and not isinstance(done, bool) else 0
 
     def _record(self, ws, ids: list, run_id: str) -> None:
         if ws is not None and ids:

@@ -69,6 +69,77 @@ def test_push_twice_and_overlapping_batches_make_no_duplicates(ls_env, tmp_path,
     assert sorted(workspace.pending().column("id").to_pylist()) == sorted(ids[:60])
 
 
+def test_two_workspaces_pushing_one_batch_at_the_same_time_end_with_one_task_per_id(ls_env, tmp_path, pool, workspace):
+    """Each push looks the ids up, finds none, and imports them: both imports land, and both pushes keep the lowest task ids."""
+    from alscale.loop.workspace import Workspace
+
+    other = Workspace.create(tmp_path / "ws2", pool=pool, classes=CLASSES, settings={"eval_size": 10, "stop_set_size": 10, "initial_size": 10})
+    taken = set(workspace.excluded_ids().tolist()) | set(other.excluded_ids().tolist())
+    ids = [i for i in pq.read_table(pool, columns=["id"]).column("id").to_pylist() if i not in taken][:40]
+    m = make_manifest(tmp_path / "b", pool, ids, run_id="run-race")
+    project = ls_env.create_project()
+    both_looked = threading.Barrier(2, timeout=120)  # each import waits for the other push's: the race, every time
+
+    class Racing(LabelStudioConnector):
+        def _import_chunk(self, tasks):
+            both_looked.wait()
+            return super()._import_chunk(tasks)
+
+    results, errors = {}, []
+
+    def push_from(ws):
+        try:
+            results[ws.path.name] = Racing(ls_env.url, project, data_columns=["text"], chunk_size=15, lookup_chunk=9).push(m, workspace=ws)
+        except BaseException as exc:  # noqa: BLE001 - said by the assertion below
+            errors.append(exc)
+            both_looked.abort()
+
+    threads = [threading.Thread(target=push_from, args=(ws,)) for ws in (workspace, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    assert all(len(r.pushed) == len(ids) for r in results.values())  # each imported every id: the race happened
+    assert sum(r.details["duplicates_removed"] for r in results.values()) >= len(ids)
+    tasks = ls_env.tasks(project)
+    assert _ids_per_task(tasks) == collections.Counter(ids)
+    there = {t["data"]["alscale_id"] for t in tasks}
+    for ws in (workspace, other):
+        pending = ws.pending()
+        assert sorted(pending.column("id").to_pylist()) == sorted(ids) and set(pending.column("id").to_pylist()) <= there
+        assert set(pending.column("queue").to_pylist()) == {f"label-studio:{project}@{ls_env.url}"}
+
+
+def test_a_push_removes_unanswered_copies_and_never_an_answered_task(ls_env, tmp_path, pool, workspace, caplog):
+    """Copies an earlier race left: the lowest task id stays, answered copies stay too (with a warning), the others go."""
+    ids = pq.read_table(pool, columns=["id"]).column("id").to_pylist()[:6]
+    m = make_manifest(tmp_path / "b", pool, ids, run_id="run-copies")
+    project = ls_env.create_project()
+    conn = LabelStudioConnector(ls_env.url, project, data_columns=["text"])
+    conn.push(m, workspace=workspace)
+    first = {t["data"]["alscale_id"]: t for t in ls_env.tasks(project)}
+    with ls_env.client() as c:  # a second task for ids 0-3, as a push that raced this one made it
+        r = c.post(f"/api/projects/{project}/import", json=[{"data": first[i]["data"], "meta": first[i]["meta"]} for i in ids[:4]])
+        r.raise_for_status()
+    copies = {t["data"]["alscale_id"]: t["id"] for t in ls_env.tasks(project) if t["id"] != first[t["data"]["alscale_id"]]["id"]}
+    ls_env.annotate(copies[ids[0]], "cat")  # the copy answered: it stays beside the first task
+    ls_env.annotate(first[ids[1]]["id"], "dog")
+    ls_env.annotate(copies[ids[1]], "fox")  # both answered: both stay
+    assert conn._delete_unanswered([copies[ids[0]]]) == 0  # the server's own check: an answered task is not deleted
+
+    with caplog.at_level("WARNING"):
+        res = CliRunner(env={"LABEL_STUDIO_API_KEY": ls_env.token}).invoke(
+            main, ["push", str(m.path), "-w", str(workspace.path), "--url", ls_env.url, "--project", str(project), "--data-column", "text"])
+    assert res.exit_code == 0, res.output
+    assert "pushed 0 new, 6 already there, 2 duplicate task(s) of another push removed (batch run-copies" in res.output
+    left = collections.Counter(t["data"]["alscale_id"] for t in ls_env.tasks(project))
+    assert left == collections.Counter({ids[0]: 2, ids[1]: 2, **{i: 1 for i in ids[2:]}})
+    assert {t["id"] for t in ls_env.tasks(project) if t["data"]["alscale_id"] in ids[2:4]} == {first[i]["id"] for i in ids[2:4]}
+    assert "2 id(s) keep several tasks in" in caplog.text and "an answered task is never removed" in caplog.text
+    assert conn.push(m, workspace=workspace).details["duplicates_removed"] == 0
+
+
 def test_a_server_that_caps_task_pages_still_gets_no_duplicates(ls_env, tmp_path, pool, workspace):
     project = ls_env.create_project()
     ids = pq.read_table(pool, columns=["id"]).column("id").to_pylist()[:3 * TASK_PAGE_CAP + 5]
