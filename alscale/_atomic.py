@@ -3,17 +3,20 @@
 A reader of a file written here sees the old content or the new, never half of either, and a
 crash leaves at most a hidden ``.NAME.*.tmp`` file that the next write does not trip over.
 New files get the usual permissions (0o666 less the umask), not :func:`tempfile.mkstemp`'s 0o600.
+Beside them: :func:`file_lock` (an ``flock`` across processes) and :func:`creation_problem`
+(can a path be created here?).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pathlib
 import tempfile
 from collections.abc import Iterator
 
-__all__ = ["atomic_write_bytes", "creation_problem", "fsync_dir", "fsync_file", "temp_beside"]
+__all__ = ["atomic_write_bytes", "creation_problem", "file_lock", "fsync_dir", "fsync_file", "temp_beside"]
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)  # read once, at import, while no other thread can race on it
@@ -81,3 +84,26 @@ def creation_problem(path: str | os.PathLike) -> str | None:
     if not os.access(parent, os.W_OK | os.X_OK):
         return f"no permission to write in {str(parent)!r}"
     return None
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, shared: bool = False, *, wait: bool = True) -> Iterator[None]:
+    """Hold an ``fcntl.flock`` on ``path`` (created if missing) for the block.
+
+    Exclusive for writers, ``shared=True`` for readers (many at once, never during a write).
+    Works across processes (a webhook receiver and a CLI) and across threads of one process,
+    since every entry opens its own file descriptor.
+
+    Raises
+    ------
+    BlockingIOError
+        With ``wait=False``, when another holder has the lock.
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        fcntl.flock(fh.fileno(), (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

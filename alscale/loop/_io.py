@@ -8,18 +8,15 @@ new one, never half of either.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import pathlib
-from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from alscale._atomic import atomic_write_bytes, temp_beside
+from alscale._atomic import atomic_write_bytes, file_lock, temp_beside
 
 __all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_parquet", "file_lock", "read_json"]
 
@@ -42,29 +39,6 @@ def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file."""
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
-
-
-@contextlib.contextmanager
-def file_lock(path: str | os.PathLike, shared: bool = False, *, wait: bool = True) -> Iterator[None]:
-    """Hold an ``fcntl.flock`` on ``path`` (created if missing) for the block.
-
-    Exclusive for writers, ``shared=True`` for readers (many at once, never during a write).
-    Works across processes (a webhook receiver and a CLI) and across threads of one process,
-    since every entry opens its own file descriptor.
-
-    Raises
-    ------
-    BlockingIOError
-        With ``wait=False``, when another holder has the lock.
-    """
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as fh:
-        fcntl.flock(fh.fileno(), (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _json_default(value: Any) -> Any:

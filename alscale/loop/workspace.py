@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from alscale.exceptions import AlscaleError, LabelError, ModelError, WorkspaceError
+from alscale.exceptions import AlscaleError, LabelError, ModelError, WorkspaceError, first_line
 from alscale.loop import _pool
 from alscale.loop._io import atomic_write_json, atomic_write_parquet, file_lock, read_json
 from alscale.pool.identity import pool_key
@@ -373,7 +373,7 @@ class Workspace:
         try:
             return self._ids(pq.read_table(path).column("id"))
         except (OSError, KeyError, pa.ArrowException) as exc:  # config or state edited by hand
-            detail = f"no such file {str(path)!r}" if isinstance(exc, FileNotFoundError) else str(exc).splitlines()[0]
+            detail = f"no such file {str(path)!r}" if isinstance(exc, FileNotFoundError) else first_line(exc)
             raise WorkspaceError(f"{where}: {detail}.") from None
 
     # ------------------------------------------------------------------ state files
@@ -426,7 +426,7 @@ class Workspace:
             table = pq.read_table(self.path / "state" / name)
         except (OSError, pa.ArrowException) as exc:  # deleted or damaged by hand: say which file
             raise WorkspaceError(f"Cannot read the workspace state file {str(self.path / 'state' / name)!r}, which "
-                                 f"state/HEAD.json names: {str(exc).splitlines()[0]}") from None
+                                 f"state/HEAD.json names: {first_line(exc)}") from None
         for field in schema:  # a column added since the file was written (answered_at): null for old rows
             if field.name not in table.column_names:
                 table = table.append_column(field, pa.nulls(table.num_rows, field.type))

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from alscale.exceptions import ConfigError, OutputError, PoolSchemaError, WorkspaceError
+from alscale.exceptions import ConfigError, OutputError, PoolSchemaError, WorkspaceError, first_line
 from alscale.manifest import Manifest
 from alscale.pool.files import folder_files, glob_files
 from alscale.pool.identity import pool_key
@@ -62,7 +62,7 @@ def one_push_at_a_time(push: Callable[[Any, Any, Any], PushResult]) -> Callable[
         ws = open_workspace(workspace)
         if ws is None:
             return push(self, manifest, None)
-        from alscale.loop._io import file_lock
+        from alscale._atomic import file_lock
 
         path = ws.path / PUSH_LOCK
         with contextlib.ExitStack() as held:
@@ -162,11 +162,6 @@ class BatchView:
         if isinstance(spec, (str, list)) and spec and all(isinstance(s, str) for s in ([spec] if isinstance(spec, str) else spec)):
             return pool_key(spec)
         return None
-
-    def subset(self, ids: Sequence) -> BatchView:
-        """The rows whose id is in ``ids`` (rank order kept)."""
-        keep = set(ids)
-        return BatchView(self.run_id, self.classes, [r for r in self.rows if r["id"] in keep], self.manifest)
 
 
 def normalize_data_columns(columns: Sequence[str] | Mapping[str, str] | None) -> dict[str, str]:
@@ -317,7 +312,7 @@ def _read_pool_rows(pool: Mapping[str, Any], ids: list, columns: list[str]) -> d
     try:
         dataset = ds.dataset(_pool_files(pool), format="parquet")
     except (OSError, ValueError, pa.ArrowException) as exc:
-        raise PoolSchemaError(f"Cannot open the pool {pool.get('paths')!r}: {str(exc).splitlines()[0]}") from None
+        raise PoolSchemaError(f"Cannot open the pool {pool.get('paths')!r}: {first_line(exc)}") from None
     names = dataset.schema.names
     absent = [c for c in [id_column, *columns] if c not in names]
     if absent:

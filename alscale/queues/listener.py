@@ -32,6 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from alscale.checks import check_int
 from alscale.exceptions import AlscaleError, ConfigError, QueueError
 from alscale.queues.base import open_workspace, sent_here
 from alscale.queues.labelstudio import ID_FIELD, WEBHOOK_ACTIONS, LabelStudioConnector, annotation_record, of_pool, task_pool
@@ -78,8 +79,8 @@ class WebhookListener:
                  next_round_after: int | None = None, on_next_round: Callable[[int], Any] | str | None = None):
         if not isinstance(secret, str) or not secret:
             raise ConfigError(f"Expected a non-empty webhook secret (a str). Got {'an empty one' if secret == '' else type(secret).__name__}.")
-        if next_round_after is not None and (isinstance(next_round_after, bool) or not isinstance(next_round_after, int) or next_round_after < 1):
-            raise ConfigError(f"The 'next_round_after' parameter must be an int >= 1. Got {next_round_after!r} instead.")
+        if next_round_after is not None:
+            next_round_after = check_int("next_round_after", next_round_after, 1)
         if next_round_after is not None and on_next_round is None:
             raise ConfigError("The 'next_round_after' parameter needs a hook to call (on_next_round). Got none.")
         if reconcile_every is not None and not (isinstance(reconcile_every, (int, float)) and math.isfinite(reconcile_every)
