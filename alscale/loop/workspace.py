@@ -148,6 +148,10 @@ class Workspace:
             For an argument of the wrong type, bad settings (a budget smaller than the seed set,
             a hint column without the 'hint' initial method), a missing column, values of
             ``label_column`` outside ``classes``, or an evaluation set larger than the pool.
+        DuplicateIdError
+            The pool holds an id twice (a :class:`PoolError`).
+        ModelError
+            ``model`` is not a readable ONNX file.
         ModelContractError
             ``model`` names no classes, or other ones than the workspace's.
         StrategyError
