@@ -304,6 +304,10 @@ class Workspace:
         self.config["pool_key"] = key
         return key
 
+    def owns_pool_key(self, key: str | None) -> bool:
+        """Whether ``key`` names this workspace's pool: the key it was made with, or that of its pool's path now."""
+        return key is not None and key in (self.pool_key, pool_key(self.config["pool"]))
+
     @property
     def classes(self) -> list | None:
         return self.config.get("classes")

@@ -196,7 +196,7 @@ def pull(queue: Mapping[str, Any] | Connector, *, workspace: Any = None, pool: A
     if not isinstance(pool, (str, os.PathLike, list, tuple)) or not pool:
         raise ConfigError(f"Expected the pool as a path, glob or URI (or a list of them). Got {pool!r}.")
     ws, key = open_workspace(workspace), pool_key(pool)
-    if ws is not None and key not in (ws.pool_key, pool_key(ws.config["pool"])):
+    if ws is not None and not ws.owns_pool_key(key):
         # another pool's answers on ids this workspace also sent would be taken for its own
         raise ConfigError(f"Expected pool= to be the pool of workspace {str(ws.path)!r} ({ws.config['pool']!r}), or no pool. "
                           f"Got {pool!r}, another pool.")

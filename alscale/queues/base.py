@@ -278,7 +278,7 @@ def _require_same_pool(workspace: Any, batch: BatchView) -> None:
     if not spec or not (isinstance(spec, str) or (isinstance(spec, list) and all(isinstance(s, str) for s in spec))):
         return  # a manifest that does not say where its pool was: the ids are all there is to check
     theirs = pool_key(spec)
-    if theirs not in (workspace.pool_key, pool_key(workspace.config["pool"])):
+    if not workspace.owns_pool_key(theirs):
         raise WorkspaceError(
             f"Expected a batch of the pool of workspace {str(workspace.path)!r} ({workspace.config['pool']!r}, "
             f"key {workspace.pool_key}). Got batch {batch.run_id} of the pool {spec!r} (key {theirs}); "
