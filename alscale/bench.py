@@ -140,19 +140,6 @@ def _scratch(workdir: str | None = None, prefix: str = "alscale-bench-") -> Iter
             shutil.rmtree(work, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def bench_ray_session(num_cpus: int) -> Iterator[None]:
-    """``ray_session`` for a benchmark: a SIGTERM inside it still stops as Ctrl-C does.
-
-    ``ray.init`` sets a SIGTERM handler of its own (``sys.exit``); this one is set again after
-    it, so the pool, Ray and its temporary folder are cleaned up and the exit is one line.
-    """
-    from alscale.engine.runtime import ray_session
-
-    with ray_session(num_cpus=num_cpus), sigterm_as_interrupt():
-        yield
-
-
 class ScriptArgumentParser(argparse.ArgumentParser):
     """argparse for the scripts in ``benchmarks/``: every default in ``--help``, a usage error in one line (exit 2)."""
 
@@ -388,6 +375,7 @@ def run_bench(
         before anything is generated.
     """
     from alscale.datasets import make_pool, random_mlp
+    from alscale.engine.runtime import ray_session
 
     note = note or echo
     actors, scaling = tuple(actors), tuple(scaling)
@@ -412,7 +400,7 @@ def run_bench(
              "each select line divides by its own raw, measured right before that run")
 
         results["pipeline"] = []
-        with bench_ray_session(max(actors)):
+        with ray_session(num_cpus=max(actors)):
             _pipeline(pool, model, actors[0], k, batch_size, strategy)  # warm the page cache and Ray's workers once
             for n in actors:
                 runs = []
@@ -521,6 +509,7 @@ def run_strategy_bench(
         ``coreset_rows``), or an ``out_json`` it could not write, before anything is generated.
     """
     from alscale.datasets import make_pool, random_mlp
+    from alscale.engine.runtime import ray_session
 
     note = note or echo
     for name, value in (("rows", rows), ("k", k), ("cm_k", cm_k), ("coreset_rows", coreset_rows), ("ref_k", ref_k), ("actors", actors)):
@@ -560,7 +549,7 @@ def run_strategy_bench(
             ("badge", small, models[0], k, {}),  # with the 1M run: BADGE memory per row as a slope
         ]
         table = []
-        with bench_ray_session(actors):
+        with ray_session(num_cpus=actors):
             _pipeline(small, models[0], actors, min(10, k), 8192, "entropy")  # warm-up: worker processes, page cache
             for name, p, m, kk, params in runs:
                 import alscale

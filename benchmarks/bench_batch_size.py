@@ -40,12 +40,13 @@ def main(argv: list[str] | None = None) -> dict:
 
 def _measure(args: argparse.Namespace, work: Path) -> dict:
     import alscale
-    from alscale.bench import bench_ray_session, machine_info
+    from alscale.engine.runtime import ray_session
+    from alscale.bench import machine_info
     from alscale.datasets import make_pool, random_mlp
 
     pool = make_pool(work / "pool", args.rows, n_features=64, n_classes=10, files=4, row_group_size=131_072)
     results: dict = {"machine": machine_info(), "rows": args.rows, "runs": []}
-    with bench_ray_session(max(args.actors)):
+    with ray_session(num_cpus=max(args.actors)):
         for hidden in args.hidden:
             model = random_mlp(work / f"mlp-{hidden}.onnx", (64, hidden, 10))
             alscale.select(pool, model, k=100, actors=args.actors[0], batch_size=2048)  # warm the page cache

@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> dict:
 def _measure(args: argparse.Namespace, work: Path) -> dict:
     import ray
 
-    from alscale.bench import bench_ray_session, machine_info, raw_onnxruntime_rate
+    from alscale.engine.runtime import ray_session
+    from alscale.bench import machine_info, raw_onnxruntime_rate
     from alscale.config import SelectSettings
     from alscale.datasets import make_pool, random_mlp
     from alscale.engine.driver import prepare_run
@@ -105,7 +106,7 @@ def _measure(args: argparse.Namespace, work: Path) -> dict:
 
     results: dict = {"machine": machine_info(), "rows": rows, "workers": len(shards), "batch_size": BATCH}
     try:
-        with bench_ray_session(len(shards)):
+        with ray_session(num_cpus=len(shards)):
             actor_cls = ray.remote(num_cpus=1)(_TimedWorker)
             actors = [actor_cls.remote(job, model, s.rows) for s in shards]
             runs = {
