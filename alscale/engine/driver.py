@@ -122,6 +122,10 @@ def prepare_run(settings: SelectSettings) -> PreparedRun:
     models = expand_model_dirs(s.model)
     if strategy.needs_committee and len(models) < 2:
         raise StrategyError(f"Strategy {s.strategy!r} needs a committee: give >= 2 models (a list of models, or repeat --model). Got {len(models)}.")
+    if strategy.needs_embedding and len(models) > 1:  # one model's gradient or embedding space: a committee has none
+        raise StrategyError(f"Strategy {s.strategy!r} works in one model's embedding space; expected one model. Got a committee of "
+                            f"{len(models)} (committees are for qbc-vote and qbc-kl, or an uncertainty strategy on their mean "
+                            "probabilities).")
     pool = resolve_pool(s.pool)
     if s.out and reads_path(s.pool, os.path.join(s.out, BATCH_FILE)):
         raise OutputError(f"Output {str(s.out)!r} is inside the pool {s.pool!r}: its {BATCH_FILE} would be read as pool rows "

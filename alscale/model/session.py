@@ -112,6 +112,11 @@ def check_committee(contracts: Sequence[ModelContract]) -> None:
             )
 
 
+#: The largest squared norm of an embedding row: distances between two rows, and BADGE's gradient
+#: rows (twice as long squared at most), stay within float32 (max / 16: about 2.1e37).
+EMBEDDING_SQ_NORM_LIMIT = float(np.finfo(np.float32).max) / 16
+
+
 class ModelRunner:
     """One ONNX Runtime session per member, created once.
 
@@ -233,24 +238,37 @@ class ModelRunner:
         return choose_batch_size(seconds), seconds
 
     def _check_embeddings(self, embeddings: np.ndarray, ids: np.ndarray | None = None) -> None:
-        """Refuse NaN or inf in the embedding output: distances to them are NaN, and a diversity
-        strategy would pick from garbage.
+        """Refuse NaN, inf, or rows too large for float32 distances in the embedding output.
 
-        Row sums by one matrix-vector product see every value (NaN and inf propagate) at half the
-        cost of a min and a max; only a batch that fails it is looked at row by row.
+        A diversity strategy measures squared distances between rows in float32: NaN or inf makes
+        them NaN, and a row whose squared norm passes :data:`EMBEDDING_SQ_NORM_LIMIT` makes them
+        overflow (BADGE's gradient rows are at most twice as long squared; the distance of two
+        rows at most four times).  Either way it would pick from garbage.
+
+        The sum of squares of the whole batch by one dot product sees every value (NaN and inf
+        propagate) in one pass; only a batch that fails it is looked at row by row.
         """
         if embeddings.size == 0:
             return
+        flat = embeddings.reshape(-1)
         with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum is looked at below, not warned of
-            if np.isfinite(embeddings @ np.ones(embeddings.shape[1], embeddings.dtype)).all():
-                return
-        bad = ~np.isfinite(embeddings).all(axis=1)
-        if not bad.any():  # finite values whose sum overflowed
+            total = float(flat @ flat)
+        if total <= EMBEDDING_SQ_NORM_LIMIT:  # False for NaN and inf too
             return
         contract = self.contracts[0]
-        raise ModelContractError(f"Expected finite values in the embedding output {contract.embedding_output!r} of model "
-                                 f"{contract.path!r}. Got NaN or inf in {int(bad.sum())} of {len(bad)} rows of a batch "
-                                 f"({_which_row(int(np.flatnonzero(bad)[0]), ids)}), from finite features.")
+        what = f"the embedding output {contract.embedding_output!r} of model {contract.path!r}"
+        bad = ~np.isfinite(embeddings).all(axis=1)
+        if bad.any():
+            raise ModelContractError(f"Expected finite values in {what}. Got NaN or inf in {int(bad.sum())} of {len(bad)} rows of a "
+                                     f"batch ({_which_row(int(np.flatnonzero(bad)[0]), ids)}), from finite features.")
+        wide = embeddings.astype(np.float64)
+        sq = np.einsum("ij,ij->i", wide, wide)
+        big = sq > EMBEDDING_SQ_NORM_LIMIT
+        if big.any():
+            first = int(np.flatnonzero(big)[0])
+            raise ModelContractError(f"Expected rows of {what} whose squared norm is at most {EMBEDDING_SQ_NORM_LIMIT:.2g}, so that "
+                                     f"distances between them fit float32. Got {int(big.sum())} of {len(big)} rows of a batch above "
+                                     f"it ({_which_row(first, ids)}: {sq[first]:.3g}).")
 
     def _check(self, probs: np.ndarray, member: int, ids: np.ndarray | None = None, tol: float = 1e-3) -> None:
         """The per-batch contract check, kept cheap: min and max see every value (NaN propagates)."""

@@ -102,6 +102,12 @@ def greedy_kcenter(
     n = len(x)
     k = min(int(k), n)
     centers = centers if centers is not None else np.empty((0, x.shape[1]), np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        raw_sq = np.einsum("ij,ij->i", x, x)
+    if not np.isfinite(raw_sq).all():  # NaN distances would make argmax pick one row again and again
+        bad = np.flatnonzero(~np.isfinite(raw_sq))
+        raise StrategyError(f"Expected finite rows whose squared norms fit float32 for the k-center greedy. Got "
+                            f"{len(bad)} of {n} rows that are not (row {int(bad[0])}).")
     x, centers = _recentred(x, centers)
     d2 = _nearest_sq(x, centers).astype(np.float32)
     sq = np.einsum("ij,ij->i", x, x)

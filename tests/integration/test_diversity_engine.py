@@ -147,6 +147,19 @@ def test_badge_without_embedding_output_is_a_one_line_cli_error(setup, tmp_path)
     assert not out.exists()
 
 
+@pytest.mark.parametrize("strategy", ["badge", "coreset", "cluster-margin"])
+def test_a_committee_is_refused_by_the_embedding_strategies_with_a_one_line_cli_error(setup, tmp_path, strategy):
+    """They mixed the members' mean probabilities with member 0's embedding: the gradient of no model."""
+    out = tmp_path / "out"
+    args = ["select", "--pool", str(setup["pool"]), "--strategy", strategy, "--k", "5", "--out", str(out), "-q"]
+    res = CliRunner().invoke(cli_main, [*args, *(a for m in setup["models"][:2] for a in ("--model", str(m)))])
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert lines == [f"alscale: error: Strategy {strategy!r} works in one model's embedding space; expected one model. Got a committee "
+                     "of 2 (committees are for qbc-vote and qbc-kl, or an uncertainty strategy on their mean probabilities)."]
+    assert not out.exists()
+
+
 def test_committee_with_different_classes_is_refused(ray_local, setup, tmp_path):
     other = make_model(tmp_path / "m4.onnx", n_features=N_FEATURES, n_classes=N_CLASSES + 1, hidden=8, n_train=200)
     with pytest.raises(AlscaleError, match="class"):

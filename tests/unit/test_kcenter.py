@@ -118,6 +118,17 @@ def test_errors():
         make_coreset_builder({}).add(np.arange(2), id_keys(np.arange(2)), probs[:2], None, np.ones(2, bool), np.zeros(2, bool))
 
 
+def test_rows_whose_distances_overflow_float32_are_refused():
+    """A NaN distance is never below the picked-row marker: argmax chose the same row k times."""
+    x = np.random.default_rng(1).normal(size=(50, 4)).astype(np.float32)
+    x[7] = 1e20
+    with pytest.raises(StrategyError, match=r"^Expected finite rows whose squared norms fit float32 .* Got 1 of 50 rows that are not \(row 7\)\.$"):
+        greedy_kcenter(x, 5)
+    x[7] = np.nan
+    with pytest.raises(StrategyError, match=r"Got 1 of 50 rows that are not \(row 7\)"):
+        greedy_kcenter(x, 5)
+
+
 def test_string_ids_longer_in_later_batches_come_back_whole():
     """The engine preallocates each shard's columns from its first batch; ids grow longer later (row-9, row-10)."""
     x, probs = _data(n=200)

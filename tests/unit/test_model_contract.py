@@ -193,7 +193,35 @@ def test_nan_in_the_embedding_output_is_refused(tmp_path):
     with pytest.raises(ModelContractError, match=r"finite values in the embedding output 'embedding' .* Got NaN or inf in 2 of 500 rows"):
         runner(X)
     assert ModelRunner([contract])(X).embeddings is None  # not asked for (top-K strategies): not checked
-    runner._check_embeddings(np.full((4, 3), 3e38, np.float32))  # finite values whose row sums overflow: accepted
+
+
+
+def test_embedding_rows_too_large_for_float32_distances_are_refused(tmp_path):
+    """Finite hidden units of ~1e20: squared distances overflowed, core-set picked one row k times with NaN
+    scores, BADGE found one candidate, and Cluster-Margin's FAISS k-means aborted the process."""
+    graph = helper.make_graph(
+        [helper.make_node("Softmax", ["features"], ["probabilities"], axis=1), helper.make_node("Identity", ["features"], ["embedding"])],
+        "g",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", 3])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["n", 3]),
+         helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["n", 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "m.onnx")
+    runner = ModelRunner([inspect_model(tmp_path / "m.onnx", embedding_output="embedding")], want_embeddings=True)
+    limit = float(np.finfo(np.float32).max) / 16
+    # each row's squared norm just within the limit, the batch's sum of squares far above it: accepted
+    fits = np.full((10, 3), np.sqrt(limit / 3) * 0.999, np.float32)
+    assert np.einsum("ij,ij->i", fits.astype(np.float64), fits.astype(np.float64)).max() <= limit
+    runner._check_embeddings(fits)
+    X = np.random.default_rng(0).normal(size=(500, 3)).astype(np.float32)
+    runner(X)
+    X[[4, 9], 0] = 1e20  # finite; softmax still gives finite probabilities
+    ids = np.arange(1000, 1500)
+    with pytest.raises(ModelContractError, match=r"^Expected rows of the embedding output 'embedding' of model '.*m\.onnx' whose squared "
+                                                 r"norm is at most 2\.1e\+37, .* Got 2 of 500 rows of a batch above it \(e\.g\. id 1004: 1e\+40\)\.$"):
+        runner(X, ids)
 
 
 def test_a_contract_error_names_the_model_file(tmp_path):
