@@ -43,19 +43,46 @@ def connect_ray(address: str | None = None) -> None:
         connect_cluster(address, log_to_driver=True)
 
 
-def in_submitted_working_dir() -> bool:
-    """Whether the job runs in Ray's copy of a working directory (``ray job submit --working-dir``)."""
-    return "_ray_pkg_" in os.getcwd()
+# where a Ray node unpacks a job's working directory: <session>/runtime_resources/working_dir_files/<package>/,
+# the package being _ray_pkg_<hash> for a folder uploaded by `ray job submit --working-dir DIR` and
+# <scheme>_<hash> for a zip at a URI (file://, s3://, gs://, https://); local:// folders are used in place
+WORKING_DIR_FILES = ("runtime_resources", "working_dir_files")
+
+
+def submitted_working_dir(cwd: str | None = None) -> str | None:
+    """The root of Ray's copy of a job's working directory that ``cwd`` lies in, or None.
+
+    A job submitted with ``--working-dir`` (a local folder, or a zip at a URI) runs in a copy
+    that Ray unpacked under its session's ``runtime_resources/working_dir_files/`` and deletes
+    with the job; a ``local://`` working directory, used in place, is no such copy.
+
+    Parameters
+    ----------
+    cwd : str, optional
+        The folder to check; the current directory by default.
+
+    Returns
+    -------
+    str or None
+        ``.../runtime_resources/working_dir_files/<package>`` (real path), or None.
+    """
+    parts = os.path.realpath(cwd if cwd is not None else os.getcwd()).split(os.sep)
+    for i in range(len(parts) - 2):
+        if tuple(parts[i:i + 2]) == WORKING_DIR_FILES and parts[i + 2]:
+            return os.sep.join(parts[:i + 3])
+    return None
 
 
 def require_cluster_paths(*, outputs: dict, inputs: dict) -> None:
     """Refuse local paths that point into Ray's copy of the submitted working directory.
 
     ``ray job submit --working-dir .`` runs the entrypoint in a copy of that folder, made for the
-    job and deleted with it, without what its excludes leave out (the pool, the model).  An
-    output there (a relative path, or one in a config file of the copy) would be lost; an input
-    there that the copy does not hold is not the file the submitter meant.  Elsewhere (KubeRay,
-    a job without a working directory) nothing is checked.
+    job and deleted with it, without what its excludes leave out (the pool, the model); so does
+    a working directory zipped at a URI (``--working-dir file:///x/pkg.zip``, ``s3://``,
+    ``gs://``, ``https://``; a RayJob's ``runtimeEnvYAML`` ``working_dir``).  An output there
+    (a relative path, or one in a config file of the copy) would be lost; an input there that
+    the copy does not hold is not the file the submitter meant.  Elsewhere (a job without a
+    working directory, or with a ``local://`` one, used in place) nothing is checked.
 
     Parameters
     ----------
@@ -67,11 +94,10 @@ def require_cluster_paths(*, outputs: dict, inputs: dict) -> None:
     ConfigError
         An output in the copy, or an input in it that the copy does not hold.
     """
-    if not in_submitted_working_dir():
+    copy = submitted_working_dir()
+    if copy is None:
         return
     from alscale.exceptions import ConfigError
-
-    copy = os.path.realpath(os.getcwd())
 
     def in_copy(value) -> list[str]:
         values = [value] if isinstance(value, (str, os.PathLike)) else list(value or ()) if isinstance(value, (list, tuple)) else []

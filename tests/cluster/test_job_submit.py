@@ -195,3 +195,31 @@ def test_joining_a_token_cluster_without_its_token_is_one_line(data_dir, tmp_pat
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(f"alscale: error: Cannot connect to a Ray cluster at '{head.gcs_address}'"), proc.stderr[-3000:]
     assert "expected RAY_AUTH_MODE=token" in proc.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_working_dir_zipped_at_a_uri_refuses_a_relative_output(head_node, data_dir, tmp_path):
+    """`--working-dir file:///x/pkg.zip` (s3://, gs://, https:// alike): Ray unpacks the zip into
+    runtime_resources/working_dir_files/file_<hash>/, deleted with the job; a relative `out` or `--workspace` went
+    there and the job reported success."""
+    import zipfile
+
+    from ray.job_submission import JobSubmissionClient
+
+    package = tmp_path / "pkg.zip"
+    with zipfile.ZipFile(package, "w") as zf:
+        for path in sorted((REPO / "jobs").glob("*.py")):
+            zf.write(path, f"jobs/{path.name}")
+        zf.writestr("select.toml", write_config(tmp_path / "select.toml", data_dir, "batches/round-1").read_text())
+    client = JobSubmissionClient(head_node.dashboard_url)
+
+    for entrypoint, name in ((f"{sys.executable} jobs/select_job.py --config select.toml", "out"),
+                             (f"{sys.executable} jobs/loop_round_job.py --workspace ws", "workspace")):
+        job_id = client.submit_job(entrypoint=entrypoint, runtime_env={"working_dir": package.as_uri()})
+        logs = client.get_job_logs
+        assert wait_for(client, job_id) == "FAILED", logs(job_id)[-4000:]
+        assert client.get_job_info(job_id).driver_exit_code == 2
+        errors = [line for line in logs(job_id).splitlines() if line.startswith("alscale: error:")]
+        assert len(errors) == 1 and f"for {name!r} in a job submitted with --working-dir" in errors[0], logs(job_id)[-4000:]
+        assert "in that copy" in errors[0]
+    copies = list(Path(head_node.temp_dir).glob("session_*/runtime_resources/working_dir_files/file_*"))
+    assert copies and not [p for copy in copies for p in (copy / "batches", copy / "ws") if p.exists()]

@@ -401,3 +401,43 @@ def test_a_stopped_job_exits_130_with_one_line_and_leaves_no_output(tmp_path, mo
         if proc.poll() is None:
             proc.kill()
         shutil.rmtree(private_tmp, ignore_errors=True)
+
+
+# --- 2026-12-08 review: a working dir zipped at a URI is Ray's copy too; publish races; cut-short copies; manifest record --
+
+
+def test_ray_copies_of_working_dirs_zipped_at_uris_are_recognised(monkeypatch, tmp_path):
+    """Ray unpacks a zip at a URI into working_dir_files/<scheme>_<sha1>/, a folder upload into _ray_pkg_<hash>/:
+    only the second was recognised, so a relative output went into a copy deleted with the job."""
+    monkeypatch.syspath_prepend(str(REPO / "jobs"))
+    from _common import submitted_working_dir
+
+    files = tmp_path / "session_2026-12-08_03-10-00_000000_1" / "runtime_resources" / "working_dir_files"
+    for package in ("_ray_pkg_0123abcd", "file_6f1ed002ab5595859014ebf0951522d9", "s3_2b5e0c3d9a", "gs_77aa", "https_0c9d7e"):
+        (files / package / "jobs").mkdir(parents=True)
+        assert submitted_working_dir(str(files / package)) == str(files / package)
+        assert submitted_working_dir(str(files / package / "jobs")) == str(files / package)  # the copy's root, wherever in it
+    # a folder of that name elsewhere, or a local:// working dir (used in place, not a copy): nothing to refuse
+    for elsewhere in (tmp_path / "working_dir_files" / "file_abc", tmp_path / "runtime_resources" / "other" / "file_abc",
+                      tmp_path / "image" / "app"):
+        elsewhere.mkdir(parents=True)
+        assert submitted_working_dir(str(elsewhere)) is None
+    assert submitted_working_dir(str(files)) is None  # the folder of copies itself is no copy
+
+
+def test_in_a_working_dir_zipped_at_a_uri_relative_outputs_are_refused(select_job, tmp_path, monkeypatch, capsys):
+    """`--working-dir file:///x/pkg.zip` (or s3://, gs://, https://; a RayJob's runtimeEnvYAML working_dir): the job ran in
+    Ray's copy under working_dir_files/file_<hash>/, wrote `out = "batches/round-1"` there and reported success."""
+    package = tmp_path / "runtime_resources" / "working_dir_files" / "https_9a3b0d6c1e"
+    package.mkdir(parents=True)
+    monkeypatch.chdir(package)
+    config = package / "select.toml"
+    config.write_text(f'pool = "{tmp_path / "pool"}"\nmodel = "{tmp_path / "m.onnx"}"\nout = "batches/round-1"\n')
+    assert select_job.main(["--config", "select.toml"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Got 'batches/round-1', in that copy." in err
+    assert not (package / "batches").exists()
+    loop_job = load_job("loop_round_job", monkeypatch)
+    assert loop_job.main(["--workspace", "ws"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "for 'workspace' in a job submitted with --working-dir" in err
