@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import os
 import posixpath
+import re
 import sys
 import tempfile
 import uuid
@@ -75,36 +76,88 @@ def _filesystem(uri: str):
     return filesystem, path.rstrip("/")
 
 
-def _open_destination(uri: str, *, force: bool):
-    """(filesystem, path) of an output URI that may be written; OutputError if it may not.
+def _destination(filesystem, path: str):
+    """(type, names): what is at ``path``, and for a folder the names of what it holds."""
+    from pyarrow import fs as pafs
 
-    As for a local output, ``force`` replaces an earlier manifest (or an empty folder, or the
-    ``batch.parquet`` of a copy cut short), never a file, nor a folder holding other files.
+    kind = filesystem.get_file_info(path).type
+    names = set()
+    if kind == pafs.FileType.Directory:
+        names = {posixpath.basename(info.path) for info in filesystem.get_file_info(pafs.FileSelector(path))}
+    return kind, names
+
+
+def _cut_short(kind, names: set[str]) -> bool:
+    """Whether a destination is a copy cut short: a folder with ``batch.parquet`` and no ``manifest.json``.
+
+    Where the filesystem renames no folders (S3, GCS) :func:`publish` copies ``manifest.json``
+    last, so a job killed during the copy (OOM, a lost node, a deadline's SIGKILL) leaves just
+    ``batch.parquet``.  No reader takes it for a batch, and it is no output: a retry replaces it
+    without ``--force``.
     """
     from pyarrow import fs as pafs
 
-    from alscale.exceptions import OutputError
+    from alscale.manifest import BATCH_FILE
+
+    return kind == pafs.FileType.Directory and names == {BATCH_FILE}
+
+
+def _refusal(uri: str, kind, names: set[str], *, force: bool) -> str | None:
+    """Why the destination may not be written (one line), or None."""
+    from pyarrow import fs as pafs
+
     from alscale.manifest import BATCH_FILE, MANIFEST_FILE
     from alscale.manifest.manifest import other_files_message
 
+    if kind == pafs.FileType.NotFound or _cut_short(kind, names):
+        return None
+    if not force:
+        return f"Output {uri!r} exists already; pass --force to replace it."
+    if kind != pafs.FileType.Directory:
+        return f"Output {uri!r} exists and is not a directory."
+    others = sorted(names - {MANIFEST_FILE, BATCH_FILE})
+    return other_files_message(repr(uri), others) if others else None
+
+
+def _open_destination(uri: str, *, force: bool):
+    """(filesystem, path) of an output URI that may be written; OutputError if it may not.
+
+    As for a local output, ``force`` replaces an earlier manifest (or an empty folder), never a
+    file, nor a folder holding other files.  A copy cut short (:func:`_cut_short`) is replaced
+    with or without ``force``.
+    """
+    from alscale.exceptions import OutputError
+
     try:
         filesystem, path = _filesystem(uri)
-        kind = filesystem.get_file_info(path).type
-        names = set()
-        if force and kind == pafs.FileType.Directory:
-            names = {posixpath.basename(info.path) for info in filesystem.get_file_info(pafs.FileSelector(path))}
+        kind, names = _destination(filesystem, path)
     except (ValueError, OSError) as exc:
         raise OutputError(f"Cannot open output location {uri!r}: {exc}".splitlines()[0]) from None
-    if kind == pafs.FileType.NotFound:
-        return filesystem, path
-    if not force:
-        raise OutputError(f"Output {uri!r} exists already; pass --force to replace it.")
-    if kind != pafs.FileType.Directory:
-        raise OutputError(f"Output {uri!r} exists and is not a directory.")
-    others = sorted(names - {MANIFEST_FILE, BATCH_FILE})
-    if others:
-        raise OutputError(other_files_message(repr(uri), others))
+    refusal = _refusal(uri, kind, names, force=force)
+    if refusal:
+        raise OutputError(refusal)
     return filesystem, path
+
+
+def _stale_siblings(filesystem, path: str) -> list[str]:
+    """The folders this tool names beside ``path`` for a while: ``<path>.partial-<id>`` (staging) and
+    ``<path>.write-check-<id>`` (the check before the work).
+
+    A publish or a check removes its own; a job killed in either leaves it behind.  Listing
+    failures give an empty list: the sweep is a courtesy, never a reason to fail.
+    """
+    from pyarrow import fs as pafs
+
+    parent, name = posixpath.split(path)
+    if not parent or not name:
+        return []
+    own = re.compile(re.escape(name) + r"\.(?:partial|write-check)-[0-9a-f]{12}")
+    try:
+        infos = filesystem.get_file_info(pafs.FileSelector(parent, allow_not_found=True))
+    except (OSError, ValueError):
+        return []
+    return sorted(info.path for info in infos
+                  if info.type == pafs.FileType.Directory and own.fullmatch(posixpath.basename(info.path)))
 
 
 def _check_writable(filesystem, path: str, uri: str) -> None:
@@ -167,12 +220,37 @@ def _remove_dir(filesystem, path: str) -> None:
         pass
 
 
-def publish(local_dir: str, uri: str, *, force: bool) -> None:
+def _written_meanwhile(uri: str, checkpoints: str | None) -> str:
+    """The error for a destination that another run wrote after this one checked it."""
+    if checkpoints:
+        return (f"Output {uri!r} was written by another run while this one ran. This run's checkpoints stay in "
+                f"{checkpoints!r}: run it again with --force to replace that output from them (nothing is scored "
+                "again), or delete them.")
+    return f"Output {uri!r} was written by another run while this one ran; run it again with --force to replace it."
+
+
+def _refuse(uri: str, kind, names: set[str], *, force: bool, meanwhile: bool, checkpoints: str | None) -> None:
+    """Raise OutputError if the destination may not be written; ``meanwhile``: it was found free before."""
+    from pyarrow import fs as pafs
+
+    from alscale.exceptions import OutputError
+
+    if meanwhile and not force and kind != pafs.FileType.NotFound and not _cut_short(kind, names):
+        raise OutputError(_written_meanwhile(uri, checkpoints))
+    refusal = _refusal(uri, kind, names, force=force)
+    if refusal:
+        raise OutputError(refusal)
+
+
+def publish(local_dir: str, uri: str, *, force: bool, checked: bool = False, checkpoints: str | None = None) -> None:
     """Copy a finished manifest folder to ``uri``: staged beside it, then renamed into place.
 
     Where the filesystem renames no folders (S3, GCS), the staged files are copied in one by
     one, ``manifest.json`` last.  A failure leaves nothing at ``uri`` (an earlier output that
-    ``force`` replaces is gone by then), so the job can be submitted again.
+    ``force`` replaces is gone by then), so the job can be submitted again.  Without ``force``,
+    an output that another run (the same job submitted twice) published while this one staged
+    is left as it is, and this run fails saying so; a copy cut short (:func:`_cut_short`) is
+    replaced.
 
     Parameters
     ----------
@@ -182,24 +260,46 @@ def publish(local_dir: str, uri: str, *, force: bool) -> None:
         Destination, any URI pyarrow opens.
     force : bool
         Replace an earlier manifest at the destination.
+    checked : bool
+        The caller found the destination free before its work (:func:`run`): an output there
+        now was written by another run since.
+    checkpoints : str, optional
+        Where this run's checkpoints are, for the error when another run wrote the output.
+
+    Raises
+    ------
+    OutputError
+        The destination may not be written, was written by another run meanwhile, or the
+        copy failed.
     """
     from pyarrow import fs as pafs
 
     from alscale.exceptions import OutputError
 
-    filesystem, path = _open_destination(uri, force=force)
+    try:
+        filesystem, path = _filesystem(uri)
+        kind, names = _destination(filesystem, path)
+    except (ValueError, OSError) as exc:
+        raise OutputError(f"Cannot open output location {uri!r}: {exc}".splitlines()[0]) from None
+    _refuse(uri, kind, names, force=force, meanwhile=checked, checkpoints=checkpoints)
     staging = f"{path}.partial-{uuid.uuid4().hex[:12]}"
     writing = False  # True once the destination itself is being replaced or written
     try:
         filesystem.create_dir(staging, recursive=True)
         pafs.copy_files(local_dir, staging, source_filesystem=pafs.LocalFileSystem(),
                         destination_filesystem=filesystem)
+        # looked at again: another run may have published here since the check above
+        kind, names = _destination(filesystem, path)
+        _refuse(uri, kind, names, force=force, meanwhile=True, checkpoints=checkpoints)
         writing = True
-        if filesystem.get_file_info(path).type != pafs.FileType.NotFound:
+        if kind != pafs.FileType.NotFound:
             filesystem.delete_dir(path)
         try:
             filesystem.move(staging, path)  # a rename where the filesystem has one
         except (OSError, NotImplementedError):
+            if filesystem.get_file_info(path).type != pafs.FileType.NotFound:  # another run's, since: never copied into
+                writing = False
+                raise OutputError(_written_meanwhile(uri, checkpoints)) from None
             _copy_manifest_last(filesystem, staging, path)
     except BaseException as exc:
         if writing:  # no half-copied manifest left behind to block the next attempt
@@ -225,8 +325,28 @@ def _record_destination(local_dir, uri: str) -> None:
     atomic_write_bytes(path, manifest_json(data))
 
 
+def _sweep(filesystem, paths: list[str]) -> None:
+    """Remove what :func:`_stale_siblings` found, where it is still there; failures only logged."""
+    from pyarrow import fs as pafs
+
+    from _common import log
+
+    for path in paths:
+        try:
+            if filesystem.get_file_info(path).type == pafs.FileType.Directory:
+                filesystem.delete_dir(path)
+        except (OSError, ValueError) as exc:
+            log.warning("could not remove %s, left by an earlier attempt: %s", path, exc)
+
+
 def run(settings) -> str:
-    """Run the selection described by ``settings``; return where the manifest was written."""
+    """Run the selection described by ``settings``; return where the manifest was written.
+
+    An ``out`` URI is checked (and written to) before the work; the checkpoints stay until the
+    manifest is published there, so a failed copy is retried without scoring again.  Staging and
+    check folders that a killed earlier attempt left beside the output, there before the work and
+    still there after the publish, are removed then.
+    """
     import alscale
 
     kwargs = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
@@ -237,17 +357,22 @@ def run(settings) -> str:
         return str(manifest.path)
     from alscale.engine.checkpoint import remove_checkpoints
 
-    _check_writable(*_open_destination(out, force=settings.force), out)  # fail before the work, not after
+    filesystem, path = _open_destination(out, force=settings.force)
+    # a live publish's staging folder lasts one copy; one there before the work and still there after is a killed attempt's
+    stale = _stale_siblings(filesystem, path)
+    _check_writable(filesystem, path, out)  # fail before the work, not after
     root = settings.checkpoint_dir or out.rstrip("/") + ".checkpoints"
     # the checkpoints stay until the manifest is published: a failed copy is retried without rescoring
     kwargs.update(checkpoint_dir=root, keep_checkpoints=True)
     with tempfile.TemporaryDirectory(prefix="alscale-job-") as tmp:
         kwargs["out"] = os.path.join(tmp, "manifest")
         manifest = alscale.select(**kwargs)
+        checkpoints = manifest.data.get("checkpoints")
         _record_destination(manifest.path, out)
-        publish(str(manifest.path), out, force=settings.force)
-    if manifest.data.get("checkpoints") and not settings.keep_checkpoints:
-        remove_checkpoints(manifest.data["checkpoints"], root, whole_root=not settings.checkpoint_dir)
+        publish(str(manifest.path), out, force=settings.force, checked=True, checkpoints=checkpoints)
+    _sweep(filesystem, stale)
+    if checkpoints and not settings.keep_checkpoints:
+        remove_checkpoints(checkpoints, root, whole_root=not settings.checkpoint_dir)
     return out
 
 

@@ -441,3 +441,165 @@ def test_in_a_working_dir_zipped_at_a_uri_relative_outputs_are_refused(select_jo
     assert loop_job.main(["--workspace", "ws"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "for 'workspace' in a job submitted with --working-dir" in err
+
+
+def _local_manifest(tmp_path, run: str):
+    local = tmp_path / f"local-{run}"
+    local.mkdir()
+    (local / "manifest.json").write_text(json.dumps({"run": run}))
+    (local / "batch.parquet").write_bytes(f"PAR1-{run}".encode())
+    return local
+
+
+def test_an_output_published_by_another_run_meanwhile_is_kept(select_job, tmp_path, monkeypatch):
+    """Without --force, publish() deleted an output that another run (the same job submitted twice) published after
+    this run's check, and put its own in place; where no folder is renamed it copied into that output."""
+    from alscale.exceptions import OutputError
+
+    mine = _local_manifest(tmp_path, "mine")
+    dest = tmp_path / "remote" / "round-1"
+    real_copy = pafs.copy_files
+
+    def other_run_publishes_while_this_one_stages(*args, **kwargs):
+        dest.mkdir(parents=True)
+        (dest / "manifest.json").write_text(json.dumps({"run": "other"}))
+        (dest / "batch.parquet").write_bytes(b"PAR1-other")
+        return real_copy(*args, **kwargs)
+
+    monkeypatch.setattr(pafs, "copy_files", other_run_publishes_while_this_one_stages)
+    with pytest.raises(OutputError) as info:
+        select_job.publish(str(mine), f"file://{dest}", force=False, checkpoints=f"file://{dest}.checkpoints/abc")
+    assert str(info.value) == (
+        f"Output 'file://{dest}' was written by another run while this one ran. This run's checkpoints stay in "
+        f"'file://{dest}.checkpoints/abc': run it again with --force to replace that output from them (nothing is scored again), "
+        "or delete them.")
+    assert json.loads((dest / "manifest.json").read_text()) == {"run": "other"}
+    assert (dest / "batch.parquet").read_bytes() == b"PAR1-other"
+    assert [p.name for p in dest.parent.iterdir()] == ["round-1"]  # the staging folder is gone
+    monkeypatch.setattr(pafs, "copy_files", real_copy)
+    select_job.publish(str(mine), f"file://{dest}", force=True)  # what the error says to do
+    assert json.loads((dest / "manifest.json").read_text()) == {"run": "mine"}
+
+
+def test_without_a_folder_rename_an_output_published_meanwhile_is_never_copied_into(select_job, tmp_path, monkeypatch):
+    """S3, GCS: the other run's output lands between the last look and the copy; the files of both runs were mixed."""
+    from alscale.exceptions import OutputError
+
+    mine = _local_manifest(tmp_path, "mine")
+    dest = tmp_path / "remote" / "round-1"
+
+    class OtherRunLandsFirst(NoFolderRename):
+        def move(self, src, dest_path):
+            if dest_path == str(dest) and not dest.exists():
+                dest.mkdir()
+                (dest / "manifest.json").write_text(json.dumps({"run": "other"}))
+                (dest / "batch.parquet").write_bytes(b"PAR1-other")
+            super().move(src, dest_path)
+
+    handler = OtherRunLandsFirst()
+    monkeypatch.setattr(select_job, "_filesystem", lambda uri: (pafs.PyFileSystem(handler), str(dest)))
+    with pytest.raises(OutputError, match=r"^Output 's3://bucket/round-1' was written by another run while this one ran; "
+                                          r"run it again with --force to replace it\.$"):
+        select_job.publish(str(mine), "s3://bucket/round-1", force=False)
+    assert json.loads((dest / "manifest.json").read_text()) == {"run": "other"}
+    assert (dest / "batch.parquet").read_bytes() == b"PAR1-other"
+    assert [p.name for p in dest.parent.iterdir()] == ["round-1"]
+
+
+def test_a_job_that_finds_its_output_written_meanwhile_keeps_its_checkpoints(select_job, data_dir, tmp_path, capsys, monkeypatch):
+    """The whole job: exit 2, one line naming the checkpoints; --force then publishes from them without scoring again."""
+    dest = tmp_path / "remote" / "round-1"
+    config = tmp_path / "select.toml"
+    config.write_text(f'pool = "{data_dir / "pool"}"\nmodel = "{data_dir / "model.onnx"}"\nk = 10\nactors = 2\n'
+                      f'out = "file://{dest}"\n')
+    record = select_job._record_destination
+
+    def other_run_publishes(*args):  # after this run's check and scan, before its publish
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "manifest.json").write_text(json.dumps({"run": "other"}))
+        return record(*args)
+
+    monkeypatch.setattr(select_job, "_record_destination", other_run_publishes)
+    assert select_job.main(["--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    checkpoints = sorted((tmp_path / "remote" / "round-1.checkpoints").iterdir())
+    assert len(checkpoints) == 1 and list(checkpoints[0].glob("shard-*.npz"))
+    assert err.count("\n") == 1 and err.startswith(f"alscale: error: Output 'file://{dest}' was written by another run"), err
+    assert f"checkpoints stay in 'file://{checkpoints[0]}'" in err
+    assert json.loads((dest / "manifest.json").read_text()) == {"run": "other"}
+    monkeypatch.setattr(select_job, "_record_destination", record)
+    assert select_job.main(["--config", str(config), "--force"]) == 0
+    data = json.loads((dest / "manifest.json").read_text())
+    assert data["counts"]["shards_resumed"] == data["counts"]["shards"] == 2
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["round-1"]
+
+
+KILLED_DURING_THE_COPY = '''
+import importlib.util, json, os, sys
+sys.path[:0] = [{repo!r}, {jobs!r}]
+import pyarrow.fs as pafs
+from tests.cluster.test_jobs import NoFolderRename
+spec = importlib.util.spec_from_file_location("select_job", {script!r})
+job = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(job)
+
+class KilledBeforeTheManifest(NoFolderRename):
+    def copy_file(self, src, dest):
+        if dest == {dest!r} + "/manifest.json":
+            os._exit(137)  # as SIGKILL (OOM, a lost node, a deadline's grace run out) between the two copies
+        super().copy_file(src, dest)
+
+job._filesystem = lambda uri: (pafs.PyFileSystem(KilledBeforeTheManifest()), {dest!r})
+job.publish({local!r}, "s3://bucket/round-1", force=False)
+'''
+
+
+def kill_during_the_copy(local, dest) -> None:
+    """Publish ``local`` to ``dest`` as to S3 in a process that dies between batch.parquet and manifest.json."""
+    import subprocess
+    import sys
+
+    program = KILLED_DURING_THE_COPY.format(repo=str(REPO), jobs=str(REPO / "jobs"), script=str(REPO / "jobs" / "select_job.py"),
+                                            dest=str(dest), local=str(local))
+    proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 137, proc.stderr[-2000:]
+
+
+def test_a_copy_cut_short_by_a_killed_job_does_not_block_the_retry(select_job, tmp_path, monkeypatch):
+    """A job killed while copying to S3/GCS left round-1/batch.parquet (no manifest.json) and round-1.partial-<id>/;
+    the retry without --force (a RayJob's backoffLimit) was refused: 'exists already; pass --force'."""
+    mine = _local_manifest(tmp_path, "mine")
+    dest = tmp_path / "remote" / "round-1"
+    kill_during_the_copy(mine, dest)
+    left = sorted(p.name for p in dest.parent.iterdir())
+    assert [p.name for p in dest.iterdir()] == ["batch.parquet"] and len(left) == 2 and left[1].startswith("round-1.partial-")
+
+    handler = NoFolderRename()
+    monkeypatch.setattr(select_job, "_filesystem", lambda uri: (pafs.PyFileSystem(handler), str(dest)))
+    select_job.publish(str(mine), "s3://bucket/round-1", force=False)
+    assert sorted(p.name for p in dest.iterdir()) == ["batch.parquet", "manifest.json"]
+    assert json.loads((dest / "manifest.json").read_text()) == {"run": "mine"}
+    # a cut-short copy is no output; a finished one still is
+    from alscale.exceptions import OutputError
+    with pytest.raises(OutputError, match="exists already; pass --force"):
+        select_job.publish(str(mine), "s3://bucket/round-1", force=False)
+
+
+def test_the_retry_of_a_killed_job_publishes_and_sweeps_what_the_killed_one_left(select_job, data_dir, tmp_path, capsys):
+    """The whole retry, no --force: the cut-short copy is replaced, the killed attempt's staging and check folders go,
+    folders of other names stay."""
+    dest = tmp_path / "remote" / "round-1"
+    kill_during_the_copy(_local_manifest(tmp_path, "killed"), dest)
+    (dest.parent / "round-1.write-check-0123456789ab").mkdir()  # a check before the work, killed too
+    (dest.parent / "round-1.write-check-0123456789ab" / "write-check").write_text("alscale")
+    not_ours = ["round-1.partial-mine", "round-10.partial-0123456789ab", "round-1.partial-0123456789ab.bak"]
+    for name in not_ours:
+        (dest.parent / name).mkdir()
+    config = tmp_path / "select.toml"
+    config.write_text(f'pool = "{data_dir / "pool"}"\nmodel = "{data_dir / "model.onnx"}"\nk = 10\nactors = 2\n'
+                      f'out = "file://{dest}"\n')
+    assert select_job.main(["--config", str(config)]) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in dest.parent.iterdir()) == sorted(["round-1", *not_ours])
+    assert sorted(p.name for p in dest.iterdir()) == ["batch.parquet", "manifest.json"]
+    data = json.loads((dest / "manifest.json").read_text())
+    assert data["k"] == 10 and data["settings"]["out"] == f"file://{dest}"
