@@ -311,8 +311,10 @@ def publish(local_dir: str, uri: str, *, force: bool, checked: bool = False, che
         _remove_dir(filesystem, staging)
 
 
-def _record_destination(local_dir, uri: str) -> None:
-    """The manifest names where it is published, not the temporary folder it was written to."""
+def _record_destination(local_dir, uri: str, settings) -> None:
+    """The manifest records the job's settings and where it is published, not the temporary
+    folder it was written to, nor the checkpoints :func:`run` keeps only until it is published
+    (``checkpoints`` is null unless ``keep_checkpoints`` keeps them, as for a local output)."""
     import json
 
     from alscale._atomic import atomic_write_bytes
@@ -321,7 +323,9 @@ def _record_destination(local_dir, uri: str) -> None:
     path = os.path.join(str(local_dir), MANIFEST_FILE)
     with open(path, encoding="utf-8") as fh:
         data = json.load(fh)
-    data["settings"]["out"] = uri
+    data["settings"].update(out=uri, checkpoint_dir=settings.checkpoint_dir, keep_checkpoints=settings.keep_checkpoints)
+    if not settings.keep_checkpoints:
+        data["checkpoints"] = None
     atomic_write_bytes(path, manifest_json(data))
 
 
@@ -368,7 +372,7 @@ def run(settings) -> str:
         kwargs["out"] = os.path.join(tmp, "manifest")
         manifest = alscale.select(**kwargs)
         checkpoints = manifest.data.get("checkpoints")
-        _record_destination(manifest.path, out)
+        _record_destination(manifest.path, out, settings)
         publish(str(manifest.path), out, force=settings.force, checked=True, checkpoints=checkpoints)
     _sweep(filesystem, stale)
     if checkpoints and not settings.keep_checkpoints:

@@ -145,6 +145,8 @@ def test_checkpoints_stay_until_the_manifest_is_published(select_job, data_dir, 
     assert data["counts"]["shards_resumed"] == data["counts"]["shards"] == 2  # nothing scored twice
     assert data["settings"]["out"] == f"file://{good}"
     assert not (tmp_path / "ck").exists()  # removed once published
+    assert data["checkpoints"] is None and data["settings"]["keep_checkpoints"] is False  # so not recorded as kept
+    assert data["settings"]["checkpoint_dir"] == str(tmp_path / "ck")
 
 
 def test_usage_errors_are_one_line_and_exit_2(monkeypatch, capsys):
@@ -587,7 +589,7 @@ def test_a_copy_cut_short_by_a_killed_job_does_not_block_the_retry(select_job, t
 
 def test_the_retry_of_a_killed_job_publishes_and_sweeps_what_the_killed_one_left(select_job, data_dir, tmp_path, capsys):
     """The whole retry, no --force: the cut-short copy is replaced, the killed attempt's staging and check folders go,
-    folders of other names stay."""
+    folders of other names stay; the manifest records the user's checkpoint settings, not the job's own."""
     dest = tmp_path / "remote" / "round-1"
     kill_during_the_copy(_local_manifest(tmp_path, "killed"), dest)
     (dest.parent / "round-1.write-check-0123456789ab").mkdir()  # a check before the work, killed too
@@ -603,3 +605,18 @@ def test_the_retry_of_a_killed_job_publishes_and_sweeps_what_the_killed_one_left
     assert sorted(p.name for p in dest.iterdir()) == ["batch.parquet", "manifest.json"]
     data = json.loads((dest / "manifest.json").read_text())
     assert data["k"] == 10 and data["settings"]["out"] == f"file://{dest}"
+    # the job keeps checkpoints in <out>.checkpoints until the manifest is published, then removes them: none recorded
+    assert data["checkpoints"] is None
+    assert data["settings"]["keep_checkpoints"] is False and data["settings"]["checkpoint_dir"] is None
+
+
+def test_kept_checkpoints_are_recorded_where_they_are(select_job, data_dir, tmp_path):
+    dest = tmp_path / "remote" / "round-1"
+    config = tmp_path / "select.toml"
+    config.write_text(f'pool = "{data_dir / "pool"}"\nmodel = "{data_dir / "model.onnx"}"\nk = 10\nactors = 2\n'
+                      f'out = "file://{dest}"\nkeep_checkpoints = true\ncheckpoint_dir = "file://{tmp_path / "ck"}"\n')
+    assert select_job.main(["--config", str(config)]) == 0
+    data = json.loads((dest / "manifest.json").read_text())
+    assert data["settings"]["keep_checkpoints"] is True and data["settings"]["checkpoint_dir"] == f"file://{tmp_path / 'ck'}"
+    assert data["checkpoints"].startswith(f"file://{tmp_path / 'ck'}/")
+    assert list(pafs.LocalFileSystem().get_file_info(pafs.FileSelector(data["checkpoints"][len("file://"):])))
