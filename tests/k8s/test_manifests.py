@@ -10,7 +10,9 @@ schema lists its properties).  The rules the schema does not hold -- the operato
 ``pyproject.toml``, resources are requested and limited, the dashboard and client ports stay
 inside the cluster, the mounted config is the one the entrypoint reads, the job scripts the
 manifests run are where the image has them, and the documented ``kubectl apply`` brings the
-ConfigMaps the pods mount.
+ConfigMaps the pods mount.  Across the manifests: every container runs the same image, the
+configured ``actors`` fit the worker groups' CPUs at full scale, and each manifest's head mounts
+the config its commands read (``--config``).
 
 The negative tests break one thing at a time in a valid manifest and expect the check to name
 it, so a validator that accepts everything fails here.
@@ -143,6 +145,7 @@ def operator_errors(doc: dict) -> list[str]:
             errors.append("spec.suspend: true needs spec.shutdownAfterJobFinishes: true")
         if ("rayClusterSpec" in spec) == ("clusterSelector" in spec):
             errors.append("spec needs exactly one of rayClusterSpec and clusterSelector")
+        errors += _rayjob_spec_errors(spec, mode)
         if "runtimeEnvYAML" in spec:
             try:
                 env = yaml.load(spec["runtimeEnvYAML"], Loader=Loader)
@@ -161,6 +164,35 @@ def operator_errors(doc: dict) -> list[str]:
         replicas = group.get("replicas")
         if isinstance(replicas, int) and not lo <= replicas <= hi:
             errors.append(f"worker group {group.get('groupName')}: replicas {replicas} not in [{lo}, {hi}]")
+    return errors
+
+
+def _rayjob_spec_errors(spec: dict, mode) -> list[str]:
+    """KubeRay's ``ValidateRayJobSpec`` rules on submission mode, cluster selector, deadline and retries
+    (v1.7.0, ray-operator/controllers/ray/utils/validation.go), which the CRD schema does not hold."""
+    errors = []
+    selector = spec.get("clusterSelector")
+    if selector:  # an empty selector is no selector (len(ClusterSelector) != 0)
+        if not selector.get("ray.io/cluster"):
+            errors.append("spec.clusterSelector['ray.io/cluster'] must name a cluster")
+        if mode == "SidecarMode":
+            errors.append("spec.clusterSelector is not supported in SidecarMode")
+        if spec.get("suspend") is True:
+            errors.append("spec.suspend is not supported with spec.clusterSelector")
+    if mode == "InteractiveMode" and isinstance(spec.get("backoffLimit"), int) and spec["backoffLimit"] > 0:
+        errors.append(f"spec.backoffLimit must be 0 or unset in InteractiveMode; got {spec['backoffLimit']}")
+    if mode == "SidecarMode":
+        for field in ("submitterPodTemplate", "submitterConfig"):
+            if spec.get(field) is not None:
+                errors.append(f"spec.{field} is not supported in SidecarMode")
+        head = (((spec.get("rayClusterSpec") or {}).get("headGroupSpec") or {}).get("template") or {}).get("spec") or {}
+        if head.get("restartPolicy") not in (None, "", "Never"):
+            errors.append("the head pod's restartPolicy must be Never or unset in SidecarMode")
+    deadline, retries = spec.get("activeDeadlineSeconds"), spec.get("backoffLimit")
+    if isinstance(deadline, int) and deadline <= 0:
+        errors.append(f"spec.activeDeadlineSeconds must be > 0 when set; got {deadline}")
+    if isinstance(retries, int) and retries < 0:
+        errors.append(f"spec.backoffLimit must be >= 0; got {retries}")
     return errors
 
 
@@ -246,6 +278,103 @@ def all_errors(doc: dict, validators: dict, pin: str) -> list[str]:
     return (
         schema_errors(doc, validators[doc["kind"]]) + operator_errors(doc) + alscale_errors(doc, pin)
     )
+
+
+def image_errors(docs: list[tuple[str, dict]]) -> list[str]:
+    """Every container of every RayJob and RayCluster runs one image, in full (registry, name, tag):
+    a driver and workers of different builds disagree on alscale's code, and a submitter of
+    another build on the job script's flags."""
+    images: dict[str, list[str]] = {}
+    for name, doc in docs:
+        if doc.get("kind") in CRD_FILES:
+            for label, pod in _pod_templates(doc):
+                for container in (pod.get("containers") or []) + (pod.get("initContainers") or []):
+                    images.setdefault(container.get("image", ""), []).append(f"{name} {label} container {container.get('name')}")
+    if len(images) <= 1:
+        return []
+    return [f"one image for every container; got {len(images)}: " + "; ".join(f"{image!r} in {', '.join(where)}"
+                                                                            for image, where in sorted(images.items()))]
+
+
+def _cpus(quantity) -> float | None:
+    """A Kubernetes CPU quantity ("4", 4, "500m") in CPUs, or None."""
+    text = str(quantity)
+    try:
+        return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    except ValueError:
+        return None
+
+
+def _worker_cpus(group: dict) -> float:
+    """The CPUs Ray counts on one pod of a worker group: rayStartParams num-cpus, else what KubeRay takes
+    from the Ray container (its CPU limit, else its request)."""
+    starts = group.get("rayStartParams") or {}
+    if "num-cpus" in starts:
+        return _cpus(starts["num-cpus"]) or 0.0
+    containers = ((group.get("template") or {}).get("spec") or {}).get("containers") or [{}]
+    resources = containers[0].get("resources") or {}
+    quantity = (resources.get("limits") or {}).get("cpu", (resources.get("requests") or {}).get("cpu"))
+    return (_cpus(quantity) or 0.0) if quantity is not None else 0.0
+
+
+def _mounted_configs(doc: dict, configmaps: dict[str, dict]):
+    """Yield (mount path, ConfigMap name, its data) for each ConfigMap the head container mounts."""
+    head = ((_cluster_spec(doc) or {}).get("headGroupSpec") or {}).get("template", {}).get("spec") or {}
+    volumes = {v.get("name"): v for v in head.get("volumes") or []}
+    for container in (head.get("containers") or [])[:1]:
+        for mount in container.get("volumeMounts") or []:
+            ref = (volumes.get(mount.get("name")) or {}).get("configMap")
+            if ref:
+                yield mount.get("mountPath", ""), ref.get("name"), (configmaps.get(ref.get("name")) or {}).get("data") or {}
+
+
+def capacity_errors(doc: dict, configmaps: dict[str, dict]) -> list[str]:
+    """The ``actors`` of each selection config the head mounts fit the cluster's worker CPUs at full
+    scale (sum over worker groups of maxReplicas x CPUs per pod; the head runs no actor).
+
+    Each shard actor takes one CPU: more actors than that never all start, and the selection waits
+    for CPUs the autoscaler may not add.
+    """
+    errors = []
+    cluster = _cluster_spec(doc) or {}
+    capacity = sum(group.get("maxReplicas", group.get("replicas", 0)) * _worker_cpus(group)
+                   for group in cluster.get("workerGroupSpecs") or [] if isinstance(group.get("maxReplicas", 0), int))
+    for _, configmap, data in _mounted_configs(doc, configmaps):
+        for key, text in data.items():
+            if not key.endswith(".toml"):
+                continue
+            actors = tomllib.loads(text).get("actors")
+            if isinstance(actors, int) and actors > capacity:
+                errors.append(f"ConfigMap {configmap} {key}: actors = {actors} does not fit the worker groups' {capacity:g} CPUs "
+                              "(maxReplicas x CPUs per pod)")
+    return errors
+
+
+def config_mount_errors(doc: dict, config_path: str, configmaps: dict[str, dict]) -> list[str]:
+    """``config_path`` (what the job is told: ``--config``) is a key of a ConfigMap the head container
+    mounts at its folder, and that ConfigMap is in k8s/."""
+    folder, key = posixpath.split(posixpath.normpath(config_path))
+    mounted = [(path, name, data) for path, name, data in _mounted_configs(doc, configmaps)
+               if posixpath.normpath(path) == folder]
+    if not mounted:
+        where = sorted(path for path, _, _ in _mounted_configs(doc, configmaps))
+        return [f"--config {config_path}: the head mounts no ConfigMap at {folder} (ConfigMaps mounted at {where})"]
+    (_, name, data), = mounted
+    if name not in configmaps:
+        return [f"--config {config_path}: ConfigMap {name!r} is not in k8s/"]
+    if key not in data:
+        return [f"--config {config_path}: ConfigMap {name!r} has no key {key!r} (keys {sorted(data)})"]
+    return []
+
+
+def documented_config_paths(path: Path) -> list[str]:
+    """The ``--config`` paths of the job commands a manifest runs (a RayJob's entrypoint) or documents
+    (the ``python .../jobs/...`` lines of its header)."""
+    text = path.read_text()
+    commands = [line for line in text.splitlines() if line.lstrip("# ").startswith("python ")]
+    commands += [doc["spec"]["entrypoint"] for doc in yaml.load_all(text, Loader=Loader)
+                 if doc and doc.get("kind") == "RayJob" and doc.get("spec", {}).get("entrypoint")]
+    return [match for command in commands for match in re.findall(r"--config[ =](\S+)", command)]
 
 
 def k8s_documents() -> list[tuple[str, dict]]:
@@ -462,6 +591,25 @@ BREAKAGES = {
                         "resources set in both"),
     "restart policy with autoscaler v2": ([_CS + ("autoscalerOptions", "version"), "v2", _W0 + ("template", "spec", "restartPolicy"),
                                            "Always"], "restartPolicy should be Never"),
+    # KubeRay's ValidateRayJobSpec (v1.7.0), rules the CRD schema does not hold
+    "sidecar mode with a submitter template": ([("spec", "submissionMode"), "SidecarMode"],
+                                               "spec.submitterPodTemplate is not supported in SidecarMode"),
+    "sidecar mode with a submitter config": ([("spec", "submissionMode"), "SidecarMode", ("spec", "submitterPodTemplate"), _DELETE,
+                                              ("spec", "submitterConfig"), {"backoffLimit": 1}],
+                                             "spec.submitterConfig is not supported in SidecarMode"),
+    "sidecar mode with a restarting head": ([("spec", "submissionMode"), "SidecarMode", ("spec", "submitterPodTemplate"), _DELETE,
+                                             _CS + ("headGroupSpec", "template", "spec", "restartPolicy"), "Always"],
+                                            "restartPolicy must be Never or unset in SidecarMode"),
+    "sidecar mode on a selected cluster": ([("spec", "submissionMode"), "SidecarMode", ("spec", "submitterPodTemplate"), _DELETE,
+                                            ("spec", "rayClusterSpec"), _DELETE, ("spec", "clusterSelector"), {"ray.io/cluster": "alscale"}],
+                                           "clusterSelector is not supported in SidecarMode"),
+    "selector without a cluster name": ([("spec", "rayClusterSpec"), _DELETE, ("spec", "clusterSelector"), {"ray.io/cluster": ""}],
+                                        "must name a cluster"),
+    "suspend on a selected cluster": ([("spec", "rayClusterSpec"), _DELETE, ("spec", "clusterSelector"), {"ray.io/cluster": "alscale"},
+                                       ("spec", "suspend"), True], "suspend is not supported with spec.clusterSelector"),
+    "interactive mode with retries": ([("spec", "submissionMode"), "InteractiveMode"], "backoffLimit must be 0 or unset in InteractiveMode"),
+    "zero deadline": ([("spec", "activeDeadlineSeconds"), 0], "activeDeadlineSeconds must be > 0"),
+    "negative retries": ([("spec", "backoffLimit"), -1], "backoffLimit must be >= 0"),
 }
 
 
@@ -508,3 +656,69 @@ def test_the_dockerfile_installs_the_dependencies_before_the_code(tmp_path):
     out = subprocess.run([sys.executable, *args[1:]], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     with open(REPO / "pyproject.toml", "rb") as fh:
         assert out.splitlines() == tomllib.load(fh)["project"]["dependencies"]
+
+
+# --------------------------------------------------------------------------- across the manifests
+
+
+def _configmaps(docs) -> dict[str, dict]:
+    return {doc["metadata"]["name"]: doc for _, doc in docs if doc["kind"] == "ConfigMap"}
+
+
+def test_every_container_runs_the_same_image(docs):
+    assert image_errors(docs) == []
+    broken = copy.deepcopy(docs)
+    rayjob = next(doc for _, doc in broken if doc["kind"] == "RayJob")
+    rayjob["spec"]["submitterPodTemplate"]["spec"]["containers"][0]["image"] = "registry.example.com/alscale:0.1.1-ray2.60.0-py311"
+    (error,) = image_errors(broken)
+    assert "got 2" in error and "rayjob.yaml submitter container ray-job-submitter" in error
+    broken = copy.deepcopy(docs)  # the same tag from another registry is another image
+    cluster = next(doc for _, doc in broken if doc["kind"] == "RayCluster")
+    cluster["spec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["image"] = "docker.io/alscale:0.1.0-ray2.60.0-py311"
+    assert image_errors(broken) and "raycluster.yaml worker group scorers" in image_errors(broken)[0]
+
+
+def test_the_configured_actors_fit_the_worker_groups(docs):
+    configmaps = _configmaps(docs)
+    checked = 0
+    for name, doc in docs:
+        if doc["kind"] in CRD_FILES:
+            assert capacity_errors(doc, configmaps) == [], name
+            checked += bool(list(_mounted_configs(doc, configmaps)))
+    assert checked == 2
+    rayjob = copy.deepcopy(next(doc for _, doc in docs if doc["kind"] == "RayJob"))
+    rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["maxReplicas"] = 3  # 3 x 4 CPUs < actors = 16
+    (error,) = capacity_errors(rayjob, configmaps)
+    assert "actors = 16 does not fit the worker groups' 12 CPUs" in error
+    rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["rayStartParams"] = {"num-cpus": "8"}  # 3 x 8 = 24: fits
+    assert capacity_errors(rayjob, configmaps) == []
+    more = copy.deepcopy(configmaps)
+    more["alscale-select-config"]["data"]["select.toml"] = re.sub(r"(?m)^actors = \d+$", "actors = 65",
+                                                                  more["alscale-select-config"]["data"]["select.toml"])
+    cluster = next(doc for _, doc in docs if doc["kind"] == "RayCluster")  # 16 x 4 = 64 CPUs
+    assert "actors = 65 does not fit the worker groups' 64 CPUs" in capacity_errors(cluster, more)[0]
+
+
+def test_each_manifest_mounts_the_config_its_commands_read(docs):
+    """The RayJob's entrypoint and the RayCluster header's `ray job submit` line read --config from the
+    ConfigMap the head mounts at that folder."""
+    configmaps = _configmaps(docs)
+    by_file = {name: doc for name, doc in docs if doc["kind"] in CRD_FILES}
+    assert sorted(by_file) == ["raycluster.yaml", "rayjob.yaml"]
+    for name, doc in by_file.items():
+        paths = documented_config_paths(K8S_DIR / name)
+        assert paths, f"{name}: no --config in its commands"
+        for config_path in paths:
+            assert config_mount_errors(doc, config_path, configmaps) == [], (name, config_path)
+    cluster = copy.deepcopy(by_file["raycluster.yaml"])
+    (config_path,) = set(documented_config_paths(K8S_DIR / "raycluster.yaml"))
+    mounts = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    next(m for m in mounts if m["name"] == "alscale-config")["mountPath"] = "/etc/alscale-config"
+    (error,) = config_mount_errors(cluster, config_path, configmaps)
+    assert "the head mounts no ConfigMap at /etc/alscale" in error and "/etc/alscale-config" in error
+    renamed = copy.deepcopy(configmaps)
+    renamed["alscale-select-config"]["data"] = {"config.toml": renamed["alscale-select-config"]["data"]["select.toml"]}
+    (error,) = config_mount_errors(by_file["raycluster.yaml"], config_path, renamed)
+    assert "has no key 'select.toml'" in error
+    (error,) = config_mount_errors(by_file["rayjob.yaml"], config_path, {})
+    assert "ConfigMap 'alscale-select-config' is not in k8s/" in error
