@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alscale.config import check_int, check_path
-from alscale.exceptions import AlscaleError, ConfigError, LabelError, ModelError, PoolExhaustedError, WorkspaceError
+from alscale.exceptions import AlscaleError, ConfigError, LabelError, ModelError, PoolExhaustedError, WorkspaceError, first_line
 from alscale.loop import _pool
 from alscale.loop._io import atomic_write_bytes, atomic_write_json, atomic_write_parquet, file_lock, read_json
 from alscale.loop.composition import composition_report
@@ -50,6 +50,7 @@ __all__ = ["load_history", "run_round", "select_batch"]
 
 logger = logging.getLogger(__name__)
 ROUND_FILE = "round.json"
+STOP_PREDICTIONS = "stop_predictions.npy"
 #: Held (``fcntl.flock``) by the one round running in a workspace.
 ROUND_LOCK = ".round.lock"
 
@@ -73,14 +74,40 @@ def load_history(ws: Workspace | str | pathlib.Path) -> list[dict]:
     Raises
     ------
     WorkspaceError
-        There is no workspace at the path given.
+        There is no workspace at the path given, or a round's ``round.json`` is not a round
+        record (damaged or edited by hand).
     """
     ws = ws if isinstance(ws, Workspace) else Workspace.open(check_path("ws", ws))
     out = []
     for d in sorted(ws.rounds_dir.glob("[0-9][0-9][0-9]")):
         if (d / ROUND_FILE).is_file():
-            out.append(read_json(d / ROUND_FILE))
+            out.append(_read_round_record(d))
     return out
+
+
+def _redo_hint(out_dir: pathlib.Path) -> str:
+    return f"restore it from a backup, or delete {str(out_dir)!r} (and any later round) to run round {out_dir.name} again"
+
+
+def _read_round_record(out_dir: pathlib.Path) -> dict:
+    """``out_dir/round.json``, refused unless it is a round record: an object with an integer round and labels."""
+    path = out_dir / ROUND_FILE
+    try:
+        record = read_json(path)
+    except (ValueError, OSError) as exc:  # UnicodeDecodeError is a ValueError
+        raise WorkspaceError(f"Expected the record of round {out_dir.name} in {str(path)!r}. Got unreadable JSON "
+                             f"({first_line(exc)}); {_redo_hint(out_dir)}.") from None
+    if not (isinstance(record, dict) and all(isinstance(record.get(key), int) and not isinstance(record.get(key), bool)
+                                             for key in ("round", "labels"))):
+        raise WorkspaceError(f"Expected the record of round {out_dir.name} in {str(path)!r} to be an object with an integer "
+                             f"round and labels. Got {_short(record)}; {_redo_hint(out_dir)}.")
+    return record
+
+
+def _short(value) -> str:
+    """``value``'s repr where it is short, else its type's name."""
+    text = repr(value)
+    return text if len(text) <= 80 and "\n" not in text else f"a {type(value).__name__}"
 
 
 def _next_round(ws: Workspace) -> int:
@@ -268,7 +295,10 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
         pool's rows, before the round's folder exists.
     WorkspaceError, LabelError, ModelContractError, ConfigError
         With nothing of the round recorded as complete; a WorkspaceError, before the round's
-        folder exists, where the budget is spent and the latest round trained on as many labels.
+        folder exists, where the budget is spent and the latest round trained on as many labels,
+        or an earlier round's ``round.json`` or ``stop_predictions.npy`` is damaged (before
+        anything is trained or written), and where the ``inputs.json`` of the round being
+        finished is.
 
     Notes
     -----
@@ -318,6 +348,8 @@ def _run_round(ws: Workspace, model, strategy: str | None, k: int | None, seed: 
         available = _pool.pool_dataset(ws.config["pool"]).count_rows() - len(ws.excluded_ids())
         if k > available:
             raise PoolExhaustedError(available, k)
+    if len(train_ids):  # the earlier rounds' stop-set predictions, read at the end of the round: a damaged one is
+        _stop_set_predictions(ws, number, int(len(train_ids)))  # refused now, before the round trains and writes its model
     if model is not None and len(train_ids):
         _check_round_model(ws, model, train_ids, train_labels, strategy=strategy if k else None)  # before the round's folder
         # exists, or a warning is logged; k 0 (the budget spent): nothing is selected
@@ -441,14 +473,21 @@ def _check_resumed_inputs(out_dir: pathlib.Path, number: int, inputs: dict) -> N
     Raises
     ------
     WorkspaceError
-        The round was started with other inputs.
+        The round was started with other inputs, or its ``inputs.json`` is damaged.
     """
     path = out_dir / INPUTS_FILE
     kept = (out_dir / "model.onnx").is_file() or (out_dir / "batch").exists()
     if not path.is_file() or not kept:  # nothing of the round kept yet: any inputs may start it
         atomic_write_json(path, inputs)
         return
-    before = read_json(path)
+    try:
+        before = read_json(path)
+    except (ValueError, OSError) as exc:
+        raise WorkspaceError(f"Expected the inputs of unfinished round {number:03d} in {str(path)!r}. Got unreadable JSON "
+                             f"({first_line(exc)}); delete {str(out_dir)!r} to start the round over.") from None
+    if not isinstance(before, dict):
+        raise WorkspaceError(f"Expected the inputs of unfinished round {number:03d} in {str(path)!r} to be an object. Got "
+                             f"{_short(before)}; delete {str(out_dir)!r} to start the round over.")
     changed = sorted(key for key in inputs.keys() | before.keys() if before.get(key) != inputs.get(key))
     if not (out_dir / "batch").exists() and set(changed) <= BATCH_ONLY_INPUTS:
         atomic_write_json(path, inputs)
@@ -536,7 +575,7 @@ def _model_round(ws: Workspace, out_dir: pathlib.Path, train_ids, train_labels, 
         # class names, not indices: without a class list a round's classes are the labels seen so far,
         # so an index means another class once a new label arrives
         predicted = predict_onnx(model_path, X_stop)[0].argmax(axis=1)
-        _save_npy(out_dir / "stop_predictions.npy", np.array([str(c) for c in classes])[predicted])
+        _save_npy(out_dir / STOP_PREDICTIONS, np.array([str(c) for c in classes])[predicted])
 
     composition = composition_report(
         [str(v) for v in train_labels], [str(classes[i]) for i in y_eval], _groups(ws, train_ids),
@@ -580,9 +619,23 @@ def _stop_set_predictions(ws: Workspace, number: int, labels: int) -> tuple[list
         The training labels of each, as its round recorded them.
     """
     rounds = [(int(h["round"]), int(h["labels"])) for h in load_history(ws) if int(h["round"]) != number] + [(number, labels)]
-    paths = [(_round_dir(ws, r) / "stop_predictions.npy", n) for r, n in rounds]
-    kept = [(np.load(path).astype(str), n) for path, n in paths if path.is_file()]
+    paths = [(_round_dir(ws, r) / STOP_PREDICTIONS, n) for r, n in rounds]
+    n_stop = len(ws.stop_set_ids())
+    kept = [(_read_stop_predictions(path, n_stop), n) for path, n in paths if path.is_file()]
     return [p for p, _ in kept], [n for _, n in kept]
+
+
+def _read_stop_predictions(path: pathlib.Path, n_stop: int) -> np.ndarray:
+    """A round's predictions on the stop set, shape (n_stop,), as str; WorkspaceError for a file that is not that."""
+    try:
+        predicted = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise WorkspaceError(f"Expected a round's predictions on the stop set in {str(path)!r}. Got an unreadable file "
+                             f"({first_line(exc)}); {_redo_hint(path.parent)}.") from None
+    if predicted.shape != (n_stop,):
+        raise WorkspaceError(f"Expected a round's predictions on the stop set in {str(path)!r}: an array of shape ({n_stop},). "
+                             f"Got shape {predicted.shape}; {_redo_hint(path.parent)}.")
+    return predicted.astype(str)
 
 
 def _previous_model_metrics(ws: Workspace, classes: list, X_eval: np.ndarray, y_eval: np.ndarray) -> dict | None:

@@ -318,3 +318,75 @@ def test_a_strategy_that_needs_an_embedding_is_refused_for_a_model_without_one(t
         code, out = _run("round", ws.path, "--strategy", strategy)
         assert code == 2 and _one_line_error(out) and f"Strategy {strategy!r} needs an embedding output" in out, out
     assert not (ws.path / "rounds/001").exists()
+
+
+def _workspace_after_a_seed_round(tmp_path, blob_pool):
+    """A workspace whose round 000 is recorded complete (no batch kept) and with 6 training labels: the next round is 001."""
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, label_column="label", settings={"eval_size": 50, "stop_set_size": 40})
+    train = [i for i in ws.pool_ids().tolist() if i not in set(ws.evaluation_ids().tolist())][:6]
+    ws.record_labels([{"id": i, "label": i % 3, "source": "t"} for i in train])
+    (ws.path / "rounds" / "000").mkdir(parents=True)
+    (ws.path / "rounds" / "000" / "round.json").write_text(json.dumps({"round": 0, "labels": 0, "kind": "seed", "batch": None}))
+    return ws
+
+
+@pytest.mark.parametrize(
+    "text,got",
+    [
+        ('{"round": 1', "Got unreadable JSON (Expecting ',' delimiter"),  # cut short: a traceback, exit 1, from status and round
+        ("[1, 2]", "to be an object with an integer round and labels. Got [1, 2];"),
+        ('{"round": "0", "labels": 0}', "Got {'round': '0', 'labels': 0};"),
+        (b"\xff\xfe", "Got unreadable JSON ("),
+    ],
+)
+def test_a_damaged_round_record_is_one_line_for_status_and_round(tmp_path, blob_pool, text, got):
+    ws = _workspace_after_a_seed_round(tmp_path, blob_pool)
+    record = ws.path / "rounds" / "000" / "round.json"
+    record.write_bytes(text if isinstance(text, bytes) else text.encode())
+    expected = (f"Expected the record of round 000 in '{record}'", got,
+                f"restore it from a backup, or delete '{record.parent}' (and any later round) to run round 000 again.")
+    for command in ("status", "round"):
+        code, out = _run(command, ws.path)
+        assert code == 2 and _one_line_error(out) and all(part in out for part in expected), (command, out)
+    assert not (ws.path / "rounds" / "001").exists()
+
+
+@pytest.mark.parametrize("text", ['{"k": 10, "seed"', '"k"'])
+def test_a_damaged_inputs_file_of_a_round_being_finished_is_one_line(tmp_path, blob_pool, text):
+    ws = _workspace_after_a_seed_round(tmp_path, blob_pool)
+    started = ws.path / "rounds" / "001"
+    started.mkdir()
+    (started / "model.onnx").write_bytes(b"kept from the interrupted run")  # so the round is resumed, not started over
+    (started / "inputs.json").write_text(text)
+    before = {p.name: p.read_bytes() for p in started.iterdir()}
+    code, out = _run("round", ws.path, "--actors", 1)
+    assert code == 2 and _one_line_error(out), out
+    assert f"Expected the inputs of unfinished round 001 in '{started / 'inputs.json'}'" in out
+    assert f"delete '{started}' to start the round over." in out
+    assert {p.name: p.read_bytes() for p in started.iterdir()} == before  # nothing trained, written or replaced
+
+
+@pytest.mark.parametrize(
+    "content,got",
+    [
+        (b"junk\n", "Got an unreadable file ("),
+        (b"\x93NUMPY\x01\x00v\x00{'descr'", "Got an unreadable file (EOF: reading array header"),  # cut short
+        (None, "an array of shape (40,). Got shape (3,);"),  # a readable array, not of the stop set's 40 rows
+    ],
+)
+def test_damaged_stop_set_predictions_are_refused_before_the_round_trains(tmp_path, blob_pool, content, got):
+    """A junk file was read at the end of the round: round 001's model was trained and written, then a traceback."""
+    import io
+
+    ws = _workspace_after_a_seed_round(tmp_path, blob_pool)
+    path = ws.path / "rounds" / "000" / "stop_predictions.npy"
+    if content is None:
+        buf = io.BytesIO()
+        np.save(buf, np.array(["0", "1", "2"]))
+        content = buf.getvalue()
+    path.write_bytes(content)
+    code, out = _run("round", ws.path, "--actors", 1)
+    assert code == 2 and _one_line_error(out), out
+    assert f"Expected a round's predictions on the stop set in '{path}'" in out and got in out, out
+    assert f"delete '{path.parent}' (and any later round) to run round 000 again." in out
+    assert not (ws.path / "rounds" / "001").exists()
