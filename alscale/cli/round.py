@@ -30,12 +30,13 @@ def command(workspace, model, strategy, k, seed, actors, mark_pending):
     rec = run_round(workspace, model=model, strategy=strategy, k=k, seed=seed, actors=actors, mark_pending=mark_pending)
     click.echo(f"round {rec['round']:03d}: {rec['selected']} selected ({rec.get('strategy')}) with {rec['labels']} training labels")
     budget = rec.get("budget")
+    pending = budget["pending"] if budget else 0  # sent for labeling, not answered yet: the budget counts them
     if budget and budget["left"]:
-        click.echo(f"  budget: {budget['left']} of {budget['budget']} labels left ({budget['used']} used), "
+        click.echo(f"  budget: {budget['left']} of {budget['budget']} labels left ({budget['used']} used, {pending} pending), "
                    f"so {budget['left']} selected instead of {budget['asked']}")
     elif budget:
-        click.echo(f"  budget: spent ({budget['used']} training labels used of {budget['budget']}), so nothing selected; "
-                   f"raise 'budget' in {workspace}/alscale-workspace.json to go on")
+        click.echo(f"  budget: spent ({budget['used']} training labels used and {pending} pending of {budget['budget']}), so "
+                   f"nothing selected; raise 'budget' in {workspace}/alscale-workspace.json to go on")
     if rec.get("metrics"):
         m = rec["metrics"]
         click.echo(f"  accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  log loss {m['log_loss']:.4f}  ECE {m['ece']:.4f}"

@@ -264,9 +264,10 @@ def run_round(ws: Workspace | str | pathlib.Path, *, model=None, strategy: str |
         Defaults to the workspace's ``strategy`` setting.
     k : int, optional
         Batch size; defaults to ``batch_size`` (``initial_size`` for the seed round).  With a
-        ``budget`` setting, cut to the training labels the budget has left (the record's
-        ``budget`` entry says so); once it is spent, the round trains and evaluates and selects
-        nothing.
+        ``budget`` setting, cut to what the budget has left once the training labels and the
+        ids pending (sent, not answered yet; outside the evaluation set) are counted (the
+        record's ``budget`` entry says so); once it is spent, the round trains and evaluates
+        and selects nothing.
     seed : int, optional
         Defaults to the workspace seed plus the round number.
     actors : int, optional
@@ -380,7 +381,11 @@ def _run_round(ws: Workspace, model, strategy: str | None, k: int | None, seed: 
 def _batch_size_within_budget(ws: Workspace, number: int, used: int, k: int | None, history: list[dict]) -> tuple[int, dict | None]:
     """The round's batch size: ``k`` (or the workspace's) cut to what the budget has left.
 
-    The budget counts training labels, as its stopping rule does.
+    The budget counts training labels, as its stopping rule does, and the ids sent for
+    labeling that may become training labels: pending ids outside the evaluation set with no
+    answer yet (but those of this round's own batch, where an interrupted round marked it
+    pending already).  So rounds that send their batches before the earlier ones are answered
+    never request more labels than the budget.
 
     Parameters
     ----------
@@ -400,7 +405,7 @@ def _batch_size_within_budget(ws: Workspace, number: int, used: int, k: int | No
         0 when the budget is spent: the round trains and evaluates on the labels it has and
         selects nothing.
     budget : dict or None
-        ``{"budget", "used", "left", "asked"}`` where the budget cut the batch; None otherwise.
+        ``{"budget", "used", "pending", "left", "asked"}`` where the budget cut the batch; None otherwise.
 
     Raises
     ------
@@ -410,15 +415,31 @@ def _batch_size_within_budget(ws: Workspace, number: int, used: int, k: int | No
     s = ws.settings
     asked = int((s["initial_size"] if used == 0 else s["batch_size"]) if k is None else k)
     limit = s["budget"]
-    if limit is None or used + asked <= int(limit):
+    if limit is None:
         return asked, None
-    left = max(int(limit) - used, 0)
+    pending = _pending_toward_budget(ws, number)
+    if used + pending + asked <= int(limit):
+        return asked, None
+    left = max(int(limit) - used - pending, 0)
     if left == 0 and history and int(history[-1]["labels"]) >= used:
         raise WorkspaceError(
             f"Expected labels left in the budget of {limit} for round {number:03d}. Got {used} training labels used, which "
-            f"round {int(history[-1]['round']):03d} trained on already; raise 'budget' in the settings of "
-            f"{str(ws.path / CONFIG_NAME)!r} to select more.")
-    return left, {"budget": int(limit), "used": used, "left": left, "asked": asked}
+            f"round {int(history[-1]['round']):03d} trained on already" + (f", and {pending} pending" if pending else "") +
+            f"; raise 'budget' in the settings of {str(ws.path / CONFIG_NAME)!r} to select more" +
+            (" (or label the pending ids: the next round trains on them)." if pending else "."))
+    return left, {"budget": int(limit), "used": used, "pending": pending, "left": left, "asked": asked}
+
+
+def _pending_toward_budget(ws: Workspace, number: int) -> int:
+    """Ids pending and unanswered outside the evaluation set, but for round ``number``'s own batch: labels on their way."""
+    ids = np.unique(ws._ids(ws.pending().column("id")))
+    if not len(ids):
+        return 0
+    skip = [ws._ids(ws.answered_ids()), ws.evaluation_ids()]
+    own = _round_dir(ws, number) / "batch" / "batch.parquet"
+    if own.is_file():  # a round interrupted after --mark-pending: its batch is the one being finished, not an earlier one
+        skip.append(ws._ids(pq.read_table(own, columns=["id"]).column("id")))
+    return int(np.count_nonzero(~np.isin(ids, np.concatenate(skip))))
 
 
 def _unanswered_batch(ws: Workspace, history: list[dict]) -> tuple[int, int, int] | None:

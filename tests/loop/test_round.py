@@ -207,9 +207,9 @@ def test_rounds_select_no_more_than_the_budget_leaves(tmp_path, blob_pool, ray_l
     run_round(ws)
     ws.record_labels(_oracle(ws, _batch_ids(ws, 0)))
     result = CliRunner().invoke(main, ["round", str(ws.path), "--actors", "1"])
-    assert result.exit_code == 0 and "budget: 5 of 17 labels left (12 used), so 5 selected instead of 10" in result.output, result.output
+    assert result.exit_code == 0 and "budget: 5 of 17 labels left (12 used, 0 pending), so 5 selected instead of 10" in result.output, result.output
     r1 = load_history(ws)[-1]
-    assert r1["selected"] == 5 and r1["budget"] == {"budget": 17, "used": 12, "left": 5, "asked": 10}
+    assert r1["selected"] == 5 and r1["budget"] == {"budget": 17, "used": 12, "pending": 0, "left": 5, "asked": 10}
     # the 5 are the top of the margin ranking a full batch would have taken
     ids, X = _pool.read_features(blob_pool, np.arange(300))
     probs, _ = predict_onnx(ws.path / "rounds/001/model.onnx", X)
@@ -237,6 +237,61 @@ def test_rounds_select_no_more_than_the_budget_leaves(tmp_path, blob_pool, ray_l
     (ws.path / "alscale-workspace.json").write_text(json.dumps(config))
     r3 = run_round(ws.path, actors=1)
     assert r3["selected"] == 10 and "budget" not in r3
+
+
+def _requested(ws, truth_eval):
+    """Labels requested so far, counted from the state tables: training labels plus unanswered pending ids outside the evaluation set."""
+    labeled = {r["id"] for r in ws.label_log().to_pylist() if r["status"] == "labeled"} - truth_eval
+    answered = {r["id"] for r in ws.label_log().to_pylist()}
+    waiting = set(ws.pending().column("id").to_pylist()) - answered - truth_eval
+    return len(labeled), len(waiting)
+
+
+def test_rounds_count_pending_ids_against_the_budget(tmp_path, blob_pool, ray_local):
+    """With --mark-pending (or a push) before the answers came, each round selected as if nothing were out for labeling:
+    budget 100, 60 labeled, two rounds of 40 each, 140 labels requested."""
+    from click.testing import CliRunner
+
+    from alscale.cli import main
+
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, label_column="label",
+                          settings={"eval_size": 60, "stop_set_size": 50, "initial_size": 12, "batch_size": 10, "budget": 40})
+    evaluation = set(ws.evaluation_ids().tolist())
+    run_round(ws)
+    ws.record_labels(_oracle(ws, _batch_ids(ws, 0)))
+    ws.add_pending(ws.evaluation_ids()[:20], batch_run_id="evaluation", queue="ls")  # the evaluation set is never trained on
+    assert _requested(ws, evaluation) == (12, 0)
+
+    selected = []
+    for number in (1, 2, 3):
+        result = CliRunner().invoke(main, ["round", str(ws.path), "--actors", "1", "--mark-pending"])
+        assert result.exit_code == 0, result.output
+        selected.append(load_history(ws)[-1]["selected"])
+        used, waiting = _requested(ws, evaluation)
+        assert used + waiting <= 40 and waiting == sum(selected)
+    assert selected == [10, 10, 8]  # 12 labeled + 20 pending left 8 of the 40
+    assert "budget: 8 of 40 labels left (12 used, 20 pending), so 8 selected instead of 10" in result.output
+    assert load_history(ws)[-1]["budget"] == {"budget": 40, "used": 12, "pending": 20, "left": 8, "asked": 10}
+    # spent by the pending ids, no new label: refused before the round's folder exists
+    with pytest.raises(WorkspaceError, match=r"Got 12 training labels used, which round 003 trained on already, and 28 pending; "
+                                             r"raise 'budget' .* \(or label the pending ids: the next round trains on them\)\."):
+        run_round(ws, actors=1)
+    assert not (ws.path / "rounds/004").exists()
+
+    # a round interrupted after it marked its batch pending is finished with the same batch size: its own batch is not
+    # an earlier one waiting for answers (counted, it left 0 and the rerun was refused)
+    (ws.path / "rounds/003/round.json").unlink()
+    assert run_round(ws, actors=1, mark_pending=True)["budget"] == {"budget": 40, "used": 12, "pending": 20, "left": 8,
+                                                                     "asked": 10}
+
+    # answers on part of it (a queue's): 5 new labels, 23 still pending -> the round trains on 17 and selects nothing
+    ws.record_labels(_oracle(ws, _batch_ids(ws, 1)[:5]))
+    ws.add_pending(_batch_ids(ws, 2), batch_run_id="round-002", queue="ls")  # pushed as well: one id, counted once
+    assert _requested(ws, evaluation) == (17, 23)
+    result = CliRunner().invoke(main, ["round", str(ws.path), "--actors", "1"])
+    assert result.exit_code == 0 and ("budget: spent (17 training labels used and 23 pending of 40), so nothing selected"
+                                      in result.output), result.output
+    assert load_history(ws)[-1]["selected"] == 0 and _requested(ws, evaluation) == (17, 23)
 
 
 def test_a_round_after_a_batch_neither_labeled_nor_pushed_warns_that_it_may_select_it_again(tmp_path, blob_pool, ray_local, caplog):
