@@ -71,6 +71,55 @@ def _short(value) -> str:
     return text if len(text) <= 120 and "\n" not in text else f"a {type(value).__name__}"
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_name(value) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _is_reserved_set(value) -> bool:
+    return isinstance(value, dict) and _is_int(value.get("size")) and value["size"] >= 0 and isinstance(value.get("file"), str)
+
+
+#: The config's keys every alscale that wrote schema_version 1 wrote, each with its test and what it should hold.
+_REQUIRED_KEYS = {
+    "pool": (lambda v: _is_name(v) or (isinstance(v, list) and bool(v) and all(_is_name(p) for p in v)),
+             "the pool: a path or glob, or a list of them"),
+    "id_column": (_is_name, "a column name"),
+    "pool_rows": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
+    "classes": (lambda v: v is None or (isinstance(v, list) and bool(v)), "a list of class names, or null for any label"),
+    "evaluation": (_is_reserved_set, 'an object with an int "size" >= 0 and a "file"'),
+    "stop_set": (_is_reserved_set, 'an object with an int "size" >= 0 and a "file"'),
+}
+#: Keys read with a default where absent; present, they must hold what alscale wrote.
+_OPTIONAL_KEYS = {
+    "id_type": (lambda v: v in ("int64", "string"), '"int64" or "string"'),
+    "label_column": (lambda v: v is None or _is_name(v), "a column name, or null"),
+    "model": (lambda v: v is None or _is_name(v), "a path, or null"),
+    "group_columns": (lambda v: isinstance(v, list) and all(_is_name(c) for c in v), "a list of column names"),
+    "pool_key": (lambda v: v is None or isinstance(v, str), "a string"),  # a workspace made before it had one gets it on use
+}
+
+
+def _check_config_keys(config: dict, cfg_path: pathlib.Path) -> None:
+    """Refuse a config file (edited by hand) that lacks a key alscale reads, or holds one of another type.
+
+    ``classes`` must be there even where it is null: a workspace made without classes writes
+    null (any label), while a missing key is a damaged file, not a choice to accept any label.
+    """
+    for key, (valid, what) in _REQUIRED_KEYS.items():
+        if key not in config:
+            raise WorkspaceError(f"Expected the key {key!r} ({what}) in {str(cfg_path)!r}. Got none; put it back as "
+                                 f"`alscale init` wrote it, or restore the file from a backup.")
+        if not valid(config[key]):
+            raise WorkspaceError(f"Expected the key {key!r} in {str(cfg_path)!r} to hold {what}. Got {_short(config[key])}.")
+    for key, (valid, what) in _OPTIONAL_KEYS.items():
+        if key in config and not valid(config[key]):
+            raise WorkspaceError(f"Expected the key {key!r} in {str(cfg_path)!r} to hold {what}. Got {_short(config[key])}.")
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
 
@@ -253,7 +302,8 @@ class Workspace:
         ConfigError
             If ``path`` is not a str or os.PathLike.
         WorkspaceError
-            If there is no workspace at ``path`` or it was written by a newer alscale.
+            If there is no workspace at ``path``, it was written by a newer alscale, or its
+            config file lacks a key alscale reads or holds one of the wrong type (edited by hand).
         """
         from alscale.config import check_path
 
@@ -265,12 +315,15 @@ class Workspace:
             config = read_json(cfg_path)
         except ValueError as exc:
             raise WorkspaceError(f"Expected valid JSON in {cfg_path}. Got: {exc}") from None
-        version = config.get("schema_version") if isinstance(config, dict) else None
+        if not isinstance(config, dict):
+            raise WorkspaceError(f"Expected a JSON object in {cfg_path}. Got {_short(config)}.")
+        version = config.get("schema_version")
         if not isinstance(version, int):
             raise WorkspaceError(f"Expected an integer schema_version in {cfg_path}. Got {version!r}.")
         if version > SCHEMA_VERSION:
             raise WorkspaceError(
                 f"Workspace {path} has schema_version {version}, newer than this alscale supports ({SCHEMA_VERSION}); upgrade alscale.")
+        _check_config_keys(config, cfg_path)
         check_stored_settings(config.get("settings", {}), cfg_path)
         return cls(path, config)
 

@@ -390,3 +390,17 @@ def test_damaged_stop_set_predictions_are_refused_before_the_round_trains(tmp_pa
     assert f"Expected a round's predictions on the stop set in '{path}'" in out and got in out, out
     assert f"delete '{path.parent}' (and any later round) to run round 000 again." in out
     assert not (ws.path / "rounds" / "001").exists()
+
+
+@pytest.mark.parametrize("key", ["pool", "pool_rows", "id_column", "classes"])
+def test_a_config_without_a_key_is_one_line_for_label_and_status(tmp_path, blob_pool, key):
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, classes=["0", "1", "2"], settings={"eval_size": 50})
+    config = json.loads((ws.path / CONFIG_NAME).read_text())
+    del config[key]
+    (ws.path / CONFIG_NAME).write_text(json.dumps(config))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\n1,0\n2,seven\n")  # 'seven' was taken once the classes were gone
+    for args in (("label", ws.path, labels), ("status", ws.path)):
+        code, out = _run(*args)
+        assert code == 2 and _one_line_error(out) and f"Expected the key {key!r} (" in out and CONFIG_NAME in out, (args, out)
+    assert not list((ws.path / "state").glob("labels-*.parquet"))  # nothing recorded

@@ -631,3 +631,54 @@ def test_the_latest_answer_is_the_one_given_last_not_the_one_recorded_last(tmp_p
     # a label file's record carries no answer time: the time it was recorded (now) stands for it
     ws.record_labels([{"id": 5, "label": "0", "source": "fix.csv"}])
     assert {r["id"]: r["label"] for r in ws.labeled().to_pylist()} == {5: "0"}
+
+
+@pytest.mark.parametrize("key", ["pool", "id_column", "pool_rows", "classes", "evaluation", "stop_set"])
+def test_a_config_without_a_key_alscale_reads_is_refused_when_the_workspace_opens(tmp_path, blob_pool, key):
+    """`label` and `status` raised KeyError (without 'pool', 'pool_rows', 'id_column'); without 'classes' any label was taken."""
+    ws = _ws(tmp_path, blob_pool)
+    config = json.loads((ws.path / CONFIG_NAME).read_text())
+    del config[key]
+    (ws.path / CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.raises(WorkspaceError) as err:
+        Workspace.open(ws.path)
+    assert str(err.value).startswith(f"Expected the key {key!r} (")
+    assert str(err.value).endswith(f") in '{ws.path / CONFIG_NAME}'. Got none; put it back as `alscale init` wrote it, or "
+                                   f"restore the file from a backup.")
+
+
+@pytest.mark.parametrize("key, value, what", [
+    ("pool", 7, "the pool: a path or glob, or a list of them"),
+    ("pool", [], "the pool: a path or glob, or a list of them"),
+    ("id_column", "", "a column name"),
+    ("pool_rows", "300", "an int >= 0"),
+    ("pool_rows", True, "an int >= 0"),
+    ("classes", "cat,dog", "a list of class names, or null for any label"),
+    ("evaluation", {"size": "50", "file": "state/evaluation.parquet"}, 'an object with an int "size" >= 0 and a "file"'),
+    ("stop_set", None, 'an object with an int "size" >= 0 and a "file"'),
+    ("id_type", "int", '"int64" or "string"'),
+    ("group_columns", "site", "a list of column names"),
+    ("label_column", 3, "a column name, or null"),
+])
+def test_a_config_key_of_the_wrong_type_is_refused_when_the_workspace_opens(tmp_path, blob_pool, key, value, what):
+    ws = _ws(tmp_path, blob_pool)
+    config = json.loads((ws.path / CONFIG_NAME).read_text())
+    config[key] = value
+    (ws.path / CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.raises(WorkspaceError) as err:
+        Workspace.open(ws.path)
+    assert str(err.value) == f"Expected the key {key!r} in '{ws.path / CONFIG_NAME}' to hold {what}. Got {value!r}."
+
+
+def test_a_config_that_is_no_object_says_so_and_null_classes_or_no_pool_key_still_open(tmp_path, blob_pool):
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, settings={"eval_size": 50})  # no classes, no label column: any label
+    path = ws.path / CONFIG_NAME
+    config = json.loads(path.read_text())
+    assert config["classes"] is None
+    del config["pool_key"]  # made before the key was stored: filled on use
+    path.write_text(json.dumps(config))
+    assert Workspace.open(ws.path).classes is None
+    path.write_text("[1, 2]")  # was "Expected an integer schema_version ... Got None."
+    with pytest.raises(WorkspaceError) as err:
+        Workspace.open(ws.path)
+    assert str(err.value) == f"Expected a JSON object in {path}. Got [1, 2]."
