@@ -35,7 +35,7 @@ __all__ = ["command"]
 @click.option("--trainer", type=click.Choice(TRAINERS), default="logistic", show_default=True,
               help="Built-in model each round trains and exports to ONNX (or bring your own: alscale round --model).")
 @click.option("--metric", type=click.Choice(METRICS), default="accuracy", show_default=True,
-              help="What rounds report first and the target and gain stopping rules watch.")
+              help="What rounds report first, status tabulates, and the target and gain stopping rules watch.")
 @click.option("--target", type=float, default=None, help="Stop once the metric reaches this value.")
 @click.option("--budget", type=int, default=None, help="Stop once this many labels are used.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the evaluation set, the seed set and the selections.")

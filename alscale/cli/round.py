@@ -8,6 +8,9 @@ import click
 
 __all__ = ["command"]
 
+#: The metrics a round prints, as it names them; the workspace's metric first.
+METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "log_loss": "log loss", "ece": "ECE"}
+
 
 @click.command("round")
 @click.argument("workspace")
@@ -38,9 +41,12 @@ def command(workspace, model, strategy, k, seed, actors, mark_pending):
         click.echo(f"  budget: spent ({budget['used']} training labels used and {pending} pending of {budget['budget']}), so "
                    f"nothing selected; raise 'budget' in {workspace}/alscale-workspace.json to go on")
     if rec.get("metrics"):
+        from alscale.loop.workspace import Workspace
+
         m = rec["metrics"]
-        click.echo(f"  accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  log loss {m['log_loss']:.4f}  ECE {m['ece']:.4f}"
-                   f"  (evaluation set: {m['n']} labeled)")
+        first = Workspace.open(workspace).settings["metric"]  # init --metric: reported first, as its help says
+        names = sorted(METRIC_NAMES, key=lambda name: name != first)
+        click.echo("  " + "  ".join(f"{METRIC_NAMES[name]} {m[name]:.4f}" for name in names) + f"  (evaluation set: {m['n']} labeled)")
     elif rec["round"] > 0:
         from alscale.loop.workspace import Workspace
 

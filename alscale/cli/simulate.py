@@ -65,7 +65,7 @@ def _holds_table_of(path, reference) -> bool:
 @click.option("--trainer", type=click.Choice(TRAINERS), default="logistic", show_default=True,
               help="Model trained each round (exported to ONNX and scored by the engine).")
 @click.option("--metric", type=click.Choice(METRICS), default="accuracy", show_default=True,
-              help="What rounds report first and the target and gain stopping rules watch.")
+              help="The metric of the labels-needed table, the learning-curve plot and the area under it.")
 @click.option("--fractions", default="0.9,0.95,0.98", show_default=True, help="Fractions of the full-data metric for the table.")
 @click.option("--actors", type=int, default=None, help="Ray actors per selection. [default: one per CPU]")
 @click.option("--address", default=None, help="Ray cluster address. [default: one local Ray for the whole run]")

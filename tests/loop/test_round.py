@@ -419,3 +419,26 @@ def test_a_skl2onnx_model_serves_the_rounds_with_the_classes_inspect_model_reads
     table = _pool.read_columns(blob_pool, ["label"], ids=ws.evaluation_ids())
     pred = clf.predict(_pool.read_features(blob_pool, table.column("id").to_numpy())[1])
     assert r1["metrics"]["accuracy"] == pytest.approx(skm.accuracy_score(table.column("label").to_pylist(), pred))
+
+
+@pytest.mark.parametrize("metric, first", [("log_loss", "log loss"), ("ece", "ECE"), ("macro_f1", "macro-F1"), ("accuracy", "accuracy")])
+def test_round_reports_the_workspace_metric_first_as_init_help_says(tmp_path, blob_pool, monkeypatch, metric, first):
+    """`init --metric` says "What rounds report first"; round always printed accuracy first."""
+    from click.testing import CliRunner
+
+    from alscale.cli import main
+    from alscale.loop import rounds
+
+    init_help = " ".join(CliRunner().invoke(main, ["init", "--help"]).output.split())
+    assert "What rounds report first, status tabulates, and the target and gain stopping rules watch." in init_help
+    ws = Workspace.create(tmp_path / "ws", pool=blob_pool, label_column="label", settings={"eval_size": 50, "metric": metric})
+    values = {"accuracy": 0.875, "macro_f1": 0.8125, "log_loss": 0.3125, "ece": 0.0625, "n": 50}
+    record = {"round": 1, "selected": 10, "strategy": "margin", "labels": 12, "metrics": values, "batch": None}
+    monkeypatch.setattr(rounds, "run_round", lambda *args, **kwargs: record)  # the printing alone, without a round
+    result = CliRunner().invoke(main, ["round", str(ws.path)])
+    assert result.exit_code == 0, result.output
+    line = next(text for text in result.output.splitlines() if "(evaluation set: 50 labeled)" in text)
+    shown = {"accuracy": "accuracy 0.8750", "macro_f1": "macro-F1 0.8125", "log_loss": "log loss 0.3125", "ece": "ECE 0.0625"}
+    expected = [shown[metric]] + [shown[m] for m in ("accuracy", "macro_f1", "log_loss", "ece") if m != metric]
+    assert line == "  " + "  ".join(expected) + "  (evaluation set: 50 labeled)"
+    assert line.startswith(f"  {first} ")

@@ -131,6 +131,13 @@ def test_an_earlier_simulation_is_kept_unless_force(tmp_path, blob_pool):
     assert "--force" in _cli("--help")[1]
 
 
+def test_the_metric_help_says_what_simulate_uses_it_for():
+    """It said "and the target and gain stopping rules watch", copied from init: a simulation has no stopping rules."""
+    text = " ".join(_cli("--help")[1].split())
+    assert "The metric of the labels-needed table, the learning-curve plot and the area under it." in text
+    assert "stopping" not in text
+
+
 def test_force_never_removes_a_runs_folder_of_other_files(tmp_path, blob_pool):
     out = tmp_path / "project"
     (out / "runs").mkdir(parents=True)
