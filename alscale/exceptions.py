@@ -60,7 +60,7 @@ __all__ = [
     "ShardStateLostError",
     "StrategyError",
     "WorkspaceError",
-]  # the error classes; first_line (below) is the one helper
+]  # the error classes; first_line and short_repr (below) are helpers for messages
 
 
 class AlscaleError(Exception):
@@ -185,3 +185,13 @@ def first_line(exc: BaseException) -> str:
     """
     text = str(exc).strip()
     return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+def short_repr(value, limit: int = 120) -> str:
+    """``value``'s repr where it is one line of at most ``limit`` characters, else ``"a <type>"``.
+
+    For the "Got ..." of a message about a value read from a file or given by a caller: a table's
+    or a long list's repr would span lines or screens.
+    """
+    text = repr(value)
+    return text if len(text) <= limit and "\n" not in text else f"a {type(value).__name__}"

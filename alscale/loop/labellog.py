@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+from collections.abc import Iterable, Mapping, Sequence
 
+import numpy as np
 import pyarrow as pa
 
+from alscale.exceptions import LabelError, short_repr
 from alscale.records import STATUSES  # the workspace keeps the queues' records as they are
 
-__all__ = ["STATUSES", "answer_order", "describe_answers", "disagreeing", "id_arrow_type", "is_older", "labels_schema", "pending_schema",
-           "record_key", "renamed_pending", "renamed_records", "warn_of_disagreements"]
+__all__ = ["STATUSES", "answer_order", "describe_answers", "disagreeing", "id_arrow_type", "is_older", "labels_schema", "normalized_records", "pending_schema",
+           "record_key", "renamed_pending", "renamed_records", "warn_of_disagreements", "warn_of_new_classes"]
 
 logger = logging.getLogger("alscale.loop.workspace")  # its warnings are the workspace's
 
@@ -131,3 +134,74 @@ def warn_of_disagreements(found: list[dict]) -> None:
     first = found[0]
     logger.warning("%d id(s) have answers that disagree, e.g. id %r: %s; the latest (%r) is used "
                    "(`alscale status` lists them)", len(found), first["id"], describe_answers(first), first["used"])
+
+
+def _checked_label(label, known: set[str] | None, classes: Sequence | None) -> str | None:
+    """``label`` as the workspace keeps it (a str, or None); LabelError outside ``known``."""
+    if label is None:
+        return None
+    text = str(label.item() if isinstance(label, np.generic) else label)
+    if known is not None and text not in known:
+        raise LabelError(f"Expected a label among the known classes {classes}. Got {label!r}.")
+    return text
+
+
+def normalized_records(records: Iterable[dict], classes: Sequence | None) -> tuple[list[dict], list[tuple[int, str]]]:
+    """Label records as the log keeps them, and ``(row index, reason)`` of each one that cannot be kept.
+
+    Checks each record's status and label (among ``classes``, where not None); ids are left as
+    they came (the workspace converts them to its id type and checks them against the pool).
+
+    Parameters
+    ----------
+    records : iterable of dict, or pyarrow.Table
+        As :meth:`alscale.loop.workspace.Workspace.record_labels` takes them.
+    classes : sequence or None
+        The workspace's classes; None takes any label.
+
+    Returns
+    -------
+    rows : list of dict
+        ``{"id", "label", "status", "source", "annotation_id", "annotator", "answered_at"}``, one per record.
+    problems : list of (int, str)
+
+    Raises
+    ------
+    LabelError
+        ``records`` is not a list of dicts (or a table), or a record has no ``id``.
+    """
+    known = None if classes is None else {str(c) for c in classes}
+    if isinstance(records, pa.Table):
+        records = records.to_pylist()
+    if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
+        raise LabelError(f"Expected label records as a list of dicts or a pyarrow Table. Got {short_repr(records)} instead.")
+    rows, problems = [], []
+    for rec in records:
+        if not isinstance(rec, dict) or "id" not in rec:
+            raise LabelError(f"Expected each label record to be a dict with an 'id'. Got {short_repr(rec)}.")
+        status = rec.get("status") or "labeled"
+        ann = rec.get("annotation_id")
+        try:
+            if status not in STATUSES:
+                raise LabelError(f"Expected a status among {list(STATUSES)}. Got {status!r}.")
+            label = _checked_label(rec.get("label"), known, classes)
+            if status == "labeled" and label is None:
+                raise LabelError(f"Expected a label for id {rec['id']!r} with status 'labeled'. Got None.")
+        except LabelError as exc:
+            problems.append((len(rows), str(exc)))
+            label = None
+        answered = rec.get("answered_at")
+        rows.append({"id": rec["id"], "label": label if status == "labeled" else None, "status": status,
+                     "source": str(rec.get("source") or "unknown"), "annotation_id": None if ann is None else str(ann),
+                     "annotator": None if rec.get("annotator") is None else str(rec["annotator"]),
+                     "answered_at": None if answered is None else str(answered)})
+    return rows, problems
+
+
+def warn_of_new_classes(rows: list[dict], kept: Iterable[dict]) -> None:
+    """With no class list every label is taken: say so when one no kept record holds comes in (a typo?)."""
+    have = {r["label"] for r in kept if r["status"] == "labeled" and r["label"] is not None}
+    new = sorted({r["label"] for r in rows if r["label"] is not None} - have)
+    if have and new:
+        logger.warning("new class(es) %s, not in the labeled set so far (%s); a workspace created with --classes "
+                       "refuses labels outside its classes", new, sorted(have))

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alscale.config import check_int, check_path
-from alscale.exceptions import AlscaleError, ConfigError, LabelError, ModelError, PoolExhaustedError, WorkspaceError, first_line
+from alscale.exceptions import AlscaleError, ConfigError, LabelError, ModelError, PoolExhaustedError, WorkspaceError, first_line, short_repr
 from alscale.loop import _pool
 from alscale.loop._io import atomic_write_bytes, atomic_write_json, atomic_write_parquet, file_lock, read_json
 from alscale.loop.composition import composition_report
@@ -100,14 +100,8 @@ def _read_round_record(out_dir: pathlib.Path) -> dict:
     if not (isinstance(record, dict) and all(isinstance(record.get(key), int) and not isinstance(record.get(key), bool)
                                              for key in ("round", "labels"))):
         raise WorkspaceError(f"Expected the record of round {out_dir.name} in {str(path)!r} to be an object with an integer "
-                             f"round and labels. Got {_short(record)}; {_redo_hint(out_dir)}.")
+                             f"round and labels. Got {short_repr(record, 80)}; {_redo_hint(out_dir)}.")
     return record
-
-
-def _short(value) -> str:
-    """``value``'s repr where it is short, else its type's name."""
-    text = repr(value)
-    return text if len(text) <= 80 and "\n" not in text else f"a {type(value).__name__}"
 
 
 def _next_round(ws: Workspace) -> int:
@@ -508,7 +502,7 @@ def _check_resumed_inputs(out_dir: pathlib.Path, number: int, inputs: dict) -> N
                              f"({first_line(exc)}); delete {str(out_dir)!r} to start the round over.") from None
     if not isinstance(before, dict):
         raise WorkspaceError(f"Expected the inputs of unfinished round {number:03d} in {str(path)!r} to be an object. Got "
-                             f"{_short(before)}; delete {str(out_dir)!r} to start the round over.")
+                             f"{short_repr(before, 80)}; delete {str(out_dir)!r} to start the round over.")
     changed = sorted(key for key in inputs.keys() | before.keys() if before.get(key) != inputs.get(key))
     if not (out_dir / "batch").exists() and set(changed) <= BATCH_ONLY_INPUTS:
         atomic_write_json(path, inputs)

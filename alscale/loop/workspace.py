@@ -25,104 +25,41 @@ idempotent: re-adding a pending id or re-recording the same annotation changes n
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
 import pathlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from alscale.exceptions import AlscaleError, LabelError, ModelError, WorkspaceError, first_line
+from alscale.exceptions import AlscaleError, LabelError, WorkspaceError, first_line, short_repr
 from alscale.loop import _pool
 from alscale.loop._io import atomic_write_json, atomic_write_parquet, file_lock, read_json
 from alscale.pool.identity import pool_key
-from alscale.loop.evalset import EVAL_STREAM, STOP_STREAM, default_eval_size, reserve_random, resolve_size
 from alscale.loop.idbatch import id_batch_run_id, write_id_batch
 from alscale.loop.labellog import (
-    STATUSES,
     answer_order,
     disagreeing,
     id_arrow_type,
     is_older,
     labels_schema,
+    normalized_records,
     pending_schema,
     record_key,
     renamed_pending,
     renamed_records,
     warn_of_disagreements,
+    warn_of_new_classes,
 )
-from alscale.loop.settings import DEFAULT_SETTINGS, check_model_strategy, check_stored_settings, merge_settings, resolve_classes
+from alscale.loop.settings import DEFAULT_SETTINGS
+from alscale.loop.workspace_config import CONFIG_NAME, SCHEMA_VERSION, now_iso, plan_workspace, read_config
 from alscale.manifest import Manifest
 
 __all__ = ["CONFIG_NAME", "SCHEMA_VERSION", "Workspace"]
 
 logger = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 1
-CONFIG_NAME = "alscale-workspace.json"
-
-
-def _short(value) -> str:
-    """``value``'s repr where it is one short line, else its type (a table's repr spans lines)."""
-    text = repr(value)
-    return text if len(text) <= 120 and "\n" not in text else f"a {type(value).__name__}"
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_name(value) -> bool:
-    return isinstance(value, str) and bool(value)
-
-
-def _is_reserved_set(value) -> bool:
-    return isinstance(value, dict) and _is_int(value.get("size")) and value["size"] >= 0 and isinstance(value.get("file"), str)
-
-
-#: The config's keys every alscale that wrote schema_version 1 wrote, each with its test and what it should hold.
-_REQUIRED_KEYS = {
-    "pool": (lambda v: _is_name(v) or (isinstance(v, list) and bool(v) and all(_is_name(p) for p in v)),
-             "the pool: a path or glob, or a list of them"),
-    "id_column": (_is_name, "a column name"),
-    "pool_rows": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
-    "classes": (lambda v: v is None or (isinstance(v, list) and bool(v)), "a list of class names, or null for any label"),
-    "evaluation": (_is_reserved_set, 'an object with an int "size" >= 0 and a "file"'),
-    "stop_set": (_is_reserved_set, 'an object with an int "size" >= 0 and a "file"'),
-}
-#: Keys read with a default where absent; present, they must hold what alscale wrote.
-_OPTIONAL_KEYS = {
-    "id_type": (lambda v: v in ("int64", "string"), '"int64" or "string"'),
-    "label_column": (lambda v: v is None or _is_name(v), "a column name, or null"),
-    "model": (lambda v: v is None or _is_name(v), "a path, or null"),
-    "group_columns": (lambda v: isinstance(v, list) and all(_is_name(c) for c in v), "a list of column names"),
-    "pool_key": (lambda v: v is None or isinstance(v, str), "a string"),  # a workspace made before it had one gets it on use
-}
-
-
-def _check_config_keys(config: dict, cfg_path: pathlib.Path) -> None:
-    """Refuse a config file (edited by hand) that lacks a key alscale reads, or holds one of another type.
-
-    ``classes`` must be there even where it is null: a workspace made without classes writes
-    null (any label), while a missing key is a damaged file, not a choice to accept any label.
-    """
-    for key, (valid, what) in _REQUIRED_KEYS.items():
-        if key not in config:
-            raise WorkspaceError(f"Expected the key {key!r} ({what}) in {str(cfg_path)!r}. Got none; put it back as "
-                                 f"`alscale init` wrote it, or restore the file from a backup.")
-        if not valid(config[key]):
-            raise WorkspaceError(f"Expected the key {key!r} in {str(cfg_path)!r} to hold {what}. Got {_short(config[key])}.")
-    for key, (valid, what) in _OPTIONAL_KEYS.items():
-        if key in config and not valid(config[key]):
-            raise WorkspaceError(f"Expected the key {key!r} in {str(cfg_path)!r} to hold {what}. Got {_short(config[key])}.")
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
-
 
 class Workspace:
     """A directory holding the state of one active-learning loop.
@@ -206,80 +143,15 @@ class Workspace:
         StrategyError
             The strategy needs an embedding output (badge, coreset, cluster-margin) and ``model`` has none.
         """
-        from alscale.config import check_path
-        from alscale.exceptions import ConfigError
-
-        path = pathlib.Path(check_path("path", path))
-        pool = _pool.check_pool_spec(pool)
-        if model is not None:
-            check_path("model", model)
-        for name, value in (("id_column", id_column), ("label_column", label_column)):
-            if not (isinstance(value, str) and value) and not (value is None and name == "label_column"):
-                raise ConfigError(f"The {name!r} parameter must be a column name. Got {value!r} instead.")
-        if classes is not None and (isinstance(classes, (str, bytes)) or not isinstance(classes, Iterable)):
-            raise ConfigError(f"The 'classes' parameter must be a list of class names. Got {classes!r} instead.")
-        group_columns = [group_columns] if isinstance(group_columns, str) else group_columns or []
-        group_columns = list(group_columns) if isinstance(group_columns, Iterable) else group_columns
-        if not isinstance(group_columns, list) or not all(isinstance(c, str) and c for c in group_columns):
-            raise ConfigError(f"The 'group_columns' parameter must be a column name or a list of them. Got {group_columns!r} instead.")
-        if (path / CONFIG_NAME).exists():
-            raise WorkspaceError(f"Expected no workspace at {path}. Got an existing {CONFIG_NAME}.")
-        merged = merge_settings(settings)
-        if model is not None and not pathlib.Path(model).is_file():
-            raise ModelError(f"Expected the workspace's model to be an ONNX file. Got {str(model)!r}, which is not a file.")
-
-        pool_spec = [str(pathlib.Path(p).resolve()) if pathlib.Path(p).exists() else str(p) for p in pool]
-        pool_value = pool_spec[0] if len(pool_spec) == 1 else pool_spec
-        dataset = _pool.pool_dataset(pool_value)
-        needed = [id_column, *( [label_column] if label_column else []), *group_columns]
-        if merged["hint_column"]:
-            needed.append(merged["hint_column"])
-        needed += merged["features"] or []  # rounds read them: a missing one is refused now, not at the first round
-        _pool._check_columns(dataset, needed, pool_value)
-        id_kind = "int64" if pa.types.is_integer(dataset.schema.field(id_column).type) else "string"
-        ids = _pool.as_ids(dataset.to_table(columns=[id_column]).column(id_column), id_kind)
-        if len(np.unique(ids)) != len(ids):
-            from alscale.exceptions import DuplicateIdError
-
-            raise DuplicateIdError(f"Expected unique ids in column {id_column!r}. Got {len(ids) - len(np.unique(ids))} duplicates.")
-        column_values = None  # the label column's distinct values, nulls left out
-        if label_column:
-            column_values = [v for v in dataset.to_table(columns=[label_column]).column(label_column).unique().to_pylist() if v is not None]
-        classes = resolve_classes(classes, column_values, label_column, model)
-        if model is not None:
-            check_model_strategy(model, merged["strategy"])  # found at the first selection, every round would fail there
-
-        n_pool = len(ids)
-        eval_n = default_eval_size(n_pool) if merged["eval_size"] is None else resolve_size(merged["eval_size"], n_pool, name="eval_size")
-        stop_n = default_eval_size(n_pool) if merged["stop_set_size"] is None else resolve_size(merged["stop_set_size"], n_pool, name="stop_set_size")
-        eval_ids = reserve_random(ids, eval_n, seed=int(merged["eval_seed"]), stream=EVAL_STREAM)
-        stop_ids = reserve_random(ids, stop_n, seed=int(merged["eval_seed"]), stream=STOP_STREAM)
-        if merged["initial_size"] is not None and eval_n + int(merged["initial_size"]) > n_pool:
-            raise ConfigError(
-                f"The evaluation set ({eval_n}) plus the initial set ({merged['initial_size']}) must fit in the pool ({n_pool} rows).")
-
-        config = {
-            "schema_version": SCHEMA_VERSION,
-            "created_at": _now(),
-            "pool": pool_value,
-            "pool_key": pool_key(pool_value),  # tells this pool's tasks from another's in a shared labeling queue
-            "model": None if model is None else str(pathlib.Path(model).resolve()),
-            "id_column": id_column,
-            "id_type": id_kind,
-            "label_column": label_column,
-            "classes": classes,
-            "group_columns": list(group_columns),
-            "pool_rows": n_pool,
-            "evaluation": {"size": int(eval_n), "seed": int(merged["eval_seed"]), "file": "state/evaluation.parquet"},
-            "stop_set": {"size": int(stop_n), "seed": int(merged["eval_seed"]), "file": "state/stopset.parquet"},
-            "settings": merged,
-        }
+        plan = plan_workspace(path, pool=pool, model=model, id_column=id_column, label_column=label_column, classes=classes,
+                              group_columns=group_columns, settings=settings)
+        path, config, id_type = plan.path, plan.config, id_arrow_type(plan.config["id_type"])
         (path / "state").mkdir(parents=True, exist_ok=True)
         (path / "rounds").mkdir(exist_ok=True)
-        atomic_write_parquet(path / "state" / "evaluation.parquet", pa.table({"id": pa.array(eval_ids, id_arrow_type(id_kind))}))
-        atomic_write_parquet(path / "state" / "stopset.parquet", pa.table({"id": pa.array(stop_ids, id_arrow_type(id_kind))}))
+        atomic_write_parquet(path / "state" / "evaluation.parquet", pa.table({"id": pa.array(plan.evaluation_ids, id_type)}))
+        atomic_write_parquet(path / "state" / "stopset.parquet", pa.table({"id": pa.array(plan.stop_set_ids, id_type)}))
         ws = cls(path, config)
-        ws._pool_ids = ids
+        ws._pool_ids = plan.ids
         ws.evaluation_batch()
         atomic_write_json(path / CONFIG_NAME, config)  # last: its presence makes the workspace
         return ws
@@ -308,24 +180,7 @@ class Workspace:
         from alscale.config import check_path
 
         path = pathlib.Path(check_path("path", path))
-        cfg_path = path / CONFIG_NAME
-        if not cfg_path.is_file():
-            raise WorkspaceError(f"Expected a workspace ({CONFIG_NAME}) in {path}. Got none; run `alscale init` first.")
-        try:
-            config = read_json(cfg_path)
-        except ValueError as exc:
-            raise WorkspaceError(f"Expected valid JSON in {cfg_path}. Got: {exc}") from None
-        if not isinstance(config, dict):
-            raise WorkspaceError(f"Expected a JSON object in {cfg_path}. Got {_short(config)}.")
-        version = config.get("schema_version")
-        if not isinstance(version, int):
-            raise WorkspaceError(f"Expected an integer schema_version in {cfg_path}. Got {version!r}.")
-        if version > SCHEMA_VERSION:
-            raise WorkspaceError(
-                f"Workspace {path} has schema_version {version}, newer than this alscale supports ({SCHEMA_VERSION}); upgrade alscale.")
-        _check_config_keys(config, cfg_path)
-        check_stored_settings(config.get("settings", {}), cfg_path)
-        return cls(path, config)
+        return cls(path, read_config(path))
 
     # ------------------------------------------------------------------ properties
     @property
@@ -468,7 +323,7 @@ class Workspace:
         if not (isinstance(head, dict) and isinstance(head.get("version"), int)
                 and all(head.get(name) is None or isinstance(head.get(name), str) for name in ("labels", "pending"))):
             raise WorkspaceError(f"Expected {str(head_path)!r} to hold a version and the labels and pending file names. "
-                                 f"Got {_short(head)}.")
+                                 f"Got {short_repr(head)}.")
         return head
 
     def _read_current(self, which: str, schema: pa.Schema) -> pa.Table:
@@ -503,7 +358,7 @@ class Workspace:
         if pending is not None:
             new["pending"] = f"pending-{version:08d}.parquet"
             atomic_write_parquet(self.path / "state" / new["pending"], pending)
-        new["updated_at"] = _now()
+        new["updated_at"] = now_iso()
         atomic_write_json(self.path / "state" / "HEAD.json", new)
         self._collect_garbage(new)
 
@@ -567,7 +422,7 @@ class Workspace:
                     seen.add(v)
             if not fresh:
                 return 0
-            now = _now()
+            now = now_iso()
             add = pa.table({"id": pa.array(fresh, id_arrow_type(self.id_type)), "batch_run_id": [str(batch_run_id)] * len(fresh),
                             "queue": [str(queue)] * len(fresh), "sent_at": [now] * len(fresh)}, schema=pending_schema(self.id_type))
             self._commit(head, pending=pa.concat_tables([table, add]))
@@ -603,7 +458,7 @@ class Workspace:
         sent = head.get("sent") or {}
         if not (isinstance(sent, dict) and all(isinstance(v, list) and all(isinstance(r, str) for r in v) for v in sent.values())):
             raise WorkspaceError(f"Expected the 'sent' of {str(self.path / 'state' / 'HEAD.json')!r} to map queues to lists of "
-                                 f"batch run ids. Got {_short(sent)}.")
+                                 f"batch run ids. Got {short_repr(sent)}.")
         return sent
 
     def queue_names(self) -> set[str]:
@@ -698,14 +553,6 @@ class Workspace:
             return removed
 
     # ------------------------------------------------------------------ labels
-    def _check_label(self, label, known: set[str] | None):
-        if label is None:
-            return None
-        text = str(label.item() if isinstance(label, np.generic) else label)
-        if known is not None and text not in known:
-            raise LabelError(f"Expected a label among the known classes {self.classes}. Got {label!r}.")
-        return text
-
     def record_labels(self, records: Iterable[dict], *, skip_invalid: bool = False) -> int:
         """Record annotations; idempotent on ``(source, annotation_id)``.
 
@@ -762,7 +609,7 @@ class Workspace:
             for r in table.to_pylist():
                 log[record_key(r)] = r
             if self.classes is None:
-                self._warn_of_new_classes(rows, log.values())
+                warn_of_new_classes(rows, log.values())
             seq = max((r["seq"] for r in log.values()), default=0)
             changed, changed_ids = 0, set()
             for r in rows:
@@ -771,7 +618,7 @@ class Workspace:
                 if old is not None and (all(old[f] == r[f] for f in ("id", "label", "status", "annotator")) or is_older(r, old)):
                     continue  # the same answer again, or an older version of the one kept
                 seq += 1
-                log[key] = {**r, "labeled_at": _now(), "seq": seq}
+                log[key] = {**r, "labeled_at": now_iso(), "seq": seq}
                 changed += 1
                 changed_ids.add(r["id"])
             resolved = {r["id"] for r in rows}
@@ -790,42 +637,9 @@ class Workspace:
         """Positions in ``records`` of those :meth:`record_labels` refuses (or leaves out with ``skip_invalid``)."""
         return {i for i, _ in self._label_rows(records)[1]}
 
-    @staticmethod
-    def _warn_of_new_classes(rows: list[dict], kept: Iterable[dict]) -> None:
-        """With no class list every label is taken: say so when one no kept record holds comes in (a typo?)."""
-        have = {r["label"] for r in kept if r["status"] == "labeled" and r["label"] is not None}
-        new = sorted({r["label"] for r in rows if r["label"] is not None} - have)
-        if have and new:
-            logger.warning("new class(es) %s, not in the labeled set so far (%s); a workspace created with --classes "
-                           "refuses labels outside its classes", new, sorted(have))
-
     def _label_rows(self, records: Iterable[dict]) -> tuple[list[dict], list[tuple[int, str]]]:
         """Normalized label rows, and ``(row index, reason)`` for each one the workspace cannot take."""
-        known = None if self.classes is None else {str(c) for c in self.classes}
-        if isinstance(records, pa.Table):
-            records = records.to_pylist()
-        if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
-            raise LabelError(f"Expected label records as a list of dicts or a pyarrow Table. Got {_short(records)} instead.")
-        rows, problems = [], []
-        for rec in records:
-            if not isinstance(rec, dict) or "id" not in rec:
-                raise LabelError(f"Expected each label record to be a dict with an 'id'. Got {_short(rec)}.")
-            status = rec.get("status") or "labeled"
-            ann = rec.get("annotation_id")
-            try:
-                if status not in STATUSES:
-                    raise LabelError(f"Expected a status among {list(STATUSES)}. Got {status!r}.")
-                label = self._check_label(rec.get("label"), known)
-                if status == "labeled" and label is None:
-                    raise LabelError(f"Expected a label for id {rec['id']!r} with status 'labeled'. Got None.")
-            except LabelError as exc:
-                problems.append((len(rows), str(exc)))
-                label = None
-            answered = rec.get("answered_at")
-            rows.append({"id": rec["id"], "label": label if status == "labeled" else None, "status": status,
-                         "source": str(rec.get("source") or "unknown"), "annotation_id": None if ann is None else str(ann),
-                         "annotator": None if rec.get("annotator") is None else str(rec["annotator"]),
-                         "answered_at": None if answered is None else str(answered)})
+        rows, problems = normalized_records(records, self.classes)
         try:
             ids = self._ids([r["id"] for r in rows]).tolist()
         except LabelError:  # some id is not of the pool's type: find which
