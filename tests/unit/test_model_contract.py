@@ -173,10 +173,10 @@ def test_every_row_of_every_batch_is_checked(tmp_path):
             runner(Y)
 
 
-def test_nan_in_the_embedding_output_is_refused(tmp_path):
-    """Probabilities fine, embeddings NaN on some rows (sqrt of a negative): core-set picked the same rows again."""
+def _softmax_with_embedding(path, op: str):
+    """A 3-feature model: probabilities = softmax(features), embedding = op(features); saved at ``path``."""
     graph = helper.make_graph(
-        [helper.make_node("Softmax", ["features"], ["probabilities"], axis=1), helper.make_node("Sqrt", ["features"], ["embedding"])],
+        [helper.make_node("Softmax", ["features"], ["probabilities"], axis=1), helper.make_node(op, ["features"], ["embedding"])],
         "g",
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", 3])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["n", 3]),
@@ -184,8 +184,13 @@ def test_nan_in_the_embedding_output_is_refused(tmp_path):
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    onnx.save(model, tmp_path / "m.onnx")
-    contract = inspect_model(tmp_path / "m.onnx", embedding_output="embedding")
+    onnx.save(model, path)
+    return path
+
+
+def test_nan_in_the_embedding_output_is_refused(tmp_path):
+    """Probabilities fine, embeddings NaN on some rows (sqrt of a negative): core-set picked the same rows again."""
+    contract = inspect_model(_softmax_with_embedding(tmp_path / "m.onnx", "Sqrt"), embedding_output="embedding")
     runner = ModelRunner([contract], want_embeddings=True)
     X = np.abs(np.random.default_rng(0).normal(size=(500, 3))).astype(np.float32)
     np.testing.assert_allclose(runner(X).embeddings, np.sqrt(X), rtol=1e-6)
@@ -199,17 +204,8 @@ def test_nan_in_the_embedding_output_is_refused(tmp_path):
 def test_embedding_rows_too_large_for_float32_distances_are_refused(tmp_path):
     """Finite hidden units of ~1e20: squared distances overflowed, core-set picked one row k times with NaN
     scores, BADGE found one candidate, and Cluster-Margin's FAISS k-means aborted the process."""
-    graph = helper.make_graph(
-        [helper.make_node("Softmax", ["features"], ["probabilities"], axis=1), helper.make_node("Identity", ["features"], ["embedding"])],
-        "g",
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", 3])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["n", 3]),
-         helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["n", 3])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, tmp_path / "m.onnx")
-    runner = ModelRunner([inspect_model(tmp_path / "m.onnx", embedding_output="embedding")], want_embeddings=True)
+    runner = ModelRunner([inspect_model(_softmax_with_embedding(tmp_path / "m.onnx", "Identity"), embedding_output="embedding")],
+                         want_embeddings=True)
     limit = float(np.finfo(np.float32).max) / 16
     # each row's squared norm just within the limit, the batch's sum of squares far above it: accepted
     fits = np.full((10, 3), np.sqrt(limit / 3) * 0.999, np.float32)
