@@ -41,7 +41,7 @@ from alscale._signals import sigterm_as_interrupt
 from alscale.config import check_int
 from alscale.exceptions import AlscaleError, ConfigError, OutputError, PoolExhaustedError, StrategyError
 
-__all__ = ["machine_info", "raw_onnxruntime_rate", "run_bench"]
+__all__ = ["exact_kmeanspp_seconds", "machine_info", "raw_onnxruntime_rate", "run_bench"]
 
 
 #: Where every benchmark writes its results unless told otherwise: ``bench-results/`` in the folder
@@ -54,22 +54,40 @@ def default_results(name: str) -> str:
     return f"{RESULTS_DIR}/{name}"
 
 
+#: The CPU features that decide which kernels numpy, onnxruntime and FAISS run (recorded where present).
+SIMD_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "amx_tile", "neon", "asimd", "sve")
+
+
 def machine_info() -> dict[str, Any]:
-    """CPU model, cores and memory of this machine, for the results table."""
-    cpu = platform.processor() or platform.machine()
+    """CPU model and SIMD features, cores, memory, and the versions of what the numbers depend on, for the results table.
+
+    Two virtual machines may report the same CPU model with different instruction sets (one
+    with AVX-512, one without), which changes every timing here: ``simd`` tells them apart.
+    """
+    model, flags = None, set()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        for line in Path("/proc/cpuinfo").read_text().splitlines():  # the first core's entries
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "model name" and model is None:
+                model = value
+            elif key in ("flags", "Features") and not flags:
+                flags = set(value.split())
     except OSError:
         pass
+    cpu = model or platform.processor() or platform.machine()
     mem_gib = None
     try:
         mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError):
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem_gib, "python": platform.python_version(), "platform": platform.platform()}
+    versions = {}
+    for package in ("onnxruntime", "numpy", "pyarrow", "ray", "faiss-cpu"):
+        try:
+            versions[package] = version(package)
+        except Exception:  # noqa: BLE001  (not installed, or installed under another name)
+            versions[package] = None
+    return {"cpu": cpu, "simd": [f for f in SIMD_FLAGS if f in flags], "cores": os.cpu_count(), "memory_gib": mem_gib,
+            "python": platform.python_version(), "platform": platform.platform(), "versions": versions}
 
 
 def raw_onnxruntime_rate(model: str, n_features: int, rows: int = 500_000, batch_sizes=(1024, 4096, 8192), repeats: int = 2) -> dict:
@@ -268,7 +286,7 @@ def _pipeline(pool: Path, model: Path, actors: int, k: int, batch_size: int | st
     return {
         "actors": actors,
         "rows": rows,
-        "seconds_pipeline": round(scan, 3),
+        "seconds_pipeline": round(scan, 6),  # rows_per_s is rows over it (to a few parts per million)
         # the share of the scan the actors spent working; the rest is waiting (for the slowest
         # actor to finish, for tasks to start and results to come back)
         "actor_busy_fraction": busy / t["score"],
@@ -450,17 +468,47 @@ def run_bench(
     return results
 
 
-def _exact_kmeanspp_seconds(pool: Path, model: Path, k: int, ref_k: int) -> dict:
-    """Time exact factored k-means++ (numpy, one thread) on the pool's gradient factors.
+def exact_kmeanspp_seconds(a: np.ndarray, h: np.ndarray, k: int, ref_k: int) -> dict:
+    """Time exact factored k-means++ on gradient factors and extrapolate it to ``k`` centers.
 
-    Its cost per center is one pass over all rows, so ``ref_k`` centers are timed and the
-    time is scaled to ``k``.
+    Each center costs one pass over all rows, after a set-up paid once (the squared norms and
+    first distances; for a few thousand rows, the whole distance matrix).  So ``ref_k`` and
+    ``2 * ref_k`` centers are timed: the difference over ``ref_k`` is the cost of one more center,
+    and ``seconds_for_k = setup + k * seconds_per_center``.  (Dividing one run's time by its
+    centers would scale the set-up ``k / ref_k`` times too.)
+
+    Parameters
+    ----------
+    a : ndarray of shape (n, C)
+    h : ndarray of shape (n, D)
+        The factors (:func:`alscale.strategies.gradient.gradient_factors`); ``n >= 2 * ref_k``.
+    k, ref_k : int
+
+    Returns
+    -------
+    dict
+        ``seconds_per_center``, ``seconds_setup``, ``seconds_for_k``, ``k``, ``timed_centers``
+        (``[ref_k, 2 * ref_k]``) and ``timed_seconds`` (one per timed run).
     """
+    from alscale.reduce.kmeans_parallel import kmeanspp_factored
+
+    timed = []
+    for centers in (ref_k, 2 * ref_k):
+        t0 = time.perf_counter()
+        kmeanspp_factored(a, h, centers, np.random.default_rng(0), n_local_trials=1)
+        timed.append(time.perf_counter() - t0)
+    per_center = max(timed[1] - timed[0], 0.0) / ref_k
+    setup = max(timed[0] - ref_k * per_center, 0.0)
+    return {"seconds_per_center": per_center, "seconds_setup": setup, "seconds_for_k": setup + k * per_center, "k": k,
+            "timed_centers": [ref_k, 2 * ref_k], "timed_seconds": timed}
+
+
+def _exact_kmeanspp_seconds(pool: Path, model: Path, k: int, ref_k: int) -> dict:
+    """:func:`exact_kmeanspp_seconds` (numpy, one thread) on the gradient factors of the pool's rows under ``model``."""
     from threadpoolctl import threadpool_limits
 
     from alscale.model.contract import load_session
     from alscale.pool import detect_features, iter_shard, plan_shards, resolve_pool
-    from alscale.reduce.kmeans_parallel import kmeanspp_factored
     from alscale.strategies.gradient import gradient_factors
 
     resolved = resolve_pool(str(pool))
@@ -474,10 +522,8 @@ def _exact_kmeanspp_seconds(pool: Path, model: Path, k: int, ref_k: int) -> dict
         h_parts.append(h)
     a, h = np.concatenate(a_parts), np.concatenate(h_parts)
     with threadpool_limits(1):
-        t0 = time.perf_counter()
-        kmeanspp_factored(a, h, ref_k, np.random.default_rng(0), n_local_trials=1)
-        per_center = (time.perf_counter() - t0) / ref_k
-    return {"rows": len(a), "classes": a.shape[1], "dim": h.shape[1], "seconds_per_center": per_center, "seconds_for_k": per_center * k, "k": k, "timed_centers": ref_k}
+        timing = exact_kmeanspp_seconds(a, h, k, ref_k)
+    return {"rows": len(a), "classes": a.shape[1], "dim": h.shape[1], **timing}
 
 
 def run_strategy_bench(
@@ -520,8 +566,8 @@ def run_strategy_bench(
         raise PoolExhaustedError(coreset_rows, k)
     if cm_k > rows:
         raise PoolExhaustedError(rows, cm_k)
-    if ref_k > rows:
-        raise ConfigError(f"The 'ref_k' parameter must be an int from 1 to 'rows' ({rows}). Got {ref_k!r} instead.")
+    if 2 * ref_k > rows:  # ref_k and twice as many centers are timed
+        raise ConfigError(f"The 'ref_k' parameter must be an int from 1 to half 'rows' ({rows // 2}). Got {ref_k!r} instead.")
     _check_out_json(out_json)
     _check_disk(workdir, {f"pool-{rows}": rows, f"pool-{coreset_rows}": coreset_rows}, 64)
     with _scratch(workdir) as work:
@@ -532,7 +578,7 @@ def run_strategy_bench(
         small = make_pool(work / f"pool-{coreset_rows}", coreset_rows, n_features=n_features, n_classes=n_classes, files=2, row_group_size=65_536)
         results: dict[str, Any] = {"machine": machine_info(), "config": {"rows": rows, "model": f"MLP {n_features}-{hidden}-{n_classes}", "k": k, "actors": actors}}
 
-        note(f"exact factored k-means++ reference: timing {ref_k} centers on {rows:,} rows, one thread ...")
+        note(f"exact factored k-means++ reference: timing {ref_k} and {2 * ref_k} centers on {rows:,} rows, one thread ...")
         ref = _exact_kmeanspp_seconds(pool, models[0], k, ref_k)
         results["exact_kmeanspp"] = ref
         echo(f"  {ref['seconds_per_center'] * 1000:.0f} ms per center -> {ref['seconds_for_k']:.0f} s for k={k}")

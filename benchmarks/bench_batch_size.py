@@ -25,7 +25,7 @@ from alscale.bench import ScriptArgumentParser, count, default_results, run_scri
 
 def main(argv: list[str] | None = None) -> dict:
     parser = ScriptArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=count(), default=1_000_000)
+    parser.add_argument("--rows", type=count(100), default=1_000_000, help="pool rows, at least 100 (each select keeps k=100)")
     parser.add_argument("--hidden", type=count(), nargs="+", default=[256, 1024, 4096])
     parser.add_argument("--actors", type=count(), nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=count(), default=3)
