@@ -37,7 +37,7 @@ __all__ = ["command"]
 @click.option("--metric", type=click.Choice(METRICS), default="accuracy", show_default=True,
               help="What rounds report first, status tabulates, and the target and gain stopping rules watch.")
 @click.option("--target", type=float, default=None, help="Stop once the metric reaches this value.")
-@click.option("--budget", type=int, default=None, help="Stop once this many labels are used.")
+@click.option("--budget", type=int, default=None, help="Stop once this many labels are used; no round selects more than the budget leaves after the labels used and the ids still pending.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the evaluation set, the seed set and the selections.")
 def command(workspace, pool, id_column, label_column, classes, group_columns, model, eval_size, initial_size, initial_method,
             hint_column, strategy, batch_size, trainer, metric, target, budget, seed):

@@ -47,7 +47,8 @@ def status_rows(ws: Workspace) -> list[dict]:
 def status_table(ws: Workspace) -> str:
     """The workspace summary and round table as text.
 
-    The summary counts the training labels (what the budget counts), the skips, the ids
+    The summary counts the training labels (what the budget's stopping rule counts; a round also
+    counts the pending ids when it cuts its batch to the budget), the skips, the ids
     answered empty (if any) and the pending ids; and the evaluation set's labels: those recorded for its ids, or, for a
     workspace with a label column, the rows that column labels (what rounds evaluate on).
     Ids whose answers disagree follow it, each with the answer used.

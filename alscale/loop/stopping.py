@@ -194,7 +194,12 @@ def stabilizing_predictions(stop_set_predictions: Sequence[np.ndarray], *, label
 
 
 def budget_spent(history: Sequence[dict], *, budget: int | None = None) -> Verdict:
-    """Stop when the labels used reach ``budget``."""
+    """Stop when the training labels reach ``budget``.
+
+    Ids sent for labeling and not answered yet are not labels, and do not count here: the rule
+    says stop once the labels in hand reach the budget.  A round counts them when it cuts its
+    batch to what the budget leaves (``alscale.loop.rounds``), so no round asks for more.
+    """
     if budget is None or not history:
         return Verdict("budget", False, "No budget set." if budget is None else "No rounds yet.", {"budget": budget})
     used = int(history[-1]["labels"])

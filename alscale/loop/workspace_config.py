@@ -48,7 +48,8 @@ _REQUIRED_KEYS = {
              "the pool: a path or glob, or a list of them"),
     "id_column": (_is_name, "a column name"),
     "pool_rows": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
-    "classes": (lambda v: v is None or (isinstance(v, list) and bool(v)), "a list of class names, or null for any label"),
+    # an empty list: an older init on a label column of nulls wrote it (every label is refused, as then)
+    "classes": (lambda v: v is None or isinstance(v, list), "a list of class names, or null for any label"),
     "evaluation": (_is_reserved_set, 'an object with an int "size" >= 0 and a "file"'),
     "stop_set": (_is_reserved_set, 'an object with an int "size" >= 0 and a "file"'),
 }

@@ -678,6 +678,12 @@ def test_a_config_that_is_no_object_says_so_and_null_classes_or_no_pool_key_stil
     del config["pool_key"]  # made before the key was stored: filled on use
     path.write_text(json.dumps(config))
     assert Workspace.open(ws.path).classes is None
+    config["classes"] = []  # an older init on a label column of nulls wrote this: it opens, and refuses every label as then
+    path.write_text(json.dumps(config))
+    empty = Workspace.open(ws.path)
+    assert empty.classes == []
+    with pytest.raises(LabelError, match=r"Expected a label among the known classes \[\]\. Got 'cat'\."):
+        empty.record_labels([{"id": int(empty.pool_ids()[0]), "label": "cat", "source": "file:x"}])
     path.write_text("[1, 2]")  # was "Expected an integer schema_version ... Got None."
     with pytest.raises(WorkspaceError) as err:
         Workspace.open(ws.path)
