@@ -8,6 +8,13 @@ against are plain numpy recomputations.
 from __future__ import annotations
 
 import os
+import signal
+
+# A suite started in the background by a shell without job control (`pytest &` in a script)
+# inherits SIGINT ignored, and so would every process it starts: the tests that stop a command
+# with Ctrl-C would see it ignored.  Ctrl-C is Python's KeyboardInterrupt here, as in a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Every Ray the tests start (local, multi-node, job-submission head) lives on 127.0.0.1 without
