@@ -119,12 +119,12 @@ def _refusal(uri: str, kind, names: set[str], *, force: bool) -> str | None:
     return other_files_message(repr(uri), others) if others else None
 
 
-def _open_destination(uri: str, *, force: bool):
+def _open_destination(uri: str, *, force: bool, meanwhile: bool = False, checkpoints: str | None = None):
     """(filesystem, path) of an output URI that may be written; OutputError if it may not.
 
     As for a local output, ``force`` replaces an earlier manifest (or an empty folder), never a
     file, nor a folder holding other files.  A copy cut short (:func:`_cut_short`) is replaced
-    with or without ``force``.
+    with or without ``force``.  ``meanwhile`` and ``checkpoints`` as in :func:`_refuse`.
     """
     from alscale.exceptions import OutputError
 
@@ -133,9 +133,7 @@ def _open_destination(uri: str, *, force: bool):
         kind, names = _destination(filesystem, path)
     except (ValueError, OSError) as exc:
         raise OutputError(f"Cannot open output location {uri!r}: {exc}".splitlines()[0]) from None
-    refusal = _refusal(uri, kind, names, force=force)
-    if refusal:
-        raise OutputError(refusal)
+    _refuse(uri, kind, names, force=force, meanwhile=meanwhile, checkpoints=checkpoints)
     return filesystem, path
 
 
@@ -276,12 +274,7 @@ def publish(local_dir: str, uri: str, *, force: bool, checked: bool = False, che
 
     from alscale.exceptions import OutputError
 
-    try:
-        filesystem, path = _filesystem(uri)
-        kind, names = _destination(filesystem, path)
-    except (ValueError, OSError) as exc:
-        raise OutputError(f"Cannot open output location {uri!r}: {exc}".splitlines()[0]) from None
-    _refuse(uri, kind, names, force=force, meanwhile=checked, checkpoints=checkpoints)
+    filesystem, path = _open_destination(uri, force=force, meanwhile=checked, checkpoints=checkpoints)
     staging = f"{path}.partial-{uuid.uuid4().hex[:12]}"
     writing = False  # True once the destination itself is being replaced or written
     try:
