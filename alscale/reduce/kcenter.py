@@ -108,9 +108,10 @@ def greedy_kcenter(
         bad = np.flatnonzero(~np.isfinite(raw_sq))
         raise StrategyError(f"Expected finite rows whose squared norms fit float32 for the k-center greedy. Got "
                             f"{len(bad)} of {n} rows that are not (row {int(bad[0])}).")
-    x, centers = _recentred(x, centers)
+    moved, centers = _recentred(x, centers)
+    sq = raw_sq if moved is x else np.einsum("ij,ij->i", moved, moved)  # rows near their mean come back as they are
+    x = moved
     d2 = _nearest_sq(x, centers).astype(np.float32)
-    sq = np.einsum("ij,ij->i", x, x)
     picks, gains = [], []
     no_centers = n > 0 and bool(np.isinf(d2).all())  # only the first pick can see no centers
     dist = np.empty(n, dtype=np.float32)
