@@ -102,21 +102,36 @@ def _cut_short(kind, names: set[str]) -> bool:
     return kind == pafs.FileType.Directory and names == {BATCH_FILE}
 
 
-def _refusal(uri: str, kind, names: set[str], *, force: bool) -> str | None:
-    """Why the destination may not be written (one line), or None."""
+def _written_meanwhile(uri: str, checkpoints: str | None) -> str:
+    """The error for a destination that another run wrote after this one checked it."""
+    if checkpoints:
+        return (f"Output {uri!r} was written by another run while this one ran. This run's checkpoints stay in "
+                f"{checkpoints!r}: run it again with --force to replace that output from them (nothing is scored "
+                "again), or delete them.")
+    return f"Output {uri!r} was written by another run while this one ran; run it again with --force to replace it."
+
+
+def _refuse(uri: str, kind, names: set[str], *, force: bool, meanwhile: bool = False, checkpoints: str | None = None) -> None:
+    """Raise OutputError (one line) if the destination may not be written.
+
+    ``meanwhile``: it was found free before the work, so an output there now was written by
+    another run since (``checkpoints``: where this run's are, for the message).
+    """
     from pyarrow import fs as pafs
 
+    from alscale.exceptions import OutputError
     from alscale.manifest import BATCH_FILE, MANIFEST_FILE
     from alscale.manifest.manifest import other_files_message
 
     if kind == pafs.FileType.NotFound or _cut_short(kind, names):
-        return None
+        return
     if not force:
-        return f"Output {uri!r} exists already; pass --force to replace it."
+        raise OutputError(_written_meanwhile(uri, checkpoints) if meanwhile else f"Output {uri!r} exists already; pass --force to replace it.")
     if kind != pafs.FileType.Directory:
-        return f"Output {uri!r} exists and is not a directory."
+        raise OutputError(f"Output {uri!r} exists and is not a directory.")
     others = sorted(names - {MANIFEST_FILE, BATCH_FILE})
-    return other_files_message(repr(uri), others) if others else None
+    if others:
+        raise OutputError(other_files_message(repr(uri), others))
 
 
 def _open_destination(uri: str, *, force: bool, meanwhile: bool = False, checkpoints: str | None = None):
@@ -216,28 +231,6 @@ def _remove_dir(filesystem, path: str) -> None:
             filesystem.delete_dir(path)
     except OSError:
         pass
-
-
-def _written_meanwhile(uri: str, checkpoints: str | None) -> str:
-    """The error for a destination that another run wrote after this one checked it."""
-    if checkpoints:
-        return (f"Output {uri!r} was written by another run while this one ran. This run's checkpoints stay in "
-                f"{checkpoints!r}: run it again with --force to replace that output from them (nothing is scored "
-                "again), or delete them.")
-    return f"Output {uri!r} was written by another run while this one ran; run it again with --force to replace it."
-
-
-def _refuse(uri: str, kind, names: set[str], *, force: bool, meanwhile: bool, checkpoints: str | None) -> None:
-    """Raise OutputError if the destination may not be written; ``meanwhile``: it was found free before."""
-    from pyarrow import fs as pafs
-
-    from alscale.exceptions import OutputError
-
-    if meanwhile and not force and kind != pafs.FileType.NotFound and not _cut_short(kind, names):
-        raise OutputError(_written_meanwhile(uri, checkpoints))
-    refusal = _refusal(uri, kind, names, force=force)
-    if refusal:
-        raise OutputError(refusal)
 
 
 def publish(local_dir: str, uri: str, *, force: bool, checked: bool = False, checkpoints: str | None = None) -> None:
